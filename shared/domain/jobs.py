@@ -1,0 +1,172 @@
+"""Jobs and their shapes, and the one parser every edge uses for the job format.
+
+The same JSON object describes a job for ``shoal plan`` (JOBS.jsonl), ``shoal submit``, the queue
+message and ``shoal demo --workload``: resources are required, what a worker needs to run it is optional.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from shared.domain.resources import Resources
+from shared.domain.units import UnitError, format_duration, parse_duration, parse_size
+
+DEFAULT_MAX_ATTEMPTS = 3
+
+
+class JobSpecError(ValueError):
+    """A job description that cannot be used; the message names the field and how to fix it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, order=True)
+class Shape:
+    """What the scaler packs: a resource vector, how long it runs, and whether it may run on spot."""
+
+    resources: Resources
+    wall_time: float  # seconds, the submitted estimate (or a learned average)
+    preemptible: bool = False
+
+    def describe(self) -> str:
+        market = "preemptible" if self.preemptible else "on-demand only"
+        return f"{self.resources.describe()}, {format_duration(self.wall_time)}, {market}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    id: str
+    shape: Shape
+    command: str | None = None
+    image: str | None = None
+    name: str | None = None  # jobs with one name share a learned runtime, as in Toil
+    env: Mapping[str, str] = field(default_factory=dict)
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    timeout: float | None = None  # seconds; None: no limit
+
+    def to_dict(self) -> dict[str, object]:
+        """The canonical job object (sizes in bytes, times in seconds); ``parse_job`` reads it back."""
+        r = self.shape.resources
+        out: dict[str, object] = {
+            "id": self.id,
+            "cores": r.cores,
+            "memory": r.memory,
+            "disk": r.disk,
+            "accelerators": r.accelerators,
+            "preemptible": self.shape.preemptible,
+            "wall_time": self.shape.wall_time,
+        }
+        optional: dict[str, object | None] = {
+            "command": self.command,
+            "image": self.image,
+            "name": self.name,
+            "env": dict(self.env) or None,
+            "timeout": self.timeout,
+        }
+        out.update({k: v for k, v in optional.items() if v is not None})
+        if self.max_attempts != DEFAULT_MAX_ATTEMPTS:
+            out["max_attempts"] = self.max_attempts
+        return out
+
+
+REQUIRED_FIELDS = ("id", "cores", "memory", "disk", "wall_time")
+OPTIONAL_FIELDS = ("preemptible", "accelerators", "command", "image", "name", "env", "max_attempts", "timeout")
+_KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
+
+
+def parse_job(obj: object) -> Job:
+    """A ``Job`` from a decoded JSON object, or ``JobSpecError`` naming the first bad field."""
+    if not isinstance(obj, dict):
+        raise JobSpecError(f"a job must be a JSON object, got {type(obj).__name__}")
+    for key in obj:
+        if key not in _KNOWN_FIELDS:
+            close = difflib.get_close_matches(str(key), _KNOWN_FIELDS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {', '.join(_KNOWN_FIELDS)}"
+            raise JobSpecError(f"unknown field {key!r}{hint}")
+    for key in REQUIRED_FIELDS:
+        if key not in obj:
+            raise JobSpecError(f"missing field {key!r}; every job needs {', '.join(REQUIRED_FIELDS)}")
+
+    job_id = obj["id"]
+    if not isinstance(job_id, str) or not job_id:
+        raise JobSpecError(f"field 'id' must be a non-empty string, got {job_id!r}")
+    cores = _number(obj, "cores")
+    if cores <= 0:
+        raise JobSpecError(f"field 'cores' must be positive, got {obj['cores']!r}")
+    memory = _size(obj, "memory")
+    disk = _size(obj, "disk")
+    accelerators = obj.get("accelerators", 0)
+    if isinstance(accelerators, bool) or not isinstance(accelerators, int) or accelerators < 0:
+        raise JobSpecError(f"field 'accelerators' must be a whole number >= 0, got {accelerators!r}")
+    wall_time = _duration(obj, "wall_time")
+    if wall_time <= 0:
+        raise JobSpecError(f"field 'wall_time' must be a positive number of seconds, got {obj['wall_time']!r}")
+    preemptible = obj.get("preemptible", False)
+    if not isinstance(preemptible, bool):
+        raise JobSpecError(f"field 'preemptible' must be true or false, got {preemptible!r}")
+
+    command = _optional_str(obj, "command")
+    image = _optional_str(obj, "image")
+    name = _optional_str(obj, "name")
+    env = obj.get("env") or {}
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise JobSpecError("field 'env' must be an object of string values")
+    max_attempts = obj.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise JobSpecError(f"field 'max_attempts' must be a whole number >= 1, got {max_attempts!r}")
+    timeout = _duration(obj, "timeout") if obj.get("timeout") is not None else None
+
+    return Job(
+        id=job_id,
+        shape=Shape(
+            resources=Resources(cores=cores, memory=memory, disk=disk, accelerators=accelerators),
+            wall_time=wall_time,
+            preemptible=preemptible,
+        ),
+        command=command,
+        image=image,
+        name=name,
+        env=env,
+        max_attempts=max_attempts,
+        timeout=timeout,
+    )
+
+
+def histogram(jobs: Iterable[Job]) -> dict[Shape, int]:
+    """Demand as the scaler sees it: how many jobs of each shape."""
+    counts: dict[Shape, int] = {}
+    for job in jobs:
+        counts[job.shape] = counts.get(job.shape, 0) + 1
+    return counts
+
+
+def _number(obj: Mapping[str, object], key: str) -> float:
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise JobSpecError(f"field {key!r} must be a number, got {value!r}")
+    return float(value)
+
+
+def _size(obj: Mapping[str, object], key: str) -> int:
+    value = obj[key]
+    if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+        raise JobSpecError(f"field {key!r} must not be negative, got {value!r}")
+    try:
+        return parse_size(value)
+    except UnitError as error:
+        raise JobSpecError(f"field {key!r}: {error}") from None
+
+
+def _duration(obj: Mapping[str, object], key: str) -> float:
+    try:
+        return parse_duration(obj[key])
+    except UnitError as error:
+        raise JobSpecError(f"field {key!r}: {error}") from None
+
+
+def _optional_str(obj: Mapping[str, object], key: str) -> str | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, str):
+        raise JobSpecError(f"field {key!r} must be a string, got {value!r}")
+    return value

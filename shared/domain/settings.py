@@ -1,0 +1,133 @@
+"""Cluster settings: the knobs Toil users know, validated once, shared by every part.
+
+One frozen dataclass is the truth; edges (``shoal.toml``, CDK context, CLI flags, Lambda environment)
+turn their text into it with ``from_mapping`` and get one-line errors naming the setting.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from shared.domain.catalog import DEFAULT_NODE_STORAGE, REGIONS
+from shared.domain.node_types import NodeTypeSpecError, build_offers, parse_node_types
+from shared.domain.units import GiB, UnitError, parse_duration, parse_size
+
+CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message names it and says how to fix it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterSettings:
+    name: str
+    node_types: str  # Toil's --nodeTypes
+    region: str = "us-west-2"
+    zone: str | None = None
+    min_nodes: tuple[int, ...] = ()  # Toil's --minNodes, one per node type
+    max_nodes: tuple[int, ...] = ()  # Toil's --maxNodes, one per node type
+    static_nodes: tuple[int, ...] = ()  # launch-cluster's static workers per node type, never scaled in
+    target_time: float = 1800.0  # seconds; Toil's --targetTime
+    beta_inertia: float = 0.1  # Toil's --betaInertia
+    scale_interval: float = 60.0  # seconds; Toil's --scaleInterval
+    preemptible_compensation: float = 0.0  # Toil's --preemptibleCompensation
+    node_storage: int = DEFAULT_NODE_STORAGE  # bytes; Toil's --nodeStorage
+    warm_pool_size: int = 0  # stopped nodes kept for a fast start
+    capacity_failure_ttl: float = 600.0  # seconds an offering stays skipped after a capacity error
+    appliance_image: str | None = None  # TOIL_APPLIANCE_SELF, when set
+
+    def validate(self) -> ClusterSettings:
+        if not CLUSTER_NAME.match(self.name):
+            raise SettingsError(
+                f"cluster name {self.name!r} is not valid; use 1-32 lowercase letters, digits and dashes, "
+                "starting with a letter"
+            )
+        if self.region not in REGIONS:
+            raise SettingsError(f"region {self.region!r} has no prices in the catalog; use one of {', '.join(REGIONS)}")
+        try:
+            classes = parse_node_types(self.node_types)
+            build_offers(
+                classes,
+                region=self.region,
+                node_storage=self.node_storage,
+                min_nodes=self.min_nodes,
+                max_nodes=self.max_nodes,
+            )
+        except NodeTypeSpecError as error:
+            raise SettingsError(str(error)) from None
+        if len(self.static_nodes) > len(classes) or any(n < 0 for n in self.static_nodes):
+            raise SettingsError("static_nodes needs one non-negative number per node type")
+        checks = [
+            (self.target_time >= 0, "target_time must be >= 0 seconds"),
+            (0.0 <= self.beta_inertia < 1.0, "beta_inertia must be in [0, 1)"),
+            (self.scale_interval >= 60, "scale_interval must be at least 60 seconds (EventBridge's finest rate)"),
+            (0.0 <= self.preemptible_compensation <= 1.0, "preemptible_compensation must be in [0, 1]"),
+            (self.node_storage >= 10 * GiB, "node_storage must be at least 10 GiB"),
+            (self.warm_pool_size >= 0, "warm_pool_size must be >= 0"),
+            (self.capacity_failure_ttl > 0, "capacity_failure_ttl must be > 0 seconds"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SettingsError(message)
+        return self
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> ClusterSettings:
+        """Settings from loosely typed values (TOML, CDK context, environment), validated."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SettingsError(f"unknown setting {unknown[0]!r}; known settings: {', '.join(sorted(known))}")
+        for required in ("name", "node_types"):
+            if not values.get(required):
+                raise SettingsError(f"setting {required!r} is required")
+        kwargs: dict[str, object] = {}
+        for key, value in values.items():
+            try:
+                kwargs[key] = _coerce(key, value)
+            except (ValueError, TypeError, UnitError) as error:
+                raise SettingsError(f"setting {key!r}: {error}") from None
+        return cls(**kwargs).validate()  # type: ignore[arg-type]
+
+    def to_mapping(self) -> dict[str, object]:
+        """Plain values that ``from_mapping`` reads back (for the Lambda environment and the table)."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                value = ",".join(str(v) for v in value)
+            if value is not None:
+                out[f.name] = value
+        return out
+
+
+_INT_LISTS = {"min_nodes", "max_nodes", "static_nodes"}
+_DURATIONS = {"target_time", "scale_interval", "capacity_failure_ttl"}
+
+
+def _coerce(key: str, value: object) -> object:
+    if key in _INT_LISTS:
+        if isinstance(value, str):
+            return tuple(int(v) for v in value.split(",") if v.strip())
+        if isinstance(value, int) and not isinstance(value, bool):
+            return (value,)
+        if isinstance(value, list | tuple):
+            return tuple(int(v) for v in value)
+        raise ValueError(f"expected numbers like 0,2, got {value!r}")
+    if key in _DURATIONS:
+        return parse_duration(value)
+    if key == "node_storage":
+        # Toil's --nodeStorage is in GiB; a string with a unit is taken as written.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return int(value * GiB)
+        return parse_size(value)
+    if key in {"beta_inertia", "preemptible_compensation"}:
+        return float(value)  # type: ignore[arg-type]
+    if key == "warm_pool_size":
+        return int(value)  # type: ignore[call-overload]
+    if value is None:
+        return None
+    return str(value)
