@@ -76,4 +76,4 @@ def _ratio(capacity: float, need: float) -> int:
     if need <= 0:
         return _UNBOUNDED if capacity >= 0 else 0
     # A tiny tolerance so 0.1 + 0.2 cores counts as 0.3.
-    return int(math.floor(capacity / need + 1e-9))
+    return math.floor(capacity / need + 1e-9)

@@ -58,7 +58,7 @@ def parse_size(value: object) -> int:
         raise UnitError(f"unknown unit {unit!r} in {value!r}; use B, KiB, MiB, GiB, TiB, K, M, G or T")
     if not math.isfinite(number) or number < 0:
         raise UnitError(f"{value!r} must be a non-negative size")
-    return int(math.ceil(number * _SIZE_UNITS[unit]))
+    return math.ceil(number * _SIZE_UNITS[unit])
 
 
 def parse_duration(value: object) -> float:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from shared.domain.settings import ClusterSettings, SettingsError
 
 
-class EnvironmentError_(SettingsError):
+class FunctionEnvironmentError(SettingsError):
     """A Lambda environment variable missing or malformed; names the variable."""
 
 
@@ -35,13 +35,13 @@ class FunctionEnvironment:
         def need(name: str) -> str:
             value = env.get(name)
             if not value:
-                raise EnvironmentError_(f"environment variable {name} is not set; deploy with the Shoal stack")
+                raise FunctionEnvironmentError(f"environment variable {name} is not set; deploy with the Shoal stack")
             return value
 
         try:
             raw_settings = json.loads(need("SHOAL_CLUSTER_SETTINGS"))
         except json.JSONDecodeError as error:
-            raise EnvironmentError_(f"SHOAL_CLUSTER_SETTINGS is not JSON: {error}") from None
+            raise FunctionEnvironmentError(f"SHOAL_CLUSTER_SETTINGS is not JSON: {error}") from None
         return cls(
             cluster=ClusterSettings.from_mapping(raw_settings),
             table_name=need("SHOAL_TABLE_NAME"),

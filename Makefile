@@ -1,0 +1,40 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export CDK_DISABLE_CLI_TELEMETRY := true
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: demo test lint typecheck unit bench synth clean
+
+$(BIN)/shoal: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+node_modules/.package-lock.json: package.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: $(BIN)/shoal
+	$(BIN)/shoal plan --jobs examples/jobs.jsonl --node-types 'c5.4xlarge/c5a.4xlarge:0.42,m5.2xlarge,r5.2xlarge,g4dn.xlarge' \
+		--assignments out/assignments.jsonl
+
+lint: $(BIN)/shoal
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/shoal
+	$(BIN)/mypy
+
+unit: $(BIN)/shoal
+	$(BIN)/pytest -n 2
+
+test: lint typecheck unit
+
+bench: $(BIN)/shoal
+	$(BIN)/python benchmarks/bench_plan.py
+
+clean:
+	rm -rf $(VENV) node_modules cdk.out out

@@ -1,0 +1,100 @@
+"""The steps between a packing estimate and the node counts the scaler asks for.
+
+Each step is a pure function of the previous state: it returns the new counts *and* the new state,
+which the caller stores (in DynamoDB for the control plane). Nothing is remembered in memory.
+
+- ``smooth``: Toil's ``betaInertia`` — an exponentially weighted moving average of estimates. Toil
+  smooths in both directions, which makes scale-up timid (its users' first complaint). Shoal grows to
+  the estimate at once and smooths only the way down, where acting early would throw work away.
+- ``compensate``: Toil's ``preemptibleCompensation`` — when spot nodes asked for in the last round did
+  not arrive, ask for that fraction of the shortfall as on-demand nodes able to run the same jobs.
+- ``clamp``: per-offer ``minNodes``/``maxNodes`` hold whatever the steps before said.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from shared.domain.node_types import Offer
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScalerState:
+    """What one round leaves for the next: smoothed estimates and the spot shortfall per offer key."""
+
+    smoothed: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    spot_deficit: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def round_half_up(value: float) -> int:
+    return math.floor(value + 0.5)
+
+
+def smooth(estimates: Mapping[str, int], state: ScalerState, beta_inertia: float) -> tuple[dict[str, int], ScalerState]:
+    """Grow at once, shrink by ``beta_inertia``-weighted steps."""
+    counts: dict[str, int] = {}
+    smoothed: dict[str, float] = {}
+    for key, estimate in estimates.items():
+        previous = state.smoothed.get(key)
+        if previous is None or estimate >= previous:
+            weighted = float(estimate)
+        else:
+            weighted = (1.0 - beta_inertia) * estimate + beta_inertia * previous
+        smoothed[key] = weighted
+        counts[key] = max(estimate, round_half_up(weighted))
+    return counts, ScalerState(smoothed=MappingProxyType(smoothed), spot_deficit=state.spot_deficit)
+
+
+def compensate(
+    wanted: Mapping[str, int],
+    offers: Sequence[Offer],
+    spot_running: Mapping[str, int],
+    state: ScalerState,
+    factor: float,
+) -> tuple[dict[str, int], ScalerState, list[str]]:
+    """Add on-demand nodes for the spot nodes that were wanted last round but are not running.
+
+    The on-demand stand-in is the same class on demand if offered, else the cheapest on-demand offer
+    whose usable capacity covers the spot class's (so it can run whatever was packed for it).
+    Returns the new counts, the new state (this round's spot deficit) and the reasons.
+    """
+    counts = dict(wanted)
+    reasons: list[str] = []
+    by_key = {o.key: o for o in offers}
+    for spot_key, deficit in state.spot_deficit.items():
+        spot = by_key.get(spot_key)
+        extra = round_half_up(deficit * factor)
+        if spot is None or extra <= 0:
+            continue
+        stand_in = _on_demand_stand_in(spot, offers)
+        if stand_in is None:
+            reasons.append(f"{deficit} spot {spot_key} missing, but no on-demand node type can stand in for it")
+            continue
+        counts[stand_in.key] = counts.get(stand_in.key, 0) + extra
+        reasons.append(f"{deficit} spot {spot_key} missing → {extra} extra on-demand {stand_in.key} (×{factor:g})")
+    deficit = {o.key: max(0, wanted.get(o.key, 0) - spot_running.get(o.key, 0)) for o in offers if o.spot}
+    return counts, ScalerState(smoothed=state.smoothed, spot_deficit=MappingProxyType(deficit)), reasons
+
+
+def clamp(counts: Mapping[str, int], offers: Sequence[Offer]) -> tuple[dict[str, int], list[str]]:
+    out: dict[str, int] = {}
+    reasons: list[str] = []
+    for offer in offers:
+        want = counts.get(offer.key, 0)
+        held = min(max(want, offer.min_nodes), offer.max_nodes)
+        if held != want:
+            bound = "minNodes" if held > want else "maxNodes"
+            reasons.append(f"{offer.key}: {want} → {held} by {bound}")
+        out[offer.key] = held
+    return out, reasons
+
+
+def _on_demand_stand_in(spot: Offer, offers: Sequence[Offer]) -> Offer | None:
+    same = [o for o in offers if not o.spot and o.name == spot.name]
+    if same:
+        return same[0]
+    bigger = [o for o in offers if not o.spot and spot.usable.fits_in(o.usable)]
+    return min(bigger, key=lambda o: (o.hourly_price, o.key), default=None)

@@ -1,0 +1,20 @@
+"""Names shared by the code that emits metrics and events and the stack that graphs and routes them."""
+
+from __future__ import annotations
+
+METRICS_NAMESPACE = "Shoal"
+SERVICE_NAME = "shoal"
+
+# CloudWatch metrics (EMF through Powertools Metrics); every one carries the "cluster" dimension.
+METRIC_QUEUED_JOBS = "QueuedJobs"
+METRIC_RUNNING_JOBS = "RunningJobs"
+METRIC_NODES = "Nodes"  # extra dimensions: node_type, market, state
+METRIC_HOURLY_COST = "HourlyCost"
+METRIC_DECISION_LATENCY = "DecisionLatency"  # milliseconds
+METRIC_DECISIONS = "ScalingActions"
+METRIC_LAUNCH_FAILURES = "LaunchFailures"
+METRIC_JOB_WAIT = "JobWaitSeconds"
+
+# EventBridge events Shoal itself puts: source and detail-types.
+EVENT_SOURCE = "shoal"
+EVENT_DEMAND_CHANGED = "Shoal Demand Changed"
