@@ -75,8 +75,8 @@ def compensate(
             continue
         counts[stand_in.key] = counts.get(stand_in.key, 0) + extra
         reasons.append(f"{deficit} spot {spot_key} missing → {extra} extra on-demand {stand_in.key} (×{factor:g})")
-    deficit = {o.key: max(0, wanted.get(o.key, 0) - spot_running.get(o.key, 0)) for o in offers if o.spot}
-    return counts, ScalerState(smoothed=state.smoothed, spot_deficit=MappingProxyType(deficit)), reasons
+    shortfall = {o.key: max(0, wanted.get(o.key, 0) - spot_running.get(o.key, 0)) for o in offers if o.spot}
+    return counts, ScalerState(smoothed=state.smoothed, spot_deficit=MappingProxyType(shortfall)), reasons
 
 
 def clamp(counts: Mapping[str, int], offers: Sequence[Offer]) -> tuple[dict[str, int], list[str]]:
