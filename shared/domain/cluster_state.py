@@ -1,0 +1,93 @@
+"""What the control plane knows about a cluster: job records, demand counters and nodes.
+
+Plain frozen records; the DynamoDB adapter stores them and the scaler's pure ``decide`` reads them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from shared.domain.jobs import Job, Shape
+from shared.domain.resources import Resources
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "QUEUED"  # in the queue, waiting for a worker (also after an interruption or a retryable failure)
+    RUNNING = "RUNNING"  # a worker holds its message and runs it
+    SUCCEEDED = "SUCCEEDED"  # done; its message is deleted
+    FAILED = "FAILED"  # attempts exhausted; its message went to the dead-letter queue with the reason
+
+
+class NodeState(enum.StrEnum):
+    PENDING = "PENDING"  # launched, agent not heard from yet
+    ACTIVE = "ACTIVE"  # agent heartbeating, taking work
+    DRAINING = "DRAINING"  # takes no new work; terminated (or stopped) once idle
+    INTERRUPTED = "INTERRUPTED"  # spot interruption or rebalance notice: its jobs went back to the queue
+    STOPPED = "STOPPED"  # in the warm pool
+    GONE = "GONE"  # terminated
+
+
+class Market(enum.StrEnum):
+    ON_DEMAND = "on-demand"
+    SPOT = "spot"
+
+
+def shape_key(shape: Shape) -> str:
+    """A stable text key for a shape: the demand counter's sort key."""
+    r = shape.resources
+    wall, spot = float(shape.wall_time), int(shape.preemptible)
+    return f"c{float(r.cores)!r}:m{r.memory}:d{r.disk}:a{r.accelerators}:w{wall!r}:p{spot}"
+
+
+def shape_from_key(key: str) -> Shape:
+    parts = {part[0]: part[1:] for part in key.split(":")}
+    return Shape(
+        resources=Resources(
+            cores=float(parts["c"]), memory=int(parts["m"]), disk=int(parts["d"]), accelerators=int(parts["a"])
+        ),
+        wall_time=float(parts["w"]),
+        preemptible=parts["p"] == "1",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRecord:
+    job: Job
+    status: JobStatus
+    attempts: int = 0  # how many times a worker started it
+    node: str | None = None  # instance id while RUNNING
+    submitted_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    output_tail: str | None = None
+    reason: str | None = None  # why it failed or was requeued, last time
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemandCount:
+    queued: int = 0
+    running: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeRecord:
+    instance_id: str
+    offer_key: str  # which offer it was launched for ("c5.4xlarge" or "c5.4xlarge/c5a.4xlarge:spot")
+    instance_type: str
+    market: Market
+    state: NodeState
+    zone: str | None = None
+    static: bool = False
+    launched_at: float = 0.0
+    heartbeat_at: float | None = None
+    draining_since: float | None = None
+    free: Resources | None = None  # as last reported by its agent
+    running_jobs: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # job id -> receipt handle
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.running_jobs)
