@@ -255,11 +255,15 @@ class _Packer:
                 if room <= 0 or not self._fits_offer(shape, offer):
                     continue
                 per_node = _capacity(_empty(offer), shape, self.target_time)
-                nodes = min(room, -(-left // per_node))
-                placed = min(left, nodes * per_node)
-                score = (nodes * offer.hourly_price / placed, nodes, offer.key, offer, per_node, nodes)
-                if best is None or score[:3] < best[:3]:
-                    best = score
+                # Either cover everything left with this type, or only the nodes it fills completely
+                # and leave the tail to the next pass (big nodes for the bulk, small ones for the rest).
+                for nodes in {min(room, -(-left // per_node)), min(room, left // per_node)}:
+                    if nodes == 0:
+                        continue
+                    placed = min(left, nodes * per_node)
+                    score = (nodes * offer.hourly_price / placed, -placed, offer.key, offer, per_node, nodes)
+                    if best is None or score[:3] < best[:3]:
+                        best = score
             if best is None:
                 return left
             per_job, _, _, offer, per_node, nodes = best

@@ -1,0 +1,28 @@
+"""The ``shoal`` command line: Toil's cluster utilities, served by Shoal."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from shared.cli import node_types_cmd, plan
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shoal", description="Serverless autoscaling clusters on AWS.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    plan.add_parser(subparsers)
+    node_types_cmd.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

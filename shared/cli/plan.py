@@ -1,0 +1,222 @@
+"""``shoal plan``: what fleet the scaler would buy for a queue of jobs, and why."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from shared.cli.jobs_file import JobsFileError, read_jobs
+from shared.domain.catalog import DEFAULT_NODE_STORAGE, REGIONS
+from shared.domain.jobs import Job, Shape, histogram
+from shared.domain.node_types import NodeTypeSpecError, build_offers, parse_node_types
+from shared.domain.packing import Plan, UnplacedShape, placements, plan
+from shared.domain.units import GiB, UnitError, format_duration, format_size, parse_duration
+
+
+class PlanInputError(ValueError):
+    """Bad command-line input for ``shoal plan``."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "plan",
+        help="show the cheapest fleet that starts every job within the target time",
+        description="Plan a fleet for a queue of jobs without touching AWS.",
+    )
+    parser.add_argument("--jobs", required=True, type=Path, help="JOBS.jsonl: one job a line")
+    parser.add_argument(
+        "--node-types", "--nodeTypes", required=True, help="Toil's --nodeTypes, e.g. c5.4xlarge:0.42,t3.large"
+    )
+    parser.add_argument(
+        "--target-time", "--targetTime", default="1800", help="seconds (or 30m) within which every job starts"
+    )
+    parser.add_argument(
+        "--node-storage", "--nodeStorage", default=str(DEFAULT_NODE_STORAGE // GiB), help="GiB of EBS root volume"
+    )
+    parser.add_argument("--min-nodes", "--minNodes", default="", help="one number per node type, e.g. 0,2")
+    parser.add_argument("--max-nodes", "--maxNodes", default="", help="one number per node type, e.g. 10,50")
+    parser.add_argument("--region", default="us-west-2", choices=REGIONS)
+    parser.add_argument("--assignments", type=Path, help="write one line per placed job: node and start time")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    try:
+        target_time = _target_time(args.target_time)
+        node_storage = _node_storage(args.node_storage)
+        offers = build_offers(
+            parse_node_types(args.node_types),
+            region=args.region,
+            node_storage=node_storage,
+            min_nodes=_int_list("--min-nodes", args.min_nodes),
+            max_nodes=_int_list("--max-nodes", args.max_nodes),
+        )
+        jobs = read_jobs(args.jobs)
+    except (PlanInputError, NodeTypeSpecError, JobsFileError) as error:
+        print(f"shoal plan: {error}", file=sys.stderr)
+        return 2
+
+    started = time.perf_counter()
+    demand = histogram(jobs)
+    result = plan(demand, offers, target_time=target_time)
+    elapsed = time.perf_counter() - started
+
+    if args.assignments:
+        try:
+            _write_atomically(args.assignments, _assignment_lines(result, jobs))
+        except OSError as error:
+            print(
+                f"shoal plan: cannot write --assignments {args.assignments}: {error.strerror or error}", file=sys.stderr
+            )
+            return 2
+    report = plan_report(result, jobs, shapes=len(demand), elapsed=elapsed)
+    if args.json:
+        json.dump(report, out, indent=None, separators=(",", ":"))
+        out.write("\n")
+    else:
+        _print_table(report, result, out)
+    return 0
+
+
+def plan_report(result: Plan, jobs: Sequence[Job], *, shapes: int, elapsed: float) -> dict[str, object]:
+    """The ``--json`` contract."""
+    counts = result.node_counts()
+    nodes = [
+        {
+            "node_type": offer.name,
+            "spot": offer.spot,
+            "count": counts[offer.key],
+            "hourly_price": offer.hourly_price,
+            "instance_types": list(offer.instance_types),
+            "usable": offer.usable.as_dict(),
+        }
+        for offer in result.offers
+        if counts[offer.key]
+    ]
+    return {
+        "nodes": nodes,
+        "hourly_cost": round(result.hourly_cost, 6),
+        "unplaceable": _listed(result.unplaceable, jobs),
+        "deferred": _listed(result.deferred, jobs),
+        "jobs": len(jobs),
+        "shapes": shapes,
+        "target_time": result.target_time,
+        "reasons": list(result.reasons),
+        "elapsed_seconds": round(elapsed, 6),
+    }
+
+
+def _listed(unplaced: Sequence[UnplacedShape], jobs: Sequence[Job]) -> list[dict[str, str]]:
+    if not unplaced:
+        return []
+    reason_of = {u.shape: u.reason for u in unplaced}
+    limits = {u.shape: u.count for u in unplaced}
+    listed = []
+    # Deferred jobs are the last of their shape in submission order; unplaceable ones are all of it.
+    for job in reversed(jobs):
+        if limits.get(job.shape, 0) > 0:
+            limits[job.shape] -= 1
+            listed.append({"id": job.id, "reason": reason_of[job.shape]})
+    listed.reverse()
+    return listed
+
+
+def _assignment_lines(result: Plan, jobs: Sequence[Job]) -> Iterable[str]:
+    ids_of: dict[Shape, list[str]] = {}
+    for job in reversed(jobs):  # popped from the end: submission order
+        ids_of.setdefault(job.shape, []).append(job.id)
+    for placed in placements(result):
+        job_id = ids_of[placed.shape].pop()
+        yield json.dumps(
+            {
+                "id": job_id,
+                "node_type": placed.offer.name,
+                "spot": placed.offer.spot,
+                "node": placed.node,
+                "start": placed.start,
+            },
+            separators=(",", ":"),
+        )
+
+
+def _write_atomically(path: Path, lines: Iterable[str]) -> None:
+    """All or nothing: a failed plan never leaves half an assignments file."""
+    directory = path.parent if str(path.parent) else Path(".")
+    directory.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as temp:
+            for line in lines:
+                temp.write(line)
+                temp.write("\n")
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def _print_table(report: dict[str, object], result: Plan, out: TextIO) -> None:
+    nodes = report["nodes"]
+    assert isinstance(nodes, list)
+    out.write(
+        f"{report['jobs']} jobs in {report['shapes']} shapes; target time {format_duration(result.target_time)}\n\n"
+    )
+    header = (
+        f"{'node type':<28} {'market':<9} {'count':>5} {'$/h each':>9} {'cores':>6} {'memory':>11} "
+        f"{'disk':>11} {'acc':>3}"
+    )
+    out.write(header + "\n" + "-" * len(header) + "\n")
+    for node in nodes:
+        usable = node["usable"]
+        out.write(
+            f"{node['node_type']:<28} {'spot' if node['spot'] else 'on-demand':<9} {node['count']:>5} "
+            f"{node['hourly_price']:>9.4f} {usable['cores']:>6g} {format_size(usable['memory']):>11} "
+            f"{format_size(usable['disk']):>11} {usable['accelerators']:>3}\n"
+        )
+    total = sum(int(n["count"]) for n in nodes)
+    out.write(f"\n{total} nodes, ${report['hourly_cost']:.4f} per hour; planned in {report['elapsed_seconds']:.3f} s\n")
+    if result.reasons:
+        out.write("\nwhy:\n")
+        for reason in result.reasons:
+            out.write(f"  - {reason}\n")
+    for title, key in (("cannot run on any offered node", "unplaceable"), ("waiting for maxNodes room", "deferred")):
+        listed = report[key]
+        assert isinstance(listed, list)
+        if listed:
+            out.write(f"\n{len(listed)} jobs {title}:\n")
+            for entry in listed[:20]:
+                out.write(f"  {entry['id']}: {entry['reason']}\n")
+            if len(listed) > 20:
+                out.write(f"  ... and {len(listed) - 20} more (see --json)\n")
+
+
+def _target_time(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except UnitError as error:
+        raise PlanInputError(f"--target-time: {error}") from None
+
+
+def _node_storage(text: str) -> int:
+    try:
+        gib = float(text)
+    except ValueError:
+        raise PlanInputError(f"--node-storage {text!r} is not a number of GiB; write e.g. 50") from None
+    if gib < 10:
+        raise PlanInputError(f"--node-storage {text!r} is too small; the root volume needs at least 10 GiB")
+    return int(gib * GiB)
+
+
+def _int_list(flag: str, text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise PlanInputError(f"{flag} {text!r} must be whole numbers separated by commas, e.g. 0,2") from None
