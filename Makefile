@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test lint typecheck unit bench synth clean
+.PHONY: demo test lint typecheck unit bench toil-env synth clean
 
 $(BIN)/shoal: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ node_modules/.package-lock.json: package.json
 	touch $@
 
 demo: $(BIN)/shoal
-	$(BIN)/shoal plan --jobs examples/jobs.jsonl --node-types 'c5.4xlarge/c5a.4xlarge:0.42,m5.2xlarge,r5.2xlarge,g4dn.xlarge' \
+	$(BIN)/shoal plan --jobs examples/jobs.jsonl --node-types 'c5.4xlarge/c5a.4xlarge:0.42,m5.2xlarge,m5.4xlarge,r5.2xlarge,g4dn.xlarge' \
 		--assignments out/assignments.jsonl
 
 lint: $(BIN)/shoal
@@ -35,6 +35,12 @@ test: lint typecheck unit
 
 bench: $(BIN)/shoal
 	$(BIN)/python benchmarks/bench_plan.py
+
+# Toil in a side environment, for the side-by-side plan benchmark (not needed by anything else).
+toil-env: .venv-toil/bin/python
+.venv-toil/bin/python:
+	$(PYTHON) -m venv .venv-toil
+	.venv-toil/bin/pip install --quiet toil
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out out

@@ -99,6 +99,8 @@ class ClusterSettings:
             value = getattr(self, f.name)
             if isinstance(value, tuple):
                 value = ",".join(str(v) for v in value)
+            elif f.name == "node_storage":  # a bare number would read back as GiB, Toil's unit
+                value = f"{value // GiB}GiB" if value % GiB == 0 else f"{value}B"
             if value is not None:
                 out[f.name] = value
         return out
