@@ -181,7 +181,8 @@ def why_unplaceable(shape: Shape, offers: Sequence[Offer]) -> str:
 def _amount(resource: str, value: float) -> str:
     if resource in ("memory", "disk"):
         return f"{format_size(value)} {resource}"
-    return f"{value:g} {resource}"
+    noun = resource if value != 1 else resource.removesuffix("s")
+    return f"{value:g} {noun}"
 
 
 class _Packer:

@@ -133,16 +133,26 @@ def test_a_job_too_big_for_every_node_is_reported_and_the_rest_planned() -> None
     # WHEN planned
     result = plan(demand, [M5_2XL, M5_24XL], target_time=1800)
     # THEN it is reported with the resource and the largest offer, and the rest is still planned
-    assert [u.reason for u in result.unplaceable] == ["needs 512 cores; the largest offered node, m5.24xlarge, has 96 cores"]
+    assert [u.reason for u in result.unplaceable] == [
+        "needs 512 cores; the largest offered node, m5.24xlarge, has 96 cores"
+    ]
     assert feasible(result) == 10
 
 
 @pytest.mark.parametrize(
     ("need", "offers", "reason"),
     [
-        (shape(2, 400, 60), [M5_2XL, M5_24XL], "needs 400 GiB memory; the largest offered node, m5.24xlarge, has 368 GiB"),
-        (shape(2, 2, 60, acc=1), [M5_2XL], "needs 1 accelerators; the largest offered node, m5.2xlarge, has 0"),
-        (shape(2, 2, 60, disk_gib=500), [M5_2XL], "needs 500 GiB disk; the largest offered node, m5.2xlarge, has 42 GiB"),
+        (
+            shape(2, 400, 60),
+            [M5_2XL, M5_24XL],
+            "needs 400 GiB memory; the largest offered node, m5.24xlarge, has 368 GiB",
+        ),
+        (shape(2, 2, 60, acc=1), [M5_2XL], "needs 1 accelerator; the largest offered node, m5.2xlarge, has 0 accelerators"),
+        (
+            shape(2, 2, 60, disk_gib=500),
+            [M5_2XL],
+            "needs 500 GiB disk; the largest offered node, m5.2xlarge, has 42 GiB",
+        ),
         (
             shape(32, 2, 60),
             [offer("c5.9xlarge", 36, 70, 0.5, spot=True), M5_2XL],
@@ -219,7 +229,9 @@ offers_strategy = st.lists(
     offers=offers_strategy,
     target=st.sampled_from([0, 60, 600, 1800, 3600]),
 )
-def test_every_plan_is_feasible_bounded_and_complete(demand: dict[Shape, int], offers: list[Offer], target: int) -> None:
+def test_every_plan_is_feasible_bounded_and_complete(
+    demand: dict[Shape, int], offers: list[Offer], target: int
+) -> None:
     result = plan(demand, offers, target_time=target)
     counts = result.node_counts()
     # Feasible: replaying every placement never exceeds a node and every job starts in time.
