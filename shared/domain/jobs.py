@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from shared.domain.resources import Resources
 from shared.domain.units import UnitError, format_duration, parse_duration, parse_size
@@ -119,11 +121,7 @@ def parse_job(obj: object) -> Job:
 
     return Job(
         id=job_id,
-        shape=Shape(
-            resources=Resources(cores=cores, memory=memory, disk=disk, accelerators=accelerators),
-            wall_time=wall_time,
-            preemptible=preemptible,
-        ),
+        shape=_shape(cores, memory, disk, accelerators, wall_time, preemptible),
         command=command,
         image=image,
         name=name,
@@ -133,11 +131,28 @@ def parse_job(obj: object) -> Job:
     )
 
 
+@lru_cache(maxsize=65536)
+def _shape(  # noqa: PLR0917 - positional for the cache key's sake
+    cores: float, memory: int, disk: int, accelerators: int, wall_time: float, preemptible: bool
+) -> Shape:
+    """One shared ``Shape`` per distinct shape: queues hold many jobs of few shapes."""
+    return Shape(
+        resources=Resources(cores=cores, memory=memory, disk=disk, accelerators=accelerators),
+        wall_time=wall_time,
+        preemptible=preemptible,
+    )
+
+
 def histogram(jobs: Iterable[Job]) -> dict[Shape, int]:
     """Demand as the scaler sees it: how many jobs of each shape."""
+    jobs = list(jobs)
+    # Parsed jobs share one Shape object per shape (``_shape``), so count identities (cheap) before
+    # hashing each distinct shape once.
+    shape_of = {id(job.shape): job.shape for job in jobs}
     counts: dict[Shape, int] = {}
-    for job in jobs:
-        counts[job.shape] = counts.get(job.shape, 0) + 1
+    for identity, count in Counter(id(job.shape) for job in jobs).items():
+        shape = shape_of[identity]
+        counts[shape] = counts.get(shape, 0) + count
     return counts
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 
 _SIZE_UNITS: dict[str, int] = {
     "": 1,
@@ -43,6 +44,17 @@ class UnitError(ValueError):
 
 def parse_size(value: object) -> int:
     """Bytes from an int, a float or a string with a unit (``"4GiB"``, ``"500MiB"``, ``"10G"``)."""
+    if isinstance(value, str):
+        return _parse_size_text(value)  # job files repeat a few sizes many times: read each once
+    return _parse_size(value)
+
+
+@lru_cache(maxsize=4096)
+def _parse_size_text(value: str) -> int:
+    return _parse_size(value)
+
+
+def _parse_size(value: object) -> int:
     if isinstance(value, bool):
         raise UnitError(f"expected a size, got {value!r}")
     if isinstance(value, int | float):
