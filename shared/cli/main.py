@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from shared.cli import node_types_cmd, plan
+from shared.cli import graph, node_types_cmd, plan
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     plan.add_parser(subparsers)
     node_types_cmd.add_parser(subparsers)
+    graph.add_parser(subparsers)
     return parser
 
 
