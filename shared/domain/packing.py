@@ -121,8 +121,17 @@ def plan(demand: Mapping[Shape, int], offers: Sequence[Offer], *, target_time: f
         else:
             unplaceable.append(UnplacedShape(shape=shape, count=count, reason=why_unplaceable(shape, offers)))
 
-    for shape in sorted(placeable, key=packer.order_key):
-        left = packer.place(shape, placeable[shape])
+    waiting = {shape: packer.place(shape, placeable[shape]) for shape in sorted(placeable, key=packer.order_key)}
+    packer.right_size()
+    # Right-sizing can free room on capped types; jobs deferred by maxNodes get another try. The loop
+    # ends on a try, so whatever is still deferred really has every fitting type at its maximum.
+    for _ in range(8):
+        before = sum(waiting.values())
+        waiting = {shape: packer.place(shape, left) for shape, left in waiting.items() if left}
+        if not waiting or sum(waiting.values()) == before:
+            break
+        packer.right_size()
+    for shape, left in waiting.items():
         if left:
             deferred.append(
                 UnplacedShape(
@@ -132,7 +141,6 @@ def plan(demand: Mapping[Shape, int], offers: Sequence[Offer], *, target_time: f
                     "these jobs wait for capacity to free up",
                 )
             )
-    packer.right_size()
     return Plan(
         groups=tuple(g for g in packer.groups if g.count > 0),
         unplaceable=tuple(unplaceable),
@@ -198,7 +206,6 @@ class _Packer:
             disk=max((o.usable.disk for o in offers), default=1) or 1,
             accelerators=max((o.usable.accelerators for o in offers), default=1) or 1,
         )
-        self.shape_order: list[Shape] = []
         for offer in offers:  # minNodes come first, so the first jobs fill nodes that run anyway
             if offer.min_nodes:
                 self._add_group(offer, offer.min_nodes, _empty(offer))
@@ -214,7 +221,6 @@ class _Packer:
 
     def place(self, shape: Shape, count: int) -> int:
         """Place ``count`` jobs of ``shape``: into open nodes first, then into new ones. Returns jobs left."""
-        self.shape_order.append(shape)
         left = self._fill_open_groups(shape, count)
         if left:
             left = self._open_nodes(shape, left)
