@@ -28,13 +28,18 @@ lint: $(BIN)/shoal
 typecheck: $(BIN)/shoal
 	$(BIN)/mypy
 
-unit: $(BIN)/shoal
+unit: $(BIN)/shoal node_modules/.package-lock.json
 	$(BIN)/pytest -n 2
 
 test: lint typecheck unit
 
 bench: $(BIN)/shoal
 	$(BIN)/python benchmarks/bench_plan.py
+
+# The cluster stack's CloudFormation templates in cdk.out/ (offline; CDK CLI and Node 22 from package.json).
+synth: $(BIN)/shoal node_modules/.package-lock.json
+	rm -rf cdk.out
+	cdk synth --quiet --no-notices --output cdk.out
 
 # Toil in a side environment, for the side-by-side plan benchmark (not needed by anything else).
 toil-env: .venv-toil/bin/python

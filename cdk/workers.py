@@ -1,0 +1,233 @@
+"""The workers: launch template, instance role and profile, security group, log group and user data.
+
+The scaler launches workers from this template with RunInstances (instance type, market and subnet per
+launch). A worker is Amazon Linux 2023 (the public SSM parameter, resolved at deploy time), IMDSv2 only
+with a hop limit of 2 so the appliance container reaches the metadata service, an encrypted gp3 root
+volume of ``node_storage``, no inbound rule at all, and a role with only what the agent uses.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+from collections.abc import Sequence
+
+from aws_cdk import Aws, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from aws_cdk.aws_dynamodb import ITable
+from constructs import Construct
+
+from cdk import constants
+from cdk.nag import acknowledge
+from shared.appliance import parse_image_reference
+from shared.domain.settings import ClusterSettings
+from shared.domain.units import GiB
+
+# A private ECR registry: ACCOUNT.dkr.ecr.REGION.amazonaws.com[.cn]
+_ECR_DOMAIN = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
+
+# Item-level DynamoDB actions. TransactWriteItems and the Powertools idempotency records are authorized
+# through these; no table-level action (Scan, DescribeTable, DeleteTable, ...) is needed.
+TABLE_ITEM_ACTIONS = (
+    "dynamodb:BatchGetItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:UpdateItem",
+)
+WORKER_QUEUE_ACTIONS = (
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+    "sqs:ReceiveMessage",
+    "sqs:SendMessage",
+)
+LOG_WRITE_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
+ECR_PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
+
+
+class WorkerFleet(Construct):
+    """``launch_template`` (with ``image_id``), ``role``, ``security_group`` and ``log_group`` of the workers."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: ClusterSettings,
+        appliance_image: str,
+        vpc: ec2.IVpc,
+        queue: sqs.IQueue,
+        dead_letter_queue: sqs.IQueue,
+        table: ITable,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        name = settings.name
+        self.appliance_image = appliance_image
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=f"/shoal/{name}/workers",
+            retention=constants.LOG_RETENTION,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "SecurityGroup",
+            vpc=vpc,
+            security_group_name=f"shoal-{name}-workers",
+            description=f"Shoal cluster {name} workers: no inbound traffic; outbound for image pulls and AWS APIs",
+            allow_all_outbound=True,
+        )
+        self.role = self._build_role(name, queue, dead_letter_queue, table)
+        machine_image = ec2.MachineImage.latest_amazon_linux2023()  # x86_64, like every catalog instance type
+        # The AMI id the template launches: a deploy-time parameter read from the public SSM parameter.
+        self.image_id = machine_image.get_image(self).image_id
+        self.launch_template = ec2.LaunchTemplate(
+            self,
+            "LaunchTemplate",
+            launch_template_name=f"shoal-{name}-workers",
+            machine_image=machine_image,
+            role=self.role,
+            security_group=self.security_group,
+            user_data=self._build_user_data(queue, dead_letter_queue, table),
+            require_imdsv2=True,
+            http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
+            http_endpoint=True,
+            http_put_response_hop_limit=constants.IMDS_HOP_LIMIT,
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name=constants.ROOT_DEVICE,
+                    volume=ec2.BlockDeviceVolume.ebs(
+                        math.ceil(settings.node_storage / GiB),
+                        encrypted=True,
+                        volume_type=ec2.EbsDeviceVolumeType.GP3,
+                        delete_on_termination=True,
+                    ),
+                )
+            ],
+            # A worker that powers itself off is gone, not a stopped instance that still costs its volume.
+            instance_initiated_shutdown_behavior=ec2.InstanceInitiatedShutdownBehavior.TERMINATE,
+        )
+
+    # ---- role ----------------------------------------------------------------------------------------
+
+    def _build_role(self, name: str, queue: sqs.IQueue, dead_letter_queue: sqs.IQueue, table: ITable) -> iam.Role:
+        statements = [
+            iam.PolicyStatement(
+                sid="TakeAndSettleJobs", actions=list(WORKER_QUEUE_ACTIONS), resources=[queue.queue_arn]
+            ),
+            iam.PolicyStatement(
+                sid="DeadLetterJobs", actions=["sqs:SendMessage"], resources=[dead_letter_queue.queue_arn]
+            ),
+            iam.PolicyStatement(sid="ClusterState", actions=list(TABLE_ITEM_ACTIONS), resources=[table.table_arn]),
+            iam.PolicyStatement(
+                sid="WriteLogs", actions=list(LOG_WRITE_ACTIONS), resources=[self.log_group.log_group_arn]
+            ),
+            *self._image_pull_statements(),
+        ]
+        role = iam.Role(
+            self,
+            "Role",
+            description=f"Shoal cluster {name} workers: the agent's queue, table and log access, SSM shell",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")],
+            inline_policies={"agent": iam.PolicyDocument(statements=statements)},
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]",
+            "Shell access to workers is SSM Session Manager (no inbound ports); AWS maintains the exact "
+            "ssm/ssmmessages/ec2messages actions the agent needs in this managed policy.",
+        )
+        if self._ecr_repository() is not None:
+            acknowledge(
+                role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "ecr:GetAuthorizationToken has no resource-level permissions; image pulls themselves are "
+                "limited to the appliance repository.",
+            )
+        return role
+
+    def _ecr_repository(self) -> tuple[str, str, str] | None:
+        """(account, region, repository) when the appliance image is in a private ECR registry."""
+        reference = parse_image_reference(self.appliance_image)
+        match = _ECR_DOMAIN.match(reference.domain or "")
+        if match is None:
+            return None
+        return match["account"], match["region"], reference.path
+
+    def _image_pull_statements(self) -> Sequence[iam.PolicyStatement]:
+        repository = self._ecr_repository()
+        if repository is None:
+            return []  # a public registry: no AWS permission is involved
+        account, region, path = repository
+        return [
+            iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+            iam.PolicyStatement(
+                sid="PullAppliance",
+                actions=list(ECR_PULL_ACTIONS),
+                resources=[f"arn:{Aws.PARTITION}:ecr:{region}:{account}:repository/{path}"],
+            ),
+        ]
+
+    # ---- user data -----------------------------------------------------------------------------------
+
+    def _build_user_data(self, queue: sqs.IQueue, dead_letter_queue: sqs.IQueue, table: ITable) -> ec2.UserData:
+        """Install Docker, then run the appliance with the agent's settings; it restarts if it fails."""
+        region = Stack.of(self).region
+        image = self.appliance_image
+        work = constants.WORKER_WORK_DIR
+        environment = {
+            "SHOAL_QUEUE_URL": queue.queue_url,
+            "SHOAL_DLQ_URL": dead_letter_queue.queue_url,
+            "SHOAL_TABLE_NAME": table.table_name,
+            "SHOAL_WORK_DIR": work,
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+        }
+        login: list[str] = []
+        repository = self._ecr_repository()
+        if repository is not None:
+            registry = parse_image_reference(image).domain or ""
+            login = [
+                f"aws ecr get-login-password --region {repository[1]} "
+                f"| docker login --username AWS --password-stdin {shlex.quote(registry)}"
+            ]
+        user_data = ec2.UserData.for_linux()
+        user_data.add_commands(
+            "set -euo pipefail",
+            'retry() { for i in 1 2 3 4 5; do "$@" && return 0; sleep $((i * 5)); done; return 1; }',
+            "retry dnf install -y docker",
+            "systemctl enable --now docker",
+            f"mkdir -p {work}",
+            f"chown {constants.APPLIANCE_UID}:{constants.APPLIANCE_UID} {work}",
+            "TOKEN=$(curl -sS -X PUT http://169.254.169.254/latest/api/token "
+            '-H "X-aws-ec2-metadata-token-ttl-seconds: 300")',
+            'INSTANCE_ID=$(curl -sS -H "X-aws-ec2-metadata-token: $TOKEN" '
+            "http://169.254.169.254/latest/meta-data/instance-id)",
+            *login,
+            f"retry docker pull {shlex.quote(image)}",
+            " ".join(
+                [
+                    f"docker run --detach --name {constants.CONTAINER_NAME} --restart on-failure",
+                    f"--network host --stop-timeout {constants.CONTAINER_STOP_TIMEOUT_SECONDS}",
+                    "--log-driver awslogs",
+                    f"--log-opt awslogs-region={region}",
+                    f"--log-opt awslogs-group={self.log_group.log_group_name}",
+                    '--log-opt awslogs-stream="$INSTANCE_ID"',
+                    f"-v {work}:{work}",
+                    "-v /var/run/docker.sock:/var/run/docker.sock",
+                    '--group-add "$(stat -c %g /var/run/docker.sock)"',
+                    '-e SHOAL_NODE_ID="$INSTANCE_ID"',
+                    *(f"-e {key}={shlex.quote(value)}" for key, value in environment.items()),
+                    shlex.quote(image),
+                ]
+            ),
+        )
+        return user_data

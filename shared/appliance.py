@@ -1,0 +1,122 @@
+"""Which appliance image a cluster's workers run: Toil's rule, in one place for the CLI, the stack and the worker.
+
+``TOIL_APPLIANCE_SELF`` names the image and overrides everything. Otherwise the image is
+``{TOIL_DOCKER_REGISTRY}/{TOIL_DOCKER_NAME}:{version}``, the version being the installed Shoal's (so a
+release runs the appliance built from the same code). A variable that is set but empty is a mistake,
+not a request for the default, as with Toil. Every reference is checked against Docker's grammar here,
+so a typo fails at ``cdk synth`` with one line naming the variable instead of at ``docker pull`` on
+every worker.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+APPLIANCE_SELF = "TOIL_APPLIANCE_SELF"
+DOCKER_REGISTRY = "TOIL_DOCKER_REGISTRY"
+DOCKER_NAME = "TOIL_DOCKER_NAME"
+DEFAULT_REGISTRY = "ghcr.io/shoal-project"
+DEFAULT_NAME = "shoal-appliance"
+EXAMPLE = f"{DEFAULT_REGISTRY}/{DEFAULT_NAME}:0.1.0"
+
+# Docker's reference grammar (distribution/reference), without IPv6 literals.
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = re.compile(rf"^{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]+)?$")
+_PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_DIGEST = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$")
+_NAME_MAX = 255
+
+
+class ApplianceImageError(ValueError):
+    """The appliance image cannot be used; the message names the variable and what is wrong, on one line."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageReference:
+    """A parsed image reference: ``[domain/]path[:tag][@digest]``."""
+
+    domain: str | None  # e.g. "ghcr.io", "123456789012.dkr.ecr.us-west-2.amazonaws.com"; None: Docker Hub
+    path: str  # e.g. "shoal-project/shoal-appliance"
+    tag: str | None
+    digest: str | None
+
+    def __str__(self) -> str:
+        name = f"{self.domain}/{self.path}" if self.domain else self.path
+        tag = f":{self.tag}" if self.tag else ""
+        digest = f"@{self.digest}" if self.digest else ""
+        return f"{name}{tag}{digest}"
+
+
+def parse_image_reference(reference: str, *, source: str = "image") -> ImageReference:
+    """``reference`` parsed, or ``ApplianceImageError`` naming ``source`` (the variable it came from)."""
+
+    def bad(why: str) -> ApplianceImageError:
+        return ApplianceImageError(
+            f"{source} {reference!r} is not a valid image reference: {why}; expected e.g. {EXAMPLE}"
+        )
+
+    if not reference:
+        raise bad("it is empty")
+    if reference != reference.strip() or any(c.isspace() for c in reference):
+        raise bad("it contains whitespace")
+    rest, _, digest = reference.partition("@")
+    if "@" in reference and not _DIGEST.match(digest):
+        raise bad(f"digest {digest!r} is not like sha256:<64 hex digits>")
+    name, tag = rest, None
+    last_slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    if colon > last_slash:  # a colon after the last slash starts the tag (before it, it is a registry port)
+        name, tag = rest[:colon], rest[colon + 1 :]
+        if not _TAG.match(tag):
+            raise bad(f"tag {tag!r} must be 1-128 letters, digits, '_', '.' or '-', not starting with '.' or '-'")
+    if not name:
+        raise bad("the image name is empty")
+    if len(name) > _NAME_MAX:
+        raise bad(f"the name is longer than {_NAME_MAX} characters")
+    components = name.split("/")
+    domain = None
+    first = components[0]
+    if len(components) > 1 and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+        domain = first
+        components = components[1:]
+        if not _DOMAIN.match(domain):
+            raise bad(f"registry host {domain!r} is not a valid host[:port]")
+    for component in components:
+        if not component:
+            raise bad("the name has an empty path component (a doubled or trailing '/')")
+        if not _PATH_COMPONENT.match(component):
+            raise bad(
+                f"path component {component!r} must be lowercase letters and digits separated by '.', '_', '__' or '-'"
+            )
+    return ImageReference(domain=domain, path="/".join(components), tag=tag, digest=digest or None)
+
+
+def version_tag(version: str) -> str:
+    """An installed version as an image tag: PEP 440 local versions (``0.1.0+g1234``) use ``-`` for ``+``."""
+    return version.replace("+", "-")
+
+
+def appliance_image(environ: Mapping[str, str], version: str) -> str:
+    """The appliance image workers run, by Toil's rule; ``ApplianceImageError`` if it is malformed."""
+    if APPLIANCE_SELF in environ:
+        return str(parse_image_reference(environ[APPLIANCE_SELF], source=APPLIANCE_SELF))
+    registry = environ.get(DOCKER_REGISTRY, DEFAULT_REGISTRY)
+    name = environ.get(DOCKER_NAME, DEFAULT_NAME)
+    source = f"{DOCKER_REGISTRY}/{DOCKER_NAME}"
+    if not registry:
+        raise ApplianceImageError(f"{DOCKER_REGISTRY} is set but empty; unset it for {DEFAULT_REGISTRY} or name one")
+    if not name:
+        raise ApplianceImageError(f"{DOCKER_NAME} is set but empty; unset it for {DEFAULT_NAME} or name one")
+    if any(c in name for c in ":@"):
+        raise ApplianceImageError(
+            f"{DOCKER_NAME} {name!r} must be a name without a tag or digest (the tag is the installed version); "
+            f"set {APPLIANCE_SELF} to choose a full image"
+        )
+    tag = version_tag(version)
+    if not _TAG.match(tag):
+        raise ApplianceImageError(f"the installed version {version!r} cannot be an image tag; set {APPLIANCE_SELF}")
+    reference = f"{registry.rstrip('/')}/{name}:{tag}"
+    return str(parse_image_reference(reference, source=source))

@@ -1,0 +1,245 @@
+"""Least privilege, statement by statement: the control plane's role and the workers' role, exactly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk.assertions import Match
+
+from tests.cdk.conftest import CLUSTER, Synthesized
+
+TABLE_ITEM_ACTIONS = [
+    "dynamodb:BatchGetItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:UpdateItem",
+]
+
+
+def _ec2_arn(s: Synthesized, resource: str, name: str, *, account: str | None = None) -> Any:
+    return s.resolve(s.stack.format_arn(service="ec2", resource=resource, resource_name=name, account=account))
+
+
+def _arn(s: Synthesized, construct_attribute: object) -> Any:
+    return s.resolve(construct_attribute)
+
+
+def test_the_control_plane_role_has_exactly_these_statements(synthesized: Synthesized) -> None:
+    s = synthesized
+    stack = s.stack
+    workers, state, network = stack.workers, stack.state, stack.network
+    image_id = workers.image_id
+    instance, volume = _ec2_arn(s, "instance", "*"), _ec2_arn(s, "volume", "*")
+    cluster_request_tag = {"aws:RequestTag/shoal:cluster": CLUSTER}
+    expected = [
+        {
+            "Sid": "DescribeFleet",
+            "Effect": "Allow",
+            "Action": ["ec2:DescribeInstances", "ec2:DescribeSubnets"],
+            "Resource": "*",
+        },
+        {
+            "Sid": "LaunchFromTheTemplate",
+            "Effect": "Allow",
+            "Action": "ec2:RunInstances",
+            "Resource": [
+                _ec2_arn(s, "launch-template", workers.launch_template.launch_template_id),
+                _ec2_arn(s, "image", image_id, account=""),
+                _ec2_arn(s, "security-group", workers.security_group.security_group_id),
+                *(_ec2_arn(s, "subnet", subnet.subnet_id) for subnet in network.subnets),
+                _ec2_arn(s, "network-interface", "*"),
+                _ec2_arn(s, "spot-instances-request", "*"),
+            ],
+        },
+        {
+            "Sid": "LaunchOnlyTaggedWorkers",
+            "Effect": "Allow",
+            "Action": "ec2:RunInstances",
+            "Resource": [instance, volume],
+            "Condition": {"StringEquals": cluster_request_tag},
+        },
+        {
+            "Sid": "TagOnlyAtLaunch",
+            "Effect": "Allow",
+            "Action": "ec2:CreateTags",
+            "Resource": [instance, volume],
+            "Condition": {"StringEquals": {"ec2:CreateAction": "RunInstances", **cluster_request_tag}},
+        },
+        {
+            "Sid": "StartStopTerminateOwnWorkers",
+            "Effect": "Allow",
+            "Action": ["ec2:StartInstances", "ec2:StopInstances", "ec2:TerminateInstances"],
+            "Resource": instance,
+            "Condition": {"StringEquals": {"aws:ResourceTag/shoal:cluster": CLUSTER}},
+        },
+        {
+            "Sid": "PassOnlyTheWorkerRole",
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": _arn(s, workers.role.role_arn),
+            "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+        },
+        {
+            "Sid": "QueueDepthAndReturns",
+            "Effect": "Allow",
+            "Action": ["sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"],
+            "Resource": _arn(s, state.queue.queue_arn),
+        },
+        {
+            "Sid": "ClusterState",
+            "Effect": "Allow",
+            "Action": TABLE_ITEM_ACTIONS,
+            "Resource": _arn(s, state.table.table_arn),
+        },
+        {
+            "Sid": "WriteLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [_arn(s, group.log_group_arn) for group in stack.control_plane.log_groups.values()],
+        },
+        {
+            "Sid": "Tracing",
+            "Effect": "Allow",
+            "Action": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
+            "Resource": "*",
+        },
+    ]
+    # THEN the role the functions run as holds these statements and nothing else
+    s.template.has_resource_properties(
+        "AWS::IAM::Role",
+        {
+            "AssumeRolePolicyDocument": Match.object_like(
+                {"Statement": [Match.object_like({"Principal": {"Service": "lambda.amazonaws.com"}})]}
+            ),
+            "Policies": Match.exact(
+                [{"PolicyName": "scaler", "PolicyDocument": {"Version": "2012-10-17", "Statement": expected}}]
+            ),
+            "ManagedPolicyArns": Match.absent(),
+        },
+    )
+    # AND both functions run as that role
+    s.template.resource_properties_count_is(
+        "AWS::Lambda::Function",
+        {"Role": s.resolve(stack.control_plane.role.role_arn)},
+        len(stack.control_plane.functions),
+    )
+
+
+def test_the_worker_role_has_exactly_what_the_agent_needs(synthesized: Synthesized) -> None:
+    s = synthesized
+    workers, state = s.stack.workers, s.stack.state
+    expected = [
+        {
+            "Sid": "TakeAndSettleJobs",
+            "Effect": "Allow",
+            "Action": ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage", "sqs:SendMessage"],
+            "Resource": _arn(s, state.queue.queue_arn),
+        },
+        {
+            "Sid": "DeadLetterJobs",
+            "Effect": "Allow",
+            "Action": "sqs:SendMessage",
+            "Resource": _arn(s, state.dead_letter_queue.queue_arn),
+        },
+        {
+            "Sid": "ClusterState",
+            "Effect": "Allow",
+            "Action": TABLE_ITEM_ACTIONS,
+            "Resource": _arn(s, state.table.table_arn),
+        },
+        {
+            "Sid": "WriteLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": _arn(s, workers.log_group.log_group_arn),
+        },
+    ]
+    s.template.has_resource_properties(
+        "AWS::IAM::Role",
+        {
+            "AssumeRolePolicyDocument": Match.object_like(
+                {"Statement": [Match.object_like({"Principal": {"Service": "ec2.amazonaws.com"}})]}
+            ),
+            "Policies": Match.exact(
+                [{"PolicyName": "agent", "PolicyDocument": {"Version": "2012-10-17", "Statement": expected}}]
+            ),
+            # SSM Session Manager is the only shell; the default image is public, so no ECR permission.
+            "ManagedPolicyArns": Match.exact(
+                [
+                    {
+                        "Fn::Join": [
+                            "",
+                            ["arn:", {"Ref": "AWS::Partition"}, ":iam::aws:policy/AmazonSSMManagedInstanceCore"],
+                        ]
+                    }
+                ]
+            ),
+        },
+    )
+    # The launch template hands out exactly this role, through its instance profile.
+    profile_id = next(iter(s.resources("AWS::IAM::InstanceProfile")))
+    s.template.has_resource_properties("AWS::IAM::InstanceProfile", {"Roles": [s.resolve(workers.role.role_name)]})
+    s.template.has_resource_properties(
+        "AWS::EC2::LaunchTemplate",
+        {"LaunchTemplateData": Match.object_like({"IamInstanceProfile": {"Arn": {"Fn::GetAtt": [profile_id, "Arn"]}}})},
+    )
+
+
+def _statements(s: Synthesized) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for logical_id, role in s.resources("AWS::IAM::Role").items():
+        for policy in role["Properties"].get("Policies", []):
+            found += [(logical_id, st) for st in policy["PolicyDocument"]["Statement"]]
+    for logical_id, policy in s.resources("AWS::IAM::Policy").items():
+        found += [(logical_id, st) for st in policy["Properties"]["PolicyDocument"]["Statement"]]
+    return found
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    action = statement.get("Action", [])
+    return [action] if isinstance(action, str) else list(action)
+
+
+def test_no_statement_anywhere_allows_a_wildcard_action(synthesized: Synthesized) -> None:
+    statements = _statements(synthesized)
+    assert statements
+    for logical_id, statement in statements:
+        assert statement["Effect"] == "Allow"
+        assert "NotAction" not in statement and "NotResource" not in statement, logical_id
+        for action in _actions(statement):
+            assert "*" not in action, f"{logical_id}: {action}"
+
+
+def test_pass_role_is_only_ever_for_the_worker_role(synthesized: Synthesized) -> None:
+    worker_role = synthesized.resolve(synthesized.stack.workers.role.role_arn)
+    passing = [st for _, st in _statements(synthesized) if "iam:PassRole" in _actions(st)]
+    assert passing, "the scaler must be able to pass the worker role"
+    for statement in passing:
+        assert statement["Resource"] == worker_role
+        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
+
+
+def test_every_ec2_mutation_is_conditioned_on_the_cluster_tag(synthesized: Synthesized) -> None:
+    mutations = {
+        "ec2:RunInstances",
+        "ec2:CreateTags",
+        "ec2:StartInstances",
+        "ec2:StopInstances",
+        "ec2:TerminateInstances",
+    }
+    for _, statement in _statements(synthesized):
+        touched = mutations & set(_actions(statement))
+        if not touched:
+            continue
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        rendered = [str(r) for r in resources]
+        creates_tagged = any(":instance/*" in r or ":volume/*" in r for r in rendered)
+        if touched == {"ec2:RunInstances"} and not creates_tagged:
+            continue  # the template, image, subnets, group: read by the launch, not created or changed by it
+        conditions = statement["Condition"]["StringEquals"]
+        assert conditions.get("aws:RequestTag/shoal:cluster") == CLUSTER or (
+            conditions.get("aws:ResourceTag/shoal:cluster") == CLUSTER
+        ), statement
