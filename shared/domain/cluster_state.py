@@ -30,6 +30,16 @@ class NodeState(enum.StrEnum):
     GONE = "GONE"  # terminated
 
 
+class ClusterStatus(enum.StrEnum):
+    """Where a cluster is in its life; the launch and teardown state machines move it along."""
+
+    LAUNCHING = "LAUNCHING"
+    ACTIVE = "ACTIVE"
+    TEARING_DOWN = "TEARING_DOWN"
+    DESTROYED = "DESTROYED"
+    FAILED = "FAILED"
+
+
 class Market(enum.StrEnum):
     ON_DEMAND = "on-demand"
     SPOT = "spot"
@@ -91,3 +101,10 @@ class NodeRecord:
     @property
     def busy(self) -> bool:
         return bool(self.running_jobs)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterStatusRecord:
+    status: ClusterStatus
+    reason: str | None = None  # why it is in this status (a failure, who asked for the teardown)
+    updated_at: float = 0.0

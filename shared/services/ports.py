@@ -6,14 +6,24 @@ passed in by the caller (``now``), so tests drive a simulated clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from shared.domain.cluster_state import DemandCount, JobRecord, JobStatus, Market, NodeRecord
+from shared.domain.cluster_state import (
+    ClusterStatus,
+    ClusterStatusRecord,
+    DemandCount,
+    JobRecord,
+    JobStatus,
+    Market,
+    NodeRecord,
+)
 from shared.domain.jobs import Job, Shape
 from shared.domain.policy import ScalerState
 from shared.domain.resources import Resources
+from shared.domain.scaling import Instance, Launch
+from shared.domain.settings import ClusterSettings
 
 
 class JobStore(Protocol):
@@ -111,3 +121,146 @@ class DecisionLog(Protocol):
     def record(self, round_id: str, now: float, entry: Mapping[str, object]) -> None: ...
 
     def recent(self, limit: int) -> list[dict[str, object]]: ...
+
+
+# Submission (``shoal submit`` and the Python API) and cluster bookkeeping. Adapters raise the errors
+# below (or subclasses), so services and the CLI handle failures without knowing about boto3.
+
+
+class StoreError(RuntimeError):
+    """A state-store call failed; the message names the table and what to check."""
+
+
+class JobQueueError(RuntimeError):
+    """A queue call failed; the message names the queue and what to check."""
+
+
+class JobsNotSentError(JobQueueError):
+    """Some jobs did not reach the queue; ``unsent_job_ids`` names them (the others were sent)."""
+
+    def __init__(self, message: str, *, unsent_job_ids: Sequence[str]) -> None:
+        super().__init__(message)
+        self.unsent_job_ids = tuple(unsent_job_ids)
+
+
+class EventPublishError(RuntimeError):
+    """An event could not be put on the event bus; the message names the bus and the reason."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordedJobs:
+    new: tuple[str, ...]  # recorded (and counted as demand) by this call
+    not_enqueued: tuple[str, ...]  # recorded before, still QUEUED, never confirmed in the queue: send them again
+
+
+class SubmissionStore(JobStore, Protocol):
+    """The job store as the submitter uses it: record first, enqueue, then confirm."""
+
+    def record_jobs(self, jobs: Sequence[Job], now: float) -> RecordedJobs:
+        """``put_jobs``, also naming the already-known ids whose messages were never confirmed sent."""
+        ...
+
+    def mark_enqueued(self, job_ids: Sequence[str]) -> None:
+        """Confirm these jobs' messages are in the queue, so a resubmit does not send them again."""
+        ...
+
+    def claim_demand_event(self, now: float, debounce_seconds: float) -> bool:
+        """True for the one caller that may send a "demand changed" event now (none sent in the last window)."""
+        ...
+
+
+class JobSender(Protocol):
+    def send_jobs(self, jobs: Sequence[Job]) -> None:
+        """Put one message per job on the queue; ``JobsNotSentError`` names the ids that did not get there."""
+        ...
+
+
+class DemandEvents(Protocol):
+    def publish_demand_changed(self, *, cluster: str, queued: int, now: float) -> None: ...
+
+
+class ClusterStore(Protocol):
+    """The cluster's settings, its lifecycle status, and the runtimes learned per job name."""
+
+    def put_settings(self, settings: ClusterSettings) -> None: ...
+
+    def get_settings(self) -> ClusterSettings | None: ...
+
+    def set_status(
+        self,
+        status: ClusterStatus,
+        *,
+        reason: str | None,
+        now: float,
+        expected: Collection[ClusterStatus] | None = None,
+    ) -> bool:
+        """Move to ``status``; with ``expected``, only from one of those statuses (False otherwise)."""
+        ...
+
+    def get_status(self) -> ClusterStatusRecord | None: ...
+
+    def record_runtime(self, name: str, seconds: float) -> None: ...
+
+    def average_runtimes(self) -> dict[str, float]: ...
+
+
+# The scaling round's EC2 side (``shared/adapters/ec2_fleet.py``) and how it returns a lost node's jobs.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LaunchFailure:
+    instance_type: str
+    zone: str | None
+    code: str  # EC2's error code, e.g. InsufficientInstanceCapacity
+    message: str
+    offering_error: bool  # capacity, price, quota or an unsupported type: skip this offering for a while
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LaunchResult:
+    instances: tuple[Instance, ...]  # empty if every option failed
+    failures: tuple[LaunchFailure, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstanceFailure:
+    instance_id: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchResult:
+    done: tuple[str, ...]
+    failed: tuple[InstanceFailure, ...] = ()
+
+
+class Fleet(Protocol):
+    """The cluster's EC2 instances, found by the cluster tag. Calls never raise for one bad offering or id."""
+
+    def describe(self) -> list[Instance]: ...
+
+    def zones(self) -> tuple[str, ...]:
+        """The zones launches can be placed in, in order; () when the launch template decides."""
+        ...
+
+    def launch(self, launch: Launch, *, idempotency_key: str) -> LaunchResult:
+        """``launch.count`` instances from the first of ``launch.options`` that EC2 accepts.
+
+        The same ``idempotency_key`` (and option) never launches twice: a retried round gets the same instances.
+        """
+        ...
+
+    def start(self, instance_ids: Sequence[str]) -> BatchResult: ...
+
+    def stop(self, instance_ids: Sequence[str]) -> BatchResult: ...
+
+    def terminate(self, instance_ids: Sequence[str]) -> BatchResult: ...
+
+
+class JobReturns(Protocol):
+    """The queue side of returning a job: make its in-flight message visible to every worker now."""
+
+    def put_back(self, receipt_handles: Sequence[str]) -> list[str]:
+        """Returns the receipt handles that failed (stale: the message was already back or done)."""
+        ...

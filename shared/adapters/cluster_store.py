@@ -1,0 +1,100 @@
+"""Cluster bookkeeping in the state table: settings and lifecycle status (``CLUSTER``/``SETTINGS``,
+``CLUSTER``/``STATUS``) and the runtimes learned per job name (``RUNTIME``/``{job name}``).
+
+A status change may name the statuses it is allowed from (``expected``), so the launch and teardown
+state machines cannot, say, mark a cluster ACTIVE that a teardown already started on. Runtimes are
+two atomic counters per name (``count``, ``total_seconds``): concurrent agents never lose an update.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+
+from shared.adapters.state_table import (
+    StateTable,
+    StateTableError,
+    attr_names,
+    get_float,
+    get_int,
+    get_str,
+    key,
+    n,
+    need_str,
+    s,
+)
+from shared.domain.cluster_state import ClusterStatus, ClusterStatusRecord
+from shared.domain.settings import ClusterSettings, SettingsError
+
+SETTINGS_KEY = key("CLUSTER", "SETTINGS")
+STATUS_KEY = key("CLUSTER", "STATUS")
+RUNTIME_PARTITION = "RUNTIME"
+
+
+class DynamoClusterStore:
+    """``ClusterStore`` on the state table."""
+
+    def __init__(self, table: StateTable) -> None:
+        self._table = table
+
+    def put_settings(self, settings: ClusterSettings) -> None:
+        self._table.put({**SETTINGS_KEY, "settings": s(json.dumps(settings.to_mapping(), sort_keys=True))})
+
+    def get_settings(self) -> ClusterSettings | None:
+        item = self._table.get(SETTINGS_KEY)
+        if item is None:
+            return None
+        try:
+            return ClusterSettings.from_mapping(json.loads(need_str(item, "settings")))
+        except (json.JSONDecodeError, SettingsError) as error:
+            raise StateTableError(f"cluster settings in table {self._table.name!r} are not valid: {error}") from None
+
+    def set_status(
+        self,
+        status: ClusterStatus,
+        *,
+        reason: str | None,
+        now: float,
+        expected: Collection[ClusterStatus] | None = None,
+    ) -> bool:
+        item = {**STATUS_KEY, "status": s(status), "updated_at": n(now)}
+        if reason is not None:
+            item["reason"] = s(reason)
+        if expected is None:
+            return self._table.put(item)
+        allowed = sorted(set(expected))
+        if not allowed:
+            return False
+        placeholders = {f":from{i}": s(value) for i, value in enumerate(allowed)}
+        return self._table.put(
+            item,
+            condition=f"#status IN ({', '.join(placeholders)})",
+            names=attr_names("status"),
+            values=placeholders,
+        )
+
+    def get_status(self) -> ClusterStatusRecord | None:
+        item = self._table.get(STATUS_KEY)
+        if item is None:
+            return None
+        return ClusterStatusRecord(
+            status=ClusterStatus(need_str(item, "status")),
+            reason=get_str(item, "reason"),
+            updated_at=get_float(item, "updated_at") or 0.0,
+        )
+
+    def record_runtime(self, name: str, seconds: float) -> None:
+        self._table.update(
+            key(RUNTIME_PARTITION, name),
+            "ADD #count :one, #total_seconds :seconds",
+            names=attr_names("count", "total_seconds"),
+            values={":one": n(1), ":seconds": n(max(0.0, float(seconds)))},
+        )
+
+    def average_runtimes(self) -> dict[str, float]:
+        averages: dict[str, float] = {}
+        for item in self._table.query(RUNTIME_PARTITION):
+            count = get_int(item, "count") or 0
+            if count > 0:
+                averages[need_str(item, "sk")] = (get_float(item, "total_seconds") or 0.0) / count
+        return averages

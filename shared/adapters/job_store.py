@@ -1,0 +1,370 @@
+"""Job records and the per-shape demand counters in the state table, changed together in one transaction.
+
+Every status change is one ``TransactWriteItems``: an Update of ``JOB#{id}`` whose condition says the job
+is where the caller thinks it is (QUEUED to start; RUNNING on that node to finish, fail or requeue), and
+an ``ADD`` on its shape's ``DEMAND`` counter. Two workers racing for one job, or a duplicate message,
+therefore change the counters once: the loser's condition fails and it is told so (None / False).
+
+Submission (``record_jobs``) is idempotent per job id: a job's Put carries ``attribute_not_exists(pk)``,
+so a resubmitted id is neither stored nor counted again, even when two submitters race. What closes
+the gap between "recorded" and "in the queue" is a marker per recording transaction,
+``SUBMISSION``/``{batch id}``, whose string set ``pending`` holds the ids of that transaction's jobs; it
+is written in the same transaction as the jobs. Once SQS accepted their messages the submitter removes
+them from ``pending`` (``mark_enqueued``: one UpdateItem per batch, ``DELETE pending :ids``). A later
+resubmit of the same ids learns which recorded, still QUEUED jobs are still pending (``not_enqueued``)
+and sends them. The marker is the submitter's alone, so confirming never contends with the workers'
+job transitions. A crash between SQS and ``mark_enqueued`` makes that resubmit send a duplicate
+message, which the worker recognises (its ``start_job`` finds the job no longer QUEUED).
+
+``attempts`` counts attempts used: ``start_job`` adds one, ``requeue_job`` (interruption, drain, lost
+node: not the job's fault) gives it back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from shared.adapters.state_table import (
+    TRANSACTION_LIMIT,
+    StateTable,
+    StateTableError,
+    TransactionCancelledError,
+    attr_names,
+    demand_key,
+    get_float,
+    get_int,
+    get_str,
+    job_key,
+    key,
+    n,
+    need_str,
+    s,
+)
+from shared.domain.cluster_state import DemandCount, JobRecord, JobStatus, shape_from_key, shape_key
+from shared.domain.jobs import Job, JobSpecError, Shape, parse_job
+from shared.services.ports import RecordedJobs
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+    from shared.adapters.state_table import Item
+
+OUTPUT_TAIL_LIMIT = 8192  # characters kept on the record (the agent sends at most 4 KiB)
+RACE_ROUNDS = 8  # re-read and retry this often when another writer changed a job between our read and write
+DEMAND_EVENT_KEY = key("CLUSTER", "DEMAND_EVENT")
+MARKER_ITEMS = 1  # the batch's pending marker rides in each recording transaction
+
+
+def submission_key(batch_id: str) -> Item:
+    return key("SUBMISSION", batch_id)
+
+
+class DynamoJobStore:
+    """``JobStore`` and ``SubmissionStore`` on the state table."""
+
+    def __init__(self, table: StateTable) -> None:
+        self._table = table
+        self._batch_of: dict[str, str] = {}  # job id → its recording batch, until confirmed in the queue
+
+    # --- submission -----------------------------------------------------------------------------------
+
+    def put_jobs(self, jobs: Sequence[Job], now: float) -> list[str]:
+        return list(self.record_jobs(jobs, now).new)
+
+    def record_jobs(self, jobs: Sequence[Job], now: float) -> RecordedJobs:
+        unique = list({job.id: job for job in reversed(jobs)}.values())[::-1]  # first of each id wins
+        order = {job.id: i for i, job in enumerate(unique)}
+        batch_prefix = f"{round(now * 1000):015d}-{uuid.uuid4().hex[:12]}"
+        batches = itertools.count()
+        new: list[str] = []
+        not_enqueued: list[str] = []
+        pending = unique
+        for _ in range(RACE_ROUNDS):
+            known = self._batches_of([job.id for job in pending])
+            not_enqueued += self._still_pending(known)
+            raced: list[Job] = []
+            for chunk in _transaction_chunks([job for job in pending if job.id not in known]):
+                batch_id = f"{batch_prefix}-{next(batches)}"
+                try:
+                    self._table.transact(self._record_ops(chunk, batch_id, now))
+                except TransactionCancelledError as cancelled:
+                    if not cancelled.condition_failed:
+                        raise
+                    raced += chunk  # someone recorded one of these meanwhile: look again
+                else:
+                    new += [job.id for job in chunk]
+                    self._batch_of.update(dict.fromkeys((job.id for job in chunk), batch_id))
+            if not raced:
+                break
+            pending = raced
+        else:
+            raise StateTableError(
+                f"could not record jobs in table {self._table.name!r}: other submitters kept writing the same ids"
+            )
+        return RecordedJobs(
+            new=tuple(sorted(new, key=order.__getitem__)),
+            not_enqueued=tuple(sorted(not_enqueued, key=order.__getitem__)),
+        )
+
+    def mark_enqueued(self, job_ids: Sequence[str]) -> None:
+        ids = list(dict.fromkeys(job_ids))
+        unknown = [job_id for job_id in ids if job_id not in self._batch_of]
+        if unknown:
+            found = self._batches_of(unknown)
+            self._batch_of.update({job_id: batch for job_id, (_, batch) in found.items() if batch is not None})
+        by_batch: dict[str, list[str]] = {}
+        for job_id in ids:
+            batch_id = self._batch_of.pop(job_id, None)
+            if batch_id is not None:
+                by_batch.setdefault(batch_id, []).append(job_id)
+        for batch_id, batch_ids in by_batch.items():
+            self._table.update(
+                submission_key(batch_id),
+                "DELETE #pending :ids",
+                condition="attribute_exists(#pk)",
+                names=attr_names("pending", "pk"),
+                values={":ids": {"SS": batch_ids}},
+            )
+
+    def claim_demand_event(self, now: float, debounce_seconds: float) -> bool:
+        claimed = self._table.update(
+            DEMAND_EVENT_KEY,
+            "SET #sent_at = :now",
+            condition="attribute_not_exists(#sent_at) OR #sent_at <= :cutoff",
+            names={"#sent_at": "sent_at"},
+            values={":now": n(now), ":cutoff": n(now - debounce_seconds)},
+        )
+        return claimed is not None
+
+    # --- reads ----------------------------------------------------------------------------------------
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        item = self._table.get(job_key(job_id))
+        return None if item is None else self._record(item)
+
+    def demand(self) -> dict[Shape, DemandCount]:
+        counts: dict[Shape, DemandCount] = {}
+        for item in self._table.query("DEMAND", sk_prefix="SHAPE#"):
+            queued = max(0, get_int(item, "queued") or 0)
+            running = max(0, get_int(item, "running") or 0)
+            if queued or running:
+                counts[shape_from_key(need_str(item, "sk").removeprefix("SHAPE#"))] = DemandCount(
+                    queued=queued, running=running
+                )
+        return counts
+
+    # --- transitions ----------------------------------------------------------------------------------
+
+    def start_job(self, job_id: str, node_id: str, now: float) -> JobRecord | None:
+        for _ in range(RACE_ROUNDS):
+            record = self.get_job(job_id)
+            if record is None or record.status is not JobStatus.QUEUED:
+                return None
+            job_update = self._table.update_item_op(
+                job_key(job_id),
+                "SET #status = :running, #node = :node, #started_at = :now ADD #attempts :one",
+                condition="#status = :queued AND #attempts = :attempts",
+                names=attr_names("status", "node", "started_at", "attempts"),
+                values={
+                    ":running": s(JobStatus.RUNNING),
+                    ":queued": s(JobStatus.QUEUED),
+                    ":node": s(node_id),
+                    ":now": n(now),
+                    ":one": n(1),
+                    ":attempts": n(record.attempts),
+                },
+            )
+            if self._transition(job_update, self._count(record.job, queued=-1, running=+1)):
+                return replace(
+                    record, status=JobStatus.RUNNING, node=node_id, started_at=now, attempts=record.attempts + 1
+                )
+        return None
+
+    def finish_job(self, job_id: str, node_id: str, *, exit_code: int, output_tail: str, now: float) -> bool:
+        record = self.get_job(job_id)
+        if record is None or record.status is not JobStatus.RUNNING or record.node != node_id:
+            return False
+        job_update = self._table.update_item_op(
+            job_key(job_id),
+            "SET #status = :succeeded, #finished_at = :now, #exit_code = :exit_code, #output_tail = :tail",
+            condition="#status = :running AND #node = :node",
+            names=attr_names("status", "finished_at", "exit_code", "output_tail", "node"),
+            values={
+                ":succeeded": s(JobStatus.SUCCEEDED),
+                ":running": s(JobStatus.RUNNING),
+                ":node": s(node_id),
+                ":now": n(now),
+                ":exit_code": n(exit_code),
+                ":tail": s(output_tail[-OUTPUT_TAIL_LIMIT:]),
+            },
+        )
+        return self._transition(job_update, self._count(record.job, running=-1))
+
+    def fail_job(
+        self, job_id: str, node_id: str, *, reason: str, exit_code: int | None, output_tail: str, now: float
+    ) -> JobStatus | None:
+        for _ in range(RACE_ROUNDS):
+            record = self.get_job(job_id)
+            if record is None or record.status is not JobStatus.RUNNING or record.node != node_id:
+                return None
+            retry = record.attempts < record.job.max_attempts
+            new_status = JobStatus.QUEUED if retry else JobStatus.FAILED
+            values = {
+                ":new": s(new_status),
+                ":running": s(JobStatus.RUNNING),
+                ":node": s(node_id),
+                ":attempts": n(record.attempts),
+                ":now": n(now),
+                ":reason": s(reason),
+                ":tail": s(output_tail[-OUTPUT_TAIL_LIMIT:]),
+            }
+            expression = "SET #status = :new, #finished_at = :now, #reason = :reason, #output_tail = :tail"
+            if exit_code is not None:
+                expression += ", #exit_code = :exit_code"
+                values[":exit_code"] = n(exit_code)
+            if retry:
+                expression += " REMOVE #node" + ("" if exit_code is not None else ", #exit_code")
+            elif exit_code is None:
+                expression += " REMOVE #exit_code"
+            job_update = self._table.update_item_op(
+                job_key(job_id),
+                expression,
+                condition="#status = :running AND #node = :node AND #attempts = :attempts",
+                names=attr_names("status", "finished_at", "reason", "output_tail", "exit_code", "node", "attempts"),
+                values=values,
+            )
+            count = self._count(record.job, queued=+1, running=-1) if retry else self._count(record.job, running=-1)
+            if self._transition(job_update, count):
+                return new_status
+        return None
+
+    def requeue_job(self, job_id: str, node_id: str, *, reason: str, now: float) -> bool:
+        record = self.get_job(job_id)
+        if record is None or record.status is not JobStatus.RUNNING or record.node != node_id:
+            return False
+        job_update = self._table.update_item_op(
+            job_key(job_id),
+            "SET #status = :queued, #reason = :reason REMOVE #node ADD #attempts :minus_one",
+            condition="#status = :running AND #node = :node",
+            names=attr_names("status", "reason", "node", "attempts"),
+            values={
+                ":queued": s(JobStatus.QUEUED),
+                ":running": s(JobStatus.RUNNING),
+                ":node": s(node_id),
+                ":reason": s(reason),
+                ":minus_one": n(-1),
+            },
+        )
+        return self._transition(job_update, self._count(record.job, queued=+1, running=-1))
+
+    # --- helpers --------------------------------------------------------------------------------------
+
+    def _transition(self, job_update: TransactWriteItemTypeDef, count: TransactWriteItemTypeDef) -> bool:
+        """Both or neither; False when the job's condition no longer holds."""
+        try:
+            self._table.transact([job_update, count])
+        except TransactionCancelledError as cancelled:
+            if cancelled.condition_failed:
+                return False
+            raise
+        return True
+
+    def _count(self, job: Job, *, queued: int = 0, running: int = 0) -> TransactWriteItemTypeDef:
+        return self._table.update_item_op(
+            demand_key(shape_key(job.shape)),
+            "ADD #queued :queued, #running :running",
+            names=attr_names("queued", "running"),
+            values={":queued": n(queued), ":running": n(running)},
+        )
+
+    def _record_ops(self, jobs: Sequence[Job], batch_id: str, now: float) -> list[TransactWriteItemTypeDef]:
+        """Puts of the jobs, one counter Update per shape, and the batch's ``pending`` marker."""
+        per_shape: dict[str, int] = {}
+        ops: list[TransactWriteItemTypeDef] = []
+        for job in jobs:
+            key_of_shape = shape_key(job.shape)
+            per_shape[key_of_shape] = per_shape.get(key_of_shape, 0) + 1
+            item: Item = {
+                **job_key(job.id),
+                "status": s(JobStatus.QUEUED),
+                "attempts": n(0),
+                "submitted_at": n(now),
+                "job": s(json.dumps(job.to_dict(), sort_keys=True, separators=(",", ":"))),
+                "shape": s(key_of_shape),
+                "batch": s(batch_id),
+            }
+            if job.name is not None:
+                item["name"] = s(job.name)
+            ops.append(self._table.put_item_op(item, condition="attribute_not_exists(#pk)", names={"#pk": "pk"}))
+        for key_of_shape, count in per_shape.items():
+            ops.append(
+                self._table.update_item_op(
+                    demand_key(key_of_shape),
+                    "ADD #queued :queued, #running :zero",
+                    names=attr_names("queued", "running"),
+                    values={":queued": n(count), ":zero": n(0)},
+                )
+            )
+        marker: Item = {**submission_key(batch_id), "pending": {"SS": [job.id for job in jobs]}, "created_at": n(now)}
+        ops.append(self._table.put_item_op(marker))
+        return ops
+
+    def _batches_of(self, job_ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
+        """Status and recording batch of each id that has a record."""
+        items = self._table.batch_get([job_key(i) for i in job_ids], projection=("status", "batch"))
+        return {
+            need_str(item, "pk").removeprefix("JOB#"): (JobStatus(need_str(item, "status")), get_str(item, "batch"))
+            for item in items
+        }
+
+    def _still_pending(self, known: Mapping[str, tuple[JobStatus, str | None]]) -> list[str]:
+        """The QUEUED ids whose batch marker still lists them: recorded, never confirmed in the queue."""
+        queued = {job_id: batch for job_id, (status, batch) in known.items() if status is JobStatus.QUEUED and batch}
+        markers = self._table.batch_get([submission_key(b) for b in sorted(set(queued.values()))], ("pending",))
+        pending: set[str] = set()
+        for marker in markers:
+            value = marker.get("pending")
+            pending.update(value.get("SS", []) if value is not None else [])
+        still = {job_id: batch for job_id, batch in queued.items() if job_id in pending}
+        self._batch_of.update(still)
+        return list(still)
+
+    def _record(self, item: Item) -> JobRecord:
+        try:
+            job = parse_job(json.loads(need_str(item, "job")))
+        except (json.JSONDecodeError, JobSpecError) as error:
+            raise StateTableError(
+                f"job record {get_str(item, 'pk')!r} in table {self._table.name!r} is corrupt: {error}"
+            ) from None
+        return JobRecord(
+            job=job,
+            status=JobStatus(need_str(item, "status")),
+            attempts=get_int(item, "attempts") or 0,
+            node=get_str(item, "node"),
+            submitted_at=get_float(item, "submitted_at") or 0.0,
+            started_at=get_float(item, "started_at"),
+            finished_at=get_float(item, "finished_at"),
+            exit_code=get_int(item, "exit_code"),
+            output_tail=get_str(item, "output_tail"),
+            reason=get_str(item, "reason"),
+        )
+
+
+def _transaction_chunks(jobs: Sequence[Job]) -> Iterator[list[Job]]:
+    """Groups whose Puts, one counter Update per distinct shape and the marker fit in one transaction."""
+    chunk: list[Job] = []
+    shapes: set[Shape] = set()
+    for job in jobs:
+        extra_shape = 0 if job.shape in shapes else 1
+        if chunk and len(chunk) + 1 + len(shapes) + extra_shape + MARKER_ITEMS > TRANSACTION_LIMIT:
+            yield chunk
+            chunk, shapes = [], set()
+        chunk.append(job)
+        shapes.add(job.shape)
+    if chunk:
+        yield chunk

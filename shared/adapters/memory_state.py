@@ -1,0 +1,404 @@
+"""In-memory twins of the state-table stores, for fast service tests and ``shoal plan``-style simulations.
+
+Each twin keeps the same contract as its DynamoDB store (the same conditions, the same answers), and
+the adapter tests run one suite against both. One lock per twin stands in for DynamoDB's per-item
+atomicity. Nothing here survives the process: never use them where a Lambda would.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from shared.adapters.capacity_cache import MAX_BACKOFF, next_failure
+from shared.adapters.decision_log import RETENTION, decision_sort_key
+from shared.adapters.job_store import OUTPUT_TAIL_LIMIT
+from shared.domain.cluster_state import (
+    ClusterStatus,
+    ClusterStatusRecord,
+    DemandCount,
+    JobRecord,
+    JobStatus,
+    NodeRecord,
+    NodeState,
+    shape_from_key,
+    shape_key,
+)
+from shared.domain.jobs import Job, Shape
+from shared.domain.policy import ScalerState
+from shared.domain.resources import Resources
+from shared.domain.settings import ClusterSettings
+from shared.services.ports import Offering, RecordedJobs
+
+if TYPE_CHECKING:
+    from shared.adapters.capacity_cache import DynamoCapacityCache
+    from shared.adapters.cluster_store import DynamoClusterStore
+    from shared.adapters.decision_log import DynamoDecisionLog
+    from shared.adapters.job_store import DynamoJobStore
+    from shared.adapters.node_store import DynamoNodeStore
+    from shared.adapters.scaler_store import DynamoLease, DynamoScalerStateStore
+    from shared.adapters.state_table import StateTable
+    from shared.services.ports import (
+        CapacityCache,
+        ClusterStore,
+        DecisionLog,
+        Lease,
+        NodeStore,
+        ScalerStateStore,
+        SubmissionStore,
+    )
+
+
+class MemoryJobStore:
+    """``JobStore`` and ``SubmissionStore`` in memory."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[str, JobRecord] = {}
+        self._enqueued: dict[str, bool] = {}
+        self._counts: dict[str, DemandCount] = {}
+        self._demand_event_at: float | None = None
+
+    def put_jobs(self, jobs: Sequence[Job], now: float) -> list[str]:
+        return list(self.record_jobs(jobs, now).new)
+
+    def record_jobs(self, jobs: Sequence[Job], now: float) -> RecordedJobs:
+        new: list[str] = []
+        not_enqueued: list[str] = []
+        with self._lock:
+            for job in list({job.id: job for job in reversed(jobs)}.values())[::-1]:
+                known = self._records.get(job.id)
+                if known is not None:
+                    if known.status is JobStatus.QUEUED and not self._enqueued[job.id]:
+                        not_enqueued.append(job.id)
+                    continue
+                self._records[job.id] = JobRecord(job=job, status=JobStatus.QUEUED, submitted_at=now)
+                self._enqueued[job.id] = False
+                self._add(job.shape, queued=+1)
+                new.append(job.id)
+        return RecordedJobs(new=tuple(new), not_enqueued=tuple(not_enqueued))
+
+    def mark_enqueued(self, job_ids: Sequence[str]) -> None:
+        with self._lock:
+            for job_id in job_ids:
+                if job_id in self._records:
+                    self._enqueued[job_id] = True
+
+    def claim_demand_event(self, now: float, debounce_seconds: float) -> bool:
+        with self._lock:
+            if self._demand_event_at is not None and self._demand_event_at > now - debounce_seconds:
+                return False
+            self._demand_event_at = now
+            return True
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            return self._records.get(job_id)
+
+    def demand(self) -> dict[Shape, DemandCount]:
+        with self._lock:
+            return {shape_from_key(k): c for k, c in self._counts.items() if c.queued > 0 or c.running > 0}
+
+    def start_job(self, job_id: str, node_id: str, now: float) -> JobRecord | None:
+        with self._lock:
+            record = self._records.get(job_id)
+            if record is None or record.status is not JobStatus.QUEUED:
+                return None
+            started = replace(
+                record, status=JobStatus.RUNNING, node=node_id, started_at=now, attempts=record.attempts + 1
+            )
+            self._records[job_id] = started
+            self._add(record.job.shape, queued=-1, running=+1)
+            return started
+
+    def finish_job(self, job_id: str, node_id: str, *, exit_code: int, output_tail: str, now: float) -> bool:
+        with self._lock:
+            record = self._running_on(job_id, node_id)
+            if record is None:
+                return False
+            self._records[job_id] = replace(
+                record,
+                status=JobStatus.SUCCEEDED,
+                finished_at=now,
+                exit_code=exit_code,
+                output_tail=output_tail[-OUTPUT_TAIL_LIMIT:],
+            )
+            self._add(record.job.shape, running=-1)
+            return True
+
+    def fail_job(
+        self, job_id: str, node_id: str, *, reason: str, exit_code: int | None, output_tail: str, now: float
+    ) -> JobStatus | None:
+        with self._lock:
+            record = self._running_on(job_id, node_id)
+            if record is None:
+                return None
+            retry = record.attempts < record.job.max_attempts
+            status = JobStatus.QUEUED if retry else JobStatus.FAILED
+            self._records[job_id] = replace(
+                record,
+                status=status,
+                node=None if retry else record.node,
+                finished_at=now,
+                exit_code=exit_code,
+                output_tail=output_tail[-OUTPUT_TAIL_LIMIT:],
+                reason=reason,
+            )
+            self._add(record.job.shape, queued=+1 if retry else 0, running=-1)
+            return status
+
+    def requeue_job(self, job_id: str, node_id: str, *, reason: str, now: float) -> bool:
+        with self._lock:
+            record = self._running_on(job_id, node_id)
+            if record is None:
+                return False
+            self._records[job_id] = replace(
+                record, status=JobStatus.QUEUED, node=None, reason=reason, attempts=record.attempts - 1
+            )
+            self._add(record.job.shape, queued=+1, running=-1)
+            return True
+
+    def _running_on(self, job_id: str, node_id: str) -> JobRecord | None:
+        record = self._records.get(job_id)
+        if record is None or record.status is not JobStatus.RUNNING or record.node != node_id:
+            return None
+        return record
+
+    def _add(self, shape: Shape, *, queued: int = 0, running: int = 0) -> None:
+        key = shape_key(shape)
+        count = self._counts.get(key, DemandCount())
+        self._counts[key] = DemandCount(queued=count.queued + queued, running=count.running + running)
+
+
+class MemoryNodeStore:
+    """``NodeStore`` in memory."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._nodes: dict[str, NodeRecord] = {}
+
+    def put_node(self, node: NodeRecord) -> None:
+        with self._lock:
+            self._nodes[node.instance_id] = node
+
+    def get_node(self, instance_id: str) -> NodeRecord | None:
+        with self._lock:
+            return self._nodes.get(instance_id)
+
+    def list_nodes(self) -> list[NodeRecord]:
+        with self._lock:
+            return [self._nodes[i] for i in sorted(self._nodes)]
+
+    def heartbeat(
+        self, instance_id: str, *, free: Resources, running_jobs: Mapping[str, str], now: float
+    ) -> NodeRecord | None:
+        with self._lock:
+            node = self._nodes.get(instance_id)
+            if node is None:
+                return None
+            state = NodeState.ACTIVE if node.state in (NodeState.PENDING, NodeState.ACTIVE) else node.state
+            node = replace(node, state=state, free=free, running_jobs=dict(running_jobs), heartbeat_at=now)
+            self._nodes[instance_id] = node
+            return node
+
+    def mark_draining(self, instance_id: str, now: float) -> bool:
+        with self._lock:
+            node = self._nodes.get(instance_id)
+            if node is None or node.static:
+                return False
+            if node.state is NodeState.DRAINING:
+                return True
+            if node.state not in (NodeState.ACTIVE, NodeState.PENDING):
+                return False
+            self._nodes[instance_id] = replace(node, state=NodeState.DRAINING, draining_since=now)
+            return True
+
+    def mark_state(self, instance_id: str, state: str, now: float) -> bool:
+        new_state = NodeState(state)
+        if new_state is NodeState.DRAINING:
+            return self.mark_draining(instance_id, now)
+        with self._lock:
+            node = self._nodes.get(instance_id)
+            if node is None:
+                return False
+            taking_work = new_state in (NodeState.ACTIVE, NodeState.PENDING)
+            self._nodes[instance_id] = replace(
+                node, state=new_state, draining_since=None if taking_work else node.draining_since
+            )
+            return True
+
+    def remove_node(self, instance_id: str) -> None:
+        with self._lock:
+            self._nodes.pop(instance_id, None)
+
+
+class MemoryScalerStateStore:
+    """``ScalerStateStore`` in memory."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = ScalerState()
+        self._version = 0
+
+    def load(self) -> tuple[ScalerState, int]:
+        with self._lock:
+            return self._state, self._version
+
+    def save(self, state: ScalerState, version: int) -> bool:
+        with self._lock:
+            if version != self._version:
+                return False
+            self._state = ScalerState(
+                smoothed=MappingProxyType(dict(state.smoothed)),
+                spot_deficit=MappingProxyType(dict(state.spot_deficit)),
+            )
+            self._version = version + 1
+            return True
+
+
+class MemoryLease:
+    """``Lease`` in memory."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: str | None = None
+        self._expires_at = 0.0
+
+    def acquire(self, owner: str, now: float, ttl: float) -> bool:
+        with self._lock:
+            if self._owner is not None and self._owner != owner and not self._expires_at < now:
+                return False
+            self._owner, self._expires_at = owner, now + ttl
+            return True
+
+    def release(self, owner: str) -> None:
+        with self._lock:
+            if self._owner == owner:
+                self._owner = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    failures: int
+    until: float
+    expires_at: float
+    reason: str
+
+
+class MemoryCapacityCache:
+    """``CapacityCache`` in memory."""
+
+    def __init__(self, *, max_backoff: float = MAX_BACKOFF) -> None:
+        self._lock = threading.Lock()
+        self._max_backoff = max_backoff
+        self._failures: dict[Offering, _Failure] = {}
+
+    def unavailable(self, now: float) -> set[Offering]:
+        with self._lock:
+            return {offering for offering, failure in self._failures.items() if failure.until > now}
+
+    def record_failure(self, offering: Offering, reason: str, now: float, base_ttl: float) -> float:
+        with self._lock:
+            stored = self._failures.get(offering)
+            failures, until = next_failure(
+                previous_failures=0 if stored is None else stored.failures,
+                previous_until=None if stored is None else stored.until,
+                previous_expires_at=None if stored is None else stored.expires_at,
+                now=now,
+                base_ttl=base_ttl,
+                max_backoff=self._max_backoff,
+            )
+            self._failures[offering] = _Failure(failures, until, until + self._max_backoff, reason)
+            return until
+
+
+class MemoryDecisionLog:
+    """``DecisionLog`` in memory (entries go through JSON, as they do in the table)."""
+
+    def __init__(self, *, retention: float = RETENTION) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[str, float, str]] = {}
+        self._retention = retention
+
+    def record(self, round_id: str, now: float, entry: Mapping[str, object]) -> None:
+        with self._lock:
+            self._entries[decision_sort_key(round_id, now)] = (
+                round_id,
+                now,
+                json.dumps(dict(entry), sort_keys=True, default=str),
+            )
+
+    def recent(self, limit: int) -> list[dict[str, object]]:
+        with self._lock:
+            newest = sorted(self._entries, reverse=True)[: max(0, limit)]
+            entries: list[dict[str, object]] = []
+            for sort_key in newest:
+                round_id, at, text = self._entries[sort_key]
+                stored = json.loads(text)
+                entry: dict[str, object] = stored if isinstance(stored, dict) else {"entry": stored}
+                entry.setdefault("round_id", round_id)
+                entry.setdefault("at", at)
+                entries.append(entry)
+            return entries
+
+
+class MemoryClusterStore:
+    """``ClusterStore`` in memory."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._settings: ClusterSettings | None = None
+        self._status: ClusterStatusRecord | None = None
+        self._runtimes: dict[str, tuple[int, float]] = {}
+
+    def put_settings(self, settings: ClusterSettings) -> None:
+        with self._lock:
+            self._settings = settings
+
+    def get_settings(self) -> ClusterSettings | None:
+        with self._lock:
+            return self._settings
+
+    def set_status(
+        self,
+        status: ClusterStatus,
+        *,
+        reason: str | None,
+        now: float,
+        expected: Collection[ClusterStatus] | None = None,
+    ) -> bool:
+        with self._lock:
+            if expected is not None and (self._status is None or self._status.status not in set(expected)):
+                return False
+            self._status = ClusterStatusRecord(status=status, reason=reason, updated_at=now)
+            return True
+
+    def get_status(self) -> ClusterStatusRecord | None:
+        with self._lock:
+            return self._status
+
+    def record_runtime(self, name: str, seconds: float) -> None:
+        with self._lock:
+            count, total = self._runtimes.get(name, (0, 0.0))
+            self._runtimes[name] = (count + 1, total + max(0.0, float(seconds)))
+
+    def average_runtimes(self) -> dict[str, float]:
+        with self._lock:
+            return {name: total / count for name, (count, total) in self._runtimes.items() if count}
+
+
+if TYPE_CHECKING:  # mypy checks that the twins and the DynamoDB stores implement the same ports
+
+    def _implement_the_ports(table: StateTable) -> None:
+        job_stores: list[SubmissionStore] = [MemoryJobStore(), DynamoJobStore(table)]
+        node_stores: list[NodeStore] = [MemoryNodeStore(), DynamoNodeStore(table)]
+        scaler_stores: list[ScalerStateStore] = [MemoryScalerStateStore(), DynamoScalerStateStore(table)]
+        leases: list[Lease] = [MemoryLease(), DynamoLease(table)]
+        caches: list[CapacityCache] = [MemoryCapacityCache(), DynamoCapacityCache(table)]
+        logs: list[DecisionLog] = [MemoryDecisionLog(), DynamoDecisionLog(table)]
+        clusters: list[ClusterStore] = [MemoryClusterStore(), DynamoClusterStore(table)]
+        del job_stores, node_stores, scaler_stores, leases, caches, logs, clusters

@@ -1,0 +1,186 @@
+"""Node records in the state table (``NODE``/``{instance id}``): the fleet is one Query.
+
+State changes are conditional Updates, so the scaler and an agent writing at once cannot undo each
+other: a heartbeat moves PENDING to ACTIVE but never wakes a DRAINING node, and a static node is never
+drained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from shared.adapters.state_table import (
+    StateTable,
+    StateTableError,
+    attr_names,
+    b,
+    get_bool,
+    get_float,
+    get_number_map,
+    get_str,
+    get_string_map,
+    key,
+    n,
+    need_str,
+    number_map,
+    s,
+    string_map,
+)
+from shared.domain.cluster_state import Market, NodeRecord, NodeState
+from shared.domain.resources import Resources
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+    from shared.adapters.state_table import Item
+
+NODE_PARTITION = "NODE"
+
+
+def node_key(instance_id: str) -> Item:
+    return key(NODE_PARTITION, instance_id)
+
+
+class DynamoNodeStore:
+    """``NodeStore`` on the state table."""
+
+    def __init__(self, table: StateTable) -> None:
+        self._table = table
+
+    def put_node(self, node: NodeRecord) -> None:
+        item: Item = {
+            **node_key(node.instance_id),
+            "offer_key": s(node.offer_key),
+            "instance_type": s(node.instance_type),
+            "market": s(node.market),
+            "state": s(node.state),
+            "static": b(node.static),
+            "launched_at": n(node.launched_at),
+            "running_jobs": string_map(node.running_jobs),
+        }
+        optional: dict[str, AttributeValueTypeDef | None] = {
+            "zone": None if node.zone is None else s(node.zone),
+            "heartbeat_at": None if node.heartbeat_at is None else n(node.heartbeat_at),
+            "draining_since": None if node.draining_since is None else n(node.draining_since),
+            "free": None if node.free is None else _resources(node.free),
+        }
+        item.update({k: v for k, v in optional.items() if v is not None})
+        self._table.put(item)
+
+    def get_node(self, instance_id: str) -> NodeRecord | None:
+        item = self._table.get(node_key(instance_id))
+        return None if item is None else self._record(item)
+
+    def list_nodes(self) -> list[NodeRecord]:
+        return [self._record(item) for item in self._table.query(NODE_PARTITION)]
+
+    def heartbeat(
+        self, instance_id: str, *, free: Resources, running_jobs: Mapping[str, str], now: float
+    ) -> NodeRecord | None:
+        values: dict[str, AttributeValueTypeDef] = {
+            ":free": _resources(free),
+            ":jobs": string_map(running_jobs),
+            ":now": n(now),
+        }
+        report = "SET #free = :free, #running_jobs = :jobs, #heartbeat_at = :now"
+        names = attr_names("free", "running_jobs", "heartbeat_at")
+        # The first word from an agent makes a PENDING node ACTIVE; a node in any other state keeps it.
+        item = self._table.update(
+            node_key(instance_id),
+            report + ", #state = :active",
+            condition="#state IN (:pending, :active)",
+            names={**names, **attr_names("state")},
+            values={**values, ":active": s(NodeState.ACTIVE), ":pending": s(NodeState.PENDING)},
+        )
+        if item is None:
+            item = self._table.update(
+                node_key(instance_id),
+                report,
+                condition="attribute_exists(#pk)",
+                names={**names, **attr_names("pk")},
+                values=values,
+            )
+        return None if item is None else self._record(item)
+
+    def mark_draining(self, instance_id: str, now: float) -> bool:
+        """ACTIVE/PENDING → DRAINING. True also if it was already draining (``draining_since`` is kept)."""
+        item = self._table.update(
+            node_key(instance_id),
+            "SET #state = :draining, #draining_since = :now",
+            condition="#state IN (:active, :pending) AND (attribute_not_exists(#static) OR #static = :false)",
+            names=attr_names("state", "draining_since", "static"),
+            values={
+                ":draining": s(NodeState.DRAINING),
+                ":active": s(NodeState.ACTIVE),
+                ":pending": s(NodeState.PENDING),
+                ":now": n(now),
+                ":false": b(False),
+            },
+        )
+        if item is not None:
+            return True
+        current = self.get_node(instance_id)
+        return current is not None and current.state is NodeState.DRAINING and not current.static
+
+    def mark_state(self, instance_id: str, state: str, now: float) -> bool:
+        """Set the node's state (False if there is no such node). DRAINING goes through ``mark_draining``."""
+        new_state = NodeState(state)  # ValueError names a state that does not exist
+        if new_state is NodeState.DRAINING:
+            return self.mark_draining(instance_id, now)
+        expression = "SET #state = :state"
+        if new_state in (NodeState.ACTIVE, NodeState.PENDING):
+            expression += " REMOVE #draining_since"  # taking work again
+        item = self._table.update(
+            node_key(instance_id),
+            expression,
+            condition="attribute_exists(#pk)",
+            names=attr_names("state", "pk", *(["draining_since"] if "REMOVE" in expression else [])),
+            values={":state": s(new_state)},
+        )
+        return item is not None
+
+    def remove_node(self, instance_id: str) -> None:
+        self._table.delete(node_key(instance_id))
+
+    def _record(self, item: Item) -> NodeRecord:
+        try:
+            free_values = get_number_map(item, "free")
+            return NodeRecord(
+                instance_id=need_str(item, "sk"),
+                offer_key=need_str(item, "offer_key"),
+                instance_type=need_str(item, "instance_type"),
+                market=Market(need_str(item, "market")),
+                state=NodeState(need_str(item, "state")),
+                zone=get_str(item, "zone"),
+                static=get_bool(item, "static"),
+                launched_at=get_float(item, "launched_at") or 0.0,
+                heartbeat_at=get_float(item, "heartbeat_at"),
+                draining_since=get_float(item, "draining_since"),
+                free=None if "free" not in item else _resources_from(free_values),
+                running_jobs=get_string_map(item, "running_jobs"),
+            )
+        except ValueError as error:
+            raise StateTableError(
+                f"node record {get_str(item, 'sk')!r} in table {self._table.name!r} is corrupt: {error}"
+            ) from None
+
+
+def _resources(resources: Resources) -> AttributeValueTypeDef:
+    return number_map(
+        {
+            "cores": resources.cores,
+            "memory": resources.memory,
+            "disk": resources.disk,
+            "accelerators": resources.accelerators,
+        }
+    )
+
+
+def _resources_from(values: Mapping[str, float]) -> Resources:
+    return Resources(
+        cores=values.get("cores", 0.0),
+        memory=int(values.get("memory", 0)),
+        disk=int(values.get("disk", 0)),
+        accelerators=int(values.get("accelerators", 0)),
+    )
