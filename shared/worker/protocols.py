@@ -1,0 +1,40 @@
+"""What the agent needs from the queue and the runtime table, as Protocols; adapters implement them.
+
+The job and node stores are the shared ports of ``shared.services.ports``; these two are the agent's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceivedMessage:
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int = 1
+
+
+class WorkerQueue(Protocol):
+    """The job queue as a worker uses it. Batch operations return the receipt handles that failed."""
+
+    def receive(self, *, max_messages: int, wait_seconds: int, visibility_timeout: int) -> list[ReceivedMessage]: ...
+
+    def change_visibility(self, receipt_handles: Sequence[str], seconds: int) -> list[str]:
+        """Hide the messages for ``seconds`` more from now (0: visible to every worker at once)."""
+        ...
+
+    def delete(self, receipt_handles: Sequence[str]) -> list[str]: ...
+
+    def dead_letter(self, body: str, *, reason: str, job_id: str | None) -> None:
+        """Put ``body`` on the dead-letter queue with why it is there; the caller then deletes the original."""
+        ...
+
+
+class RuntimeRecorder(Protocol):
+    def record_runtime(self, name: str, seconds: float) -> None:
+        """One more finished job named ``name`` took ``seconds``: the scaler's learned average improves."""
+        ...
