@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from shared.cli import graph, node_types_cmd, plan
+from shared.cli import graph, node_types_cmd, plan, submit
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_parser(subparsers)
     node_types_cmd.add_parser(subparsers)
     graph.add_parser(subparsers)
+    submit.add_submit_parser(subparsers)
     return parser
 
 
