@@ -1,0 +1,32 @@
+"""A round's log line and metrics (EMF through Powertools), the same for every function that runs rounds."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from shared.services.reconcile import RoundResult, round_metrics
+from shared.services.telemetry import METRICS_NAMESPACE
+
+
+def report_round(result: RoundResult, logger: Logger, metrics: Metrics) -> None:
+    if not result.ran:
+        logger.info("round skipped", round_id=result.round_id, reason=result.skipped)
+        return
+    logger.info("round done", extra={"round": result.to_dict()})
+    for error in result.errors:
+        logger.warning("round action failed", round_id=result.round_id, error=error)
+    for point in round_metrics(result):
+        if not point.dimensions:
+            metrics.add_metric(name=point.name, unit=MetricUnit(point.unit), value=point.value)
+            continue
+        # One EMF document per dimension set (a metric set shares its dimensions).
+        with single_metric(
+            name=point.name,
+            unit=MetricUnit(point.unit),
+            value=point.value,
+            namespace=METRICS_NAMESPACE,
+            default_dimensions=metrics.default_dimensions,
+        ) as metric:
+            for name, value in point.dimensions.items():
+                metric.add_dimension(name=name, value=value)
