@@ -46,6 +46,7 @@ CODE_EXCLUDES = (
 FUNCTIONS: Mapping[str, str] = {
     "evaluate_scaling": "One scaling round (observe, decide, act, record) on the schedule, alarm or demand event.",
     "on_instance_event": "EC2 state changes, spot interruption warnings and rebalance recommendations.",
+    "lifecycle_step": "The steps of LaunchCluster and TeardownCluster that need Shoal's code.",
 }
 
 
@@ -124,6 +125,10 @@ class ControlPlaneFunctions(Construct):
     def on_instance_event(self) -> lambda_.Function:
         return self.functions["on_instance_event"]
 
+    @property
+    def lifecycle_step(self) -> lambda_.Function:
+        return self.functions["lifecycle_step"]
+
     def _build_function(self, module: str, code: lambda_.Code, layer: lambda_.ILayerVersion) -> lambda_.Function:
         function = lambda_.Function(
             self,
@@ -173,7 +178,7 @@ class ControlPlaneFunctions(Construct):
         statements = [
             iam.PolicyStatement(
                 sid="DescribeFleet",
-                actions=["ec2:DescribeInstances", "ec2:DescribeSubnets"],
+                actions=["ec2:DescribeInstances", "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSubnets"],
                 resources=["*"],
             ),
             iam.PolicyStatement(
@@ -197,7 +202,8 @@ class ControlPlaneFunctions(Construct):
             iam.PolicyStatement(
                 sid="TagOnlyAtLaunch",
                 actions=["ec2:CreateTags"],
-                resources=[ec2_arn("instance", "*"), ec2_arn("volume", "*")],
+                # A spot launch tags its one-time request too, so the teardown can find and cancel it.
+                resources=[ec2_arn("instance", "*"), ec2_arn("volume", "*"), ec2_arn("spot-instances-request", "*")],
                 conditions={"StringEquals": {"ec2:CreateAction": "RunInstances", **cluster_request_tag}},
             ),
             iam.PolicyStatement(
@@ -244,7 +250,8 @@ class ControlPlaneFunctions(Construct):
 def _role_wildcards(region: str) -> dict[str, str]:
     prefix = f"arn:<AWS::Partition>:ec2:{region}:<AWS::AccountId>"
     return {
-        "*": "ec2:DescribeInstances/DescribeSubnets and X-Ray's PutTraceSegments/PutTelemetryRecords have no "
+        "*": "ec2:DescribeInstances/DescribeSpotInstanceRequests/DescribeSubnets and X-Ray's "
+        "PutTraceSegments/PutTelemetryRecords have no "
         "resource-level permissions.",
         f"{prefix}:instance/*": "Instance ids are unknown before launch: RunInstances and CreateTags require the "
         "cluster tag in the request, Start/Stop/Terminate require it on the instance.",

@@ -13,6 +13,7 @@ from constructs import Construct
 
 from cdk import constants
 from cdk.functions import ControlPlaneFunctions
+from cdk.lifecycle import ClusterLifecycle
 from cdk.network import ClusterNetwork
 from cdk.observability import ClusterObservability
 from cdk.settings_loader import StackSettings, load_stack_settings
@@ -69,8 +70,15 @@ class ShoalStack(Stack):
             evaluate_scaling=self.control_plane.evaluate_scaling,
             on_instance_event=self.control_plane.on_instance_event,
         )
-        # Issue 5: the LaunchCluster/TeardownCluster state machines (cdk/lifecycle.py) go here, given
-        # self.state.table, their step function and self.triggers.scaling_rules, with their ARNs as outputs.
+        self.lifecycle = ClusterLifecycle(
+            self,
+            "Lifecycle",
+            cluster_name=name,
+            table=self.state.table,
+            step_function=self.control_plane.lifecycle_step,
+            # Every rule that runs a round, EC2 events included: a teardown must not be scaled back up.
+            scaling_rules=[*self.triggers.scaling_rules, *self.triggers.instance_rules],
+        )
         self.observability = ClusterObservability(
             self,
             "Observability",
@@ -91,6 +99,11 @@ class ShoalStack(Stack):
             "LaunchTemplateId": (str(self.workers.launch_template.launch_template_id), "Worker launch template"),
             "WorkerLogGroup": (self.workers.log_group.log_group_name, "Worker (agent) logs, one stream per node"),
             "ClusterName": (self.settings.cluster.name, "Cluster name (SHOAL_CLUSTER_NAME for shoal submit)"),
+            "LaunchClusterStateMachineArn": (self.lifecycle.launch.state_machine_arn, "shoal launch-cluster runs this"),
+            "TeardownClusterStateMachineArn": (
+                self.lifecycle.teardown.state_machine_arn,
+                "shoal destroy-cluster runs this",
+            ),
             "DashboardUrl": (
                 f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#dashboards:name={dashboard}",
                 "CloudWatch dashboard",

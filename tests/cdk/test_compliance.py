@@ -19,6 +19,19 @@ ACKNOWLEDGED = {
     ),
     ("ControlPlane/EvaluateScaling", "AwsSolutions-L1"),
     ("ControlPlane/OnInstanceEvent", "AwsSolutions-L1"),
+    ("ControlPlane/LifecycleStep", "AwsSolutions-L1"),
+    *(
+        (f"Lifecycle/{machine}", f"AwsSolutions-IAM5[{finding}]")
+        for machine in ("LaunchCluster", "TeardownCluster")
+        for finding in ("Resource::*", "Resource::<ControlPlaneLifecycleStep7519542F.Arn>:*")
+    ),
+    *(
+        (
+            "Lifecycle/TeardownCluster",
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:{REGION}:<AWS::AccountId>:{r}/*]",
+        )
+        for r in ("instance", "spot-instances-request")
+    ),
 }
 
 

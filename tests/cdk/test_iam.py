@@ -38,7 +38,7 @@ def test_the_control_plane_role_has_exactly_these_statements(synthesized: Synthe
         {
             "Sid": "DescribeFleet",
             "Effect": "Allow",
-            "Action": ["ec2:DescribeInstances", "ec2:DescribeSubnets"],
+            "Action": ["ec2:DescribeInstances", "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSubnets"],
             "Resource": "*",
         },
         {
@@ -65,7 +65,7 @@ def test_the_control_plane_role_has_exactly_these_statements(synthesized: Synthe
             "Sid": "TagOnlyAtLaunch",
             "Effect": "Allow",
             "Action": "ec2:CreateTags",
-            "Resource": [instance, volume],
+            "Resource": [instance, volume, _ec2_arn(s, "spot-instances-request", "*")],
             "Condition": {"StringEquals": {"ec2:CreateAction": "RunInstances", **cluster_request_tag}},
         },
         {
@@ -207,6 +207,8 @@ def test_no_statement_anywhere_allows_a_wildcard_action(synthesized: Synthesized
     statements = _statements(synthesized)
     assert statements
     for logical_id, statement in statements:
+        if statement["Effect"] == "Deny":
+            continue  # a Deny narrows; see the teardown's tag guard below
         assert statement["Effect"] == "Allow"
         assert "NotAction" not in statement and "NotResource" not in statement, logical_id
         for action in _actions(statement):
@@ -230,15 +232,26 @@ def test_every_ec2_mutation_is_conditioned_on_the_cluster_tag(synthesized: Synth
         "ec2:StopInstances",
         "ec2:TerminateInstances",
     }
-    for _, statement in _statements(synthesized):
+    all_statements = _statements(synthesized)
+    for logical_id, statement in all_statements:
         touched = mutations & set(_actions(statement))
-        if not touched:
+        if not touched or statement["Effect"] == "Deny":
             continue
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         rendered = [str(r) for r in resources]
         creates_tagged = any(":instance/*" in r or ":volume/*" in r for r in rendered)
         if touched == {"ec2:RunInstances"} and not creates_tagged:
             continue  # the template, image, subnets, group: read by the launch, not created or changed by it
+        if "Condition" not in statement:
+            # The teardown's ids come from an inventory at run time: the same policy must deny every
+            # resource without the cluster's tag for these actions.
+            guards = [
+                st for lid, st in all_statements
+                if lid == logical_id and st["Effect"] == "Deny" and touched <= set(_actions(st))
+                and st["Condition"]["StringNotEquals"].get("aws:ResourceTag/shoal:cluster") == CLUSTER
+            ]  # fmt: skip
+            assert guards, statement
+            continue
         conditions = statement["Condition"]["StringEquals"]
         assert conditions.get("aws:RequestTag/shoal:cluster") == CLUSTER or (
             conditions.get("aws:ResourceTag/shoal:cluster") == CLUSTER

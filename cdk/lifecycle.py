@@ -1,0 +1,412 @@
+"""Cluster launch and teardown as Step Functions state machines, readable step by step in the console.
+
+State names read as sentences and every state has a comment. AWS calls that need no logic are direct
+SDK integrations (DynamoDB status records, EventBridge rules, EC2 terminations); the steps that need
+Shoal's code (capacity fallback, deadlines, the inventory check) invoke the lifecycle Lambda with an
+``action``. Every failure is caught, rolled back where something was launched, recorded with its
+cause, and ends the execution failed with that cause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from cdk import constants
+from cdk.nag import acknowledge
+
+# How long Wait states pause between checks comes from the execution's input ("poll_seconds"), read
+# back by the first Lambda step with defaults (shared/services/lifecycle.py), so tests need not sleep.
+THROTTLING_ERRORS = [
+    "Ec2.RequestLimitExceeded",
+    "Ec2.Ec2Exception",
+    "ThrottlingException",
+    "Lambda.TooManyRequestsException",
+]
+
+
+class ClusterLifecycle(Construct):
+    """The LaunchCluster and TeardownCluster state machines of one cluster."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        cluster_name: str,
+        table: dynamodb.ITable,
+        step_function: lambda_.IFunction,
+        scaling_rules: Sequence[events.IRule],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._cluster_name = cluster_name
+        self._table = table
+        self._step_function = step_function
+        self._rules = list(scaling_rules)
+        self.launch = self._state_machine("LaunchCluster", self._build_launch(), ec2_resources=())
+        self.teardown = self._state_machine(
+            "TeardownCluster", self._build_teardown(), ec2_resources=("instance", "spot-instances-request")
+        )
+
+    # ---- LaunchCluster ---------------------------------------------------------------------------
+
+    def _build_launch(self) -> sfn.IChainable:
+        failed = self._record_status("Record the cluster as failed", "FAILED", cause_path="$.error.Cause").next(
+            sfn.Fail(
+                self,
+                "Launch failed",
+                comment="The launch was rolled back.",
+                cause_path="$.error.Cause",
+                error_path="$.error.Error",
+            )
+        )
+        rollback = self._step(
+            "Roll back the launched nodes",
+            "rollback",
+            "Terminate every node this launch started and wait until none is left, so a failed launch costs nothing.",
+            result_path="$.rollback",
+        ).next(failed)
+
+        def guarded(state: sfn.TaskStateBase) -> sfn.TaskStateBase:
+            return state.add_catch(rollback, errors=["States.ALL"], result_path="$.error")
+
+        nodes_running = guarded(
+            self._step(
+                "Check whether the static nodes run",
+                "check_static_nodes",
+                "Describe the static nodes; fails with StaticNodesNotRunningError after the deadline.",
+                result_path="$.static_nodes",
+            )
+        )
+        agents_healthy = guarded(
+            self._step(
+                "Check whether the agents report",
+                "check_agents",
+                "Read the node records; every static node's agent must have heartbeated since launch.",
+                result_path="$.agents",
+            )
+        )
+        wait_nodes = sfn.Wait(
+            self,
+            "Wait for static nodes to run",
+            time=sfn.WaitTime.seconds_path("$.settings.poll_seconds"),
+            comment="EC2 takes a minute or two to start an instance.",
+        )
+        wait_agents = sfn.Wait(
+            self,
+            "Wait for the agents to report",
+            time=sfn.WaitTime.seconds_path("$.settings.poll_seconds"),
+            comment="The appliance starts and the agent heartbeats within a few minutes.",
+        )
+        enable = self._each_rule("Enable", "enableRule")
+        for task in enable[1]:
+            guarded(task)
+        active = guarded(self._record_status("Record the cluster as active", "ACTIVE"))
+        return (
+            guarded(
+                self._step(
+                    "Validate the cluster settings",
+                    "validate",
+                    "Check the deployed settings and compute the static fleet; nothing is launched yet.",
+                    result_path="$.settings",
+                )
+            )
+            .next(guarded(self._record_status("Record the cluster as launching", "LAUNCHING")))
+            .next(
+                guarded(
+                    self._step(
+                        "Launch the static nodes",
+                        "launch_static_nodes",
+                        "Launch the static workers with the scaler's capacity fallback across types and markets.",
+                        result_path="$.launched",
+                    )
+                )
+            )
+            .next(nodes_running)
+            .next(
+                sfn.Choice(self, "Are the static nodes running?", comment="Loop until every static node runs.")
+                .when(
+                    sfn.Condition.boolean_equals("$.static_nodes.done", True),
+                    agents_healthy.next(
+                        sfn.Choice(self, "Are the agents healthy?", comment="Loop until every agent reports.")
+                        .when(
+                            sfn.Condition.boolean_equals("$.agents.done", True),
+                            enable[0].next(active).next(sfn.Succeed(self, "The cluster is active")),
+                        )
+                        .otherwise(wait_agents.next(agents_healthy))
+                    ),
+                )
+                .otherwise(wait_nodes.next(nodes_running))
+            )
+        )
+
+    # ---- TeardownCluster -------------------------------------------------------------------------
+
+    def _build_teardown(self) -> sfn.IChainable:
+        failed = self._record_status("Record the teardown as failed", "FAILED", cause_path="$.error.Cause").next(
+            sfn.Fail(
+                self,
+                "Teardown failed",
+                comment="Something is left; the cause names it.",
+                cause_path="$.error.Cause",
+                error_path="$.error.Error",
+            )
+        )
+
+        def guarded(state: sfn.TaskStateBase) -> sfn.TaskStateBase:
+            return state.add_catch(failed, errors=["States.ALL"], result_path="$.error")
+
+        disable = self._each_rule("Disable", "disableRule")
+        for task in disable[1]:
+            guarded(task)
+        check_jobs = guarded(
+            self._step(
+                "Check for running jobs",
+                "check_jobs",
+                "Are the drained nodes idle yet, or has the grace period run out?",
+                result_path="$.jobs",
+            )
+        )
+        wait_jobs = sfn.Wait(
+            self,
+            "Wait for running jobs to finish",
+            time=sfn.WaitTime.seconds_path("$.drained.job_poll_seconds"),
+            comment="Draining nodes take no new work; their running jobs finish.",
+        )
+        check_terminated = guarded(
+            self._step(
+                "Check whether everything is terminated",
+                "check_terminated",
+                "Describe the cluster's instances by tag; fails after the deadline.",
+                result_path="$.terminated",
+            )
+        )
+        wait_terminated = sfn.Wait(
+            self,
+            "Wait for the instances to terminate",
+            time=sfn.WaitTime.seconds_path("$.drained.poll_seconds"),
+            comment="Termination takes up to a few minutes.",
+        )
+        terminate_batch = tasks.CallAwsService(
+            self,
+            "Terminate the batch",
+            comment="One TerminateInstances call for up to 100 instances.",
+            service="ec2",
+            action="terminateInstances",
+            parameters={"InstanceIds.$": "$"},
+            iam_resources=[self._ec2_arn("instance")],
+            iam_action="ec2:TerminateInstances",
+            result_path=sfn.JsonPath.DISCARD,
+        ).add_retry(errors=THROTTLING_ERRORS, interval=Duration.seconds(2), backoff_rate=2, max_attempts=5)
+        terminate_each = guarded(
+            sfn.Map(
+                self,
+                "Terminate each batch",
+                comment="Batches of instance ids, stopped ones included.",
+                items_path="$.inventory.batches",
+                max_concurrency=4,
+                result_path=sfn.JsonPath.DISCARD,
+            ).item_processor(terminate_batch)
+        )
+        cancel_spot = guarded(
+            tasks.CallAwsService(
+                self,
+                "Cancel the spot requests",
+                comment="Open spot requests would launch new instances.",
+                service="ec2",
+                action="cancelSpotInstanceRequests",
+                parameters={"SpotInstanceRequestIds.$": "$.inventory.spot_requests"},
+                iam_resources=[self._ec2_arn("spot-instances-request")],
+                iam_action="ec2:CancelSpotInstanceRequests",
+                result_path=sfn.JsonPath.DISCARD,
+            ).add_retry(errors=THROTTLING_ERRORS, interval=Duration.seconds(2), backoff_rate=2, max_attempts=5)
+        )
+        verify = guarded(
+            self._step(
+                "Verify nothing is left",
+                "verify_empty",
+                "The inventory by tag must be empty; fails naming whatever is left.",
+                result_path="$.verified",
+            )
+        )
+        destroyed = guarded(self._record_status("Record the cluster as destroyed", "DESTROYED")).next(
+            sfn.Succeed(self, "The cluster is destroyed")
+        )
+        after_termination = check_terminated.next(
+            sfn.Choice(self, "Is everything terminated?", comment="Loop until no tagged instance is left running.")
+            .when(sfn.Condition.boolean_equals("$.terminated.done", True), verify.next(destroyed))
+            .otherwise(wait_terminated.next(check_terminated))
+        )
+        inventory = guarded(
+            self._step(
+                "List everything tagged for the cluster",
+                "inventory",
+                "Every instance (stopped ones too) and spot request tagged for the cluster, in batches.",
+                result_path="$.inventory",
+            )
+        )
+        inventory.next(terminate_each).next(
+            sfn.Choice(self, "Are there spot requests?", comment="Cancel them before checking the inventory.")
+            .when(sfn.Condition.is_present("$.inventory.spot_requests[0]"), cancel_spot.next(after_termination))
+            .otherwise(after_termination)
+        )
+        return (
+            disable[0]
+            .next(guarded(self._record_status("Record the cluster as tearing down", "TEARING_DOWN")))
+            .next(
+                guarded(
+                    self._step(
+                        "Drain every node",
+                        "drain_all",
+                        "Mark every node draining so no new job starts anywhere.",
+                        result_path="$.drained",
+                    )
+                )
+            )
+            .next(
+                sfn.Choice(self, "Is the teardown forced?", comment="Forced: do not wait for running jobs.")
+                .when(sfn.Condition.boolean_equals("$.drained.force", True), inventory)
+                .otherwise(
+                    check_jobs.next(
+                        sfn.Choice(self, "Are the nodes idle?", comment="Idle, or the grace period is over.")
+                        .when(sfn.Condition.boolean_equals("$.jobs.done", True), inventory)
+                        .otherwise(wait_jobs.next(check_jobs))
+                    )
+                )
+            )
+        )
+
+    # ---- building blocks -------------------------------------------------------------------------
+
+    def _step(self, name: str, action: str, comment: str, *, result_path: str) -> tasks.LambdaInvoke:
+        return tasks.LambdaInvoke(
+            self,
+            name,
+            comment=comment,
+            lambda_function=self._step_function,
+            payload_response_only=True,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "action": action,
+                    "input": sfn.JsonPath.entire_payload,
+                    "execution": sfn.JsonPath.string_at("$$.Execution.Name"),
+                }
+            ),
+            result_path=result_path,
+            retry_on_service_exceptions=False,
+        ).add_retry(
+            errors=["Lambda.TooManyRequestsException", "Lambda.ServiceException"],
+            interval=Duration.seconds(2),
+            backoff_rate=2,
+            max_attempts=4,
+        )
+
+    def _record_status(self, name: str, status: str, *, cause_path: str | None = None) -> tasks.DynamoUpdateItem:
+        reason = (
+            tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at(cause_path))
+            if cause_path
+            else tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$$.Execution.Name"))
+        )
+        return tasks.DynamoUpdateItem(
+            self,
+            name,
+            comment=f"Set the cluster's status record to {status}.",
+            table=self._table,
+            key={
+                "pk": tasks.DynamoAttributeValue.from_string("CLUSTER"),
+                "sk": tasks.DynamoAttributeValue.from_string("STATUS"),
+            },
+            update_expression="SET #status = :status, #reason = :reason, #updated = :updated",
+            expression_attribute_names={"#status": "status", "#reason": "reason", "#updated": "updated_at_iso"},
+            expression_attribute_values={
+                ":status": tasks.DynamoAttributeValue.from_string(status),
+                ":reason": reason,
+                ":updated": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$$.State.EnteredTime")),
+            },
+            result_path=sfn.JsonPath.DISCARD,
+        )
+
+    def _each_rule(self, verb: str, action: str) -> tuple[sfn.Chain, list[tasks.CallAwsService]]:
+        """One task per scaling rule, in sequence: simple to read, and there are only a handful."""
+        task_list = [
+            tasks.CallAwsService(
+                self,
+                f"{verb} scaling rule {index + 1}",
+                comment=f"{verb} the EventBridge rule that wakes the scaler.",
+                service="eventbridge",
+                action=action,
+                parameters={"Name": rule.rule_name},
+                iam_resources=[rule.rule_arn],
+                iam_action=f"events:{action[0].upper()}{action[1:]}",
+                result_path=sfn.JsonPath.DISCARD,
+            )
+            for index, rule in enumerate(self._rules)
+        ]
+        chain = sfn.Chain.start(task_list[0])
+        for task in task_list[1:]:
+            chain = chain.next(task)
+        return chain, task_list
+
+    def _ec2_arn(self, resource: str) -> str:
+        return Stack.of(self).format_arn(service="ec2", resource=resource, resource_name="*")
+
+    def _state_machine(
+        self, name: str, definition: sfn.IChainable, *, ec2_resources: tuple[str, ...]
+    ) -> sfn.StateMachine:
+        log_group = logs.LogGroup(
+            self, f"{name}Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
+        )
+        machine = sfn.StateMachine(
+            self,
+            name,
+            state_machine_name=f"shoal-{self._cluster_name}-{name}",
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            timeout=Duration.hours(6),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL),
+            comment=f"Shoal {name} for cluster {self._cluster_name} ({Stack.of(self).stack_name}).",
+        )
+        region = Stack.of(self).region
+        prefix = f"arn:<AWS::Partition>:ec2:{region}:<AWS::AccountId>"
+        reasons = {
+            "Resource::*": "X-Ray tracing and log delivery have no resource-level permissions"
+            + (
+                "; the other '*' is a Deny keeping EC2 calls to this cluster's tagged resources."
+                if ec2_resources
+                else "."
+            ),
+            f"Resource::<{self._function_logical_id()}.Arn>:*": "CDK grants invoke on the lifecycle function's "
+            "versions and aliases, of that one function only.",
+        }
+        if ec2_resources:
+            # EC2 ids are unknown until the inventory: deny touching anything not tagged for this cluster.
+            machine.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="OnlyThisClustersResources",
+                    effect=iam.Effect.DENY,
+                    actions=["ec2:TerminateInstances", "ec2:CancelSpotInstanceRequests"],
+                    resources=["*"],
+                    conditions={"StringNotEquals": {f"aws:ResourceTag/{constants.CLUSTER_TAG}": self._cluster_name}},
+                )
+            )
+        for resource in ec2_resources:
+            reasons[f"Resource::{prefix}:{resource}/*"] = (
+                "Ids come from the tag-filtered inventory at run time; a Deny statement refuses any one without "
+                "this cluster's tag."
+            )
+        for finding, reason in reasons.items():
+            acknowledge(machine, f"AwsSolutions-IAM5[{finding}]", reason)
+        return machine
+
+    def _function_logical_id(self) -> str:
+        child = self._step_function.node.default_child
+        return Stack.of(self).get_logical_id(child) if child is not None else ""  # type: ignore[arg-type]

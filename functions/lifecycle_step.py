@@ -1,0 +1,87 @@
+"""The LaunchCluster/TeardownCluster steps that need Shoal's code, picked by ``action``.
+
+The state machine sends ``{"action": ..., "input": <the execution's state>, "execution": <name>}``; the
+answer goes back into the execution's state at the task's result path. A ``LifecycleError`` fails the
+task with the error's class name and message, which the state machine catches and records.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.adapters.lifecycle_ports import build_lifecycle_ports
+from shared.domain.node_types import Offer, build_offers, parse_node_types
+from shared.services import lifecycle
+from shared.services.environment import FunctionEnvironment
+from shared.services.lifecycle import LifecyclePorts
+
+logger = Logger()
+tracer = Tracer()
+
+
+def clock() -> float:
+    """Now, in epoch seconds (tests and the local cloud put a simulated clock here)."""
+    return time.time()
+
+
+class UnknownActionError(ValueError):
+    """The state machine asked for a step this function does not have."""
+
+
+@cache
+def _dependencies() -> tuple[FunctionEnvironment, LifecyclePorts, tuple[Offer, ...]]:
+    env = FunctionEnvironment.from_env()
+    settings = env.cluster
+    offers = build_offers(
+        parse_node_types(settings.node_types),
+        region=settings.region,
+        node_storage=settings.node_storage,
+        min_nodes=settings.min_nodes,
+        max_nodes=settings.max_nodes,
+    )
+    return env, build_lifecycle_ports(env), tuple(offers)
+
+
+def _section(state: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = state.get(key) or {}
+    return value if isinstance(value, Mapping) else {}
+
+
+def run_step(action: str, state: Mapping[str, Any], execution: str, *, now: float) -> dict[str, object]:
+    env, ports, offers = _dependencies()
+    settings = env.cluster
+    steps: dict[str, Callable[[], dict[str, object]]] = {
+        "validate": lambda: lifecycle.validate(settings, offers, state, now=now),
+        "launch_static_nodes": lambda: lifecycle.launch_static_nodes(
+            ports, settings, offers, now=now, execution=execution
+        ),
+        "check_static_nodes": lambda: lifecycle.check_static_nodes(ports, _section(state, "launched"), now=now),
+        "check_agents": lambda: lifecycle.check_agents(ports, _section(state, "launched"), now=now),
+        "rollback": lambda: lifecycle.rollback(ports, now=now),
+        "drain_all": lambda: lifecycle.drain_all(ports, state, now=now),
+        "check_jobs": lambda: lifecycle.check_jobs(ports, _section(state, "drained"), now=now),
+        "inventory": lambda: lifecycle.inventory(ports) | {"at": now},
+        "check_terminated": lambda: lifecycle.check_terminated(ports, _section(state, "inventory"), now=now),
+        "verify_empty": lambda: lifecycle.verify_empty(ports, now=now),
+    }
+    if action not in steps:
+        raise UnknownActionError(f"unknown lifecycle action {action!r}; known: {', '.join(sorted(steps))}")
+    return steps[action]()
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, object]:
+    action = str(event.get("action", ""))
+    state = event.get("input") or {}
+    execution = str(event.get("execution", "manual"))
+    logger.append_keys(action=action, execution=execution)
+    result = run_step(action, state if isinstance(state, Mapping) else {}, execution, now=clock())
+    logger.info("lifecycle step done", extra={"result": result})
+    return result

@@ -1,0 +1,165 @@
+"""LaunchCluster and TeardownCluster, executed from the synthesized template against moto."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from shared.domain.resources import Resources
+from tests.lifecycle.conftest import LifecycleCloud
+
+FAST = {"poll_seconds": 0}
+
+
+def launch(cloud: LifecycleCloud) -> dict[str, Any]:
+    return cloud.run(cloud.launch_arn, FAST)
+
+
+def teardown(cloud: LifecycleCloud, **options: Any) -> dict[str, Any]:
+    return cloud.run(cloud.teardown_arn, {"poll_seconds": 0, "job_poll_seconds": 1, **options})
+
+
+def test_launch_then_teardown_leaves_nothing_tagged(cloud: LifecycleCloud) -> None:
+    # GIVEN a cluster with 3 static nodes and its scaling rules off
+    for name in cloud.rule_names:
+        cloud.events.disable_rule(Name=name)
+    # WHEN LaunchCluster runs
+    launched = launch(cloud)
+    # THEN it succeeds with the static nodes running, scaling enabled and the status ACTIVE
+    assert launched["status"] == "SUCCEEDED", launched
+    running = cloud.tagged_instances()
+    assert len(running) == 3 and {state for _, state in running} == {"running"}
+    assert all(cloud.rules_enabled())
+    assert cloud.status()["status"] == "ACTIVE"
+    assert all(node.static for node in cloud.nodes.list_nodes())
+    states = cloud.states_entered(launched["executionArn"])
+    assert states[:3] == ["Validate the cluster settings", "Record the cluster as launching", "Launch the static nodes"]
+    # WHEN TeardownCluster runs
+    destroyed = teardown(cloud)
+    # THEN nothing tagged is left, scaling is off and the status DESTROYED
+    assert destroyed["status"] == "SUCCEEDED", destroyed
+    assert cloud.tagged_instances() == []
+    assert not any(cloud.rules_enabled())
+    assert cloud.status()["status"] == "DESTROYED"
+    assert cloud.nodes.list_nodes() == []
+
+
+def refuse(cloud: LifecycleCloud, *instance_types: str) -> None:
+    """EC2 answers InsufficientInstanceCapacity for these types (every other call reaches moto)."""
+
+    def no_capacity(params: dict[str, Any], **_: Any) -> None:
+        if params.get("InstanceType") in instance_types:
+            raise ClientError(
+                {"Error": {"Code": "InsufficientInstanceCapacity", "Message": f"no {params['InstanceType']}"}},
+                "RunInstances",
+            )
+
+    from functions import lifecycle_step
+
+    _, ports, _ = lifecycle_step._dependencies()
+    ports.fleet.client.meta.events.register("provide-client-params.ec2.RunInstances", no_capacity)  # type: ignore[attr-defined]
+
+
+def test_static_nodes_fall_back_to_a_type_that_can_stand_in(cloud: LifecycleCloud) -> None:
+    # GIVEN no m5.2xlarge capacity
+    refuse(cloud, "m5.2xlarge")
+    # WHEN LaunchCluster runs
+    result = launch(cloud)
+    # THEN the two m5.2xlarge static nodes are r5.2xlarge (at least as big), in the same step
+    assert result["status"] == "SUCCEEDED", result
+    types = sorted(node.instance_type for node in cloud.nodes.list_nodes())
+    assert types.count("r5.2xlarge") == 2 and "m5.2xlarge" not in types
+
+
+def test_a_capacity_error_during_launch_rolls_back_to_zero(cloud: LifecycleCloud) -> None:
+    # GIVEN no capacity for any type that can hold an m5.2xlarge's work (the spot class still launches)
+    refuse(cloud, "m5.2xlarge", "r5.2xlarge")
+    # WHEN LaunchCluster runs
+    result = launch(cloud)
+    # THEN it fails with the cause, rolled back to zero instances, the status FAILED with that cause
+    assert result["status"] == "FAILED"
+    assert cloud.tagged_instances() == []
+    status = cloud.status()
+    assert status["status"] == "FAILED"
+    assert "could not be launched" in status["reason"] and "InsufficientInstanceCapacity" in status["reason"]
+    states = cloud.states_entered(result["executionArn"])
+    assert "Roll back the launched nodes" in states and "Record the cluster as failed" in states
+    history = cloud.sfn.get_execution_history(executionArn=result["executionArn"])["events"]
+    failure = next(e["executionFailedEventDetails"] for e in history if "executionFailedEventDetails" in e)
+    assert failure["error"] == "StaticNodesLaunchError"
+    assert "InsufficientInstanceCapacity" in failure["cause"]
+
+
+def test_launch_fails_when_agents_never_report_and_rolls_back(cloud: LifecycleCloud, monkeypatch: Any) -> None:
+    from functions import lifecycle_step
+    from shared.services import lifecycle
+
+    # GIVEN agents that never report, and a deadline already in the past
+    monkeypatch.setattr(lifecycle, "AGENT_DEADLINE_SECONDS", -1e6)
+    monkeypatch.setattr(lifecycle, "LAUNCH_DEADLINE_SECONDS", 0.0)
+    _, ports, _ = lifecycle_step._dependencies()
+    original_put = ports.nodes.put_node
+
+    def put_silently(node: Any) -> None:
+        cloud.agents_silent.add(node.instance_id)
+        original_put(node)
+
+    monkeypatch.setattr(ports.nodes, "put_node", put_silently)
+    result = launch(cloud)
+    assert result["status"] == "FAILED"
+    assert cloud.status()["status"] == "FAILED"
+    assert "agents never reported" in cloud.status()["reason"]
+    assert cloud.tagged_instances() == []
+
+
+def test_teardown_waits_for_a_busy_node_then_leaves_nothing(cloud: LifecycleCloud) -> None:
+    # GIVEN an active cluster whose first node runs a job
+    assert launch(cloud)["status"] == "SUCCEEDED"
+    busy = cloud.nodes.list_nodes()[0].instance_id
+    free = Resources(cores=4, memory=2**30, disk=2**30)
+    cloud.nodes.heartbeat(busy, free=free, running_jobs={"job-1": "receipt-1"}, now=time.time())
+
+    def finish_later() -> None:
+        time.sleep(2.5)
+        cloud.nodes.heartbeat(busy, free=free, running_jobs={}, now=time.time())
+
+    finisher = threading.Thread(target=finish_later)
+    finisher.start()
+    # WHEN the teardown runs, not forced
+    result = teardown(cloud)
+    finisher.join()
+    # THEN it waited for the job, then left nothing
+    assert result["status"] == "SUCCEEDED", result
+    states = cloud.states_entered(result["executionArn"])
+    assert states.count("Wait for running jobs to finish") >= 1
+    assert cloud.tagged_instances() == []
+
+
+def test_forced_teardown_does_not_wait_and_a_second_teardown_does_nothing(cloud: LifecycleCloud) -> None:
+    assert launch(cloud)["status"] == "SUCCEEDED"
+    busy = cloud.nodes.list_nodes()[0].instance_id
+    free = Resources(cores=4, memory=2**30, disk=2**30)
+    cloud.nodes.heartbeat(busy, free=free, running_jobs={"job-1": "receipt-1"}, now=time.time())
+    # WHEN forced
+    first = teardown(cloud, force=True)
+    # THEN no waiting for jobs, and nothing left
+    assert first["status"] == "SUCCEEDED", first
+    assert "Check for running jobs" not in cloud.states_entered(first["executionArn"])
+    assert cloud.tagged_instances() == []
+    # WHEN run again
+    second = teardown(cloud)
+    # THEN it succeeds and terminates nothing
+    assert second["status"] == "SUCCEEDED", second
+    assert cloud.status()["status"] == "DESTROYED"
+    output = json.loads(second["output"])
+    assert output["inventory"]["instances"] == 0
+
+
+def test_bad_teardown_input_fails_with_a_clear_cause(cloud: LifecycleCloud) -> None:
+    result = cloud.run(cloud.teardown_arn, {"force": "yes"})
+    assert result["status"] == "FAILED"
+    assert "input 'force' must be true or false" in cloud.status()["reason"]
