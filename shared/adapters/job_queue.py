@@ -19,8 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared.adapters import aws
 from shared.domain.jobs import Job
 from shared.services.job_message import encode_job_message
-from shared.services.ports import JobQueueError, JobsNotSentError
-from shared.worker.protocols import ReceivedMessage
+from shared.services.ports import JobQueueError, JobsNotSentError, ReceivedMessage
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -264,3 +264,13 @@ class JobReturns(Protocol):
     def put_back(self, receipt_handles: Sequence[str]) -> list[str]:
         """Returns the receipt handles that failed (stale: the message was already back or done)."""
         ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceivedMessage:
+    """One job message as a worker received it from the queue."""
+
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int = 1

@@ -37,6 +37,10 @@ MAX_VISIBILITY_TIMEOUT = 43200  # SQS's limit: 12 hours
 MAX_RECEIVE_BATCH = 10
 
 
+# Well under the queue's maxReceiveCount (cdk/constants.py), which is only the backstop for poison messages.
+RECYCLE_AFTER_RECEIVES = 100
+
+
 class AgentSettingsError(ValueError):
     """An agent setting out of range; names the setting."""
 
@@ -274,7 +278,13 @@ class Agent:
                 return Outcome.DUPLICATE
             if fit is not Fit.NOW:
                 log.info("job %s does not fit %s (%s), returning it", job.id, fit.value, shortfall(need, free))
-                self._queue.change_visibility([message.receipt_handle], 0)
+                if message.receive_count >= RECYCLE_AFTER_RECEIVES:
+                    # Every look by a node too small counts a receive; long before the queue's redrive
+                    # limit would dead-letter a job that only waits for a big node, swap in a fresh copy.
+                    self._queue.send_jobs([job])
+                    self._delete_now(message.receipt_handle)
+                else:
+                    self._queue.change_visibility([message.receipt_handle], 0)
                 return Outcome.DECLINED
             try:
                 record = self._start(job, message)

@@ -6,16 +6,12 @@ The job and node stores are the shared ports of ``shared.services.ports``; these
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
+from shared.domain.jobs import Job
+from shared.services.ports import ReceivedMessage
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReceivedMessage:
-    message_id: str
-    receipt_handle: str
-    body: str
-    receive_count: int = 1
+__all__ = ["ReceivedMessage", "RuntimeRecorder", "WorkerQueue"]
 
 
 class WorkerQueue(Protocol):
@@ -28,6 +24,10 @@ class WorkerQueue(Protocol):
         ...
 
     def delete(self, receipt_handles: Sequence[str]) -> list[str]: ...
+
+    def send_jobs(self, jobs: Sequence[Job]) -> None:
+        """Enqueue fresh messages for these jobs (raises if any could not be sent)."""
+        ...
 
     def dead_letter(self, body: str, *, reason: str, job_id: str | None) -> None:
         """Put ``body`` on the dead-letter queue with why it is there; the caller then deletes the original."""

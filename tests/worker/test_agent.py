@@ -14,7 +14,7 @@ from shared.domain.cluster_state import JobStatus, NodeState
 from shared.domain.resources import Resources
 from shared.domain.units import GiB
 from shared.services.job_message import encode_job_message
-from shared.worker.agent import Outcome
+from shared.worker.agent import RECYCLE_AFTER_RECEIVES, Outcome
 from tests.worker.conftest import Cluster, make_job, wait_until
 
 
@@ -364,3 +364,17 @@ def test_visibility_is_renewed_every_third_of_the_timeout_on_the_injected_clock(
     # AND a settled job's message is not renewed
     agent.tick(now=1060.0)
     assert calls == [(1, 90), (1, 90)]
+
+
+def test_a_job_looked_at_many_times_by_small_nodes_is_recycled_not_dead_lettered(cluster: Cluster) -> None:
+    # GIVEN a 64-core job whose message small nodes have already received and returned 150 times
+    cluster.submit(make_job("patient", "true", resources=Resources(cores=64, memory=GiB, disk=GiB)))
+    agent = cluster.agent()
+    for _ in range(RECYCLE_AFTER_RECEIVES - 1):
+        assert agent.step() == [Outcome.DECLINED]
+    # WHEN a small node returns it once more
+    assert agent.step() == [Outcome.DECLINED]
+    # THEN a fresh copy waits in the queue (its receive count starts again) and the job stays QUEUED
+    fresh = cluster.queue.receive(max_messages=10, wait_seconds=0, visibility_timeout=0)
+    assert [m.receive_count for m in fresh] == [1]
+    assert cluster.jobs.get_job("patient").status is JobStatus.QUEUED
