@@ -32,13 +32,26 @@ def test_domain_is_pure(path: Path) -> None:
     assert not _imports(path) & (AWS_SDK | EDGE_LIBRARIES), f"{path} imports an SDK or an edge library"
 
 
+# shared/local is the embedded local cloud (moto and the router that stands in for AWS's own services).
+SDK_PACKAGES = {"adapters", "local"}
+
+
 @pytest.mark.parametrize(
     "path",
-    [p for p in _python_files("shared") + _python_files("functions") if "adapters" not in p.parts],
+    [p for p in _python_files("shared") + _python_files("functions") if not SDK_PACKAGES & set(p.parts)],
     ids=lambda p: str(p.relative_to(ROOT)),
 )
 def test_only_adapters_import_boto3(path: Path) -> None:
     assert not _imports(path) & AWS_SDK, f"{path} imports boto3/botocore; move the AWS call into shared/adapters"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in _python_files("shared") + _python_files("functions") if "local" not in p.parts],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_only_the_local_cloud_imports_moto(path: Path) -> None:
+    assert "moto" not in _imports(path), f"{path} imports moto; only shared/local (the local cloud) may"
 
 
 def test_the_rule_can_fail(tmp_path: Path) -> None:

@@ -147,7 +147,11 @@ def test_a_job_too_big_for_every_node_is_reported_and_the_rest_planned() -> None
             [M5_2XL, M5_24XL],
             "needs 400 GiB memory; the largest offered node, m5.24xlarge, has 368 GiB",
         ),
-        (shape(2, 2, 60, acc=1), [M5_2XL], "needs 1 accelerator; the largest offered node, m5.2xlarge, has 0 accelerators"),
+        (
+            shape(2, 2, 60, acc=1),
+            [M5_2XL],
+            "needs 1 accelerator; the largest offered node, m5.2xlarge, has 0 accelerators",
+        ),
         (
             shape(2, 2, 60, disk_gib=500),
             [M5_2XL],
