@@ -64,9 +64,9 @@ class ClusterLifecycle(Construct):
             sfn.Fail(
                 self,
                 "Launch failed",
+                error="LaunchFailed",  # Step Functions refuses to re-raise a States.* name from a Fail state
                 comment="The launch was rolled back.",
-                cause_path="$.error.Cause",
-                error_path="$.error.Error",
+                cause_path="$.error.Cause",  # the caught error's cause names the failing step's error
             )
         )
         rollback = self._step(
@@ -156,9 +156,9 @@ class ClusterLifecycle(Construct):
             sfn.Fail(
                 self,
                 "Teardown failed",
+                error="TeardownFailed",
                 comment="Something is left; the cause names it.",
-                cause_path="$.error.Cause",
-                error_path="$.error.Error",
+                cause_path="$.error.Cause",  # the caught error's cause names the failing step's error
             )
         )
 

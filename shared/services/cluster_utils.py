@@ -118,7 +118,8 @@ def _one_line(text: str | None) -> str | None:
     except ValueError:
         decoded = None
     if isinstance(decoded, dict) and decoded.get("errorMessage"):
-        text = str(decoded["errorMessage"])
+        kind = decoded.get("errorType")
+        text = f"{kind}: {decoded['errorMessage']}" if kind else str(decoded["errorMessage"])
     return " ".join(text.split())
 
 

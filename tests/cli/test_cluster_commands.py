@@ -86,7 +86,7 @@ def test_launch_failure_exits_1_with_the_cause_on_one_line(deployed: LifecycleCl
     # THEN exit 1, the cause on one line of stderr
     assert code == 1
     assert err.count("\n") == 1
-    assert err.startswith("shoal launch-cluster: failed: StaticNodesLaunchError")
+    assert err.startswith("shoal launch-cluster: failed: LaunchFailed: StaticNodesLaunchError")
     assert "InsufficientInstanceCapacity" in err
 
 

@@ -90,8 +90,8 @@ def test_a_capacity_error_during_launch_rolls_back_to_zero(cloud: LifecycleCloud
     assert "Roll back the launched nodes" in states and "Record the cluster as failed" in states
     history = cloud.sfn.get_execution_history(executionArn=result["executionArn"])["events"]
     failure = next(e["executionFailedEventDetails"] for e in history if "executionFailedEventDetails" in e)
-    assert failure["error"] == "StaticNodesLaunchError"
-    assert "InsufficientInstanceCapacity" in failure["cause"]
+    assert failure["error"] == "LaunchFailed"
+    assert "StaticNodesLaunchError" in failure["cause"] and "InsufficientInstanceCapacity" in failure["cause"]
 
 
 def test_launch_fails_when_agents_never_report_and_rolls_back(cloud: LifecycleCloud, monkeypatch: Any) -> None:
