@@ -17,9 +17,10 @@ node_modules/.package-lock.json: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-demo: $(BIN)/shoal
-	$(BIN)/shoal plan --jobs examples/jobs.jsonl --node-types 'c5.4xlarge/c5a.4xlarge:0.42,m5.2xlarge,m5.4xlarge,r5.2xlarge,g4dn.xlarge' \
-		--assignments out/assignments.jsonl
+# The whole system on this machine: the stack deployed into an embedded AWS (moto) with the CDK CLI, a
+# bursty workload on an accelerated clock, teardown, and a report (out/demo/report.json, out/demo/demand.png).
+demo: $(BIN)/shoal node_modules/.package-lock.json
+	$(BIN)/shoal demo
 
 lint: $(BIN)/shoal
 	$(BIN)/ruff check .

@@ -1,0 +1,323 @@
+"""What the local cloud adds to moto, in one place: each patch says what moto lacks and why the fix is safe.
+
+``activate(hooks)`` applies them and ``deactivate()`` puts every patched attribute back, so a test process
+that runs a demo and then plain ``mock_aws`` tests sees stock moto again. The two CloudFormation models
+stay registered (they only add support for two resource types).
+
+- CloudFormation: ``AWS::CloudWatch::Alarm`` and ``AWS::SQS::QueuePolicy`` have no moto model; small ones
+  create the alarm in moto's CloudWatch and set the queue's Policy attribute.
+- Step Functions: CloudFormation creates state machines in the plain backend, but with
+  ``execute_state_machine`` on, the API serves the executing (parser) backend; CloudFormation is routed to
+  the backend the API uses. Wait states sleep ``seconds / speed`` (the accelerated clock). The interpreter
+  does not know that ``aws-sdk:eventbridge:*`` tasks are boto3's ``events`` service; it is told.
+- Lambda: without Docker, ``Invoke`` goes to ``LambdaSimpleBackend.invoke``, which only echoes; it calls
+  ``hooks.invoke_lambda`` instead, which runs the real handler in-process.
+- EventBridge: moto raises ``NotImplementedError`` for Lambda targets, delivers to disabled rules and
+  matches every event against schedule rules; here a rule delivers only when enabled and only events its
+  pattern matches (moto's own matcher), and Lambda targets go to ``hooks.deliver_event`` (the router).
+- Two O(n)-per-call hot spots (found by ``benchmarks/bench_worker.py``): SQS ReceiveMessage re-reads
+  every queue attribute per message for its retention check, and every DynamoDB TransactWriteItems
+  deep-copies the whole table as a rollback backup. The first reads the retention period directly; the
+  second is skipped, which is safe for Shoal because every job transition puts its conditional write
+  first, so a cancelled transaction has changed nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.cloudformation import parsing as cfn_parsing
+from moto.cloudwatch.models import cloudwatch_backends
+from moto.core.common_models import CloudFormationModel
+from moto.core.utils import unix_time
+from moto.dynamodb.models.table import Table
+from moto.events.models import Rule
+from moto.sqs.models import SQSBackend, sqs_backends
+from moto.stepfunctions.models import StateMachine
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
+    StateTaskService,
+)
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.responses import get_backend
+
+# (function name or ARN, request payload) -> (response payload, function error or None)
+InvokeLambda = Callable[[str, bytes], tuple[bytes, str | None]]
+# (rule name, target, event as EventBridge delivers it)
+DeliverEvent = Callable[[str, dict[str, Any], dict[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hooks:
+    invoke_lambda: InvokeLambda
+    deliver_event: DeliverEvent
+    speed: float
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.hooks: Hooks | None = None
+        self.originals: list[tuple[Any, str, Any]] = []  # (owner, attribute, original or _MISSING)
+
+
+_state = _State()
+_MISSING = object()
+
+
+def active_hooks() -> Hooks | None:
+    return _state.hooks
+
+
+def activate(hooks: Hooks) -> None:
+    """Apply every patch, calling ``hooks`` (one local cloud at a time per process)."""
+    with _state.lock:
+        if _state.hooks is not None:
+            raise RuntimeError("a local cloud is already running in this process; stop it first")
+        _state.hooks = hooks
+        for cache in (cfn_parsing.get_model_list, cfn_parsing.get_model_map, cfn_parsing.get_name_type_map):
+            cache.cache_clear()  # the two models below join moto's CloudFormation model list
+        for owner, name, replacement in _patches():
+            _state.originals.append((owner, name, owner.__dict__.get(name, _MISSING)))
+            setattr(owner, name, replacement)
+
+
+def deactivate() -> None:
+    with _state.lock:
+        while _state.originals:
+            owner, name, original = _state.originals.pop()
+            if original is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
+        _state.hooks = None
+
+
+def _patches() -> list[tuple[Any, str, Any]]:
+    # Step Functions names EventBridge "eventbridge" in aws-sdk integrations; boto3 calls it "events".
+    sdk_names = {**StateTaskService._SERVICE_NAME_SFN_TO_BOTO_OVERRIDES, "eventbridge": "events"}
+    return [
+        (StateTaskService, "_SERVICE_NAME_SFN_TO_BOTO_OVERRIDES", sdk_names),
+        (SQSBackend, "is_message_valid_based_on_retention_period", _retention_ok),
+        (Table, "__deepcopy__", _table_no_backup),
+        (StateMachine, "create_from_cloudformation_json", classmethod(_create_state_machine)),
+        (StateMachine, "delete_from_cloudformation_json", classmethod(_delete_state_machine)),
+        (WaitFunction, "_wait_interval", _scaled_wait),
+        (LambdaSimpleBackend, "invoke", _invoke),
+        (Rule, "send_to_targets", _send_to_targets(Rule.send_to_targets)),
+    ]
+
+
+# ---- hot spots -------------------------------------------------------------------------------------
+
+
+def _retention_ok(self: Any, queue_name: str, message: Any) -> bool:
+    period = float(self.get_queue(queue_name).message_retention_period)
+    return bool(period + message.sent_timestamp / 1000 > unix_time())
+
+
+def _table_no_backup(self: Any, memo: dict[int, Any]) -> Any:
+    return self
+
+
+# ---- Step Functions --------------------------------------------------------------------------------
+
+
+def _executing_backend(account_id: str, region_name: str) -> Any:
+    return get_backend(account_id, region_name)
+
+
+def _create_state_machine(
+    cls: Any, /, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+) -> Any:
+    properties = cloudformation_json["Properties"]
+    definition = properties.get("DefinitionString", "")
+    if not isinstance(definition, str):
+        definition = json.dumps(definition)
+    tags = [{"key": t["Key"], "value": t["Value"]} for t in properties.get("Tags", [])]
+    return _executing_backend(account_id, region_name).create_state_machine(
+        name=properties.get("StateMachineName", resource_name),
+        definition=definition,
+        roleArn=properties.get("RoleArn", ""),
+        tags=tags,
+    )
+
+
+def _delete_state_machine(
+    cls: Any, /, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+) -> None:
+    _executing_backend(account_id, region_name).delete_state_machine(resource_name)
+
+
+def _scaled_wait(self: Any, env: Any, wait_seconds: int) -> None:
+    hooks = _state.hooks
+    speed = hooks.speed if hooks is not None else 1.0
+    if wait_seconds > 0:
+        env.program_state_event.wait(wait_seconds / speed)
+
+
+# ---- Lambda ----------------------------------------------------------------------------------------
+
+
+def _invoke(  # noqa: PLR0917 (moto calls it with these positional arguments)
+    self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
+) -> bytes:
+    hooks = _state.hooks
+    if hooks is None:
+        return str.encode(body or "Simple Lambda happy path OK")
+    payload = body if isinstance(body, bytes) else str(body or "{}").encode("utf-8")
+    result, error = hooks.invoke_lambda(function_name, payload)
+    if error is not None:
+        response_headers["x-amz-function-error"] = error
+    return result
+
+
+# ---- EventBridge -----------------------------------------------------------------------------------
+
+
+def _send_to_targets(original: Callable[..., None]) -> Callable[..., None]:
+    def send_to_targets(self: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:
+        hooks = _state.hooks
+        if hooks is None:
+            original(self, original_event, transform_input)
+            return
+        if self.state != "ENABLED":
+            return
+        if self.scheduled_expression and not self.event_pattern.get_pattern():
+            return  # a schedule rule: put events never match it
+        if not self.event_pattern.matches_event(original_event):
+            return
+        event = dict(original_event)
+        if isinstance(event.get("time"), int | float):
+            event["time"] = datetime.fromtimestamp(float(event["time"]), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        elif isinstance(event.get("time"), datetime):
+            event["time"] = event["time"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event.pop("ingestion-time", None)
+        others = []
+        for target in self.targets:
+            if ":lambda:" in str(target.get("Arn", "")):
+                hooks.deliver_event(self.name, dict(target), event)
+            else:
+                others.append(target)
+        if others:
+            clone = copy.copy(self)
+            clone.targets = others
+            original(clone, original_event, transform_input)
+
+    return send_to_targets
+
+
+# ---- CloudFormation models moto lacks --------------------------------------------------------------
+
+
+class LocalAlarm(CloudFormationModel):
+    """``AWS::CloudWatch::Alarm`` as a metric alarm in moto's CloudWatch (the router evaluates it)."""
+
+    def __init__(self, name: str, arn: str) -> None:
+        self.name = name
+        self.arn = arn
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "AlarmName"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::CloudWatch::Alarm"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr == "Arn"
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        if attribute_name == "Arn":
+            return self.arn
+        raise NotImplementedError(attribute_name)
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> LocalAlarm:
+        p = cloudformation_json["Properties"]
+        name = p.get("AlarmName", resource_name)
+        alarm = cloudwatch_backends[account_id][region_name].put_metric_alarm(
+            name=name,
+            namespace=p.get("Namespace", ""),
+            metric_name=p.get("MetricName", ""),
+            comparison_operator=p["ComparisonOperator"],
+            evaluation_periods=int(p.get("EvaluationPeriods", 1)),
+            period=int(p.get("Period", 60)),
+            threshold=float(p.get("Threshold", 0)),
+            statistic=p.get("Statistic", ""),
+            description=p.get("AlarmDescription", ""),
+            dimensions=[{"Name": d["Name"], "Value": str(d["Value"])} for d in p.get("Dimensions", [])],
+            alarm_actions=list(p.get("AlarmActions", [])),
+            treat_missing_data=p.get("TreatMissingData"),
+            tags=list(p.get("Tags", [])),
+        )
+        return cls(name, alarm.alarm_arn)
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+    ) -> None:
+        cloudwatch_backends[account_id][region_name].delete_alarms([resource_name])
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        cloudwatch_backends[account_id][region_name].delete_alarms([self.name])
+
+    def is_created(self) -> bool:
+        return True
+
+
+class LocalQueuePolicy(CloudFormationModel):
+    """``AWS::SQS::QueuePolicy`` as the queues' Policy attribute."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::SQS::QueuePolicy"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return False
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> LocalQueuePolicy:
+        p = cloudformation_json["Properties"]
+        backend = sqs_backends[account_id][region_name]
+        for queue_url in p.get("Queues", []):
+            queue_name = str(queue_url).rstrip("/").rsplit("/", 1)[-1]
+            backend.set_queue_attributes(queue_name, {"Policy": json.dumps(p.get("PolicyDocument", {}))})
+        return cls(resource_name)
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+    ) -> None:
+        return None
+
+    def is_created(self) -> bool:
+        return True

@@ -1,0 +1,215 @@
+"""The local cloud's worker nodes: a real Shoal agent for each running instance in the embedded EC2.
+
+moto's instances are ``running`` at once and run nothing. Here each running instance of the cluster gets,
+after a simulated boot delay, a ``shared.worker.Agent`` thread configured as the appliance would be on
+that instance type: its capacity is the catalog's usable capacity, its node id the instance id, and it
+talks to the deployed queue and table. Jobs run as real processes: ``sleep`` for their simulated
+duration (``wall_time / speed``), or their own command with ``real=True``. Each successful execution
+appends the job id to ``executions.log``, an independent witness of how often each job really ran.
+When the instance stops or terminates, the agent gets SIGTERM's treatment (``request_interrupt``): no
+new jobs, running ones back to the queue, as the container would on shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from shared.adapters.cluster_store import DynamoClusterStore
+from shared.adapters.ec2_fleet import CLUSTER_TAG
+from shared.adapters.job_queue import SqsJobQueue
+from shared.adapters.job_store import DynamoJobStore
+from shared.adapters.node_store import DynamoNodeStore
+from shared.adapters.state_table import StateTable
+from shared.domain.catalog import instance_type
+from shared.domain.jobs import Job
+from shared.local.clock import SimClock
+from shared.services.job_message import decode_job_message
+from shared.worker.agent import Agent, AgentSettings
+
+log = logging.getLogger(__name__)
+
+LIVE = ("pending", "running")
+AGENT_VISIBILITY_TIMEOUT = 300  # real seconds (moto's SQS runs on real time); renewed while a job runs
+AGENT_HEARTBEAT = 60.0  # simulated seconds between node heartbeats
+EMPTY_POLL_PAUSE = 0.25  # real seconds between short polls of an empty queue (moto serves one request at a time)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstanceView:
+    instance_id: str
+    instance_type: str
+    state: str
+    cluster: str | None
+    tags: Mapping[str, str]
+
+
+def describe_instances(region: str, client: Any = None) -> list[InstanceView]:
+    """Every instance in the region (one paginated DescribeInstances)."""
+    ec2 = client if client is not None else boto3.client("ec2", region_name=region)
+    views = []
+    for page in ec2.get_paginator("describe_instances").paginate():
+        for reservation in page.get("Reservations", []):
+            for raw in reservation.get("Instances", []):
+                tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
+                views.append(
+                    InstanceView(
+                        instance_id=raw["InstanceId"],
+                        instance_type=raw["InstanceType"],
+                        state=raw["State"]["Name"],
+                        cluster=tags.get(CLUSTER_TAG),
+                        tags=tags,
+                    )
+                )
+    return views
+
+
+class _ScaledRuntimes:
+    """Learned runtimes in simulated seconds (the agent measures real ones)."""
+
+    def __init__(self, store: DynamoClusterStore, speed: float) -> None:
+        self._store, self._speed = store, speed
+
+    def record_runtime(self, name: str, seconds: float) -> None:
+        self._store.record_runtime(name, seconds * self._speed)
+
+
+@dataclass(slots=True)
+class _Node:
+    instance_id: str
+    instance_type: str
+    ready_at: float  # simulated time the agent starts (boot delay)
+    agent: Agent | None = None
+    thread: threading.Thread | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeEndpoints:
+    queue_url: str
+    dead_letter_queue_url: str
+    table_name: str
+    region: str
+
+
+class LocalNodes:
+    """Starts and stops one agent per running cluster instance, following what EC2 says each tick."""
+
+    def __init__(
+        self,
+        *,
+        cluster: str,
+        endpoints: NodeEndpoints,
+        clock: SimClock,
+        boot_delay: float,
+        node_storage: int,
+        work_root: Path,
+        real: bool = False,
+    ) -> None:
+        self.cluster = cluster
+        self.endpoints = endpoints
+        self.clock = clock
+        self.boot_delay = boot_delay
+        self.node_storage = node_storage
+        self.work_root = work_root
+        self.real = real
+        self.executions_log = work_root / "executions.log"
+        self.executions_log.touch()
+        self.busy_terminations: list[str] = []  # "instance: jobs" for every node that went away with jobs running
+        self.agents_started = 0
+        self._nodes: dict[str, _Node] = {}
+        table = StateTable(endpoints.table_name, region=endpoints.region)
+        self._jobs = DynamoJobStore(table)
+        self._node_store = DynamoNodeStore(table)
+        self._runtimes = _ScaledRuntimes(DynamoClusterStore(table), clock.speed)
+        self._queue = SqsJobQueue(
+            endpoints.queue_url, dead_letter_queue_url=endpoints.dead_letter_queue_url, region=endpoints.region
+        )
+
+    def tick(self, instances: Sequence[InstanceView]) -> None:
+        now = self.clock.now()
+        seen: set[str] = set()
+        for view in instances:
+            if view.cluster != self.cluster:
+                continue
+            if view.state in LIVE:
+                seen.add(view.instance_id)
+                node = self._nodes.get(view.instance_id)
+                if node is None:
+                    node = _Node(view.instance_id, view.instance_type, ready_at=now + self.boot_delay)
+                    self._nodes[view.instance_id] = node
+                if node.agent is None and now >= node.ready_at:
+                    self._start(node)
+        for instance_id in [i for i in self._nodes if i not in seen]:
+            self._shut_down(self._nodes.pop(instance_id), "the instance is shutting down")
+
+    def booting(self) -> int:
+        return sum(1 for n in self._nodes.values() if n.agent is None)
+
+    def busy_jobs(self) -> int:
+        return sum(len(n.agent.running_job_ids()) for n in self._nodes.values() if n.agent is not None)
+
+    def stop_all(self) -> None:
+        for node in list(self._nodes.values()):
+            self._shut_down(node, "the local cloud is stopping", record=False)
+        self._nodes.clear()
+
+    # ---- one node ----------------------------------------------------------------------------------
+
+    def _start(self, node: _Node) -> None:
+        work = self.work_root / node.instance_id
+        work.mkdir(parents=True, exist_ok=True)
+        settings = AgentSettings(
+            node_id=node.instance_id,
+            capacity=instance_type(node.instance_type).usable(self.node_storage),
+            work_root=work,
+            visibility_timeout=AGENT_VISIBILITY_TIMEOUT,
+            poll_wait=0,
+            heartbeat_interval=AGENT_HEARTBEAT,
+            empty_poll_pause=EMPTY_POLL_PAUSE,
+            declined_backoff=0.5,
+            kill_grace=1.0,
+            enforce_memory=self.real,
+        )
+        agent = Agent(
+            settings,
+            queue=self._queue,
+            jobs=self._jobs,
+            nodes=self._node_store,
+            decode=self._decode,
+            runtimes=self._runtimes,
+            clock=self.clock.now,
+            base_env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work)},
+        )
+        thread = threading.Thread(target=agent.run, name=f"agent-{node.instance_id}", daemon=True)
+        node.agent, node.thread = agent, thread
+        self.agents_started += 1
+        thread.start()
+
+    def _shut_down(self, node: _Node, reason: str, *, record: bool = True) -> None:
+        if node.agent is None:
+            return
+        running = node.agent.running_job_ids()
+        if running and record:
+            self.busy_terminations.append(f"{node.instance_id}: {', '.join(running)}")
+        node.agent.request_interrupt(f"SIGTERM: {reason}")
+        if node.thread is not None:
+            node.thread.join(timeout=15)
+
+    def _decode(self, body: str) -> Job:
+        """The job as the appliance would run it: its simulated duration, or its own command with ``real``."""
+        job = decode_job_message(body)
+        witness = f'echo "$SHOAL_JOB_ID" >> {shlex.quote(str(self.executions_log))}'
+        if self.real and (job.command is not None or job.image is not None):
+            command = f"( {job.command} ) && {witness}" if job.command is not None and job.image is None else None
+            return job if command is None else replace(job, command=command)
+        seconds = self.clock.real_seconds(job.shape.wall_time)
+        timeout = None if job.timeout is None else self.clock.real_seconds(job.timeout)
+        return replace(job, command=f"sleep {seconds:.3f} && {witness}", image=None, timeout=timeout)
