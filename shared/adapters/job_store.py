@@ -29,6 +29,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from shared.adapters.node_store import node_key
 from shared.adapters.state_table import (
     TRANSACTION_LIMIT,
     StateTable,
@@ -45,7 +46,7 @@ from shared.adapters.state_table import (
     need_str,
     s,
 )
-from shared.domain.cluster_state import DemandCount, JobRecord, JobStatus, shape_from_key, shape_key
+from shared.domain.cluster_state import DemandCount, JobRecord, JobStatus, NodeState, shape_from_key, shape_key
 from shared.domain.jobs import Job, JobSpecError, Shape, parse_job
 from shared.services.ports import RecordedJobs
 
@@ -179,7 +180,14 @@ class DynamoJobStore:
                     ":attempts": n(record.attempts),
                 },
             )
-            if self._transition(job_update, self._count(record.job, queued=-1, running=+1)):
+            # No job starts on a node that is draining (or gone): the scaler may be about to terminate it.
+            node_ready = self._table.condition_check_op(
+                node_key(node_id),
+                "attribute_not_exists(#pk) OR #state IN (:pending, :active)",
+                names=attr_names("pk", "state"),
+                values={":pending": s(NodeState.PENDING), ":active": s(NodeState.ACTIVE)},
+            )
+            if self._transition(job_update, self._count(record.job, queued=-1, running=+1), node_ready):
                 return replace(
                     record, status=JobStatus.RUNNING, node=node_id, started_at=now, attempts=record.attempts + 1
                 )
@@ -264,10 +272,10 @@ class DynamoJobStore:
 
     # --- helpers --------------------------------------------------------------------------------------
 
-    def _transition(self, job_update: TransactWriteItemTypeDef, count: TransactWriteItemTypeDef) -> bool:
-        """Both or neither; False when the job's condition no longer holds."""
+    def _transition(self, job_update: TransactWriteItemTypeDef, *more: TransactWriteItemTypeDef) -> bool:
+        """All or nothing; False when a condition no longer holds."""
         try:
-            self._table.transact([job_update, count])
+            self._table.transact([job_update, *more])
         except TransactionCancelledError as cancelled:
             if cancelled.condition_failed:
                 return False

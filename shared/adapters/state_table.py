@@ -423,6 +423,22 @@ class StateTable:
             update["ExpressionAttributeValues"] = dict(values)
         return {"Update": update}
 
+    def condition_check_op(
+        self,
+        item_key: Item,
+        condition: str,
+        *,
+        names: Mapping[str, str] | None = None,
+        values: Mapping[str, AttributeValueTypeDef] | None = None,
+    ) -> TransactWriteItemTypeDef:
+        """One ConditionCheck for ``transact``: the transaction fails unless ``condition`` holds for that item."""
+        check: dict[str, object] = {"TableName": self.name, "Key": item_key, "ConditionExpression": condition}
+        if names:
+            check["ExpressionAttributeNames"] = dict(names)
+        if values:
+            check["ExpressionAttributeValues"] = dict(values)
+        return {"ConditionCheck": check}  # type: ignore[typeddict-item]
+
     def put_item_op(
         self,
         item: Item,

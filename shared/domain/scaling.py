@@ -40,7 +40,10 @@ ANY_ZONE = "*"  # a capacity failure recorded without a zone (the launch templat
 LAUNCH_VISIBILITY_GRACE = (
     300.0  # seconds a launched instance may be missing from DescribeInstances (eventual consistency)
 )
-DRAIN_CONFIRM_TIMEOUT = 300.0  # seconds after which a draining node that never reported back, and has no jobs, is idle
+# An agent heartbeats every 30 s (shared/worker): twenty silent intervals mean it is dead, not slow. A new
+# node boots, pulls the appliance image and reports within minutes; twenty minutes means it never will.
+AGENT_SILENCE_LIMIT = 600.0
+AGENT_BOOT_LIMIT = 1200.0
 
 _LIVE = (NodeState.PENDING, NodeState.ACTIVE)
 
@@ -124,6 +127,16 @@ class Forget:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Evict:
+    """Nodes that run on EC2 but whose agent went silent: their jobs go back to the queue and the nodes are
+    terminated (a round then replaces them). A static node is never terminated: only its jobs go back."""
+
+    kind: ClassVar[str] = "evict"
+    nodes: tuple[NodeRecord, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SetState:
     """Make records agree with EC2 (a stopped node's jobs go back to the queue)."""
 
@@ -185,7 +198,7 @@ class Terminate:
     reason: str
 
 
-Action = Adopt | Forget | SetState | Undrain | StartStopped | Launch | Drain | Stop | Terminate
+Action = Adopt | Forget | Evict | SetState | Undrain | StartStopped | Launch | Drain | Stop | Terminate
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -233,7 +246,7 @@ def describe_action(action: Action) -> dict[str, object]:
         out.update(offer=action.offer_key, count=action.count, market=str(action.market))
     elif isinstance(action, Adopt):
         out["instance_ids"] = [i.instance_id for i in action.instances]
-    elif isinstance(action, Forget | SetState):
+    elif isinstance(action, Forget | Evict | SetState):
         out["instance_ids"] = [n.instance_id for n in action.nodes]
     else:
         out["instance_ids"] = list(action.instance_ids)
@@ -393,6 +406,7 @@ def _reconcile_records(snapshot: Snapshot, now: float, actions: list[Action]) ->
     gone: list[NodeRecord] = []
     stopped: list[NodeRecord] = []
     started: list[NodeRecord] = []
+    silent: list[NodeRecord] = []
     nodes: list[NodeRecord] = []
     for record in snapshot.nodes:
         instance = instances.get(record.instance_id)
@@ -411,6 +425,10 @@ def _reconcile_records(snapshot: Snapshot, now: float, actions: list[Action]) ->
         elif instance.running and record.state is NodeState.STOPPED:
             started.append(record)
             nodes.append(replace(record, state=NodeState.PENDING))
+        elif instance.running and _agent_is_dead(record, now):
+            silent.append(record)
+            if record.static:  # kept (never scaled in), but its jobs must not wait for it
+                nodes.append(replace(record, running_jobs=MappingProxyType({})))
         else:
             nodes.append(record)
     for instance in adopted:
@@ -429,6 +447,15 @@ def _reconcile_records(snapshot: Snapshot, now: float, actions: list[Action]) ->
                 reason=f"{len(gone)} nodes are gone from EC2; their running jobs go back to the queue",
             )
         )
+    if silent:
+        actions.append(
+            Evict(
+                nodes=tuple(silent),
+                reason=f"{len(silent)} nodes run on EC2 but their agents are silent (no heartbeat for "
+                f"{AGENT_SILENCE_LIMIT:.0f} s, or none {AGENT_BOOT_LIMIT:.0f} s after launch): their jobs go back "
+                "to the queue and the nodes are replaced (static ones are kept)",
+            )
+        )
     if stopped:
         actions.append(SetState(nodes=tuple(stopped), state=NodeState.STOPPED, reason="EC2 shows these nodes stopped"))
     if started:
@@ -436,6 +463,18 @@ def _reconcile_records(snapshot: Snapshot, now: float, actions: list[Action]) ->
             SetState(nodes=tuple(started), state=NodeState.PENDING, reason="EC2 shows these nodes running again")
         )
     return nodes
+
+
+def _agent_is_dead(record: NodeRecord, now: float) -> bool:
+    """A running node whose agent stopped reporting (or never started) cannot run or finish jobs."""
+    if record.state in (NodeState.ACTIVE, NodeState.DRAINING) and record.heartbeat_at is not None:
+        dead = now - record.heartbeat_at > AGENT_SILENCE_LIMIT
+    elif record.state is NodeState.PENDING and record.heartbeat_at is None:
+        dead = now - record.launched_at > AGENT_BOOT_LIMIT
+    else:
+        return False
+    # A silent static node is only worth acting on while jobs wait on it; acting empties it, so once is enough.
+    return dead and (record.busy or not record.static)
 
 
 def offers_for(settings: ClusterSettings, spot_prices: Mapping[str, float] | None = None) -> list[Offer]:
@@ -698,13 +737,16 @@ class _Changes:
 
 
 def _confirmed_idle(node: NodeRecord, now: float) -> bool:
-    """No jobs, and the agent has reported since it was told to drain (or has been silent too long)."""
+    """No jobs, as the agent reported *after* it was told to drain.
+
+    Only such a report counts: a job started just before the drain may not be in an older report, and
+    no job can start once the node is draining (the job store refuses it). A draining node whose agent
+    never reports is left to the dead-agent rule, which returns its jobs before terminating it.
+    """
     if node.busy:
         return False
     since = node.draining_since if node.draining_since is not None else node.launched_at
-    if node.heartbeat_at is not None and node.heartbeat_at > since:
-        return True
-    return now - since >= DRAIN_CONFIRM_TIMEOUT
+    return node.heartbeat_at is not None and node.heartbeat_at > since
 
 
 def node_hourly_price(node: NodeRecord, offer: Offer | None, region: str) -> float:

@@ -27,6 +27,7 @@ from shared.domain.scaling import (
     Adopt,
     Decision,
     Drain,
+    Evict,
     Forget,
     Instance,
     InstanceState,
@@ -369,6 +370,19 @@ class _Round:
             for node in action.nodes:
                 self.tally.requeued += len(return_jobs(plane, node, reason="node gone from EC2", now=now))
                 plane.nodes.remove_node(node.instance_id)
+        elif isinstance(action, Evict):
+            for node in action.nodes:
+                self.tally.requeued += len(return_jobs(plane, node, reason="its agent went silent", now=now))
+                if node.static:
+                    plane.nodes.put_node(replace(node, running_jobs=MappingProxyType({})))
+            doomed = [n.instance_id for n in action.nodes if not n.static]
+            if doomed:
+                result = plane.fleet.terminate(doomed)
+                for instance_id in result.done:
+                    plane.nodes.remove_node(instance_id)
+                    self.instances.pop(instance_id, None)
+                self.tally.terminated += len(result.done)
+                self.tally.errors += [f"terminate {f.instance_id}: {f.code}: {f.message}" for f in result.failed]
         elif isinstance(action, SetState):
             for node in action.nodes:
                 if action.state is NodeState.STOPPED:

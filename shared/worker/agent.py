@@ -487,7 +487,9 @@ class Agent:
                 log.warning("could not extend %d message(s); another worker may receive them", len(failed))
 
     def _report(self, now: float) -> None:
-        with self._lock:
+        # Under the dispatch lock too, so a job whose start is committed is always in this report: after
+        # a report that says "idle" while draining, the scaler may terminate the node.
+        with self._dispatch_lock, self._lock:
             free = self._ledger.free()
             running = {
                 job_id: held.message.receipt_handle for job_id, held in self._running.items() if held.claim is None

@@ -269,3 +269,31 @@ def test_confirming_from_another_process_clears_the_pending_marker(table: StateT
     )
     (marker,) = table.query("SUBMISSION")
     assert marker["pending"]["SS"] == ["b"]
+
+
+def test_no_job_starts_on_a_draining_node(table: StateTable) -> None:
+    from shared.adapters.node_store import DynamoNodeStore
+    from shared.domain.cluster_state import Market, NodeRecord, NodeState
+
+    def active(instance_id: str) -> NodeRecord:
+        return NodeRecord(
+            instance_id=instance_id,
+            offer_key="m5.2xlarge",
+            instance_type="m5.2xlarge",
+            market=Market.ON_DEMAND,
+            state=NodeState.ACTIVE,
+        )
+
+    # GIVEN a queued job and a node the scaler has just told to drain
+    jobs, nodes = DynamoJobStore(table), DynamoNodeStore(table)
+    nodes.put_node(active("i-1"))
+    jobs.put_jobs([make_job("a")], NOW)
+    assert nodes.mark_draining("i-1", NOW + 1)
+    # WHEN its agent, not yet aware, tries to start the job  THEN the store refuses, atomically
+    assert jobs.start_job("a", "i-1", NOW + 2) is None
+    record = jobs.get_job("a")
+    assert record is not None and record.status is JobStatus.QUEUED and record.attempts == 0
+    assert jobs.demand()[record.job.shape] == DemandCount(queued=1)
+    # AND an active node may start it
+    nodes.put_node(active("i-2"))
+    assert jobs.start_job("a", "i-2", NOW + 3) is not None

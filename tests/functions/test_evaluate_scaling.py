@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from functions import evaluate_scaling
-from shared.domain.cluster_state import DemandCount, NodeState
+from shared.domain.cluster_state import DemandCount, JobStatus, NodeState
 from shared.domain.policy import ScalerState
 from shared.domain.scaling import Snapshot, decide, offers_for
 from shared.domain.settings import ClusterSettings
@@ -248,3 +248,26 @@ class _FakeHttp:
     def __init__(self, status_code: int) -> None:
         self.status_code = status_code
         self.headers: dict[str, str] = {}
+
+
+def test_a_node_whose_agent_went_silent_gives_its_jobs_back_and_is_replaced(cluster: Cluster) -> None:
+    from shared.domain.scaling import AGENT_SILENCE_LIMIT
+
+    # GIVEN a node running 3 jobs whose agent then stops reporting (the instance itself still runs)
+    job = shape(4, 8, 3600, preemptible=True)
+    cluster.submit({job: 3})
+    cluster.scale()
+    (node,) = cluster.nodes.list_nodes()
+    running = cluster.run_jobs_on(node.instance_id, 3)
+    # WHEN the schedule wakes the scaler after the silence limit
+    cluster.clock.advance(AGENT_SILENCE_LIMIT + 60)
+    result = cluster.scale()
+    # THEN the jobs are queued again (store and queue), the silent node is terminated and a new one launched
+    assert result["ran"] and result["requeued_jobs"] == 3
+    for job_id in running:
+        record = cluster.jobs.get_job(job_id)
+        assert record is not None and record.status is JobStatus.QUEUED
+    redelivered = cluster.queue.receive(max_messages=10, wait_seconds=0)
+    assert sorted(json.loads(m.body)["job"]["id"] for m in redelivered) == sorted(running)
+    assert node.instance_id not in {i["InstanceId"] for i in cluster.instances()}
+    assert result["launched"] == 1

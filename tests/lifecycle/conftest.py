@@ -99,9 +99,7 @@ def _resolve(value: Any, refs: dict[str, str]) -> Any:
 def _route_lambda_to_the_real_handler() -> Any:
     original = LambdaSimpleBackend.invoke
 
-    def invoke(  # noqa: PLR0917 - moto's signature
-        self: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any
-    ) -> bytes:
+    def invoke(self: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any) -> bytes:
         event = json.loads(body or "{}")
         try:
             result = lifecycle_step.lambda_handler(event, _Context())

@@ -17,13 +17,15 @@ from shared.domain.node_types import Offer
 from shared.domain.policy import ScalerState
 from shared.domain.resources import Resources
 from shared.domain.scaling import (
+    AGENT_BOOT_LIMIT,
+    AGENT_SILENCE_LIMIT,
     ANY_ZONE,
-    DRAIN_CONFIRM_TIMEOUT,
     LAUNCH_VISIBILITY_GRACE,
     Action,
     Adopt,
     Decision,
     Drain,
+    Evict,
     Forget,
     Instance,
     InstanceState,
@@ -85,7 +87,7 @@ def node(
     heartbeat: float | None = None,
     draining_since: float | None = None,
     instance_type: str | None = None,
-    launched_at: float = NOW - 3600,
+    launched_at: float = NOW - 600,  # past DescribeInstances' grace, within the agent's boot limit
 ) -> NodeRecord:
     spot = offer_key.endswith(":spot")
     return NodeRecord(
@@ -169,6 +171,13 @@ def apply(snapshot: Snapshot, decision: Decision, now: float = NOW) -> Snapshot:
         elif isinstance(action, Forget):
             for n in action.nodes:
                 del nodes[n.instance_id]
+        elif isinstance(action, Evict):
+            for n in action.nodes:
+                if n.static:
+                    nodes[n.instance_id] = replace(nodes[n.instance_id], running_jobs=MappingProxyType({}))
+                else:
+                    nodes.pop(n.instance_id)
+                    instances.pop(n.instance_id)
         elif isinstance(action, SetState):
             for n in action.nodes:
                 jobs = MappingProxyType({}) if action.state is NodeState.STOPPED else nodes[n.instance_id].running_jobs
@@ -273,9 +282,12 @@ def test_drain_then_terminate_once_the_agent_confirms_idle() -> None:
     # WHEN it reports idle after the drain  THEN terminate
     reported = replace(drained, heartbeat_at=NOW - 10)
     assert ids(run(snap(nodes=[reported])), Terminate) == {drained.instance_id}
-    # WHEN it never reports but has been draining for long  THEN terminate too
-    silent = replace(drained, draining_since=NOW - DRAIN_CONFIRM_TIMEOUT)
-    assert ids(run(snap(nodes=[silent])), Terminate) == {drained.instance_id}
+    # WHEN it has not reported for a while since the drain  THEN still wait: an old report may miss a job
+    quiet = replace(drained, draining_since=NOW - 400, heartbeat_at=NOW - 500)
+    assert run(snap(nodes=[quiet])).actions == ()
+    # WHEN its agent is silent past the dead-agent limit  THEN it is evicted (jobs back first), not just terminated
+    dead = replace(drained, draining_since=NOW - 2000, heartbeat_at=NOW - AGENT_SILENCE_LIMIT - 1)
+    assert [a.kind for a in run(snap(nodes=[dead])).actions] == ["evict"]
     # WHEN it reports a running job  THEN never
     busy = replace(drained, heartbeat_at=NOW - 10, running_jobs=MappingProxyType({"j": "rh"}))
     assert run(snap(nodes=[busy])).actions == ()
@@ -534,3 +546,34 @@ def test_a_shutting_down_instance_is_gone() -> None:
     snapshot = Snapshot(demand={}, nodes=(busy,), instances=(instance_for(busy, InstanceState.SHUTTING_DOWN),))
     decision = run(snapshot)
     assert [type(a) for a in decision.actions] == [Forget]
+
+
+# ---- dead agents --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "heartbeat", "launched_ago", "static", "jobs", "evicted"),
+    [
+        (NodeState.ACTIVE, NOW - AGENT_SILENCE_LIMIT - 1, 3600, False, 3, True),  # silent: dead
+        (NodeState.ACTIVE, NOW - AGENT_SILENCE_LIMIT + 60, 3600, False, 3, False),  # slow, not dead
+        (NodeState.DRAINING, NOW - AGENT_SILENCE_LIMIT - 1, 3600, False, 1, True),
+        (NodeState.PENDING, None, AGENT_BOOT_LIMIT + 1, False, 0, True),  # never reported
+        (NodeState.PENDING, None, AGENT_BOOT_LIMIT - 60, False, 0, False),  # still booting
+        (NodeState.ACTIVE, NOW - AGENT_SILENCE_LIMIT - 1, 3600, True, 2, True),  # static: jobs go back
+        (NodeState.ACTIVE, NOW - AGENT_SILENCE_LIMIT - 1, 3600, True, 0, False),  # static, nothing to save
+    ],
+)
+def test_a_node_whose_agent_is_silent_gives_its_jobs_back_and_is_replaced(
+    state: NodeState, heartbeat: float | None, launched_ago: float, static: bool, jobs: int, evicted: bool
+) -> None:
+    # GIVEN a running node whose agent last reported at ``heartbeat``, with jobs that still need it
+    record = node(M5, state, jobs=jobs, static=static, heartbeat=heartbeat, launched_at=NOW - launched_ago)
+    snapshot = snap({SMALL_OD: 4}, [record], running={SMALL_OD: jobs} if jobs else None)
+    # WHEN the scaler decides
+    decision = run(snapshot)
+    # THEN a dead agent's node is evicted (its jobs requeued); a non-static one is replaced by a launch
+    assert [n.instance_id for a in of(decision, Evict) for n in a.nodes] == ([record.instance_id] if evicted else [])
+    if evicted and not static:
+        assert sum(launched(decision).values()) >= 1
+    # AND deciding again after acting changes nothing
+    assert run(apply(snapshot, decision)).actions == () or not evicted
