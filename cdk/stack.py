@@ -17,6 +17,7 @@ from cdk.lifecycle import ClusterLifecycle
 from cdk.network import ClusterNetwork
 from cdk.observability import ClusterObservability
 from cdk.settings_loader import StackSettings, load_stack_settings
+from cdk.staging import StagingBucket
 from cdk.state import ClusterState
 from cdk.triggers import ScalingTriggers
 from cdk.workers import WorkerFleet
@@ -37,6 +38,7 @@ class ShoalStack(Stack):
         visibility = Duration.seconds(constants.VISIBILITY_TIMEOUT_FACTOR * constants.FUNCTION_TIMEOUT_SECONDS)
         self.state = ClusterState(self, "State", cluster_name=name, visibility_timeout=visibility)
         self.network = ClusterNetwork(self, "Network", cluster_name=name, zone=cluster.zone)
+        self.staging = StagingBucket(self, "Staging", cluster_name=name)
         self.workers = WorkerFleet(
             self,
             "Workers",
@@ -46,6 +48,7 @@ class ShoalStack(Stack):
             queue=self.state.queue,
             dead_letter_queue=self.state.dead_letter_queue,
             table=self.state.table,
+            staging=self.staging,
         )
         self.control_plane = ControlPlaneFunctions(
             self,
@@ -97,6 +100,7 @@ class ShoalStack(Stack):
             "DeadLetterQueueUrl": (self.state.dead_letter_queue.queue_url, "Dead-lettered jobs, with their reason"),
             "TableName": (self.state.table.table_name, "Cluster state: jobs, nodes, decisions"),
             "LaunchTemplateId": (str(self.workers.launch_template.launch_template_id), "Worker launch template"),
+            "StagingBucketName": (self.staging.bucket.bucket_name, "rsync-cluster copies through this bucket"),
             "WorkerLogGroup": (self.workers.log_group.log_group_name, "Worker (agent) logs, one stream per node"),
             "ClusterName": (self.settings.cluster.name, "Cluster name (SHOAL_CLUSTER_NAME for shoal submit)"),
             "LaunchClusterStateMachineArn": (self.lifecycle.launch.state_machine_arn, "shoal launch-cluster runs this"),

@@ -23,6 +23,7 @@ from constructs import Construct
 
 from cdk import constants
 from cdk.nag import acknowledge
+from cdk.staging import StagingBucket
 from shared.appliance import parse_image_reference
 from shared.domain.settings import ClusterSettings
 from shared.domain.units import GiB
@@ -65,9 +66,11 @@ class WorkerFleet(Construct):
         queue: sqs.IQueue,
         dead_letter_queue: sqs.IQueue,
         table: ITable,
+        staging: StagingBucket,
     ) -> None:
         super().__init__(scope, construct_id)
         name = settings.name
+        self._staging = staging
         self.appliance_image = appliance_image
         self.log_group = logs.LogGroup(
             self,
@@ -129,6 +132,18 @@ class WorkerFleet(Construct):
             iam.PolicyStatement(
                 sid="WriteLogs", actions=list(LOG_WRITE_ACTIONS), resources=[self.log_group.log_group_arn]
             ),
+            # rsync-cluster: the node copies between its disk and the cluster's staging prefix.
+            iam.PolicyStatement(
+                sid="StageFiles",
+                actions=["s3:GetObject", "s3:PutObject"],
+                resources=[self._staging.bucket.arn_for_objects(f"{self._staging.prefix}*")],
+            ),
+            iam.PolicyStatement(
+                sid="ListStagedFiles",
+                actions=["s3:ListBucket"],
+                resources=[self._staging.bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{self._staging.prefix}*"]}},
+            ),
             *self._image_pull_statements(),
         ]
         role = iam.Role(
@@ -138,6 +153,13 @@ class WorkerFleet(Construct):
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
             managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")],
             inline_policies={"agent": iam.PolicyDocument(statements=statements)},
+        )
+        bucket_arn = Stack.of(self).get_logical_id(self._staging.bucket.node.default_child)  # type: ignore[arg-type]
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::<{bucket_arn}.Arn>/{self._staging.prefix}*]",
+            "rsync-cluster's copies get fresh names under the cluster's staging prefix; the node reads and "
+            "writes only there.",
         )
         acknowledge(
             role,

@@ -43,6 +43,7 @@ class ClusterOutputs:
     teardown_state_machine_arn: str
     dashboard_url: str | None = None
     worker_log_group: str | None = None
+    staging_bucket: str | None = None  # rsync-cluster's staging bucket
 
     @property
     def machines(self) -> dict[str, str]:
@@ -76,6 +77,7 @@ class ClusterOutputs:
             teardown_state_machine_arn=values["TeardownClusterStateMachineArn"],
             dashboard_url=values.get("DashboardUrl") or None,
             worker_log_group=values.get("WorkerLogGroup") or None,
+            staging_bucket=values.get("StagingBucketName") or None,
         )
 
 

@@ -57,7 +57,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     rsync.add_argument("src", metavar="SRC")
     rsync.add_argument("dst", metavar="DST")
     rsync.add_argument("--node", help="instance id or index in the node list (default: first ACTIVE)")
-    rsync.add_argument("--bucket", help=f"S3 bucket for the staging prefix (default: ${BUCKET_ENV})")
+    rsync.add_argument(
+        "--bucket", help=f"S3 bucket for the staging prefix (default: ${BUCKET_ENV}, else the stack's staging bucket)"
+    )
     rsync.add_argument("--region", default=None)
     rsync.set_defaults(run=run_rsync)
 
@@ -132,9 +134,6 @@ def run_rsync(
 ) -> int:
     io = streams(out, err)
     region = region_of(args)
-    bucket = args.bucket or os.environ.get(BUCKET_ENV)
-    if not bucket:
-        return io.fail("rsync-cluster", f"no staging bucket; pass --bucket or set {BUCKET_ENV}", EXIT_USAGE)
     remote_src, remote_dst = args.src.startswith(":"), args.dst.startswith(":")
     if remote_src == remote_dst:
         return io.fail(
@@ -145,7 +144,13 @@ def run_rsync(
     if not remote_src and not Path(args.src).exists():
         return io.fail("rsync-cluster", f"SRC {args.src} does not exist", EXIT_USAGE)
     try:
-        instance_id = _node_for(args.name, region, args.node)
+        outputs = CloudFormationClusterDirectory(region).outputs(args.name)
+        # The stack's staging bucket, unless one is named (an older stack has none).
+        bucket = args.bucket or os.environ.get(BUCKET_ENV) or outputs.staging_bucket
+        if not bucket:
+            return io.fail("rsync-cluster", f"no staging bucket; pass --bucket or set {BUCKET_ENV}", EXIT_USAGE)
+        nodes = DynamoNodeStore(StateTable(outputs.table_name, region=region)).list_nodes()
+        instance_id = choose_node(nodes, args.node)
     except NodeChoiceError as error:
         return io.fail("rsync-cluster", f"--node: {error}", EXIT_USAGE)
     except ClusterNotFoundError as error:

@@ -20,6 +20,8 @@ ACKNOWLEDGED = {
     ("ControlPlane/EvaluateScaling", "AwsSolutions-L1"),
     ("ControlPlane/OnInstanceEvent", "AwsSolutions-L1"),
     ("ControlPlane/LifecycleStep", "AwsSolutions-L1"),
+    ("Staging/Bucket", "AwsSolutions-S1"),
+    ("Workers/Role", f"AwsSolutions-IAM5[Resource::<StagingBucketF0D7AEDD.Arn>/shoal/{CLUSTER}/staging/*]"),
     *(
         (f"Lifecycle/{machine}", f"AwsSolutions-IAM5[{finding}]")
         for machine in ("LaunchCluster", "TeardownCluster")

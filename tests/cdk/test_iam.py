@@ -156,6 +156,19 @@ def test_the_worker_role_has_exactly_what_the_agent_needs(synthesized: Synthesiz
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
             "Resource": _arn(s, workers.log_group.log_group_arn),
         },
+        {
+            "Sid": "StageFiles",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Resource": _arn(s, s.stack.staging.bucket.arn_for_objects(f"shoal/{CLUSTER}/staging/*")),
+        },
+        {
+            "Sid": "ListStagedFiles",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": _arn(s, s.stack.staging.bucket.bucket_arn),
+            "Condition": {"StringLike": {"s3:prefix": [f"shoal/{CLUSTER}/staging/*"]}},
+        },
     ]
     s.template.has_resource_properties(
         "AWS::IAM::Role",

@@ -85,3 +85,25 @@ def test_destroying_the_stack_leaves_no_state_behind(synthesized: Synthesized) -
     for resource_type in ("AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::Logs::LogGroup"):
         for logical_id, resource in synthesized.resources(resource_type).items():
             assert resource.get("DeletionPolicy") == "Delete", logical_id
+
+
+def test_the_staging_bucket_is_private_encrypted_and_empties_itself(synthesized: Synthesized) -> None:
+    synthesized.template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "LifecycleConfiguration": {
+                "Rules": Match.array_with([Match.object_like({"ExpirationInDays": 1, "Status": "Enabled"})])
+            },
+        },
+    )
+    outputs = synthesized.template_json["Outputs"]
+    assert "StagingBucketName" in outputs

@@ -12,6 +12,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Match, Template
 
+from cdk.staging import StagingBucket
 from cdk.workers import WorkerFleet
 from shared.domain.settings import ClusterSettings
 from shared.worker.config import WorkerConfig, WorkerConfigError
@@ -133,6 +134,7 @@ def test_an_ecr_appliance_gets_a_login_and_pull_rights_for_that_repository_only(
         queue=sqs.Queue(stack, "Q"),
         dead_letter_queue=sqs.Queue(stack, "D"),
         table=table,
+        staging=StagingBucket(stack, "Staging", cluster_name="ecr"),
     )
     # WHEN it synthesizes
     template = Template.from_stack(stack)

@@ -158,3 +158,28 @@ def test_rsync_download_copies_on_the_node_then_from_s3(
 def test_bad_rsync_input_exits_2(cluster: dict[str, Any], argv: list[str], message: str) -> None:
     code, _, err = rsync(*argv)
     assert code == 2 and message in err
+
+
+def test_rsync_uses_the_stacks_staging_bucket_by_default(
+    cluster: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a stack that outputs its staging bucket (as cdk/staging.py's does), and no --bucket
+    from shared.adapters.cluster_directory import ClusterOutputs
+
+    original = ClusterOutputs.from_stack
+
+    def with_bucket(stack: Any, region: str) -> ClusterOutputs | None:
+        stack = {
+            **stack,
+            "Outputs": [*stack.get("Outputs", []), {"OutputKey": "StagingBucketName", "OutputValue": BUCKET}],
+        }
+        return original(stack, region)
+
+    monkeypatch.setattr(ClusterOutputs, "from_stack", staticmethod(with_bucket))
+    monkeypatch.delenv("SHOAL_STAGING_BUCKET", raising=False)
+    (tmp_path / "one.txt").write_text("1")
+    # WHEN rsync-cluster copies a file to the node
+    code, out, err = rsync(str(tmp_path / "one.txt"), ":/work/in")
+    # THEN it staged through that bucket
+    assert code == 0, err
+    assert f"s3://{BUCKET}/shoal/genomics/staging/" in out
