@@ -344,6 +344,12 @@ class Agent:
             why = f"job {job.id} had already failed {existing.attempts} time(s); last: {existing.reason}"
             self._queue.dead_letter(message.body, reason=why, job_id=job.id)
             self._delete_now(message.receipt_handle)
+        elif existing is not None and existing.status is JobStatus.QUEUED:
+            # Nobody runs it: the store refused because this node is draining (or not ready). Take no more
+            # work until a heartbeat says otherwise, and let another node have this job now.
+            log.info("job %s refused here: node %s is draining; returning it", job.id, self.node_id)
+            self._draining = True
+            self._queue.change_visibility([message.receipt_handle], 0)
         else:
             where = existing.node if existing is not None else None
             log.info("job %s is taken (running on %s); looking again in %ds", job.id, where, self.settings.busy_delay)

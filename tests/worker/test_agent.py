@@ -241,6 +241,22 @@ def test_a_draining_node_finishes_its_running_job_and_takes_no_new_one(cluster: 
     assert cluster.counts() == (1, 0)
 
 
+def test_a_node_drained_before_its_agent_heard_starts_nothing_and_returns_the_job_at_once(cluster: Cluster) -> None:
+    # GIVEN a node the scaler has drained, whose agent has not heartbeated since
+    agent = cluster.agent()
+    cluster.nodes.mark_draining("i-node1", 1.0)
+    cluster.submit(make_job("late", "true"))
+    # WHEN the agent receives a job
+    outcomes = agent.step()
+    # THEN the store refuses the start (the scaler may be terminating the node), the job stays QUEUED and
+    # visible at once for another node, and the agent takes no more work
+    assert Outcome.STARTED not in outcomes
+    record = cluster.jobs.get_job("late")
+    assert record.status is JobStatus.QUEUED and record.attempts == 0
+    assert cluster.counts() == (1, 0)
+    assert agent.draining
+
+
 def test_the_node_heartbeat_reports_free_resources_and_running_jobs(cluster: Cluster, tmp_path: Path) -> None:
     # GIVEN an agent running one 1-core job on a 2-core node
     go = tmp_path / "go"
