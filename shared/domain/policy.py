@@ -29,6 +29,9 @@ class ScalerState:
     spot_deficit: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
 
+SMOOTHED_FLOOR = 1e-3
+
+
 def round_half_up(value: float) -> int:
     return math.floor(value + 0.5)
 
@@ -43,7 +46,9 @@ def smooth(estimates: Mapping[str, int], state: ScalerState, beta_inertia: float
             weighted = float(estimate)
         else:
             weighted = (1.0 - beta_inertia) * estimate + beta_inertia * previous
-        smoothed[key] = weighted
+        # A decay toward zero never arrives and ends in numbers no store keeps (DynamoDB: 1e-130); far below
+        # half a node it means nothing, so it becomes zero.
+        smoothed[key] = 0.0 if weighted < SMOOTHED_FLOOR else round(weighted, 6)
         counts[key] = max(estimate, round_half_up(weighted))
     return counts, ScalerState(smoothed=MappingProxyType(smoothed), spot_deficit=state.spot_deficit)
 
