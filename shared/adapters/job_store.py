@@ -187,7 +187,9 @@ class DynamoJobStore:
                 names=attr_names("pk", "state"),
                 values={":pending": s(NodeState.PENDING), ":active": s(NodeState.ACTIVE)},
             )
-            if self._transition(job_update, self._count(record.job, queued=-1, running=+1), node_ready):
+            # Conditions first, the counter last: a cancelled transaction then has changed nothing even in
+            # a backend that applies items in order without a rollback copy (the local cloud's patched moto).
+            if self._transition(node_ready, job_update, self._count(record.job, queued=-1, running=+1)):
                 return replace(
                     record, status=JobStatus.RUNNING, node=node_id, started_at=now, attempts=record.attempts + 1
                 )
@@ -272,10 +274,10 @@ class DynamoJobStore:
 
     # --- helpers --------------------------------------------------------------------------------------
 
-    def _transition(self, job_update: TransactWriteItemTypeDef, *more: TransactWriteItemTypeDef) -> bool:
+    def _transition(self, *items: TransactWriteItemTypeDef) -> bool:
         """All or nothing; False when a condition no longer holds."""
         try:
-            self._table.transact([job_update, *more])
+            self._table.transact(list(items))
         except TransactionCancelledError as cancelled:
             if cancelled.condition_failed:
                 return False
