@@ -37,6 +37,9 @@ from moto.cloudformation import parsing as cfn_parsing
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.core.common_models import CloudFormationModel
 from moto.core.utils import unix_time
+from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb.exceptions import TransactionCanceledException
+from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.events.models import Rule
 from moto.sqs.models import SQSBackend, sqs_backends
@@ -106,6 +109,7 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (StateTaskService, "_SERVICE_NAME_SFN_TO_BOTO_OVERRIDES", sdk_names),
         (SQSBackend, "is_message_valid_based_on_retention_period", _retention_ok),
         (Table, "__deepcopy__", _table_no_backup),
+        (DynamoDBBackend, "transact_write_items", _conditions_first(DynamoDBBackend.transact_write_items)),
         (StateMachine, "create_from_cloudformation_json", classmethod(_create_state_machine)),
         (StateMachine, "delete_from_cloudformation_json", classmethod(_delete_state_machine)),
         (WaitFunction, "_wait_interval", _scaled_wait),
@@ -124,6 +128,41 @@ def _retention_ok(self: Any, queue_name: str, message: Any) -> bool:
 
 def _table_no_backup(self: Any, memo: dict[int, Any]) -> Any:
     return self
+
+
+def _conditions_first(original: Callable[..., None]) -> Callable[..., None]:
+    """Without its table backup, moto could not roll back a transaction that fails half way (it applies
+    every item and checks as it goes). So every condition is checked first, against the state before
+    the transaction, and nothing is applied unless all hold: all or nothing, as in DynamoDB."""
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        errors: list[tuple[str | None, str | None, Any]] = []
+        for item in transact_items:
+            op_type, op = next(iter(item.items()))
+            condition = op.get("ConditionExpression")
+            if condition is None:
+                errors.append((None, None, None))
+                continue
+            table = self.get_table(op["TableName"])
+            if op_type == "Put":
+                key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+                if table.range_key_attr is not None:
+                    key[table.range_key_attr] = op["Item"][table.range_key_attr]
+            else:
+                key = op["Key"]
+            current = self.get_item(op["TableName"], key)
+            check = get_filter_expression(
+                condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+            )
+            failed = not check.expr(current)
+            errors.append(
+                ("ConditionalCheckFailed", "The conditional request failed", None) if failed else (None, None, None)
+            )
+        if any(code is not None for code, _, _ in errors):
+            raise TransactionCanceledException(errors)
+        original(self, transact_items)
+
+    return transact_write_items
 
 
 # ---- Step Functions --------------------------------------------------------------------------------
