@@ -91,8 +91,11 @@ class CountingJobStore(DynamoJobStore):
 def patch_moto_hot_spots() -> None:
     """Make moto's two O(n)-per-call paths O(1); see the module docstring for why each is safe here."""
     from moto.core.utils import unix_time
+    from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
     from moto.sqs.models import SQSBackend
+
+    from shared.local.moto_patches import conditions_first
 
     def retention_ok(self: Any, queue_name: str, message: Any) -> bool:
         period = float(self.get_queue(queue_name).message_retention_period)
@@ -100,6 +103,8 @@ def patch_moto_hot_spots() -> None:
 
     SQSBackend.is_message_valid_based_on_retention_period = retention_ok  # type: ignore[method-assign]
     Table.__deepcopy__ = lambda self, memo: self  # type: ignore[attr-defined]
+    # Without the backup, a transaction is all-or-nothing only if every condition is checked before any write.
+    DynamoDBBackend.transact_write_items = conditions_first(DynamoDBBackend.transact_write_items)  # type: ignore[method-assign]
 
 
 def one_run(job_count: int, run: int) -> float:

@@ -109,7 +109,7 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (StateTaskService, "_SERVICE_NAME_SFN_TO_BOTO_OVERRIDES", sdk_names),
         (SQSBackend, "is_message_valid_based_on_retention_period", _retention_ok),
         (Table, "__deepcopy__", _table_no_backup),
-        (DynamoDBBackend, "transact_write_items", _conditions_first(DynamoDBBackend.transact_write_items)),
+        (DynamoDBBackend, "transact_write_items", conditions_first(DynamoDBBackend.transact_write_items)),
         (StateMachine, "create_from_cloudformation_json", classmethod(_create_state_machine)),
         (StateMachine, "delete_from_cloudformation_json", classmethod(_delete_state_machine)),
         (WaitFunction, "_wait_interval", _scaled_wait),
@@ -130,7 +130,7 @@ def _table_no_backup(self: Any, memo: dict[int, Any]) -> Any:
     return self
 
 
-def _conditions_first(original: Callable[..., None]) -> Callable[..., None]:
+def conditions_first(original: Callable[..., None]) -> Callable[..., None]:
     """Without its table backup, moto could not roll back a transaction that fails half way (it applies
     every item and checks as it goes). So every condition is checked first, against the state before
     the transaction, and nothing is applied unless all hold: all or nothing, as in DynamoDB."""
