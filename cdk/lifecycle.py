@@ -140,7 +140,15 @@ class ClusterLifecycle(Construct):
                         sfn.Choice(self, "Are the agents healthy?", comment="Loop until every agent reports.")
                         .when(
                             sfn.Condition.boolean_equals("$.agents.done", True),
-                            enable[0].next(active).next(sfn.Succeed(self, "The cluster is active")),
+                            enable[0]
+                            .next(active)
+                            .next(
+                                sfn.Succeed(
+                                    self,
+                                    "The cluster is active",
+                                    comment="Static nodes run, agents report, scaling is on.",
+                                )
+                            ),
                         )
                         .otherwise(wait_agents.next(agents_healthy))
                     ),
@@ -239,7 +247,7 @@ class ClusterLifecycle(Construct):
             )
         )
         destroyed = guarded(self._record_status("Record the cluster as destroyed", "DESTROYED")).next(
-            sfn.Succeed(self, "The cluster is destroyed")
+            sfn.Succeed(self, "The cluster is destroyed", comment="Nothing tagged for the cluster is left.")
         )
         after_termination = check_terminated.next(
             sfn.Choice(self, "Is everything terminated?", comment="Loop until no tagged instance is left running.")
@@ -333,6 +341,8 @@ class ClusterLifecycle(Construct):
                 ":updated": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$$.State.EnteredTime")),
             },
             result_path=sfn.JsonPath.DISCARD,
+        ).add_retry(  # an idempotent write: retried on throttling or a passing fault
+            errors=["States.TaskFailed"], interval=Duration.seconds(2), backoff_rate=2, max_attempts=4
         )
 
     def _each_rule(self, verb: str, action: str) -> tuple[sfn.Chain, list[tasks.CallAwsService]]:
@@ -348,6 +358,8 @@ class ClusterLifecycle(Construct):
                 iam_resources=[rule.rule_arn],
                 iam_action=f"events:{action[0].upper()}{action[1:]}",
                 result_path=sfn.JsonPath.DISCARD,
+            ).add_retry(  # throttling or a passing fault: enabling or disabling a rule twice is harmless
+                errors=["States.TaskFailed"], interval=Duration.seconds(2), backoff_rate=2, max_attempts=4
             )
             for index, rule in enumerate(self._rules)
         ]

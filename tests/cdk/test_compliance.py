@@ -92,3 +92,26 @@ def test_every_taggable_resource_carries_the_cluster_tag(synthesized: Synthesize
             seen.add(resource["Type"])
             assert {"Key": "shoal:cluster", "Value": CLUSTER} in tags, logical_id
     assert tagged_types <= seen
+
+
+def test_every_lifecycle_task_has_a_comment_and_a_retry(synthesized: Synthesized) -> None:
+    from shared.cli.graph import definitions_from_template
+
+    definitions = definitions_from_template(synthesized.template_json)
+    assert len(definitions) == 2
+
+    def states(definition: dict[str, object]) -> dict[str, dict[str, object]]:
+        found: dict[str, dict[str, object]] = {}
+        for name, state in definition["States"].items():  # type: ignore[attr-defined]
+            found[name] = state
+            processor = state.get("ItemProcessor") or state.get("Iterator")
+            if processor:
+                found.update(states(processor))
+        return found
+
+    for definition in definitions.values():
+        for name, state in states(definition).items():
+            assert state.get("Comment"), f"{name} has no comment"
+            assert name[0].isupper() and " " in name, f"{name!r} does not read as a sentence"
+            if state["Type"] == "Task":
+                assert state.get("Retry"), f"task {name!r} has no retry"
