@@ -138,6 +138,7 @@ def test_status_shows_decisions_with_their_reasons(deployed: LifecycleCloud) -> 
     from shared.adapters.decision_log import DynamoDecisionLog
 
     DynamoDecisionLog(deployed.table).record("round-1", 1000.0, {"reasons": ["queue empty: nothing to launch"]})
+    deployed.agents_silent.add("i-1")  # else the fixture's agent thread may heartbeat it ACTIVE before status reads it
     deployed.nodes.put_node(
         NodeRecord(instance_id="i-1", offer_key="m5.2xlarge", instance_type="m5.2xlarge",
                    market=Market.SPOT, state=NodeState.PENDING)
