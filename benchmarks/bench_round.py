@@ -131,7 +131,7 @@ def run(job_count: int, node_count: int, busy: int) -> None:
         running = {}
         if index < busy:
             job = parsed[index]
-            jobs.start_job(job.id, instance.instance_id, START)
+            jobs.start_job(job, instance.instance_id, START)
             running[job.id] = f"receipt-{index}"
         nodes.put_node(
             NodeRecord(

@@ -11,12 +11,12 @@ Two modes, because stock moto costs O(n) per call and so bounds the figure by N,
 
 * ``stock``: moto as installed. Its ReceiveMessage re-reads every queue attribute (a scan of the whole
   queue) once per message returned, and its TransactWriteItems deep-copies the whole table once per
-  item in the transaction (a rollback backup). With 300 jobs that is ~65 ms per receive and ~15 ms per
+  item in the transaction (a rollback backup). With 300 jobs that is ~70 ms per receive and ~30 ms per
   transaction, and over 90% of the wall time is spent inside moto.
-* ``patched``: the same moto with those two hot spots made O(1): the retention check reads the queue's
-  retention period directly, and the table backup is skipped. Skipping it is safe here because every
-  Shoal job transition puts its conditional write first, so a cancelled transaction has changed nothing.
-  This is the agent's own throughput with a backend that costs about what one API call should.
+* ``patched``: moto as Shoal's local cloud (``shoal demo``) runs it: the same two hot spots made O(1) by
+  ``shared.local.moto_patches.hot_spots_fixed`` (the retention check reads the retention period directly;
+  a transaction checks all its conditions first instead of copying the table to roll back). This is the
+  agent's own throughput with a backend that costs about what one API call should.
 
 moto's backends are not thread-safe (a transaction's table copy races another thread's write), so all
 calls are serialised through one lock, as one moto server would; the agent's job threads still overlap
@@ -26,6 +26,7 @@ their processes with each other's calls.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -47,6 +48,7 @@ from shared.domain.cluster_state import Market, NodeRecord, NodeState
 from shared.domain.jobs import Job, Shape
 from shared.domain.resources import Resources
 from shared.domain.units import GiB, MiB
+from shared.local.moto_patches import hot_spots_fixed
 from shared.services.job_message import decode_job_message, encode_job_message
 from shared.worker.agent import Agent, AgentSettings
 
@@ -79,32 +81,13 @@ class CountingJobStore(DynamoJobStore):
         self._lock = threading.Lock()
         self.all_finished = threading.Event()
 
-    def finish_job(self, job_id: str, node_id: str, *, exit_code: int, output_tail: str, now: float) -> bool:
-        done = super().finish_job(job_id, node_id, exit_code=exit_code, output_tail=output_tail, now=now)
+    def finish_job(self, job: Job, node_id: str, *, attempt: int, exit_code: int, output_tail: str, now: float) -> bool:
+        done = super().finish_job(job, node_id, attempt=attempt, exit_code=exit_code, output_tail=output_tail, now=now)
         with self._lock:
             self._finished += done
             if self._finished >= self._expected:
                 self.all_finished.set()
         return done
-
-
-def patch_moto_hot_spots() -> None:
-    """Make moto's two O(n)-per-call paths O(1); see the module docstring for why each is safe here."""
-    from moto.core.utils import unix_time
-    from moto.dynamodb.models import DynamoDBBackend
-    from moto.dynamodb.models.table import Table
-    from moto.sqs.models import SQSBackend
-
-    from shared.local.moto_patches import conditions_first
-
-    def retention_ok(self: Any, queue_name: str, message: Any) -> bool:
-        period = float(self.get_queue(queue_name).message_retention_period)
-        return bool(period + message.sent_timestamp / 1000 > unix_time())
-
-    SQSBackend.is_message_valid_based_on_retention_period = retention_ok  # type: ignore[method-assign]
-    Table.__deepcopy__ = lambda self, memo: self  # type: ignore[attr-defined]
-    # Without the backup, a transaction is all-or-nothing only if every condition is checked before any write.
-    DynamoDBBackend.transact_write_items = conditions_first(DynamoDBBackend.transact_write_items)  # type: ignore[method-assign]
 
 
 def one_run(job_count: int, run: int) -> float:
@@ -187,11 +170,10 @@ def main() -> int:
     modes = ["stock", "patched"] if args.moto == "both" else [args.moto]
     median = 0.0
     for mode in modes:
-        if mode == "patched":
-            patch_moto_hot_spots()  # irreversible in this process: stock runs go first
         rates = []
         for run in range(args.runs):
-            rate = one_run(args.jobs, run)
+            with hot_spots_fixed() if mode == "patched" else contextlib.nullcontext():
+                rate = one_run(args.jobs, run)
             rates.append(rate)
             print(f"{mode} moto, run {run + 1}: {args.jobs} jobs, {rate:.1f} jobs/s")
         median = statistics.median(rates)

@@ -83,12 +83,12 @@ class DynamoClusterStore:
             updated_at=get_float(item, "updated_at") or 0.0,
         )
 
-    def record_runtime(self, name: str, seconds: float) -> None:
+    def record_runtime(self, name: str, seconds: float, count: int = 1) -> None:
         self._table.update(
             key(RUNTIME_PARTITION, name),
-            "ADD #count :one, #total_seconds :seconds",
+            "ADD #count :count, #total_seconds :seconds",
             names=attr_names("count", "total_seconds"),
-            values={":one": n(1), ":seconds": n(max(0.0, float(seconds)))},
+            values={":count": n(count), ":seconds": n(max(0.0, float(seconds)))},
         )
 
     def average_runtimes(self) -> dict[str, float]:

@@ -18,6 +18,13 @@ message, which the worker recognises (its ``start_job`` finds the job no longer 
 
 ``attempts`` counts attempts used: ``start_job`` adds one, ``requeue_job`` (interruption, drain, lost
 node: not the job's fault) gives it back.
+
+The worker's three transitions (start, finish, fail) are one write each, with no read first: the worker
+holds the job (from its message) and the attempt it started, and the conditions check both. ``start_job``
+guesses a first attempt; when the guess is wrong the cancelled condition returns the record as it was
+(``ReturnValuesOnConditionCheckFailure``) and the retry uses it. The start's condition also compares the
+stored job with the message's, so a message that is not its record's job starts nothing, and the counter
+always moves under the record's shape.
 """
 
 from __future__ import annotations
@@ -26,7 +33,6 @@ import itertools
 import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from shared.adapters.node_store import node_key
@@ -161,24 +167,26 @@ class DynamoJobStore:
 
     # --- transitions ----------------------------------------------------------------------------------
 
-    def start_job(self, job_id: str, node_id: str, now: float) -> JobRecord | None:
+    def start_job(self, job: Job, node_id: str, now: float) -> int | None:
+        # The hot path writes once, without a read: it guesses the first attempt of the job the message
+        # describes. A wrong guess fails the condition, which hands back the record, and the retry uses it.
+        stored, attempts = job_json(job), 0
         for _ in range(RACE_ROUNDS):
-            record = self.get_job(job_id)
-            if record is None or record.status is not JobStatus.QUEUED:
-                return None
             job_update = self._table.update_item_op(
-                job_key(job_id),
+                job_key(job.id),
                 "SET #status = :running, #node = :node, #started_at = :now ADD #attempts :one",
-                condition="#status = :queued AND #attempts = :attempts",
-                names=attr_names("status", "node", "started_at", "attempts"),
+                condition="#status = :queued AND #attempts = :attempts AND #job = :job",
+                names=attr_names("status", "node", "started_at", "attempts", "job"),
                 values={
                     ":running": s(JobStatus.RUNNING),
                     ":queued": s(JobStatus.QUEUED),
                     ":node": s(node_id),
                     ":now": n(now),
                     ":one": n(1),
-                    ":attempts": n(record.attempts),
+                    ":attempts": n(attempts),
+                    ":job": s(stored),
                 },
+                return_old=True,
             )
             # No job starts on a node that is draining (or gone): the scaler may be about to terminate it.
             node_ready = self._table.condition_check_op(
@@ -189,69 +197,79 @@ class DynamoJobStore:
             )
             # Conditions first, the counter last: a cancelled transaction then has changed nothing even in
             # a backend that applies items in order without a rollback copy (the local cloud's patched moto).
-            if self._transition(node_ready, job_update, self._count(record.job, queued=-1, running=+1)):
-                return replace(
-                    record, status=JobStatus.RUNNING, node=node_id, started_at=now, attempts=record.attempts + 1
-                )
+            try:
+                self._table.transact([node_ready, job_update, self._count(job, queued=-1, running=+1)])
+            except TransactionCancelledError as cancelled:
+                if not cancelled.condition_failed:
+                    raise
+                if cancelled.reasons[0] == "ConditionalCheckFailed":
+                    return None  # the node is draining
+                old = cancelled.items[1]
+                record = self._record(old) if old is not None else self.get_job(job.id)
+                if record is None or record.status is not JobStatus.QUEUED or record.job != job:
+                    return None  # taken, settled, unknown, or the message is not this record's job
+                stored, attempts = need_str(old, "job") if old is not None else job_json(record.job), record.attempts
+                continue
+            return attempts + 1
         return None
 
-    def finish_job(self, job_id: str, node_id: str, *, exit_code: int, output_tail: str, now: float) -> bool:
-        record = self.get_job(job_id)
-        if record is None or record.status is not JobStatus.RUNNING or record.node != node_id:
-            return False
+    def finish_job(self, job: Job, node_id: str, *, attempt: int, exit_code: int, output_tail: str, now: float) -> bool:
         job_update = self._table.update_item_op(
-            job_key(job_id),
+            job_key(job.id),
             "SET #status = :succeeded, #finished_at = :now, #exit_code = :exit_code, #output_tail = :tail",
-            condition="#status = :running AND #node = :node",
-            names=attr_names("status", "finished_at", "exit_code", "output_tail", "node"),
+            condition="#status = :running AND #node = :node AND #attempts = :attempt",
+            names=attr_names("status", "finished_at", "exit_code", "output_tail", "node", "attempts"),
             values={
                 ":succeeded": s(JobStatus.SUCCEEDED),
                 ":running": s(JobStatus.RUNNING),
                 ":node": s(node_id),
+                ":attempt": n(attempt),
                 ":now": n(now),
                 ":exit_code": n(exit_code),
                 ":tail": s(output_tail[-OUTPUT_TAIL_LIMIT:]),
             },
         )
-        return self._transition(job_update, self._count(record.job, running=-1))
+        return self._transition(job_update, self._count(job, running=-1))
 
     def fail_job(
-        self, job_id: str, node_id: str, *, reason: str, exit_code: int | None, output_tail: str, now: float
+        self,
+        job: Job,
+        node_id: str,
+        *,
+        attempt: int,
+        reason: str,
+        exit_code: int | None,
+        output_tail: str,
+        now: float,
     ) -> JobStatus | None:
-        for _ in range(RACE_ROUNDS):
-            record = self.get_job(job_id)
-            if record is None or record.status is not JobStatus.RUNNING or record.node != node_id:
-                return None
-            retry = record.attempts < record.job.max_attempts
-            new_status = JobStatus.QUEUED if retry else JobStatus.FAILED
-            values = {
-                ":new": s(new_status),
-                ":running": s(JobStatus.RUNNING),
-                ":node": s(node_id),
-                ":attempts": n(record.attempts),
-                ":now": n(now),
-                ":reason": s(reason),
-                ":tail": s(output_tail[-OUTPUT_TAIL_LIMIT:]),
-            }
-            expression = "SET #status = :new, #finished_at = :now, #reason = :reason, #output_tail = :tail"
-            if exit_code is not None:
-                expression += ", #exit_code = :exit_code"
-                values[":exit_code"] = n(exit_code)
-            if retry:
-                expression += " REMOVE #node" + ("" if exit_code is not None else ", #exit_code")
-            elif exit_code is None:
-                expression += " REMOVE #exit_code"
-            job_update = self._table.update_item_op(
-                job_key(job_id),
-                expression,
-                condition="#status = :running AND #node = :node AND #attempts = :attempts",
-                names=attr_names("status", "finished_at", "reason", "output_tail", "exit_code", "node", "attempts"),
-                values=values,
-            )
-            count = self._count(record.job, queued=+1, running=-1) if retry else self._count(record.job, running=-1)
-            if self._transition(job_update, count):
-                return new_status
-        return None
+        retry = attempt < job.max_attempts
+        new_status = JobStatus.QUEUED if retry else JobStatus.FAILED
+        values = {
+            ":new": s(new_status),
+            ":running": s(JobStatus.RUNNING),
+            ":node": s(node_id),
+            ":attempt": n(attempt),
+            ":now": n(now),
+            ":reason": s(reason),
+            ":tail": s(output_tail[-OUTPUT_TAIL_LIMIT:]),
+        }
+        expression = "SET #status = :new, #finished_at = :now, #reason = :reason, #output_tail = :tail"
+        if exit_code is not None:
+            expression += ", #exit_code = :exit_code"
+            values[":exit_code"] = n(exit_code)
+        if retry:
+            expression += " REMOVE #node" + ("" if exit_code is not None else ", #exit_code")
+        elif exit_code is None:
+            expression += " REMOVE #exit_code"
+        job_update = self._table.update_item_op(
+            job_key(job.id),
+            expression,
+            condition="#status = :running AND #node = :node AND #attempts = :attempt",
+            names=attr_names("status", "finished_at", "reason", "output_tail", "exit_code", "node", "attempts"),
+            values=values,
+        )
+        count = self._count(job, queued=+1, running=-1) if retry else self._count(job, running=-1)
+        return new_status if self._transition(job_update, count) else None
 
     def requeue_job(self, job_id: str, node_id: str, *, reason: str, now: float) -> bool:
         record = self.get_job(job_id)
@@ -304,7 +322,7 @@ class DynamoJobStore:
                 "status": s(JobStatus.QUEUED),
                 "attempts": n(0),
                 "submitted_at": n(now),
-                "job": s(json.dumps(job.to_dict(), sort_keys=True, separators=(",", ":"))),
+                "job": s(job_json(job)),
                 "shape": s(key_of_shape),
                 "batch": s(batch_id),
             }
@@ -363,6 +381,11 @@ class DynamoJobStore:
             output_tail=get_str(item, "output_tail"),
             reason=get_str(item, "reason"),
         )
+
+
+def job_json(job: Job) -> str:
+    """The job as its record stores it: canonical JSON, so the same job always compares equal."""
+    return json.dumps(job.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
 def _transaction_chunks(jobs: Sequence[Job]) -> Iterator[list[Job]]:

@@ -103,24 +103,24 @@ class MemoryJobStore:
         with self._lock:
             return {shape_from_key(k): c for k, c in self._counts.items() if c.queued > 0 or c.running > 0}
 
-    def start_job(self, job_id: str, node_id: str, now: float) -> JobRecord | None:
+    def start_job(self, job: Job, node_id: str, now: float) -> int | None:
         with self._lock:
-            record = self._records.get(job_id)
-            if record is None or record.status is not JobStatus.QUEUED:
+            record = self._records.get(job.id)
+            if record is None or record.status is not JobStatus.QUEUED or record.job != job:
                 return None
-            started = replace(
-                record, status=JobStatus.RUNNING, node=node_id, started_at=now, attempts=record.attempts + 1
+            attempt = record.attempts + 1
+            self._records[job.id] = replace(
+                record, status=JobStatus.RUNNING, node=node_id, started_at=now, attempts=attempt
             )
-            self._records[job_id] = started
             self._add(record.job.shape, queued=-1, running=+1)
-            return started
+            return attempt
 
-    def finish_job(self, job_id: str, node_id: str, *, exit_code: int, output_tail: str, now: float) -> bool:
+    def finish_job(self, job: Job, node_id: str, *, attempt: int, exit_code: int, output_tail: str, now: float) -> bool:
         with self._lock:
-            record = self._running_on(job_id, node_id)
+            record = self._running_on(job.id, node_id, attempt)
             if record is None:
                 return False
-            self._records[job_id] = replace(
+            self._records[job.id] = replace(
                 record,
                 status=JobStatus.SUCCEEDED,
                 finished_at=now,
@@ -131,15 +131,23 @@ class MemoryJobStore:
             return True
 
     def fail_job(
-        self, job_id: str, node_id: str, *, reason: str, exit_code: int | None, output_tail: str, now: float
+        self,
+        job: Job,
+        node_id: str,
+        *,
+        attempt: int,
+        reason: str,
+        exit_code: int | None,
+        output_tail: str,
+        now: float,
     ) -> JobStatus | None:
         with self._lock:
-            record = self._running_on(job_id, node_id)
+            record = self._running_on(job.id, node_id, attempt)
             if record is None:
                 return None
-            retry = record.attempts < record.job.max_attempts
+            retry = attempt < job.max_attempts
             status = JobStatus.QUEUED if retry else JobStatus.FAILED
-            self._records[job_id] = replace(
+            self._records[job.id] = replace(
                 record,
                 status=status,
                 node=None if retry else record.node,
@@ -162,11 +170,11 @@ class MemoryJobStore:
             self._add(record.job.shape, queued=+1, running=-1)
             return True
 
-    def _running_on(self, job_id: str, node_id: str) -> JobRecord | None:
+    def _running_on(self, job_id: str, node_id: str, attempt: int | None = None) -> JobRecord | None:
         record = self._records.get(job_id)
         if record is None or record.status is not JobStatus.RUNNING or record.node != node_id:
             return None
-        return record
+        return record if attempt is None or record.attempts == attempt else None
 
     def _add(self, shape: Shape, *, queued: int = 0, running: int = 0) -> None:
         key = shape_key(shape)
@@ -381,10 +389,10 @@ class MemoryClusterStore:
         with self._lock:
             return self._status
 
-    def record_runtime(self, name: str, seconds: float) -> None:
+    def record_runtime(self, name: str, seconds: float, count: int = 1) -> None:
         with self._lock:
-            count, total = self._runtimes.get(name, (0, 0.0))
-            self._runtimes[name] = (count + 1, total + max(0.0, float(seconds)))
+            runs, total = self._runtimes.get(name, (0, 0.0))
+            self._runtimes[name] = (runs + count, total + max(0.0, float(seconds)))
 
     def average_runtimes(self) -> dict[str, float]:
         with self._lock:

@@ -80,11 +80,16 @@ class StateTableError(StoreError):
 
 
 class TransactionCancelledError(StateTableError):
-    """A transaction was cancelled; ``reasons`` holds one code per item ("None" for the items that were fine)."""
+    """A transaction was cancelled; ``reasons`` holds one code per item ("None" for the items that were fine).
 
-    def __init__(self, message: str, reasons: Sequence[str]) -> None:
+    ``items`` holds, per item, the item as it was when its condition failed, for the ops that asked for it
+    (``return_old=True``), else None.
+    """
+
+    def __init__(self, message: str, reasons: Sequence[str], items: Sequence[Item | None] = ()) -> None:
         super().__init__(message)
         self.reasons = tuple(reasons)
+        self.items = tuple(items) or (None,) * len(self.reasons)
 
     @property
     def condition_failed(self) -> bool:
@@ -372,15 +377,16 @@ class StateTable:
         for attempt in range(CONFLICT_RETRIES + 1):
             if attempt:
                 self._backoff(attempt)
-            reasons = self._transact_once(items)
-            if reasons is None:
+            cancelled = self._transact_once(items)
+            if cancelled is None:
                 return
+            reasons = cancelled.reasons
             conflict_only = "TransactionConflict" in reasons and set(reasons) <= {"None", "TransactionConflict"}
             if not conflict_only or attempt == CONFLICT_RETRIES:
-                raise self._cancelled(reasons)
+                raise cancelled
 
-    def _transact_once(self, items: Sequence[TransactWriteItemTypeDef]) -> list[str] | None:
-        """None if written, else the cancellation reason codes."""
+    def _transact_once(self, items: Sequence[TransactWriteItemTypeDef]) -> TransactionCancelledError | None:
+        """None if written, else why not."""
         with self.errors("TransactWriteItems"):
             try:
                 self.client.transact_write_items(TransactItems=list(items))
@@ -388,20 +394,22 @@ class StateTable:
                 if _code(error) != "TransactionCanceledException":
                     raise
                 response: Mapping[str, Any] = error.response
-                return [str(r.get("Code", "None")) for r in response.get("CancellationReasons", [])]
+                found = response.get("CancellationReasons", [])
+                return self._cancelled([str(r.get("Code", "None")) for r in found], [r.get("Item") for r in found])
         return None
 
     def _backoff(self, attempt: int) -> None:
         """Full-jitter exponential backoff (only reached on real contention or throttling)."""
         self._sleep(random.uniform(0, min(1.0, 0.025 * 2**attempt)))
 
-    def _cancelled(self, reasons: Sequence[str]) -> TransactionCancelledError:
+    def _cancelled(self, reasons: Sequence[str], items: Sequence[Item | None]) -> TransactionCancelledError:
         if "ResourceNotFoundException" in reasons:  # moto reports a missing table per item
             return TransactionCancelledError(self._missing(), reasons)
         failed = sorted({r for r in reasons if r != "None"})
         return TransactionCancelledError(
             f"DynamoDB transaction on table {self.name!r} was cancelled ({', '.join(failed) or 'no reason given'})",
             reasons,
+            items,
         )
 
     def update_item_op(
@@ -412,11 +420,14 @@ class StateTable:
         condition: str | None = None,
         names: Mapping[str, str] | None = None,
         values: Mapping[str, AttributeValueTypeDef] | None = None,
+        return_old: bool = False,
     ) -> TransactWriteItemTypeDef:
-        """One Update for ``transact``."""
+        """One Update for ``transact``; ``return_old``: a failed condition reports the item as it was."""
         update: UpdateTypeDef = {"TableName": self.name, "Key": item_key, "UpdateExpression": expression}
         if condition is not None:
             update["ConditionExpression"] = condition
+        if return_old:
+            update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         if names:
             update["ExpressionAttributeNames"] = dict(names)
         if values:

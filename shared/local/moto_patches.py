@@ -17,17 +17,19 @@ stay registered (they only add support for two resource types).
   pattern matches (moto's own matcher), and Lambda targets go to ``hooks.deliver_event`` (the router).
 - Two O(n)-per-call hot spots (found by ``benchmarks/bench_worker.py``): SQS ReceiveMessage re-reads
   every queue attribute per message for its retention check, and every DynamoDB TransactWriteItems
-  deep-copies the whole table as a rollback backup. The first reads the retention period directly; the
-  second is skipped, which is safe for Shoal because every job transition puts its conditional write
-  first, so a cancelled transaction has changed nothing.
+  deep-copies the whole table as a rollback backup. The first reads the retention period directly. The
+  second is skipped, and instead every condition of a transaction is checked before any item is written
+  (``conditions_first``), so a cancelled transaction still changes nothing, as in DynamoDB.
+  ``hot_spots_fixed()`` applies only these two, for benchmarks that run moto in-process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -81,14 +83,12 @@ def active_hooks() -> Hooks | None:
 def activate(hooks: Hooks) -> None:
     """Apply every patch, calling ``hooks`` (one local cloud at a time per process)."""
     with _state.lock:
-        if _state.hooks is not None:
+        if _state.originals:
             raise RuntimeError("a local cloud is already running in this process; stop it first")
         _state.hooks = hooks
         for cache in (cfn_parsing.get_model_list, cfn_parsing.get_model_map, cfn_parsing.get_name_type_map):
             cache.cache_clear()  # the two models below join moto's CloudFormation model list
-        for owner, name, replacement in _patches():
-            _state.originals.append((owner, name, owner.__dict__.get(name, _MISSING)))
-            setattr(owner, name, replacement)
+        _apply(_patches())
 
 
 def deactivate() -> None:
@@ -102,14 +102,40 @@ def deactivate() -> None:
         _state.hooks = None
 
 
+@contextlib.contextmanager
+def hot_spots_fixed() -> Iterator[None]:
+    """Only the two hot-spot fixes, for in-process moto without the rest of the local cloud (the worker
+    benchmark measures the agent with the same moto the demo runs)."""
+    with _state.lock:
+        if _state.originals:
+            raise RuntimeError("a local cloud is already running in this process; stop it first")
+        _apply(_hot_spot_patches())
+    try:
+        yield
+    finally:
+        deactivate()
+
+
+def _apply(patches: list[tuple[Any, str, Any]]) -> None:
+    for owner, name, replacement in patches:
+        _state.originals.append((owner, name, owner.__dict__.get(name, _MISSING)))
+        setattr(owner, name, replacement)
+
+
+def _hot_spot_patches() -> list[tuple[Any, str, Any]]:
+    return [
+        (SQSBackend, "is_message_valid_based_on_retention_period", _retention_ok),
+        (Table, "__deepcopy__", _table_no_backup),
+        (DynamoDBBackend, "transact_write_items", conditions_first(DynamoDBBackend.transact_write_items)),
+    ]
+
+
 def _patches() -> list[tuple[Any, str, Any]]:
     # Step Functions names EventBridge "eventbridge" in aws-sdk integrations; boto3 calls it "events".
     sdk_names = {**StateTaskService._SERVICE_NAME_SFN_TO_BOTO_OVERRIDES, "eventbridge": "events"}
     return [
         (StateTaskService, "_SERVICE_NAME_SFN_TO_BOTO_OVERRIDES", sdk_names),
-        (SQSBackend, "is_message_valid_based_on_retention_period", _retention_ok),
-        (Table, "__deepcopy__", _table_no_backup),
-        (DynamoDBBackend, "transact_write_items", conditions_first(DynamoDBBackend.transact_write_items)),
+        *_hot_spot_patches(),
         (StateMachine, "create_from_cloudformation_json", classmethod(_create_state_machine)),
         (StateMachine, "delete_from_cloudformation_json", classmethod(_delete_state_machine)),
         (WaitFunction, "_wait_interval", _scaled_wait),
@@ -154,10 +180,12 @@ def conditions_first(original: Callable[..., None]) -> Callable[..., None]:
             check = get_filter_expression(
                 condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
             )
-            failed = not check.expr(current)
-            errors.append(
-                ("ConditionalCheckFailed", "The conditional request failed", None) if failed else (None, None, None)
-            )
+            if check.expr(current):
+                errors.append((None, None, None))
+                continue
+            wants_old = op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current is not None
+            old = current.to_json()["Attributes"] if wants_old else None
+            errors.append(("ConditionalCheckFailed", "The conditional request failed", old))
         if any(code is not None for code, _, _ in errors):
             raise TransactionCanceledException(errors)
         original(self, transact_items)

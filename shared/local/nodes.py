@@ -78,8 +78,8 @@ class _ScaledRuntimes:
     def __init__(self, store: DynamoClusterStore, speed: float) -> None:
         self._store, self._speed = store, speed
 
-    def record_runtime(self, name: str, seconds: float) -> None:
-        self._store.record_runtime(name, seconds * self._speed)
+    def record_runtime(self, name: str, seconds: float, count: int = 1) -> None:
+        self._store.record_runtime(name, seconds * self._speed, count)
 
 
 @dataclass(slots=True)

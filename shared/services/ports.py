@@ -35,18 +35,30 @@ class JobStore(Protocol):
 
     def get_job(self, job_id: str) -> JobRecord | None: ...
 
-    def start_job(self, job_id: str, node_id: str, now: float) -> JobRecord | None:
-        """QUEUED → RUNNING on ``node_id`` (attempts + 1). None if the job is not QUEUED (already taken or done)."""
+    def start_job(self, job: Job, node_id: str, now: float) -> int | None:
+        """QUEUED → RUNNING on ``node_id``; returns the attempt now running (1 for the first).
+
+        None if the job is not QUEUED (taken or settled), has no record, its record holds a different job,
+        or the node is draining.
+        """
         ...
 
-    def finish_job(self, job_id: str, node_id: str, *, exit_code: int, output_tail: str, now: float) -> bool:
-        """RUNNING on ``node_id`` → SUCCEEDED. False if the job is not running there."""
+    def finish_job(self, job: Job, node_id: str, *, attempt: int, exit_code: int, output_tail: str, now: float) -> bool:
+        """RUNNING on ``node_id`` in ``attempt`` → SUCCEEDED. False if that attempt is not running there."""
         ...
 
     def fail_job(
-        self, job_id: str, node_id: str, *, reason: str, exit_code: int | None, output_tail: str, now: float
+        self,
+        job: Job,
+        node_id: str,
+        *,
+        attempt: int,
+        reason: str,
+        exit_code: int | None,
+        output_tail: str,
+        now: float,
     ) -> JobStatus | None:
-        """RUNNING → QUEUED if attempts remain, else FAILED. Returns the new status, None if not running there."""
+        """RUNNING → QUEUED if attempts remain, else FAILED. The new status; None if not running there."""
         ...
 
     def requeue_job(self, job_id: str, node_id: str, *, reason: str, now: float) -> bool:

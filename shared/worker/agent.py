@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from shared.domain.cluster_state import JobRecord, JobStatus, NodeState
+from shared.domain.cluster_state import JobStatus, NodeState
 from shared.domain.jobs import Job
 from shared.domain.resources import Resources
 from shared.services.ports import JobStore, NodeStore
 from shared.worker.capacity import CapacityLedger, Fit, shortfall
 from shared.worker.protocols import ReceivedMessage, RuntimeRecorder, WorkerQueue
 from shared.worker.runner import JobProcess, RunResult
+from shared.worker.runtime_tally import RuntimeTally
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -132,6 +133,7 @@ class Agent:
         self._running: dict[str, _Held] = {}
         self._threads: set[threading.Thread] = set()
         self._pending_deletes: list[str] = []
+        self._learned = RuntimeTally()  # sent with each node heartbeat
         self._lock = threading.Lock()
         self._settled = threading.Condition(self._lock)  # notified whenever a job leaves ``_running``
         # Held while one message goes from "may I start it?" to "registered as running", so an
@@ -195,6 +197,7 @@ class Agent:
                     self.evacuate(reason)  # the keeper is stuck (a hung call): do it from here
             self.wait_idle()
             self._flush_deletes()
+            _guarded("recording runtimes", self._send_runtimes)
             self._report(self._clock())
             self._stop_keeper()
 
@@ -287,55 +290,63 @@ class Agent:
                     self._queue.change_visibility([message.receipt_handle], 0)
                 return Outcome.DECLINED
             try:
-                record = self._start(job, message)
+                attempt = self._start(job, message)
             except Exception:
                 with self._lock:
                     self._ledger.release(job.id)
                 raise
-            if record is None:
+            if attempt is None:
                 with self._lock:
                     self._ledger.release(job.id)
                 return Outcome.DUPLICATE
             process = JobProcess(
                 job,
-                attempt=record.attempts,
+                attempt=attempt,
                 work_root=self.settings.work_root,
                 base_env=self._base_env,
                 enforce_memory=self.settings.enforce_memory,
                 kill_grace=self.settings.kill_grace,
                 keep_work_dir=self.settings.keep_work_dirs,
             )
-            held = _Held(job=job, message=message, attempt=record.attempts, process=process)
+            held = _Held(job=job, message=message, attempt=attempt, process=process)
             thread = threading.Thread(target=self._run_job, args=(held,), name=f"job-{job.id}", daemon=True)
             with self._lock:
                 self._running[job.id] = held
                 self._threads.add(thread)
             thread.start()
-        log.info("job %s started (attempt %d of %d)", job.id, record.attempts, job.max_attempts)
+        log.info("job %s started (attempt %d of %d)", job.id, attempt, job.max_attempts)
         return Outcome.STARTED
 
-    def _start(self, job: Job, message: ReceivedMessage) -> JobRecord | None:
-        """Mark the job RUNNING here, or settle the message when the job record says it is not ours to run."""
+    def _start(self, job: Job, message: ReceivedMessage) -> int | None:
+        """Mark the job RUNNING here (the attempt number), or settle the message when the job record says it
+        is not ours to run (None)."""
         now = self._clock()
-        record = self._jobs.start_job(job.id, self.node_id, now)
-        if record is not None:
-            return record
+        attempt = self._jobs.start_job(job, self.node_id, now)
+        if attempt is not None:
+            return attempt
         existing = self._jobs.get_job(job.id)
         if existing is None:
             # A message without a record (written straight to the queue): record it so the scaler counts it.
             self._jobs.put_jobs([job], now)
-            record = self._jobs.start_job(job.id, self.node_id, now)
+            attempt = self._jobs.start_job(job, self.node_id, now)
         elif (
             existing.status is JobStatus.RUNNING
             and existing.node == self.node_id
             # An earlier agent on this node (crashed, restarted) left it RUNNING; nobody runs it now.
             and self._jobs.requeue_job(job.id, self.node_id, reason="the agent restarted while it ran", now=now)
         ):
-            record = self._jobs.start_job(job.id, self.node_id, now)
-        if record is not None:
-            return record
+            attempt = self._jobs.start_job(job, self.node_id, now)
+        if attempt is not None:
+            return attempt
         existing = self._jobs.get_job(job.id)
-        if existing is not None and existing.status is JobStatus.SUCCEEDED:
+        if existing is not None and existing.job != job:
+            # Not the job its id was recorded with (hand-written, or an older resubmission): running it would
+            # run something nobody counted. The record's own message, if any, is unaffected.
+            why = f"message for job {job.id} does not match the job recorded under that id; resubmit it with a new id"
+            log.warning("%s; dead-lettering it", why)
+            self._queue.dead_letter(message.body, reason=why, job_id=job.id)
+            self._delete_now(message.receipt_handle)
+        elif existing is not None and existing.status is JobStatus.SUCCEEDED:
             log.info("job %s has already succeeded; deleting a duplicate message", job.id)
             self._delete_now(message.receipt_handle)
         elif existing is not None and existing.status is JobStatus.FAILED:
@@ -379,17 +390,26 @@ class Agent:
     def _settle(self, held: _Held, result: RunResult) -> None:
         job, receipt, now = held.job, held.message.receipt_handle, self._clock()
         if result.succeeded:
-            if self._jobs.finish_job(job.id, self.node_id, exit_code=0, output_tail=result.output_tail, now=now):
+            finished = self._jobs.finish_job(
+                job, self.node_id, attempt=held.attempt, exit_code=0, output_tail=result.output_tail, now=now
+            )
+            if finished:
                 self._queue_delete(receipt)
-                if self._runtimes is not None and job.name:
-                    self._runtimes.record_runtime(job.name, result.duration)
+                if job.name:
+                    self._learned.add(job.name, result.duration)
                 log.info("job %s succeeded in %.2fs", job.id, result.duration)
             else:
                 log.warning("job %s succeeded, but its record is no longer ours; leaving its message", job.id)
             return
         reason = result.reason()
         status = self._jobs.fail_job(
-            job.id, self.node_id, reason=reason, exit_code=result.exit_code, output_tail=result.output_tail, now=now
+            job,
+            self.node_id,
+            attempt=held.attempt,
+            reason=reason,
+            exit_code=result.exit_code,
+            output_tail=result.output_tail,
+            now=now,
         )
         if status is JobStatus.QUEUED:
             delay = self.settings.retry_visibility(held.attempt)
@@ -432,6 +452,7 @@ class Agent:
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.settings.heartbeat_interval
             _guarded("heartbeating the node", lambda: self._report(now))
+            _guarded("recording runtimes", self._send_runtimes)
         _guarded("deleting messages", self._flush_deletes)
 
     def evacuate(self, reason: str) -> None:
@@ -510,6 +531,10 @@ class Agent:
         if draining != self._draining:
             log.info("node %s %s", self.node_id, "is draining: no new jobs" if draining else "takes jobs again")
             self._draining = draining
+
+    def _send_runtimes(self) -> None:
+        if self._runtimes is not None:
+            self._learned.send(self._runtimes)
 
     # ── message deletion ────────────────────────────────────────────────────────────────────────
 

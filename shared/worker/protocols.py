@@ -35,6 +35,6 @@ class WorkerQueue(Protocol):
 
 
 class RuntimeRecorder(Protocol):
-    def record_runtime(self, name: str, seconds: float) -> None:
-        """One more finished job named ``name`` took ``seconds``: the scaler's learned average improves."""
+    def record_runtime(self, name: str, seconds: float, count: int = 1) -> None:
+        """``count`` more finished jobs named ``name`` took ``seconds`` in all: the scaler's average improves."""
         ...

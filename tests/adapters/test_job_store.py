@@ -60,7 +60,7 @@ def test_record_jobs_names_known_jobs_that_never_reached_the_queue(job_store: St
 def test_a_started_job_is_not_reported_as_not_enqueued(job_store: Store) -> None:
     # GIVEN a job a worker took before the submitter confirmed its message
     job_store.record_jobs([make_job("a")], NOW)
-    job_store.start_job("a", "i-1", NOW)
+    job_store.start_job(make_job("a"), "i-1", NOW)
 
     # WHEN it is submitted again
     recorded = job_store.record_jobs([make_job("a")], NOW)
@@ -89,35 +89,50 @@ def test_start_job_moves_a_queued_job_to_running_once(job_store: Store) -> None:
     job_store.put_jobs([job], NOW)
 
     # WHEN two workers try to start it
-    first = job_store.start_job("a", "i-1", NOW + 5)
-    second = job_store.start_job("a", "i-2", NOW + 6)
+    first = job_store.start_job(job, "i-1", NOW + 5)
+    second = job_store.start_job(job, "i-2", NOW + 6)
 
     # THEN the first gets it (attempt 1), the second gets None, and the counters moved once
-    assert first is not None
-    assert (first.status, first.node, first.attempts, first.started_at) == (JobStatus.RUNNING, "i-1", 1, NOW + 5)
-    assert second is None
-    assert job_store.get_job("a") == first
+    assert (first, second) == (1, None)
+    record = job_store.get_job("a")
+    assert record is not None
+    assert (record.status, record.node, record.attempts, record.started_at) == (JobStatus.RUNNING, "i-1", 1, NOW + 5)
     assert job_store.demand() == {job.shape: DemandCount(queued=0, running=1)}
 
 
 def test_start_job_of_an_unknown_job_is_none(job_store: Store) -> None:
     # GIVEN nothing recorded  WHEN a worker starts a job  THEN there is nothing to start
-    assert job_store.start_job("ghost", "i-1", NOW) is None
+    assert job_store.start_job(make_job("ghost"), "i-1", NOW) is None
+    assert job_store.demand() == {}
+
+
+def test_a_message_that_is_not_its_records_job_starts_nothing(job_store: Store) -> None:
+    # GIVEN a recorded job, and a message under its id with another command
+    job_store.put_jobs([make_job("a")], NOW)
+    impostor = make_job("a", command="rm -rf /data")
+
+    # WHEN a worker starts the impostor  THEN nothing starts and nothing is counted
+    assert job_store.start_job(impostor, "i-1", NOW) is None
+    record = job_store.get_job("a")
+    assert record is not None and record.status is JobStatus.QUEUED and record.attempts == 0
+    assert job_store.demand() == {make_job("a").shape: DemandCount(queued=1)}
 
 
 def test_finish_job_needs_the_job_running_on_that_node(job_store: Store) -> None:
     # GIVEN a job running on i-1
     job = make_job("a")
     job_store.put_jobs([job], NOW)
-    job_store.start_job("a", "i-1", NOW)
+    attempt = job_store.start_job(job, "i-1", NOW)
+    assert attempt == 1
 
-    # WHEN another node, then its node, report it finished
-    wrong_node = job_store.finish_job("a", "i-2", exit_code=0, output_tail="", now=NOW + 9)
-    right_node = job_store.finish_job("a", "i-1", exit_code=0, output_tail="done\n", now=NOW + 10)
-    again = job_store.finish_job("a", "i-1", exit_code=0, output_tail="done\n", now=NOW + 11)
+    # WHEN another node, an older attempt, then its node report it finished
+    wrong_node = job_store.finish_job(job, "i-2", attempt=1, exit_code=0, output_tail="", now=NOW + 9)
+    stale = job_store.finish_job(job, "i-1", attempt=0, exit_code=0, output_tail="", now=NOW + 9)
+    right_node = job_store.finish_job(job, "i-1", attempt=1, exit_code=0, output_tail="done\n", now=NOW + 10)
+    again = job_store.finish_job(job, "i-1", attempt=1, exit_code=0, output_tail="done\n", now=NOW + 11)
 
-    # THEN only its own node's report counts, once; the job is SUCCEEDED and no longer demand
-    assert (wrong_node, right_node, again) == (False, True, False)
+    # THEN only the running attempt's report counts, once; the job is SUCCEEDED and no longer demand
+    assert (wrong_node, stale, right_node, again) == (False, False, True, False)
     record = job_store.get_job("a")
     assert record is not None
     assert (record.status, record.exit_code, record.output_tail, record.finished_at) == (
@@ -135,13 +150,18 @@ def test_fail_job_requeues_while_attempts_remain_then_fails(job_store: Store) ->
     job_store.put_jobs([job], NOW)
 
     # WHEN it fails twice
-    job_store.start_job("a", "i-1", NOW)
-    first = job_store.fail_job("a", "i-1", reason="exit code 1", exit_code=1, output_tail="boom", now=NOW + 1)
+    first_attempt = job_store.start_job(job, "i-1", NOW)
+    first = job_store.fail_job(
+        job, "i-1", attempt=1, reason="exit code 1", exit_code=1, output_tail="boom", now=NOW + 1
+    )
     requeued = job_store.get_job("a")
-    job_store.start_job("a", "i-2", NOW + 2)
-    second = job_store.fail_job("a", "i-2", reason="killed by signal 9", exit_code=None, output_tail="", now=NOW + 3)
+    second_attempt = job_store.start_job(job, "i-2", NOW + 2)
+    second = job_store.fail_job(
+        job, "i-2", attempt=2, reason="killed by signal 9", exit_code=None, output_tail="", now=NOW + 3
+    )
 
     # THEN the first failure requeues it (no node), the second fails it for good
+    assert (first_attempt, second_attempt) == (1, 2)
     assert first is JobStatus.QUEUED
     assert requeued is not None
     assert (requeued.status, requeued.node, requeued.attempts, requeued.reason) == (
@@ -166,10 +186,10 @@ def test_fail_job_requeues_while_attempts_remain_then_fails(job_store: Store) ->
 def test_fail_job_from_another_node_is_refused(job_store: Store) -> None:
     # GIVEN a job running on i-1
     job_store.put_jobs([make_job("a")], NOW)
-    job_store.start_job("a", "i-1", NOW)
+    job_store.start_job(make_job("a"), "i-1", NOW)
 
     # WHEN i-2 reports it failed  THEN nothing changes
-    assert job_store.fail_job("a", "i-2", reason="?", exit_code=1, output_tail="", now=NOW) is None
+    assert job_store.fail_job(make_job("a"), "i-2", attempt=1, reason="?", exit_code=1, output_tail="", now=NOW) is None
     record = job_store.get_job("a")
     assert record is not None and record.status is JobStatus.RUNNING
 
@@ -178,21 +198,21 @@ def test_requeue_job_gives_the_attempt_back(job_store: Store) -> None:
     # GIVEN a one-attempt job running on a spot node
     job = make_job("a", max_attempts=1)
     job_store.put_jobs([job], NOW)
-    job_store.start_job("a", "i-1", NOW)
+    job_store.start_job(job, "i-1", NOW)
 
     # WHEN the node is interrupted and the job requeued, then it runs and fails elsewhere
     assert job_store.requeue_job("a", "i-1", reason="spot interruption", now=NOW + 1)
     assert not job_store.requeue_job("a", "i-1", reason="again", now=NOW + 2)
     after_requeue = job_store.get_job("a")
-    job_store.start_job("a", "i-2", NOW + 3)
+    assert job_store.start_job(job, "i-2", NOW + 3) == 1
 
     # THEN the interruption did not use up its only attempt, and the counters follow
     assert after_requeue is not None
     assert (after_requeue.status, after_requeue.attempts, after_requeue.node) == (JobStatus.QUEUED, 0, None)
     assert job_store.demand() == {job.shape: DemandCount(queued=0, running=1)}
-    assert job_store.fail_job("a", "i-2", reason="exit code 2", exit_code=2, output_tail="", now=NOW + 4) is (
-        JobStatus.FAILED
-    )
+    assert job_store.fail_job(
+        job, "i-2", attempt=1, reason="exit code 2", exit_code=2, output_tail="", now=NOW + 4
+    ) is (JobStatus.FAILED)
 
 
 def test_claim_demand_event_is_debounced(job_store: Store) -> None:
@@ -290,10 +310,45 @@ def test_no_job_starts_on_a_draining_node(table: StateTable) -> None:
     jobs.put_jobs([make_job("a")], NOW)
     assert nodes.mark_draining("i-1", NOW + 1)
     # WHEN its agent, not yet aware, tries to start the job  THEN the store refuses, atomically
-    assert jobs.start_job("a", "i-1", NOW + 2) is None
+    assert jobs.start_job(make_job("a"), "i-1", NOW + 2) is None
     record = jobs.get_job("a")
     assert record is not None and record.status is JobStatus.QUEUED and record.attempts == 0
     assert jobs.demand()[record.job.shape] == DemandCount(queued=1)
     # AND an active node may start it
     nodes.put_node(active("i-2"))
-    assert jobs.start_job("a", "i-2", NOW + 3) is not None
+    assert jobs.start_job(make_job("a"), "i-2", NOW + 3) == 1
+
+
+def calls_made(table: StateTable) -> list[str]:
+    """The DynamoDB operations the table's client makes from now on, in order."""
+    made: list[str] = []
+    table.client.meta.events.register("before-call.dynamodb.*", lambda model, **_: made.append(model.name))
+    return made
+
+
+def test_the_workers_transitions_are_one_write_each_without_a_read(table: StateTable) -> None:
+    # GIVEN a queued job (the hot path: thousands of short jobs a minute on a busy cluster)
+    store, job = DynamoJobStore(table), make_job("a")
+    store.put_jobs([job], NOW)
+    made = calls_made(table)
+    # WHEN a worker starts and finishes its first attempt
+    attempt = store.start_job(job, "i-1", NOW)
+    assert attempt == 1
+    assert store.finish_job(job, "i-1", attempt=attempt, exit_code=0, output_tail="", now=NOW + 1)
+    # THEN each transition was a single transaction: no read before either
+    assert made == ["TransactWriteItems", "TransactWriteItems"]
+
+
+def test_a_retried_job_learns_its_attempt_from_the_cancelled_condition(table: StateTable) -> None:
+    # GIVEN a job whose first attempt failed (so a first-attempt guess is wrong)
+    store, job = DynamoJobStore(table), make_job("a", max_attempts=3)
+    store.put_jobs([job], NOW)
+    store.start_job(job, "i-1", NOW)
+    store.fail_job(job, "i-1", attempt=1, reason="exit code 1", exit_code=1, output_tail="", now=NOW + 1)
+    made = calls_made(table)
+    # WHEN another worker starts it
+    attempt = store.start_job(job, "i-2", NOW + 2)
+    # THEN the refused guess handed back the record, and the second write started attempt 2 without a read
+    assert attempt == 2
+    assert made == ["TransactWriteItems", "TransactWriteItems"]
+    assert store.demand() == {job.shape: DemandCount(queued=0, running=1)}

@@ -29,6 +29,7 @@ from shared.domain.jobs import Job, Shape
 from shared.domain.resources import Resources
 from shared.domain.settings import ClusterSettings
 from shared.services.environment import FunctionEnvironment
+from shared.services.job_message import decode_job_message
 from shared.services.submit import submit_jobs
 
 REGION = "us-west-2"
@@ -147,9 +148,9 @@ class Cluster:
             )
             assert messages, "the queue ran dry"
             for message in messages:
-                job_id = json.loads(message.body)["job"]["id"]
-                assert self.jobs.start_job(job_id, instance_id, self.clock.now) is not None
-                running[job_id] = message.receipt_handle
+                job = decode_job_message(message.body)
+                assert self.jobs.start_job(job, instance_id, self.clock.now) is not None
+                running[job.id] = message.receipt_handle
         self.heartbeat(instance_id, running)
         return running
 
@@ -160,8 +161,11 @@ class Cluster:
         """Every queued job but ``keep`` runs to completion somewhere (demand falls)."""
         queued = [j for j in self.submitted if (r := self.jobs.get_job(j.id)) and r.status is JobStatus.QUEUED]
         for job in queued[keep:]:
-            assert self.jobs.start_job(job.id, "i-elsewhere", self.clock.now)
-            assert self.jobs.finish_job(job.id, "i-elsewhere", exit_code=0, output_tail="", now=self.clock.now)
+            attempt = self.jobs.start_job(job, "i-elsewhere", self.clock.now)
+            assert attempt is not None
+            assert self.jobs.finish_job(
+                job, "i-elsewhere", attempt=attempt, exit_code=0, output_tail="", now=self.clock.now
+            )
 
     # --- looking at the result --------------------------------------------------------------------
 

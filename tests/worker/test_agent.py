@@ -108,6 +108,26 @@ def test_a_malformed_message_goes_to_the_dead_letter_queue_with_the_error(cluste
     assert cluster.counts() == (0, 0)
 
 
+def test_a_message_that_disagrees_with_its_job_record_is_dead_lettered_not_run(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # GIVEN a recorded job, and a hand-written message under the same id with another command
+    ran = tmp_path / "impostor-ran"
+    cluster.jobs.put_jobs([make_job("j1", "true")], 0.0)
+    impostor = encode_job_message(make_job("j1", f"touch {ran}"))
+    cluster.send_raw(impostor)
+    agent = cluster.agent()
+    # WHEN the agent receives it
+    assert agent.step() == [Outcome.DUPLICATE]
+    # THEN it did not run, the record is untouched, and the message is in the DLQ saying why
+    assert not ran.exists()
+    record = cluster.jobs.get_job("j1")
+    assert record.status is JobStatus.QUEUED and record.attempts == 0
+    [dead] = cluster.dead_letters()
+    assert dead["body"] == impostor and "does not match the job recorded under that id" in dead["reason"]
+    assert cluster.counts() == (0, 0)
+
+
 def test_a_job_too_big_for_the_node_goes_back_at_once(cluster: Cluster) -> None:
     # GIVEN a 64-core job and a 2-core node
     cluster.submit(make_job("huge", "true", resources=Resources(cores=64, memory=GiB, disk=GiB)))
@@ -190,7 +210,7 @@ def test_a_message_of_a_job_running_elsewhere_is_hidden_again(cluster: Cluster) 
     # GIVEN a job the store says runs on another node
     job = make_job("elsewhere", "true")
     cluster.submit(job)
-    cluster.jobs.start_job("elsewhere", "i-other", 0.0)
+    cluster.jobs.start_job(job, "i-other", 0.0)
     agent = cluster.agent()
     # WHEN this agent receives its message  THEN it leaves it hidden for a while and does not run it
     assert agent.step() == [Outcome.DUPLICATE]
@@ -200,8 +220,9 @@ def test_a_message_of_a_job_running_elsewhere_is_hidden_again(cluster: Cluster) 
 
 def test_a_job_left_running_here_by_a_crashed_agent_is_restarted(cluster: Cluster) -> None:
     # GIVEN a job the store says runs on this node, though no agent here runs it (the agent restarted)
-    cluster.submit(make_job("orphan", "true"))
-    cluster.jobs.start_job("orphan", "i-node1", 0.0)
+    orphan = make_job("orphan", "true")
+    cluster.submit(orphan)
+    cluster.jobs.start_job(orphan, "i-node1", 0.0)
     agent = cluster.agent("i-node1")
     # WHEN its message comes back  THEN the agent takes it over and runs it
     assert agent.step() == [Outcome.STARTED]
