@@ -183,7 +183,8 @@ class LocalNodes:
             queue=self._queue,
             jobs=self._jobs,
             nodes=self._node_store,
-            decode=self._decode,
+            decode=decode_job_message,
+            run_as=self._as_simulated,
             runtimes=self._runtimes,
             clock=self.clock.now,
             base_env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work)},
@@ -203,9 +204,8 @@ class LocalNodes:
         if node.thread is not None:
             node.thread.join(timeout=15)
 
-    def _decode(self, body: str) -> Job:
+    def _as_simulated(self, job: Job) -> Job:
         """The job as the appliance would run it: its simulated duration, or its own command with ``real``."""
-        job = decode_job_message(body)
         witness = f'echo "$SHOAL_JOB_ID" >> {shlex.quote(str(self.executions_log))}'
         if self.real and (job.command is not None or job.image is not None):
             command = f"( {job.command} ) && {witness}" if job.command is not None and job.image is None else None

@@ -113,10 +113,13 @@ class Agent:
         interruption_check: Callable[[], str | None] | None = None,
         clock: Callable[[], float] = time.time,
         base_env: Mapping[str, str] | None = None,
+        run_as: Callable[[Job], Job] | None = None,
     ) -> None:
         """``decode`` turns a message body into a ``Job`` or raises ``ValueError`` saying why it cannot.
 
         ``interruption_check`` returns a reason when the instance is about to go (a spot notice), else None.
+        ``run_as`` gives what to execute for a job (the local cloud simulates durations); the job store
+        always sees the job itself.
         """
         self.settings = settings
         self.node_id = settings.node_id
@@ -128,6 +131,7 @@ class Agent:
         self._interruption_check = interruption_check
         self._clock = clock
         self._base_env = base_env
+        self._run_as = run_as
 
         self._ledger = CapacityLedger(settings.capacity)
         self._running: dict[str, _Held] = {}
@@ -300,7 +304,7 @@ class Agent:
                     self._ledger.release(job.id)
                 return Outcome.DUPLICATE
             process = JobProcess(
-                job,
+                job if self._run_as is None else self._run_as(job),
                 attempt=attempt,
                 work_root=self.settings.work_root,
                 base_env=self._base_env,
