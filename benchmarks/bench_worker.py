@@ -18,6 +18,11 @@ Two modes, because stock moto costs O(n) per call and so bounds the figure by N,
   a transaction checks all its conditions first instead of copying the table to roll back). This is the
   agent's own throughput with a backend that costs about what one API call should.
 
+Per job the agent makes two DynamoDB calls (the start and finish transactions, no reads) and a tenth
+of a receive and of a delete; learned runtimes go out once per job name per heartbeat. On this
+2-core machine (2026-11-24): patched 102 / 107 / 109 jobs/s at 100 / 300 / 600 jobs, stock 29 / 14 / 7.4:
+the stock figure falls with N, the agent's does not.
+
 moto's backends are not thread-safe (a transaction's table copy races another thread's write), so all
 calls are serialised through one lock, as one moto server would; the agent's job threads still overlap
 their processes with each other's calls.

@@ -50,21 +50,22 @@ class Job:
     def to_dict(self) -> dict[str, object]:
         """The canonical job object (sizes in bytes, times in seconds); ``parse_job`` reads it back."""
         r = self.shape.resources
+        # Numbers in the types parse_job gives them, so equal jobs always have equal dicts (and JSON).
         out: dict[str, object] = {
             "id": self.id,
-            "cores": r.cores,
-            "memory": r.memory,
-            "disk": r.disk,
-            "accelerators": r.accelerators,
+            "cores": float(r.cores),
+            "memory": int(r.memory),
+            "disk": int(r.disk),
+            "accelerators": int(r.accelerators),
             "preemptible": self.shape.preemptible,
-            "wall_time": self.shape.wall_time,
+            "wall_time": float(self.shape.wall_time),
         }
         optional: dict[str, object | None] = {
             "command": self.command,
             "image": self.image,
             "name": self.name,
             "env": dict(self.env) or None,
-            "timeout": self.timeout,
+            "timeout": None if self.timeout is None else float(self.timeout),
         }
         out.update({k: v for k, v in optional.items() if v is not None})
         if self.max_attempts != DEFAULT_MAX_ATTEMPTS:

@@ -19,6 +19,19 @@ def test_round_trip_through_to_dict() -> None:
     assert parse_job(job.to_dict()) == job
 
 
+def test_equal_jobs_have_equal_dicts_however_built() -> None:
+    # GIVEN a job built in code with whole numbers, and the same job read back from its message form
+    from shared.domain.jobs import Shape
+    from shared.domain.resources import Resources
+
+    built = Job(id="j", shape=Shape(resources=Resources(cores=1, memory=1, disk=1), wall_time=60), timeout=90)
+    parsed = parse_job(built.to_dict())
+    # THEN both describe themselves identically (the job store compares stored jobs as text)
+    assert built == parsed
+    assert built.to_dict() == parsed.to_dict()
+    assert repr(built.to_dict()) == repr(parsed.to_dict())
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
