@@ -173,7 +173,8 @@ def run(job_count: int, node_count: int, busy: int) -> None:
 def report(
     name: str, result: RoundResult, ec2: CallCounter, dynamodb: CallCounter, sqs: CallCounter, *, in_aws: float
 ) -> None:
-    touched = result.launched + result.started + result.stopped + result.terminated
+    c = result.counts
+    touched = c.launched + c.started + c.stopped + c.terminated
     by_op = ", ".join(f"{op} {n}" for op, n in sorted(ec2.by_operation.items())) or "-"
     own = result.round_seconds - in_aws
     print(
@@ -183,10 +184,7 @@ def report(
     d = result.decision
     if d is not None:
         wanted = ", ".join(f"{k} {v}" for k, v in sorted(d.wanted.items()) if v)
-        print(
-            f"{'':8} launched {result.launched}, drained {result.drained}, terminated {result.terminated}; "
-            f"wanted: {wanted}"
-        )
+        print(f"{'':8} launched {c.launched}, drained {c.drained}, terminated {c.terminated}; wanted: {wanted}")
 
 
 if __name__ == "__main__":

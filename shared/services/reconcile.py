@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from types import MappingProxyType
 
 from shared.domain.cluster_state import NodeRecord, NodeState
@@ -46,9 +46,11 @@ from shared.domain.scaling import (
 from shared.domain.settings import ClusterSettings
 from shared.services import telemetry
 from shared.services.ports import (
+    BatchResult,
     CapacityCache,
     DecisionLog,
     Fleet,
+    InstanceFailure,
     JobQueueError,
     JobReturns,
     JobStore,
@@ -78,6 +80,23 @@ class ControlPlane:
     fleet: Fleet
 
 
+@dataclass(slots=True)
+class ActionCounts:
+    """What a round did, counted (filled in while it acts)."""
+
+    launched: int = 0
+    started: int = 0
+    undrained: int = 0
+    drained: int = 0
+    stopped: int = 0
+    terminated: int = 0
+    requeued_jobs: int = 0
+
+    def changes(self) -> int:
+        """Instances and nodes changed (requeued jobs follow from those)."""
+        return self.launched + self.started + self.undrained + self.drained + self.stopped + self.terminated
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RoundResult:
     round_id: str
@@ -86,13 +105,7 @@ class RoundResult:
     skipped: str | None = None  # why the round did not run
     decision: Decision | None = None  # the last pass's
     passes: int = 0
-    launched: int = 0
-    started: int = 0
-    undrained: int = 0
-    drained: int = 0
-    stopped: int = 0
-    terminated: int = 0
-    requeued_jobs: int = 0
+    counts: ActionCounts = field(default_factory=ActionCounts)
     launch_failures: tuple[LaunchFailure, ...] = ()
     errors: tuple[str, ...] = ()
     nodes: tuple[NodeRecord, ...] = ()  # the records after the round
@@ -108,13 +121,7 @@ class RoundResult:
             return out
         out.update(
             passes=self.passes,
-            launched=self.launched,
-            started=self.started,
-            undrained=self.undrained,
-            drained=self.drained,
-            stopped=self.stopped,
-            terminated=self.terminated,
-            requeued_jobs=self.requeued_jobs,
+            **asdict(self.counts),
             launch_failures=[f"{f.instance_type}@{f.zone or ANY_ZONE}: {f.code}" for f in self.launch_failures],
             errors=list(self.errors),
             hourly_cost=round(self.hourly_cost, 4),
@@ -239,13 +246,7 @@ def handle_instance_event(
 
 @dataclass(slots=True)
 class _Tally:
-    launched: int = 0
-    started: int = 0
-    undrained: int = 0
-    drained: int = 0
-    stopped: int = 0
-    terminated: int = 0
-    requeued: int = 0
+    counts: ActionCounts = field(default_factory=ActionCounts)
     launch_failures: list[LaunchFailure] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     done: list[dict[str, object]] = field(default_factory=list)
@@ -333,13 +334,7 @@ class _Round:
             ran=True,
             decision=decision,
             passes=passes,
-            launched=t.launched,
-            started=t.started,
-            undrained=t.undrained,
-            drained=t.drained,
-            stopped=t.stopped,
-            terminated=t.terminated,
-            requeued_jobs=t.requeued,
+            counts=t.counts,
             launch_failures=tuple(t.launch_failures),
             errors=tuple(t.errors),
             nodes=tuple(nodes),
@@ -362,69 +357,79 @@ class _Round:
         return refused
 
     def _do(self, action: Action, *, pass_number: int, unavailable: set[Offering]) -> bool:
-        plane, now = self.plane, self.now
-        if isinstance(action, Adopt):
-            for instance in action.instances:
-                plane.nodes.put_node(adopted_record(instance))
-        elif isinstance(action, Forget):
-            for node in action.nodes:
-                self.tally.requeued += len(return_jobs(plane, node, reason="node gone from EC2", now=now))
-                plane.nodes.remove_node(node.instance_id)
-        elif isinstance(action, Evict):
-            for node in action.nodes:
-                self.tally.requeued += len(return_jobs(plane, node, reason="its agent went silent", now=now))
-                if node.static:
-                    plane.nodes.put_node(replace(node, running_jobs=MappingProxyType({})))
-            doomed = [n.instance_id for n in action.nodes if not n.static]
-            if doomed:
-                result = plane.fleet.terminate(doomed)
-                for instance_id in result.done:
-                    plane.nodes.remove_node(instance_id)
-                    self.instances.pop(instance_id, None)
-                self.tally.terminated += len(result.done)
-                self.tally.errors += [f"terminate {f.instance_id}: {f.code}: {f.message}" for f in result.failed]
-        elif isinstance(action, SetState):
-            for node in action.nodes:
-                if action.state is NodeState.STOPPED:
-                    self.tally.requeued += len(return_jobs(plane, node, reason="node stopped", now=now))
-                    plane.nodes.put_node(replace(node, state=NodeState.STOPPED, running_jobs=MappingProxyType({})))
-                else:
-                    plane.nodes.mark_state(node.instance_id, action.state, now)
-        elif isinstance(action, Undrain):
-            for instance_id in action.instance_ids:
-                if plane.nodes.mark_state(instance_id, NodeState.ACTIVE, now):
-                    self.tally.undrained += 1
-        elif isinstance(action, Drain):
-            for instance_id in action.instance_ids:
-                if plane.nodes.mark_draining(instance_id, now):
-                    self.tally.drained += 1
-        elif isinstance(action, StartStopped):
-            result = plane.fleet.start(action.instance_ids)
-            for instance_id in result.done:
-                plane.nodes.mark_state(instance_id, NodeState.PENDING, now)
-                self._set_state(instance_id, InstanceState.PENDING)
-            self.tally.started += len(result.done)
-            self.tally.errors += [f"start {f.instance_id}: {f.code}: {f.message}" for f in result.failed]
-        elif isinstance(action, Stop):
-            result = plane.fleet.stop(action.instance_ids)
-            for instance_id in result.done:
-                plane.nodes.mark_state(instance_id, NodeState.STOPPED, now)
-                self._set_state(instance_id, InstanceState.STOPPING)
-            self.tally.stopped += len(result.done)
-            self.tally.errors += [f"stop {f.instance_id}: {f.code}: {f.message}" for f in result.failed]
-        elif isinstance(action, Terminate):
-            result = plane.fleet.terminate(action.instance_ids)
-            gone = [*result.done, *(f.instance_id for f in result.failed if f.code == NO_SUCH_INSTANCE)]
-            for instance_id in gone:
-                plane.nodes.remove_node(instance_id)
-                self.instances.pop(instance_id, None)
-            self.tally.terminated += len(result.done)
-            self.tally.errors += [
-                f"terminate {f.instance_id}: {f.code}: {f.message}" for f in result.failed if f.code != NO_SUCH_INSTANCE
-            ]
-        elif isinstance(action, Launch):
-            return self._launch(action, pass_number=pass_number, unavailable=unavailable)
+        match action:
+            case Launch():
+                return self._launch(action, pass_number=pass_number, unavailable=unavailable)
+            case Adopt():
+                for instance in action.instances:
+                    self.plane.nodes.put_node(adopted_record(instance))
+            case Forget():
+                for node in action.nodes:
+                    self._return_jobs(node, "node gone from EC2")
+                    self.plane.nodes.remove_node(node.instance_id)
+            case Evict():
+                self._evict(action)
+            case SetState():
+                self._set_node_states(action)
+            case Undrain():
+                self.tally.counts.undrained += sum(
+                    self.plane.nodes.mark_state(i, NodeState.ACTIVE, self.now) for i in action.instance_ids
+                )
+            case Drain():
+                self.tally.counts.drained += sum(
+                    self.plane.nodes.mark_draining(i, self.now) for i in action.instance_ids
+                )
+            case StartStopped():
+                result = self.plane.fleet.start(action.instance_ids)
+                self.tally.counts.started += self._switched("start", result, NodeState.PENDING, InstanceState.PENDING)
+            case Stop():
+                result = self.plane.fleet.stop(action.instance_ids)
+                self.tally.counts.stopped += self._switched("stop", result, NodeState.STOPPED, InstanceState.STOPPING)
+            case Terminate():
+                self._terminate(action.instance_ids)
         return False
+
+    def _return_jobs(self, node: NodeRecord, reason: str) -> None:
+        self.tally.counts.requeued_jobs += len(return_jobs(self.plane, node, reason=reason, now=self.now))
+
+    def _evict(self, action: Evict) -> None:
+        """Silent agents: their jobs go back; a static node is kept (and cleared), any other terminated."""
+        for node in action.nodes:
+            self._return_jobs(node, "its agent went silent")
+            if node.static:
+                self.plane.nodes.put_node(replace(node, running_jobs=MappingProxyType({})))
+        doomed = [n.instance_id for n in action.nodes if not n.static]
+        if doomed:
+            self._terminate(doomed)
+
+    def _set_node_states(self, action: SetState) -> None:
+        for node in action.nodes:
+            if action.state is NodeState.STOPPED:
+                self._return_jobs(node, "node stopped")
+                self.plane.nodes.put_node(replace(node, state=NodeState.STOPPED, running_jobs=MappingProxyType({})))
+            else:
+                self.plane.nodes.mark_state(node.instance_id, action.state, self.now)
+
+    def _switched(self, verb: str, result: BatchResult, node: NodeState, instance: InstanceState) -> int:
+        """Record a start or stop: each instance EC2 accepted changes state; how many it accepted."""
+        for instance_id in result.done:
+            self.plane.nodes.mark_state(instance_id, node, self.now)
+            self._set_state(instance_id, instance)
+        self._failed(verb, result.failed)
+        return len(result.done)
+
+    def _terminate(self, instance_ids: Sequence[str]) -> None:
+        result = self.plane.fleet.terminate(instance_ids)
+        # An instance EC2 no longer knows is as gone as one it just terminated.
+        gone = [*result.done, *(f.instance_id for f in result.failed if f.code == NO_SUCH_INSTANCE)]
+        for instance_id in gone:
+            self.plane.nodes.remove_node(instance_id)
+            self.instances.pop(instance_id, None)
+        self.tally.counts.terminated += len(result.done)
+        self._failed("terminate", [f for f in result.failed if f.code != NO_SUCH_INSTANCE])
+
+    def _failed(self, verb: str, failures: Sequence[InstanceFailure]) -> None:
+        self.tally.errors += [f"{verb} {f.instance_id}: {f.code}: {f.message}" for f in failures]
 
     def _launch(self, action: Launch, *, pass_number: int, unavailable: set[Offering]) -> bool:
         plane, now = self.plane, self.now
@@ -443,7 +448,7 @@ class _Round:
                     launched_at=now,
                 )
             )
-        self.tally.launched += len(result.instances)
+        self.tally.counts.launched += len(result.instances)
         refused = False
         for failure in result.failures:
             self.tally.launch_failures.append(failure)
@@ -497,7 +502,7 @@ def round_metrics(result: RoundResult) -> list[MetricPoint]:
     if not result.ran or result.decision is None:
         return []
     d = result.decision
-    actions = result.launched + result.started + result.undrained + result.drained + result.stopped + result.terminated
+    actions = result.counts.changes()
     points = [
         MetricPoint(name=telemetry.METRIC_QUEUED_JOBS, unit="Count", value=d.queued_jobs),
         MetricPoint(name=telemetry.METRIC_RUNNING_JOBS, unit="Count", value=d.running_jobs),
