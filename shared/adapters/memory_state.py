@@ -190,8 +190,11 @@ class MemoryNodeStore:
         self._nodes: dict[str, NodeRecord] = {}
 
     def put_node(self, node: NodeRecord) -> None:
+        self.put_nodes([node])
+
+    def put_nodes(self, nodes: Sequence[NodeRecord]) -> None:
         with self._lock:
-            self._nodes[node.instance_id] = node
+            self._nodes.update((node.instance_id, node) for node in nodes)
 
     def get_node(self, instance_id: str) -> NodeRecord | None:
         with self._lock:
@@ -240,8 +243,12 @@ class MemoryNodeStore:
             return True
 
     def remove_node(self, instance_id: str) -> None:
+        self.remove_nodes([instance_id])
+
+    def remove_nodes(self, instance_ids: Sequence[str]) -> None:
         with self._lock:
-            self._nodes.pop(instance_id, None)
+            for instance_id in instance_ids:
+                self._nodes.pop(instance_id, None)
 
 
 class MemoryScalerStateStore:

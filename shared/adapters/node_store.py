@@ -7,7 +7,7 @@ drained.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from shared.adapters.state_table import (
@@ -49,24 +49,13 @@ class DynamoNodeStore:
         self._table = table
 
     def put_node(self, node: NodeRecord) -> None:
-        item: Item = {
-            **node_key(node.instance_id),
-            "offer_key": s(node.offer_key),
-            "instance_type": s(node.instance_type),
-            "market": s(node.market),
-            "state": s(node.state),
-            "static": b(node.static),
-            "launched_at": n(node.launched_at),
-            "running_jobs": string_map(node.running_jobs),
-        }
-        optional: dict[str, AttributeValueTypeDef | None] = {
-            "zone": None if node.zone is None else s(node.zone),
-            "heartbeat_at": None if node.heartbeat_at is None else n(node.heartbeat_at),
-            "draining_since": None if node.draining_since is None else n(node.draining_since),
-            "free": None if node.free is None else _resources(node.free),
-        }
-        item.update({k: v for k, v in optional.items() if v is not None})
-        self._table.put(item)
+        self._table.put(_item(node))
+
+    def put_nodes(self, nodes: Sequence[NodeRecord]) -> None:
+        self._table.batch_write(puts=[_item(node) for node in nodes])
+
+    def remove_nodes(self, instance_ids: Sequence[str]) -> None:
+        self._table.batch_write(deletes=[node_key(i) for i in instance_ids])
 
     def get_node(self, instance_id: str) -> NodeRecord | None:
         item = self._table.get(node_key(instance_id))
@@ -184,3 +173,24 @@ def _resources_from(values: Mapping[str, float]) -> Resources:
         disk=int(values.get("disk", 0)),
         accelerators=int(values.get("accelerators", 0)),
     )
+
+
+def _item(node: NodeRecord) -> Item:
+    item: Item = {
+        **node_key(node.instance_id),
+        "offer_key": s(node.offer_key),
+        "instance_type": s(node.instance_type),
+        "market": s(node.market),
+        "state": s(node.state),
+        "static": b(node.static),
+        "launched_at": n(node.launched_at),
+        "running_jobs": string_map(node.running_jobs),
+    }
+    optional: dict[str, AttributeValueTypeDef | None] = {
+        "zone": None if node.zone is None else s(node.zone),
+        "heartbeat_at": None if node.heartbeat_at is None else n(node.heartbeat_at),
+        "draining_since": None if node.draining_since is None else n(node.draining_since),
+        "free": None if node.free is None else _resources(node.free),
+    }
+    item.update({k: v for k, v in optional.items() if v is not None})
+    return item

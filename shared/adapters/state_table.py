@@ -46,7 +46,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -60,6 +60,7 @@ if TYPE_CHECKING:
         PutTypeDef,
         TransactWriteItemTypeDef,
         UpdateTypeDef,
+        WriteRequestTypeDef,
     )
 
     Item = dict[str, AttributeValueTypeDef]
@@ -72,6 +73,7 @@ TTL_ATTRIBUTE = "expires_at"
 
 TRANSACTION_LIMIT = 100  # items in one TransactWriteItems
 BATCH_GET_LIMIT = 100  # keys in one BatchGetItem
+BATCH_WRITE_LIMIT = 25  # requests in one BatchWriteItem
 CONFLICT_RETRIES = 6  # TransactionConflict: another transaction held one of our items
 
 
@@ -326,6 +328,28 @@ class StateTable:
                     return False
                 raise
         return True
+
+    def batch_write(self, puts: Sequence[Item] = (), deletes: Sequence[Item] = ()) -> None:
+        """Unconditional puts of ``puts`` and deletes of the keys ``deletes``, 25 a call, unprocessed items
+        sent again with backoff (the launch of hundreds of nodes is a few calls, not hundreds)."""
+        requests: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item}} for item in puts]
+        requests += [{"DeleteRequest": {"Key": item_key}} for item_key in deletes]
+        for start in range(0, len(requests), BATCH_WRITE_LIMIT):
+            pending = requests[start : start + BATCH_WRITE_LIMIT]
+            for attempt in range(CONFLICT_RETRIES + 1):
+                if not pending:
+                    break
+                if attempt:
+                    self._backoff(attempt)
+                with self.errors("BatchWriteItem"):
+                    response = self.client.batch_write_item(RequestItems={self.name: pending})
+                # The output and input shapes of a write request are the same JSON; the stubs type them apart.
+                pending = cast("list[WriteRequestTypeDef]", response.get("UnprocessedItems", {}).get(self.name, []))
+            if pending:
+                raise StateTableError(
+                    f"DynamoDB kept {len(pending)} writes to table {self.name!r} unprocessed; "
+                    "the table is throttled, try again shortly"
+                )
 
     def update(
         self,

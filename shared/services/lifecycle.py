@@ -157,8 +157,8 @@ def _launch(
         if failure.offering_error:
             offering = Offering(instance_type=failure.instance_type, zone=failure.zone or "*", market=market)
             ports.capacity.record_failure(offering, failure.code, now, settings.capacity_failure_ttl)
-    for instance in result.instances:
-        ports.nodes.put_node(
+    ports.nodes.put_nodes(
+        [
             NodeRecord(
                 instance_id=instance.instance_id,
                 offer_key=offer.key,
@@ -169,7 +169,9 @@ def _launch(
                 static=True,
                 launched_at=now,
             )
-        )
+            for instance in result.instances
+        ]
+    )
     return list(result.instances), list(result.failures)
 
 
@@ -196,8 +198,7 @@ def rollback(ports: LifecyclePorts, *, now: float) -> dict[str, object]:
     """Terminate every instance tagged for the cluster and forget their records: a failed launch leaves nothing."""
     instances = ports.inventory.all_instances()
     result = ports.fleet.terminate([i.instance_id for i in instances if i.state != "shutting-down"])
-    for node in ports.nodes.list_nodes():
-        ports.nodes.remove_node(node.instance_id)
+    ports.nodes.remove_nodes([node.instance_id for node in ports.nodes.list_nodes()])
     failed = [f"{f.instance_id}: {f.code}" for f in result.failed if f.code != "InvalidInstanceID.NotFound"]
     if failed:
         raise LifecycleError(f"rollback could not terminate: {'; '.join(failed)}")
@@ -254,8 +255,7 @@ def verify_empty(ports: LifecyclePorts, *, now: float) -> dict[str, object]:
     left += [f"spot request {r}" for r in ports.inventory.open_spot_requests()]
     if left:
         raise ResourcesLeftError(f"teardown left {len(left)} resources: {', '.join(left)}")
-    for node in ports.nodes.list_nodes():
-        ports.nodes.remove_node(node.instance_id)
+    ports.nodes.remove_nodes([node.instance_id for node in ports.nodes.list_nodes()])
     return {"verified_at": now, "left": []}
 
 

@@ -422,8 +422,8 @@ class _Round:
         result = self.plane.fleet.terminate(instance_ids)
         # An instance EC2 no longer knows is as gone as one it just terminated.
         gone = [*result.done, *(f.instance_id for f in result.failed if f.code == NO_SUCH_INSTANCE)]
+        self.plane.nodes.remove_nodes(gone)
         for instance_id in gone:
-            self.plane.nodes.remove_node(instance_id)
             self.instances.pop(instance_id, None)
         self.tally.counts.terminated += len(result.done)
         self._failed("terminate", [f for f in result.failed if f.code != NO_SUCH_INSTANCE])
@@ -434,9 +434,9 @@ class _Round:
     def _launch(self, action: Launch, *, pass_number: int, unavailable: set[Offering]) -> bool:
         plane, now = self.plane, self.now
         result = plane.fleet.launch(action, idempotency_key=f"{self.round_id}:{pass_number}")
-        for instance in result.instances:
-            self.instances[instance.instance_id] = instance
-            plane.nodes.put_node(
+        self.instances.update((instance.instance_id, instance) for instance in result.instances)
+        plane.nodes.put_nodes(
+            [
                 NodeRecord(
                     instance_id=instance.instance_id,
                     offer_key=action.offer_key,
@@ -447,7 +447,9 @@ class _Round:
                     static=action.static,
                     launched_at=now,
                 )
-            )
+                for instance in result.instances
+            ]
+        )
         self.tally.counts.launched += len(result.instances)
         refused = False
         for failure in result.failures:

@@ -141,6 +141,28 @@ def test_mark_state_and_remove(node_store: Store) -> None:
     assert not node_store.mark_state("i-1", NodeState.GONE, NOW + 3)
 
 
+def test_many_nodes_are_put_and_removed_in_batches(node_store: Store) -> None:
+    # GIVEN 60 new nodes (more than two 25-item batches)
+    nodes = [node(f"i-{i:03d}") for i in range(60)]
+    # WHEN they are put at once, then 40 of them removed at once (with an id that was never there)
+    node_store.put_nodes(nodes)
+    listed = {n.instance_id for n in node_store.list_nodes()}
+    node_store.remove_nodes([n.instance_id for n in nodes[:40]] + ["i-ghost"])
+    # THEN all were there, and only the other 20 are left, unchanged
+    assert listed == {n.instance_id for n in nodes}
+    assert node_store.list_nodes() == nodes[40:]
+
+
+def test_batch_writes_are_few_calls(table: StateTable) -> None:
+    # GIVEN a scale-up of 60 nodes
+    store = DynamoNodeStore(table)
+    made: list[str] = []
+    table.client.meta.events.register("before-call.dynamodb.*", lambda model, **_: made.append(model.name))
+    # WHEN their records are written  THEN it takes three calls, not sixty
+    store.put_nodes([node(f"i-{i:03d}") for i in range(60)])
+    assert made == ["BatchWriteItem"] * 3
+
+
 def test_mark_state_draining_follows_the_draining_rules(node_store: Store) -> None:
     # GIVEN a static node  WHEN it is marked DRAINING through mark_state  THEN it is refused
     node_store.put_node(node("i-static", state=NodeState.ACTIVE, static=True))
@@ -158,5 +180,7 @@ def test_a_missing_table_is_named_in_the_error(missing_table: StateTable) -> Non
     # GIVEN a node store on a missing table  WHEN it lists nodes  THEN the error names the table
     with pytest.raises(StateTableError, match="'no-such-table' does not exist"):
         DynamoNodeStore(missing_table).list_nodes()
+    with pytest.raises(StateTableError, match="'no-such-table' does not exist"):
+        DynamoNodeStore(missing_table).put_nodes([node("i-1")])
     with pytest.raises(StateTableError, match="'no-such-table' does not exist"):
         DynamoNodeStore(missing_table).heartbeat("i-1", free=Resources(), running_jobs={}, now=NOW)

@@ -149,6 +149,36 @@ def test_keys_left_unprocessed_are_reported(stubbed: tuple[StateTable, Stubber, 
         table.batch_get([job_key("a")])
 
 
+def test_unprocessed_writes_are_sent_again(stubbed: tuple[StateTable, Stubber, list[float]]) -> None:
+    # GIVEN a throttled BatchWriteItem that leaves one put unprocessed, then takes it
+    table, stubber, sleeps = stubbed
+    a, b = job_key("a"), job_key("b")
+    stubber.add_response(
+        "batch_write_item",
+        {"UnprocessedItems": {TABLE_NAME: [{"PutRequest": {"Item": dict(b)}}]}},
+        {"RequestItems": {TABLE_NAME: [{"PutRequest": {"Item": a}}, {"PutRequest": {"Item": b}}]}},
+    )
+    stubber.add_response(
+        "batch_write_item", {"UnprocessedItems": {}}, {"RequestItems": {TABLE_NAME: [{"PutRequest": {"Item": b}}]}}
+    )
+    # WHEN both are written  THEN the second call carries only the unprocessed one, after a pause
+    table.batch_write(puts=[a, b])
+    stubber.assert_no_pending_responses()
+    assert len(sleeps) == 1
+
+
+def test_writes_left_unprocessed_are_reported(stubbed: tuple[StateTable, Stubber, list[float]]) -> None:
+    # GIVEN a table so throttled that a delete stays unprocessed
+    table, stubber, _ = stubbed
+    for _ in range(CONFLICT_RETRIES + 1):
+        stubber.add_response(
+            "batch_write_item", {"UnprocessedItems": {TABLE_NAME: [{"DeleteRequest": {"Key": job_key("a")}}]}}
+        )
+    # WHEN it is written  THEN the error says the table is throttled
+    with pytest.raises(StateTableError, match=r"kept 1 writes to table 'shoal-test-state' unprocessed.*throttled"):
+        table.batch_write(deletes=[job_key("a")])
+
+
 def test_other_service_errors_name_the_table_and_the_code(stubbed: tuple[StateTable, Stubber, list[float]]) -> None:
     # GIVEN DynamoDB refuses a call for lack of permission
     table, stubber, _ = stubbed
