@@ -41,9 +41,10 @@ from shared.adapters.node_store import DynamoNodeStore  # noqa: E402
 from shared.adapters.scaler_store import DynamoLease, DynamoScalerStateStore  # noqa: E402
 from shared.adapters.state_table import StateTable, make_table  # noqa: E402
 from shared.domain.cluster_state import Market, NodeRecord, NodeState  # noqa: E402
+from shared.domain.decision import Launch, LaunchOption  # noqa: E402
 from shared.domain.jobs import parse_job  # noqa: E402
 from shared.domain.resources import Resources  # noqa: E402
-from shared.domain.scaling import Launch, LaunchOption, offers_for  # noqa: E402
+from shared.domain.scaling import offers_for  # noqa: E402
 from shared.domain.settings import ClusterSettings  # noqa: E402
 from shared.services.reconcile import ControlPlane, RoundResult, run_round  # noqa: E402
 

@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 
 from shared.adapters import aws
 from shared.domain.cluster_state import Market
-from shared.domain.scaling import Instance, InstanceState, Launch, LaunchOption
+from shared.domain.decision import Instance, InstanceState, Launch, LaunchOption
 from shared.services.ports import BatchResult, InstanceFailure, LaunchFailure, LaunchResult
 
 if TYPE_CHECKING:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from shared.domain.cluster_state import Market, NodeRecord, NodeState
+from shared.domain.decision import Instance, Launch
 from shared.domain.node_types import Offer
-from shared.domain.scaling import Instance, Launch, launch_options
+from shared.domain.scaling import launch_options
 from shared.domain.settings import ClusterSettings
 from shared.services.ports import CapacityCache, Fleet, LaunchFailure, NodeStore, Offering
 

@@ -19,10 +19,10 @@ from shared.domain.cluster_state import (
     Market,
     NodeRecord,
 )
+from shared.domain.decision import Instance, Launch
 from shared.domain.jobs import Job, Shape
 from shared.domain.policy import ScalerState
 from shared.domain.resources import Resources
-from shared.domain.scaling import Instance, Launch
 from shared.domain.settings import ClusterSettings
 
 

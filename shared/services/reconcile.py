@@ -20,9 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from types import MappingProxyType
 
 from shared.domain.cluster_state import NodeRecord, NodeState
-from shared.domain.node_types import Offer
-from shared.domain.scaling import (
-    ANY_ZONE,
+from shared.domain.decision import (
     Action,
     Adopt,
     Decision,
@@ -38,11 +36,10 @@ from shared.domain.scaling import (
     Stop,
     Terminate,
     Undrain,
-    adopted_record,
-    decide,
     describe_action,
-    node_hourly_price,
 )
+from shared.domain.node_types import Offer
+from shared.domain.scaling import ANY_ZONE, adopted_record, decide, node_hourly_price
 from shared.domain.settings import ClusterSettings
 from shared.services import telemetry
 from shared.services.ports import (

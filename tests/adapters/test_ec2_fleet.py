@@ -11,7 +11,7 @@ from moto import mock_aws
 from shared.adapters import aws
 from shared.adapters.ec2_fleet import CLUSTER_TAG, LAUNCH_TAG, OFFER_TAG, Ec2Fleet, client_token
 from shared.domain.cluster_state import Market
-from shared.domain.scaling import InstanceState, Launch, LaunchOption
+from shared.domain.decision import InstanceState, Launch, LaunchOption
 
 REGION = "us-west-2"
 

@@ -11,8 +11,9 @@ import pytest
 
 from functions import evaluate_scaling
 from shared.domain.cluster_state import DemandCount, JobStatus, NodeState
+from shared.domain.decision import Snapshot
 from shared.domain.policy import ScalerState
-from shared.domain.scaling import Snapshot, decide, offers_for
+from shared.domain.scaling import decide, offers_for
 from shared.domain.settings import ClusterSettings
 from tests.functions.harness import FOUR_SHAPES, Cluster, load_event, shape, sqs_batch
 

@@ -12,15 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.domain.cluster_state import DemandCount, Market, NodeRecord, NodeState
-from shared.domain.jobs import Shape
-from shared.domain.node_types import Offer
-from shared.domain.policy import ScalerState
-from shared.domain.resources import Resources
-from shared.domain.scaling import (
-    AGENT_BOOT_LIMIT,
-    AGENT_SILENCE_LIMIT,
-    ANY_ZONE,
-    LAUNCH_VISIBILITY_GRACE,
+from shared.domain.decision import (
     Action,
     Adopt,
     Decision,
@@ -36,6 +28,16 @@ from shared.domain.scaling import (
     Stop,
     Terminate,
     Undrain,
+)
+from shared.domain.jobs import Shape
+from shared.domain.node_types import Offer
+from shared.domain.policy import ScalerState
+from shared.domain.resources import Resources
+from shared.domain.scaling import (
+    AGENT_BOOT_LIMIT,
+    AGENT_SILENCE_LIMIT,
+    ANY_ZONE,
+    LAUNCH_VISIBILITY_GRACE,
     adopted_record,
     decide,
     launch_options,
