@@ -102,13 +102,13 @@ def test_launch_fails_when_agents_never_report_and_rolls_back(cloud: LifecycleCl
     monkeypatch.setattr(lifecycle, "AGENT_DEADLINE_SECONDS", -1e6)
     monkeypatch.setattr(lifecycle, "LAUNCH_DEADLINE_SECONDS", 0.0)
     _, ports, _ = lifecycle_step._dependencies()
-    original_put = ports.nodes.put_node
+    original_put = ports.nodes.put_nodes
 
-    def put_silently(node: Any) -> None:
-        cloud.agents_silent.add(node.instance_id)
-        original_put(node)
+    def put_silently(nodes: Any) -> None:
+        cloud.agents_silent.update(node.instance_id for node in nodes)  # before the fixture's agents see them
+        original_put(nodes)
 
-    monkeypatch.setattr(ports.nodes, "put_node", put_silently)
+    monkeypatch.setattr(ports.nodes, "put_nodes", put_silently)
     result = launch(cloud)
     assert result["status"] == "FAILED"
     assert cloud.status()["status"] == "FAILED"
