@@ -205,14 +205,27 @@ class MemoryNodeStore:
             return [self._nodes[i] for i in sorted(self._nodes)]
 
     def heartbeat(
-        self, instance_id: str, *, free: Resources, running_jobs: Mapping[str, str], now: float
+        self,
+        instance_id: str,
+        *,
+        free: Resources,
+        running_jobs: Mapping[str, str],
+        now: float,
+        draining: bool = False,
     ) -> NodeRecord | None:
         with self._lock:
             node = self._nodes.get(instance_id)
             if node is None:
                 return None
             state = NodeState.ACTIVE if node.state in (NodeState.PENDING, NodeState.ACTIVE) else node.state
-            node = replace(node, state=state, free=free, running_jobs=dict(running_jobs), heartbeat_at=now)
+            node = replace(
+                node,
+                state=state,
+                free=free,
+                running_jobs=dict(running_jobs),
+                heartbeat_at=now,
+                drain_acknowledged=draining,
+            )
             self._nodes[instance_id] = node
             return node
 
@@ -225,7 +238,9 @@ class MemoryNodeStore:
                 return True
             if node.state not in (NodeState.ACTIVE, NodeState.PENDING):
                 return False
-            self._nodes[instance_id] = replace(node, state=NodeState.DRAINING, draining_since=now)
+            self._nodes[instance_id] = replace(
+                node, state=NodeState.DRAINING, draining_since=now, drain_acknowledged=False
+            )
             return True
 
     def mark_state(self, instance_id: str, state: str, now: float) -> bool:
@@ -238,7 +253,10 @@ class MemoryNodeStore:
                 return False
             taking_work = new_state in (NodeState.ACTIVE, NodeState.PENDING)
             self._nodes[instance_id] = replace(
-                node, state=new_state, draining_since=None if taking_work else node.draining_since
+                node,
+                state=new_state,
+                draining_since=None if taking_work else node.draining_since,
+                drain_acknowledged=False if taking_work else node.drain_acknowledged,
             )
             return True
 

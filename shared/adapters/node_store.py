@@ -65,15 +65,22 @@ class DynamoNodeStore:
         return [self._record(item) for item in self._table.query(NODE_PARTITION)]
 
     def heartbeat(
-        self, instance_id: str, *, free: Resources, running_jobs: Mapping[str, str], now: float
+        self,
+        instance_id: str,
+        *,
+        free: Resources,
+        running_jobs: Mapping[str, str],
+        now: float,
+        draining: bool = False,
     ) -> NodeRecord | None:
         values: dict[str, AttributeValueTypeDef] = {
             ":free": _resources(free),
             ":jobs": string_map(running_jobs),
             ":now": n(now),
+            ":ack": b(draining),
         }
-        report = "SET #free = :free, #running_jobs = :jobs, #heartbeat_at = :now"
-        names = attr_names("free", "running_jobs", "heartbeat_at")
+        report = "SET #free = :free, #running_jobs = :jobs, #heartbeat_at = :now, #drain_acknowledged = :ack"
+        names = attr_names("free", "running_jobs", "heartbeat_at", "drain_acknowledged")
         # The first word from an agent makes a PENDING node ACTIVE; a node in any other state keeps it.
         item = self._table.update(
             node_key(instance_id),
@@ -96,9 +103,9 @@ class DynamoNodeStore:
         """ACTIVE/PENDING → DRAINING. True also if it was already draining (``draining_since`` is kept)."""
         item = self._table.update(
             node_key(instance_id),
-            "SET #state = :draining, #draining_since = :now",
+            "SET #state = :draining, #draining_since = :now, #drain_acknowledged = :false",
             condition="#state IN (:active, :pending) AND (attribute_not_exists(#static) OR #static = :false)",
-            names=attr_names("state", "draining_since", "static"),
+            names=attr_names("state", "draining_since", "static", "drain_acknowledged"),
             values={
                 ":draining": s(NodeState.DRAINING),
                 ":active": s(NodeState.ACTIVE),
@@ -118,13 +125,14 @@ class DynamoNodeStore:
         if new_state is NodeState.DRAINING:
             return self.mark_draining(instance_id, now)
         expression = "SET #state = :state"
-        if new_state in (NodeState.ACTIVE, NodeState.PENDING):
-            expression += " REMOVE #draining_since"  # taking work again
+        taking_work = new_state in (NodeState.ACTIVE, NodeState.PENDING)
+        if taking_work:
+            expression += " REMOVE #draining_since, #drain_acknowledged"
         item = self._table.update(
             node_key(instance_id),
             expression,
             condition="attribute_exists(#pk)",
-            names=attr_names("state", "pk", *(["draining_since"] if "REMOVE" in expression else [])),
+            names=attr_names("state", "pk", *(["draining_since", "drain_acknowledged"] if taking_work else [])),
             values={":state": s(new_state)},
         )
         return item is not None
@@ -148,6 +156,7 @@ class DynamoNodeStore:
                 draining_since=get_float(item, "draining_since"),
                 free=None if "free" not in item else _resources_from(free_values),
                 running_jobs=get_string_map(item, "running_jobs"),
+                drain_acknowledged=get_bool(item, "drain_acknowledged"),
             )
         except ValueError as error:
             raise StateTableError(
@@ -185,6 +194,7 @@ def _item(node: NodeRecord) -> Item:
         "static": b(node.static),
         "launched_at": n(node.launched_at),
         "running_jobs": string_map(node.running_jobs),
+        "drain_acknowledged": b(node.drain_acknowledged),
     }
     optional: dict[str, AttributeValueTypeDef | None] = {
         "zone": None if node.zone is None else s(node.zone),

@@ -97,6 +97,9 @@ class NodeRecord:
     draining_since: float | None = None
     free: Resources | None = None  # as last reported by its agent
     running_jobs: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # job id -> receipt handle
+    # The last report came from an agent that knew of the drain (it starts nothing more); only such a
+    # report can say a draining node is idle. A drain, and taking work again, reset it.
+    drain_acknowledged: bool = False
 
     @property
     def busy(self) -> bool:

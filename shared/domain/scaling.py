@@ -503,7 +503,7 @@ class _Changes:
             n
             for group in self.fleet.draining.values()
             for n in group
-            if n.instance_id not in self.undrained and not n.static and _confirmed_idle(n, now)
+            if n.instance_id not in self.undrained and not n.static and _confirmed_idle(n)
         ]
         kept_pool = [n for n in self.fleet.pool if n.instance_id not in self.starting and not n.static]
         unusable = [n for n in kept_pool if n.offer_key not in offers and not n.busy]
@@ -546,17 +546,16 @@ class _Changes:
             )
 
 
-def _confirmed_idle(node: NodeRecord, now: float) -> bool:
-    """No jobs, as the agent reported *after* it was told to drain.
+def _confirmed_idle(node: NodeRecord) -> bool:
+    """No jobs, as reported by an agent that already knew of the drain.
 
-    Only such a report counts: a job started just before the drain may not be in an older report, and
-    no job can start once the node is draining (the job store refuses it). A draining node whose agent
-    never reports is left to the dead-agent rule, which returns its jobs before terminating it.
+    Only such a report counts. An agent that knows starts nothing more (it learns under the same lock that
+    guards its starts), so its empty report stays true. A report merely *timed* after the drain is not
+    enough: a round stamps the drain with the time it started, and a report written before the drain
+    may carry a later time and miss jobs started since (a busy node was terminated that way). A draining
+    node whose agent never reports is left to the dead-agent rule, which returns its jobs first.
     """
-    if node.busy:
-        return False
-    since = node.draining_since if node.draining_since is not None else node.launched_at
-    return node.heartbeat_at is not None and node.heartbeat_at > since
+    return node.drain_acknowledged and not node.busy
 
 
 def node_hourly_price(node: NodeRecord, offer: Offer | None, region: str) -> float:

@@ -84,9 +84,16 @@ class NodeStore(Protocol):
     def list_nodes(self) -> list[NodeRecord]: ...
 
     def heartbeat(
-        self, instance_id: str, *, free: Resources, running_jobs: Mapping[str, str], now: float
+        self,
+        instance_id: str,
+        *,
+        free: Resources,
+        running_jobs: Mapping[str, str],
+        now: float,
+        draining: bool = False,
     ) -> NodeRecord | None:
-        """The agent's report: free capacity and running jobs (id → SQS receipt handle). Returns the record."""
+        """The agent's report: free capacity and running jobs (id → SQS receipt handle), and whether it was
+        taking no new jobs because it knew of a drain (``draining``). Returns the record as it is now."""
         ...
 
     def mark_draining(self, instance_id: str, now: float) -> bool:

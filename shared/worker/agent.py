@@ -518,23 +518,33 @@ class Agent:
                 log.warning("could not extend %d message(s); another worker may receive them", len(failed))
 
     def _report(self, now: float) -> None:
-        # Under the dispatch lock too, so a job whose start is committed is always in this report: after
-        # a report that says "idle" while draining, the scaler may terminate the node.
-        with self._dispatch_lock, self._lock:
-            free = self._ledger.free()
-            running = {
-                job_id: held.message.receipt_handle for job_id, held in self._running.items() if held.claim is None
-            }
-        record = self._nodes.heartbeat(self.node_id, free=free, running_jobs=running, now=now)
-        if record is None:
-            if not self._warned_no_node_record:
-                log.warning("node %s has no record in the state table; taking jobs anyway", self.node_id)
-                self._warned_no_node_record = True
-            return
-        draining = record.state == NodeState.DRAINING
-        if draining != self._draining:
-            log.info("node %s %s", self.node_id, "is draining: no new jobs" if draining else "takes jobs again")
-            self._draining = draining
+        # All under the dispatch lock, so no start interleaves: a job whose start is committed is in the
+        # report, and a report that acknowledges the drain is sent only once starting has stopped. Only
+        # such a report with no jobs lets the scaler terminate the node.
+        with self._dispatch_lock:
+            for _ in range(2):  # on learning of a drain, acknowledge it at once rather than a heartbeat later
+                with self._lock:
+                    free = self._ledger.free()
+                    running = {
+                        job_id: held.message.receipt_handle
+                        for job_id, held in self._running.items()
+                        if held.claim is None
+                    }
+                acknowledged = self._draining
+                record = self._nodes.heartbeat(
+                    self.node_id, free=free, running_jobs=running, now=now, draining=acknowledged
+                )
+                if record is None:
+                    if not self._warned_no_node_record:
+                        log.warning("node %s has no record in the state table; taking jobs anyway", self.node_id)
+                        self._warned_no_node_record = True
+                    return
+                draining = record.state == NodeState.DRAINING
+                if draining != self._draining:
+                    log.info("node %s %s", self.node_id, "is draining: no new jobs" if draining else "takes jobs again")
+                    self._draining = draining
+                if draining == acknowledged:
+                    return
 
     def _send_runtimes(self) -> None:
         if self._runtimes is not None:

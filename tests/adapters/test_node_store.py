@@ -163,6 +163,27 @@ def test_batch_writes_are_few_calls(table: StateTable) -> None:
     assert made == ["BatchWriteItem"] * 3
 
 
+def test_a_drain_is_acknowledged_only_by_a_report_made_knowing_of_it(node_store: Store) -> None:
+    # GIVEN an active node
+    node_store.put_node(node("i-1", state=NodeState.ACTIVE))
+    idle: dict[str, str] = {}
+    # WHEN its agent reports knowing of a drain, then the node is drained anew
+    acknowledged = node_store.heartbeat("i-1", free=Resources(), running_jobs=idle, now=NOW, draining=True)
+    node_store.mark_draining("i-1", NOW + 1)
+    after_drain = node_store.get_node("i-1")
+    # AND its agent reports not knowing, then knowing, then the node takes work again
+    unaware = node_store.heartbeat("i-1", free=Resources(), running_jobs=idle, now=NOW + 2)
+    aware = node_store.heartbeat("i-1", free=Resources(), running_jobs=idle, now=NOW + 3, draining=True)
+    node_store.mark_state("i-1", NodeState.ACTIVE, NOW + 4)
+    # THEN only the reports made knowing count, and a new drain or taking work again forgets them
+    assert acknowledged is not None and acknowledged.drain_acknowledged
+    assert after_drain is not None and not after_drain.drain_acknowledged
+    assert unaware is not None and not unaware.drain_acknowledged
+    assert aware is not None and aware.drain_acknowledged and aware.state is NodeState.DRAINING
+    again = node_store.get_node("i-1")
+    assert again is not None and not again.drain_acknowledged and again.state is NodeState.ACTIVE
+
+
 def test_mark_state_draining_follows_the_draining_rules(node_store: Store) -> None:
     # GIVEN a static node  WHEN it is marked DRAINING through mark_state  THEN it is refused
     node_store.put_node(node("i-static", state=NodeState.ACTIVE, static=True))

@@ -155,7 +155,12 @@ class Cluster:
         return running
 
     def heartbeat(self, instance_id: str, running: dict[str, str] | None = None) -> None:
-        assert self.nodes.heartbeat(instance_id, free=Resources(), running_jobs=running or {}, now=self.clock.now)
+        """The agent's report, as one that has already learned whether its node drains (its last answer)."""
+        node = self.nodes.get_node(instance_id)
+        draining = node is not None and node.state is NodeState.DRAINING
+        assert self.nodes.heartbeat(
+            instance_id, free=Resources(), running_jobs=running or {}, now=self.clock.now, draining=draining
+        )
 
     def finish_queued(self, keep: int = 0) -> None:
         """Every queued job but ``keep`` runs to completion somewhere (demand falls)."""

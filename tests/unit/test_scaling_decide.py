@@ -88,6 +88,7 @@ def node(
     market: Market | None = None,
     heartbeat: float | None = None,
     draining_since: float | None = None,
+    acknowledged: bool = False,
     instance_type: str | None = None,
     launched_at: float = NOW - 600,  # past DescribeInstances' grace, within the agent's boot limit
 ) -> NodeRecord:
@@ -102,6 +103,7 @@ def node(
         launched_at=launched_at,
         heartbeat_at=heartbeat,
         draining_since=draining_since,
+        drain_acknowledged=acknowledged,
         running_jobs=MappingProxyType({f"job-{k}": f"rh-{k}" for k in range(jobs)}),
     )
 
@@ -186,7 +188,7 @@ def apply(snapshot: Snapshot, decision: Decision, now: float = NOW) -> Snapshot:
                 nodes[n.instance_id] = replace(nodes[n.instance_id], state=action.state, running_jobs=jobs)
         elif isinstance(action, Undrain):
             for i in action.instance_ids:
-                nodes[i] = replace(nodes[i], state=NodeState.ACTIVE, draining_since=None)
+                nodes[i] = replace(nodes[i], state=NodeState.ACTIVE, draining_since=None, drain_acknowledged=False)
         elif isinstance(action, StartStopped):
             for i in action.instance_ids:
                 nodes[i] = replace(nodes[i], state=NodeState.PENDING)
@@ -207,7 +209,7 @@ def apply(snapshot: Snapshot, decision: Decision, now: float = NOW) -> Snapshot:
                 instances[new.instance_id] = instance_for(new, InstanceState.PENDING)
         elif isinstance(action, Drain):
             for i in action.instance_ids:
-                nodes[i] = replace(nodes[i], state=NodeState.DRAINING, draining_since=now)
+                nodes[i] = replace(nodes[i], state=NodeState.DRAINING, draining_since=now, drain_acknowledged=False)
         elif isinstance(action, Stop):
             for i in action.instance_ids:
                 nodes[i] = replace(nodes[i], state=NodeState.STOPPED)
@@ -281,9 +283,13 @@ def test_drain_then_terminate_once_the_agent_confirms_idle() -> None:
     drained = node(M5, NodeState.DRAINING, draining_since=NOW - 60, heartbeat=NOW - 90)
     # WHEN the agent has not reported since the drain  THEN wait
     assert run(snap(nodes=[drained])).actions == ()
-    # WHEN it reports idle after the drain  THEN terminate
-    reported = replace(drained, heartbeat_at=NOW - 10)
+    # WHEN it reports idle, knowing of the drain  THEN terminate
+    reported = replace(drained, heartbeat_at=NOW - 10, drain_acknowledged=True)
     assert ids(run(snap(nodes=[reported])), Terminate) == {drained.instance_id}
+    # WHEN an idle report is stamped after the drain but its agent did not know of it (the report was
+    # written before the drain, by an agent that may have started jobs since)  THEN still wait
+    unaware = replace(drained, heartbeat_at=NOW - 10)
+    assert run(snap(nodes=[unaware])).actions == ()
     # WHEN it has not reported for a while since the drain  THEN still wait: an old report may miss a job
     quiet = replace(drained, draining_since=NOW - 400, heartbeat_at=NOW - 500)
     assert run(snap(nodes=[quiet])).actions == ()
@@ -291,13 +297,13 @@ def test_drain_then_terminate_once_the_agent_confirms_idle() -> None:
     dead = replace(drained, draining_since=NOW - 2000, heartbeat_at=NOW - AGENT_SILENCE_LIMIT - 1)
     assert [a.kind for a in run(snap(nodes=[dead])).actions] == ["evict"]
     # WHEN it reports a running job  THEN never
-    busy = replace(drained, heartbeat_at=NOW - 10, running_jobs=MappingProxyType({"j": "rh"}))
+    busy = replace(reported, running_jobs=MappingProxyType({"j": "rh"}))
     assert run(snap(nodes=[busy])).actions == ()
 
 
 def test_warm_pool_stops_on_demand_nodes_until_full() -> None:
-    done = [node(M5, NodeState.DRAINING, draining_since=NOW - 60, heartbeat=NOW) for _ in range(3)]
-    spot = node(SPOT, NodeState.DRAINING, draining_since=NOW - 60, heartbeat=NOW)
+    done = [node(M5, NodeState.DRAINING, draining_since=NOW - 60, heartbeat=NOW, acknowledged=True) for _ in range(3)]
+    spot = node(SPOT, NodeState.DRAINING, draining_since=NOW - 60, heartbeat=NOW, acknowledged=True)
     pooled = node(R5, NodeState.STOPPED)
     decision = run(snap(nodes=[*done, spot, pooled]), cluster(warm_pool_size=2))
     # THEN one more on-demand node joins the pool (2 in all); the rest and the spot node terminate
@@ -465,6 +471,7 @@ def scenarios(draw: st.DrawFn) -> tuple[Snapshot, ClusterSettings, set[Outage]]:
                 static=draw(st.booleans()) and state is NodeState.ACTIVE,
                 heartbeat=draw(st.sampled_from([None, NOW - 500, NOW - 1])),
                 draining_since=NOW - draw(st.sampled_from([1, 1000])) if state is NodeState.DRAINING else None,
+                acknowledged=state is NodeState.DRAINING and draw(st.booleans()),
             )
         )
     running = {s: sum(1 for n in nodes for _ in n.running_jobs) for s in SHAPES[:1]}

@@ -253,6 +253,9 @@ def test_a_draining_node_finishes_its_running_job_and_takes_no_new_one(cluster: 
     cluster.submit(make_job("new", "true"))
     # THEN the agent takes no new job
     assert agent.step() == []
+    # AND the heartbeat that heard of the drain was followed at once by one acknowledging it, still busy
+    node = cluster.nodes.get_node("i-node1")
+    assert node.drain_acknowledged and list(node.running_jobs) == ["running"]
     # AND the running job still finishes and is recorded
     go.touch()
     assert agent.wait_idle(timeout=10)
@@ -260,6 +263,21 @@ def test_a_draining_node_finishes_its_running_job_and_takes_no_new_one(cluster: 
     assert agent.step() == []
     assert cluster.jobs.get_job("new").status is JobStatus.QUEUED
     assert cluster.counts() == (1, 0)
+    # AND its next report tells the scaler it is idle, knowing of the drain: now it may be terminated
+    agent.tick(now=20_000.0)
+    node = cluster.nodes.get_node("i-node1")
+    assert node.drain_acknowledged and not node.busy
+
+
+def test_a_report_before_the_agent_knows_of_a_drain_does_not_acknowledge_it(cluster: Cluster) -> None:
+    # GIVEN an idle agent that has reported, and a drain the scaler marks after that report
+    agent = cluster.agent()
+    agent.tick(now=100.0)
+    cluster.nodes.mark_draining("i-node1", 50.0)  # stamped with the round's start, before the report's time
+    # THEN the record does not count as idle-and-drained: the report predates the drain
+    node = cluster.nodes.get_node("i-node1")
+    assert node.state is NodeState.DRAINING and node.heartbeat_at > node.draining_since
+    assert not node.drain_acknowledged
 
 
 def test_a_node_drained_before_its_agent_heard_starts_nothing_and_returns_the_job_at_once(cluster: Cluster) -> None:
