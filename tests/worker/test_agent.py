@@ -146,19 +146,22 @@ def test_a_job_too_big_for_the_node_goes_back_at_once(cluster: Cluster) -> None:
 
 
 def test_jobs_that_fit_run_side_by_side_and_the_rest_wait_for_room(cluster: Cluster, tmp_path: Path) -> None:
-    # GIVEN two 1-core jobs that only finish when both are running, and a third 1-core job, on a 2-core node
-    a, b = tmp_path / "a", tmp_path / "b"
-    cluster.submit(make_job("pair-a", f"touch {a}; while [ ! -e {b} ]; do sleep 0.01; done"))
-    cluster.submit(make_job("pair-b", f"touch {b}; while [ ! -e {a} ]; do sleep 0.01; done"))
+    # GIVEN two 1-core jobs that each wait for the other to run (and then for a go), a third 1-core job,
+    # and a 2-core node
+    a, b, go = tmp_path / "a", tmp_path / "b", tmp_path / "go"
+    cluster.submit(make_job("pair-a", f"touch {a}; while [ ! -e {b} ] || [ ! -e {go} ]; do sleep 0.01; done"))
+    cluster.submit(make_job("pair-b", f"touch {b}; while [ ! -e {a} ] || [ ! -e {go} ]; do sleep 0.01; done"))
     agent = cluster.agent()
     # WHEN the agent takes the first two
     started = agent.step()
     while started.count(Outcome.STARTED) < 2:
         started += agent.step()
-    # THEN they run at once (each waits for the other) and the node is full
+    # THEN they run at once (each sees the other's file) and the node is full
+    wait_until(lambda: a.exists() and b.exists(), what="both jobs running")
     assert agent.free().cores == 0
     cluster.submit(make_job("third", "true"))
     assert agent.step(wait_seconds=0) == []  # full: it does not even receive
+    go.touch()
     assert agent.wait_idle(timeout=10)
     # AND once they finish the third runs
     assert agent.step() == [Outcome.STARTED]
