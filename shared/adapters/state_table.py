@@ -46,7 +46,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -66,6 +66,8 @@ if TYPE_CHECKING:
     Item = dict[str, AttributeValueTypeDef]
 else:
     Item = dict
+
+T = TypeVar("T")
 
 PK = "pk"
 SK = "sk"
@@ -246,32 +248,24 @@ class StateTable:
         """Every item that exists among ``keys`` (any order), 100 keys a call, unprocessed keys asked again."""
         found: list[Item] = []
         names = {f"#a{i}": attr for i, attr in enumerate(dict.fromkeys([PK, SK, *projection]))}
+
+        def ask(pending: list[Item]) -> list[Item]:
+            response = self.client.batch_get_item(
+                RequestItems={
+                    self.name: {
+                        "Keys": pending,
+                        "ConsistentRead": True,
+                        "ProjectionExpression": ", ".join(names),
+                        "ExpressionAttributeNames": names,
+                    }
+                }
+            )
+            found.extend(response.get("Responses", {}).get(self.name, []))
+            unprocessed = response.get("UnprocessedKeys", {}).get(self.name)
+            return list(unprocessed["Keys"]) if unprocessed else []
+
         for start in range(0, len(keys), BATCH_GET_LIMIT):
-            pending: list[Item] = list(keys[start : start + BATCH_GET_LIMIT])
-            for attempt in range(CONFLICT_RETRIES + 1):
-                if not pending:
-                    break
-                if attempt:
-                    self._backoff(attempt)
-                with self.errors("BatchGetItem"):
-                    response = self.client.batch_get_item(
-                        RequestItems={
-                            self.name: {
-                                "Keys": pending,
-                                "ConsistentRead": True,
-                                "ProjectionExpression": ", ".join(names),
-                                "ExpressionAttributeNames": names,
-                            }
-                        }
-                    )
-                found.extend(response.get("Responses", {}).get(self.name, []))
-                unprocessed = response.get("UnprocessedKeys", {}).get(self.name)
-                pending = list(unprocessed["Keys"]) if unprocessed else []
-            if pending:
-                raise StateTableError(
-                    f"DynamoDB kept {len(pending)} keys of table {self.name!r} unprocessed; "
-                    "the table is throttled, try again shortly"
-                )
+            self._until_processed("BatchGetItem", "keys of", list(keys[start : start + BATCH_GET_LIMIT]), ask)
         return found
 
     def query(
@@ -320,36 +314,38 @@ class StateTable:
     ) -> bool:
         """Write ``item``; False (nothing written) if ``condition`` does not hold."""
         kwargs = _expression_kwargs(condition, names, values)
-        with self.errors("PutItem"):
-            try:
-                self.client.put_item(TableName=self.name, Item=item, **kwargs)
-            except ClientError as error:
-                if _code(error) == "ConditionalCheckFailedException":
-                    return False
-                raise
-        return True
+        return self._if_condition_holds(
+            "PutItem", lambda: self.client.put_item(TableName=self.name, Item=item, **kwargs)
+        )
 
     def batch_write(self, puts: Sequence[Item] = (), deletes: Sequence[Item] = ()) -> None:
         """Unconditional puts of ``puts`` and deletes of the keys ``deletes``, 25 a call, unprocessed items
         sent again with backoff (the launch of hundreds of nodes is a few calls, not hundreds)."""
         requests: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item}} for item in puts]
         requests += [{"DeleteRequest": {"Key": item_key}} for item_key in deletes]
+
+        def send(pending: list[WriteRequestTypeDef]) -> list[WriteRequestTypeDef]:
+            response = self.client.batch_write_item(RequestItems={self.name: pending})
+            # The output and input shapes of a write request are the same JSON; the stubs type them apart.
+            return cast("list[WriteRequestTypeDef]", response.get("UnprocessedItems", {}).get(self.name, []))
+
         for start in range(0, len(requests), BATCH_WRITE_LIMIT):
-            pending = requests[start : start + BATCH_WRITE_LIMIT]
-            for attempt in range(CONFLICT_RETRIES + 1):
-                if not pending:
-                    break
-                if attempt:
-                    self._backoff(attempt)
-                with self.errors("BatchWriteItem"):
-                    response = self.client.batch_write_item(RequestItems={self.name: pending})
-                # The output and input shapes of a write request are the same JSON; the stubs type them apart.
-                pending = cast("list[WriteRequestTypeDef]", response.get("UnprocessedItems", {}).get(self.name, []))
-            if pending:
-                raise StateTableError(
-                    f"DynamoDB kept {len(pending)} writes to table {self.name!r} unprocessed; "
-                    "the table is throttled, try again shortly"
-                )
+            self._until_processed("BatchWriteItem", "writes to", requests[start : start + BATCH_WRITE_LIMIT], send)
+
+    def _until_processed(self, action: str, what: str, pending: list[T], send: Callable[[list[T]], list[T]]) -> None:
+        """Send ``pending`` until DynamoDB leaves nothing unprocessed (with backoff); name what it kept."""
+        for attempt in range(CONFLICT_RETRIES + 1):
+            if not pending:
+                return
+            if attempt:
+                self._backoff(attempt)
+            with self.errors(action):
+                pending = send(pending)
+        if pending:
+            raise StateTableError(
+                f"DynamoDB kept {len(pending)} {what} table {self.name!r} unprocessed; "
+                "the table is throttled, try again shortly"
+            )
 
     def update(
         self,
@@ -362,16 +358,15 @@ class StateTable:
     ) -> Item | None:
         """Apply ``expression``; the item as it is now, or None if ``condition`` does not hold."""
         kwargs = _expression_kwargs(condition, names, values)
-        with self.errors("UpdateItem"):
-            try:
-                response = self.client.update_item(
-                    TableName=self.name, Key=item_key, UpdateExpression=expression, ReturnValues="ALL_NEW", **kwargs
-                )
-            except ClientError as error:
-                if _code(error) == "ConditionalCheckFailedException":
-                    return None
-                raise
-        return response.get("Attributes", {})
+        now: Item = {}
+
+        def call() -> None:
+            response = self.client.update_item(
+                TableName=self.name, Key=item_key, UpdateExpression=expression, ReturnValues="ALL_NEW", **kwargs
+            )
+            now.update(response.get("Attributes", {}))
+
+        return now if self._if_condition_holds("UpdateItem", call) else None
 
     def delete(
         self,
@@ -382,9 +377,15 @@ class StateTable:
         values: Mapping[str, AttributeValueTypeDef] | None = None,
     ) -> bool:
         kwargs = _expression_kwargs(condition, names, values)
-        with self.errors("DeleteItem"):
+        return self._if_condition_holds(
+            "DeleteItem", lambda: self.client.delete_item(TableName=self.name, Key=item_key, **kwargs)
+        )
+
+    def _if_condition_holds(self, action: str, call: Callable[[], object]) -> bool:
+        """Make a conditional write; False if its condition did not hold (nothing was written)."""
+        with self.errors(action):
             try:
-                self.client.delete_item(TableName=self.name, Key=item_key, **kwargs)
+                call()
             except ClientError as error:
                 if _code(error) == "ConditionalCheckFailedException":
                     return False
