@@ -23,6 +23,12 @@ from constructs import Construct
 
 from cdk import constants
 from cdk.nag import acknowledge
+from shared.domain.cluster_state import ClusterStatus
+from shared.formats import cluster_status, lifecycle
+from shared.formats.lifecycle import LifecycleAction, result_path
+
+ERROR_PATH = f"$.{lifecycle.ERROR}"  # where a caught failure goes
+ERROR_CAUSE = f"{ERROR_PATH}.Cause"
 
 # How long Wait states pause between checks comes from the execution's input ("poll_seconds"), read
 # back by the first Lambda step with defaults (shared/services/lifecycle.py), so tests need not sleep.
@@ -60,74 +66,69 @@ class ClusterLifecycle(Construct):
     # ---- LaunchCluster ---------------------------------------------------------------------------
 
     def _build_launch(self) -> sfn.IChainable:
-        failed = self._record_status("Record the cluster as failed", "FAILED", cause_path="$.error.Cause").next(
+        failed = self._record_status("Record the cluster as failed", ClusterStatus.FAILED, cause_path=ERROR_CAUSE).next(
             sfn.Fail(
                 self,
                 "Launch failed",
                 error="LaunchFailed",  # Step Functions refuses to re-raise a States.* name from a Fail state
                 comment="The launch was rolled back.",
-                cause_path="$.error.Cause",  # the caught error's cause names the failing step's error
+                cause_path=ERROR_CAUSE,  # the caught error's cause names the failing step's error
             )
         )
         rollback = self._step(
             "Roll back the launched nodes",
-            "rollback",
+            LifecycleAction.ROLLBACK,
             "Terminate every node this launch started and wait until none is left, so a failed launch costs nothing.",
-            result_path="$.rollback",
         ).next(failed)
 
         def guarded(state: sfn.TaskStateBase) -> sfn.TaskStateBase:
-            return state.add_catch(rollback, errors=["States.ALL"], result_path="$.error")
+            return state.add_catch(rollback, errors=["States.ALL"], result_path=ERROR_PATH)
 
         nodes_running = guarded(
             self._step(
                 "Check whether the static nodes run",
-                "check_static_nodes",
+                LifecycleAction.CHECK_STATIC_NODES,
                 "Describe the static nodes; fails with StaticNodesNotRunningError after the deadline.",
-                result_path="$.static_nodes",
             )
         )
         agents_healthy = guarded(
             self._step(
                 "Check whether the agents report",
-                "check_agents",
+                LifecycleAction.CHECK_AGENTS,
                 "Read the node records; every static node's agent must have heartbeated since launch.",
-                result_path="$.agents",
             )
         )
         wait_nodes = sfn.Wait(
             self,
             "Wait for static nodes to run",
-            time=sfn.WaitTime.seconds_path("$.settings.poll_seconds"),
+            time=sfn.WaitTime.seconds_path(result_path(LifecycleAction.VALIDATE, "poll_seconds")),
             comment="EC2 takes a minute or two to start an instance.",
         )
         wait_agents = sfn.Wait(
             self,
             "Wait for the agents to report",
-            time=sfn.WaitTime.seconds_path("$.settings.poll_seconds"),
+            time=sfn.WaitTime.seconds_path(result_path(LifecycleAction.VALIDATE, "poll_seconds")),
             comment="The appliance starts and the agent heartbeats within a few minutes.",
         )
         enable = self._each_rule("Enable", "enableRule")
         for task in enable[1]:
             guarded(task)
-        active = guarded(self._record_status("Record the cluster as active", "ACTIVE"))
+        active = guarded(self._record_status("Record the cluster as active", ClusterStatus.ACTIVE))
         return (
             guarded(
                 self._step(
                     "Validate the cluster settings",
-                    "validate",
+                    LifecycleAction.VALIDATE,
                     "Check the deployed settings and compute the static fleet; nothing is launched yet.",
-                    result_path="$.settings",
                 )
             )
-            .next(guarded(self._record_status("Record the cluster as launching", "LAUNCHING")))
+            .next(guarded(self._record_status("Record the cluster as launching", ClusterStatus.LAUNCHING)))
             .next(
                 guarded(
                     self._step(
                         "Launch the static nodes",
-                        "launch_static_nodes",
+                        LifecycleAction.LAUNCH_STATIC_NODES,
                         "Launch the static workers with the scaler's capacity fallback across types and markets.",
-                        result_path="$.launched",
                     )
                 )
             )
@@ -135,11 +136,11 @@ class ClusterLifecycle(Construct):
             .next(
                 sfn.Choice(self, "Are the static nodes running?", comment="Loop until every static node runs.")
                 .when(
-                    sfn.Condition.boolean_equals("$.static_nodes.done", True),
+                    sfn.Condition.boolean_equals(result_path(LifecycleAction.CHECK_STATIC_NODES, "done"), True),
                     agents_healthy.next(
                         sfn.Choice(self, "Are the agents healthy?", comment="Loop until every agent reports.")
                         .when(
-                            sfn.Condition.boolean_equals("$.agents.done", True),
+                            sfn.Condition.boolean_equals(result_path(LifecycleAction.CHECK_AGENTS, "done"), True),
                             enable[0]
                             .next(active)
                             .next(
@@ -160,18 +161,20 @@ class ClusterLifecycle(Construct):
     # ---- TeardownCluster -------------------------------------------------------------------------
 
     def _build_teardown(self) -> sfn.IChainable:
-        failed = self._record_status("Record the teardown as failed", "FAILED", cause_path="$.error.Cause").next(
+        failed = self._record_status(
+            "Record the teardown as failed", ClusterStatus.FAILED, cause_path=ERROR_CAUSE
+        ).next(
             sfn.Fail(
                 self,
                 "Teardown failed",
                 error="TeardownFailed",
                 comment="Something is left; the cause names it.",
-                cause_path="$.error.Cause",  # the caught error's cause names the failing step's error
+                cause_path=ERROR_CAUSE,  # the caught error's cause names the failing step's error
             )
         )
 
         def guarded(state: sfn.TaskStateBase) -> sfn.TaskStateBase:
-            return state.add_catch(failed, errors=["States.ALL"], result_path="$.error")
+            return state.add_catch(failed, errors=["States.ALL"], result_path=ERROR_PATH)
 
         disable = self._each_rule("Disable", "disableRule")
         for task in disable[1]:
@@ -179,29 +182,27 @@ class ClusterLifecycle(Construct):
         check_jobs = guarded(
             self._step(
                 "Check for running jobs",
-                "check_jobs",
+                LifecycleAction.CHECK_JOBS,
                 "Are the drained nodes idle yet, or has the grace period run out?",
-                result_path="$.jobs",
             )
         )
         wait_jobs = sfn.Wait(
             self,
             "Wait for running jobs to finish",
-            time=sfn.WaitTime.seconds_path("$.drained.job_poll_seconds"),
+            time=sfn.WaitTime.seconds_path(result_path(LifecycleAction.DRAIN_ALL, "job_poll_seconds")),
             comment="Draining nodes take no new work; their running jobs finish.",
         )
         check_terminated = guarded(
             self._step(
                 "Check whether everything is terminated",
-                "check_terminated",
+                LifecycleAction.CHECK_TERMINATED,
                 "Describe the cluster's instances by tag; fails after the deadline.",
-                result_path="$.terminated",
             )
         )
         wait_terminated = sfn.Wait(
             self,
             "Wait for the instances to terminate",
-            time=sfn.WaitTime.seconds_path("$.drained.poll_seconds"),
+            time=sfn.WaitTime.seconds_path(result_path(LifecycleAction.DRAIN_ALL, "poll_seconds")),
             comment="Termination takes up to a few minutes.",
         )
         terminate_batch = tasks.CallAwsService(
@@ -220,7 +221,7 @@ class ClusterLifecycle(Construct):
                 self,
                 "Terminate each batch",
                 comment="Batches of instance ids, stopped ones included.",
-                items_path="$.inventory.batches",
+                items_path=result_path(LifecycleAction.INVENTORY, "batches"),
                 max_concurrency=4,
                 result_path=sfn.JsonPath.DISCARD,
             ).item_processor(terminate_batch)
@@ -232,7 +233,7 @@ class ClusterLifecycle(Construct):
                 comment="Open spot requests would launch new instances.",
                 service="ec2",
                 action="cancelSpotInstanceRequests",
-                parameters={"SpotInstanceRequestIds.$": "$.inventory.spot_requests"},
+                parameters={"SpotInstanceRequestIds.$": result_path(LifecycleAction.INVENTORY, "spot_requests")},
                 iam_resources=[self._ec2_arn("spot-instances-request")],
                 iam_action="ec2:CancelSpotInstanceRequests",
                 result_path=sfn.JsonPath.DISCARD,
@@ -241,52 +242,58 @@ class ClusterLifecycle(Construct):
         verify = guarded(
             self._step(
                 "Verify nothing is left",
-                "verify_empty",
+                LifecycleAction.VERIFY_EMPTY,
                 "The inventory by tag must be empty; fails naming whatever is left.",
-                result_path="$.verified",
             )
         )
-        destroyed = guarded(self._record_status("Record the cluster as destroyed", "DESTROYED")).next(
+        destroyed = guarded(self._record_status("Record the cluster as destroyed", ClusterStatus.DESTROYED)).next(
             sfn.Succeed(self, "The cluster is destroyed", comment="Nothing tagged for the cluster is left.")
         )
         after_termination = check_terminated.next(
             sfn.Choice(self, "Is everything terminated?", comment="Loop until no tagged instance is left running.")
-            .when(sfn.Condition.boolean_equals("$.terminated.done", True), verify.next(destroyed))
+            .when(
+                sfn.Condition.boolean_equals(result_path(LifecycleAction.CHECK_TERMINATED, "done"), True),
+                verify.next(destroyed),
+            )
             .otherwise(wait_terminated.next(check_terminated))
         )
         inventory = guarded(
             self._step(
                 "List everything tagged for the cluster",
-                "inventory",
+                LifecycleAction.INVENTORY,
                 "Every instance (stopped ones too) and spot request tagged for the cluster, in batches.",
-                result_path="$.inventory",
             )
         )
         inventory.next(terminate_each).next(
             sfn.Choice(self, "Are there spot requests?", comment="Cancel them before checking the inventory.")
-            .when(sfn.Condition.is_present("$.inventory.spot_requests[0]"), cancel_spot.next(after_termination))
+            .when(
+                sfn.Condition.is_present(result_path(LifecycleAction.INVENTORY, "spot_requests[0]")),
+                cancel_spot.next(after_termination),
+            )
             .otherwise(after_termination)
         )
         return (
             disable[0]
-            .next(guarded(self._record_status("Record the cluster as tearing down", "TEARING_DOWN")))
+            .next(guarded(self._record_status("Record the cluster as tearing down", ClusterStatus.TEARING_DOWN)))
             .next(
                 guarded(
                     self._step(
                         "Drain every node",
-                        "drain_all",
+                        LifecycleAction.DRAIN_ALL,
                         "Mark every node draining so no new job starts anywhere.",
-                        result_path="$.drained",
                     )
                 )
             )
             .next(
                 sfn.Choice(self, "Is the teardown forced?", comment="Forced: do not wait for running jobs.")
-                .when(sfn.Condition.boolean_equals("$.drained.force", True), inventory)
+                .when(sfn.Condition.boolean_equals(result_path(LifecycleAction.DRAIN_ALL, "force"), True), inventory)
                 .otherwise(
                     check_jobs.next(
                         sfn.Choice(self, "Are the nodes idle?", comment="Idle, or the grace period is over.")
-                        .when(sfn.Condition.boolean_equals("$.jobs.done", True), inventory)
+                        .when(
+                            sfn.Condition.boolean_equals(result_path(LifecycleAction.CHECK_JOBS, "done"), True),
+                            inventory,
+                        )
                         .otherwise(wait_jobs.next(check_jobs))
                     )
                 )
@@ -295,7 +302,8 @@ class ClusterLifecycle(Construct):
 
     # ---- building blocks -------------------------------------------------------------------------
 
-    def _step(self, name: str, action: str, comment: str, *, result_path: str) -> tasks.LambdaInvoke:
+    def _step(self, name: str, action: LifecycleAction, comment: str) -> tasks.LambdaInvoke:
+        """Invoke the lifecycle Lambda for ``action``; its answer goes to the action's result path."""
         return tasks.LambdaInvoke(
             self,
             name,
@@ -304,12 +312,12 @@ class ClusterLifecycle(Construct):
             payload_response_only=True,
             payload=sfn.TaskInput.from_object(
                 {
-                    "action": action,
-                    "input": sfn.JsonPath.entire_payload,
-                    "execution": sfn.JsonPath.string_at("$$.Execution.Name"),
+                    lifecycle.ACTION: action.value,
+                    lifecycle.INPUT: sfn.JsonPath.entire_payload,
+                    lifecycle.EXECUTION: sfn.JsonPath.string_at("$$.Execution.Name"),
                 }
             ),
-            result_path=result_path,
+            result_path=result_path(action),
             retry_on_service_exceptions=False,
         ).add_retry(
             errors=["Lambda.TooManyRequestsException", "Lambda.ServiceException"],
@@ -318,7 +326,9 @@ class ClusterLifecycle(Construct):
             max_attempts=4,
         )
 
-    def _record_status(self, name: str, status: str, *, cause_path: str | None = None) -> tasks.DynamoUpdateItem:
+    def _record_status(
+        self, name: str, status: ClusterStatus, *, cause_path: str | None = None
+    ) -> tasks.DynamoUpdateItem:
         reason = (
             tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at(cause_path))
             if cause_path
@@ -330,13 +340,17 @@ class ClusterLifecycle(Construct):
             comment=f"Set the cluster's status record to {status}.",
             table=self._table,
             key={
-                "pk": tasks.DynamoAttributeValue.from_string("CLUSTER"),
-                "sk": tasks.DynamoAttributeValue.from_string("STATUS"),
+                constants.PK: tasks.DynamoAttributeValue.from_string(cluster_status.PARTITION),
+                constants.SK: tasks.DynamoAttributeValue.from_string(cluster_status.SORT_KEY),
             },
             update_expression="SET #status = :status, #reason = :reason, #updated = :updated",
-            expression_attribute_names={"#status": "status", "#reason": "reason", "#updated": "updated_at_iso"},
+            expression_attribute_names={
+                "#status": cluster_status.STATUS,
+                "#reason": cluster_status.REASON,
+                "#updated": cluster_status.UPDATED_AT,  # ISO 8601 text, as the state machine's context has it
+            },
             expression_attribute_values={
-                ":status": tasks.DynamoAttributeValue.from_string(status),
+                ":status": tasks.DynamoAttributeValue.from_string(status.value),
                 ":reason": reason,
                 ":updated": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$$.State.EnteredTime")),
             },

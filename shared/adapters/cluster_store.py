@@ -1,6 +1,9 @@
 """Cluster bookkeeping in the state table: settings and lifecycle status (``CLUSTER``/``SETTINGS``,
 ``CLUSTER``/``STATUS``) and the runtimes learned per job name (``RUNTIME``/``{job name}``).
 
+The STATUS item's format (attribute names, the timestamp as text) is ``shared.formats.cluster_status``,
+which the state machines that also write it are built from.
+
 A status change may name the statuses it is allowed from (``expected``), so the launch and teardown
 state machines cannot, say, mark a cluster ACTIVE that a teardown already started on. Runtimes are
 two atomic counters per name (``count``, ``total_seconds``): concurrent agents never lose an update.
@@ -9,7 +12,8 @@ two atomic counters per name (``count``, ``total_seconds``): concurrent agents n
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from typing import Any
 
 from shared.adapters.state_table import (
     StateTable,
@@ -25,9 +29,10 @@ from shared.adapters.state_table import (
 )
 from shared.domain.cluster_state import ClusterStatus, ClusterStatusRecord
 from shared.domain.settings import ClusterSettings, SettingsError
+from shared.formats import cluster_status
 
 SETTINGS_KEY = key("CLUSTER", "SETTINGS")
-STATUS_KEY = key("CLUSTER", "STATUS")
+STATUS_KEY = key(cluster_status.PARTITION, cluster_status.SORT_KEY)
 RUNTIME_PARTITION = "RUNTIME"
 
 
@@ -57,9 +62,13 @@ class DynamoClusterStore:
         now: float,
         expected: Collection[ClusterStatus] | None = None,
     ) -> bool:
-        item = {**STATUS_KEY, "status": s(status), "updated_at": n(now)}
+        item = {
+            **STATUS_KEY,
+            cluster_status.STATUS: s(status),
+            cluster_status.UPDATED_AT: s(cluster_status.format_timestamp(now)),
+        }
         if reason is not None:
-            item["reason"] = s(reason)
+            item[cluster_status.REASON] = s(reason)
         if expected is None:
             return self._table.put(item)
         allowed = sorted(set(expected))
@@ -68,8 +77,8 @@ class DynamoClusterStore:
         placeholders = {f":from{i}": s(value) for i, value in enumerate(allowed)}
         return self._table.put(
             item,
-            condition=f"#status IN ({', '.join(placeholders)})",
-            names=attr_names("status"),
+            condition=f"#{cluster_status.STATUS} IN ({', '.join(placeholders)})",
+            names=attr_names(cluster_status.STATUS),
             values=placeholders,
         )
 
@@ -78,10 +87,20 @@ class DynamoClusterStore:
         if item is None:
             return None
         return ClusterStatusRecord(
-            status=ClusterStatus(need_str(item, "status")),
-            reason=get_str(item, "reason"),
-            updated_at=get_float(item, "updated_at") or 0.0,
+            status=ClusterStatus(need_str(item, cluster_status.STATUS)),
+            reason=get_str(item, cluster_status.REASON),
+            updated_at=self._updated_at(item),
         )
+
+    def _updated_at(self, item: Mapping[str, Any]) -> float:
+        """The text the state machines and ``set_status`` write (a number from older versions is taken too)."""
+        text = get_str(item, cluster_status.UPDATED_AT)
+        if text is None:
+            return get_float(item, cluster_status.UPDATED_AT) or 0.0
+        try:
+            return cluster_status.parse_timestamp(text)
+        except cluster_status.TimestampError as error:
+            raise StateTableError(f"cluster status in table {self._table.name!r}: {error}") from None
 
     def record_runtime(self, name: str, seconds: float, count: int = 1) -> None:
         self._table.update(

@@ -45,6 +45,7 @@ from shared.adapters.state_table import StateTable
 from shared.domain.catalog import REGIONS
 from shared.domain.settings import ClusterSettings, SettingsError
 from shared.domain.units import UnitError, format_duration, parse_duration
+from shared.formats.decision_record import DecisionRecord
 from shared.services.cluster_utils import ClusterReport, Outcome, RunResult, StatusSources, run_and_wait, status
 from shared.services.ports import JobQueueError, StoreError
 
@@ -487,11 +488,10 @@ def _print_status(report: ClusterReport, out: TextIO) -> None:
     for group in report.nodes:
         out.write(f"  {group.count:>4}  {group.instance_type:<16} {group.market:<10} {group.state}\n")
     out.write("\nrecent decisions:\n" if report.decisions else "\nno scaling decisions yet\n")
-    for decision in report.decisions:
-        reasons = decision.get("reasons")
-        said = "; ".join(str(r) for r in reasons) if isinstance(reasons, list) and reasons else "(no reasons recorded)"
-        at = decision.get("at")
-        out.write(f"  {_when(float(at) if isinstance(at, int | float) else None)}  {said}\n")
+    for entry in report.decisions:
+        decision = DecisionRecord.from_json(entry)
+        said = "; ".join(decision.reasons) or "(no reasons recorded)"
+        out.write(f"  {_when(decision.at)}  {said}\n")
     out.write("\nrecent executions:\n" if report.executions else "\nno launch or teardown executions yet\n")
     for execution in report.executions:
         out.write(f"  {_when(execution.started_at)}  {execution.machine:<16} {execution.status:<10} {execution.name}\n")

@@ -41,6 +41,7 @@ from shared.domain.decision import (
 from shared.domain.node_types import Offer
 from shared.domain.scaling import ANY_ZONE, adopted_record, decide, node_hourly_price
 from shared.domain.settings import ClusterSettings
+from shared.formats.decision_record import DecisionRecord, PassSummary
 from shared.services import telemetry
 from shared.services.ports import (
     BatchResult,
@@ -279,7 +280,7 @@ class _Round:
         passes = 0
         refused = False
         leftover: tuple[Action, ...] = ()
-        summaries: list[dict[str, object]] = []
+        summaries: list[PassSummary] = []
         while True:
             snapshot = Snapshot(demand=demand, nodes=nodes, instances=tuple(self.instances.values()), zones=zones)
             clock = time.perf_counter()
@@ -288,7 +289,7 @@ class _Round:
             )
             decide_seconds += time.perf_counter() - clock
             passes += 1
-            summaries.append(decision.summary())
+            summaries.append(PassSummary.of(decision))
             if not decision.actions:
                 break
             # Act on the first pass; after that only when the pass before found offerings EC2 refused
@@ -306,24 +307,23 @@ class _Round:
         running = [n for n in nodes if n.state in (NodeState.PENDING, NodeState.ACTIVE, NodeState.DRAINING)]
         hourly_cost = sum(node_hourly_price(n, by_key.get(n.offer_key), self.settings.region) for n in running)
         round_seconds = time.perf_counter() - started
-        plane.decisions.record(
-            self.round_id,
-            self.now,
-            {
-                "trigger": self.trigger,
-                "passes": passes,
-                "smoothed_at": decision.smoothed_at,
-                "done": self.tally.done,
-                "launch_failures": [_failure_dict(f) for f in self.tally.launch_failures],
-                "errors": self.tally.errors,
-                "left_for_next_round": [describe_action(a) for a in leftover],
-                "decision": summaries[0],  # what the round decided and why
-                "later_passes": summaries[1:],  # the fallback after refused launches, and the settled state
-                "hourly_cost": round(hourly_cost, 4),
-                "decide_seconds": round(decide_seconds, 6),
-                "round_seconds": round(round_seconds, 6),
-            },
+        record = DecisionRecord(
+            round_id=self.round_id,
+            at=self.now,
+            trigger=self.trigger,
+            passes=passes,
+            smoothed_at=decision.smoothed_at,
+            decision=summaries[0],
+            later_passes=tuple(summaries[1:]),
+            done=tuple(self.tally.done),
+            launch_failures=tuple(_failure_dict(f) for f in self.tally.launch_failures),
+            errors=tuple(self.tally.errors),
+            left_for_next_round=tuple(describe_action(a) for a in leftover),
+            hourly_cost=round(hourly_cost, 4),
+            decide_seconds=round(decide_seconds, 6),
+            round_seconds=round(round_seconds, 6),
         )
+        plane.decisions.record(record.round_id, record.at, record.to_json())
         t = self.tally
         return RoundResult(
             round_id=self.round_id,
@@ -472,9 +472,7 @@ class _Round:
 
 def _last_smoothed_at(decisions: DecisionLog) -> float | None:
     for entry in decisions.recent(1):
-        value = entry.get("smoothed_at")
-        if isinstance(value, int | float):
-            return float(value)
+        return DecisionRecord.from_json(entry).smoothed_at
     return None
 
 

@@ -8,6 +8,7 @@ the submitter, the worker agents (receive, start, heartbeat, finish) and EC2's o
 from __future__ import annotations
 
 import copy
+import io
 import json
 import uuid
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from shared.adapters.job_queue import SqsJobQueue
 from shared.adapters.job_store import DynamoJobStore
 from shared.adapters.node_store import DynamoNodeStore
 from shared.adapters.state_table import StateTable
+from shared.cli.main import build_parser
 from shared.domain.cluster_state import DemandCount, JobStatus, NodeRecord, NodeState
 from shared.domain.jobs import Job, Shape
 from shared.domain.resources import Resources
@@ -114,6 +116,41 @@ class Cluster:
     def instance_event(self, name: str, instance_id: str, **detail: Any) -> dict[str, Any]:
         event = load_event(name, detail={"instance-id": instance_id, **detail})
         return self.invoke(on_instance_event, event)
+
+    def shoal(self, *argv: str) -> tuple[int, str, str]:
+        """The ``shoal`` command line, run in-process against this cluster (``deploy_stack`` first)."""
+        args = build_parser().parse_args(list(argv))
+        out, err = io.StringIO(), io.StringIO()
+        code = args.run(args, out, err)
+        return code, out.getvalue(), err.getvalue()
+
+    def deploy_stack(self) -> None:
+        """What ``cdk deploy`` leaves for the CLI to find: the stack's outputs (and its two state machines)."""
+        sfn = aws.client("stepfunctions", REGION)
+        machines = {
+            name: sfn.create_state_machine(
+                name=f"shoal-{self.settings.name}-{name}",
+                definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+                roleArn="arn:aws:iam::123456789012:role/shoal-test",
+            )["stateMachineArn"]
+            for name in ("LaunchCluster", "TeardownCluster")
+        }
+        outputs = {
+            "ClusterName": self.settings.name,
+            "QueueUrl": self.env.queue_url,
+            "DeadLetterQueueUrl": self.env.dead_letter_queue_url,
+            "TableName": self.env.table_name,
+            "LaunchTemplateId": self.env.launch_template_id,
+            "LaunchClusterStateMachineArn": machines["LaunchCluster"],
+            "TeardownClusterStateMachineArn": machines["TeardownCluster"],
+        }
+        template = {
+            "Resources": {"Placeholder": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "placeholder"}}},
+            "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+        }
+        aws.client("cloudformation", REGION).create_stack(
+            StackName=f"shoal-{self.settings.name}", TemplateBody=json.dumps(template)
+        )
 
     @staticmethod
     def invoke(module: ModuleType, event: dict[str, Any]) -> dict[str, Any]:

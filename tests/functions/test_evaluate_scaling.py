@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 
 from functions import evaluate_scaling
+from shared.adapters.decision_log import DynamoDecisionLog
 from shared.domain.cluster_state import DemandCount, JobStatus, NodeState
 from shared.domain.decision import Snapshot
 from shared.domain.policy import ScalerState
 from shared.domain.scaling import decide, offers_for
 from shared.domain.settings import ClusterSettings
-from tests.functions.harness import FOUR_SHAPES, Cluster, load_event, shape, sqs_batch
+from tests.functions.harness import FOUR_SHAPES, REGION, Cluster, load_event, shape, sqs_batch
 
 
 def planned(settings: ClusterSettings, demand: dict[Any, int]) -> dict[str, int]:
@@ -68,6 +69,24 @@ def test_every_trigger_runs_a_round(cluster: Cluster, trigger: str) -> None:
     (entry,) = evaluate_scaling.runtime().plane.decisions.recent(5)
     assert entry["trigger"] == load_event(trigger)["detail-type"]
     assert entry["decision"]["actions"] and all(a["reason"] for a in entry["decision"]["actions"])  # type: ignore[index, union-attr]
+
+
+def test_shoal_status_shows_the_reasons_the_round_recorded(cluster: Cluster) -> None:
+    # GIVEN a deployed cluster whose real round decided to launch for queued jobs
+    cluster.deploy_stack()
+    cluster.submit({shape(4, 16, 1800): 16})
+    assert cluster.scale()["launched"] >= 1
+    # (the reasons, where the round wrote them: not a shape written by this test)
+    (stored,) = DynamoDecisionLog(cluster.table).recent(5)
+    reasons = stored["decision"]["reasons"]  # type: ignore[index]
+    assert isinstance(reasons, list) and reasons
+    # WHEN shoal status reads the cluster
+    code, out, err = cluster.shoal("status", cluster.settings.name, "--region", REGION)
+    # THEN the decision is shown with the round's reasons, not "(no reasons recorded)"
+    assert code == 0, err
+    decisions = out.split("recent decisions:\n", 1)[1].split("\n\n", 1)[0]
+    assert "; ".join(reasons) in decisions
+    assert "(no reasons recorded)" not in out
 
 
 def test_demand_changed_for_another_cluster_is_ignored(cluster: Cluster) -> None:

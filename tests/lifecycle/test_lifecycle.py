@@ -9,6 +9,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from shared.adapters.cluster_store import DynamoClusterStore
+from shared.domain.cluster_state import ClusterStatus
 from shared.domain.resources import Resources
 from tests.lifecycle.conftest import LifecycleCloud
 
@@ -36,6 +38,10 @@ def test_launch_then_teardown_leaves_nothing_tagged(cloud: LifecycleCloud) -> No
     assert all(cloud.rules_enabled())
     assert cloud.status()["status"] == "ACTIVE"
     assert all(node.static for node in cloud.nodes.list_nodes())
+    # AND the cluster store reads back when the state machine recorded it (not "ACTIVE since -")
+    record = DynamoClusterStore(cloud.table).get_status()
+    assert record is not None and record.status is ClusterStatus.ACTIVE
+    assert launched["startDate"].timestamp() - 1 <= record.updated_at <= launched["stopDate"].timestamp() + 1
     states = cloud.states_entered(launched["executionArn"])
     assert states[:3] == ["Validate the cluster settings", "Record the cluster as launching", "Launch the static nodes"]
     # WHEN TeardownCluster runs
