@@ -1,8 +1,9 @@
 """evaluate_scaling: the schedule, the queue-depth alarm and "demand changed" each run one scaling round.
 
 Handler name ``evaluate_scaling.lambda_handler``. Takes an EventBridge event, or an SQS batch of them
-(malformed records are reported as batch item failures; the others still run). Each event id runs at
-most one round (Powertools idempotency on ``id``), and overlapping rounds are excluded by the lease.
+(``record_handler``: malformed records are reported as batch item failures; the others still run).
+Each event id runs at most one round (Powertools idempotency on ``id``), and overlapping rounds are
+excluded by the lease.
 """
 
 from __future__ import annotations
@@ -11,70 +12,57 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.event_entry import Warm, entry, warm_up
-from shared.services.event_models import (
-    DemandChangedEvent,
-    parse_scaling_trigger,
-)
+from functions.event_models import DemandChangedEvent, MalformedEventError, ScalingTriggerEvent, parse_scaling_trigger
+from functions.event_runtime import Result, Runtime, from_record, is_sqs_batch, rejected
+from functions.observability import logger, metrics, report_round, tracer
 from shared.services.reconcile import run_round
-from shared.services.round_report import report_round
-from shared.services.telemetry import METRICS_NAMESPACE, SERVICE_NAME
 
 FUNCTION = "evaluate_scaling"
-logger = Logger(service=SERVICE_NAME)
-tracer = Tracer(service=SERVICE_NAME)
-metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def clock() -> float:
-    """Now, in epoch seconds (tests put a simulated clock here)."""
+    """Now, in epoch seconds (tests and the local cloud put a simulated clock here)."""
     return time.time()
 
 
 @lru_cache(maxsize=1)
-def runtime() -> Warm:
-    return warm_up(FUNCTION, _round)
+def runtime() -> Runtime:
+    return Runtime.warm_up(FUNCTION, scale)
+
+
+def record_handler(record: SQSRecord) -> Result:
+    """One message of the SQS route: the EventBridge event it carries."""
+    return runtime().once(from_record(record, parse_scaling_trigger))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return entry(
-        event,
-        context,
-        warm=runtime(),
-        parse=parse_scaling_trigger,
-        run=_run,
-        logger=logger,
-        metrics=metrics,
-        processor=processor,
-    )
-
-
-def _run(trigger: EventBridgeModel) -> dict[str, object]:
-    logger.append_keys(event_id=trigger.id, trigger=trigger.detail_type)
+    runtime().start(context)
+    if is_sqs_batch(event):
+        return dict(
+            process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+        )
     try:
-        return runtime().once(event=trigger)
-    except IdempotencyAlreadyInProgressError:
-        logger.info("a round for this event is already running")
-        return {"status": "in progress", "event_id": trigger.id}
+        return runtime().once(parse_scaling_trigger(event))
+    except MalformedEventError as error:
+        return rejected(error)
 
 
 @tracer.capture_method
-def _round(event: EventBridgeModel) -> dict[str, object]:
+def scale(event: ScalingTriggerEvent) -> Result:
+    """One scaling round for ``event`` (run at most once per event id)."""
     rt = runtime()
     if isinstance(event, DemandChangedEvent) and event.detail.cluster != rt.env.cluster.name:
         logger.info("demand changed for another cluster; ignored", cluster=event.detail.cluster)
         return {"status": "ignored", "event_id": event.id, "cluster": event.detail.cluster}
     result = run_round(rt.plane, rt.env.cluster, rt.offers, now=clock(), round_id=event.id, trigger=event.detail_type)
-    report_round(result, logger, metrics)
+    report_round(result)
     return result.to_dict()

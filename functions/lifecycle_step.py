@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.observability import logger, tracer
 from shared.adapters.lifecycle_ports import build_lifecycle_ports
 from shared.domain.node_types import Offer, build_offers, parse_node_types
 from shared.formats import lifecycle as protocol
@@ -23,9 +23,6 @@ from shared.formats.lifecycle import LifecycleAction, result_key
 from shared.services import lifecycle
 from shared.services.environment import FunctionEnvironment
 from shared.services.lifecycle import LifecyclePorts
-
-logger = Logger()
-tracer = Tracer()
 
 
 def clock() -> float:

@@ -2,8 +2,8 @@
 
 Handler name ``on_instance_event.lambda_handler``. The node is marked, its jobs go back to the queue if
 it is going away, and a scaling round replaces the lost capacity. Takes an EventBridge event, or an SQS
-batch of them (the durable route: a malformed record is a batch item failure, the others still run).
-Each event id is handled once (Powertools idempotency on ``id``).
+batch of them (``record_handler``, the durable route: a malformed record is a batch item failure, the
+others still run). Each event id is handled once (Powertools idempotency on ``id``).
 """
 
 from __future__ import annotations
@@ -12,76 +12,67 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.event_entry import Warm, entry, warm_up
-from shared.services.event_models import (
-    InstanceStateChangeEvent,
+from functions.event_models import (
+    AnyInstanceEventModel,
+    MalformedEventError,
     RebalanceRecommendationEvent,
     SpotInterruptionEvent,
     parse_instance_event,
 )
+from functions.event_runtime import Result, Runtime, from_record, is_sqs_batch, rejected
+from functions.observability import logger, metrics, report_round, tracer
 from shared.services.reconcile import InstanceEventKind, handle_instance_event
-from shared.services.round_report import report_round
-from shared.services.telemetry import METRICS_NAMESPACE, SERVICE_NAME
 
 FUNCTION = "on_instance_event"
-logger = Logger(service=SERVICE_NAME)
-tracer = Tracer(service=SERVICE_NAME)
-metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
 processor = BatchProcessor(event_type=EventType.SQS)
-
-AnyInstanceEvent = InstanceStateChangeEvent | SpotInterruptionEvent | RebalanceRecommendationEvent
 
 
 def clock() -> float:
-    """Now, in epoch seconds (tests put a simulated clock here)."""
+    """Now, in epoch seconds (tests and the local cloud put a simulated clock here)."""
     return time.time()
 
 
 @lru_cache(maxsize=1)
-def runtime() -> Warm:
-    return warm_up(FUNCTION, _handle)
+def runtime() -> Runtime:
+    return Runtime.warm_up(FUNCTION, handle)
+
+
+def record_handler(record: SQSRecord) -> Result:
+    """One message of the SQS route: the EventBridge event it carries."""
+    return runtime().once(from_record(record, parse_instance_event))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return entry(
-        event,
-        context,
-        warm=runtime(),
-        parse=parse_instance_event,
-        run=_once,
-        logger=logger,
-        metrics=metrics,
-        processor=processor,
-    )
-
-
-def _once(event: AnyInstanceEvent) -> dict[str, object]:
-    logger.append_keys(event_id=event.id, instance_id=event.detail.instance_id, detail_type=event.detail_type)
+    runtime().start(context)
+    if is_sqs_batch(event):
+        return dict(
+            process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+        )
     try:
-        return runtime().once(event=event)
-    except IdempotencyAlreadyInProgressError:
-        logger.info("this event is already being handled")
-        return {"status": "in progress", "event_id": event.id}
+        return runtime().once(parse_instance_event(event))
+    except MalformedEventError as error:
+        return rejected(error)
 
 
 @tracer.capture_method
-def _handle(event: AnyInstanceEvent) -> dict[str, object]:
-    rt = runtime()
+def handle(event: AnyInstanceEventModel) -> Result:
+    """What ``event`` does to its node (run at most once per event id)."""
+    logger.append_keys(instance_id=event.detail.instance_id)
     if isinstance(event, SpotInterruptionEvent):
         kind, ec2_state = InstanceEventKind.SPOT_INTERRUPTION, None
     elif isinstance(event, RebalanceRecommendationEvent):
         kind, ec2_state = InstanceEventKind.REBALANCE, None
     else:
         kind, ec2_state = InstanceEventKind.STATE_CHANGE, event.detail.state
+    rt = runtime()
     result = handle_instance_event(
         rt.plane,
         rt.env.cluster,
@@ -97,5 +88,5 @@ def _handle(event: AnyInstanceEvent) -> dict[str, object]:
     elif result.requeued_jobs:
         logger.info("jobs returned to the queue", jobs=list(result.requeued_jobs))
     if result.round is not None:
-        report_round(result.round, logger, metrics)
+        report_round(result.round)
     return result.to_dict()

@@ -1,5 +1,7 @@
 """The events that wake the control plane, as parser models: the EventBridge envelope and each detail type.
 
+Parsed at the edge (here, in ``functions/``): the services below take plain values, not events.
+
 Both functions take an EventBridge event directly, or an SQS batch whose bodies are EventBridge events
 (the durable route for interruption notices). ``parse_*`` turn a raw event into one of these models or
 raise ``MalformedEventError`` with one line naming what was wrong, for the log and the dead-letter queue.
@@ -77,6 +79,9 @@ AnyScalingTrigger = Annotated[
 ]
 
 
+ScalingTriggerEvent = ScheduledEvent | AlarmStateChangeEvent | DemandChangedEvent
+
+
 class ScalingTrigger(RootModel[AnyScalingTrigger]):
     """Whatever wakes ``evaluate_scaling``."""
 
@@ -125,6 +130,9 @@ AnyInstanceEvent = Annotated[
 ]
 
 
+AnyInstanceEventModel = InstanceStateChangeEvent | SpotInterruptionEvent | RebalanceRecommendationEvent
+
+
 class InstanceEvent(RootModel[AnyInstanceEvent]):
     """Whatever wakes ``on_instance_event``."""
 
@@ -137,13 +145,11 @@ INSTANCE_DETAIL_TYPES = (
 )
 
 
-def parse_scaling_trigger(event: object) -> ScheduledEvent | AlarmStateChangeEvent | DemandChangedEvent:
+def parse_scaling_trigger(event: object) -> ScalingTriggerEvent:
     return _parse(event, ScalingTrigger, SCALING_DETAIL_TYPES).root
 
 
-def parse_instance_event(
-    event: object,
-) -> InstanceStateChangeEvent | SpotInterruptionEvent | RebalanceRecommendationEvent:
+def parse_instance_event(event: object) -> AnyInstanceEventModel:
     return _parse(event, InstanceEvent, INSTANCE_DETAIL_TYPES).root
 
 

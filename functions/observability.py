@@ -1,15 +1,24 @@
-"""A round's log line and metrics (EMF through Powertools), the same for every function that runs rounds."""
+"""The functions' observability objects (Powertools), one set for all of them, and a round's report.
+
+Services stay free of Powertools: a round returns a ``RoundResult`` and its ``round_metrics`` as plain
+points; this edge module turns them into a log line and EMF metrics.
+"""
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from shared.services.reconcile import RoundResult, round_metrics
-from shared.services.telemetry import METRICS_NAMESPACE
+from shared.services.telemetry import METRICS_NAMESPACE, SERVICE_NAME
+
+logger = Logger(service=SERVICE_NAME)
+tracer = Tracer(service=SERVICE_NAME)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
 
 
-def report_round(result: RoundResult, logger: Logger, metrics: Metrics) -> None:
+def report_round(result: RoundResult) -> None:
+    """A round's log line and metrics, the same for every function that runs rounds."""
     if not result.ran:
         logger.info("round skipped", round_id=result.round_id, reason=result.skipped)
         return
