@@ -1,8 +1,8 @@
 """The control plane's Lambda functions and the one role they share.
 
-Code: the repository root as an asset, restricted to the ``shared`` and ``functions`` packages (no
-Docker, no bundling: the Lambda runtime has boto3, and Powertools with its extras comes from its public
-layer). Environment: exactly what ``FunctionEnvironment.to_env()`` produces from the same settings
+Code: the repository root as an asset, restricted to the handlers and the packages they import
+(``LAMBDA_PACKAGES``: no local cloud, no in-memory twins). No Docker, no bundling: the Lambda runtime
+has boto3, and Powertools with its extras comes from its public layer. Environment: exactly what ``FunctionEnvironment.to_env()`` produces from the same settings
 model the functions read back, plus the Powertools names from ``shared.services.telemetry``.
 
 The role is written out statement by statement and the functions get it immutable, so no grant can
@@ -32,12 +32,21 @@ from shared.services import telemetry
 from shared.services.environment import FunctionEnvironment
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Glob patterns (CDK's ignore syntax) that leave only the code packages in the asset.
+# What runs in Lambda: the handlers and the shared packages they import. Not the local cloud (shared/local),
+# the in-memory twins of the stores, the CLI, the agent or the appliance rule: they never run there.
+# tests/cdk/test_functions.py imports the handlers from the asset alone, so a package missing here fails it.
+LAMBDA_PACKAGES = ("functions", "shared/domain", "shared/formats", "shared/services", "shared/adapters")
+LEFT_OUT_OF_LAMBDA = ("shared/adapters/memory_state.py",)  # the in-memory twins (tests, the local cloud)
+# Glob patterns (CDK's ignore syntax, later ones win) that leave only those in the asset.
 CODE_EXCLUDES = (
     "*",
     ".*",  # "*" does not match dotfiles (.git, .venv, caches)
-    *(f"!{package}" for package in constants.CODE_PACKAGES),
-    *(f"!{package}/**" for package in constants.CODE_PACKAGES),
+    "!shared",
+    "shared/*",
+    "!shared/__init__.py",
+    *(f"!{package}" for package in LAMBDA_PACKAGES),
+    *(f"!{package}/**" for package in LAMBDA_PACKAGES),
+    *LEFT_OUT_OF_LAMBDA,
     "**/__pycache__",
     "**/*.pyc",
 )

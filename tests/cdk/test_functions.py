@@ -4,14 +4,17 @@ the code reads set from the same settings model, and a runtime that matches the 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cdk import constants
-from cdk.functions import FUNCTIONS
+from cdk.functions import FUNCTIONS, LAMBDA_PACKAGES
 from shared.services import telemetry
 from shared.services.environment import ENVIRONMENT_VARIABLES, FunctionEnvironment
 from tests.cdk.conftest import REGION, REPO_ROOT, Synthesized
@@ -105,18 +108,56 @@ def test_each_function_logs_to_its_own_retained_log_group(synthesized: Synthesiz
     assert not synthesized.resources("AWS::CloudFormation::CustomResource")
 
 
-def test_the_code_asset_holds_only_the_shared_and_functions_packages(synthesized: Synthesized) -> None:
-    # GIVEN the asset directory the functions' code is zipped from
-    manifest = json.loads((synthesized.outdir / f"{synthesized.stack.stack_name}.assets.json").read_text())
+def _code_asset(s: Synthesized) -> Path:
+    manifest = json.loads((s.outdir / f"{s.stack.stack_name}.assets.json").read_text())
     (source,) = {
         asset["source"]["path"] for asset in manifest["files"].values() if asset["source"]["path"].startswith("asset.")
     }
-    asset = Path(synthesized.outdir) / source
-    # THEN it has the two packages and nothing else, no byte code, and both handlers
+    return Path(s.outdir) / source
+
+
+def test_the_code_asset_holds_only_what_runs_in_lambda(synthesized: Synthesized) -> None:
+    # GIVEN the asset directory the functions' code is zipped from
+    asset = _code_asset(synthesized)
+    # THEN it has the handlers and the packages they import, and nothing else, and no byte code
     assert {p.name for p in asset.iterdir()} == {"shared", "functions"}
+    assert {p.name for p in (asset / "shared").iterdir()} == {
+        "__init__.py",
+        *(Path(package).name for package in LAMBDA_PACKAGES if package.startswith("shared/")),
+    }
     assert not [p for p in asset.rglob("*") if p.name == "__pycache__" or p.suffix == ".pyc"]
     for module in FUNCTIONS:
         assert (asset / "functions" / f"{module}.py").is_file()
-    assert (asset / "shared" / "services" / "environment.py").is_file()
+    # AND not the local cloud, the in-memory twins, the CLI or the agent
+    assert (REPO_ROOT / "shared" / "local").is_dir() and not (asset / "shared" / "local").exists()
+    assert (REPO_ROOT / "shared" / "adapters" / "memory_state.py").is_file()
+    assert not (asset / "shared" / "adapters" / "memory_state.py").exists()
+    assert not {"cli", "worker", "local"} & {p.name for p in (asset / "shared").iterdir()}
     # AND no Docker bundling was involved: the asset is the source tree as is
-    assert (asset / "shared" / "appliance.py").read_text() == (REPO_ROOT / "shared" / "appliance.py").read_text()
+    catalog = "shared/domain/catalog_data.py"
+    assert (asset / catalog).read_text() == (REPO_ROOT / catalog).read_text()
+
+
+def test_the_handlers_import_from_the_asset_alone(synthesized: Synthesized) -> None:
+    # GIVEN the asset first on the path, as Lambda puts it (the venv still has the libraries)
+    asset = _code_asset(synthesized)
+    probe = (
+        "import sys, functions.evaluate_scaling, functions.on_instance_event, functions.lifecycle_step\n"
+        "print('\\n'.join(f'{n} {getattr(m, \"__file__\", None)}' for n, m in sorted(sys.modules.items())"
+        " if n.split('.')[0] in ('shared', 'functions')))"
+    )
+    # WHEN a fresh interpreter imports the three handlers
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=asset,
+        env={**os.environ, "PYTHONPATH": str(asset), "AWS_DEFAULT_REGION": REGION},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    # THEN they import, every Shoal module from the asset (nothing missing, nothing borrowed from the repo)
+    assert done.returncode == 0, done.stderr
+    loaded = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    assert "shared.services.reconcile" in loaded and "shared.formats.lifecycle" in loaded
+    outside = {name: path for name, path in loaded.items() if path != "None" and not path.startswith(str(asset))}
+    assert not outside, outside
