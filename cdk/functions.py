@@ -2,8 +2,9 @@
 
 Code: the repository root as an asset, restricted to the handlers and the packages they import
 (``LAMBDA_PACKAGES``: no local cloud, no in-memory twins). No Docker, no bundling: the Lambda runtime
-has boto3, and Powertools with its extras comes from its public layer. Environment: exactly what ``FunctionEnvironment.to_env()`` produces from the same settings
-model the functions read back, plus the Powertools names from ``shared.services.telemetry``.
+has boto3, and Powertools with its extras comes from its public layer. Environment: exactly what
+``FunctionEnvironment.to_env()`` produces from the same settings model the functions read back, plus
+the Powertools names from ``shared.services.telemetry``.
 
 The role is written out statement by statement and the functions get it immutable, so no grant can
 widen it behind the tests' back. EC2 mutations are scoped by the cluster tag: launches must tag the instance and
