@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from shared.adapters.job_feed import FeedEvent, FeedEventKind
-from shared.domain.cluster_state import JobStatus
+from shared.domain.cluster_state import JobRecord, JobStatus
 from shared.domain.jobs import Job, Shape
 from shared.domain.resources import Resources
 from shared.services.submit import SubmitResult
@@ -50,6 +50,13 @@ class Store:
 
     def statuses(self, job_ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
         return {i: self.status[i] for i in job_ids if i in self.status}
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        if job_id not in self.status:
+            return None
+        status = self.status[job_id][0]
+        code = {JobStatus.SUCCEEDED: 0, JobStatus.FAILED: 9}.get(status)
+        return JobRecord(job=job(job_id), status=status, started_at=10.0, finished_at=14.0, exit_code=code)
 
 
 class Feed:
@@ -212,5 +219,35 @@ def test_jobs_that_cannot_be_submitted_are_reported_failed_not_waited_for(parts:
         assert finished.reason is not None and "queue unreachable" in finished.reason
         assert len(client.calls) == 3
         assert tracker.issued() == set()
+    finally:
+        tracker.close()
+
+
+def test_an_end_never_announced_is_found_in_the_records(parts: tuple[Client, Store, Feed]) -> None:
+    client, store, feed = parts
+    tracker = JobTracker(client=client, store=store, feed=feed, settings=TrackerSettings(batch_window=0))
+    for job_id in ("quiet", "gone", "busy", "late"):
+        tracker.submit(job(job_id))
+    tracker.start()
+    try:
+        submitted(tracker, client, 4)
+        # GIVEN one job that failed without an announcement, one with no record, one still running, and one
+        # whose end is announced (the audit must not report that one twice)
+        store.status.update(
+            {
+                "quiet": (JobStatus.FAILED, "i-1"),
+                "busy": (JobStatus.RUNNING, "i-1"),
+                "late": (JobStatus.SUCCEEDED, "i-1"),
+            }
+        )
+        feed.events = [start("late", 1.0), end("late", 3.0)]
+        # WHEN the records are audited
+        tracker.audit()
+        # THEN each ended job is reported once: the announced one from the feed, the others from their records
+        out = {}
+        while (finished := tracker.next_finished(0)) is not None:
+            out[finished.job_id] = (finished.succeeded, finished.exit_code, finished.wall_time)
+        assert out == {"late": (True, 0, 2.0), "quiet": (False, 9, 4.0), "gone": (False, None, None)}
+        assert tracker.issued() == {"busy"}
     finally:
         tracker.close()
