@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from shared.adapters.job_feed import FeedEvent, FeedEventKind, feed_item
 from shared.adapters.node_store import node_key
 from shared.adapters.state_table import (
     TRANSACTION_LIMIT,
@@ -197,8 +198,10 @@ class DynamoJobStore:
             )
             # Conditions first, the counter last: a cancelled transaction then has changed nothing even in
             # a backend that applies items in order without a rollback copy (the local cloud's patched moto).
+            ops = [node_ready, job_update, self._count(job, queued=-1, running=+1)]
+            ops += self._announce(job, FeedEventKind.START, now, node=node_id, attempt=attempts + 1)
             try:
-                self._table.transact([node_ready, job_update, self._count(job, queued=-1, running=+1)])
+                self._table.transact(ops)
             except TransactionCancelledError as cancelled:
                 if not cancelled.condition_failed:
                     raise
@@ -229,7 +232,8 @@ class DynamoJobStore:
                 ":tail": s(output_tail[-OUTPUT_TAIL_LIMIT:]),
             },
         )
-        return self._transition(job_update, self._count(job, running=-1))
+        announce = self._announce(job, FeedEventKind.END, now, status=JobStatus.SUCCEEDED, exit_code=exit_code)
+        return self._transition(job_update, self._count(job, running=-1), *announce)
 
     def fail_job(
         self,
@@ -269,7 +273,12 @@ class DynamoJobStore:
             values=values,
         )
         count = self._count(job, queued=+1, running=-1) if retry else self._count(job, running=-1)
-        return new_status if self._transition(job_update, count) else None
+        announce = (
+            []
+            if retry
+            else self._announce(job, FeedEventKind.END, now, status=new_status, exit_code=exit_code, reason=reason)
+        )
+        return new_status if self._transition(job_update, count, *announce) else None
 
     def requeue_job(self, job_id: str, node_id: str, *, reason: str, now: float) -> bool:
         record = self.get_job(job_id)
@@ -290,7 +299,138 @@ class DynamoJobStore:
         )
         return self._transition(job_update, self._count(record.job, queued=+1, running=-1))
 
+    # --- cancellation ---------------------------------------------------------------------------------
+
+    def cancel_jobs(self, job_ids: Sequence[str], *, reason: str, now: float) -> dict[str, JobStatus]:
+        """QUEUED or RUNNING → CANCELLED; returns each cancelled id with the status it had.
+
+        Ids already settled (or unknown) are left alone. A RUNNING job keeps its ``node`` until the agent
+        running it has ended it (``release_cancelled``). Reads the ids' statuses in batches, then cancels
+        in transactions of many jobs (their counters summed per shape); a job that moved in between is
+        read again and retried alone.
+        """
+        cancelled: dict[str, JobStatus] = {}
+        pending = list(dict.fromkeys(job_ids))
+        for _ in range(RACE_ROUNDS):
+            live = self._live(pending)
+            raced: list[str] = []
+            for chunk in _cancel_chunks(list(live.items())):
+                try:
+                    self._table.transact(self._cancel_ops(chunk, reason, now))
+                except TransactionCancelledError as failed:
+                    if not failed.condition_failed:
+                        raise
+                    if len(chunk) == 1:
+                        raced += [job_id for job_id, _ in chunk]
+                    else:  # someone moved one of them: try each alone
+                        for one in chunk:
+                            try:
+                                self._table.transact(self._cancel_ops([one], reason, now))
+                            except TransactionCancelledError as alone:
+                                if not alone.condition_failed:
+                                    raise
+                                raced.append(one[0])
+                            else:
+                                cancelled[one[0]] = one[1][0]
+                else:
+                    cancelled.update({job_id: status for job_id, (status, _) in chunk})
+            if not raced:
+                return cancelled
+            pending = raced
+        raise StateTableError(
+            f"could not cancel {len(pending)} job(s) in table {self._table.name!r}: they kept changing status"
+        )
+
+    def statuses(self, job_ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
+        """Status and node of each id that has a record: batched reads (100 ids a call), not one per job."""
+        items = self._table.batch_get([job_key(i) for i in dict.fromkeys(job_ids)], projection=("status", "node"))
+        return {
+            need_str(item, "pk").removeprefix("JOB#"): (JobStatus(need_str(item, "status")), get_str(item, "node"))
+            for item in items
+        }
+
+    def release_cancelled(self, job_id: str, node_id: str, *, now: float) -> bool:
+        """The agent on ``node_id`` has ended a CANCELLED job: clear its node. False if not cancelled there."""
+        released = self._table.update(
+            job_key(job_id),
+            "SET #stopped_at = :now REMOVE #node",
+            condition="#status = :cancelled AND #node = :node",
+            names=attr_names("stopped_at", "node", "status"),
+            values={":now": n(now), ":cancelled": s(JobStatus.CANCELLED), ":node": s(node_id)},
+        )
+        return released is not None
+
+    def _live(self, job_ids: Sequence[str]) -> dict[str, tuple[JobStatus, str]]:
+        """The QUEUED or RUNNING ones among ``job_ids``: status and shape key."""
+        items = self._table.batch_get([job_key(i) for i in job_ids], projection=("status", "shape"))
+        live: dict[str, tuple[JobStatus, str]] = {}
+        for item in items:
+            status = JobStatus(need_str(item, "status"))
+            if status in (JobStatus.QUEUED, JobStatus.RUNNING):
+                live[need_str(item, "pk").removeprefix("JOB#")] = (status, need_str(item, "shape"))
+        return live
+
+    def _cancel_ops(
+        self, chunk: Sequence[tuple[str, tuple[JobStatus, str]]], reason: str, now: float
+    ) -> list[TransactWriteItemTypeDef]:
+        ops: list[TransactWriteItemTypeDef] = []
+        deltas: dict[str, tuple[int, int]] = {}
+        for job_id, (status, shape) in chunk:
+            ops.append(
+                self._table.update_item_op(
+                    job_key(job_id),
+                    "SET #status = :cancelled, #cancelled_at = :now, #reason = :reason",
+                    condition="#status = :was",
+                    names=attr_names("status", "cancelled_at", "reason"),
+                    values={
+                        ":cancelled": s(JobStatus.CANCELLED),
+                        ":was": s(status),
+                        ":now": n(now),
+                        ":reason": s(reason),
+                    },
+                )
+            )
+            queued, running = deltas.get(shape, (0, 0))
+            deltas[shape] = (queued - (status is JobStatus.QUEUED), running - (status is JobStatus.RUNNING))
+        for shape, (queued, running) in deltas.items():
+            ops.append(
+                self._table.update_item_op(
+                    demand_key(shape),
+                    "ADD #queued :queued, #running :running",
+                    names=attr_names("queued", "running"),
+                    values={":queued": n(queued), ":running": n(running)},
+                )
+            )
+        return ops
+
     # --- helpers --------------------------------------------------------------------------------------
+
+    def _announce(
+        self,
+        job: Job,
+        kind: FeedEventKind,
+        now: float,
+        *,
+        node: str | None = None,
+        attempt: int | None = None,
+        status: JobStatus | None = None,
+        exit_code: int | None = None,
+        reason: str | None = None,
+    ) -> list[TransactWriteItemTypeDef]:
+        """The Put announcing this transition on the job's feed, if it names one."""
+        if job.feed is None:
+            return []
+        event = FeedEvent(
+            job_id=job.id,
+            kind=kind,
+            at=now,
+            node=node,
+            attempt=attempt,
+            status=status,
+            exit_code=exit_code,
+            reason=reason,
+        )
+        return [self._table.put_item_op(feed_item(job.feed, event))]
 
     def _transition(self, *items: TransactWriteItemTypeDef) -> bool:
         """All or nothing; False when a condition no longer holds."""
@@ -380,6 +520,7 @@ class DynamoJobStore:
             exit_code=get_int(item, "exit_code"),
             output_tail=get_str(item, "output_tail"),
             reason=get_str(item, "reason"),
+            cancelled_at=get_float(item, "cancelled_at"),
         )
 
 
@@ -399,5 +540,22 @@ def _transaction_chunks(jobs: Sequence[Job]) -> Iterator[list[Job]]:
             chunk, shapes = [], set()
         chunk.append(job)
         shapes.add(job.shape)
+    if chunk:
+        yield chunk
+
+
+def _cancel_chunks(
+    live: Sequence[tuple[str, tuple[JobStatus, str]]],
+) -> Iterator[list[tuple[str, tuple[JobStatus, str]]]]:
+    """Groups whose Updates and one counter Update per distinct shape fit in one transaction."""
+    chunk: list[tuple[str, tuple[JobStatus, str]]] = []
+    shapes: set[str] = set()
+    for entry in live:
+        shape = entry[1][1]
+        if chunk and len(chunk) + 1 + len(shapes | {shape}) > TRANSACTION_LIMIT:
+            yield chunk
+            chunk, shapes = [], set()
+        chunk.append(entry)
+        shapes.add(shape)
     if chunk:
         yield chunk

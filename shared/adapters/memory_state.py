@@ -170,6 +170,31 @@ class MemoryJobStore:
             self._add(record.job.shape, queued=+1, running=-1)
             return True
 
+    def cancel_jobs(self, job_ids: Sequence[str], *, reason: str, now: float) -> dict[str, JobStatus]:
+        cancelled: dict[str, JobStatus] = {}
+        with self._lock:
+            for job_id in dict.fromkeys(job_ids):
+                record = self._records.get(job_id)
+                if record is None or record.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+                    continue
+                self._records[job_id] = replace(record, status=JobStatus.CANCELLED, cancelled_at=now, reason=reason)
+                queued = record.status is JobStatus.QUEUED
+                self._add(record.job.shape, queued=-1 if queued else 0, running=0 if queued else -1)
+                cancelled[job_id] = record.status
+        return cancelled
+
+    def statuses(self, job_ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
+        with self._lock:
+            return {i: (r.status, r.node) for i in job_ids if (r := self._records.get(i)) is not None}
+
+    def release_cancelled(self, job_id: str, node_id: str, *, now: float) -> bool:
+        with self._lock:
+            record = self._records.get(job_id)
+            if record is None or record.status is not JobStatus.CANCELLED or record.node != node_id:
+                return False
+            self._records[job_id] = replace(record, node=None)
+            return True
+
     def _running_on(self, job_id: str, node_id: str, attempt: int | None = None) -> JobRecord | None:
         record = self._records.get(job_id)
         if record is None or record.status is not JobStatus.RUNNING or record.node != node_id:

@@ -19,6 +19,9 @@ class JobStatus(enum.StrEnum):
     RUNNING = "RUNNING"  # a worker holds its message and runs it
     SUCCEEDED = "SUCCEEDED"  # done; its message is deleted
     FAILED = "FAILED"  # attempts exhausted; its message went to the dead-letter queue with the reason
+    # Its submitter withdrew it (Toil's killBatchJobs): never started again, never reported done; an agent
+    # running it ends it, then clears ``node`` on the record to say it has stopped.
+    CANCELLED = "CANCELLED"
 
 
 class NodeState(enum.StrEnum):
@@ -75,6 +78,7 @@ class JobRecord:
     exit_code: int | None = None
     output_tail: str | None = None
     reason: str | None = None  # why it failed or was requeued, last time
+    cancelled_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -46,6 +46,8 @@ class Job:
     env: Mapping[str, str] = field(default_factory=dict)
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     timeout: float | None = None  # seconds; None: no limit
+    # Where the job's start and end are announced (a Toil leader's completion feed); None: nowhere.
+    feed: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """The canonical job object (sizes in bytes, times in seconds); ``parse_job`` reads it back."""
@@ -66,6 +68,7 @@ class Job:
             "name": self.name,
             "env": dict(self.env) or None,
             "timeout": None if self.timeout is None else float(self.timeout),
+            "feed": self.feed,
         }
         out.update({k: v for k, v in optional.items() if v is not None})
         if self.max_attempts != DEFAULT_MAX_ATTEMPTS:
@@ -74,7 +77,17 @@ class Job:
 
 
 REQUIRED_FIELDS = ("id", "cores", "memory", "disk", "wall_time")
-OPTIONAL_FIELDS = ("preemptible", "accelerators", "command", "image", "name", "env", "max_attempts", "timeout")
+OPTIONAL_FIELDS = (
+    "preemptible",
+    "accelerators",
+    "command",
+    "image",
+    "name",
+    "env",
+    "max_attempts",
+    "timeout",
+    "feed",
+)
 _KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 
 
@@ -112,6 +125,7 @@ def parse_job(obj: object) -> Job:
     command = _optional_str(obj, "command")
     image = _optional_str(obj, "image")
     name = _optional_str(obj, "name")
+    feed = _optional_str(obj, "feed")
     env = obj.get("env") or {}
     if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise JobSpecError("field 'env' must be an object of string values")
@@ -129,6 +143,7 @@ def parse_job(obj: object) -> Job:
         env=env,
         max_attempts=max_attempts,
         timeout=timeout,
+        feed=feed,
     )
 
 

@@ -167,6 +167,22 @@ def placements(result: Plan) -> Iterator[Placement]:
                         start += wall
 
 
+def short_resource(shape: Shape, offers: Sequence[Offer]) -> str | None:
+    """None if some offered node can hold ``shape``; else the resource it lacks most plainly ("cores", ...).
+
+    A resource no eligible offer has enough of is named first; a shape that fits each resource somewhere
+    but all of them nowhere at once is named by its first resource.
+    """
+    markets = [o for o in offers if shape.preemptible or not o.spot]
+    if any(shape.resources.fits_in(o.usable) for o in markets):
+        return None
+    for resource in RESOURCE_NAMES:
+        wanted = getattr(shape.resources, resource)
+        if not markets or all(wanted > getattr(o.usable, resource) + 1e-9 for o in markets):
+            return resource
+    return RESOURCE_NAMES[0]
+
+
 def why_unplaceable(shape: Shape, offers: Sequence[Offer]) -> str:
     """Name the resource no offered node has enough of, and the largest offer of it."""
     markets = [o for o in offers if shape.preemptible or not o.spot]

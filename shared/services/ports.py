@@ -69,6 +69,19 @@ class JobStore(Protocol):
         """Queued and running jobs per shape: O(shapes) reads, never O(jobs)."""
         ...
 
+    def cancel_jobs(self, job_ids: Sequence[str], *, reason: str, now: float) -> dict[str, JobStatus]:
+        """QUEUED or RUNNING → CANCELLED (never started again, never reported done); each cancelled id with the
+        status it had. Settled and unknown ids are left alone. A RUNNING one keeps its node until released."""
+        ...
+
+    def statuses(self, job_ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
+        """Status and node of each id that has a record, in batched reads."""
+        ...
+
+    def release_cancelled(self, job_id: str, node_id: str, *, now: float) -> bool:
+        """The agent on ``node_id`` has ended this CANCELLED job: clear its node. False if not cancelled there."""
+        ...
+
 
 class NodeStore(Protocol):
     def put_node(self, node: NodeRecord) -> None:

@@ -55,6 +55,7 @@ class AgentSettings:
     poll_wait: int = 20  # SQS long poll, seconds
     receive_batch: int = MAX_RECEIVE_BATCH
     heartbeat_interval: float = 30.0  # node record: free resources, running jobs; the answer says "draining"
+    cancel_check_interval: float = 10.0  # one batched read of the running jobs' records: any CANCELLED?
     interruption_poll_interval: float = 5.0  # IMDS spot/instance-action; EC2 gives two minutes' notice
     retry_delay: float = 10.0  # a failed job is retried after this, doubling per attempt
     max_retry_delay: float = 600.0
@@ -97,7 +98,9 @@ class _Held:
     message: ReceivedMessage
     attempt: int
     process: JobProcess
-    claim: str | None = None  # who settles it: "agent" when its process ended, "evacuation" on interruption
+    # Who settles it: "agent" when its process ended, "evacuation" on interruption, "cancel" when its
+    # submitter withdrew it (the record says CANCELLED).
+    claim: str | None = None
 
 
 class Agent:
@@ -153,6 +156,7 @@ class Agent:
         self._keeper: threading.Thread | None = None
         self._next_visibility = 0.0
         self._next_heartbeat = 0.0
+        self._next_cancel_check = 0.0
         self._next_interruption_check = 0.0
         self._warned_no_node_record = False
 
@@ -350,6 +354,9 @@ class Agent:
             log.warning("%s; dead-lettering it", why)
             self._queue.dead_letter(message.body, reason=why, job_id=job.id)
             self._delete_now(message.receipt_handle)
+        elif existing is not None and existing.status is JobStatus.CANCELLED:
+            log.info("job %s was cancelled; deleting its message", job.id)
+            self._delete_now(message.receipt_handle)
         elif existing is not None and existing.status is JobStatus.SUCCEEDED:
             log.info("job %s has already succeeded; deleting a duplicate message", job.id)
             self._delete_now(message.receipt_handle)
@@ -377,9 +384,14 @@ class Agent:
         try:
             result = held.process.run()
             with self._lock:
-                if held.claim is not None:
-                    return  # evacuated: the job went back to the queue; its end here means nothing
-                held.claim = "agent"
+                claim = held.claim
+                if claim is None:
+                    held.claim = "agent"
+            if claim == "cancel":
+                self._settle_cancelled(held)
+                return
+            if claim is not None:
+                return  # evacuated: the job went back to the queue; its end here means nothing
             self._settle(held, result)
         except Exception:
             # Leave the message alone: it reappears after its visibility timeout and the record decides.
@@ -453,6 +465,9 @@ class Agent:
         if now >= self._next_visibility:
             self._next_visibility = now + self.settings.visibility_timeout / 3
             _guarded("extending visibility", self._extend_visibility)
+        if now >= self._next_cancel_check:
+            self._next_cancel_check = now + self.settings.cancel_check_interval
+            _guarded("checking for cancelled jobs", self._end_cancelled)
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.settings.heartbeat_interval
             _guarded("heartbeating the node", lambda: self._report(now))
@@ -503,7 +518,7 @@ class Agent:
             keeper.join(timeout=5)
 
     def _seconds_to_next_due(self) -> float:
-        due = [self._next_visibility, self._next_heartbeat]
+        due = [self._next_visibility, self._next_heartbeat, self._next_cancel_check]
         if self._interruption_check is not None:
             due.append(self._next_interruption_check)
         # Deletes that the receive loop has not flushed (it may sit in a long poll) go within a second.
@@ -545,6 +560,29 @@ class Agent:
                     self._draining = draining
                 if draining == acknowledged:
                     return
+
+    # ── cancelled jobs ──────────────────────────────────────────────────────────────────────────
+
+    def _end_cancelled(self) -> None:
+        """End the running jobs whose records say CANCELLED: one batched read for all of them."""
+        with self._lock:
+            ids = [job_id for job_id, held in self._running.items() if held.claim is None]
+        if not ids:
+            return
+        cancelled = [i for i, (status, _) in self._jobs.statuses(ids).items() if status is JobStatus.CANCELLED]
+        with self._lock:
+            victims = [held for i in cancelled if (held := self._running.get(i)) is not None and held.claim is None]
+            for held in victims:
+                held.claim = "cancel"
+        for held in victims:
+            log.info("job %s was cancelled by its submitter; ending it", held.job.id)
+            held.process.cancel()
+
+    def _settle_cancelled(self, held: _Held) -> None:
+        """Its process has ended: say so on the record (the submitter may wait for it), drop its message."""
+        if not self._jobs.release_cancelled(held.job.id, self.node_id, now=self._clock()):
+            log.warning("job %s was cancelled, but its record no longer names this node", held.job.id)
+        self._queue_delete(held.message.receipt_handle)
 
     def _send_runtimes(self) -> None:
         if self._runtimes is not None:
