@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument("--min-nodes", "--minNodes", default="", help="one number per node type (default: 0 each)")
     parser.add_argument("--max-nodes", "--maxNodes", default="", help="one number per node type (default: 4 each)")
-    parser.add_argument("--target-time", "--targetTime", default="30m", help="start every job within this (simulated)")
+    parser.add_argument("--target-time", "--targetTime", default="5m", help="start every job within this (simulated)")
     parser.add_argument(
         "--speed", type=float, default=30.0, help="the control plane's simulated seconds per real second"
     )

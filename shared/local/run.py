@@ -52,7 +52,7 @@ class LocalRunOptions:
     max_nodes: tuple[int, ...] = ()  # default: DEFAULT_MAX_NODES per node type
     cluster: str = "local"
     region: str = "us-west-2"
-    target_time: float = 1800.0  # simulated seconds
+    target_time: float = 300.0  # simulated seconds: short, so a workflow's fan-out gets several nodes
     speed: float = DEFAULT_SPEED
     boot_delay: float = 90.0  # simulated seconds
     workdir: Path = DEFAULT_OUT
