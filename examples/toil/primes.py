@@ -10,6 +10,7 @@ job asking for 1 core and 256 MiB, so the scaler packs two on an m5.large.
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def add_up(job: Job, counts: list[int]) -> int:
 
 def fan_out(job: Job, limit: int, chunks: int) -> Promise:
     bounds = [limit * i // chunks for i in range(chunks + 1)]
-    counts = [job.addChildJobFn(count_primes, lo, hi, **JOB_RESOURCES).rv() for lo, hi in zip(bounds, bounds[1:])]
+    counts = [job.addChildJobFn(count_primes, lo, hi, **JOB_RESOURCES).rv() for lo, hi in itertools.pairwise(bounds)]
     return job.addFollowOnJobFn(add_up, counts, **JOB_RESOURCES).rv()
 
 

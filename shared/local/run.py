@@ -134,15 +134,10 @@ class LocalRun(Demo):
         self.command = list(options.command)
         self.command_status: int | None = None
         self.job_timings: dict[str, float] = {}
+        self.job_times: dict[str, dict[str, float | None]] = {}  # job id → submitted/started/finished, real epoch
 
     def run_command(self) -> LocalRunResult:
         result = self.run()
-        result.report["command"] = self.command
-        result.report["command_status"] = self.command_status
-        result.report["job_timings"] = self.job_timings
-        from shared.local.report import write_json  # noqa: PLC0415 - the report is rewritten with COMMAND's part
-
-        write_json(result.report, result.report_path)
         return LocalRunResult(demo=result, command_status=self.command_status)
 
     # ---- hooks into the demo ---------------------------------------------------------------------------
@@ -195,7 +190,10 @@ class LocalRun(Demo):
 
     def _report(self, left: dict[str, list[str]], real_seconds: float) -> dict[str, object]:
         report = super()._report(left, real_seconds)
+        report["command"] = self.command
+        report["command_status"] = self.command_status
         report["job_timings"] = self.job_timings
+        report["job_times"] = self.job_times
         return report
 
     def _jobs_in_table(self) -> list[Job]:
@@ -213,6 +211,11 @@ class LocalRun(Demo):
                     continue
                 jobs.append(record.job)
                 started, finished = get_float(item, "started_at"), get_float(item, "finished_at")
+                self.job_times[record.job.id] = {
+                    "submitted": record.submitted_at,
+                    "started": None if started is None else round(self._real(started), 3),
+                    "finished": None if finished is None else round(self._real(finished), 3),
+                }
                 if started is not None:
                     starts.append(self._real(started) - record.submitted_at)
                 if started is not None and finished is not None:
