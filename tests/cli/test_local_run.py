@@ -84,8 +84,6 @@ def test_command_environment_points_the_batch_system_at_the_cluster() -> None:
 @pytest.mark.parametrize(
     ("ok", "status", "expected"), [(True, 0, 0), (True, 3, 3), (False, 0, 1), (False, 3, 1), (True, None, 1)]
 )
-def test_exit_status_is_the_commands_unless_the_run_found_a_problem(
-    ok: bool, status: int | None, expected: int
-) -> None:
+def test_exit_status_is_the_commands_unless_a_problem(ok: bool, status: int | None, expected: int) -> None:
     demo = DemoResult(report={}, report_path=Path("r"), plot_path=Path("p"), workdir=Path("w"), ok=ok)
     assert LocalRunResult(demo=demo, command_status=status).exit_status == expected
