@@ -87,10 +87,11 @@ def test_the_cwl_example_scatters_over_the_words(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_a_killed_workflow_leaves_no_job_running_and_finishes_on_restart(tmp_path: Path) -> None:
     # GIVEN a workflow of three jobs that hold until released, killed (SIGTERM to its leader) once two run,
-    # then released and restarted with --restart (tests/e2e/toil_kill_restart.py)
+    # then released and restarted with --restart (tests/e2e/toil_workflows/kill_restart.py)
 
     # WHEN that runs on the local cloud
-    code, report = local_run(tmp_path, str(BIN / "python"), str(HERE / "toil_kill_restart.py"), str(tmp_path))
+    driver_script = HERE / "toil_workflows" / "kill_restart.py"
+    code, report = local_run(tmp_path, str(BIN / "python"), str(driver_script), str(tmp_path))
     driver = json.loads((tmp_path / "driver.json").read_text())
 
     # THEN the killed jobs' processes were all gone soon after the leader, none of them finished,

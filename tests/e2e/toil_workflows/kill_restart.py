@@ -1,6 +1,6 @@
 """The COMMAND of the kill and restart test, run by ``shoal local run`` against the local cluster.
 
-1. Start ``toil_holders.py`` on ``--batchSystem shoal``; once two of its jobs have started, kill the
+1. Start ``holders.py`` on ``--batchSystem shoal``; once two of its jobs have started, kill the
    workflow as a user would (SIGTERM to the leader), and wait for the leader to exit.
 2. Watch the killed jobs' processes (their pids are in the start markers) until none is alive.
 3. Release the holders and run the workflow again with ``--restart``: it must finish.
@@ -40,7 +40,7 @@ def main() -> int:
     workdir = Path(sys.argv[1])
     markers = workdir / "markers"
     markers.mkdir(parents=True, exist_ok=True)
-    workflow = [sys.executable, str(Path(__file__).with_name("toil_holders.py")), f"file:{workdir / 'store'}",
+    workflow = [sys.executable, str(Path(__file__).with_name("holders.py")), f"file:{workdir / 'store'}",
                 "--batchSystem", "shoal", "--markers", str(markers), "--out", str(workdir / "out.txt"),
                 "--logLevel", "WARNING"]  # fmt: skip
     leader = subprocess.Popen(workflow)

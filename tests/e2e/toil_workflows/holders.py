@@ -2,7 +2,7 @@
 
 Each job writes ``started-{i}-{pid}`` in ``--markers`` as it starts, waits until ``release`` exists there,
 then writes ``done-{i}-{pid}`` and returns ``i``; a follow-on adds them up into ``--out``. Run as
-``python toil_holders.py JOBSTORE --batchSystem shoal --markers DIR --out FILE [--restart]``.
+``python holders.py JOBSTORE --batchSystem shoal --markers DIR --out FILE [--restart]``.
 """
 
 from __future__ import annotations
