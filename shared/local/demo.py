@@ -149,7 +149,7 @@ class Demo:
         self.out = out
         self.settings = cluster_settings(options)
         self.offers = offers_for(self.settings)
-        check_workload(options.jobs, self.offers, self.settings.target_time)
+        self._check_workload()
         self.workdir = options.workdir
         self.clock = SimClock(options.speed)
         self.timeline = Timeline()
@@ -171,6 +171,17 @@ class Demo:
         self.router: EventRouter
         self.nodes: LocalNodes
         self.outputs: dict[str, str] = {}
+
+    def _check_workload(self) -> None:
+        check_workload(self.options.jobs, self.offers, self.settings.target_time)
+
+    def _node_options(self) -> dict[str, Any]:
+        """Extra ``LocalNodes`` arguments (``shoal local run`` gives its jobs' environment)."""
+        return {}
+
+    def _wait_seconds(self, submitted_at: float, started_at: float) -> float:
+        """A job's queue wait: both times are simulated here (the submitter runs on the simulated clock)."""
+        return max(0.0, started_at - submitted_at)
 
     # ---- the whole run ---------------------------------------------------------------------------------
 
@@ -250,6 +261,7 @@ class Demo:
             node_storage=self.settings.node_storage,
             work_root=work_root,
             real=self.options.real,
+            **self._node_options(),
         )
         self.queue = SqsJobQueue(self.outputs["QueueUrl"], region=self.settings.region)
         # What `shoal submit` builds (ShoalClient.from_config), on the simulated clock.
@@ -415,8 +427,9 @@ class Demo:
         s = self.timeline.samples[-1]
         nodes = ", ".join(f"{name} {count}" for name, count in sorted(s.nodes.items())) or "none"
         booting = f", {s.booting} booting" if s.booting else ""
+        total = f"/{len(self.options.jobs)}" if self.options.jobs else ""  # unknown when a command submits
         self._say(
-            f"{self._stamp()} waiting {s.waiting:4d}  running {s.running:4d}  done {s.done:4d}/{len(self.options.jobs)}"
+            f"{self._stamp()} waiting {s.waiting:4d}  running {s.running:4d}  done {s.done:4d}{total}"
             f"  nodes {s.total_nodes:3d} ({nodes}{booting})"
         )
 
@@ -460,9 +473,10 @@ class Demo:
             if record.attempts > 1:
                 started_twice.append(job.id)
             if record.status is JobStatus.SUCCEEDED and record.started_at is not None:
-                waits.append(max(0.0, record.started_at - record.submitted_at))
+                waits.append(self._wait_seconds(record.submitted_at, record.started_at))
         completed = status[JobStatus.SUCCEEDED]
         failed = status[JobStatus.FAILED]
+        cancelled = status[JobStatus.CANCELLED]  # withdrawn by their submitter (Toil's killBatchJobs): not lost
         ran_twice = sorted(job_id for job_id, count in runs.items() if count > 1)
         never_ran = [job.id for job in self._submitted if runs.get(job.id, 0) == 0]
         end = self.clock.elapsed()
@@ -471,7 +485,7 @@ class Demo:
         busy = list(self.nodes.busy_terminations)
         if busy:
             self.problems.append(f"{len(busy)} nodes were terminated with jobs running: {busy}")
-        lost = len(self._submitted) - completed - failed
+        lost = len(self._submitted) - completed - failed - cancelled
         if lost:
             self.problems.append(f"{lost} jobs were lost")
         if ran_twice:
@@ -484,6 +498,7 @@ class Demo:
             "jobs_submitted": len(self._submitted),
             "jobs_completed": completed,
             "jobs_failed": failed,
+            "jobs_cancelled": cancelled,
             "jobs_lost": lost,
             "jobs_run_more_than_once": len(ran_twice),
             "jobs_started_more_than_once": len(started_twice),

@@ -112,6 +112,8 @@ class LocalNodes:
         node_storage: int,
         work_root: Path,
         real: bool = False,
+        enforce_memory: bool | None = None,
+        job_env: Mapping[str, str] | None = None,
     ) -> None:
         self.cluster = cluster
         self.endpoints = endpoints
@@ -120,6 +122,9 @@ class LocalNodes:
         self.node_storage = node_storage
         self.work_root = work_root
         self.real = real
+        # An address-space limit at a job's memory crashes some real programs (CWL tools mapping segments).
+        self.enforce_memory = real if enforce_memory is None else enforce_memory
+        self.job_env = dict(job_env or {})  # added to every job's environment (e.g. PATH for Toil's workers)
         self.executions_log = work_root / "executions.log"
         self.executions_log.touch()
         self.busy_terminations: list[str] = []  # "instance: jobs" for every node that went away with jobs running
@@ -176,7 +181,7 @@ class LocalNodes:
             empty_poll_pause=EMPTY_POLL_PAUSE,
             declined_backoff=0.5,
             kill_grace=1.0,
-            enforce_memory=self.real,
+            enforce_memory=self.enforce_memory,
         )
         agent = Agent(
             settings,
@@ -187,7 +192,7 @@ class LocalNodes:
             run_as=self._as_simulated,
             runtimes=self._runtimes,
             clock=self.clock.now,
-            base_env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work)},
+            base_env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work), **self.job_env},
         )
         thread = threading.Thread(target=agent.run, name=f"agent-{node.instance_id}", daemon=True)
         node.agent, node.thread = agent, thread

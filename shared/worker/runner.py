@@ -65,6 +65,26 @@ class RunResult:
         return f"exit code {self.exit_code}"
 
 
+def session_members(session: int, proc: Path = Path("/proc")) -> list[int]:
+    """The live processes of a session (Linux ``/proc``; none elsewhere), by the session field of their stat."""
+    members = []
+    try:
+        entries = list(proc.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text(encoding="utf-8", errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat.rpartition(")")[2].split()  # after "pid (comm)": state ppid pgrp session ...
+        if len(fields) > 3 and fields[3] == str(session) and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
 def slug(job_id: str, attempt: int) -> str:
     """A file-system and container-name safe, unique name for one attempt of one job."""
     safe = _UNSAFE_NAME_CHARS.sub("_", job_id)[:64].strip("._") or "job"
@@ -251,9 +271,14 @@ class JobProcess:
         process = self._process
         if process is None:
             return
-        # The group id is the child's pid (start_new_session); it outlives the leader while members remain.
+        # The group and session ids are the child's pid (start_new_session); they outlive the leader while
+        # members remain. The session too: a job may move its work into a process group of its own (Toil's
+        # `_toil_contained_executor` does), and signalling the group alone would leave that running.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signum)
+        for pid in session_members(process.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
 
     def _docker_kill(self) -> None:
         # Killing the `docker run` client does not stop its container; the daemon must be told.
