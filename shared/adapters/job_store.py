@@ -176,7 +176,9 @@ class DynamoJobStore:
         stored, starts = job_json(job), 0
         for _ in range(RACE_ROUNDS):
             # A record written before ``starts`` existed has none: it is at its first start as far as we know.
-            known_starts = "(#starts = :starts OR attribute_not_exists(#starts))" if starts == 0 else "#starts = :starts"
+            known_starts = (
+                "(#starts = :starts OR attribute_not_exists(#starts))" if starts == 0 else "#starts = :starts"
+            )
             job_update = self._table.update_item_op(
                 job_key(job.id),
                 "SET #status = :running, #node = :node, #started_at = :now ADD #attempts :one, #starts :one",

@@ -110,7 +110,12 @@ class MemoryJobStore:
                 return None
             start = record.starts + 1
             self._records[job.id] = replace(
-                record, status=JobStatus.RUNNING, node=node_id, started_at=now, attempts=record.attempts + 1, starts=start
+                record,
+                status=JobStatus.RUNNING,
+                node=node_id,
+                started_at=now,
+                attempts=record.attempts + 1,
+                starts=start,
             )
             self._add(record.job.shape, queued=-1, running=+1)
             return start

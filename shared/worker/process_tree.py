@@ -47,6 +47,7 @@ TOKEN_LABEL = "shoal.token"
 PROC = Path("/proc")
 _NEEDLE = f"{TOKEN_VARIABLE}=".encode()
 _POLL = 0.02  # seconds between scans while waiting for a tree to go
+_PAUSE = threading.Event()  # never set: its wait() is an interruptible sleep
 
 Match = Callable[[str], bool]
 
@@ -117,7 +118,7 @@ def end_matching(
     settle: float = 5.0,
     proc: Path = PROC,
     monotonic: Callable[[], float] = time.monotonic,
-    pause: Callable[[float], object] = threading.Event().wait,
+    pause: Callable[[float], object] = _PAUSE.wait,
 ) -> int:
     """SIGTERM every matching process, SIGKILL what is left after ``grace`` seconds, until none is left.
 

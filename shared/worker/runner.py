@@ -106,6 +106,9 @@ class Ticket:
         except (OSError, ValueError):
             return None
 
+    def output_tail(self, work_root: Path) -> str:
+        return _tail(work_root / f"{self.name}.out")
+
     def forget(self, work_root: Path) -> None:
         """Remove everything the run left in the work root."""
         shutil.rmtree(work_root / self.name, ignore_errors=True)
@@ -391,13 +394,7 @@ class JobProcess:
             )
 
     def _output_tail(self) -> str:
-        try:
-            with self.output_path.open("rb") as output:
-                size = output.seek(0, os.SEEK_END)
-                output.seek(max(0, size - OUTPUT_TAIL_BYTES))
-                return output.read(OUTPUT_TAIL_BYTES).decode("utf-8", errors="replace")
-        except OSError:
-            return ""
+        return _tail(self.output_path)
 
     def _cleanup(self) -> None:
         for suffix in (TICKET_SUFFIX, EXIT_SUFFIX, f"{EXIT_SUFFIX}.tmp"):
@@ -408,3 +405,13 @@ class JobProcess:
         shutil.rmtree(self.work_dir, ignore_errors=True)
         with contextlib.suppress(OSError):
             self.output_path.unlink()
+
+
+def _tail(path: Path) -> str:
+    try:
+        with path.open("rb") as output:
+            size = output.seek(0, os.SEEK_END)
+            output.seek(max(0, size - OUTPUT_TAIL_BYTES))
+            return output.read(OUTPUT_TAIL_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
