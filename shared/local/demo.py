@@ -48,7 +48,16 @@ from shared.local.deploy import REPO_ROOT, CdkRunner
 from shared.local.lambdas import LocalLambdas
 from shared.local.moto_server import ACCOUNT_ID, LocalCloud
 from shared.local.nodes import LIVE, InstanceView, LocalNodes, NodeEndpoints, describe_instances
-from shared.local.report import NodeSpan, Sample, Timeline, node_usage, percentile, write_json, write_plot
+from shared.local.report import (
+    NodeSpan,
+    Sample,
+    Timeline,
+    node_usage,
+    percentile,
+    starts_in_agent_log,
+    write_json,
+    write_plot,
+)
 from shared.local.router import EventRouter
 from shared.services.submit import ShoalClient
 
@@ -449,7 +458,9 @@ class Demo:
         self._runs = dict(runs)
         waits: list[float] = []
         status: Counter[str] = Counter()
-        started_twice = []
+        with (self.workdir / "agents.log").open(encoding="utf-8", errors="replace") as agent_log:
+            starts = starts_in_agent_log(agent_log)  # the agents' own account, not the records'
+        started_twice = sorted(job_id for job_id, count in starts.items() if count > 1)
         for job in self._submitted:
             record = self.job_store.get_job(job.id)
             if record is None:
@@ -457,8 +468,6 @@ class Demo:
                 continue
             self._records[job.id] = (str(record.status), record.attempts)
             status[record.status] += 1
-            if record.attempts > 1:
-                started_twice.append(job.id)
             if record.status is JobStatus.SUCCEEDED and record.started_at is not None:
                 waits.append(max(0.0, record.started_at - record.submitted_at))
         completed = status[JobStatus.SUCCEEDED]

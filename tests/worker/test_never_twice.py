@@ -185,8 +185,13 @@ def served(tmp_path: Path) -> Iterator[Served]:
         make_table(dynamodb, "shoal-state")
         table = StateTable("shoal-state", client=dynamodb)
         DynamoNodeStore(table).put_node(
-            NodeRecord(instance_id="i-crash", offer_key="c5.large", instance_type="c5.large", market=Market.SPOT,
-                       state=NodeState.ACTIVE)  # fmt: skip
+            NodeRecord(
+                instance_id="i-crash",
+                offer_key="c5.large",
+                instance_type="c5.large",
+                market=Market.SPOT,
+                state=NodeState.ACTIVE,
+            )
         )
         yield Served(cloud, sqs, queue_url, dlq_url, DynamoJobStore(table), workers_work)
     finally:
