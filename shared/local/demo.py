@@ -96,6 +96,7 @@ class DemoOptions:
     plot_path: Path | None = None  # default: workdir/demand.png
     progress_every: float = 2.0  # real seconds between progress lines; 0: none
     time_limit: float = 600.0  # real seconds the run may take once the cluster is up
+    chaos: int | None = None  # a seed: inject faults at random and check invariants (shared/local/chaos.py)
 
 
 @dataclass(slots=True)
@@ -577,6 +578,10 @@ class Demo:
 
 
 def run_demo(options: DemoOptions, out: TextIO) -> DemoResult:
+    if options.chaos is not None:
+        from shared.local.chaos import ChaosDemo  # noqa: PLC0415 (it builds on this module)
+
+        return ChaosDemo(options, out).run()
     return Demo(options, out).run()
 
 
@@ -596,6 +601,8 @@ def summary(result: DemoResult) -> list[str]:
         f"(speed {r['speed']}x); report {result.report_path}, plot {result.plot_path}",
         f"logs: {result.workdir / 'lambda.log'} (handlers), agents.log (nodes), cdk-*.log (CDK CLI)",
     ]
+    if "chaos_summary" in r:
+        lines.append(str(r["chaos_summary"]))
     return lines
 
 
