@@ -1,6 +1,7 @@
 """A seeded chaos run of the demo (``shoal demo --chaos SEED``): faults at random, invariants from witnesses.
 
-Faults, drawn from ``random.Random(seed)`` on every tick of the demo loop (rates per simulated hour):
+Faults, drawn from ``random.Random(seed)`` on every tick of the demo loop while some job runs (rates per
+simulated hour of that, each kind capped so a run cannot be crushed by them):
 
 - **agent crash**: a node's agent stops dead as on ``kill -9`` (``Agent.abandon``: no settling, its jobs'
   processes live on), and a new agent starts on the same node at once, as ``--restart on-failure`` would;
@@ -23,6 +24,10 @@ Invariants, each from a witness the job records cannot influence:
 - nothing left after teardown: the demo's own check of tagged resources.
 
 A fault is *survived* when the run ends with every invariant holding; the report says which failed.
+
+Run it slowly (``--speed 60`` or less): botocore's retry back-off after an injected error is real time, and
+at 300x one second of it is five simulated minutes without a heartbeat, which the scaler rightly reads as a
+dead node (600 s of silence) and replaces, busy or not.
 """
 
 from __future__ import annotations
@@ -42,7 +47,6 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from shared.local.demo import Demo, DemoOptions, DemoResult
 from shared.local.lambdas import Invocation
-from shared.local.nodes import InstanceView, describe_instances
 from shared.worker import process_tree
 
 log = logging.getLogger(__name__)
@@ -59,11 +63,12 @@ class LambdaKilledError(BaseException):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChaosSettings:
     seed: int
-    agent_crashes_per_hour: float = 8.0  # simulated hours
-    terminations_per_hour: float = 3.0
-    spot_interruptions_per_hour: float = 3.0
+    agent_crashes_per_hour: float = 30.0  # per simulated hour with jobs running
+    terminations_per_hour: float = 6.0
+    spot_interruptions_per_hour: float = 6.0
     aws_error_rate: float = 0.02  # of SQS and DynamoDB calls
     scaler_crash_rate: float = 0.25  # of scaling rounds
+    most: int = 5  # of each timed kind, and of scaler crashes
 
 
 class _Body:
@@ -87,6 +92,7 @@ class Chaos:
         self._pending_terminations: list[tuple[float, str]] = []
         self._last_tick: float | None = None
         self._session: Any = None
+        self.armed = False  # set once the workload runs: launching the cluster is not under test
 
     # ---- the AWS-call faults -------------------------------------------------------------------------
 
@@ -112,7 +118,7 @@ class Chaos:
                 raise LambdaKilledError("chaos: the scaling round's Lambda stopped half-way")
             self._local.calls_before_crash = calls_left - 1
         service = event_name.split(".")[1] if event_name.count(".") >= 2 else ""
-        if service not in FAULTY_SERVICES or self._draw() >= self.settings.aws_error_rate:
+        if not self.armed or service not in FAULTY_SERVICES or self._draw() >= self.settings.aws_error_rate:
             return None
         if self._draw() < 0.5:
             self.injected["aws_throttling"] += 1
@@ -130,7 +136,12 @@ class Chaos:
         """``LocalLambdas.invoke``, with some scaling rounds stopped half-way."""
 
         def invoke_with_chaos(function: str, event: object, *, trigger: str = "") -> Invocation:
-            crash = SCALER_FUNCTION in function and self._draw() < self.settings.scaler_crash_rate
+            crash = (
+                self.armed
+                and SCALER_FUNCTION in function
+                and self.injected["scaler_crash"] < self.settings.most
+                and self._draw() < self.settings.scaler_crash_rate
+            )
             self._local.calls_before_crash = 1 + int(self._draw() * 4) if crash else None
             try:
                 outcome: Invocation = invoke(function, event, trigger=trigger)
@@ -147,40 +158,38 @@ class Chaos:
 
     def tick(self, demo: ChaosDemo, now: float) -> None:
         """Draw this tick's faults (``now``: simulated seconds) and carry out terminations that are due."""
+        self.armed = True
         elapsed = 0.0 if self._last_tick is None else max(0.0, now - self._last_tick)
         self._last_tick = now
         due = [instance for at, instance in self._pending_terminations if at <= now]
         self._pending_terminations = [(at, i) for at, i in self._pending_terminations if at > now]
         if due:
             demo.terminate(due)
-        if elapsed == 0.0:
+        busy = [i for i in demo.nodes.busy_agents() if i not in self.terminated]
+        if elapsed == 0.0 or not busy:
             return
         hours = elapsed / 3600
-        s = self.settings
-        if self._draw() < s.agent_crashes_per_hour * hours:
-            busy = [i for i in demo.nodes.live_agents() if i not in self.terminated]
-            if busy:
-                instance = self._pick(busy)
-                jobs = demo.nodes.crash_and_restart(instance)
-                self.injected["agent_crash"] += 1
-                demo.say(f"chaos: killed the agent on {instance} (kill -9, {jobs} job(s) running) and restarted it")
-        if self._draw() < s.terminations_per_hour * hours:
-            live = [v.instance_id for v in demo.cluster_instances() if v.instance_id not in self.terminated]
-            if live:
-                instance = self._pick(live)
-                self.terminated.add(instance)
-                self.injected["instance_termination"] += 1
-                demo.say(f"chaos: terminating {instance}")
-                demo.terminate([instance])
-        if self._draw() < s.spot_interruptions_per_hour * hours:
-            live = [i for i in demo.nodes.live_agents() if i not in self.terminated]
-            if live:
-                instance = self._pick(live)
-                self.terminated.add(instance)
-                self.injected["spot_interruption"] += 1
-                demo.say(f"chaos: spot interruption notice for {instance}")
-                demo.spot_warning(instance)
-                self._pending_terminations.append((now + SPOT_NOTICE_SECONDS, instance))
+        s, done = self.settings, self.injected
+        if done["agent_crash"] < s.most and self._draw() < s.agent_crashes_per_hour * hours:
+            instance = self._pick(busy)
+            jobs = demo.nodes.crash_and_restart(instance)
+            self.injected["agent_crash"] += 1
+            demo.say(f"chaos: killed the agent on {instance} (kill -9, {jobs} job(s) running) and restarted it")
+            return
+        if done["instance_termination"] < s.most and self._draw() < s.terminations_per_hour * hours:
+            instance = self._pick(busy)
+            self.terminated.add(instance)
+            self.injected["instance_termination"] += 1
+            demo.say(f"chaos: terminating {instance}")
+            demo.terminate([instance])
+            return
+        if done["spot_interruption"] < s.most and self._draw() < s.spot_interruptions_per_hour * hours:
+            instance = self._pick(busy)
+            self.terminated.add(instance)
+            self.injected["spot_interruption"] += 1
+            demo.say(f"chaos: spot interruption notice for {instance}")
+            demo.spot_warning(instance)
+            self._pending_terminations.append((now + SPOT_NOTICE_SECONDS, instance))
 
     def _pick(self, choices: list[str]) -> str:
         with self._random_lock:
@@ -204,13 +213,6 @@ class ChaosDemo(Demo):
 
     def say(self, line: str) -> None:
         self._say(f"{self._stamp()} {line}")
-
-    def cluster_instances(self) -> list[InstanceView]:
-        return [
-            v
-            for v in describe_instances(self.settings.region, self._ec2)
-            if v.cluster == self.settings.name and v.state in ("pending", "running")
-        ]
 
     def terminate(self, instance_ids: list[str]) -> None:
         self._ec2.terminate_instances(InstanceIds=instance_ids)

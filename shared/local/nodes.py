@@ -171,9 +171,9 @@ class LocalNodes:
     def busy_jobs(self) -> int:
         return sum(len(n.agent.running_job_ids()) for n in self._nodes.values() if n.agent is not None)
 
-    def live_agents(self) -> list[str]:
-        """The instances whose agent runs now."""
-        return sorted(i for i, n in self._nodes.items() if n.agent is not None)
+    def busy_agents(self) -> list[str]:
+        """The instances whose agent runs jobs now."""
+        return sorted(i for i, n in self._nodes.items() if n.agent is not None and n.agent.running_job_ids())
 
     def crash_and_restart(self, instance_id: str) -> int:
         """Stop the node's agent dead, as ``kill -9`` would, and start a new one on it at once; how many jobs the
