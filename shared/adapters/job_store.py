@@ -16,13 +16,16 @@ and sends them. The marker is the submitter's alone, so confirming never contend
 job transitions. A crash between SQS and ``mark_enqueued`` makes that resubmit send a duplicate
 message, which the worker recognises (its ``start_job`` finds the job no longer QUEUED).
 
-``attempts`` counts attempts used: ``start_job`` adds one, ``requeue_job`` (interruption, drain, lost
-node: not the job's fault) gives it back.
+``attempts`` counts attempts used against ``max_attempts``: ``start_job`` adds one, ``requeue_job``
+(interruption, drain, lost node: not the job's fault) gives it back. ``starts`` counts every start and is
+never given back: it is the number a run is known by (``SHOAL_JOB_ATTEMPT``, and the ``attempt`` that
+finish and fail name), so two runs of one job never share a number, even on one node after a requeue.
 
 The worker's three transitions (start, finish, fail) are one write each, with no read first: the worker
-holds the job (from its message) and the attempt it started, and the conditions check both. ``start_job``
-guesses a first attempt; when the guess is wrong the cancelled condition returns the record as it was
-(``ReturnValuesOnConditionCheckFailure``) and the retry uses it. The start's condition also compares the
+holds the job (from its message) and the start number, and the conditions check both (a failure that uses
+up the last attempt takes a second write). ``start_job`` guesses a first start; when the guess is wrong the
+cancelled condition returns the record as it was (``ReturnValuesOnConditionCheckFailure``) and the retry
+uses it. The start's condition also compares the
 stored job with the message's, so a message that is not its record's job starts nothing, and the counter
 always moves under the record's shape.
 """
@@ -169,22 +172,26 @@ class DynamoJobStore:
     # --- transitions ----------------------------------------------------------------------------------
 
     def start_job(self, job: Job, node_id: str, now: float) -> int | None:
-        # The hot path writes once, without a read: it guesses the first attempt of the job the message
+        # The hot path writes once, without a read: it guesses the first start of the job the message
         # describes. A wrong guess fails the condition, which hands back the record, and the retry uses it.
-        stored, attempts = job_json(job), 0
+        stored, starts = job_json(job), 0
         for _ in range(RACE_ROUNDS):
+            # A record written before ``starts`` existed has none: it is at its first start as far as we know.
+            known_starts = (
+                "(#starts = :starts OR attribute_not_exists(#starts))" if starts == 0 else "#starts = :starts"
+            )
             job_update = self._table.update_item_op(
                 job_key(job.id),
-                "SET #status = :running, #node = :node, #started_at = :now ADD #attempts :one",
-                condition="#status = :queued AND #attempts = :attempts AND #job = :job",
-                names=attr_names("status", "node", "started_at", "attempts", "job"),
+                "SET #status = :running, #node = :node, #started_at = :now ADD #attempts :one, #starts :one",
+                condition=f"#status = :queued AND {known_starts} AND #job = :job",
+                names=attr_names("status", "node", "started_at", "attempts", "starts", "job"),
                 values={
                     ":running": s(JobStatus.RUNNING),
                     ":queued": s(JobStatus.QUEUED),
                     ":node": s(node_id),
                     ":now": n(now),
                     ":one": n(1),
-                    ":attempts": n(attempts),
+                    ":starts": n(starts),
                     ":job": s(stored),
                 },
                 return_old=True,
@@ -199,7 +206,7 @@ class DynamoJobStore:
             # Conditions first, the counter last: a cancelled transaction then has changed nothing even in
             # a backend that applies items in order without a rollback copy (the local cloud's patched moto).
             ops = [node_ready, job_update, self._count(job, queued=-1, running=+1)]
-            ops += self._announce(job, FeedEventKind.START, now, node=node_id, attempt=attempts + 1)
+            ops += self._announce(job, FeedEventKind.START, now, node=node_id, attempt=starts + 1)
             try:
                 self._table.transact(ops)
             except TransactionCancelledError as cancelled:
@@ -211,22 +218,22 @@ class DynamoJobStore:
                 record = self._record(old) if old is not None else self.get_job(job.id)
                 if record is None or record.status is not JobStatus.QUEUED or record.job != job:
                     return None  # taken, settled, unknown, or the message is not this record's job
-                stored, attempts = need_str(old, "job") if old is not None else job_json(record.job), record.attempts
+                stored, starts = need_str(old, "job") if old is not None else job_json(record.job), record.starts
                 continue
-            return attempts + 1
+            return starts + 1
         return None
 
     def finish_job(self, job: Job, node_id: str, *, attempt: int, exit_code: int, output_tail: str, now: float) -> bool:
         job_update = self._table.update_item_op(
             job_key(job.id),
             "SET #status = :succeeded, #finished_at = :now, #exit_code = :exit_code, #output_tail = :tail",
-            condition="#status = :running AND #node = :node AND #attempts = :attempt",
-            names=attr_names("status", "finished_at", "exit_code", "output_tail", "node", "attempts"),
+            condition="#status = :running AND #node = :node AND #starts = :start",
+            names=attr_names("status", "finished_at", "exit_code", "output_tail", "node", "starts"),
             values={
                 ":succeeded": s(JobStatus.SUCCEEDED),
                 ":running": s(JobStatus.RUNNING),
                 ":node": s(node_id),
-                ":attempt": n(attempt),
+                ":start": n(attempt),
                 ":now": n(now),
                 ":exit_code": n(exit_code),
                 ":tail": s(output_tail[-OUTPUT_TAIL_LIMIT:]),
@@ -246,13 +253,44 @@ class DynamoJobStore:
         output_tail: str,
         now: float,
     ) -> JobStatus | None:
-        retry = attempt < job.max_attempts
-        new_status = JobStatus.QUEUED if retry else JobStatus.FAILED
+        # First as a retry, on condition that attempts remain; when none do, the record comes back and a
+        # second write fails the job for good.
+        retry = self._fail_op(job, node_id, start=attempt, retry=True, reason=reason, exit_code=exit_code,
+                              output_tail=output_tail, now=now)  # fmt: skip
+        try:
+            self._table.transact([retry, self._count(job, queued=+1, running=-1)])
+        except TransactionCancelledError as cancelled:
+            if not cancelled.condition_failed:
+                raise
+            old = cancelled.items[0]
+            if old is None or get_str(old, "status") != JobStatus.RUNNING or get_str(old, "node") != node_id:
+                return None
+            if get_int(old, "starts") != attempt:
+                return None
+        else:
+            return JobStatus.QUEUED
+        final = self._fail_op(job, node_id, start=attempt, retry=False, reason=reason, exit_code=exit_code,
+                              output_tail=output_tail, now=now)  # fmt: skip
+        announce = self._announce(job, FeedEventKind.END, now, status=JobStatus.FAILED, exit_code=exit_code, reason=reason)
+        return JobStatus.FAILED if self._transition(final, self._count(job, running=-1), *announce) else None
+
+    def _fail_op(
+        self,
+        job: Job,
+        node_id: str,
+        *,
+        start: int,
+        retry: bool,
+        reason: str,
+        exit_code: int | None,
+        output_tail: str,
+        now: float,
+    ) -> TransactWriteItemTypeDef:
         values = {
-            ":new": s(new_status),
+            ":new": s(JobStatus.QUEUED if retry else JobStatus.FAILED),
             ":running": s(JobStatus.RUNNING),
             ":node": s(node_id),
-            ":attempt": n(attempt),
+            ":start": n(start),
             ":now": n(now),
             ":reason": s(reason),
             ":tail": s(output_tail[-OUTPUT_TAIL_LIMIT:]),
@@ -261,24 +299,22 @@ class DynamoJobStore:
         if exit_code is not None:
             expression += ", #exit_code = :exit_code"
             values[":exit_code"] = n(exit_code)
+        condition = "#status = :running AND #node = :node AND #starts = :start"
         if retry:
             expression += " REMOVE #node" + ("" if exit_code is not None else ", #exit_code")
+            condition += " AND #attempts < :max_attempts"
+            values[":max_attempts"] = n(job.max_attempts)
         elif exit_code is None:
             expression += " REMOVE #exit_code"
-        job_update = self._table.update_item_op(
+        return self._table.update_item_op(
             job_key(job.id),
             expression,
-            condition="#status = :running AND #node = :node AND #attempts = :attempt",
-            names=attr_names("status", "finished_at", "reason", "output_tail", "exit_code", "node", "attempts"),
+            condition=condition,
+            names=attr_names("status", "finished_at", "reason", "output_tail", "exit_code", "node", "starts")
+            | (attr_names("attempts") if retry else {}),
             values=values,
+            return_old=retry,
         )
-        count = self._count(job, queued=+1, running=-1) if retry else self._count(job, running=-1)
-        announce = (
-            []
-            if retry
-            else self._announce(job, FeedEventKind.END, now, status=new_status, exit_code=exit_code, reason=reason)
-        )
-        return new_status if self._transition(job_update, count, *announce) else None
 
     def requeue_job(self, job_id: str, node_id: str, *, reason: str, now: float) -> bool:
         record = self.get_job(job_id)
@@ -461,6 +497,7 @@ class DynamoJobStore:
                 **job_key(job.id),
                 "status": s(JobStatus.QUEUED),
                 "attempts": n(0),
+                "starts": n(0),
                 "submitted_at": n(now),
                 "job": s(job_json(job)),
                 "shape": s(key_of_shape),
@@ -513,6 +550,7 @@ class DynamoJobStore:
             job=job,
             status=JobStatus(need_str(item, "status")),
             attempts=get_int(item, "attempts") or 0,
+            starts=get_int(item, "starts") or 0,
             node=get_str(item, "node"),
             submitted_at=get_float(item, "submitted_at") or 0.0,
             started_at=get_float(item, "started_at"),

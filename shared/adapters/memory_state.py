@@ -108,12 +108,17 @@ class MemoryJobStore:
             record = self._records.get(job.id)
             if record is None or record.status is not JobStatus.QUEUED or record.job != job:
                 return None
-            attempt = record.attempts + 1
+            start = record.starts + 1
             self._records[job.id] = replace(
-                record, status=JobStatus.RUNNING, node=node_id, started_at=now, attempts=attempt
+                record,
+                status=JobStatus.RUNNING,
+                node=node_id,
+                started_at=now,
+                attempts=record.attempts + 1,
+                starts=start,
             )
             self._add(record.job.shape, queued=-1, running=+1)
-            return attempt
+            return start
 
     def finish_job(self, job: Job, node_id: str, *, attempt: int, exit_code: int, output_tail: str, now: float) -> bool:
         with self._lock:
@@ -145,7 +150,7 @@ class MemoryJobStore:
             record = self._running_on(job.id, node_id, attempt)
             if record is None:
                 return None
-            retry = attempt < job.max_attempts
+            retry = record.attempts < job.max_attempts
             status = JobStatus.QUEUED if retry else JobStatus.FAILED
             self._records[job.id] = replace(
                 record,
@@ -199,7 +204,7 @@ class MemoryJobStore:
         record = self._records.get(job_id)
         if record is None or record.status is not JobStatus.RUNNING or record.node != node_id:
             return None
-        return record if attempt is None or record.attempts == attempt else None
+        return record if attempt is None or record.starts == attempt else None
 
     def _add(self, shape: Shape, *, queued: int = 0, running: int = 0) -> None:
         key = shape_key(shape)

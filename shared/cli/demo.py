@@ -55,6 +55,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--plot", type=Path, help="the PNG plot (default: OUT/demand.png)")
     parser.add_argument("--time-limit", type=float, default=600.0, help="real seconds the workload may take")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.add_argument(
+        "--chaos", type=int, metavar="SEED", help="inject faults at random from SEED and check invariants"
+    )
     parser.set_defaults(run=run)
 
 
@@ -90,6 +93,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
             plot_path=args.plot,
             progress_every=0.0 if args.quiet else 2.0,
             time_limit=args.time_limit,
+            chaos=args.chaos,
         )
         result = run_demo(options, out)
     except (JobsFileError, SettingsError, ValueError) as error:

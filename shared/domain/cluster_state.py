@@ -70,7 +70,8 @@ def shape_from_key(key: str) -> Shape:
 class JobRecord:
     job: Job
     status: JobStatus
-    attempts: int = 0  # how many times a worker started it
+    attempts: int = 0  # attempts charged against max_attempts: starts, less those given back (requeue_job)
+    starts: int = 0  # every start by a worker, also those given back; SHOAL_JOB_ATTEMPT is this number
     node: str | None = None  # instance id while RUNNING
     submitted_at: float = 0.0
     started_at: float | None = None

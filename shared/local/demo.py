@@ -48,7 +48,16 @@ from shared.local.deploy import REPO_ROOT, CdkRunner
 from shared.local.lambdas import LocalLambdas
 from shared.local.moto_server import ACCOUNT_ID, LocalCloud
 from shared.local.nodes import LIVE, InstanceView, LocalNodes, NodeEndpoints, describe_instances
-from shared.local.report import NodeSpan, Sample, Timeline, node_usage, percentile, write_json, write_plot
+from shared.local.report import (
+    NodeSpan,
+    Sample,
+    Timeline,
+    node_usage,
+    percentile,
+    starts_in_agent_log,
+    write_json,
+    write_plot,
+)
 from shared.local.router import EventRouter
 from shared.services.submit import ShoalClient
 
@@ -87,6 +96,7 @@ class DemoOptions:
     plot_path: Path | None = None  # default: workdir/demand.png
     progress_every: float = 2.0  # real seconds between progress lines; 0: none
     time_limit: float = 600.0  # real seconds the run may take once the cluster is up
+    chaos: int | None = None  # a seed: inject faults at random and check invariants (shared/local/chaos.py)
 
 
 @dataclass(slots=True)
@@ -462,7 +472,9 @@ class Demo:
         self._runs = dict(runs)
         waits: list[float] = []
         status: Counter[str] = Counter()
-        started_twice = []
+        with (self.workdir / "agents.log").open(encoding="utf-8", errors="replace") as agent_log:
+            starts = starts_in_agent_log(agent_log)  # the agents' own account, not the records'
+        started_twice = sorted(job_id for job_id, count in starts.items() if count > 1)
         for job in self._submitted:
             record = self.job_store.get_job(job.id)
             if record is None:
@@ -470,8 +482,6 @@ class Demo:
                 continue
             self._records[job.id] = (str(record.status), record.attempts)
             status[record.status] += 1
-            if record.attempts > 1:
-                started_twice.append(job.id)
             if record.status is JobStatus.SUCCEEDED and record.started_at is not None:
                 waits.append(self._wait_seconds(record.submitted_at, record.started_at))
         completed = status[JobStatus.SUCCEEDED]
@@ -583,6 +593,10 @@ class Demo:
 
 
 def run_demo(options: DemoOptions, out: TextIO) -> DemoResult:
+    if options.chaos is not None:
+        from shared.local.chaos import ChaosDemo  # noqa: PLC0415 (it builds on this module)
+
+        return ChaosDemo(options, out).run()
     return Demo(options, out).run()
 
 
@@ -602,6 +616,8 @@ def summary(result: DemoResult) -> list[str]:
         f"(speed {r['speed']}x); report {result.report_path}, plot {result.plot_path}",
         f"logs: {result.workdir / 'lambda.log'} (handlers), agents.log (nodes), cdk-*.log (CDK CLI)",
     ]
+    if "chaos_summary" in r:
+        lines.append(str(r["chaos_summary"]))
     return lines
 
 

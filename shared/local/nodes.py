@@ -5,16 +5,22 @@ after a simulated boot delay, a ``shared.worker.Agent`` thread configured as the
 that instance type: its capacity is the catalog's usable capacity, its node id the instance id, and it
 talks to the deployed queue and table. Jobs run as real processes: ``sleep`` for their simulated
 duration (``wall_time / speed``), or their own command with ``real=True``. Each successful execution
-appends the job id to ``executions.log``, an independent witness of how often each job really ran.
+appends the job id to ``executions.log``, an independent witness of how often each job really ran, and
+every run holds an ``flock`` on its job's lock file in all its processes; a copy that finds it taken (two
+copies at once) appends the job id to ``overlaps.log``.
 When the instance stops or terminates, the agent gets SIGTERM's treatment (``request_interrupt``): no
-new jobs, running ones back to the queue, as the container would on shutdown.
+new jobs, running ones back to the queue, as the container would on shutdown. Then whatever still
+carries the node's job token is recorded in ``left_behind`` and ended, as the instance's end would.
+``crash_and_restart`` stops a node's agent as ``kill -9`` would and starts a new one on the node at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shlex
+import shutil
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -33,6 +39,7 @@ from shared.domain.catalog import instance_type
 from shared.domain.jobs import Job
 from shared.local.clock import SimClock
 from shared.services.job_message import decode_job_message
+from shared.worker import process_tree
 from shared.worker.agent import Agent, AgentSettings
 
 log = logging.getLogger(__name__)
@@ -89,6 +96,7 @@ class _Node:
     ready_at: float  # simulated time the agent starts (boot delay)
     agent: Agent | None = None
     thread: threading.Thread | None = None
+    owner: str = ""  # its agents' job-token prefix
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,6 +135,13 @@ class LocalNodes:
         self.job_env = dict(job_env or {})  # added to every job's environment (e.g. PATH for Toil's workers)
         self.executions_log = work_root / "executions.log"
         self.executions_log.touch()
+        self.overlaps_log = work_root / "overlaps.log"
+        self.overlaps_log.touch()
+        self._locks = work_root / "locks"
+        self._locks.mkdir(exist_ok=True)
+        self._flock = shutil.which("flock")
+        self.left_behind: list[str] = []  # "instance: N process(es)" still running after its agent stopped
+        self.owners: set[str] = set()
         self.busy_terminations: list[str] = []  # "instance: jobs" for every node that went away with jobs running
         self.agents_started = 0
         self._nodes: dict[str, _Node] = {}
@@ -161,6 +176,31 @@ class LocalNodes:
     def busy_jobs(self) -> int:
         return sum(len(n.agent.running_job_ids()) for n in self._nodes.values() if n.agent is not None)
 
+    def busy_agents(self) -> list[str]:
+        """The instances whose agent runs jobs now."""
+        return sorted(i for i, n in self._nodes.items() if n.agent is not None and n.agent.running_job_ids())
+
+    def crash_and_restart(self, instance_id: str) -> int:
+        """Stop the node's agent dead, as ``kill -9`` would, and start a new one on it at once; how many jobs the
+        dead agent was running (its processes live on, for the new agent to find)."""
+        node = self._nodes.get(instance_id)
+        if node is None or node.agent is None:
+            return 0
+        running = len(node.agent.running_job_ids())
+        node.agent.abandon()
+        if node.thread is not None:
+            node.thread.join(timeout=15)  # its receive loop has stopped: nothing more starts from it
+        self._start(node)
+        return running
+
+    def interrupt(self, instance_id: str, reason: str) -> bool:
+        """Tell the node's agent what its spot watch would; False if it has no agent."""
+        node = self._nodes.get(instance_id)
+        if node is None or node.agent is None:
+            return False
+        node.agent.request_interrupt(reason)
+        return True
+
     def stop_all(self) -> None:
         for node in list(self._nodes.values()):
             self._shut_down(node, "the local cloud is stopping", record=False)
@@ -171,6 +211,8 @@ class LocalNodes:
     def _start(self, node: _Node) -> None:
         work = self.work_root / node.instance_id
         work.mkdir(parents=True, exist_ok=True)
+        node.owner = process_tree.owner_of(node.instance_id, work)
+        self.owners.add(node.owner)
         settings = AgentSettings(
             node_id=node.instance_id,
             capacity=instance_type(node.instance_type).usable(self.node_storage),
@@ -208,13 +250,24 @@ class LocalNodes:
         node.agent.request_interrupt(f"SIGTERM: {reason}")
         if node.thread is not None:
             node.thread.join(timeout=15)
+        # The instance is gone, and so is every process on it; anything of its jobs still running is a leak.
+        left = len(process_tree.scan(process_tree.owned_by(node.owner)))
+        if left:
+            self.left_behind.append(f"{node.instance_id}: {left} process(es)")
+            process_tree.end_matching(process_tree.owned_by(node.owner), grace=0.0)
 
     def _as_simulated(self, job: Job) -> Job:
         """The job as the appliance would run it: its simulated duration, or its own command with ``real``."""
         witness = f'echo "$SHOAL_JOB_ID" >> {shlex.quote(str(self.executions_log))}'
+        lock = ""
+        if self._flock is not None:
+            # Every process of the run inherits fd 9, so the lock is held until the whole tree is gone.
+            path = self._locks / hashlib.sha256(job.id.encode()).hexdigest()[:24]
+            overlaps = shlex.quote(str(self.overlaps_log))
+            lock = f'exec 9>>{shlex.quote(str(path))}; {self._flock} -n 9 || echo "$SHOAL_JOB_ID" >> {overlaps}; '
         if self.real and (job.command is not None or job.image is not None):
-            command = f"( {job.command} ) && {witness}" if job.command is not None and job.image is None else None
+            command = f"{lock}( {job.command} ) && {witness}" if job.command is not None and job.image is None else None
             return job if command is None else replace(job, command=command)
         seconds = self.clock.real_seconds(job.shape.wall_time)
         timeout = None if job.timeout is None else self.clock.real_seconds(job.timeout)
-        return replace(job, command=f"sleep {seconds:.3f} && {witness}", image=None, timeout=timeout)
+        return replace(job, command=f"{lock}sleep {seconds:.3f} && {witness}", image=None, timeout=timeout)

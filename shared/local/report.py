@@ -1,14 +1,19 @@
 """The demo's report: a JSON document and a PNG of demand against nodes over simulated time.
 
-Building the numbers is pure (``percentile``, ``node_usage``); ``write_plot`` uses matplotlib's Agg
-backend, so no display is needed.
+Building the numbers is pure (``percentile``, ``node_usage``, ``starts_in_agent_log``); ``write_plot`` uses
+matplotlib's Agg backend, so no display is needed.
+
+How often a job started is counted from the agents' log, not from the job records: a record gives an
+attempt back when its job is requeued (interruption, drain, restart), so it cannot witness its own starts.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +33,21 @@ REQUIRED_KEYS = (
     "resources_left_after_teardown",
     "decisions",
 )
+
+
+# What the agent logs as it starts a job (shared.worker.agent: "job %s started (attempt %d)"); older agents
+# wrote "(attempt N of M)".
+_STARTED = re.compile(r" job (?P<job_id>.+) started \(attempt (?P<attempt>\d+)(?: of \d+)?\)$")
+
+
+def starts_in_agent_log(lines: Iterable[str]) -> Counter[str]:
+    """Job id → how many times an agent started it, from the agents' log lines."""
+    starts: Counter[str] = Counter()
+    for line in lines:
+        match = _STARTED.search(line.rstrip("\n"))
+        if match is not None:
+            starts[match["job_id"]] += 1
+    return starts
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

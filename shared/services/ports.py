@@ -36,7 +36,8 @@ class JobStore(Protocol):
     def get_job(self, job_id: str) -> JobRecord | None: ...
 
     def start_job(self, job: Job, node_id: str, now: float) -> int | None:
-        """QUEUED → RUNNING on ``node_id``; returns the attempt now running (1 for the first).
+        """QUEUED → RUNNING on ``node_id``; returns the number of this start (1 for the first, one more for every
+        start after, also after a ``requeue_job``): finish and fail name the run by it.
 
         None if the job is not QUEUED (taken or settled), has no record, its record holds a different job,
         or the node is draining.
@@ -58,11 +59,13 @@ class JobStore(Protocol):
         output_tail: str,
         now: float,
     ) -> JobStatus | None:
-        """RUNNING → QUEUED if attempts remain, else FAILED. The new status; None if not running there."""
+        """RUNNING (start ``attempt``) → QUEUED if attempts remain, else FAILED. The new status; None if that
+        start is not running there."""
         ...
 
     def requeue_job(self, job_id: str, node_id: str, *, reason: str, now: float) -> bool:
-        """RUNNING on ``node_id`` → QUEUED without using up an attempt (interruption, drain, lost node)."""
+        """RUNNING on ``node_id`` → QUEUED without using up an attempt (interruption, drain, lost node); the start
+        still counts in ``starts``."""
         ...
 
     def demand(self) -> dict[Shape, DemandCount]:

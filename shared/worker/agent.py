@@ -5,6 +5,11 @@ has recorded the job's end (success, or failure sent to the dead-letter queue). 
 between, the message comes back, and the job record decides: a settled job's duplicate is deleted, a
 queued one runs, one still running elsewhere waits.
 
+"Never twice at once" rests on two more: a job goes back to the queue (evacuation) only once its whole
+process tree is gone (``JobProcess.wait_ended``), and an agent, before it takes any job, ends whatever an
+earlier agent of its node left running and settles those jobs (``recover``): a finished run's exit status
+is adopted, an unfinished one is ended and its job requeued. Every start has its own number.
+
 Threads: the caller's thread runs ``run()`` (receive → decide → start); each job runs in its own
 thread that waits on its process and settles it; a keeper thread does the timed work (``tick``):
 visibility heartbeat, node heartbeat, interruption watch, evacuation. Tests drive ``step`` and
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -26,9 +32,10 @@ from shared.domain.cluster_state import JobStatus, NodeState
 from shared.domain.jobs import Job
 from shared.domain.resources import Resources
 from shared.services.ports import JobStore, NodeStore
+from shared.worker import process_tree
 from shared.worker.capacity import CapacityLedger, Fit, shortfall
 from shared.worker.protocols import ReceivedMessage, RuntimeRecorder, WorkerQueue
-from shared.worker.runner import JobProcess, RunResult
+from shared.worker.runner import SETTLE_SECONDS, JobProcess, RunResult, Ticket, read_tickets
 from shared.worker.runtime_tally import RuntimeTally
 
 log = logging.getLogger(__name__)
@@ -44,6 +51,10 @@ RECYCLE_AFTER_RECEIVES = 100
 
 class AgentSettingsError(ValueError):
     """An agent setting out of range; names the setting."""
+
+
+class AgentRecoveryError(RuntimeError):
+    """What an earlier agent of this node left running could not be ended; taking jobs could run them twice."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,6 +128,7 @@ class Agent:
         clock: Callable[[], float] = time.time,
         base_env: Mapping[str, str] | None = None,
         run_as: Callable[[Job], Job] | None = None,
+        docker: str = "docker",
     ) -> None:
         """``decode`` turns a message body into a ``Job`` or raises ``ValueError`` saying why it cannot.
 
@@ -135,6 +147,9 @@ class Agent:
         self._clock = clock
         self._base_env = base_env
         self._run_as = run_as
+        self._docker = docker
+        # Every job this node's agents start carries this in its token: how a successor finds what we leave.
+        self._owner = process_tree.owner_of(settings.node_id, settings.work_root)
 
         self._ledger = CapacityLedger(settings.capacity)
         self._running: dict[str, _Held] = {}
@@ -159,6 +174,7 @@ class Agent:
         self._next_cancel_check = 0.0
         self._next_interruption_check = 0.0
         self._warned_no_node_record = False
+        self._abandoned = False
 
     # ── what callers see ────────────────────────────────────────────────────────────────────────
 
@@ -183,7 +199,11 @@ class Agent:
             return self._ledger.free()
 
     def run(self) -> None:
-        """Take and run jobs until ``stop()`` (running jobs finish first) or an interruption (they go back)."""
+        """Take and run jobs until ``stop()`` (running jobs finish first) or an interruption (they go back).
+
+        First ``recover()``: nothing an earlier agent of this node left behind may run beside our jobs.
+        """
+        self.recover()
         self.tick()
         self._keeper = threading.Thread(target=self._keep, name="shoal-keeper", daemon=True)
         self._keeper.start()
@@ -198,10 +218,13 @@ class Agent:
                     log.exception("receiving jobs failed; trying again shortly")
                     self._stopping.wait(timeout=1.0)
         finally:
+            if self._abandoned:
+                self._stop_keeper()
+                return  # noqa: B012 (a crash: nothing more is done, whatever was raised)
             reason = self._interrupt_reason
             if reason is not None:
                 self._wake.set()
-                if not self._evacuated.wait(timeout=10):
+                if not self._evacuated.wait(timeout=self.settings.kill_grace + SETTLE_SECONDS + 10):
                     self.evacuate(reason)  # the keeper is stuck (a hung call): do it from here
             self.wait_idle()
             self._flush_deletes()
@@ -214,6 +237,84 @@ class Agent:
         self._stopping.set()
         with self._settled:
             self._settled.notify_all()
+
+    def abandon(self) -> None:
+        """Stop dead, as the process would on ``kill -9``: no settling, no messages returned, no heartbeat, and
+        the jobs' processes left running with their tickets. For chaos runs in the local cloud, whose agents are
+        threads; the next agent of the node must then ``recover`` exactly as after a real crash."""
+        self._abandoned = True
+        self._stopping.set()
+        with self._settled:
+            for held in self._running.values():
+                held.process.abandon()
+            self._settled.notify_all()
+        self._wake.set()
+
+    def recover(self) -> None:
+        """Before taking any job: end what an earlier agent of this node left running, and settle its jobs.
+
+        Its processes (found by their token) and containers (by label) are ended first, so nothing of it runs
+        on. Then each run it left a ticket for, if its record still says it runs here in that start: a run that
+        finished by itself (its exit file) is settled with that status, one that did not is requeued (the
+        start still counts in ``starts``); the messages the predecessor held are made visible again at once.
+        Raises ``AgentRecoveryError`` if some process would not die.
+        """
+        left = process_tree.end_matching(
+            process_tree.owned_by(self._owner), grace=self.settings.kill_grace, settle=SETTLE_SECONDS
+        )
+        if left:
+            raise AgentRecoveryError(
+                f"{left} process(es) left by an earlier agent of node {self.node_id} would not die; "
+                "taking jobs now could run them twice"
+            )
+        if shutil.which(self._docker):
+            removed = process_tree.remove_containers(self._owner, label=process_tree.OWNER_LABEL, docker=self._docker)
+            if removed:
+                log.warning("removed %d container(s) an earlier agent of node %s left running", removed, self.node_id)
+        tickets = read_tickets(self.settings.work_root)
+        if not tickets:
+            return
+        settled = [ticket.job_id for ticket in tickets if self._settle_predecessors(ticket)]
+        node = _guarded("reading the node record", lambda: self._nodes.get_node(self.node_id))
+        held = {} if node is None else dict(node.running_jobs)
+        receipts = [held[job_id] for job_id in settled if job_id in held]
+        if receipts:
+            _guarded("returning messages", lambda: self._queue.change_visibility(receipts, 0))
+
+    def _settle_predecessors(self, ticket: Ticket) -> bool:
+        """Settle one run an earlier agent left; True if its record changed."""
+        work_root, now = self.settings.work_root, self._clock()
+        try:
+            record = self._jobs.get_job(ticket.job_id)
+            if (
+                record is None
+                or record.status is not JobStatus.RUNNING
+                or record.node != self.node_id
+                or record.starts != ticket.attempt
+            ):
+                return False
+            status = ticket.exit_status(work_root)
+            job, tail = record.job, ticket.output_tail(work_root)
+            if status == 0:
+                log.warning("job %s finished (attempt %d) while no agent watched it; adopting its success",
+                            job.id, ticket.attempt)  # fmt: skip
+                return self._jobs.finish_job(
+                    job, self.node_id, attempt=ticket.attempt, exit_code=0, output_tail=tail, now=now
+                )
+            if status is not None:
+                reason = f"exit code {status} (it ended while no agent watched it)"
+                log.warning("job %s failed (attempt %d) while no agent watched it: %s", job.id, ticket.attempt, reason)
+                return self._jobs.fail_job(
+                    job, self.node_id, attempt=ticket.attempt, reason=reason, exit_code=status, output_tail=tail,
+                    now=now,
+                ) is not None  # fmt: skip
+            log.warning("job %s (attempt %d) was running when the agent stopped; its run was ended, requeueing it",
+                        job.id, ticket.attempt)  # fmt: skip
+            return self._jobs.requeue_job(
+                job.id, self.node_id, reason="the agent restarted while it ran; that run was ended", now=now
+            )
+        finally:
+            ticket.forget(work_root)
 
     def request_interrupt(self, reason: str) -> None:
         """Ask for an evacuation (SIGTERM, spot notice). Safe in a signal handler: it takes no lock."""
@@ -315,6 +416,8 @@ class Agent:
                 enforce_memory=self.settings.enforce_memory,
                 kill_grace=self.settings.kill_grace,
                 keep_work_dir=self.settings.keep_work_dirs,
+                docker=self._docker,
+                owner=self._owner,
             )
             held = _Held(job=job, message=message, attempt=attempt, process=process)
             thread = threading.Thread(target=self._run_job, args=(held,), name=f"job-{job.id}", daemon=True)
@@ -322,7 +425,8 @@ class Agent:
                 self._running[job.id] = held
                 self._threads.add(thread)
             thread.start()
-        log.info("job %s started (attempt %d of %d)", job.id, attempt, job.max_attempts)
+        # The demo's witness of how often a job really started reads this line (shared/local/report.py).
+        log.info("job %s started (attempt %d)", job.id, attempt)
         return Outcome.STARTED
 
     def _start(self, job: Job, message: ReceivedMessage) -> int | None:
@@ -384,6 +488,8 @@ class Agent:
         try:
             result = held.process.run()
             with self._lock:
+                if self._abandoned:
+                    return  # a simulated crash: nobody settles anything
                 claim = held.claim
                 if claim is None:
                     held.claim = "agent"
@@ -451,7 +557,7 @@ class Agent:
     def tick(self, now: float | None = None) -> None:
         """Do whatever timed work is due at ``now``: evacuate, watch for interruption, heartbeats, deletes."""
         now = self._clock() if now is None else now
-        if self._evacuated.is_set():
+        if self._evacuated.is_set() or self._abandoned:
             return
         if self._interrupt_reason is not None:
             self.evacuate(self._interrupt_reason)
@@ -488,13 +594,22 @@ class Agent:
         log.warning("evacuating %d job(s): %s", len(victims), reason)
         for held in victims:
             held.process.cancel()
-        now = self._clock()
+        # A job goes back only once its whole tree is gone: a copy started elsewhere must never overlap it.
+        deadline = time.monotonic() + self.settings.kill_grace + SETTLE_SECONDS + 1
+        gone = []
         for held in victims:
+            if held.process.wait_ended(timeout=max(0.0, deadline - time.monotonic())):
+                gone.append(held)
+            else:
+                log.error("job %s: its processes would not die; leaving it RUNNING here (the scaler requeues the "
+                          "jobs of a lost node)", held.job.id)  # fmt: skip
+        now = self._clock()
+        for held in gone:
             try:
                 self._jobs.requeue_job(held.job.id, self.node_id, reason=reason, now=now)
             except Exception:
                 log.exception("requeueing job %s failed; the scaler requeues the jobs of a lost node", held.job.id)
-        receipts = [held.message.receipt_handle for held in victims]
+        receipts = [held.message.receipt_handle for held in gone]
         if receipts:
             failed = _guarded("returning messages", lambda: self._queue.change_visibility(receipts, 0))
             if failed:
@@ -506,7 +621,7 @@ class Agent:
             self._settled.notify_all()
 
     def _keep(self) -> None:
-        while not self._evacuated.is_set() and self._keeper is not None:
+        while not self._evacuated.is_set() and self._keeper is not None and not self._abandoned:
             self._wake.clear()
             self.tick()
             self._wake.wait(timeout=self._seconds_to_next_due())

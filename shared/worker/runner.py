@@ -1,8 +1,18 @@
 """Running one job's command as a real process: a fresh working directory, limits, timeout, output tail.
 
-A job runs as ``sh -c COMMAND`` in its own process group (so a timeout or an interruption kills the
-whole tree), or as ``docker run --rm ... IMAGE sh -c COMMAND`` when it names an image. Output goes to
-a file beside its working directory; the record keeps only the last ``OUTPUT_TAIL_BYTES``.
+A job runs as ``sh -c COMMAND`` in its own session, or as ``docker run --rm ... IMAGE sh -c COMMAND``
+when it names an image. Output goes to a file beside its working directory; the record keeps only the
+last ``OUTPUT_TAIL_BYTES``.
+
+A job's whole tree ends with it: every process it starts carries its ``SHOAL_JOB_TOKEN`` (see
+``process_tree``), so when its first process ends, on a timeout and on ``cancel()``, whatever else still
+carries the token is ended too (background children, and daemons that ``setsid`` took out of the
+session), and a container it runs in is removed by name. ``run()`` returns only once they are gone.
+
+So that an agent restarted after a crash (``kill -9``) knows what its predecessor was running, each run
+leaves two small files beside its working directory while it lives: ``NAME.ticket`` (job id, attempt,
+token), written before the process starts, and ``NAME.exit``, which a wrapper shell writes with the
+exit status when the job's command ends, whether or not an agent is still watching (``Ticket``).
 
 Limits: memory is enforced for ``sh`` jobs with ``ulimit -v`` (``setrlimit(RLIMIT_AS)``) set by a
 wrapper shell rather than ``preexec_fn``, which is unsafe in a threaded agent; cores are advisory
@@ -13,6 +23,7 @@ wrapper shell rather than ``preexec_fn``, which is unsafe in a threaded agent; c
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -28,6 +39,8 @@ from pathlib import Path
 
 from shared.domain.jobs import Job
 from shared.domain.units import MiB
+from shared.worker import process_tree
+from shared.worker.process_tree import TOKEN_VARIABLE
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +50,15 @@ MIN_MEMORY_LIMIT = 64 * MiB
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 # The wrapper sets the address-space limit, then replaces itself with the job's shell.
 _LIMIT_WRAPPER = 'ulimit -v "$1" || exit 125; exec sh -c "$2"'
+# Runs the job's argv, writes its exit status to a file (atomically), and ends as the job did: a job killed
+# by signal N (status 128+N) makes the wrapper kill itself with N, so the agent sees "killed by signal".
+_EXIT_WRAPPER = (
+    'f=$1; shift; "$@"; s=$?; echo "$s" > "$f.tmp" && mv -f "$f.tmp" "$f"; '
+    'if [ "$s" -gt 128 ] && [ "$s" -lt 160 ]; then kill -"$((s - 128))" $$; fi; exit "$s"'
+)
+TICKET_SUFFIX = ".ticket"
+EXIT_SUFFIX = ".exit"
+SETTLE_SECONDS = 5.0  # after SIGKILL, how long to wait for a tree to be gone before saying it is not
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,24 +87,53 @@ class RunResult:
         return f"exit code {self.exit_code}"
 
 
-def session_members(session: int, proc: Path = Path("/proc")) -> list[int]:
-    """The live processes of a session (Linux ``/proc``; none elsewhere), by the session field of their stat."""
-    members = []
-    try:
-        entries = list(proc.iterdir())
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.name.isdigit():
-            continue
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ticket:
+    """What a run leaves beside its working directory while it lives, for an agent restarted after a crash."""
+
+    job_id: str
+    attempt: int
+    token: str
+    name: str
+
+    def to_json(self) -> str:
+        return json.dumps({"job_id": self.job_id, "attempt": self.attempt, "token": self.token})
+
+    def exit_status(self, work_root: Path) -> int | None:
+        """The status its command ended with, if it ended by itself (the wrapper wrote it); else None."""
         try:
-            stat = (entry / "stat").read_text(encoding="utf-8", errors="replace")
-        except OSError:  # gone meanwhile
-            continue
-        fields = stat.rpartition(")")[2].split()  # after "pid (comm)": state ppid pgrp session ...
-        if len(fields) > 3 and fields[3] == str(session) and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
+            return int((work_root / f"{self.name}{EXIT_SUFFIX}").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def output_tail(self, work_root: Path) -> str:
+        return _tail(work_root / f"{self.name}.out")
+
+    def forget(self, work_root: Path) -> None:
+        """Remove everything the run left in the work root."""
+        shutil.rmtree(work_root / self.name, ignore_errors=True)
+        for suffix in (".out", EXIT_SUFFIX, f"{EXIT_SUFFIX}.tmp", TICKET_SUFFIX):
+            with contextlib.suppress(OSError):
+                (work_root / f"{self.name}{suffix}").unlink()
+
+
+def read_tickets(work_root: Path) -> list[Ticket]:
+    """The tickets runs left in ``work_root`` (an unreadable one is skipped, with a warning)."""
+    tickets = []
+    for path in sorted(work_root.glob(f"*{TICKET_SUFFIX}")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            tickets.append(
+                Ticket(
+                    job_id=str(data["job_id"]),
+                    attempt=int(data["attempt"]),
+                    token=str(data["token"]),
+                    name=path.name.removesuffix(TICKET_SUFFIX),
+                )
+            )
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            log.warning("ignoring unreadable run ticket %s: %s", path, error)
+    return tickets
 
 
 def slug(job_id: str, attempt: int) -> str:
@@ -120,7 +171,13 @@ def shell_argv(command: str, *, memory_limit: int | None) -> list[str]:
 
 
 def docker_argv(
-    job: Job, *, container_name: str, work_dir: Path, env_names: list[str], docker: str = "docker"
+    job: Job,
+    *,
+    container_name: str,
+    work_dir: Path,
+    env_names: list[str],
+    docker: str = "docker",
+    labels: Mapping[str, str] | None = None,
 ) -> list[str]:
     """``docker run`` for a job with an image: limits from its resources, env passed by name (not value).
 
@@ -136,6 +193,8 @@ def docker_argv(
         argv += ["--memory", f"{r.memory}b"]
     if r.accelerators > 0:
         argv += ["--gpus", str(r.accelerators)]
+    for label, value in sorted((labels or {}).items()):
+        argv += ["--label", f"{label}={value}"]
     for name in env_names:
         argv += ["-e", name]
     argv += ["-v", f"{work_dir}:{work_dir}", "-w", str(work_dir), job.image]
@@ -158,13 +217,19 @@ class JobProcess:
         kill_grace: float = 5.0,
         keep_work_dir: bool = False,
         docker: str = "docker",
+        owner: str | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``owner`` is the agent's token prefix (``process_tree.owner_of``); by default, the work root's own."""
         self.job = job
         self.attempt = attempt
         self.name = slug(job.id, attempt)
+        self.work_root = work_root
         self.work_dir = work_root / self.name
         self.output_path = work_root / f"{self.name}.out"
+        owner = process_tree.owner_of("", work_root) if owner is None else owner
+        self.token = process_tree.make_token(owner, self.name)
+        self.ticket = Ticket(job_id=job.id, attempt=attempt, token=self.token, name=self.name)
         self._base_env = dict(os.environ if base_env is None else base_env)
         self._enforce_memory = enforce_memory
         self._kill_grace = kill_grace
@@ -174,31 +239,44 @@ class JobProcess:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._cancelled = False
+        self._abandoned = False
+        self._ended = threading.Event()  # run() has returned
+        self._tree_gone = False  # ... and every process of the job was gone by then
 
     def argv(self) -> tuple[list[str], dict[str, str]]:
+        """What the job itself runs, and its environment (``run()`` puts the exit-status wrapper in front)."""
         env = job_environment(self.job, attempt=self.attempt, work_dir=self.work_dir, base=self._base_env)
+        env[TOKEN_VARIABLE] = self.token  # after the job's own env: the token is how its tree is found
         if self.job.image is not None:
             names = sorted((set(env) - set(self._base_env)) | set(self.job.env))
             return docker_argv(
                 self.job,
-                container_name=f"shoal-{self.name}",
+                container_name=self.container_name,
                 work_dir=self.work_dir,
                 env_names=names,
                 docker=self._docker,
+                labels=process_tree.container_labels(self.token),
             ), env
         if self.job.command is None:
             raise ValueError("the job has neither a command nor an image")
         limit = self.job.shape.resources.memory if self._enforce_memory and self.job.shape.resources.memory else None
         return shell_argv(self.job.command, memory_limit=limit), env
 
+    @property
+    def container_name(self) -> str:
+        return f"shoal-{self.name}"
+
     def run(self) -> RunResult:
         started = self._monotonic()
         try:
             argv, env = self.argv()
             self.work_dir.mkdir(parents=True, exist_ok=False)
+            # The ticket exists before any process of the job does: a crash never leaves one unaccounted for.
+            (self.work_root / f"{self.name}{TICKET_SUFFIX}").write_text(self.ticket.to_json(), encoding="utf-8")
+            exit_file = str(self.work_root / f"{self.name}{EXIT_SUFFIX}")
             with self.output_path.open("wb") as output:
                 process = subprocess.Popen(
-                    argv,
+                    ["sh", "-c", _EXIT_WRAPPER, "shoal-job", exit_file, *argv],
                     cwd=self.work_dir,
                     env=env,
                     stdin=subprocess.DEVNULL,
@@ -208,25 +286,36 @@ class JobProcess:
                 )
         except (OSError, ValueError) as error:
             self._cleanup()
+            self._tree_gone = True
+            self._ended.set()
             return RunResult(exit_code=None, duration=self._monotonic() - started, output_tail="", error=str(error))
         with self._lock:
             self._process = process
             cancelled_before_start = self._cancelled
         if cancelled_before_start:
-            self._signal_group(signal.SIGKILL)
+            self._signal_tree(signal.SIGKILL)
         timed_out = False
         try:
             process.wait(timeout=self.job.timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
             self._terminate(process)
-        # Whatever the job left running in its group (background children) goes with it.
-        self._signal_group(signal.SIGKILL)
-        duration = self._monotonic() - started
         with self._lock:
-            cancelled = self._cancelled
+            cancelled, abandoned = self._cancelled, self._abandoned
+        if abandoned:
+            # The agent is gone (a simulated crash): nobody ends the tree or tidies up; its successor will.
+            self._ended.set()
+            return RunResult(exit_code=process.returncode, duration=self._monotonic() - started, output_tail="",
+                             cancelled=True)  # fmt: skip
+        # Whatever the job left running (background children, daemons in sessions of their own) ends with it.
+        left = self.end_tree(grace=0.0 if cancelled or timed_out else self._kill_grace)
+        self._tree_gone = left == 0
+        if left:
+            log.error("job %s: %d process(es) of its tree would not die; the node needs attention", self.job.id, left)
+        duration = self._monotonic() - started
         tail = self._output_tail()
         self._cleanup()
+        self._ended.set()
         return RunResult(
             exit_code=process.returncode,
             duration=duration,
@@ -236,69 +325,93 @@ class JobProcess:
         )
 
     def cancel(self) -> None:
-        """Stop the job now: SIGTERM to its process group, SIGKILL after the grace period. Does not block."""
+        """End this job now, its whole tree: SIGTERM to every process of it (and its container), SIGKILL to what
+        is left after the grace period. Does not block; ``wait_ended`` waits until the tree is gone."""
         with self._lock:
             if self._cancelled:
                 return
             self._cancelled = True
             process = self._process
-        if process is None or process.poll() is not None:
-            return
-        self._signal_group(signal.SIGTERM)
+        if process is None or self._ended.is_set():
+            return  # not started: run() kills it as it starts; ended: run() has ended its tree
+        self._signal_tree(signal.SIGTERM)
         if self.job.image is not None:
             self._docker_kill()
         timer = threading.Timer(self._kill_grace, self._kill_if_running)
         timer.daemon = True
         timer.start()
 
+    def wait_ended(self, timeout: float | None = None) -> bool:
+        """Wait until ``run()`` has returned with the job's whole tree gone. False on timeout, or if some of the
+        tree would not die (then the job must not run anywhere else yet)."""
+        return self._ended.wait(timeout) and self._tree_gone
+
+    def abandon(self) -> None:
+        """Forget the job as an agent killed with SIGKILL would: its processes keep running, nothing is tidied.
+
+        For the local cloud's chaos runs, which cannot kill an agent thread; the job's processes and files
+        are left for the next agent of the node to find, exactly as after a real crash.
+        """
+        with self._lock:
+            self._abandoned = True
+
+    def end_tree(self, *, grace: float) -> int:
+        """End every process that carries this run's token (and its container); how many would not die."""
+        if self.job.image is not None and grace == 0.0:
+            self._docker_kill()
+        left = process_tree.end_matching(process_tree.exactly(self.token), grace=grace, settle=SETTLE_SECONDS)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            # Also the session's group: a process that emptied its environment (env -i) still belongs to it.
+            if self._process is not None:
+                os.killpg(self._process.pid, signal.SIGKILL)
+        return left
+
     def _terminate(self, process: subprocess.Popen[bytes]) -> None:
-        self._signal_group(signal.SIGTERM)
+        self._signal_tree(signal.SIGTERM)
         if self.job.image is not None:
             self._docker_kill()
         try:
             process.wait(timeout=self._kill_grace)
         except subprocess.TimeoutExpired:
-            self._signal_group(signal.SIGKILL)
+            self._signal_tree(signal.SIGKILL)
             process.wait()
 
     def _kill_if_running(self) -> None:
-        # Once run() has reaped the job it has killed the group itself, and the pid may be reused.
-        process = self._process
-        if process is not None and process.returncode is None:
-            self._signal_group(signal.SIGKILL)
+        if not self._ended.is_set() and not self._abandoned:
+            self._signal_tree(signal.SIGKILL)
 
-    def _signal_group(self, signum: signal.Signals) -> None:
-        process = self._process
-        if process is None:
-            return
-        # The group and session ids are the child's pid (start_new_session); they outlive the leader while
-        # members remain. The session too: a job may move its work into a process group of its own (Toil's
-        # `_toil_contained_executor` does), and signalling the group alone would leave that running.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signum)
-        for pid in session_members(process.pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signum)
+    def _signal_tree(self, signum: signal.Signals) -> None:
+        process_tree.signal_matching(process_tree.exactly(self.token), signum)
 
     def _docker_kill(self) -> None:
         # Killing the `docker run` client does not stop its container; the daemon must be told.
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run(
-                [self._docker, "kill", f"shoal-{self.name}"], capture_output=True, timeout=self._kill_grace, check=False
+                [self._docker, "rm", "--force", self.container_name],
+                capture_output=True,
+                timeout=max(self._kill_grace, 10.0),
+                check=False,
             )
 
     def _output_tail(self) -> str:
-        try:
-            with self.output_path.open("rb") as output:
-                size = output.seek(0, os.SEEK_END)
-                output.seek(max(0, size - OUTPUT_TAIL_BYTES))
-                return output.read(OUTPUT_TAIL_BYTES).decode("utf-8", errors="replace")
-        except OSError:
-            return ""
+        return _tail(self.output_path)
 
     def _cleanup(self) -> None:
+        for suffix in (TICKET_SUFFIX, EXIT_SUFFIX, f"{EXIT_SUFFIX}.tmp"):
+            with contextlib.suppress(OSError):
+                (self.work_root / f"{self.name}{suffix}").unlink()
         if self._keep_work_dir:
             return
         shutil.rmtree(self.work_dir, ignore_errors=True)
         with contextlib.suppress(OSError):
             self.output_path.unlink()
+
+
+def _tail(path: Path) -> str:
+    try:
+        with path.open("rb") as output:
+            size = output.seek(0, os.SEEK_END)
+            output.seek(max(0, size - OUTPUT_TAIL_BYTES))
+            return output.read(OUTPUT_TAIL_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        return ""

@@ -204,15 +204,36 @@ def test_requeue_job_gives_the_attempt_back(job_store: Store) -> None:
     assert job_store.requeue_job("a", "i-1", reason="spot interruption", now=NOW + 1)
     assert not job_store.requeue_job("a", "i-1", reason="again", now=NOW + 2)
     after_requeue = job_store.get_job("a")
-    assert job_store.start_job(job, "i-2", NOW + 3) == 1
+    assert job_store.start_job(job, "i-2", NOW + 3) == 2  # each start has its own number
 
-    # THEN the interruption did not use up its only attempt, and the counters follow
+    # THEN the interruption did not use up its only attempt (though both starts count), and the counters follow
     assert after_requeue is not None
     assert (after_requeue.status, after_requeue.attempts, after_requeue.node) == (JobStatus.QUEUED, 0, None)
+    assert after_requeue.starts == 1
     assert job_store.demand() == {job.shape: DemandCount(queued=0, running=1)}
+    assert job_store.fail_job(job, "i-2", attempt=1, reason="stale", exit_code=2, output_tail="", now=NOW + 4) is None
     assert job_store.fail_job(
-        job, "i-2", attempt=1, reason="exit code 2", exit_code=2, output_tail="", now=NOW + 4
+        job, "i-2", attempt=2, reason="exit code 2", exit_code=2, output_tail="", now=NOW + 4
     ) is (JobStatus.FAILED)
+    record = job_store.get_job("a")
+    assert record is not None and (record.attempts, record.starts, record.reason) == (1, 2, "exit code 2")
+
+
+def test_a_restart_on_the_same_node_is_a_new_start_and_the_old_one_cannot_settle(job_store: Store) -> None:
+    # GIVEN a job started on i-1, requeued there (its agent restarted), and started there again
+    job = make_job("a", max_attempts=3)
+    job_store.put_jobs([job], NOW)
+    first = job_store.start_job(job, "i-1", NOW)
+    assert job_store.requeue_job("a", "i-1", reason="the agent restarted", now=NOW + 1)
+    second = job_store.start_job(job, "i-1", NOW + 2)
+    # THEN the two runs have different numbers, and only the second may settle the job
+    assert (first, second) == (1, 2)
+    assert not job_store.finish_job(job, "i-1", attempt=1, exit_code=0, output_tail="", now=NOW + 3)
+    assert job_store.fail_job(job, "i-1", attempt=2, reason="x", exit_code=1, output_tail="", now=NOW + 3) is (
+        JobStatus.QUEUED
+    )
+    record = job_store.get_job("a")
+    assert record is not None and (record.status, record.attempts, record.starts) == (JobStatus.QUEUED, 1, 2)
 
 
 def test_claim_demand_event_is_debounced(job_store: Store) -> None:
