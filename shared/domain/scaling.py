@@ -22,6 +22,7 @@ Applying the actions and deciding again with the same inputs yields no actions.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
@@ -168,7 +169,7 @@ def _target(
 
     demand = {shape: c.queued + c.running for shape, c in snapshot.demand.items() if c.queued + c.running > 0}
     planning_offers = [capped.get(o.key, o) for o in offers]
-    result = plan(demand, planning_offers, target_time=settings.target_time)
+    result = _plan(demand, planning_offers, target_time=settings.target_time)
     estimates = result.node_counts()
     if any(o.spot for o in offers if o.key in capped):
         estimates = _limit_on_demand_stand_ins(demand, offers, capped, estimates, settings=settings, reasons=reasons)
@@ -287,6 +288,17 @@ def _agent_is_dead(record: NodeRecord, now: float) -> bool:
     return dead and (record.busy or not record.static)
 
 
+def _plan(demand: Mapping[Shape, int], offers: Sequence[Offer], *, target_time: float) -> Plan:
+    """``packing.plan``, remembered: demand (queued + running per shape) changes only when jobs arrive or
+    end, so most rounds (and every round's pass after acting) plan what an earlier one already planned."""
+    return _remembered_plan(tuple(sorted(demand.items())), tuple(offers), target_time)
+
+
+@functools.lru_cache(maxsize=64)
+def _remembered_plan(demand: tuple[tuple[Shape, int], ...], offers: tuple[Offer, ...], target_time: float) -> Plan:
+    return plan(dict(demand), offers, target_time=target_time)
+
+
 def offers_for(settings: ClusterSettings, spot_prices: Mapping[str, float] | None = None) -> list[Offer]:
     """The offers a cluster's settings allow, priced in its region (live spot prices where known)."""
     return build_offers(
@@ -365,7 +377,7 @@ def _limit_on_demand_stand_ins(
     offer is what the missing spot capacity pushed onto on-demand nodes.
     """
     baseline_offers = [capped[o.key] if o.key in capped and not o.spot else o for o in offers]
-    baseline = plan(demand, baseline_offers, target_time=settings.target_time).node_counts()
+    baseline = _plan(demand, baseline_offers, target_time=settings.target_time).node_counts()
     factor = settings.preemptible_compensation
     out = dict(estimates)
     for offer in offers:

@@ -128,7 +128,7 @@ class _Job:
 
 
 class _Node:
-    __slots__ = ("acked", "capacity", "draining_since", "drain_gen", "free", "id", "idle_since", "instance_type",
+    __slots__ = ("acked", "capacity", "charged_from", "draining_since", "drain_gen", "free", "id", "idle_since", "instance", "instance_type",
                  "launched_at", "market", "offer_key", "price", "priority", "ready_at", "record", "record_at",
                  "running", "state")  # fmt: skip
 
@@ -149,7 +149,9 @@ class _Node:
         self.acked = False
         self.draining_since: float | None = None
         self.drain_gen = 0
-        self.idle_since = launched_at
+        self.idle_since: float | None = launched_at  # None while it runs jobs
+        self.charged_from = launched_at
+        self.instance: Instance | None = None
         self.record: NodeRecord | None = None
         self.record_at = -math.inf
 
@@ -188,6 +190,8 @@ class Simulation:
         # what the report counts
         self.rounds = 0
         self.decide_calls = 0
+        self.changed = True  # anything a round could see changed since the last round
+        self.settled: Decision | None = None  # the last round's decision, if it asked for nothing
         self.requeued = 0
         self.killed_by_scale_in = 0
         self.run_twice = 0
@@ -221,6 +225,8 @@ class Simulation:
                 self._sample(next_sample)
                 next_sample += self.options.sample_interval
             self._advance(t)
+            if kind != _ROUND:
+                self.changed = True
             if kind == _ROUND:
                 if payload == "schedule":
                     if self._finished():
@@ -229,7 +235,8 @@ class Simulation:
                 self._round(str(payload))
             else:
                 self._handle(kind, payload)
-        self._advance(self.now)
+        for node in self.nodes.values():
+            self._charge(node)
         self._sample(self.now)
         return SimResult(report=self._report(time.perf_counter() - started), samples=tuple(self.samples))
 
@@ -242,18 +249,18 @@ class Simulation:
         return len(self.nodes) <= floor
 
     def _advance(self, t: float) -> None:
-        """Charge every node from the last event to ``t``."""
-        dt = t - self.now
-        if dt > 0:
-            for node in self.nodes.values():
-                if node.state is NodeState.STOPPED:
-                    continue
-                key = f"{node.instance_type}|{node.market}"
-                self.node_seconds[key] = self.node_seconds.get(key, 0.0) + dt
-                self.cost += dt * node.price / 3600
-                if not node.running:
-                    self.idle_seconds += dt
-        self.now = t
+        self.now = max(self.now, t)
+
+    def _charge(self, node: _Node) -> None:
+        """Charge ``node`` from when it was last charged until now (and its idle time, if idle)."""
+        if node.state is not NodeState.STOPPED:
+            dt = self.now - node.charged_from
+            key = f"{node.instance_type}|{node.market}"
+            self.node_seconds[key] = self.node_seconds.get(key, 0.0) + dt
+            self.cost += dt * node.price / 3600
+            if node.idle_since is not None:
+                self.idle_seconds += self.now - max(node.idle_since, node.charged_from)
+        node.charged_from = self.now
 
     def _handle(self, kind: int, payload: object) -> None:
         if kind == _SUBMIT:
@@ -348,6 +355,9 @@ class Simulation:
 
     def _start(self, job: _Job, node_id: str) -> None:
         node = self.nodes[node_id]
+        if node.idle_since is not None:
+            self.idle_seconds += self.now - max(node.idle_since, node.charged_from)
+            node.idle_since = None
         job.attempt += 1
         job.starts += 1
         job.wait += self.now - job.queued_at
@@ -380,7 +390,7 @@ class Simulation:
         self.running -= 1
         self.completed += 1
         self._counter(job)[1] -= 1
-        self.runtimes = self.runtimes.add(job.name, job.wall)
+        self.job_finished(job.name, job.wall)
         self.last_end = self.now
         self._dispatch()
 
@@ -396,6 +406,8 @@ class Simulation:
             count += 1
         node.running.clear()
         node.record = None
+        if node.idle_since is None:
+            node.idle_since = self.now
         return count
 
     # ---- nodes and EC2 ---------------------------------------------------------------------------
@@ -411,24 +423,37 @@ class Simulation:
                 self.outages[outage] = self.now + self.settings.capacity_failure_ttl
                 refused = True
                 continue
-            kind = instance_type(option.instance_type)
-            price = offer.hourly_price if offer.spot else kind.price(self.settings.region)
-            capacity = kind.usable(self.settings.node_storage)
-            for _ in range(action.count):
-                self._node_ids += 1
-                node_id = f"i-{self._node_ids:08d}"
-                ready = self.now + self.options.boot_delay
-                self.nodes[node_id] = _Node(
-                    node_id=node_id, offer_key=action.offer_key, type_name=option.instance_type, market=action.market, price=price,
-                    capacity=capacity, launched_at=self.now, ready_at=ready, priority=self.rng.random(),
-                )  # fmt: skip
-                self._push(ready, _READY, node_id)
-                if action.market is Market.SPOT and self.options.spot_interruptions > 0:
-                    after = self.rng.expovariate(self.options.spot_interruptions) * 3600
-                    self._push(self.now + after, _WARN, node_id)
-            self.peak_nodes = max(self.peak_nodes, sum(1 for n in self.nodes.values() if n.state is not NodeState.STOPPED))
+            self.create_nodes(offer, option.instance_type, action.count)
             break
         return refused
+
+    def create_nodes(self, offer: Offer, type_name: str, count: int) -> list[str]:
+        """``count`` new instances of ``type_name`` for ``offer``: booting now, ready after the boot delay."""
+        kind = instance_type(type_name)
+        market = Market.SPOT if offer.spot else Market.ON_DEMAND
+        price = offer.hourly_price if offer.spot else kind.price(self.settings.region)
+        capacity = kind.usable(self.settings.node_storage)
+        ids = []
+        for _ in range(count):
+            self._node_ids += 1
+            node_id = f"i-{self._node_ids:08d}"
+            ready = self.now + self.options.boot_delay
+            self.nodes[node_id] = _Node(
+                node_id=node_id, offer_key=offer.key, type_name=type_name, market=market, price=price,
+                capacity=capacity, launched_at=self.now, ready_at=ready, priority=self.rng.random(),
+            )  # fmt: skip
+            self._push(ready, _READY, node_id)
+            if market is Market.SPOT and self.options.spot_interruptions > 0:
+                after = self.rng.expovariate(self.options.spot_interruptions) * 3600
+                self._push(self.now + after, _WARN, node_id)
+            ids.append(node_id)
+        live = sum(1 for n in self.nodes.values() if n.state is not NodeState.STOPPED)
+        self.peak_nodes = max(self.peak_nodes, live)
+        return ids
+
+    def job_finished(self, name: str | None, seconds: float) -> None:
+        """A job ran to its end: what the agents record (per job name) for the scaler."""
+        self.runtimes = self.runtimes.add(name, seconds)
 
     def _interrupted(self, node_id: str) -> None:
         node = self.nodes.get(node_id)
@@ -441,9 +466,14 @@ class Simulation:
         self._dispatch()
         self._round("instance spot-interruption")
 
+    def remove_node(self, node_id: str) -> int:
+        """Terminate a node; returns how many jobs it was running (they go back to the queue)."""
+        return self._remove(node_id, requeue_reason="terminated")
+
     def _remove(self, node_id: str, *, requeue_reason: str) -> int:
         node = self.nodes.pop(node_id)
         count = self._requeue_jobs(node)
+        self._charge(node)
         if count:
             self._dispatch()
         return count
@@ -470,17 +500,19 @@ class Simulation:
         return records
 
     def _instances(self) -> list[Instance]:
-        return [
-            Instance(
-                instance_id=node_id,
-                instance_type=node.instance_type,
-                state=InstanceState.STOPPED if node.state is NodeState.STOPPED else InstanceState.RUNNING,
-                market=node.market,
-                offer_key=node.offer_key,
-                launched_at=node.launched_at,
-            )
-            for node_id, node in self.nodes.items()
-        ]
+        out = []
+        for node_id, node in self.nodes.items():
+            if node.instance is None:
+                node.instance = Instance(
+                    instance_id=node_id,
+                    instance_type=node.instance_type,
+                    state=InstanceState.STOPPED if node.state is NodeState.STOPPED else InstanceState.RUNNING,
+                    market=node.market,
+                    offer_key=node.offer_key,
+                    launched_at=node.launched_at,
+                )
+            out.append(node.instance)
+        return out
 
     # ---- a round ---------------------------------------------------------------------------------
 
@@ -497,11 +529,21 @@ class Simulation:
 
     def _round(self, trigger: str) -> None:
         self.rounds += 1
-        self.outages = {o: until for o, until in self.outages.items() if until > self.now}
+        live_outages = {o: until for o, until in self.outages.items() if until > self.now}
+        if len(live_outages) != len(self.outages):
+            self.outages = live_outages
+            self.changed = True
+        if self._same_as_last_round():
+            # decide is pure: with the same snapshot, a settled state and no clock-driven rule in reach it
+            # would decide the same nothing again; only its smoothing clock moves.
+            if self.smoothed_at is None or self.now - self.smoothed_at >= self.settings.scale_interval:
+                self.smoothed_at = self.now
+            return
         unavailable = set(self.outages)
         demand = self._demand()
         passes = 0
         refused = False
+        acted = False
         while True:
             snapshot = Snapshot(demand=demand, nodes=self._records(), instances=self._instances())
             decision = self.decide(
@@ -515,9 +557,20 @@ class Simulation:
             if (passes > 1 and not refused) or passes > len(self.offers) + 2:
                 break
             refused = self._act(decision.actions)
+            acted = True
             unavailable = set(self.outages)
         self.scaler_state = decision.state
         self.smoothed_at = decision.smoothed_at
+        self.changed = acted
+        self.settled = None if decision.actions else decision
+
+    def _same_as_last_round(self) -> bool:
+        last = self.settled
+        if self.changed or last is None:
+            return False
+        smoothed = last.state.smoothed
+        converged = all(smoothed.get(key, 0.0) == float(count) for key, count in last.estimates.items())
+        return converged and not any(last.state.spot_deficit.values())
 
     def _act(self, actions: Sequence[Action]) -> bool:
         refused = False
@@ -557,15 +610,20 @@ class Simulation:
                         node = self.nodes.get(node_id)
                         if node is not None:
                             self.killed_by_scale_in += self._requeue_jobs(node)
+                            self._charge(node)
                             node.state = NodeState.STOPPED
                             node.record = None
+                            node.instance = None
                 case StartStopped():
                     for node_id in action.instance_ids:
                         node = self.nodes.get(node_id)
                         if node is not None and node.state is NodeState.STOPPED:
                             node.state = NodeState.PENDING
+                            node.charged_from = self.now
+                            node.idle_since = self.now
                             node.ready_at = self.now + self.options.boot_delay
                             node.record = None
+                            node.instance = None
                             self._push(node.ready_at, _READY, node_id)
                 case Forget() | Evict():
                     for record in action.nodes:
