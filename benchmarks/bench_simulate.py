@@ -177,12 +177,12 @@ class ToilSimulation(Simulation):
         self.rounds += 1
         self.decide_calls += 1
         toil, scaler = self.toil, self.scaler
-        issued = [job for job in self.jobs if job.queued_at <= self.now and not job.done and job.trace.submit <= self.now]
-        job_shapes = [
-            toil.Shape(scaler.getAverageRuntime(jobName=job.name), job.resources.memory, job.resources.cores,
-                       job.resources.disk, job.spot)  # fmt: skip
-            for job in issued
-        ]
+        job_shapes = []
+        for (resources, spot, name), (queued, running) in self.counters.items():
+            if queued + running > 0:  # Leader.getJobs: every issued job, queued or running
+                shape = toil.Shape(scaler.getAverageRuntime(jobName=name), resources.memory, resources.cores,
+                                   resources.disk, spot)  # fmt: skip
+                job_shapes.extend([shape] * (queued + running))
         current = {
             shape: len(self._workers(type_name, shape.preemptible)) for shape, type_name in scaler.nodeShapeToType.items()
         }

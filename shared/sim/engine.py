@@ -83,6 +83,9 @@ class SimOptions:
     spot_interruptions: float = 0.0  # per spot node-hour
     capacity_errors: Mapping[str, float] = field(default_factory=dict)  # instance type -> failure probability
     sample_interval: float = 60.0  # seconds between the timeline's samples
+    consolidate: bool = True  # tell the scaler when each busy node is expected to empty
+    wait_aware: bool = True  # tell the scaler when the oldest queued job of each shape was queued
+    learn_from_running: bool = True  # expected runtimes count the running jobs' time so far (shared.domain.runtimes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +112,7 @@ class SimResult:
 
 
 class _Job:
-    __slots__ = ("attempt", "done", "index", "name", "node", "queued_at", "resources", "spot", "starts", "trace",
+    __slots__ = ("attempt", "done", "started_at", "index", "name", "node", "queued_at", "resources", "spot", "starts", "trace",
                  "wait", "wall")  # fmt: skip
 
     def __init__(self, index: int, trace: TraceJob) -> None:
@@ -120,6 +123,7 @@ class _Job:
         self.name = trace.job.name
         self.wall = trace.wall_time
         self.attempt = 0
+        self.started_at = 0.0
         self.node: str | None = None
         self.queued_at = trace.submit
         self.wait = 0.0
@@ -187,11 +191,18 @@ class Simulation:
         self.last_demand_event = -math.inf
         # demand counters per (resources, preemptible, name): [queued, running]
         self.counters: dict[tuple[Resources, bool, str | None], list[int]] = {}
+        # running jobs per name: [how many, sum of their start times] (what the job records' started_at say)
+        self.started: dict[str | None, list[float]] = {}
+        self.learn_from_running = options.learn_from_running
+        self.wait_aware = options.wait_aware
+        self.consolidate = options.consolidate
+        self._shape_of: dict[tuple[Resources, bool, str | None], Shape] = {}
         # what the report counts
         self.rounds = 0
         self.decide_calls = 0
         self.changed = True  # anything a round could see changed since the last round
         self.settled: Decision | None = None  # the last round's decision, if it asked for nothing
+        self.last_demand: Mapping[Shape, DemandCount] = {}
         self.requeued = 0
         self.killed_by_scale_in = 0
         self.run_twice = 0
@@ -373,6 +384,10 @@ class Simulation:
         counter = self._counter(job)
         counter[0] -= 1
         counter[1] += 1
+        started = self.started.setdefault(job.name, [0, 0.0])
+        started[0] += 1
+        started[1] += self.now
+        job.started_at = self.now
         self._push(end, _END, (job.index, job.attempt, node_id))
 
     def _job_ended(self, index: int, attempt: int, node_id: str) -> None:
@@ -392,9 +407,15 @@ class Simulation:
         self.running -= 1
         self.completed += 1
         self._counter(job)[1] -= 1
+        self._stopped_running(job)
         self.job_finished(job.name, job.wall)
         self.last_end = self.now
         self._dispatch()
+
+    def _stopped_running(self, job: _Job) -> None:
+        started = self.started[job.name]
+        started[0] -= 1
+        started[1] -= job.started_at
 
     def _requeue_jobs(self, node: _Node) -> int:
         count = 0
@@ -404,6 +425,7 @@ class Simulation:
             job.node = None
             self.running -= 1
             self._counter(job)[1] -= 1
+            self._stopped_running(job)
             self._enqueue(index)
             count += 1
         node.running.clear()
@@ -520,10 +542,14 @@ class Simulation:
 
     def _demand(self) -> dict[Shape, DemandCount]:
         counts: dict[Shape, list[int]] = {}
+        self._shape_of = {}
         for (resources, spot, name), (queued, running) in self.counters.items():
             if queued <= 0 and running <= 0:
                 continue
-            shape = _shape(resources, self.runtimes.expected(name, FIRST_GUESS), spot)
+            started = self.started.get(name)
+            so_far = (int(started[0]), started[0] * self.now - started[1]) if started and self.learn_from_running else (0, 0.0)
+            shape = _shape(resources, _two_digits(self.runtimes.expected(name, FIRST_GUESS, so_far)), spot)
+            self._shape_of[(resources, spot, name)] = shape
             total = counts.setdefault(shape, [0, 0])
             total[0] += queued
             total[1] += running
@@ -535,19 +561,23 @@ class Simulation:
         if len(live_outages) != len(self.outages):
             self.outages = live_outages
             self.changed = True
-        if self._same_as_last_round():
+        demand = self._demand()
+        if self._same_as_last_round(demand):
             # decide is pure: with the same snapshot, a settled state and no clock-driven rule in reach it
             # would decide the same nothing again; only its smoothing clock moves.
             if self.smoothed_at is None or self.now - self.smoothed_at >= self.settings.scale_interval:
                 self.smoothed_at = self.now
             return
+        self.last_demand = demand
         unavailable = set(self.outages)
-        demand = self._demand()
         passes = 0
         refused = False
         acted = False
         while True:
-            snapshot = Snapshot(demand=demand, nodes=self._records(), instances=self._instances())
+            snapshot = Snapshot(
+                demand=demand, nodes=self._records(), instances=self._instances(), queued_since=self._queued_since(),
+                empties_at=self._empties_at(),
+            )  # fmt: skip
             decision = self.decide(
                 snapshot, self.settings, self.offers, self.scaler_state, unavailable, now=self.now,
                 smoothed_at=self.smoothed_at,
@@ -566,9 +596,38 @@ class Simulation:
         self.changed = acted
         self.settled = None if decision.actions else decision
 
-    def _same_as_last_round(self) -> bool:
+    def _empties_at(self) -> dict[str, float]:
+        """When each busy node is expected to be empty: its jobs' start times plus their expected runtimes."""
+        if not self.consolidate:
+            return {}
+        out: dict[str, float] = {}
+        for node_id, node in self.nodes.items():
+            if node.running and node.state is NodeState.ACTIVE:
+                ends = []
+                for index in node.running:
+                    job = self.jobs[index]
+                    shape = self._shape_of.get((job.resources, job.spot, job.name))
+                    expected = shape.wall_time if shape is not None else FIRST_GUESS
+                    ends.append(max(self.now, job.started_at + expected))
+                out[node_id] = max(ends)
+        return out
+
+    def _queued_since(self) -> dict[Shape, float]:
+        """When the oldest queued job of each shape the scaler sees was queued."""
+        if not self.wait_aware:
+            return {}
+        out: dict[Shape, float] = {}
+        for queue in self.queues.values():
+            for index in queue:  # FIFO per resources: the head is the oldest, but shapes also split by name
+                job = self.jobs[index]
+                shape = self._shape_of.get((job.resources, job.spot, job.name))
+                if shape is not None and (shape not in out or job.queued_at < out[shape]):
+                    out[shape] = job.queued_at
+        return out
+
+    def _same_as_last_round(self, demand: Mapping[Shape, DemandCount]) -> bool:
         last = self.settled
-        if self.changed or last is None:
+        if self.changed or last is None or demand != self.last_demand:
             return False
         smoothed = last.state.smoothed
         converged = all(smoothed.get(key, 0.0) == float(count) for key, count in last.estimates.items())
@@ -737,6 +796,15 @@ def _shape(resources: Resources, wall_time: float, preemptible: bool) -> Shape:
     if shape is None:
         shape = _SHAPES[key] = Shape(resources=resources, wall_time=wall_time, preemptible=preemptible)
     return shape
+
+
+def _two_digits(seconds: float) -> float:
+    """An expected runtime to two significant digits: finer than anyone knows it, and coarse enough that
+    rounds with the same demand plan alike (``scaling`` remembers plans per demand)."""
+    if seconds <= 0:
+        return 1.0
+    scale = 10.0 ** (math.floor(math.log10(seconds)) - 1)
+    return max(1.0, round(seconds / scale) * scale)
 
 
 def _batches(jobs: Sequence[_Job]) -> list[tuple[float, list[int]]]:
