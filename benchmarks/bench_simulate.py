@@ -49,10 +49,10 @@ EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
 def _toil() -> Any:
-    import toil.provisioners.clusterScaler as cluster_scaler  # noqa: PLC0415 - only the benchmark needs Toil
-    from toil.batchSystems.abstractBatchSystem import AbstractScalableBatchSystem, NodeInfo  # noqa: PLC0415
-    from toil.provisioners.abstractProvisioner import Shape  # noqa: PLC0415
-    from toil.provisioners.node import Node  # noqa: PLC0415
+    import toil.provisioners.clusterScaler as cluster_scaler
+    from toil.batchSystems.abstractBatchSystem import AbstractScalableBatchSystem, NodeInfo
+    from toil.provisioners.abstractProvisioner import Shape
+    from toil.provisioners.node import Node
 
     return SimpleNamespace(
         ClusterScaler=cluster_scaler.ClusterScaler,
@@ -95,7 +95,9 @@ class ToilSimulation(Simulation):
             def getAutoscaledInstanceShapes(self) -> dict[Any, str]:  # noqa: N802
                 return shapes
 
-            def getProvisionedWorkers(self, instance_type: str | None = None, preemptible: bool | None = None) -> list[Any]:  # noqa: N802, E501
+            def getProvisionedWorkers(  # noqa: N802
+                self, instance_type: str | None = None, preemptible: bool | None = None
+            ) -> list[Any]:
                 return sim._workers(instance_type, preemptible)
 
             def addNodes(self, nodeTypes: set[str], numNodes: int, preemptible: bool) -> int:  # noqa: N802, N803
@@ -111,9 +113,14 @@ class ToilSimulation(Simulation):
             def getNodes(self, preemptible: bool | None = None, timeout: int = 600) -> dict[str, Any]:  # noqa: N802
                 return {
                     node_id: toil.NodeInfo(
-                        coresUsed=0.0, memoryUsed=0.0, coresTotal=node.capacity.cores, memoryTotal=node.capacity.memory,
-                        requestedCores=0.0, requestedMemory=0, workers=len(node.running),
-                    )  # fmt: skip
+                        coresUsed=0.0,
+                        memoryUsed=0.0,
+                        coresTotal=node.capacity.cores,
+                        memoryTotal=node.capacity.memory,
+                        requestedCores=0.0,
+                        requestedMemory=0,
+                        workers=len(node.running),
+                    )
                     for node_id, node in sim.nodes.items()
                     if sim.now >= node.ready_at and (preemptible is None or (node.market == "spot") == preemptible)
                 }
@@ -184,7 +191,8 @@ class ToilSimulation(Simulation):
                                    resources.disk, spot)  # fmt: skip
                 job_shapes.extend([shape] * (queued + running))
         current = {
-            shape: len(self._workers(type_name, shape.preemptible)) for shape, type_name in scaler.nodeShapeToType.items()
+            shape: len(self._workers(type_name, shape.preemptible))
+            for shape, type_name in scaler.nodeShapeToType.items()
         }
         estimates, _ = scaler.getEstimatedNodeCounts(job_shapes, current)
         scaler.updateClusterSize(estimates)

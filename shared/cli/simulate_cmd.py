@@ -149,7 +149,9 @@ def _rates(text: str) -> dict[str, float]:
         except ValueError:
             rate = -1.0
         if not sep or not 0.0 <= rate <= 1.0:
-            raise ValueError(f"--capacity-errors takes TYPE=RATE with RATE in [0, 1], e.g. c5.4xlarge=0.2; got {part!r}")
+            raise ValueError(
+                f"--capacity-errors takes TYPE=RATE with RATE in [0, 1], e.g. c5.4xlarge=0.2; got {part!r}"
+            )
         try:
             instance_type(name.strip())
         except UnknownInstanceTypeError as error:

@@ -88,8 +88,8 @@ def compensate(
     return counts, ScalerState(smoothed=state.smoothed, spot_deficit=MappingProxyType(shortfall)), reasons
 
 
-MIN_TARGET_FRACTION = 0.25  # a plan never aims tighter than this share of the target time
-WAIT_GRACE_FRACTION = 0.0  # waits up to this share of the target time leave the plan's target alone
+MIN_TARGET_FRACTION = 0.5  # a plan never aims tighter than this share of the target time
+WAIT_GRACE_FRACTION = 0.67  # waits up to this share of the target time leave the plan's target alone
 
 
 def remaining_target(target_time: float, waited: float) -> float:

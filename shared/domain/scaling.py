@@ -28,6 +28,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
+from shared.domain import policy
 from shared.domain.catalog import UnknownInstanceTypeError, UnknownRegionError, instance_type
 from shared.domain.cluster_state import Market, NodeRecord, NodeState
 from shared.domain.decision import (
@@ -177,7 +178,8 @@ def _target(
 
     demand = {shape: c.queued + c.running for shape, c in snapshot.demand.items() if c.queued + c.running > 0}
     planning_offers = [capped.get(o.key, o) for o in offers]
-    target_time = _target_time(snapshot, settings, offers, now, reasons)
+    demand = _urgent(demand, snapshot, settings, now, reasons)
+    target_time = settings.target_time
     result = _plan(demand, planning_offers, target_time=target_time)
     estimates = result.node_counts()
     if any(o.spot for o in offers if o.key in capped):
@@ -299,27 +301,31 @@ def _agent_is_dead(record: NodeRecord, now: float) -> bool:
     return dead and (record.busy or not record.static)
 
 
-def _target_time(
-    snapshot: Snapshot, settings: ClusterSettings, offers: Sequence[Offer], now: float, reasons: list[str]
-) -> float:
-    """The target time left for the longest-waiting queued job that some offer can run (``policy.remaining_target``)."""
-    oldest = min(
-        (
-            since
-            for shape, since in snapshot.queued_since.items()
-            if (count := snapshot.demand.get(shape)) is not None
-            and count.queued > 0
-            and any((shape.preemptible or not o.spot) and shape.resources.fits_in(o.usable) for o in offers)
-        ),
-        default=now,
-    )
-    target = remaining_target(settings.target_time, now - oldest)
-    if target < settings.target_time:
+def _urgent(
+    demand: dict[Shape, int], snapshot: Snapshot, settings: ClusterSettings, now: float, reasons: list[str]
+) -> dict[Shape, int]:
+    """Demand with each late shape's wall time stretched by target / what is left of it
+    (``policy.remaining_target``): the plan then gives its jobs lanes that start them all within what is
+    left for the longest-waiting one, and leaves the shapes that are on time alone."""
+    target = settings.target_time
+    out: dict[Shape, int] = {}
+    late = 0
+    for shape, count in demand.items():
+        since = snapshot.queued_since.get(shape)
+        queued = snapshot.demand[shape].queued
+        left = target if since is None or not queued else remaining_target(target, now - since)
+        if left < target and left > 0:
+            stretched = replace(shape, wall_time=shape.wall_time * target / left)
+            out[stretched] = out.get(stretched, 0) + count
+            late += queued
+        else:
+            out[shape] = out.get(shape, 0) + count
+    if late:
         reasons.append(
-            f"a queued job has waited {now - oldest:.0f} s of the {settings.target_time:.0f} s target: "
-            f"planning to start every job within {target:.0f} s"
+            f"{late} queued jobs are of shapes whose oldest has waited beyond {policy.WAIT_GRACE_FRACTION:.0%} of the "
+            "target time: planned as if longer, so that all start within what is left of it"
         )
-    return target
+    return out
 
 
 def _plan(demand: Mapping[Shape, int], offers: Sequence[Offer], *, target_time: float) -> Plan:

@@ -37,6 +37,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import cast
 
 from shared.domain.admission import admit
 from shared.domain.catalog import instance_type
@@ -112,8 +113,21 @@ class SimResult:
 
 
 class _Job:
-    __slots__ = ("attempt", "done", "started_at", "index", "name", "node", "queued_at", "resources", "spot", "starts", "trace",
-                 "wait", "wall")  # fmt: skip
+    __slots__ = (
+        "attempt",
+        "done",
+        "index",
+        "name",
+        "node",
+        "queued_at",
+        "resources",
+        "spot",
+        "started_at",
+        "starts",
+        "trace",
+        "wait",
+        "wall",
+    )  # fmt: skip
 
     def __init__(self, index: int, trace: TraceJob) -> None:
         self.index = index
@@ -132,12 +146,33 @@ class _Job:
 
 
 class _Node:
-    __slots__ = ("acked", "capacity", "charged_from", "draining_since", "drain_gen", "free", "id", "idle_since", "instance", "instance_type",
-                 "launched_at", "market", "offer_key", "price", "priority", "ready_at", "record", "record_at",
-                 "running", "state")  # fmt: skip
+    __slots__ = (
+        "acked",
+        "capacity",
+        "charged_from",
+        "drain_gen",
+        "draining_since",
+        "free",
+        "id",
+        "idle_since",
+        "instance",
+        "instance_type",
+        "launched_at",
+        "market",
+        "offer_key",
+        "price",
+        "priority",
+        "ready_at",
+        "record",
+        "record_at",
+        "running",
+        "state",
+    )  # fmt: skip
 
-    def __init__(self, *, node_id: str, offer_key: str, type_name: str, market: Market, price: float, capacity: Resources,
-                 launched_at: float, ready_at: float, priority: float) -> None:  # fmt: skip
+    def __init__(
+        self, *, node_id: str, offer_key: str, type_name: str, market: Market, price: float, capacity: Resources,
+        launched_at: float, ready_at: float, priority: float,
+    ) -> None:  # fmt: skip
         self.id = node_id
         self.offer_key = offer_key
         self.instance_type = type_name
@@ -285,8 +320,8 @@ class Simulation:
                 self.last_demand_event = self.now
                 self._round("demand changed")
         elif kind == _END:
-            index, attempt, node_id = payload  # type: ignore[misc]
-            self._job_ended(index, attempt, node_id)
+            ended = cast(tuple[int, int, str], payload)
+            self._job_ended(*ended)
         elif kind == _READY:
             node = self.nodes.get(str(payload))
             if node is not None and node.state is NodeState.PENDING:
@@ -294,8 +329,8 @@ class Simulation:
                 node.record = None
                 self._dispatch()
         elif kind == _ACK:
-            node_id, gen = payload  # type: ignore[misc]
-            node = self.nodes.get(node_id)
+            acked_id, gen = cast(tuple[str, int], payload)
+            node = self.nodes.get(acked_id)
             if node is not None and node.state is NodeState.DRAINING and node.drain_gen == gen:
                 node.acked = True
                 node.record = None
@@ -547,7 +582,11 @@ class Simulation:
             if queued <= 0 and running <= 0:
                 continue
             started = self.started.get(name)
-            so_far = (int(started[0]), started[0] * self.now - started[1]) if started and self.learn_from_running else (0, 0.0)
+            so_far = (
+                (int(started[0]), started[0] * self.now - started[1])
+                if started and self.learn_from_running
+                else (0, 0.0)
+            )
             shape = _shape(resources, _two_digits(self.runtimes.expected(name, FIRST_GUESS, so_far)), spot)
             self._shape_of[(resources, spot, name)] = shape
             total = counts.setdefault(shape, [0, 0])
@@ -822,4 +861,3 @@ def _next_heartbeat(node: _Node, now: float) -> float:
         return node.ready_at
     beats = math.ceil((now - node.ready_at) / HEARTBEAT_INTERVAL)
     return node.ready_at + beats * HEARTBEAT_INTERVAL
-

@@ -31,7 +31,14 @@ TIGHT = Resources(cores=2, memory=32 * GiB, disk=40 * GiB)
         (HUGE, ROOMY, None, False, False, Verdict.DECLINE_NEVER),
         (JOB, ROOMY, replace(QUEUED, status=JobStatus.SUCCEEDED), False, False, Verdict.DELETE_DUPLICATE),
         (JOB, ROOMY, replace(QUEUED, status=JobStatus.FAILED), False, False, Verdict.DEAD_LETTER),
-        (JOB, ROOMY, replace(QUEUED, status=JobStatus.RUNNING, node="i-other"), False, False, Verdict.RUNNING_ELSEWHERE),
+        (
+            JOB,
+            ROOMY,
+            replace(QUEUED, status=JobStatus.RUNNING, node="i-other"),
+            False,
+            False,
+            Verdict.RUNNING_ELSEWHERE,
+        ),
         (JOB, ROOMY, replace(QUEUED, job=replace(JOB, command="other")), False, False, Verdict.DEAD_LETTER),
         # The order of the checks: draining before everything, capacity before the record.
         (HUGE, ROOMY, None, True, False, Verdict.RETURN),

@@ -91,7 +91,7 @@ def test_lower_bound_prices_each_job_by_its_largest_share_of_the_cheapest_node_i
                                   preemptible=True))  # fmt: skip
     on_demand = Job(id="b", shape=Shape(resources=Resources(cores=1, memory=16 * GiB, disk=GiB), wall_time=1800.0))
     s = settings()
-    from shared.domain.scaling import offers_for  # noqa: PLC0415
+    from shared.domain.scaling import offers_for
 
     offers = offers_for(s)
     # spot c5.4xlarge at $0.30: cores 4/16 = 0.25 beats disk 10/50 = 0.2 → 0.075 for an hour
