@@ -6,7 +6,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from shared.cli import cluster_access_cmd, cluster_cmd, demo, graph, local_run, node_types_cmd, plan, submit
+from shared.cli import (
+    cluster_access_cmd,
+    cluster_cmd,
+    demo,
+    graph,
+    local_run,
+    node_types_cmd,
+    plan,
+    simulate_cmd,
+    submit,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_submit_parser(subparsers)
     demo.add_parser(subparsers)
     local_run.add_parser(subparsers)
+    simulate_cmd.add_parser(subparsers)
     cluster_cmd.add_parser(subparsers)
     cluster_access_cmd.add_parser(subparsers)
     return parser

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import ClassVar, Protocol
 
 from shared.domain.cluster_state import DemandCount, Market, NodeRecord, NodeState
@@ -52,6 +53,12 @@ class Snapshot:
     nodes: Sequence[NodeRecord]
     instances: Sequence[Instance]
     zones: tuple[str, ...] = ()  # where the launcher can place nodes; () means wherever the launch template says
+    # When the longest-waiting queued job of each shape was queued (epoch seconds); shapes left out (or an
+    # observer that does not know) count as just queued.
+    queued_since: Mapping[Shape, float] = field(default_factory=lambda: MappingProxyType({}))
+    # When each busy node is expected to have finished its jobs (epoch seconds, by expected runtimes from the
+    # jobs' start times); nodes left out are not drained while busy.
+    empties_at: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
 
 class Unavailable(Protocol):

@@ -9,6 +9,10 @@ which the caller stores (in DynamoDB for the control plane). Nothing is remember
 - ``compensate``: Toil's ``preemptibleCompensation`` — when spot nodes asked for in the last round did
   not arrive, ask for that fraction of the shortfall as on-demand nodes able to run the same jobs.
 - ``clamp``: per-offer ``minNodes``/``maxNodes`` hold whatever the steps before said.
+- ``remaining_target``: the target time is a promise to each job from when it was queued, not from now:
+  jobs that already waited get only what is left of it, so a fleet that the estimates made too small
+  grows before the promise is broken (expected runtimes are averages, and the first to be learned are
+  the short ones).
 """
 
 from __future__ import annotations
@@ -82,6 +86,20 @@ def compensate(
         reasons.append(f"{deficit} spot {spot_key} missing → {extra} extra on-demand {stand_in.key} (×{factor:g})")
     shortfall = {o.key: max(0, wanted.get(o.key, 0) - spot_running.get(o.key, 0)) for o in offers if o.spot}
     return counts, ScalerState(smoothed=state.smoothed, spot_deficit=MappingProxyType(shortfall)), reasons
+
+
+MIN_TARGET_FRACTION = 0.5  # a plan never aims tighter than this share of the target time
+WAIT_GRACE_FRACTION = 0.67  # waits up to this share of the target time leave the plan's target alone
+
+
+def remaining_target(target_time: float, waited: float) -> float:
+    """What is left of ``target_time`` for a job that waited ``waited`` seconds (beyond a grace), in whole
+    minutes (so that plans repeat and can be remembered), never below ``MIN_TARGET_FRACTION`` of it."""
+    late = max(0.0, waited - target_time * WAIT_GRACE_FRACTION)
+    left = max(target_time * MIN_TARGET_FRACTION, target_time - late)
+    if left >= target_time:
+        return target_time
+    return max(target_time * MIN_TARGET_FRACTION, math.floor(left / 60.0) * 60.0)
 
 
 def clamp(counts: Mapping[str, int], offers: Sequence[Offer]) -> tuple[dict[str, int], list[str]]:

@@ -22,10 +22,13 @@ Applying the actions and deciding again with the same inputs yields no actions.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
+from shared.domain import policy
 from shared.domain.catalog import UnknownInstanceTypeError, UnknownRegionError, instance_type
 from shared.domain.cluster_state import Market, NodeRecord, NodeState
 from shared.domain.decision import (
@@ -50,7 +53,7 @@ from shared.domain.decision import (
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer, build_offers, parse_node_types
 from shared.domain.packing import Plan, plan
-from shared.domain.policy import ScalerState, clamp, compensate, round_half_up, smooth
+from shared.domain.policy import ScalerState, clamp, compensate, remaining_target, round_half_up, smooth
 from shared.domain.settings import ClusterSettings
 
 ANY_ZONE = "*"  # a capacity failure recorded without a zone (the launch template chose it) blocks every zone
@@ -61,6 +64,9 @@ LAUNCH_VISIBILITY_GRACE = (
 # node boots, pulls the appliance image and reports within minutes; twenty minutes means it never will.
 AGENT_SILENCE_LIMIT = 600.0
 AGENT_BOOT_LIMIT = 1200.0
+# A surplus node still running jobs is drained when they are expected to end within this (and kept otherwise):
+# short enough that its capacity is not missed, long enough to catch the jobs that keep a node alive.
+CONSOLIDATE_WITHIN = 600.0
 
 _LIVE = (NodeState.PENDING, NodeState.ACTIVE)
 
@@ -88,6 +94,10 @@ def decide(
     blocked = _Blocked(unavailable, snapshot.zones)
     target = _target(snapshot, settings, offers, state, fleet=fleet, blocked=blocked, now=now, smoothed_at=smoothed_at)
     changes = _Changes(fleet, blocked, target, settings, actions)
+    # Consolidate only with nothing queued: a queued job would rather start on a busy node than wait for a new one.
+    if not any(c.queued for c in snapshot.demand.values()):
+        changes.empties_at = snapshot.empties_at
+    changes.now = now
     for key in sorted(set(target.wanted) | set(fleet.live) | set(fleet.draining)):
         changes.resize(key)
     changes.retire(now)
@@ -168,10 +178,14 @@ def _target(
 
     demand = {shape: c.queued + c.running for shape, c in snapshot.demand.items() if c.queued + c.running > 0}
     planning_offers = [capped.get(o.key, o) for o in offers]
-    result = plan(demand, planning_offers, target_time=settings.target_time)
+    demand = _urgent(demand, snapshot, settings, now, reasons)
+    target_time = settings.target_time
+    result = _plan(demand, planning_offers, target_time=target_time)
     estimates = result.node_counts()
     if any(o.spot for o in offers if o.key in capped):
-        estimates = _limit_on_demand_stand_ins(demand, offers, capped, estimates, settings=settings, reasons=reasons)
+        estimates = _limit_on_demand_stand_ins(
+            demand, offers, capped, estimates, target_time=target_time, settings=settings, reasons=reasons
+        )
     reasons.extend(result.reasons)
     reasons.extend(f"{u.count} jobs cannot run: {u.reason}" for u in result.unplaceable)
     reasons.extend(f"{u.count} jobs wait: {u.reason}" for u in result.deferred)
@@ -287,6 +301,44 @@ def _agent_is_dead(record: NodeRecord, now: float) -> bool:
     return dead and (record.busy or not record.static)
 
 
+def _urgent(
+    demand: dict[Shape, int], snapshot: Snapshot, settings: ClusterSettings, now: float, reasons: list[str]
+) -> dict[Shape, int]:
+    """Demand with each late shape's wall time stretched by target / what is left of it
+    (``policy.remaining_target``): the plan then gives its jobs lanes that start them all within what is
+    left for the longest-waiting one, and leaves the shapes that are on time alone."""
+    target = settings.target_time
+    out: dict[Shape, int] = {}
+    late = 0
+    for shape, count in demand.items():
+        since = snapshot.queued_since.get(shape)
+        queued = snapshot.demand[shape].queued
+        left = target if since is None or not queued else remaining_target(target, now - since)
+        if left < target and left > 0:
+            stretched = replace(shape, wall_time=shape.wall_time * target / left)
+            out[stretched] = out.get(stretched, 0) + count
+            late += queued
+        else:
+            out[shape] = out.get(shape, 0) + count
+    if late:
+        reasons.append(
+            f"{late} queued jobs are of shapes whose oldest has waited beyond {policy.WAIT_GRACE_FRACTION:.0%} of the "
+            "target time: planned as if longer, so that all start within what is left of it"
+        )
+    return out
+
+
+def _plan(demand: Mapping[Shape, int], offers: Sequence[Offer], *, target_time: float) -> Plan:
+    """``packing.plan``, remembered: demand (queued + running per shape) changes only when jobs arrive or
+    end, so most rounds (and every round's pass after acting) plan what an earlier one already planned."""
+    return _remembered_plan(tuple(sorted(demand.items())), tuple(offers), target_time)
+
+
+@functools.lru_cache(maxsize=64)
+def _remembered_plan(demand: tuple[tuple[Shape, int], ...], offers: tuple[Offer, ...], target_time: float) -> Plan:
+    return plan(dict(demand), offers, target_time=target_time)
+
+
 def offers_for(settings: ClusterSettings, spot_prices: Mapping[str, float] | None = None) -> list[Offer]:
     """The offers a cluster's settings allow, priced in its region (live spot prices where known)."""
     return build_offers(
@@ -355,6 +407,7 @@ def _limit_on_demand_stand_ins(
     capped: Mapping[str, Offer],
     estimates: dict[str, int],
     *,
+    target_time: float,
     settings: ClusterSettings,
     reasons: list[str],
 ) -> dict[str, int]:
@@ -365,7 +418,7 @@ def _limit_on_demand_stand_ins(
     offer is what the missing spot capacity pushed onto on-demand nodes.
     """
     baseline_offers = [capped[o.key] if o.key in capped and not o.spot else o for o in offers]
-    baseline = plan(demand, baseline_offers, target_time=settings.target_time).node_counts()
+    baseline = _plan(demand, baseline_offers, target_time=target_time).node_counts()
     factor = settings.preemptible_compensation
     out = dict(estimates)
     for offer in offers:
@@ -411,6 +464,8 @@ class _Changes:
         self.reasons: list[str] = []
         self.starting: set[str] = set()
         self.undrained: set[str] = set()
+        self.empties_at: Mapping[str, float] = {}
+        self.now = 0.0
 
     def resize(self, key: str) -> None:
         offer = self.target.offers.get(key)
@@ -493,8 +548,37 @@ class _Changes:
                     reason=f"{key}: {why}; drain {len(chosen)} idle nodes, most expensive first",
                 )
             )
-        if len(chosen) < surplus:
-            self.reasons.append(f"{key}: {surplus - len(chosen)} surplus nodes keep running: they are busy or static")
+        stragglers = self._stragglers(have, offer, surplus - len(chosen))
+        if stragglers:
+            self.actions.append(
+                Drain(
+                    offer_key=key,
+                    instance_ids=tuple(n.instance_id for n in stragglers),
+                    reason=f"{key}: {why}; drain {len(stragglers)} busy nodes whose jobs are expected to end within "
+                    f"{CONSOLIDATE_WITHIN:.0f} s: they take no new work, finish what they run and leave",
+                )
+            )
+        kept = surplus - len(chosen) - len(stragglers)
+        if kept > 0:
+            self.reasons.append(f"{key}: {kept} surplus nodes keep running: they are busy or static")
+
+    def _stragglers(self, have: Sequence[NodeRecord], offer: Offer | None, count: int) -> list[NodeRecord]:
+        """Busy surplus nodes to drain (consolidate) while nothing is queued: the jobs left on them end soon by
+        their expected runtimes, so new work goes to the nodes that stay and these empty instead of being
+        kept by a trickle of new jobs. Nothing is moved or killed: a drained node runs its jobs to their end."""
+        if count <= 0 or not self.empties_at:
+            return []
+        soon = [
+            n
+            for n in have
+            if n.busy
+            and not n.static
+            and n.market is Market.ON_DEMAND  # a drained spot node is never taken back (it may be a rebalance)
+            and self.empties_at.get(n.instance_id, math.inf) - self.now <= CONSOLIDATE_WITHIN
+        ]
+        price = {n.instance_id: node_hourly_price(n, offer, self.settings.region) for n in soon}
+        soon.sort(key=lambda n: (-price[n.instance_id], self.empties_at[n.instance_id], n.instance_id))
+        return soon[:count]
 
     def retire(self, now: float) -> None:
         """Draining nodes that are idle leave: into the warm pool while it has room, else terminated."""

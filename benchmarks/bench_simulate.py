@@ -1,0 +1,243 @@
+"""Shoal's policy and Toil 9.6's on the same simulated runs: cost and waits per trace, beside the lower bound.
+
+    python benchmarks/bench_simulate.py [--traces DIR] [--only NAME] [--seed N] [--json OUT]
+
+Both run inside ``shared.sim`` (same trace, node types, boot delay, scale interval, agents admitting jobs
+by ``shared.domain.admission``, EC2 model, cost accounting and report). Only the scaler differs.
+
+What of Toil's loop is modelled (``toil.provisioners.clusterScaler``, imported from the installed Toil 9.6):
+
+- ``ScalerThread.tryRun``'s round, once every ``scaleInterval`` and on nothing else: the shapes of all
+  issued jobs (queued and running, as ``Leader.getJobs`` gives them) with ``getAverageRuntime`` as wall
+  time (fed by ``addCompletedJob`` on every job end), ``getEstimatedNodeCounts`` (Toil's own
+  ``binPacking`` with ``BinPackedFit``, its ``betaInertia`` smoothing in both directions, min/max) and
+  ``updateClusterSize`` → ``setNodeCount`` → ``_addNodes`` / ``_removeNodes`` / ``_terminateIgnoredNodes``:
+  Toil's own scale-in choice (fewest workers, least billing time left), ignoring (draining) nodes that
+  still run jobs and terminating them once idle.
+- The provisioner and batch system Toil talks to are thin adapters onto the simulated fleet: nodes are
+  reported to ``getNodes`` once their agent is up, ``ignoreNode`` stops a node taking jobs, a node's
+  billing interval runs on the simulated clock.
+
+Not modelled: Toil's leader, job store and batch-system scheduling (jobs are placed by the same agent rule
+as Shoal's), Toil's own node overhead estimate (both policies get the same usable node capacity:
+``assume_zero_overhead``), equivalence classes (Toil launches the class's first type, as Shoal does when
+nothing fails), the static-node and JobTooBig paths, and preemptible compensation (0 for both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from shared.domain.cluster_state import NodeState
+from shared.domain.settings import ClusterSettings
+from shared.sim.engine import SimOptions, Simulation
+from shared.sim.trace import read_trace
+
+NODE_TYPES = "c5.4xlarge/c5a.4xlarge:0.30,m5.2xlarge,r5.4xlarge,m5.24xlarge"
+TRACES = Path("/work/shared/traces")
+NODE_WALL_TIME = 3600  # what Toil's AWS provisioner gives a node shape
+EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+
+def _toil() -> Any:
+    import toil.provisioners.clusterScaler as cluster_scaler
+    from toil.batchSystems.abstractBatchSystem import AbstractScalableBatchSystem, NodeInfo
+    from toil.provisioners.abstractProvisioner import Shape
+    from toil.provisioners.node import Node
+
+    return SimpleNamespace(
+        ClusterScaler=cluster_scaler.ClusterScaler,
+        Scalable=AbstractScalableBatchSystem,
+        NodeInfo=NodeInfo,
+        Shape=Shape,
+        Node=Node,
+    )
+
+
+class ToilSimulation(Simulation):
+    """The simulator with Toil's ClusterScaler in place of Shoal's round."""
+
+    def __init__(self, trace: Sequence[Any], options: SimOptions) -> None:
+        super().__init__(trace, options)
+        toil = _toil()
+        self.toil = toil
+        sim = self
+
+        class SimNode(toil.Node):  # type: ignore[misc, name-defined]
+            def remainingBillingInterval(self) -> float:  # noqa: N802 - Toil's name
+                node = sim.nodes.get(self.privateIP)
+                launched = node.launched_at if node is not None else sim.now
+                return 1 - (sim.now - launched) / 3600.0 % 1.0
+
+        self._node_class = SimNode
+        self._toil_nodes: dict[str, Any] = {}
+        self.shape_of: dict[Any, str] = {}  # Toil node shape -> offer key
+        shapes: dict[Any, str] = {}
+        for offer in self.offers:
+            u = offer.usable
+            shape = toil.Shape(NODE_WALL_TIME, u.memory, u.cores, u.disk, offer.spot)
+            shapes[shape] = offer.instance_types[0]
+            self.shape_of[shape] = offer.key
+        self.type_offer = {(o.instance_types[0], o.spot): o for o in self.offers}
+
+        class Provisioner:
+            retryPredicate = staticmethod(lambda error: False)  # noqa: N815 - Toil's name
+
+            def getAutoscaledInstanceShapes(self) -> dict[Any, str]:  # noqa: N802
+                return shapes
+
+            def getProvisionedWorkers(  # noqa: N802
+                self, instance_type: str | None = None, preemptible: bool | None = None
+            ) -> list[Any]:
+                return sim._workers(instance_type, preemptible)
+
+            def addNodes(self, nodeTypes: set[str], numNodes: int, preemptible: bool) -> int:  # noqa: N802, N803
+                (name,) = nodeTypes
+                return len(sim.create_nodes(sim.type_offer[(name, preemptible)], name, numNodes))
+
+            def terminateNodes(self, nodes: list[Any]) -> None:  # noqa: N802
+                for node in nodes:
+                    if node.privateIP in sim.nodes:
+                        sim.killed_by_scale_in += sim.remove_node(node.privateIP)
+
+        class BatchSystem:
+            def getNodes(self, preemptible: bool | None = None, timeout: int = 600) -> dict[str, Any]:  # noqa: N802
+                return {
+                    node_id: toil.NodeInfo(
+                        coresUsed=0.0,
+                        memoryUsed=0.0,
+                        coresTotal=node.capacity.cores,
+                        memoryTotal=node.capacity.memory,
+                        requestedCores=0.0,
+                        requestedMemory=0,
+                        workers=len(node.running),
+                    )
+                    for node_id, node in sim.nodes.items()
+                    if sim.now >= node.ready_at and (preemptible is None or (node.market == "spot") == preemptible)
+                }
+
+            def nodeInUse(self, nodeIP: str) -> bool:  # noqa: N802, N803
+                node = sim.nodes.get(nodeIP)
+                return node is not None and bool(node.running)
+
+            def ignoreNode(self, nodeAddress: str) -> None:  # noqa: N802, N803
+                node = sim.nodes.get(nodeAddress)
+                if node is not None and node.state in (NodeState.PENDING, NodeState.ACTIVE):
+                    node.state = NodeState.DRAINING
+
+            def unignoreNode(self, nodeAddress: str) -> None:  # noqa: N802, N803
+                node = sim.nodes.get(nodeAddress)
+                if node is not None and node.state is NodeState.DRAINING:
+                    node.state = NodeState.ACTIVE if sim.now >= node.ready_at else NodeState.PENDING
+
+        toil.Scalable.register(BatchSystem)
+        self.leader = SimpleNamespace(
+            batchSystem=BatchSystem(),
+            provisioner=Provisioner(),
+            toilState=SimpleNamespace(bus=SimpleNamespace(publish=lambda message: None)),
+        )
+        n = len(self.offers)
+        config = SimpleNamespace(
+            targetTime=self.settings.target_time,
+            betaInertia=self.settings.beta_inertia,
+            minNodes=[o.min_nodes for o in self.offers] or [0] * n,
+            maxNodes=[min(o.max_nodes, 10**9) for o in self.offers],
+            preemptibleCompensation=self.settings.preemptible_compensation,
+            assume_zero_overhead=True,
+        )
+        self.scaler = toil.ClusterScaler(self.leader.provisioner, self.leader, config)
+
+    def _workers(self, instance_type: str | None, preemptible: bool | None) -> list[Any]:
+        out = []
+        for node_id, node in self.nodes.items():
+            if node.state is NodeState.STOPPED or node.state is NodeState.INTERRUPTED:
+                continue
+            spot = node.market == "spot"
+            if (instance_type is not None and node.instance_type != instance_type) or (
+                preemptible is not None and spot != preemptible
+            ):
+                continue
+            toil_node = self._toil_nodes.get(node_id)
+            if toil_node is None:
+                launched = EPOCH + datetime.timedelta(seconds=node.launched_at)
+                toil_node = self._node_class(node_id, node_id, node_id, launched, node.instance_type, spot)
+                self._toil_nodes[node_id] = toil_node
+            out.append(toil_node)
+        return out
+
+    def job_finished(self, name: str | None, seconds: float) -> None:
+        super().job_finished(name, seconds)
+        self.scaler.addCompletedJob(SimpleNamespace(jobName=name), seconds)
+
+    def _round(self, trigger: str) -> None:
+        if trigger != "schedule":
+            return  # Toil's scaler thread only wakes on its interval
+        self.rounds += 1
+        self.decide_calls += 1
+        toil, scaler = self.toil, self.scaler
+        job_shapes = []
+        for (resources, spot, name), (queued, running) in self.counters.items():
+            if queued + running > 0:  # Leader.getJobs: every issued job, queued or running
+                shape = toil.Shape(scaler.getAverageRuntime(jobName=name), resources.memory, resources.cores,
+                                   resources.disk, spot)  # fmt: skip
+                job_shapes.extend([shape] * (queued + running))
+        current = {
+            shape: len(self._workers(type_name, shape.preemptible))
+            for shape, type_name in scaler.nodeShapeToType.items()
+        }
+        estimates, _ = scaler.getEstimatedNodeCounts(job_shapes, current)
+        scaler.updateClusterSize(estimates)
+        self._dispatch()  # un-ignored nodes take work once the round is over
+
+
+def run_one(path: Path, settings: ClusterSettings, *, seed: int, toil: bool) -> dict[str, object]:
+    trace = read_trace(path)
+    options = SimOptions(settings=settings, boot_delay=90.0, seed=seed)
+    simulation = ToilSimulation(trace, options) if toil else Simulation(trace, options)
+    return simulation.run().report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--traces", type=Path, default=TRACES)
+    parser.add_argument("--only", help="only traces whose file name contains this")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="write every report here")
+    args = parser.parse_args(argv)
+    logging.disable(logging.CRITICAL)
+    settings = ClusterSettings(name="bench", node_types=NODE_TYPES).validate()
+    rows: dict[str, dict[str, dict[str, object]]] = {}
+    print(f"{'trace':<22}{'policy':<7}{'cost $':>10}{'× bound':>9}{'p50 s':>8}{'p95 s':>8}{'max s':>8}"
+          f"{'idle nh':>9}{'peak':>6}{'lost':>5}{'kill':>5}{'sec':>7}")  # fmt: skip
+    for path in sorted(args.traces.glob("*.jsonl")):
+        if args.only and args.only not in path.name:
+            continue
+        rows[path.name] = {}
+        for policy in ("shoal", "toil"):
+            started = time.perf_counter()
+            r = run_one(path, settings, seed=args.seed, toil=policy == "toil")
+            rows[path.name][policy] = r
+            print(
+                f"{path.name:<22}{policy:<7}{r['cost']:>10.2f}{r['cost_over_lower_bound']:>9.3f}"
+                f"{r['wait_p50_seconds']:>8.0f}{r['wait_p95_seconds']:>8.0f}{r['wait_max_seconds']:>8.0f}"
+                f"{r['idle_node_hours']:>9.1f}{r['peak_nodes']:>6}{r['lost']:>5}{r['killed_by_scale_in']:>5}"
+                f"{time.perf_counter() - started:>7.1f}",
+                flush=True,
+            )
+        print(f"{path.name:<22}{'bound':<7}{rows[path.name]['shoal']['lower_bound_cost']:>10.2f}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

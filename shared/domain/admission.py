@@ -1,0 +1,91 @@
+"""May this job start on this node now? The agent's rule for one received message, as a pure decision.
+
+The agent (``shared/worker/agent.py``) asks this for every message it receives; ``shoal simulate``'s
+nodes ask it too, so the simulator admits jobs by the same rule. Every verdict says what to do with the
+message and why:
+
+- the node is draining or stopping: give the message back at once (another node takes it);
+- the job already runs here (a second copy of its message): hide the copy until this run settles;
+- capacity: a job that does not fit what is free goes back at once (it fits the node later, or never),
+  before the job store is asked anything (as the agent does: it reserves, then writes);
+- the job record says it is not this node's to run: a settled job's duplicate is deleted (success) or
+  dead-lettered (failure), one running elsewhere is looked at again later, a message that does not match
+  its record is dead-lettered; a queued job starts, one with no record is recorded and started.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from shared.domain.cluster_state import JobRecord, JobStatus
+from shared.domain.jobs import Job
+from shared.domain.resources import Resources
+
+
+class Verdict(enum.StrEnum):
+    START = "start"  # reserve the job's resources and run it
+    RECORD_AND_START = "record-and-start"  # no record (sent straight to the queue): record it, then start it
+    RETURN = "return"  # the node takes no work (draining, stopping): visible again at once
+    DECLINE_LATER = "decline-later"  # fits this node, not beside what runs now: visible again at once
+    DECLINE_NEVER = "decline-never"  # larger than the whole node: visible again at once
+    RUNNING_HERE = "running-here"  # a second copy of a message whose job runs here: hide it a while
+    RUNNING_ELSEWHERE = "running-elsewhere"  # another node runs it: hide the message a while
+    DELETE_DUPLICATE = "delete-duplicate"  # the job already succeeded: delete the message
+    DEAD_LETTER = "dead-letter"  # failed for good, or the message does not match its record
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Admission:
+    verdict: Verdict
+    reason: str
+
+    @property
+    def starts(self) -> bool:
+        return self.verdict in (Verdict.START, Verdict.RECORD_AND_START)
+
+
+def admit(
+    job: Job,
+    *,
+    free: Resources,
+    capacity: Resources,
+    record: JobRecord | None,
+    draining: bool,
+    node_id: str,
+    running_here: bool = False,
+) -> Admission:
+    """The verdict on one received message of ``job`` at a node with ``free`` of its ``capacity`` left.
+
+    ``record`` is the job store's record of the job (None: there is none); ``draining`` means the node was
+    told to take no new work (or is stopping); ``running_here`` means this node's agent runs the job now.
+    """
+    if draining:
+        return Admission(verdict=Verdict.RETURN, reason=f"node {node_id} is draining: it starts no new jobs")
+    if running_here:
+        return Admission(verdict=Verdict.RUNNING_HERE, reason=f"job {job.id} already runs on this node")
+    need = job.shape.resources
+    if not need.fits_in(capacity):
+        return Admission(
+            verdict=Verdict.DECLINE_NEVER, reason=f"job {job.id} needs {need.describe()}: more than the whole node"
+        )
+    if not need.fits_in(free):
+        return Admission(
+            verdict=Verdict.DECLINE_LATER, reason=f"job {job.id} fits this node, but not beside the jobs running now"
+        )
+    if record is not None:
+        if record.job != job:
+            return Admission(
+                verdict=Verdict.DEAD_LETTER,
+                reason=f"message for job {job.id} does not match the job recorded under that id",
+            )
+        if record.status is JobStatus.SUCCEEDED:
+            return Admission(verdict=Verdict.DELETE_DUPLICATE, reason=f"job {job.id} has already succeeded")
+        if record.status is JobStatus.FAILED:
+            return Admission(verdict=Verdict.DEAD_LETTER, reason=f"job {job.id} has already failed for good")
+        if record.status is JobStatus.RUNNING:
+            where = "this node (an earlier agent)" if record.node == node_id else f"node {record.node}"
+            return Admission(verdict=Verdict.RUNNING_ELSEWHERE, reason=f"job {job.id} is running on {where}")
+    if record is None:
+        return Admission(verdict=Verdict.RECORD_AND_START, reason=f"job {job.id} has no record: record it and start")
+    return Admission(verdict=Verdict.START, reason=f"job {job.id} fits in what is free")

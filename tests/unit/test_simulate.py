@@ -1,0 +1,155 @@
+"""The simulator: a trace replayed through the real decide keeps every job, is deterministic per seed, and
+reports the keys the issue lists; the CLI refuses bad input in one line with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.domain.jobs import Job, Shape
+from shared.domain.resources import Resources
+from shared.domain.settings import ClusterSettings
+from shared.sim.engine import SimOptions, lower_bound_cost, simulate
+from shared.sim.trace import TraceError, TraceJob, read_trace
+
+GiB = 2**30
+ROOT = Path(__file__).resolve().parents[2]
+NODE_TYPES = "c5.4xlarge/c5a.4xlarge:0.30,m5.2xlarge,r5.4xlarge"
+REPORT_KEYS = [
+    "jobs", "completed", "lost", "run_twice", "killed_by_scale_in", "requeued", "wait_p50_seconds",
+    "wait_p95_seconds", "wait_max_seconds", "node_hours", "idle_node_hours", "cost", "lower_bound_cost",
+    "cost_over_lower_bound", "peak_nodes", "decisions", "simulated_seconds", "elapsed_seconds",
+]  # fmt: skip
+
+
+def settings(**overrides: object) -> ClusterSettings:
+    values: dict[str, object] = {"name": "sim", "node_types": NODE_TYPES}
+    values.update(overrides)
+    return ClusterSettings(**values).validate()  # type: ignore[arg-type]
+
+
+def trace_line(i: int, submit: float, *, cores: float = 2, memory_gib: float = 4, wall: float = 300,
+               name: str = "align", spot: bool = True) -> dict[str, object]:  # fmt: skip
+    return {"id": f"j{i}", "submit": submit, "cores": cores, "memory": int(memory_gib * GiB), "disk": 10 * GiB,
+            "wall_time": wall, "preemptible": spot, "name": name}  # fmt: skip
+
+
+def bursty(n: int = 120) -> list[dict[str, object]]:
+    lines = [trace_line(i, (i // 40) * 1200.0 + i, wall=200 + 37 * (i % 11), name=f"step{i % 3}") for i in range(n)]
+    lines += [trace_line(n + i, 1000.0 + i, cores=4, memory_gib=60, wall=900, spot=False) for i in range(6)]
+    return sorted(lines, key=lambda line: float(line["submit"]))  # type: ignore[arg-type]
+
+
+def write_trace(path: Path, lines: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_a_bursty_trace_completes_every_job_once_and_reports_every_key(tmp_path: Path) -> None:
+    # GIVEN bursts of spot-able jobs and a few big on-demand ones
+    trace = read_trace(write_trace(tmp_path / "t.jsonl", bursty()))
+    # WHEN replayed through the real decide
+    report = simulate(trace, SimOptions(settings=settings())).report
+    # THEN every key is there and every job ran exactly once, none killed by scale-in
+    assert list(report)[: len(REPORT_KEYS)] == REPORT_KEYS
+    assert report["completed"] == report["jobs"] == len(trace)
+    assert report["lost"] == report["run_twice"] == report["killed_by_scale_in"] == report["requeued"] == 0
+    assert report["nodes_at_end"] == 0
+    node_hours = report["node_hours"]
+    assert isinstance(node_hours, dict) and set(node_hours) <= {
+        "c5.4xlarge|spot", "m5.2xlarge|on-demand", "r5.4xlarge|on-demand"
+    }  # fmt: skip
+    assert "r5.4xlarge|on-demand" in node_hours  # the 60 GiB on-demand jobs need it
+    cost, bound = float(report["cost"]), float(report["lower_bound_cost"])  # type: ignore[arg-type]
+    assert 0 < bound < cost
+    assert float(report["wait_p50_seconds"]) <= float(report["wait_p95_seconds"]) <= float(report["wait_max_seconds"])  # type: ignore[arg-type]
+
+
+def test_the_same_seed_gives_the_same_report_and_interruptions_lose_nothing(tmp_path: Path) -> None:
+    trace = read_trace(write_trace(tmp_path / "t.jsonl", bursty()))
+    options = SimOptions(settings=settings(), seed=7, spot_interruptions=2.0, capacity_errors={"c5.4xlarge": 0.5})
+    first = simulate(trace, options).report
+    second = simulate(trace, options).report
+    for report in (first, second):
+        report.pop("elapsed_seconds")
+        report.pop("cpu_seconds", None)
+    assert first == second
+    # Two interruptions per spot node-hour: jobs went back to the queue, and still all ran once.
+    assert int(first["requeued"]) > 0  # type: ignore[call-overload]
+    assert first["completed"] == first["jobs"] and first["lost"] == first["run_twice"] == 0
+    assert first["killed_by_scale_in"] == 0
+    # Half the c5.4xlarge launches fail: the class falls back to c5a.4xlarge.
+    assert any(key.startswith("c5a.4xlarge|") for key in first["node_hours"])  # type: ignore[union-attr]
+
+
+def test_lower_bound_prices_each_job_by_its_largest_share_of_the_cheapest_node_it_fits() -> None:
+    job = Job(id="a", shape=Shape(resources=Resources(cores=4, memory=2 * GiB, disk=10 * GiB), wall_time=3600.0,
+                                  preemptible=True))  # fmt: skip
+    on_demand = Job(id="b", shape=Shape(resources=Resources(cores=1, memory=16 * GiB, disk=GiB), wall_time=1800.0))
+    s = settings()
+    from shared.domain.scaling import offers_for
+
+    offers = offers_for(s)
+    # spot c5.4xlarge at $0.30: cores 4/16 = 0.25 beats disk 10/50 = 0.2 → 0.075 for an hour
+    assert lower_bound_cost([TraceJob(job=job, submit=0)], offers, s) == pytest.approx(0.30 * 0.25)
+    # not preemptible: m5.2xlarge on demand ($0.384) is the cheapest; memory 16/32 = 0.5, for half an hour
+    assert lower_bound_cost([TraceJob(job=on_demand, submit=0)], offers, s) == pytest.approx(0.384 * 0.5 * 0.5)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"id": "a", "cores": 1, "memory": 1, "disk": 1, "wall_time": 5}', "t.jsonl:1: each line needs a 'submit'"),
+        ('{"id": "a", "submit": -1, "cores": 1, "memory": 1, "disk": 1, "wall_time": 5}', "'submit' must be"),
+        ('{"id": "a", "submit": 0, "cores": 1, "memory": 1, "disk": 1, "wall_tme": 5}', "did you mean 'wall_time'"),
+        ("{not json", "t.jsonl:1: malformed JSON"),
+    ],
+)
+def test_bad_traces_name_the_line(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text(line + "\n", encoding="utf-8")
+    with pytest.raises(TraceError, match=message.replace("(", r"\(")):
+        read_trace(path)
+
+
+def _shoal(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shared.cli.main", "simulate", *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--node-types", "c5.4xlarg"], "c5.4xlarg"),
+        (["--node-types", NODE_TYPES, "--target-time", "soon"], "--target-time"),
+        (["--node-types", NODE_TYPES, "--capacity-errors", "c5.4xlarge=2"], "--capacity-errors"),
+        (["--node-types", NODE_TYPES, "--max-nodes", "1,x"], "--max-nodes"),
+    ],
+)
+def test_the_cli_refuses_bad_input_in_one_line_with_status_2_and_writes_nothing(
+    tmp_path: Path, extra: list[str], needle: str
+) -> None:
+    trace = write_trace(tmp_path / "t.jsonl", bursty(10))
+    report = tmp_path / "r.json"
+    done = _shoal("--trace", str(trace), "--report", str(report), *extra)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and needle in done.stderr and done.stderr.startswith("shoal simulate: ")
+    assert not report.exists() and done.stdout == ""
+
+
+def test_the_cli_writes_the_report_and_the_plot(tmp_path: Path) -> None:
+    trace = write_trace(tmp_path / "t.jsonl", bursty(60))
+    report, plot = tmp_path / "out" / "r.json", tmp_path / "out" / "p.png"
+    done = _shoal("--trace", str(trace), "--node-types", NODE_TYPES, "--json", "--report", str(report),
+                  "--plot", str(plot), "--seed", "3")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    written = json.loads(report.read_text(encoding="utf-8"))
+    assert printed == written and printed["completed"] == 66
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
