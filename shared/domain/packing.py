@@ -55,6 +55,8 @@ from shared.domain.units import format_duration, format_size
 
 _MIN_WALL_TIME = 1e-3  # seconds; a job that claims to take no time still occupies its lane
 _EXACT_DEPTH = 16  # lane depths up to this are exact; deeper ones keep four significant bits
+_WINDOW = 128  # jobs mixed into lanes together: alike in size, any wall time
+_LANE_CHOICES = 8  # open lanes of a window a job may join
 _LOOK_PAST = 12  # open nodes examined per type past the bisection point before buying a new one
 _CORE_TOLERANCE = 1e-9  # so 0.1 + 0.2 cores counts as 0.3
 _UNBOUNDED = 1 << 30
@@ -143,7 +145,7 @@ def plan(demand: Mapping[Shape, int], offers: Sequence[Offer], *, target_time: f
     packer = _Packer(offers, max(0.0, target_time))
     unplaceable: list[UnplacedShape] = []
     placeable: list[tuple[Shape, int]] = []
-    for shape, count in sorted(demand.items()):
+    for shape, count in sorted(demand.items(), key=_shape_order):
         if count <= 0:
             continue
         if packer.eligible(shape):
@@ -155,7 +157,7 @@ def plan(demand: Mapping[Shape, int], offers: Sequence[Offer], *, target_time: f
     # Right-sizing can free room on capped types; jobs deferred by maxNodes get another try. The loop
     # ends on a try, so whatever is still deferred really has every fitting type at its maximum.
     for _ in range(8):
-        waiting, packer.waiting = packer.waiting, []
+        waiting, packer.waiting = _one_job_each(packer.waiting), []
         if not waiting:
             break
         packer.place(waiting)
@@ -172,7 +174,7 @@ def plan(demand: Mapping[Shape, int], offers: Sequence[Offer], *, target_time: f
             reason=f"maxNodes reached for every node type that fits ({shape.describe()}); "
             "these jobs wait for capacity to free up",
         )
-        for shape, count in sorted(packer.deferred.items())
+        for shape, count in sorted(packer.deferred.items(), key=_shape_order)
     ]
     return Plan(
         groups=packer.groups(),
@@ -182,6 +184,27 @@ def plan(demand: Mapping[Shape, int], offers: Sequence[Offer], *, target_time: f
         target_time=target_time,
         offers=tuple(offers),
     )
+
+
+def _one_job_each(lanes: list[tuple[_LaneType, int, _Family]]) -> list[tuple[_LaneType, int, _Family]]:
+    """Waiting lanes taken apart: a small job must not wait because it shared a lane with a big one."""
+    out = []
+    for lane, count, family in lanes:
+        if len(lane[5]) == 1 and lane[5][0][1] == 1:
+            out.append((lane, count, family))
+            continue
+        for shape, n in lane[5]:
+            r = shape.resources
+            single: _LaneType = (r.cores, r.memory, r.disk, r.accelerators, not shape.preemptible, ((shape, 1),))
+            out.append((single, n * count, (not shape.preemptible, r.accelerators, r.cores)))
+    return out
+
+
+def _shape_order(item: tuple[Shape, int]) -> tuple[float, int, int, int, float, bool]:
+    """A total order on shapes by plain numbers (comparing the dataclasses is much slower)."""
+    s = item[0]
+    r = s.resources
+    return (r.cores, r.memory, r.disk, r.accelerators, s.wall_time, s.preemptible)
 
 
 def placements(result: Plan) -> Iterator[Placement]:
@@ -302,7 +325,7 @@ def lane_depth(wall_time: float, target_time: float) -> int:
 # (shape, jobs) run back to back. An item: a lane type with how many identical lanes are wanted.
 
 _LaneType = tuple[float, int, int, int, bool, tuple[tuple[Shape, int], ...]]
-_Family = tuple[bool, int, float, int]  # on-demand only, accelerators, cores, lane depth
+_Family = tuple[bool, int, float]  # on-demand only, accelerators, cores
 
 
 class _Group:
@@ -362,70 +385,59 @@ class _Packer:
     # -- pass 1: lanes --------------------------------------------------------------------------------
 
     def lanes(self, placeable: Sequence[tuple[Shape, int]]) -> list[tuple[_LaneType, int, _Family]]:
-        """Lane types with their multiplicity: each family's jobs cut into lanes of its depth."""
-        families: dict[_Family, list[tuple[Shape, int]]] = {}
+        """Lane types with their multiplicity (see the module docstring, pass 1)."""
+        markets: dict[tuple[bool, int], list[tuple[Shape, int]]] = {}
+        families: dict[_Family, list[Shape]] = {}
+        for shape, count in placeable:
+            r = shape.resources
+            markets.setdefault((not shape.preemptible, r.accelerators), []).append((shape, count))
+            families.setdefault((not shape.preemptible, r.accelerators, r.cores), []).append(shape)
+        self.family_shapes = families
+        items: list[tuple[_LaneType, int, _Family]] = []
+        for market in sorted(markets):
+            items.extend(
+                (lane, n, (lane[4], lane[3], lane[0])) for lane, n in self._cut(market, markets[market])
+            )
+        return items
+
+    def _cut(self, market: tuple[bool, int], members: list[tuple[Shape, int]]) -> Iterator[tuple[_LaneType, int]]:
+        """Lanes for the jobs of one market: full lanes of one shape, then windows of alike jobs mixed."""
+        on_demand, acc = market
         target = self.target_time
         depth_of: dict[float, int] = {}
-        for shape, count in placeable:
+        rest: list[Shape] = []
+        for shape, count in members:
             wall = shape.wall_time
             depth = depth_of.get(wall)
             if depth is None:
                 depth = depth_of[wall] = lane_depth(wall, target)
-            r = shape.resources
-            families.setdefault((not shape.preemptible, r.accelerators, r.cores, depth), []).append((shape, count))
-        self.family_shapes = {family: [s for s, _ in members] for family, members in families.items()}
-        items: list[tuple[_LaneType, int, _Family]] = []
-        for family in sorted(families):
-            members = families[family]
-            on_demand, acc, cores, depth = family
-            if depth == 1:
-                for shape, count in members:
-                    r = shape.resources
-                    items.append(((cores, r.memory, r.disk, acc, on_demand, ((shape, 1),)), count, family))
-                continue
-            items.extend((lane, n, family) for lane, n in self._cut(family, members))
-        return items
-
-    def _cut(self, family: _Family, members: list[tuple[Shape, int]]) -> Iterator[tuple[_LaneType, int]]:
-        on_demand, acc, cores, depth = family
-        jobs = sum(count for _, count in members)
-        # Which of memory and disk is scarcer for this family on its cheapest node type decides the order.
-        mean_memory = sum(s.resources.memory * n for s, n in members) / jobs
-        mean_disk = sum(s.resources.disk * n for s, n in members) / jobs
-        best = self._cheapest(cores, math.ceil(mean_memory), math.ceil(mean_disk), acc, on_demand=on_demand)
+            if count >= depth:
+                r = shape.resources
+                yield (r.cores, r.memory, r.disk, acc, on_demand, ((shape, depth),)), count // depth
+                count %= depth
+            rest.extend([shape] * count)
+        if not rest:
+            return
+        # Neighbours in this order are alike: by cores, then coarse cells of the less scarce of memory and
+        # disk (on the cheapest node type for an average job), then the scarcer one.
+        jobs = len(rest)
+        mean_memory = sum(s.resources.memory for s in rest) / jobs
+        mean_disk = sum(s.resources.disk for s in rest) / jobs
+        mean_cores = sum(s.resources.cores for s in rest) / jobs
+        best = self._cheapest(mean_cores, math.ceil(mean_memory), math.ceil(mean_disk), acc, on_demand=on_demand)
         cap = self.caps[best] if best is not None else (1.0, 1, 1, 1)
-        memory_share = mean_memory / cap[1] if cap[1] else 0.0
-        disk_share = mean_disk / cap[2] if cap[2] else 0.0
-        by_memory = memory_share >= disk_share
-        cells = max(1, min(64, math.isqrt(jobs // depth)))
+        by_memory = (mean_memory / cap[1] if cap[1] else 0.0) >= (mean_disk / cap[2] if cap[2] else 0.0)
+        cells = max(1, min(64, math.isqrt(jobs // _WINDOW)))
         scale = cells / ((cap[2] if by_memory else cap[1]) or 1)
 
-        def order(member: tuple[Shape, int]) -> tuple[int, int, int]:
-            r = member[0].resources
-            first, second = (r.memory, r.disk) if by_memory else (r.disk, r.memory)
-            return (min(cells - 1, int(second * scale)), first, second)
-
-        runs: list[tuple[Shape, int]] = []
-        filled = memory = disk = 0
-        for shape, count in sorted(members, key=order):
+        def order(shape: Shape) -> tuple[float, int, int, int, float]:
             r = shape.resources
-            if filled:
-                take = min(count, depth - filled)
-                runs.append((shape, take))
-                filled += take
-                memory = max(memory, r.memory)
-                disk = max(disk, r.disk)
-                count -= take
-                if filled == depth:
-                    yield (cores, memory, disk, acc, on_demand, tuple(runs)), 1
-                    runs, filled, memory, disk = [], 0, 0, 0
-            if count >= depth:
-                yield (cores, r.memory, r.disk, acc, on_demand, ((shape, depth),)), count // depth
-                count %= depth
-            if count:
-                runs, filled, memory, disk = [(shape, count)], count, r.memory, r.disk
-        if filled:
-            yield (cores, memory, disk, acc, on_demand, tuple(runs)), 1
+            first, second = (r.memory, r.disk) if by_memory else (r.disk, r.memory)
+            return (r.cores, min(cells - 1, int(second * scale)), first, second, shape.wall_time)
+
+        rest.sort(key=order, reverse=True)
+        for begin in range(0, jobs, _WINDOW):
+            yield from _time_pack(rest[begin : begin + _WINDOW], target, acc, cap, on_demand=on_demand)
 
     # -- pass 2: nodes --------------------------------------------------------------------------------
 
@@ -462,6 +474,8 @@ class _Packer:
     def place(self, items: list[tuple[_LaneType, int, _Family]]) -> None:
         """Place lanes in this order; what maxNodes leaves no room for waits in ``self.waiting``."""
         left = self.left
+        for _, count, family in items:  # lanes retried after right-sizing may belong to new families
+            left.setdefault(family, count)
         for lane, count, family in items:
             jobs_per_lane = sum(n for _, n in lane[5])
             placed = self._fill(lane, count)
@@ -669,6 +683,55 @@ class _Packer:
         if len(shapes) == 1:
             return shapes[0].describe()
         return f"{len(shapes)} shapes ({_ranges(shapes)})"
+
+
+def _time_pack(
+    window: list[Shape], target: float, acc: int, cap: tuple[float, int, int, int], *, on_demand: bool
+) -> Iterator[tuple[_LaneType, int]]:
+    """Lanes for a window of alike jobs, largest first, each joining the lane its reservation grows least.
+
+    A lane can take a job while all its jobs but the longest fit within the target time back to back:
+    the longest runs last, so every job starts by the target (the last one may run past it).
+    """
+    unit_c = 1.0 / (cap[0] or 1)
+    unit_m = 1.0 / (cap[1] or 1)
+    unit_d = 1.0 / (cap[2] or 1)
+    lanes: list[list[object]] = []  # [cores, memory, disk, total wall, longest wall, jobs]
+    for shape in window:
+        r = shape.resources
+        c, m, d = r.cores, r.memory, r.disk
+        wall = max(shape.wall_time, _MIN_WALL_TIME)
+        best: list[object] | None = None
+        best_growth = c * unit_c + m * unit_m + d * unit_d  # what a lane of its own costs
+        for lane in lanes[-_LANE_CHOICES:]:
+            lc, lm, ld, total, longest, _ = lane
+            if total + wall - max(longest, wall) > target + 1e-9:  # type: ignore[operator,call-overload]
+                continue
+            growth = (
+                (c - lc if c > lc else 0.0) * unit_c  # type: ignore[operator]
+                + (m - lm if m > lm else 0) * unit_m  # type: ignore[operator]
+                + (d - ld if d > ld else 0) * unit_d  # type: ignore[operator]
+            )
+            if growth < best_growth:
+                best, best_growth = lane, growth
+        if best is None:
+            lanes.append([c, m, d, wall, wall, [shape]])
+        else:
+            best[0] = max(best[0], c)  # type: ignore[call-overload]
+            best[1] = max(best[1], m)  # type: ignore[call-overload]
+            best[2] = max(best[2], d)  # type: ignore[call-overload]
+            best[3] = best[3] + wall  # type: ignore[operator]
+            best[4] = max(best[4], wall)  # type: ignore[call-overload]
+            best[5].append(shape)  # type: ignore[attr-defined]
+    for lc, lm, ld, _, _, members in lanes:
+        ordered = sorted(members, key=lambda s: s.wall_time)  # type: ignore[attr-defined]
+        runs: list[tuple[Shape, int]] = []
+        for shape in ordered:
+            if runs and runs[-1][0] is shape:
+                runs[-1] = (shape, runs[-1][1] + 1)
+            else:
+                runs.append((shape, 1))
+        yield (lc, lm, ld, acc, on_demand, tuple(runs)), 1  # type: ignore[misc]
 
 
 def _lane(lane: _LaneType) -> Lane:
