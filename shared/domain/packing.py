@@ -43,10 +43,12 @@ feasibility). It is a heuristic, not an optimum.
 
 from __future__ import annotations
 
+import gc
 import math
 from bisect import bisect_left, insort
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
@@ -62,9 +64,10 @@ _CORE_TOLERANCE = 1e-9  # so 0.1 + 0.2 cores counts as 0.3
 _UNBOUNDED = 1 << 30
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Run:
-    """``count`` consecutive jobs of one shape in a lane."""
+class Run(NamedTuple):
+    """``count`` consecutive jobs of one shape in a lane (a named tuple: plans hold one per distinct shape,
+    100,000 of them for a continuous queue, and a tuple is several times cheaper to make than a frozen
+    dataclass)."""
 
     shape: Shape
     count: int
@@ -142,6 +145,18 @@ class Placement:
 
 def plan(demand: Mapping[Shape, int], offers: Sequence[Offer], *, target_time: float) -> Plan:
     """The cheapest fleet (by this heuristic) that starts every placeable job within ``target_time``."""
+    # Planning makes hundreds of thousands of small tuples and frees none of them until the end: the
+    # cyclic garbage collector would scan them again and again for nothing (a third of the time).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _plan(demand, offers, target_time=target_time)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _plan(demand: Mapping[Shape, int], offers: Sequence[Offer], *, target_time: float) -> Plan:
     packer = _Packer(offers, max(0.0, target_time))
     unplaceable: list[UnplacedShape] = []
     placeable: list[tuple[Shape, int]] = []
@@ -157,14 +172,14 @@ def plan(demand: Mapping[Shape, int], offers: Sequence[Offer], *, target_time: f
     # Right-sizing can free room on capped types; jobs deferred by maxNodes get another try. The loop
     # ends on a try, so whatever is still deferred really has every fitting type at its maximum.
     for _ in range(8):
-        waiting, packer.waiting = _one_job_each(packer.waiting), []
+        waiting, packer.waiting = packer.one_job_each(packer.waiting), []
         if not waiting:
             break
         packer.place(waiting)
-        if sum(n for _, n, _ in packer.waiting) == sum(n for _, n, _ in waiting):
+        if sum(item[1] for item in packer.waiting) == sum(item[1] for item in waiting):
             break
         packer.right_size()
-    for lane, count, _ in packer.waiting:
+    for lane, count, _, _ in packer.waiting:
         for shape, n in lane[5]:
             packer.deferred[shape] = packer.deferred.get(shape, 0) + n * count
     deferred = [
@@ -184,20 +199,6 @@ def plan(demand: Mapping[Shape, int], offers: Sequence[Offer], *, target_time: f
         target_time=target_time,
         offers=tuple(offers),
     )
-
-
-def _one_job_each(lanes: list[tuple[_LaneType, int, _Family]]) -> list[tuple[_LaneType, int, _Family]]:
-    """Waiting lanes taken apart: a small job must not wait because it shared a lane with a big one."""
-    out = []
-    for lane, count, family in lanes:
-        if len(lane[5]) == 1 and lane[5][0][1] == 1:
-            out.append((lane, count, family))
-            continue
-        for shape, n in lane[5]:
-            r = shape.resources
-            single: _LaneType = (r.cores, r.memory, r.disk, r.accelerators, not shape.preemptible, ((shape, 1),))
-            out.append((single, n * count, (not shape.preemptible, r.accelerators, r.cores)))
-    return out
 
 
 def _shape_order(item: tuple[Shape, int]) -> tuple[float, int, int, int, float, bool]:
@@ -326,6 +327,7 @@ def lane_depth(wall_time: float, target_time: float) -> int:
 
 _LaneType = tuple[float, int, int, int, bool, tuple[tuple[Shape, int], ...]]
 _Family = tuple[bool, int, float]  # on-demand only, accelerators, cores
+_Item = tuple[_LaneType, int, _Family, tuple[int, ...]]  # a lane type, how many, its family, copies per offer
 
 
 class _Group:
@@ -357,17 +359,19 @@ class _Packer:
         self.target_time = target_time
         self.caps = [(o.usable.cores, o.usable.memory, o.usable.disk, o.usable.accelerators) for o in offers]
         self.spot = [o.spot for o in offers]
+        self.scale = [tuple(1.0 / (x or 1) for x in cap) for cap in self.caps]
         self.price = [o.hourly_price for o in offers]
         self.room = [o.max_nodes - o.min_nodes for o in offers]
         self.entries: dict[int, _Group] = {}
-        self.index: list[list[tuple[float, int]]] = [[] for _ in offers]
+        self.index: list[list[tuple[float, int, _Group]]] = [[] for _ in offers]  # (free key, id, group)
         self.key_dim = [0] * len(offers)
         self.deferred: dict[Shape, int] = {}
-        self.waiting: list[tuple[_LaneType, int, _Family]] = []  # lanes maxNodes had no room for
+        self.waiting: list[_Item] = []  # lanes maxNodes had no room for
         self.left: dict[_Family, int] = {}  # lanes of each family not placed yet
         self.opened: dict[tuple[_Family, int], list[int]] = {}  # (family, offer) → [nodes, jobs]
         self.filled: dict[_Family, int] = {}  # jobs placed into room on nodes already planned
         self.family_shapes: dict[_Family, list[Shape]] = {}
+        self._texts: dict[_Family, str] = {}
         self.moved: dict[tuple[int, int], int] = {}  # right-sizing (from, to) → nodes
         self.minimum: tuple[float, float, float, float] = (0.0, 0, 0, 0)
         self._next_id = 0
@@ -436,8 +440,9 @@ class _Packer:
             return (r.cores, min(cells - 1, int(second * scale)), first, second, shape.wall_time)
 
         rest.sort(key=order, reverse=True)
+        nodes = [cap for cap, spot in zip(self.caps, self.spot, strict=True) if cap[3] >= acc and not (on_demand and spot)]
         for begin in range(0, jobs, _WINDOW):
-            yield from _time_pack(rest[begin : begin + _WINDOW], target, acc, cap, on_demand=on_demand)
+            yield from _time_pack(rest[begin : begin + _WINDOW], target, acc, cap, nodes, on_demand=on_demand)
 
     # -- pass 2: nodes --------------------------------------------------------------------------------
 
@@ -446,76 +451,133 @@ class _Packer:
         keyed = []
         weight = [[0.0] * 4 for _ in self.offers]
         left: dict[_Family, int] = {}
-        low = [math.inf] * 4
-        for position, (lane, count, family) in enumerate(items):
+        low_c, low_m, low_d, low_a = math.inf, math.inf, math.inf, math.inf
+        pending = [(lane, count, family, self._copies_all(lane)) for lane, count, family in items]
+        position = 0
+        while position < len(pending):
+            lane, count, family, copies = pending[position]
+            position += 1
             c, m, d, a, on_demand, _ = lane
-            best = self._cheapest(c, m, d, a, on_demand=on_demand)
-            if best is None:  # cannot happen for an eligible shape; guarded anyway
+            best = self._cheapest_of(copies)
+            if best is None:  # a lane no node holds (lanes are built so this cannot be): one job each then
+                if len(lane[5]) > 1 or lane[5][0][1] > 1:
+                    pending.extend(self.one_job_each([(lane, count, family, copies)]))
+                else:  # never silently lost: it is reported as waiting
+                    self.waiting.append((lane, count, family, copies))
                 continue
             cap = caps[best]
             shares = (c / cap[0], m / cap[1] if cap[1] else 0.0, d / cap[2] if cap[2] else 0.0, a / cap[3] if cap[3] else 0.0)
             row = weight[best]
-            for dim in range(4):
-                row[dim] += shares[dim] * count
-            low[0], low[1], low[2], low[3] = min(low[0], c), min(low[1], m), min(low[2], d), min(low[3], a)
-            keyed.append((-price[best] * max(shares), position, lane, count, family))
+            row[0] += shares[0] * count
+            row[1] += shares[1] * count
+            row[2] += shares[2] * count
+            row[3] += shares[3] * count
+            low_c = c if c < low_c else low_c
+            low_m = m if m < low_m else low_m
+            low_d = d if d < low_d else low_d
+            low_a = a if a < low_a else low_a
+            keyed.append((-price[best] * max(shares), position, lane, count, family, copies))
             left[family] = left.get(family, 0) + count
         self.key_dim = [max(range(4), key=lambda dim, w=w: (w[dim], -dim)) for w in weight]  # type: ignore[misc]
         if keyed:
-            self.minimum = (low[0], low[1], low[2], low[3])
+            self.minimum = (low_c, low_m, low_d, low_a)
         for keys in self.index:  # the search keys changed: index the minNodes groups again
             keys.clear()
         for group in self.entries.values():
             self._reindex(group)
         keyed.sort(key=lambda k: (k[0], k[1]))
         self.left = left
-        self.place([(lane, count, family) for _, _, lane, count, family in keyed])
+        self.place([(lane, count, family, copies) for _, _, lane, count, family, copies in keyed])
 
-    def place(self, items: list[tuple[_LaneType, int, _Family]]) -> None:
+    def place(self, items: list[_Item]) -> None:
         """Place lanes in this order; what maxNodes leaves no room for waits in ``self.waiting``."""
         left = self.left
-        for _, count, family in items:  # lanes retried after right-sizing may belong to new families
+        for _, count, family, _ in items:  # lanes retried after right-sizing may belong to new families
             left.setdefault(family, count)
-        for lane, count, family in items:
-            jobs_per_lane = sum(n for _, n in lane[5])
-            placed = self._fill(lane, count)
+        for lane, count, family, copies in items:
+            runs = lane[5]
+            jobs_per_lane = runs[0][1] if len(runs) == 1 else sum(n for _, n in runs)
+            placed = self._fill(lane, count, copies)
             if placed:
                 self.filled[family] = self.filled.get(family, 0) + placed * jobs_per_lane
                 left[family] -= placed
                 count -= placed
             while count:
-                opened = self._open(lane, count, left[family], family, jobs_per_lane)
+                opened = self._open(lane, count, copies, left[family], family, jobs_per_lane)
                 if not opened:
-                    self.waiting.append((lane, count, family))
+                    self.waiting.append((lane, count, family, copies))
                     break
                 count -= opened
                 left[family] -= opened
 
-    def _fill(self, lane: _LaneType, count: int) -> int:
-        """Put up to ``count`` lanes into room on open nodes, tightest first; return how many went in."""
+    def one_job_each(self, items: list[_Item]) -> list[_Item]:
+        """Waiting lanes taken apart: a small job must not wait because it shared a lane with a big one."""
+        out = []
+        for lane, count, family, copies in items:
+            if len(lane[5]) == 1 and lane[5][0][1] == 1:
+                out.append((lane, count, family, copies))
+                continue
+            for shape, n in lane[5]:
+                r = shape.resources
+                single: _LaneType = (r.cores, r.memory, r.disk, r.accelerators, not shape.preemptible, ((shape, 1),))
+                out.append((single, n * count, (not shape.preemptible, r.accelerators, r.cores), self._copies_all(single)))
+        return out
+
+    def _copies_all(self, lane: _LaneType) -> tuple[int, ...]:
+        """How many copies of the lane an empty node of each offer holds (0: it does not fit, or wrong market)."""
         c, m, d, a, on_demand, _ = lane
+        out = []
+        for (fc, fm, fd, fa), spot in zip(self.caps, self.spot, strict=True):
+            if (on_demand and spot) or c > fc + _CORE_TOLERANCE or m > fm or d > fd or a > fa:
+                out.append(0)
+                continue
+            n = int(fc / c + 1e-9) if c > 0 else _UNBOUNDED
+            if m and fm // m < n:
+                n = fm // m
+            if d and fd // d < n:
+                n = fd // d
+            if a and fa // a < n:
+                n = fa // a
+            out.append(n)
+        return tuple(out)
+
+    def _cheapest_of(self, copies: tuple[int, ...]) -> int | None:
+        best: tuple[float, float, int] | None = None
+        for i, n in enumerate(copies):
+            if n:
+                score = (self.price[i] / n, self.price[i], i)
+                if best is None or score < best:
+                    best = score
+        return None if best is None else best[2]
+
+    def _fill(self, lane: _LaneType, count: int, copies: tuple[int, ...]) -> int:
+        """Put up to ``count`` lanes into room on open nodes, tightest first; return how many went in."""
+        c, m, d, a = lane[0], lane[1], lane[2], lane[3]
         need = (c, m, d, a)
-        entries = self.entries
+        entries, index, key_dim, scale = self.entries, self.index, self.key_dim, self.scale
         placed = 0
         while count:
-            best: tuple[float, _Group] | None = None
-            for offer_index, keys in enumerate(self.index):
-                if not keys or (on_demand and self.spot[offer_index]):
+            best: _Group | None = None
+            best_slack = math.inf
+            for offer_index, keys in enumerate(index):
+                if not keys or not copies[offer_index]:
                     continue
-                dim = self.key_dim[offer_index]
-                wanted = need[dim] - (_CORE_TOLERANCE if dim == 0 else 0)
-                start = bisect_left(keys, (wanted, -1))
-                for key, group_id in keys[start : start + _LOOK_PAST]:
-                    group = entries[group_id]
+                dim = key_dim[offer_index]
+                wanted = need[dim]
+                at = bisect_left(keys, (wanted - _CORE_TOLERANCE,))
+                stop = min(at + _LOOK_PAST, len(keys))
+                while at < stop:
+                    key, _, group = keys[at]
                     free = group.free
                     if c <= free[0] + _CORE_TOLERANCE and m <= free[1] and d <= free[2] and a <= free[3]:
-                        slack = (key - need[dim]) / (self.caps[offer_index][dim] or 1)
-                        if best is None or slack < best[0]:
-                            best = (slack, group)
+                        slack = (key - wanted) * scale[offer_index][dim]
+                        if slack < best_slack:
+                            best, best_slack = group, slack
                         break
+                    at += 1
             if best is None:
                 return placed
-            put = self._put(best[1], lane, count)
+            put = self._put(best, lane, count)
             placed += put
             count -= put
         return placed
@@ -545,19 +607,17 @@ class _Packer:
                 del self.entries[group.id]
         return count
 
-    def _open(self, lane: _LaneType, count: int, family_left: int, family: _Family, jobs_per_lane: int) -> int:
+    def _open(
+        self, lane: _LaneType, count: int, copies_of: tuple[int, ...], family_left: int, family: _Family, jobs: int
+    ) -> int:
         """Buy nodes for up to ``count`` lanes; return how many lanes they took (0: maxNodes everywhere)."""
-        c, m, d, a, on_demand, _ = lane
         best: tuple[float, float, str, int, int] | None = None
-        for i, cap in enumerate(self.caps):
-            if self.room[i] <= 0 or (on_demand and self.spot[i]):
-                continue
-            copies = _copies(c, m, d, a, *cap)
-            if not copies:
+        wanted = family_left if family_left > count else count
+        for i, copies in enumerate(copies_of):
+            if not copies or self.room[i] <= 0:
                 continue
             # A node's price over the jobs it will really hold: its copies, or what is left of this kind.
-            held = min(copies, max(family_left, count))
-            score = (self.price[i] / held, self.price[i], self.offers[i].key, i, copies)
+            score = (self.price[i] / (copies if copies < wanted else wanted), self.price[i], self.offers[i].key, i, copies)
             if best is None or score[:3] < best[:3]:
                 best = score
         if best is None:
@@ -572,21 +632,12 @@ class _Packer:
         self._reindex(group)
         record = self.opened.setdefault((family, i), [0, 0])
         record[0] += nodes
-        record[1] += taken * jobs_per_lane
+        record[1] += taken * jobs
         return taken
 
     def _cheapest(self, c: float, m: int, d: int, a: int, *, on_demand: bool) -> int | None:
         """The offer with the lowest price per copy of this lane on an otherwise empty node."""
-        best: tuple[float, float, int] | None = None
-        for i, cap in enumerate(self.caps):
-            if on_demand and self.spot[i]:
-                continue
-            copies = _copies(c, m, d, a, *cap)
-            if copies:
-                score = (self.price[i] / copies, self.price[i], i)
-                if best is None or score < best:
-                    best = score
-        return None if best is None else best[2]
+        return self._cheapest_of(self._copies_all((c, m, d, a, on_demand, ())))
 
     def _new_group(
         self, count: int, free: list[float], offer: int, lanes: list[tuple[_LaneType, int]], *, index: bool = True
@@ -602,13 +653,13 @@ class _Packer:
         free, low = group.free, self.minimum
         if free[0] < low[0] - _CORE_TOLERANCE or free[1] < low[1] or free[2] < low[2] or free[3] < low[3]:
             return  # nothing left to place fits in what is free: leave it out of the search
-        insort(self.index[group.offer], (free[self.key_dim[group.offer]], group.id))
+        insort(self.index[group.offer], (free[self.key_dim[group.offer]], group.id, group))
 
     def _unindex(self, group: _Group) -> None:
         keys = self.index[group.offer]
         key = (group.free[self.key_dim[group.offer]], group.id)
         at = bisect_left(keys, key)
-        if at < len(keys) and keys[at] == key:
+        if at < len(keys) and keys[at][1] == group.id:
             del keys[at]
 
     # -- pass 3: right-sizing -------------------------------------------------------------------------
@@ -679,66 +730,109 @@ class _Packer:
         return reasons
 
     def _family_text(self, family: _Family) -> str:
-        shapes = self.family_shapes.get(family, [])
-        if len(shapes) == 1:
-            return shapes[0].describe()
-        return f"{len(shapes)} shapes ({_ranges(shapes)})"
+        text = self._texts.get(family)
+        if text is None:
+            shapes = self.family_shapes.get(family, [])
+            text = shapes[0].describe() if len(shapes) == 1 else f"{len(shapes)} shapes ({_ranges(shapes)})"
+            self._texts[family] = text
+        return text
 
 
-def _time_pack(
-    window: list[Shape], target: float, acc: int, cap: tuple[float, int, int, int], *, on_demand: bool
+def _fits_any(c: float, m: int, d: int, nodes: Sequence[tuple[float, int, int, int]]) -> bool:
+    return any(c <= fc + _CORE_TOLERANCE and m <= fm and d <= fd for fc, fm, fd, _ in nodes)
+
+
+def _time_pack(  # noqa: PLR0913
+    window: list[Shape],
+    target: float,
+    acc: int,
+    cap: tuple[float, int, int, int],
+    nodes: Sequence[tuple[float, int, int, int]],
+    *,
+    on_demand: bool,
 ) -> Iterator[tuple[_LaneType, int]]:
     """Lanes for a window of alike jobs, largest first, each joining the lane its reservation grows least.
 
     A lane can take a job while all its jobs but the longest fit within the target time back to back:
-    the longest runs last, so every job starts by the target (the last one may run past it).
+    the longest runs last, so every job starts by the target (the last one may run past it). A lane
+    grows only while some node type of its market (``nodes``) can still hold it.
     """
     unit_c = 1.0 / (cap[0] or 1)
     unit_m = 1.0 / (cap[1] or 1)
     unit_d = 1.0 / (cap[2] or 1)
-    lanes: list[list[object]] = []  # [cores, memory, disk, total wall, longest wall, jobs]
+    # One entry per lane in each list: reserved cores, memory, disk; total and longest wall; its jobs.
+    cores: list[float] = []
+    memory: list[int] = []
+    disk: list[int] = []
+    total: list[float] = []
+    longest: list[float] = []
+    members: list[list[Shape]] = []
+    limit = target + 1e-9
     for shape in window:
         r = shape.resources
         c, m, d = r.cores, r.memory, r.disk
-        wall = max(shape.wall_time, _MIN_WALL_TIME)
-        best: list[object] | None = None
+        wall = shape.wall_time
+        if wall < _MIN_WALL_TIME:
+            wall = _MIN_WALL_TIME
+        best = -1
         best_growth = c * unit_c + m * unit_m + d * unit_d  # what a lane of its own costs
-        for lane in lanes[-_LANE_CHOICES:]:
-            lc, lm, ld, total, longest, _ = lane
-            if total + wall - max(longest, wall) > target + 1e-9:  # type: ignore[operator,call-overload]
+        for i in range(max(0, len(cores) - _LANE_CHOICES), len(cores)):
+            # Everything but the longest job must fit before the target time.
+            if total[i] + wall - (longest[i] if longest[i] > wall else wall) > limit:
                 continue
-            growth = (
-                (c - lc if c > lc else 0.0) * unit_c  # type: ignore[operator]
-                + (m - lm if m > lm else 0) * unit_m  # type: ignore[operator]
-                + (d - ld if d > ld else 0) * unit_d  # type: ignore[operator]
-            )
-            if growth < best_growth:
-                best, best_growth = lane, growth
-        if best is None:
-            lanes.append([c, m, d, wall, wall, [shape]])
+            growth = 0.0
+            if c > cores[i]:
+                growth += (c - cores[i]) * unit_c
+            if m > memory[i]:
+                growth += (m - memory[i]) * unit_m
+            if d > disk[i]:
+                growth += (d - disk[i]) * unit_d
+            if growth < best_growth and (
+                growth == 0.0 or _fits_any(max(c, cores[i]), max(m, memory[i]), max(d, disk[i]), nodes)
+            ):
+                best, best_growth = i, growth
+        if best < 0:
+            cores.append(c)
+            memory.append(m)
+            disk.append(d)
+            total.append(wall)
+            longest.append(wall)
+            members.append([shape])
+            continue
+        if c > cores[best]:
+            cores[best] = c
+        if m > memory[best]:
+            memory[best] = m
+        if d > disk[best]:
+            disk[best] = d
+        total[best] += wall
+        if wall > longest[best]:
+            longest[best] = wall
+        members[best].append(shape)
+    for i, jobs in enumerate(members):
+        if len(jobs) == 1:
+            runs: tuple[tuple[Shape, int], ...] = ((jobs[0], 1),)
         else:
-            best[0] = max(best[0], c)  # type: ignore[call-overload]
-            best[1] = max(best[1], m)  # type: ignore[call-overload]
-            best[2] = max(best[2], d)  # type: ignore[call-overload]
-            best[3] = best[3] + wall  # type: ignore[operator]
-            best[4] = max(best[4], wall)  # type: ignore[call-overload]
-            best[5].append(shape)  # type: ignore[attr-defined]
-    for lc, lm, ld, _, _, members in lanes:
-        ordered = sorted(members, key=lambda s: s.wall_time)  # type: ignore[attr-defined]
-        runs: list[tuple[Shape, int]] = []
-        for shape in ordered:
-            if runs and runs[-1][0] is shape:
-                runs[-1] = (shape, runs[-1][1] + 1)
-            else:
-                runs.append((shape, 1))
-        yield (lc, lm, ld, acc, on_demand, tuple(runs)), 1  # type: ignore[misc]
+            jobs.sort(key=_wall_time)
+            merged: list[tuple[Shape, int]] = []
+            for shape in jobs:
+                if merged and merged[-1][0] is shape:
+                    merged[-1] = (shape, merged[-1][1] + 1)
+                else:
+                    merged.append((shape, 1))
+            runs = tuple(merged)
+        yield (cores[i], memory[i], disk[i], acc, on_demand, runs), 1
+
+
+def _wall_time(shape: Shape) -> float:
+    return shape.wall_time
 
 
 def _lane(lane: _LaneType) -> Lane:
     c, m, d, a, _, runs = lane
     return Lane(
         reserved=Resources(cores=c, memory=m, disk=d, accelerators=a),
-        runs=tuple(Run(shape=s, count=n) for s, n in runs),
+        runs=tuple([Run(s, n) for s, n in runs]),
         end=sum(max(s.wall_time, _MIN_WALL_TIME) * n for s, n in runs),
     )
 
