@@ -266,7 +266,7 @@ def _cause(reason: str) -> str:
     if reason.startswith("needs ") and ";" in reason:
         head, tail = reason.split(";", 1)
         resource = head.rsplit(" ", 1)[-1]
-        return f"needs more {resource} than{tail.replace(' the largest offered node', ' the largest offered node,', 1)}"
+        return f"needs more {resource} than{tail}"
     return reason
 
 
@@ -415,11 +415,13 @@ class _Packer:
             depth = depth_of.get(wall)
             if depth is None:
                 depth = depth_of[wall] = lane_depth(wall, target)
-            if count >= depth:
+            # Full lanes of one shape; the rest (and a few jobs longer than the target, which may end a
+            # lane of shorter ones) are mixed below.
+            keep = count % depth if depth > 1 else min(count, _WINDOW)
+            if count > keep:
                 r = shape.resources
-                yield (r.cores, r.memory, r.disk, acc, on_demand, ((shape, depth),)), count // depth
-                count %= depth
-            rest.extend([shape] * count)
+                yield (r.cores, r.memory, r.disk, acc, on_demand, ((shape, depth),)), (count - keep) // depth
+            rest.extend([shape] * keep)
         if not rest:
             return
         # Neighbours in this order are alike: by cores, then coarse cells of the less scarce of memory and
