@@ -160,13 +160,16 @@ def _plan(demand: Mapping[Shape, int], offers: Sequence[Offer], *, target_time: 
     packer = _Packer(offers, max(0.0, target_time))
     unplaceable: list[UnplacedShape] = []
     placeable: list[tuple[Shape, int]] = []
-    for shape, count in sorted(demand.items(), key=_shape_order):
+    # No sort here: every later order is by the shapes' own numbers, so equal demands in any order give
+    # equal plans.
+    for shape, count in demand.items():
         if count <= 0:
             continue
         if packer.eligible(shape):
             placeable.append((shape, count))
         else:
             unplaceable.append(UnplacedShape(shape=shape, count=count, reason=why_unplaceable(shape, offers)))
+    unplaceable.sort(key=lambda u: _shape_order((u.shape, u.count)))
     packer.pack(packer.lanes(placeable))
     packer.right_size()
     # Right-sizing can free room on capped types; jobs deferred by maxNodes get another try. The loop
@@ -478,7 +481,9 @@ class _Packer:
             low_m = m if m < low_m else low_m
             low_d = d if d < low_d else low_d
             low_a = a if a < low_a else low_a
-            keyed.append((-price[best] * max(shares), position, lane, count, family, copies))
+            first = lane[5][0][0]
+            tie = (c, m, d, a, on_demand, first.wall_time, first.resources.memory, first.resources.disk, len(lane[5]))
+            keyed.append((-price[best] * max(shares), tie, lane, count, family, copies))
             left[family] = left.get(family, 0) + count
         self.key_dim = [max(range(4), key=lambda dim, w=w: (w[dim], -dim)) for w in weight]  # type: ignore[misc]
         if keyed:
@@ -814,6 +819,9 @@ def _time_pack(  # noqa: PLR0913
     for i, jobs in enumerate(members):
         if len(jobs) == 1:
             runs: tuple[tuple[Shape, int], ...] = ((jobs[0], 1),)
+        elif len(jobs) == 2:
+            one, two = jobs
+            runs = ((one, 1), (two, 1)) if one.wall_time <= two.wall_time else ((two, 1), (one, 1))
         else:
             jobs.sort(key=_wall_time)
             merged: list[tuple[Shape, int]] = []
@@ -830,11 +838,14 @@ def _wall_time(shape: Shape) -> float:
     return shape.wall_time
 
 
+_make_run = tuple.__new__  # Run from a (shape, count) pair without a Python-level __new__ call
+
+
 def _lane(lane: _LaneType) -> Lane:
     c, m, d, a, _, runs = lane
     return Lane(
         reserved=Resources(cores=c, memory=m, disk=d, accelerators=a),
-        runs=tuple([Run(s, n) for s, n in runs]),
+        runs=tuple([_make_run(Run, run) for run in runs]),
         end=sum(max(s.wall_time, _MIN_WALL_TIME) * n for s, n in runs),
     )
 
