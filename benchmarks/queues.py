@@ -11,6 +11,7 @@ preemptible), ``too-big`` (2 % of jobs fit no offered node).
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,16 @@ WALLS = (60, 300, 600, 1200, 1800, 3600, 7200)
 CONTINUOUS_NODE_TYPES = "c5.large,c5.4xlarge/c5a.4xlarge:0.30,r5.2xlarge,m5.24xlarge"
 GPU_NODE_TYPES = CONTINUOUS_NODE_TYPES + ",g4dn.xlarge,g4dn.4xlarge"
 FEW_SHAPE_NODE_TYPES = "c5.4xlarge/c5a.4xlarge:0.42,c5.4xlarge,m5.2xlarge,m5.8xlarge,r5.2xlarge,r5.4xlarge"
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
+def _traces_dir() -> Path:
+    """``../shared/traces`` beside the repository (a git worktree sits one level deeper: look up from here)."""
+    for parent in Path(__file__).resolve().parents[1:4]:
+        candidate = parent / "shared" / "traces"
+        if candidate.is_dir() and any(candidate.glob("*.jsonl")):
+            return candidate
+    return Path(__file__).resolve().parents[2] / "shared" / "traces"
+
+
+TRACES = Path(os.environ.get("SHOAL_TRACES", "")) if os.environ.get("SHOAL_TRACES") else _traces_dir()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
