@@ -24,6 +24,8 @@ WALLS = (60, 300, 600, 1200, 1800, 3600, 7200)
 CONTINUOUS_NODE_TYPES = "c5.large,c5.4xlarge/c5a.4xlarge:0.30,r5.2xlarge,m5.24xlarge"
 GPU_NODE_TYPES = CONTINUOUS_NODE_TYPES + ",g4dn.xlarge,g4dn.4xlarge"
 FEW_SHAPE_NODE_TYPES = "c5.4xlarge/c5a.4xlarge:0.42,c5.4xlarge,m5.2xlarge,m5.8xlarge,r5.2xlarge,r5.4xlarge"
+
+
 def _traces_dir() -> Path:
     """``../shared/traces`` beside the repository (a git worktree sits one level deeper: look up from here)."""
     for parent in Path(__file__).resolve().parents[1:4]:
@@ -92,7 +94,7 @@ def trace_jobs(path: Path) -> list[dict[str, object]]:
 
 
 CONTINUOUS = (
-    Queue(name="mixed", node_types=CONTINUOUS_NODE_TYPES, jobs=lambda n: _continuous(n)),
+    Queue(name="mixed", node_types=CONTINUOUS_NODE_TYPES, jobs=_continuous),
     Queue(name="gpu", node_types=GPU_NODE_TYPES, jobs=lambda n: _continuous(n, gpu=0.1)),
     Queue(name="on-demand", node_types=CONTINUOUS_NODE_TYPES, jobs=lambda n: _continuous(n, preemptible=0.0)),
     Queue(name="too-big", node_types=CONTINUOUS_NODE_TYPES, jobs=lambda n: _continuous(n, too_big=0.02)),

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import gc
 import math
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -70,7 +70,7 @@ class Run(NamedTuple):
     dataclass)."""
 
     shape: Shape
-    count: int
+    count: int  # type: ignore[assignment]  # the field shadows tuple.count, which nothing here calls
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -338,7 +338,9 @@ class _Group:
 
     __slots__ = ("count", "free", "id", "lanes", "offer", "on_demand_only")
 
-    def __init__(self, count: int, free: list[float], offer: int, lanes: list[tuple[_LaneType, int]], ident: int) -> None:
+    def __init__(
+        self, count: int, free: list[float], offer: int, lanes: list[tuple[_LaneType, int]], ident: int
+    ) -> None:
         self.count = count
         self.free = free  # cores, memory, disk, accelerators
         self.offer = offer
@@ -366,7 +368,9 @@ class _Packer:
         self.price = [o.hourly_price for o in offers]
         self.room = [o.max_nodes - o.min_nodes for o in offers]
         self.entries: dict[int, _Group] = {}
-        self.index: list[list[tuple[float, int, _Group]]] = [[] for _ in offers]  # (free key, id, group)
+        # Per offer, the open groups with room, sorted by what is free of the offer's scarcest resource.
+        self.keys: list[list[float]] = [[] for _ in offers]
+        self.members: list[list[_Group]] = [[] for _ in offers]
         self.key_dim = [0] * len(offers)
         self.deferred: dict[Shape, int] = {}
         self.waiting: list[_Item] = []  # lanes maxNodes had no room for
@@ -402,9 +406,7 @@ class _Packer:
         self.family_shapes = families
         items: list[tuple[_LaneType, int, _Family]] = []
         for market in sorted(markets):
-            items.extend(
-                (lane, n, (lane[4], lane[3], lane[0])) for lane, n in self._cut(market, markets[market])
-            )
+            items.extend((lane, n, (lane[4], lane[3], lane[0])) for lane, n in self._cut(market, markets[market]))
         return items
 
     def _cut(self, market: tuple[bool, int], members: list[tuple[Shape, int]]) -> Iterator[tuple[_LaneType, int]]:
@@ -445,7 +447,9 @@ class _Packer:
             return (r.cores, min(cells - 1, int(second * scale)), first, second, shape.wall_time)
 
         rest.sort(key=order, reverse=True)
-        nodes = [cap for cap, spot in zip(self.caps, self.spot, strict=True) if cap[3] >= acc and not (on_demand and spot)]
+        nodes = [
+            cap for cap, spot in zip(self.caps, self.spot, strict=True) if cap[3] >= acc and not (on_demand and spot)
+        ]
         for begin in range(0, jobs, _WINDOW):
             yield from _time_pack(rest[begin : begin + _WINDOW], target, acc, cap, nodes, on_demand=on_demand)
 
@@ -471,7 +475,12 @@ class _Packer:
                     self.waiting.append((lane, count, family, copies))
                 continue
             cap = caps[best]
-            shares = (c / cap[0], m / cap[1] if cap[1] else 0.0, d / cap[2] if cap[2] else 0.0, a / cap[3] if cap[3] else 0.0)
+            shares = (
+                c / cap[0],
+                m / cap[1] if cap[1] else 0.0,
+                d / cap[2] if cap[2] else 0.0,
+                a / cap[3] if cap[3] else 0.0,
+            )
             row = weight[best]
             row[0] += shares[0] * count
             row[1] += shares[1] * count
@@ -488,8 +497,9 @@ class _Packer:
         self.key_dim = [max(range(4), key=lambda dim, w=w: (w[dim], -dim)) for w in weight]  # type: ignore[misc]
         if keyed:
             self.minimum = (low_c, low_m, low_d, low_a)
-        for keys in self.index:  # the search keys changed: index the minNodes groups again
+        for keys, members in zip(self.keys, self.members, strict=True):  # the search keys changed: index again
             keys.clear()
+            members.clear()
         for group in self.entries.values():
             self._reindex(group)
         keyed.sort(key=lambda k: (k[0], k[1]))
@@ -501,7 +511,8 @@ class _Packer:
         left = self.left
         for _, count, family, _ in items:  # lanes retried after right-sizing may belong to new families
             left.setdefault(family, count)
-        for lane, count, family, copies in items:
+        for lane, wanted, family, copies in items:
+            count = wanted
             runs = lane[5]
             jobs_per_lane = runs[0][1] if len(runs) == 1 else sum(n for _, n in runs)
             placed = self._fill(lane, count, copies)
@@ -510,7 +521,7 @@ class _Packer:
                 left[family] -= placed
                 count -= placed
             while count:
-                opened = self._open(lane, count, copies, left[family], family, jobs_per_lane)
+                opened = self._open(lane, count, copies, family_left=left[family], family=family, jobs=jobs_per_lane)
                 if not opened:
                     self.waiting.append((lane, count, family, copies))
                     break
@@ -527,7 +538,9 @@ class _Packer:
             for shape, n in lane[5]:
                 r = shape.resources
                 single: _LaneType = (r.cores, r.memory, r.disk, r.accelerators, not shape.preemptible, ((shape, 1),))
-                out.append((single, n * count, (not shape.preemptible, r.accelerators, r.cores), self._copies_all(single)))
+                out.append(
+                    (single, n * count, (not shape.preemptible, r.accelerators, r.cores), self._copies_all(single))
+                )
         return out
 
     def _copies_all(self, lane: _LaneType) -> tuple[int, ...]:
@@ -561,25 +574,25 @@ class _Packer:
         """Put up to ``count`` lanes into room on open nodes, tightest first; return how many went in."""
         c, m, d, a = lane[0], lane[1], lane[2], lane[3]
         need = (c, m, d, a)
-        entries, index, key_dim, scale = self.entries, self.index, self.key_dim, self.scale
+        all_keys, all_members, key_dim, scale = self.keys, self.members, self.key_dim, self.scale
         placed = 0
         while count:
             best: _Group | None = None
             best_slack = math.inf
-            for offer_index, keys in enumerate(index):
+            for offer_index, keys in enumerate(all_keys):
                 if not keys or not copies[offer_index]:
                     continue
                 dim = key_dim[offer_index]
                 wanted = need[dim]
-                at = bisect_left(keys, (wanted - _CORE_TOLERANCE,))
+                at = bisect_left(keys, wanted - _CORE_TOLERANCE)
                 stop = min(at + _LOOK_PAST, len(keys))
+                members = all_members[offer_index]
                 while at < stop:
-                    key, _, group = keys[at]
-                    free = group.free
+                    free = members[at].free
                     if c <= free[0] + _CORE_TOLERANCE and m <= free[1] and d <= free[2] and a <= free[3]:
-                        slack = (key - wanted) * scale[offer_index][dim]
+                        slack = (keys[at] - wanted) * scale[offer_index][dim]
                         if slack < best_slack:
-                            best, best_slack = group, slack
+                            best, best_slack = members[at], slack
                         break
                     at += 1
             if best is None:
@@ -615,7 +628,7 @@ class _Packer:
         return count
 
     def _open(
-        self, lane: _LaneType, count: int, copies_of: tuple[int, ...], family_left: int, family: _Family, jobs: int
+        self, lane: _LaneType, count: int, copies_of: tuple[int, ...], *, family_left: int, family: _Family, jobs: int
     ) -> int:
         """Buy nodes for up to ``count`` lanes; return how many lanes they took (0: maxNodes everywhere)."""
         best: tuple[float, float, str, int, int] | None = None
@@ -624,7 +637,13 @@ class _Packer:
             if not copies or self.room[i] <= 0:
                 continue
             # A node's price over the jobs it will really hold: its copies, or what is left of this kind.
-            score = (self.price[i] / (copies if copies < wanted else wanted), self.price[i], self.offers[i].key, i, copies)
+            score = (
+                self.price[i] / (copies if copies < wanted else wanted),
+                self.price[i],
+                self.offers[i].key,
+                i,
+                copies,
+            )
             if best is None or score[:3] < best[:3]:
                 best = score
         if best is None:
@@ -660,14 +679,22 @@ class _Packer:
         free, low = group.free, self.minimum
         if free[0] < low[0] - _CORE_TOLERANCE or free[1] < low[1] or free[2] < low[2] or free[3] < low[3]:
             return  # nothing left to place fits in what is free: leave it out of the search
-        insort(self.index[group.offer], (free[self.key_dim[group.offer]], group.id, group))
+        key = free[self.key_dim[group.offer]]
+        keys = self.keys[group.offer]
+        at = bisect_right(keys, key)
+        keys.insert(at, key)
+        self.members[group.offer].insert(at, group)
 
     def _unindex(self, group: _Group) -> None:
-        keys = self.index[group.offer]
-        key = (group.free[self.key_dim[group.offer]], group.id)
+        keys, members = self.keys[group.offer], self.members[group.offer]
+        key = group.free[self.key_dim[group.offer]]
         at = bisect_left(keys, key)
-        if at < len(keys) and keys[at][1] == group.id:
-            del keys[at]
+        while at < len(keys) and keys[at] == key:
+            if members[at] is group:
+                del keys[at]
+                del members[at]
+                return
+            at += 1
 
     # -- pass 3: right-sizing -------------------------------------------------------------------------
 
@@ -696,8 +723,10 @@ class _Packer:
             self.room[current] += count
             self.room[best] -= count
             self.moved[(current, best)] = self.moved.get((current, best), 0) + count
+            self._unindex(group)
             group.offer = best
             group.free = [self.caps[best][k] - used[k] for k in range(4)]
+            self._reindex(group)
 
     # -- results --------------------------------------------------------------------------------------
 
@@ -749,7 +778,7 @@ def _fits_any(c: float, m: int, d: int, nodes: Sequence[tuple[float, int, int, i
     return any(c <= fc + _CORE_TOLERANCE and m <= fm and d <= fd for fc, fm, fd, _ in nodes)
 
 
-def _time_pack(  # noqa: PLR0913
+def _time_pack(
     window: list[Shape],
     target: float,
     acc: int,
@@ -779,8 +808,7 @@ def _time_pack(  # noqa: PLR0913
         r = shape.resources
         c, m, d = r.cores, r.memory, r.disk
         wall = shape.wall_time
-        if wall < _MIN_WALL_TIME:
-            wall = _MIN_WALL_TIME
+        wall = max(wall, _MIN_WALL_TIME)
         best = -1
         best_growth = c * unit_c + m * unit_m + d * unit_d  # what a lane of its own costs
         for i in range(max(0, len(cores) - _LANE_CHOICES), len(cores)):
@@ -806,15 +834,11 @@ def _time_pack(  # noqa: PLR0913
             longest.append(wall)
             members.append([shape])
             continue
-        if c > cores[best]:
-            cores[best] = c
-        if m > memory[best]:
-            memory[best] = m
-        if d > disk[best]:
-            disk[best] = d
+        cores[best] = max(cores[best], c)
+        memory[best] = max(memory[best], m)
+        disk[best] = max(disk[best], d)
         total[best] += wall
-        if wall > longest[best]:
-            longest[best] = wall
+        longest[best] = max(longest[best], wall)
         members[best].append(shape)
     for i, jobs in enumerate(members):
         if len(jobs) == 1:
@@ -854,15 +878,15 @@ def _fits(c: float, m: int, d: int, a: int, fc: float, fm: int, fd: int, fa: int
     return c <= fc + _CORE_TOLERANCE and m <= fm and d <= fd and a <= fa
 
 
-def _copies(c: float, m: int, d: int, a: int, fc: float, fm: int, fd: int, fa: int) -> int:  # noqa: PLR0917
+def _copies(c: float, m: float, d: float, a: float, fc: float, fm: float, fd: float, fa: float) -> int:  # noqa: PLR0917
     """How many of (c, m, d, a) fit side by side in (fc, fm, fd, fa)."""
     if c > fc + _CORE_TOLERANCE or m > fm or d > fd or a > fa:
         return 0
     n = math.floor(fc / c + 1e-9) if c > 0 else _UNBOUNDED
     if m:
-        n = min(n, fm // m)
+        n = min(n, int(fm // m))
     if d:
-        n = min(n, fd // d)
+        n = min(n, int(fd // d))
     if a:
-        n = min(n, fa // a)
-    return int(n)
+        n = min(n, int(fa // a))
+    return n

@@ -123,7 +123,7 @@ def test_a_small_job_does_not_wait_because_it_shared_a_lane_with_a_capped_big_on
     # THEN only big jobs wait (the capped node holds at most 6 of them), and the small one is placed
     assert [d.shape.resources.cores for d in result.deferred] == [40]
     assert feasible(result) + result.deferred[0].count == 8
-    assert any(g.offer.name == "tiny" or any(r.shape.resources.cores == 0.5 for l in g.load.lanes for r in l.runs)
+    assert any(g.offer.name == "tiny" or any(r.shape.resources.cores == 0.5 for lane in g.load.lanes for r in lane.runs)
                for g in result.groups)  # fmt: skip
 
 
