@@ -16,7 +16,7 @@ from shared.cli.jobs_file import JobsFileError, read_jobs
 from shared.domain.catalog import DEFAULT_NODE_STORAGE, REGIONS
 from shared.domain.jobs import Job, Shape, histogram
 from shared.domain.node_types import NodeTypeSpecError, build_offers, parse_node_types
-from shared.domain.packing import Plan, UnplacedShape, placements, plan
+from shared.domain.packing import Plan, UnplacedShape, placements, plan, summarize_unplaced
 from shared.domain.units import GiB, UnitError, format_duration, format_size, parse_duration
 
 
@@ -78,12 +78,25 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             )
             return 2
     report = plan_report(result, jobs, shapes=len(demand), elapsed=elapsed)
-    if args.json:
-        json.dump(report, out, indent=None, separators=(",", ":"))
-        out.write("\n")
-    else:
-        _print_table(report, result, out)
+    try:
+        if args.json:
+            json.dump(report, out, indent=None, separators=(",", ":"))
+            out.write("\n")
+        else:
+            _print_table(report, result, out)
+        out.flush()
+    except BrokenPipeError:
+        # The reader went away (`shoal plan ... | head`): stop quietly, as other Unix tools do. Point
+        # stdout at /dev/null so the interpreter's own flush at exit does not raise again.
+        _silence_stdout(out)
     return 0
+
+
+def _silence_stdout(out: TextIO) -> None:
+    if out is sys.stdout:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def plan_report(result: Plan, jobs: Sequence[Job], *, shapes: int, elapsed: float) -> dict[str, object]:
@@ -187,15 +200,26 @@ def _print_table(report: dict[str, object], result: Plan, out: TextIO) -> None:
         out.write("\nwhy:\n")
         for reason in result.reasons:
             out.write(f"  - {reason}\n")
-    for title, key in (("cannot run on any offered node", "unplaceable"), ("waiting for maxNodes room", "deferred")):
+    for title, key, unplaced in (
+        ("cannot run on any offered node", "unplaceable", result.unplaceable),
+        ("waiting for maxNodes room", "deferred", result.deferred),
+    ):
         listed = report[key]
         assert isinstance(listed, list)
-        if listed:
-            out.write(f"\n{len(listed)} jobs {title}:\n")
-            for entry in listed[:20]:
-                out.write(f"  {entry['id']}: {entry['reason']}\n")
-            if len(listed) > 20:
-                out.write(f"  ... and {len(listed) - 20} more (see --json)\n")
+        if not listed:
+            continue
+        out.write(f"\n{len(listed)} jobs {title}:\n")
+        if len(unplaced) > _LISTED_JOBS:  # thousands of shapes: one line per cause, job ids in --json
+            for line in summarize_unplaced(unplaced):
+                out.write(f"  {line}\n")
+            continue
+        for entry in listed[:_LISTED_JOBS]:
+            out.write(f"  {entry['id']}: {entry['reason']}\n")
+        if len(listed) > _LISTED_JOBS:
+            out.write(f"  ... and {len(listed) - _LISTED_JOBS} more (see --json)\n")
+
+
+_LISTED_JOBS = 20
 
 
 def _target_time(text: str) -> float:
