@@ -271,7 +271,9 @@ class DynamoJobStore:
             return JobStatus.QUEUED
         final = self._fail_op(job, node_id, start=attempt, retry=False, reason=reason, exit_code=exit_code,
                               output_tail=output_tail, now=now)  # fmt: skip
-        announce = self._announce(job, FeedEventKind.END, now, status=JobStatus.FAILED, exit_code=exit_code, reason=reason)
+        announce = self._announce(
+            job, FeedEventKind.END, now, status=JobStatus.FAILED, exit_code=exit_code, reason=reason
+        )
         return JobStatus.FAILED if self._transition(final, self._count(job, running=-1), *announce) else None
 
     def _fail_op(
