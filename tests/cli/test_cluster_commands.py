@@ -139,10 +139,25 @@ def test_destroy_cluster_forced_after_launch_then_status_and_list(deployed: Life
 
 
 def test_status_shows_decisions_with_their_reasons(deployed: LifecycleCloud) -> None:
-    # GIVEN a scaling round the real evaluate_scaling function ran (it records its decision), and one node
+    # GIVEN queued jobs, a scaling round the real evaluate_scaling function ran for them (it records its
+    # decision), and one node
     from functions import evaluate_scaling
-    from tests.functions.harness import FakeContext, load_event
+    from shared.adapters.events import EventBridgeDemandEvents
+    from shared.adapters.job_queue import SqsJobQueue
+    from shared.adapters.job_store import DynamoJobStore
+    from shared.domain.jobs import Job
+    from shared.services.submit import submit_jobs
+    from tests.functions.harness import FakeContext, load_event, shape
 
+    queue_url = aws.client("sqs", REGION).get_queue_url(QueueName="shoal-lifecycle-jobs")["QueueUrl"]
+    submit_jobs(
+        [Job(id=f"job-{n}", shape=shape(4, 16, 1800), command="true") for n in range(8)],
+        store=DynamoJobStore(deployed.table),
+        queue=SqsJobQueue(queue_url, region=REGION),
+        events=EventBridgeDemandEvents(region=REGION),
+        cluster=CLUSTER,
+        now=time.time(),
+    )
     evaluate_scaling.runtime.cache_clear()  # warm up on this cloud's environment
     try:
         assert evaluate_scaling.lambda_handler(load_event("scheduled_event"), FakeContext())["ran"]
