@@ -66,7 +66,8 @@ class AgentSettings:
     poll_wait: int = 20  # SQS long poll, seconds
     receive_batch: int = MAX_RECEIVE_BATCH
     heartbeat_interval: float = 30.0  # node record: free resources, running jobs; the answer says "draining"
-    cancel_check_interval: float = 10.0  # one batched read of the running jobs' records: any CANCELLED?
+    # One batched read of the running jobs' records (any CANCELLED?) this often; None: with each node heartbeat.
+    cancel_check_interval: float | None = None
     interruption_poll_interval: float = 5.0  # IMDS spot/instance-action; EC2 gives two minutes' notice
     retry_delay: float = 10.0  # a failed job is retried after this, doubling per attempt
     max_retry_delay: float = 600.0
@@ -572,7 +573,7 @@ class Agent:
             self._next_visibility = now + self.settings.visibility_timeout / 3
             _guarded("extending visibility", self._extend_visibility)
         if now >= self._next_cancel_check:
-            self._next_cancel_check = now + self.settings.cancel_check_interval
+            self._next_cancel_check = now + (self.settings.cancel_check_interval or self.settings.heartbeat_interval)
             _guarded("checking for cancelled jobs", self._end_cancelled)
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.settings.heartbeat_interval
