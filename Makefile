@@ -10,7 +10,9 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 $(BIN)/shoal: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	# toil: the --batchSystem shoal plugin and Toil's own batch-system tests. editable_mode=compat: Toil's
+	# plugin loader only sees top-level modules on sys.path, which a default editable install hides.
+	$(BIN)/pip install --quiet -e '.[dev,toil]' --config-settings editable_mode=compat
 	touch $@
 
 node_modules/.package-lock.json: package.json

@@ -27,6 +27,9 @@ pk                         sk                          holds (access pattern)
 ``CLUSTER``                ``SETTINGS`` / ``STATUS``   cluster settings (JSON) / lifecycle status and reason
 ``CLUSTER``                ``DEMAND_EVENT``            ``sent_at``: the "demand changed" debounce
 ``RUNTIME``                ``{job name}``              ``count``, ``total_seconds``: learned runtimes
+``FEED#{feed}``            ``{job id}#START|END``      a submitter's completion feed: each start and end of
+                                                       its jobs, written in the job's own transaction, read
+                                                       with one Query and deleted once read (``job_feed``)
 ``IDEMPOTENCY#{function}`` ``{hashed event id}``       Powertools idempotency records of the handlers
                                                        (``control_plane.idempotency_store``), TTL
 ========================== ==========================  ======================================================

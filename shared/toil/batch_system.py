@@ -118,10 +118,8 @@ class ShoalBatchSystem(BatchSystemCleanupSupport):  # type: ignore[misc]  # Toil
         super().check_resource_request(requirer)
         if self._offers is None:
             return
-        try:
-            preemptible = bool(requirer.preemptible)
-        except AttributeError:  # a bare Requirer may not say: check it against every node type
-            preemptible = True
+        # A bare Requirer may not say whether it is preemptible: then check it against every node type.
+        preemptible = bool(_requirement(requirer, "preemptible", True))
         shape = Shape(resources=self._resources(requirer), wall_time=1.0, preemptible=preemptible)
         lacking = short_resource(shape, self._offers)
         if lacking is not None:
@@ -154,13 +152,13 @@ class ShoalBatchSystem(BatchSystemCleanupSupport):  # type: ignore[misc]  # Toil
         self.check_resource_request(job_desc)
         batch_id: int = self.getNextJobID()
         environment = {**self.environment, **(job_environment or {})}
-        walltime = float(job_desc.walltime or 0)
+        walltime = float(_requirement(job_desc, "walltime", 0) or 0)
         job = Job(
             id=f"{self._id_prefix}{batch_id}",
             shape=Shape(
                 resources=self._resources(job_desc),
                 wall_time=walltime or self.settings.default_wall_time,
-                preemptible=bool(job_desc.preemptible),
+                preemptible=bool(_requirement(job_desc, "preemptible", False)),
             ),
             command=shlex.join(pack_job(command, self.user_script)),
             image=self.settings.job_image,
@@ -249,6 +247,14 @@ class ShoalBatchSystem(BatchSystemCleanupSupport):  # type: ignore[misc]  # Toil
             disk=math.ceil(requirer.disk),
             accelerators=gpus,
         )
+
+
+def _requirement(requirer: Requirer, name: str, default: Any) -> Any:
+    """A requirement Toil may not be able to default (a bare Requirer without a config raises)."""
+    try:
+        return getattr(requirer, name)
+    except AttributeError:
+        return default
 
 
 def _offers(clusters: Any) -> list[Offer] | None:

@@ -8,7 +8,10 @@ from the completion feed, cancel and wait until cancelled jobs have stopped.
   event); a failed submit is retried (submission is idempotent per id) and, after ``submit_attempts``,
   every job of the batch is reported failed, so the leader never waits for a job that is not there;
 - the poller reads the feed (one Query, whatever the number of jobs out) every ``poll_interval``, keeps
-  the start time of each started job, and queues each end for ``next_finished``.
+  the start time of each started job, and queues each end for ``next_finished``. Every ``audit_interval``
+  it also reads the records of the jobs out (batched, 100 a call): a job that ended without an
+  announcement (an agent from before the feed, a record removed by hand, a job cancelled by someone else)
+  is reported from its record rather than waited for forever.
 
 Cancelled jobs are never reported: the tracker forgets them at once, and ignores their announcements.
 """
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from shared.adapters.job_feed import FeedEvent, FeedEventKind
-from shared.domain.cluster_state import JobStatus
+from shared.domain.cluster_state import JobRecord, JobStatus
 from shared.domain.jobs import Job
 from shared.services.submit import SubmitResult
 
@@ -42,6 +45,8 @@ class Cancellations(Protocol):
     def cancel_jobs(self, job_ids: Sequence[str], *, reason: str, now: float) -> dict[str, JobStatus]: ...
 
     def statuses(self, job_ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]: ...
+
+    def get_job(self, job_id: str) -> JobRecord | None: ...
 
 
 class Feed(Protocol):
@@ -69,6 +74,7 @@ class TrackerSettings:
     retry_delay: float = 2.0  # seconds before retrying a failed submit, doubling
     stop_wait: float = 120.0  # seconds cancel() waits for running cancelled jobs to stop
     stop_poll: float = 0.5
+    audit_interval: float = 300.0  # seconds between reads of the outstanding jobs' records
 
 
 class JobTracker:
@@ -95,6 +101,7 @@ class JobTracker:
         self._finished: queue.Queue[Finished] = queue.Queue()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._next_audit = time.monotonic() + self.settings.audit_interval
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -198,6 +205,9 @@ class JobTracker:
         while not self._stopping.is_set():
             try:
                 self.poll()
+                if time.monotonic() >= self._next_audit:
+                    self._next_audit = time.monotonic() + self.settings.audit_interval
+                    self.audit()
             except Exception:
                 log.exception("reading the Shoal completion feed failed; trying again")
             self._stopping.wait(self.settings.poll_interval)
@@ -230,6 +240,31 @@ class JobTracker:
             self._feed.acknowledge(events)
         return ended
 
+    def audit(self) -> int:
+        """Report the jobs out whose records say they ended (or have none) though no end was announced."""
+        with self._lock:
+            out = sorted(self._submitted)
+        if not out:
+            return 0
+        statuses = self._store.statuses(out)
+        ended = [i for i in out if i not in statuses or statuses[i][0] not in (JobStatus.QUEUED, JobStatus.RUNNING)]
+        if not ended:
+            return 0
+        self.poll()  # an end announced since the records were read is reported from the feed, as usual
+        reported = 0
+        for job_id in ended:
+            record = self._store.get_job(job_id)
+            with self._lock:
+                if job_id not in self._submitted:
+                    continue
+                self._submitted.discard(job_id)
+                started = self._started.pop(job_id, None)
+            finished = _from_record(job_id, record, started)
+            log.warning("Shoal job %s ended without an announcement: %s", job_id, finished.reason or "succeeded")
+            self._finished.put(finished)
+            reported += 1
+        return reported
+
     def _wait_stopped(self, job_ids: list[str]) -> list[str]:
         deadline = time.monotonic() + self.settings.stop_wait
         waiting = list(job_ids)
@@ -247,3 +282,16 @@ class JobTracker:
                 ", ".join(waiting[:10]),
             )
         return waiting
+
+
+def _from_record(job_id: str, record: JobRecord | None, started: float | None) -> Finished:
+    if record is None:
+        return Finished(job_id=job_id, succeeded=False, exit_code=None, wall_time=None, reason="its record is gone")
+    begun = record.started_at if record.started_at is not None else started
+    wall = None if begun is None or record.finished_at is None else max(record.finished_at - begun, 1e-6)
+    if record.status is JobStatus.SUCCEEDED:
+        return Finished(job_id=job_id, succeeded=True, exit_code=record.exit_code or 0, wall_time=wall)
+    reason = record.reason or f"the job is {record.status.value}"
+    if record.status is JobStatus.CANCELLED:
+        reason = f"cancelled by someone else: {reason}"
+    return Finished(job_id=job_id, succeeded=False, exit_code=record.exit_code, wall_time=wall, reason=reason)

@@ -1,4 +1,9 @@
-"""Toil's own tests and ours of ``--batchSystem shoal``; skipped whole when the ``toil`` extra is not installed."""
+"""Toil's own tests and ours of ``--batchSystem shoal``; skipped whole when the ``toil`` extra is not installed.
+
+Toil's test classes ask for its ``rootpath`` fixture. Toil's way in is ``pytest_plugins =
+["toil.test.conftest"]``, but pytest refuses ``pytest_plugins`` outside the rootdir's conftest once the
+whole suite is collected, so the fixture (three lines in Toil) is defined here instead.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,12 @@ import pytest
 
 if find_spec("toil") is None:
     collect_ignore_glob = ["test_*.py"]
-    pytest_plugins: list[str] = []
-else:
-    pytest_plugins = ["toil.test.conftest"]  # Toil's test classes use its `rootpath` fixture
+
+
+@pytest.fixture(scope="class")
+def rootpath(request: pytest.FixtureRequest) -> None:
+    """As ``toil.test.conftest.rootpath``: records the rootpath on a unittest.TestCase class."""
+    request.cls._rootpath = request.config.rootpath
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -8,9 +8,11 @@ the whole stack up instead).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Iterator, Mapping
@@ -48,6 +50,7 @@ class LocalShoal:
     environ: dict[str, str]
     agents: list[Agent] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
+    work_roots: list[Path] = field(default_factory=list)
 
     @property
     def jobs(self) -> DynamoJobStore:
@@ -93,6 +96,7 @@ class LocalShoal:
         )
         thread = threading.Thread(target=agent.run, name=f"agent-{node_id}", daemon=True)
         thread.start()
+        self.work_roots.append(work_root / node_id)
         self.agents.append(agent)
         self.threads.append(thread)
         return agent
@@ -106,6 +110,24 @@ class LocalShoal:
             thread.join(timeout=15)
         self.agents.clear()
         self.threads.clear()
+        for root in self.work_roots:
+            _kill_leftovers(root)
+
+
+def _kill_leftovers(work_root: Path) -> None:
+    """Kill what jobs left running (until cancel() ends a job's whole session, Toil's executor's child
+    survives a kill): every process of ours whose SHOAL_JOB_WORK_DIR is under ``work_root``."""
+    marker = f"SHOAL_JOB_WORK_DIR={work_root}".encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ:
+            with contextlib.suppress(OSError):
+                os.kill(int(proc.name), signal.SIGKILL)
 
 
 def _worker_environment() -> dict[str, str]:
@@ -131,9 +153,7 @@ def local_shoal(*, node_types: str = NODE_TYPE) -> Iterator[LocalShoal]:
                 "QueueArn"
             ]
             redrive = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "1000"})
-            queue_url = sqs.create_queue(QueueName=f"{CLUSTER}-jobs", Attributes={"RedrivePolicy": redrive})[
-                "QueueUrl"
-            ]
+            queue_url = sqs.create_queue(QueueName=f"{CLUSTER}-jobs", Attributes={"RedrivePolicy": redrive})["QueueUrl"]
             make_table(boto3.client("dynamodb", region_name=REGION), f"{CLUSTER}-state")
         table = StateTable(f"{CLUSTER}-state", region=REGION)
         DynamoClusterStore(table).put_settings(
@@ -158,7 +178,13 @@ def local_shoal(*, node_types: str = NODE_TYPE) -> Iterator[LocalShoal]:
         cloud.stop()
 
 
-_SHOAL_VARIABLES = ("SHOAL_CLUSTER_NAME", "SHOAL_TABLE_NAME", "SHOAL_QUEUE_URL", "SHOAL_REGION", "SHOAL_TOIL_POLL_INTERVAL")
+_SHOAL_VARIABLES = (
+    "SHOAL_CLUSTER_NAME",
+    "SHOAL_TABLE_NAME",
+    "SHOAL_QUEUE_URL",
+    "SHOAL_REGION",
+    "SHOAL_TOIL_POLL_INTERVAL",
+)
 
 
 def _no_lambdas(name: str, payload: bytes) -> tuple[bytes, str | None]:

@@ -54,6 +54,19 @@ def test_only_the_local_cloud_imports_moto(path: Path) -> None:
     assert "moto" not in _imports(path), f"{path} imports moto; only shared/local (the local cloud) may"
 
 
+# Toil is an optional extra: only the batch system imports it (and the shim, which survives its absence).
+TOIL_MODULES = {ROOT / "shared" / "toil" / "batch_system.py", ROOT / "toil_batch_system_shoal.py"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in _python_files("shared") + _python_files("functions") if p not in TOIL_MODULES],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_only_the_batch_system_imports_toil(path: Path) -> None:
+    assert "toil" not in _imports(path), f"{path} imports toil; only shared/toil/batch_system.py may"
+
+
 def test_the_rule_can_fail(tmp_path: Path) -> None:
     # GIVEN a module that imports boto3  THEN the import walker sees it
     bad = tmp_path / "bad.py"

@@ -436,3 +436,38 @@ def test_a_job_looked_at_many_times_by_small_nodes_is_recycled_not_dead_lettered
     fresh = cluster.queue.receive(max_messages=10, wait_seconds=0, visibility_timeout=0)
     assert [m.receive_count for m in fresh] == [1]
     assert cluster.jobs.get_job("patient").status is JobStatus.QUEUED
+
+
+def test_a_cancelled_running_job_is_ended_released_and_its_message_deleted(cluster: Cluster, tmp_path: Path) -> None:
+    # GIVEN an agent running a long job that would leave a mark when it finished
+    done = tmp_path / "done"
+    cluster.submit(make_job("withdrawn", f"sleep 30; touch {done}"))
+    agent = cluster.agent(cancel_check_interval=3600)
+    assert agent.step() == [Outcome.STARTED]
+    agent.tick(now=0.0)  # the first round of timed work: nothing cancelled yet
+    assert agent.running_job_ids() == ["withdrawn"]
+    # WHEN its submitter cancels it, and the agent's next check comes
+    assert cluster.jobs.cancel_jobs(["withdrawn"], reason="killed", now=1.0) == {"withdrawn": JobStatus.RUNNING}
+    agent.tick(now=3601.0)
+    # THEN its process ends at once, the record says it stopped (no node), and its message is gone
+    assert agent.wait_idle(timeout=10)
+    assert not done.exists()
+    assert cluster.jobs.statuses(["withdrawn"]) == {"withdrawn": (JobStatus.CANCELLED, None)}
+    agent.tick(now=3602.0)
+    assert cluster.counts() == (0, 0)
+    assert agent.free() == Resources(cores=2, memory=4 * GiB, disk=20 * GiB)
+
+
+def test_the_message_of_a_job_cancelled_while_queued_is_deleted_not_run(cluster: Cluster, tmp_path: Path) -> None:
+    # GIVEN a queued job that is cancelled before any agent takes it
+    ran = tmp_path / "ran"
+    cluster.submit(make_job("never", f"touch {ran}"))
+    cluster.jobs.cancel_jobs(["never"], reason="killed", now=0.0)
+    agent = cluster.agent()
+    # WHEN an agent receives its message
+    assert agent.step() == [Outcome.DUPLICATE]
+    # THEN nothing ran and the message is gone
+    assert agent.wait_idle(timeout=10)
+    assert not ran.exists()
+    assert cluster.counts() == (0, 0)
+    assert cluster.jobs.get_job("never").status is JobStatus.CANCELLED
