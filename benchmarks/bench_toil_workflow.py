@@ -80,7 +80,9 @@ def on_shoal(work: Path, chunks: int, limit: int) -> dict[str, float]:
                "--", sys.executable, __file__, "--leader", str(learned_path), f"file:{work / 'store'}",
                "--batchSystem", "shoal", "--chunks", str(chunks), "--limit", str(limit),
                "--logLevel", "WARNING"]  # fmt: skip
-    subprocess.run(command, check=True, cwd=REPO, capture_output=True)
+    done = subprocess.run(command, check=False, cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"shoal local run failed ({done.returncode}):\n{done.stderr[-3000:]}")
     leader_side = json.loads(learned_path.read_text(encoding="utf-8"))
     report = json.loads((work / "run" / "report.json").read_text(encoding="utf-8"))
     times = report["job_times"]

@@ -60,7 +60,13 @@ class CdkRunner:
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=2) as pool:
             synth = pool.submit(self._run, "synth", ["synth", "--quiet", "--output", str(self.assembly), *self._ctx()])
-            bootstrap = pool.submit(self._run, "bootstrap", ["bootstrap", f"aws://{account}/{self.region}"])
+            # Its own --output: bootstrap synthesizes the app too, and two CLIs may not share an output
+            # directory (the repository's cdk.out when none is given), e.g. two local runs side by side.
+            bootstrap = pool.submit(
+                self._run,
+                "bootstrap",
+                ["bootstrap", f"aws://{account}/{self.region}", "--output", str(self.workdir / "cdk.bootstrap.out")],
+            )
             synth.result()
             bootstrap.result()
         self._run(
