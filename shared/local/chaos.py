@@ -5,7 +5,8 @@ simulated hour of that, each kind capped so a run cannot be crushed by them):
 
 - **agent crash**: a node's agent stops dead as on ``kill -9`` (``Agent.abandon``: no settling, its jobs'
   processes live on), and a new agent starts on the same node at once, as ``--restart on-failure`` would;
-- **instance termination**: a live instance of the cluster is terminated through EC2;
+- **instance termination**: a busy instance of the cluster dies at once (its agent and every process on it
+  stop dead, ``LocalNodes.power_off``) and is terminated through EC2;
 - **spot interruption**: the node's agent hears the notice its IMDS watch would give and evacuates, the EC2
   warning event goes on the bus, and the instance is terminated two simulated minutes later;
 - **AWS errors**: an SQS or DynamoDB call from this process is answered, without reaching the service, with
@@ -181,6 +182,7 @@ class Chaos:
             self.terminated.add(instance)
             self.injected["instance_termination"] += 1
             demo.say(f"chaos: terminating {instance}")
+            demo.nodes.power_off(instance)
             demo.terminate([instance])
             return
         if done["spot_interruption"] < s.most and self._draw() < s.spot_interruptions_per_hour * hours:
