@@ -5,7 +5,8 @@ simulated hour of that, each kind capped so a run cannot be crushed by them):
 
 - **agent crash**: a node's agent stops dead as on ``kill -9`` (``Agent.abandon``: no settling, its jobs'
   processes live on), and a new agent starts on the same node at once, as ``--restart on-failure`` would;
-- **instance termination**: a live instance of the cluster is terminated through EC2;
+- **instance termination**: a busy instance of the cluster dies at once (its agent and every process on it
+  stop dead, ``LocalNodes.power_off``) and is terminated through EC2;
 - **spot interruption**: the node's agent hears the notice its IMDS watch would give and evacuates, the EC2
   warning event goes on the bus, and the instance is terminated two simulated minutes later;
 - **AWS errors**: an SQS or DynamoDB call from this process is answered, without reaching the service, with
@@ -93,6 +94,7 @@ class Chaos:
         self._last_tick: float | None = None
         self._session: Any = None
         self.armed = False  # set once the workload runs: launching the cluster is not under test
+        self.over = False  # set when teardown begins: it is judged by what it leaves, not run under faults
 
     # ---- the AWS-call faults -------------------------------------------------------------------------
 
@@ -158,6 +160,8 @@ class Chaos:
 
     def tick(self, demo: ChaosDemo, now: float) -> None:
         """Draw this tick's faults (``now``: simulated seconds) and carry out terminations that are due."""
+        if self.over:
+            return
         self.armed = True
         elapsed = 0.0 if self._last_tick is None else max(0.0, now - self._last_tick)
         self._last_tick = now
@@ -181,6 +185,7 @@ class Chaos:
             self.terminated.add(instance)
             self.injected["instance_termination"] += 1
             demo.say(f"chaos: terminating {instance}")
+            demo.nodes.power_off(instance)
             demo.terminate([instance])
             return
         if done["spot_interruption"] < s.most and self._draw() < s.spot_interruptions_per_hour * hours:
@@ -238,6 +243,12 @@ class ChaosDemo(Demo):
     def _start_cluster(self, work_root: Path) -> None:
         super()._start_cluster(work_root)
         self.lambdas.invoke = self.chaos.wrap_lambdas(self.lambdas.invoke)  # type: ignore[method-assign]
+
+    def _teardown(self) -> None:
+        # Faults stop here: moto's Step Functions interpreter makes its aws-sdk calls through this process's
+        # boto3 too, and an injected error there breaks the interpreter (KeyError 'RequestId'), not Shoal.
+        self.chaos.over, self.chaos.armed = True, False
+        super()._teardown()
 
     def _tick(self) -> None:
         super()._tick()

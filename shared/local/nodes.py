@@ -193,6 +193,17 @@ class LocalNodes:
         self._start(node)
         return running
 
+    def power_off(self, instance_id: str) -> None:
+        """The instance dies at once (its termination, seen from inside): the agent stops dead, and every
+        process on it with it, before EC2 reports it gone and the scaler returns its jobs to the queue."""
+        node = self._nodes.get(instance_id)
+        if node is None or node.agent is None:
+            return
+        node.agent.abandon()
+        if node.thread is not None:
+            node.thread.join(timeout=15)
+        process_tree.end_matching(process_tree.owned_by(node.owner), grace=0.0)
+
     def interrupt(self, instance_id: str, reason: str) -> bool:
         """Tell the node's agent what its spot watch would; False if it has no agent."""
         node = self._nodes.get(instance_id)

@@ -18,7 +18,11 @@ visibility heartbeat, node heartbeat, interruption watch, evacuation. Tests driv
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import enum
+import hashlib
+import json
 import logging
 import shutil
 import threading
@@ -41,6 +45,7 @@ from shared.worker.runtime_tally import RuntimeTally
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+INTENT_PREFIX = ".intent-"  # work-root files: a job this agent is starting or running, and its message's receipt
 MAX_VISIBILITY_TIMEOUT = 43200  # SQS's limit: 12 hours
 MAX_RECEIVE_BATCH = 10
 
@@ -273,14 +278,37 @@ class Agent:
             if removed:
                 log.warning("removed %d container(s) an earlier agent of node %s left running", removed, self.node_id)
         tickets = read_tickets(self.settings.work_root)
-        if not tickets:
+        intents = self._read_intents()
+        if not tickets and not intents:
             return
         settled = [ticket.job_id for ticket in tickets if self._settle_predecessors(ticket)]
+        now = self._clock()
+        for job_id in intents:
+            # Taken, but its process never started (no ticket): the record may still say it runs here.
+            record = self._jobs.get_job(job_id)
+            if record is not None and record.status is JobStatus.RUNNING and record.node == self.node_id:
+                log.warning("job %s was being started when the agent stopped; requeueing it", job_id)
+                if self._jobs.requeue_job(job_id, self.node_id, reason="the agent stopped as it started it", now=now):
+                    settled.append(job_id)
+            self._intent_path(job_id).unlink(missing_ok=True)
         node = _guarded("reading the node record", lambda: self._nodes.get_node(self.node_id))
         held = {} if node is None else dict(node.running_jobs)
-        receipts = [held[job_id] for job_id in settled if job_id in held]
+        held.update(intents)
+        receipts = sorted({held[job_id] for job_id in settled if job_id in held})
         if receipts:
             _guarded("returning messages", lambda: self._queue.change_visibility(receipts, 0))
+
+    def _intent_path(self, job_id: str) -> Path:
+        return self.settings.work_root / f"{INTENT_PREFIX}{hashlib.sha256(job_id.encode()).hexdigest()[:32]}"
+
+    def _read_intents(self) -> dict[str, str]:
+        """Job id → receipt handle, of every job an earlier agent was starting or running here."""
+        intents: dict[str, str] = {}
+        for path in self.settings.work_root.glob(f"{INTENT_PREFIX}*"):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                data = json.loads(path.read_text(encoding="utf-8"))
+                intents[str(data["job_id"])] = str(data["receipt"])
+        return intents
 
     def _settle_predecessors(self, ticket: Ticket) -> bool:
         """Settle one run an earlier agent left; True if its record changed."""
@@ -399,15 +427,21 @@ class Agent:
                 else:
                     self._queue.change_visibility([message.receipt_handle], 0)
                 return Outcome.DECLINED
+            # Written before the record says RUNNING here: a crash from now on leaves a trace for ``recover``.
+            intent = self._intent_path(job.id)
+            intent.parent.mkdir(parents=True, exist_ok=True)
+            intent.write_text(json.dumps({"job_id": job.id, "receipt": message.receipt_handle}), encoding="utf-8")
             try:
                 attempt = self._start(job, message)
             except Exception:
                 with self._lock:
                     self._ledger.release(job.id)
+                intent.unlink(missing_ok=True)
                 raise
             if attempt is None:
                 with self._lock:
                     self._ledger.release(job.id)
+                intent.unlink(missing_ok=True)
                 return Outcome.DUPLICATE
             process = JobProcess(
                 job if self._run_as is None else self._run_as(job),
@@ -504,6 +538,8 @@ class Agent:
             # Leave the message alone: it reappears after its visibility timeout and the record decides.
             log.exception("settling job %s failed; its message will come back", held.job.id)
         finally:
+            if not self._abandoned:
+                self._intent_path(held.job.id).unlink(missing_ok=True)
             with self._settled:
                 self._running.pop(held.job.id, None)
                 self._ledger.release(held.job.id)
@@ -605,12 +641,22 @@ class Agent:
                 log.error("job %s: its processes would not die; leaving it RUNNING here (the scaler requeues the "
                           "jobs of a lost node)", held.job.id)  # fmt: skip
         now = self._clock()
+        requeued = []
         for held in gone:
+            result = held.process.result
+            if result is not None and result.exit_code == 0 and not result.timed_out:
+                # It ended by itself, successfully, just as the evacuation began: settle it, never run it again.
+                try:
+                    self._settle(held, dataclasses.replace(result, cancelled=False))
+                except Exception:
+                    log.exception("settling job %s failed; its message will come back", held.job.id)
+                continue
+            requeued.append(held)
             try:
                 self._jobs.requeue_job(held.job.id, self.node_id, reason=reason, now=now)
             except Exception:
                 log.exception("requeueing job %s failed; the scaler requeues the jobs of a lost node", held.job.id)
-        receipts = [held.message.receipt_handle for held in gone]
+        receipts = [held.message.receipt_handle for held in requeued]
         if receipts:
             failed = _guarded("returning messages", lambda: self._queue.change_visibility(receipts, 0))
             if failed:

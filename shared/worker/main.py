@@ -20,12 +20,13 @@ from shared.adapters.job_store import DynamoJobStore
 from shared.adapters.node_store import DynamoNodeStore
 from shared.adapters.state_table import StateTable
 from shared.services.job_message import decode_job_message
-from shared.worker.agent import Agent
+from shared.worker.agent import Agent, AgentRecoveryError
 from shared.worker.config import WorkerConfig, WorkerConfigError
 from shared.worker.imds import ImdsClient, SpotInterruptionWatch
 
 log = logging.getLogger("shoal.worker")
 EXIT_BAD_CONFIG = 2
+EXIT_RECOVERY_FAILED = 1
 
 
 def build_agent(config: WorkerConfig) -> Agent:
@@ -66,7 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     install_signal_handlers(agent)
     capacity = config.agent.capacity.describe()
     log.info("node %s taking jobs from %s with %s", config.agent.node_id, config.queue_url, capacity)
-    agent.run()
+    try:
+        agent.run()
+    except AgentRecoveryError as error:
+        log.error("%s; exiting so that the container restarts and tries again", error)
+        return EXIT_RECOVERY_FAILED
     log.info("node %s stopped%s", config.agent.node_id, " after an evacuation" if agent.evacuated else "")
     return 0
 

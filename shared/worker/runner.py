@@ -241,6 +241,7 @@ class JobProcess:
         self._cancelled = False
         self._abandoned = False
         self._ended = threading.Event()  # run() has returned
+        self.result: RunResult | None = None  # what run() returned
         self._tree_gone = False  # ... and every process of the job was gone by then
 
     def argv(self) -> tuple[list[str], dict[str, str]]:
@@ -271,10 +272,14 @@ class JobProcess:
         try:
             argv, env = self.argv()
             self.work_dir.mkdir(parents=True, exist_ok=False)
-            # The ticket exists before any process of the job does: a crash never leaves one unaccounted for.
-            (self.work_root / f"{self.name}{TICKET_SUFFIX}").write_text(self.ticket.to_json(), encoding="utf-8")
             exit_file = str(self.work_root / f"{self.name}{EXIT_SUFFIX}")
-            with self.output_path.open("wb") as output:
+            # Under the lock: an agent abandoned (a simulated crash) never starts a process afterwards.
+            with self._lock, self.output_path.open("wb") as output:
+                if self._abandoned:
+                    self._ended.set()
+                    return RunResult(exit_code=None, duration=0.0, output_tail="", cancelled=True)
+                # The ticket exists before any process of the job does: a crash never leaves one unaccounted for.
+                (self.work_root / f"{self.name}{TICKET_SUFFIX}").write_text(self.ticket.to_json(), encoding="utf-8")
                 process = subprocess.Popen(
                     ["sh", "-c", _EXIT_WRAPPER, "shoal-job", exit_file, *argv],
                     cwd=self.work_dir,
@@ -284,14 +289,13 @@ class JobProcess:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
+                self._process = process
+                cancelled_before_start = self._cancelled
         except (OSError, ValueError) as error:
             self._cleanup()
             self._tree_gone = True
             self._ended.set()
             return RunResult(exit_code=None, duration=self._monotonic() - started, output_tail="", error=str(error))
-        with self._lock:
-            self._process = process
-            cancelled_before_start = self._cancelled
         if cancelled_before_start:
             self._signal_tree(signal.SIGKILL)
         timed_out = False
@@ -315,14 +319,15 @@ class JobProcess:
         duration = self._monotonic() - started
         tail = self._output_tail()
         self._cleanup()
-        self._ended.set()
-        return RunResult(
+        self.result = RunResult(
             exit_code=process.returncode,
             duration=duration,
             output_tail=tail,
             timed_out=timed_out,
             cancelled=cancelled and not timed_out,
         )
+        self._ended.set()
+        return self.result
 
     def cancel(self) -> None:
         """End this job now, its whole tree: SIGTERM to every process of it (and its container), SIGKILL to what

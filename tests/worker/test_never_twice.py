@@ -271,3 +271,23 @@ def test_a_run_that_finished_while_no_agent_watched_is_adopted_not_run_again(ser
     assert lines(tmp_path / "done") == ["done"]
     record = served.jobs.get_job("quick")
     assert record is not None and (record.starts, record.attempts, record.exit_code) == (1, 1, 0)
+
+
+def test_a_restarted_agent_removes_the_containers_its_predecessor_left(cluster: Cluster, tmp_path: Path) -> None:
+    # GIVEN a docker client (a script that logs its calls) that lists two containers with this node's label
+    calls = tmp_path / "docker-calls"
+    docker = tmp_path / "docker"
+    docker.write_text(
+        f'#!/bin/sh\necho "$*" >> {calls}\nif [ "$1" = ps ]; then echo c1; echo c2; fi\n', encoding="utf-8"
+    )
+    docker.chmod(0o755)
+    agent = cluster.agent("i-node1")
+    agent._docker = str(docker)
+    # WHEN the agent recovers before taking work
+    agent.recover()
+    # THEN it asked for the containers of its node's agents by label, and removed them
+    owner = process_tree.owner_of("i-node1", agent.settings.work_root)
+    assert lines(calls) == [
+        f"ps --all --quiet --filter label=shoal.owner={owner}",
+        "rm --force c1 c2",
+    ]
