@@ -49,9 +49,9 @@ EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
 def _toil() -> Any:
-    from toil.provisioners.clusterScaler import ClusterScaler
     from toil.batchSystems.abstractBatchSystem import AbstractScalableBatchSystem, NodeInfo
     from toil.provisioners.abstractProvisioner import Shape
+    from toil.provisioners.clusterScaler import ClusterScaler
     from toil.provisioners.node import Node
 
     return SimpleNamespace(
