@@ -49,13 +49,13 @@ EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
 def _toil() -> Any:
-    import toil.provisioners.clusterScaler as cluster_scaler
     from toil.batchSystems.abstractBatchSystem import AbstractScalableBatchSystem, NodeInfo
     from toil.provisioners.abstractProvisioner import Shape
+    from toil.provisioners.clusterScaler import ClusterScaler
     from toil.provisioners.node import Node
 
     return SimpleNamespace(
-        ClusterScaler=cluster_scaler.ClusterScaler,
+        ClusterScaler=ClusterScaler,
         Scalable=AbstractScalableBatchSystem,
         NodeInfo=NodeInfo,
         Shape=Shape,

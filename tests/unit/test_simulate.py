@@ -83,7 +83,8 @@ def test_the_same_seed_gives_the_same_report_and_interruptions_lose_nothing(tmp_
     assert first["completed"] == first["jobs"] and first["lost"] == first["run_twice"] == 0
     assert first["killed_by_scale_in"] == 0
     # Half the c5.4xlarge launches fail: the class falls back to c5a.4xlarge.
-    assert any(key.startswith("c5a.4xlarge|") for key in first["node_hours"])  # type: ignore[union-attr]
+    node_hours = first["node_hours"]
+    assert isinstance(node_hours, dict) and any(key.startswith("c5a.4xlarge|") for key in node_hours)
 
 
 def test_lower_bound_prices_each_job_by_its_largest_share_of_the_cheapest_node_it_fits() -> None:
@@ -153,3 +154,15 @@ def test_the_cli_writes_the_report_and_the_plot(tmp_path: Path) -> None:
     written = json.loads(report.read_text(encoding="utf-8"))
     assert printed == written and printed["completed"] == 66
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_simulator_imports_the_domain_not_adapters_or_services() -> None:
+    import ast
+
+    for path in sorted((ROOT / "shared" / "sim").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        shoal = {m for m in modules if m.startswith("shared.")}
+        assert all(m.startswith(("shared.domain.", "shared.sim.")) for m in shoal), (path, shoal)
+        assert not modules & {"boto3", "botocore", "moto", "threading"}, path
