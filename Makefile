@@ -44,11 +44,13 @@ synth: $(BIN)/shoal node_modules/.package-lock.json
 	rm -rf cdk.out
 	cdk synth --quiet --no-notices --output cdk.out
 
-# Toil in a side environment, for the side-by-side plan benchmark (not needed by anything else).
+# Toil in a side environment, for the side-by-side plan benchmark (not needed by anything else). Pinned: the
+# benchmark drives ClusterScaler.getEstimatedNodeCounts, whose signature is Toil's to change.
+TOIL_VERSION := 9.6.0
 toil-env: .venv-toil/bin/python
 .venv-toil/bin/python:
 	$(PYTHON) -m venv .venv-toil
-	.venv-toil/bin/pip install --quiet toil
+	.venv-toil/bin/pip install --quiet 'toil==$(TOIL_VERSION)'
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out out

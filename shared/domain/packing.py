@@ -10,35 +10,41 @@ The model (Toil's ``--targetTime`` semantics, made explicit so a checker can rep
 
 How a plan is found, in three passes, each near-linear in the number of distinct shapes:
 
-1. **Lanes.** Shapes are grouped by market, accelerators, cores and *lane depth*: how many jobs of
-   that wall time can start one after another within the target (``⌊target / wall⌋ + 1``, 1 for a
-   job longer than the target). Depths up to 16 are exact; deeper ones are rounded *down* to four
-   significant bits (at most 6 % fewer starts than possible, for jobs shorter than 1/16 of the
-   target). Within a group, jobs are ordered so that neighbours are alike (coarse cells in the
-   second-scarcest resource, sorted by the scarcest) and cut into lanes of that depth; a lane reserves
-   the component-wise maximum of its jobs. Resources are never rounded otherwise, so a job that fits
-   some node is planned with its exact needs, and rounding can only reserve more, never less.
-2. **Nodes.** Lanes go largest first (by what they would cost on their cheapest node type). Each one
-   takes the tightest open node that has room, of any type its market allows, found by bisection on
-   each type's scarcest resource (a bounded look past the bisection point for the other resources);
-   only when none has room is a node bought, of the type with the lowest price per job it will
-   actually hold (its copies, or fewer when only a few jobs of that kind are left). So shapes mix on
-   a node: a memory-heavy job and a core-heavy one share it, and room left beside a big job is used
-   by smaller ones of any kind.
+1. **Lanes** (the time dimension). Jobs are split by market (may it run on spot) and accelerators.
+   Many jobs of one shape first fill whole lanes of that shape: a lane holds ``⌊target / wall⌋ + 1``
+   of them back to back (exact up to 16 further starts, deeper ones rounded *down* to four significant
+   bits: at most 6 % fewer starts, only for jobs shorter than 1/16 of the target). The rest, which is
+   every job of a continuous queue, is ordered so that neighbours are alike (by cores, then coarse
+   cells of the less scarce of memory and disk, then the scarcer) and taken in windows of 128: largest
+   first, each job joins the open lane of its window whose reservation grows least, as long as all of
+   the lane's jobs but its longest fit back to back before the target time (the longest runs last: it
+   only has to start by then, so a two-hour job can end a lane of one-minute ones) and some node type
+   still holds the lane. A lane reserves the component-wise maximum of its jobs.
+2. **Nodes** (the resource dimensions). Lanes go largest first (by what they would cost on the node
+   type that is cheapest for them). Each takes the tightest open node with room, of any type its
+   market allows, found by bisection on each type's scarcest resource and a bounded look past that
+   point for the others; only when none has room is a node bought, of the type with the lowest price
+   per job it will actually hold (its copies, or fewer when only a few jobs of that kind are left). So
+   shapes mix on a node: a memory-heavy job beside a core-heavy one, small jobs in the room a big one
+   leaves, preemptible jobs in room on on-demand nodes.
 3. **Right-sizing.** Each group of nodes moves to the cheapest type whose capacity holds its lanes.
+   Lanes that ``maxNodes`` left without room are then taken apart into single jobs and tried again.
 
-What it guarantees: every plan is feasible for the exact, unrounded jobs (same capacities, no start
-after the target time, no job that may not be preempted on spot); every job that fits some offered
-node is placed unless ``maxNodes`` leaves no room on any type that fits it (then it is *deferred*);
-a job is *unplaceable* only when no offered node of its market can hold it (decided on its exact
-needs); equal inputs give equal plans. Cost: O(S log S + L·T·log N) for S shapes, L lane types, T
-node types and N open node groups; memory O(S + L).
+What it guarantees: every plan is feasible for the exact, unrounded jobs (lanes and nodes are checked
+against exact needs; only reservations and wall-time buckets round, and only up), which the replaying
+checker in the tests proves; every job that fits some offered node is placed unless ``maxNodes`` leaves
+no room on every type that fits it (then it is *deferred*, alone, never because of a lane partner); a
+job is *unplaceable* only when no offered node of its market holds its exact needs, with a one-line
+reason; equal demands give equal plans whatever their order. Cost: O(S log S + L·T·(log N + k)) for
+S shapes, L lanes, T node types, N open groups and a look-past of k; memory O(S + L). Identical
+nodes are one group, identical lanes one item, so few-shape queues cost next to nothing.
 
-What it trades: lanes keep time simple (a lane's jobs run back to back) where Toil's time slices let
-a node's free room change shape over time; lanes of unlike jobs reserve their largest member; very
-short jobs lose up to 6 % of their possible starts; the search for an open node looks at a bounded
-number of candidates per type, so a node with room may occasionally be missed (costing a node, never
-feasibility). It is a heuristic, not an optimum.
+What it trades: lanes keep time simple (a lane's jobs run back to back in a fixed reservation) where
+Toil's time slices let a node's free room change shape over time; a lane of unlike jobs reserves its
+largest member in each resource; mixing is local to a window and a few candidate lanes and nodes, so
+a node with room is sometimes missed (costing a node, never feasibility); node types are chosen per
+lane by price per job, not by an exact optimum. It is a heuristic, measured against Toil by
+``benchmarks/bench_plan.py``.
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ _MIN_WALL_TIME = 1e-3  # seconds; a job that claims to take no time still occupi
 _EXACT_DEPTH = 16  # lane depths up to this are exact; deeper ones keep four significant bits
 _WINDOW = 128  # jobs mixed into lanes together: alike in size, any wall time
 _LANE_CHOICES = 8  # open lanes of a window a job may join
-_LOOK_PAST = 12  # open nodes examined per type past the bisection point before buying a new one
+_LOOK_PAST = 6  # open nodes examined per type past the bisection point before buying a new one
 _CORE_TOLERANCE = 1e-9  # so 0.1 + 0.2 cores counts as 0.3
 _UNBOUNDED = 1 << 30
 
@@ -381,6 +387,14 @@ class _Packer:
         self.caps = [(o.usable.cores, o.usable.memory, o.usable.disk, o.usable.accelerators) for o in offers]
         self.spot = [o.spot for o in offers]
         self.scale = [tuple(1.0 / (x or 1) for x in cap) for cap in self.caps]
+        # Node capacities a job may use, by whether it is preemptible; largest first, so checks end early.
+        by_size = sorted(self.caps, key=lambda cap: (-cap[0], -cap[1], -cap[2], -cap[3]))
+        self.caps_of = {
+            True: by_size,
+            False: [
+                cap for cap in by_size if any(c == cap and not s for c, s in zip(self.caps, self.spot, strict=True))
+            ],
+        }
         self.price = [o.hourly_price for o in offers]
         self.room = [o.max_nodes - o.min_nodes for o in offers]
         self.entries: dict[int, _Group] = {}
@@ -404,8 +418,9 @@ class _Packer:
 
     def eligible(self, shape: Shape) -> bool:
         r = shape.resources
-        for (cc, cm, cd, ca), spot in zip(self.caps, self.spot, strict=True):
-            if (shape.preemptible or not spot) and _fits(r.cores, r.memory, r.disk, r.accelerators, cc, cm, cd, ca):
+        c, m, d, a = r.cores - _CORE_TOLERANCE, r.memory, r.disk, r.accelerators
+        for cc, cm, cd, ca in self.caps_of[shape.preemptible]:  # noqa: SIM110 - a loop is faster than any()
+            if c <= cc and m <= cm and d <= cd and a <= ca:
                 return True
         return False
 
@@ -463,9 +478,7 @@ class _Packer:
             return (r.cores, min(cells - 1, int(second * scale)), first, second, shape.wall_time)
 
         rest.sort(key=order, reverse=True)
-        nodes = [
-            cap for cap, spot in zip(self.caps, self.spot, strict=True) if cap[3] >= acc and not (on_demand and spot)
-        ]
+        nodes = [node for node in self.caps_of[not on_demand] if node[3] >= acc]  # largest first
         for begin in range(0, jobs, _WINDOW):
             yield from _time_pack(rest[begin : begin + _WINDOW], target, acc, cap, nodes, on_demand=on_demand)
 
@@ -791,7 +804,10 @@ class _Packer:
 
 
 def _fits_any(c: float, m: int, d: int, nodes: Sequence[tuple[float, int, int, int]]) -> bool:
-    return any(c <= fc + _CORE_TOLERANCE and m <= fm and d <= fd for fc, fm, fd, _ in nodes)
+    for fc, fm, fd, _ in nodes:  # noqa: SIM110 - a loop is faster than any()
+        if c <= fc + _CORE_TOLERANCE and m <= fm and d <= fd:
+            return True
+    return False
 
 
 def _time_pack(
@@ -824,7 +840,8 @@ def _time_pack(
         r = shape.resources
         c, m, d = r.cores, r.memory, r.disk
         wall = shape.wall_time
-        wall = max(wall, _MIN_WALL_TIME)
+        if wall < _MIN_WALL_TIME:  # noqa: PLR1730 - the innermost loop: no max()
+            wall = _MIN_WALL_TIME
         best = -1
         best_growth = c * unit_c + m * unit_m + d * unit_d  # what a lane of its own costs
         for i in range(max(0, len(cores) - _LANE_CHOICES), len(cores)):
@@ -839,7 +856,13 @@ def _time_pack(
             if d > disk[i]:
                 growth += (d - disk[i]) * unit_d
             if growth < best_growth and (
-                growth == 0.0 or _fits_any(max(c, cores[i]), max(m, memory[i]), max(d, disk[i]), nodes)
+                growth == 0.0
+                or _fits_any(
+                    c if c > cores[i] else cores[i],
+                    m if m > memory[i] else memory[i],
+                    d if d > disk[i] else disk[i],
+                    nodes,
+                )
             ):
                 best, best_growth = i, growth
         if best < 0:
@@ -850,11 +873,16 @@ def _time_pack(
             longest.append(wall)
             members.append([shape])
             continue
-        cores[best] = max(cores[best], c)
-        memory[best] = max(memory[best], m)
-        disk[best] = max(disk[best], d)
+        # Conditionals, not max(): this is the innermost loop of a 100,000-shape plan.
+        if c > cores[best]:  # noqa: PLR1730
+            cores[best] = c
+        if m > memory[best]:  # noqa: PLR1730
+            memory[best] = m
+        if d > disk[best]:  # noqa: PLR1730
+            disk[best] = d
         total[best] += wall
-        longest[best] = max(longest[best], wall)
+        if wall > longest[best]:  # noqa: PLR1730
+            longest[best] = wall
         members[best].append(shape)
     for i, jobs in enumerate(members):
         if len(jobs) == 1:

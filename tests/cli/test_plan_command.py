@@ -148,3 +148,61 @@ def test_shape_count_is_distinct_shapes(tmp_path: Path) -> None:
 
 
 _ = Shape  # the checker's vocabulary, imported for readers of this file
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path) -> None:
+    # GIVEN a reader that goes away before shoal plan writes (as `shoal plan ... | head -0` does)
+    jobs = write_jobs(tmp_path / "jobs.jsonl", *(JOB % i for i in range(50)))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli.main", "plan", "--jobs", str(jobs), "--node-types", "m5.2xlarge"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()
+    # WHEN it writes its table THEN it ends with status 0 and no traceback
+    stderr = child.stderr.read().decode()
+    assert child.wait() == 0
+    assert stderr == ""
+
+
+def _continuous_queue(path: Path, count: int) -> Path:
+    """Jobs whose memory and disk vary continuously, a tenth of them too big for any node."""
+    lines = []
+    for i in range(count):
+        too_big = i % 10 == 0
+        job = {
+            "id": f"c{i}",
+            "cores": 128 if too_big else 1 + i % 4,
+            "memory": (1 + i % 97) * 2**26 + i,
+            "disk": (1 + i % 29) * 2**30 + 7 * i,
+            "preemptible": i % 2 == 0,
+            "wall_time": 60 * (1 + i % 120),
+        }
+        lines.append(json.dumps(job))
+    return write_jobs(path, *lines)
+
+
+def test_a_continuous_queue_keeps_the_json_contract_and_a_readable_table(tmp_path: Path) -> None:
+    # GIVEN 2,000 jobs in 2,000 shapes, 200 of them needing 128 cores
+    jobs = _continuous_queue(tmp_path / "jobs.jsonl", 2000)
+    out = tmp_path / "assignments.jsonl"
+    types = "c5.large,c5.4xlarge/c5a.4xlarge:0.30,r5.2xlarge,m5.24xlarge"
+    # WHEN planned as JSON, with assignments
+    result = shoal("plan", "--jobs", jobs, "--node-types", types, "--json", "--assignments", out)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    # THEN the contract holds: every too-big job named with its one-line reason, every other one assigned
+    assert (report["jobs"], report["shapes"]) == (2000, 2000)
+    assert len(report["unplaceable"]) == 200
+    assert all("needs 128 cores" in u["reason"] for u in report["unplaceable"])
+    assigned = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len({a["id"] for a in assigned}) == len(assigned) == 1800
+    assert report["hourly_cost"] == pytest.approx(sum(n["count"] * n["hourly_price"] for n in report["nodes"]))
+    # AND the table explains in a few lines, not one per shape
+    table = shoal("plan", "--jobs", jobs, "--node-types", types).stdout
+    why = table.split("why:")[1].split("jobs cannot run")[0]
+    assert 0 < why.count("\n  - ") <= 24
+    assert "200 jobs cannot run on any offered node:" in table
+    assert "200 jobs in 200 shapes (128 cores" in table and "needs more cores than the largest offered node" in table
