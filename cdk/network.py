@@ -56,12 +56,23 @@ class ClusterNetwork(Construct):
 
     def _build_interface_endpoints(self) -> dict[str, ec2.InterfaceVpcEndpoint]:
         subnets = ec2.SubnetSelection(subnets=self.subnets)
+        # One group for every endpoint: HTTPS from inside the VPC only (the literal CIDR, so cdk-nag can read it).
+        group = ec2.SecurityGroup(
+            self,
+            "EndpointSecurityGroup",
+            vpc=self.vpc,
+            description="Shoal VPC endpoints: HTTPS from the cluster's VPC",
+            allow_all_outbound=False,
+        )
+        group.add_ingress_rule(ec2.Peer.ipv4(constants.VPC_CIDR), ec2.Port.tcp(443), "AWS API calls from workers")
         return {
             service: self.vpc.add_interface_endpoint(
                 "".join(part.capitalize() for part in service.split(".")),
                 service=ec2.InterfaceVpcEndpointAwsService(service),
                 subnets=subnets,
                 private_dns_enabled=True,  # the SDKs' default endpoint names resolve to the endpoint
+                security_groups=[group],
+                open=False,
             )
             for service in constants.INTERFACE_ENDPOINTS
         }

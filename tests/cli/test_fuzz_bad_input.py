@@ -107,7 +107,8 @@ def test_any_settings_are_valid_or_one_settings_error(change: dict[str, object])
     try:
         parsed = ClusterSettings.from_mapping(values)
     except SettingsError as error:
-        assert "\n" not in str(error)
+        message = str(error)
+        assert "\n" not in message
         return
     # THEN what was accepted is whole, finite and means what was written
     assert all(isinstance(n, int) for n in (*parsed.min_nodes, *parsed.max_nodes, parsed.warm_pool_size))
