@@ -20,6 +20,7 @@ from shared.domain.units import UnitError, parse_counts, parse_duration
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+DEFAULT_BURSTS = 2  # the demo clamps it to the number of jobs
 MAX_SPEED = 100_000.0  # simulated seconds per real second: beyond this the local cloud cannot keep up anyway
 
 
@@ -45,7 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--max-nodes", "--maxNodes", default="", help="one number per node type (default: 8 each)")
     parser.add_argument("--target-time", "--targetTime", default="30m", help="start every job within this")
     parser.add_argument("--speed", type=float, default=120.0, help="simulated seconds per real second")
-    parser.add_argument("--bursts", type=int, default=2, help="submit the workload in this many equal bursts")
+    parser.add_argument(
+        "--bursts", type=int, help="submit the workload in this many equal bursts (default: 2, at most one per job)"
+    )
     parser.add_argument("--burst-gap", default="40m", help="simulated time between bursts")
     parser.add_argument("--boot-delay", default="90s", help="simulated time from instance running to agent ready")
     parser.add_argument(
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
             max_nodes=_numbers("--max-nodes", args.max_nodes),
             target_time=_duration("--target-time", args.target_time),
             speed=args.speed,
-            bursts=args.bursts,
+            bursts=DEFAULT_BURSTS if args.bursts is None else args.bursts,
             burst_gap=_duration("--burst-gap", args.burst_gap),
             boot_delay=_duration("--boot-delay", args.boot_delay),
             real=args.real,
@@ -115,7 +118,7 @@ def _workload(args: argparse.Namespace) -> list[Job]:
         raise ValueError(f"--speed must be from 1 to {MAX_SPEED:g}, got {args.speed:g}")
     if not (math.isfinite(args.time_limit) and args.time_limit > 0):
         raise ValueError(f"--time-limit must be a positive number of seconds, got {args.time_limit:g}")
-    if args.bursts < 1 or args.bursts > max(1, len(jobs)):
+    if args.bursts is not None and not 1 <= args.bursts <= max(1, len(jobs)):
         raise ValueError(f"--bursts must be from 1 to the number of jobs ({len(jobs)}), got {args.bursts}")
     return jobs
 
