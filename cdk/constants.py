@@ -25,6 +25,18 @@ POWERTOOLS_LAYER_ACCOUNT = "017000801446"
 POWERTOOLS_LAYER_NAME = "AWSLambdaPowertoolsPythonV3-python312-x86_64"
 POWERTOOLS_LAYER_VERSION = 27  # cdk.json context "powertoolsLayerVersion" overrides it
 FUNCTION_TIMEOUT_SECONDS = 60  # a round is a few describe calls, one decision and a few launches
+# evaluate_scaling's reserved concurrency (-c scalerReservedConcurrency=N; 0: none). Rounds exclude each other
+# with a lease, so two at once is already one too many doing work; the reserve is a guaranteed slot that no other
+# function in the account can starve, and a cap on what a storm of triggers can cost.
+SCALER_RESERVED_CONCURRENCY = 2
+# Asynchronous invocations (EventBridge → Lambda) Lambda retries before the on-failure destination, and how old
+# an event may get: a round is level-triggered, so a stale trigger is worth nothing (the schedule brings the next).
+FUNCTION_ASYNC_RETRIES = 2
+FUNCTION_MAX_EVENT_AGE_MINUTES = 30
+# EventBridge → Lambda delivery retries before the rule's dead-letter queue (EventBridge's own retry policy).
+TARGET_RETRY_ATTEMPTS = 8
+TARGET_MAX_EVENT_AGE_MINUTES = 30
+FAILURE_QUEUE_RETENTION_DAYS = 14  # failed invocations and undelivered events wait this long for a look
 FUNCTION_MEMORY_MB = 512  # the catalog and pydantic models load faster with more CPU, which comes with memory
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH  # every log group: functions, workers, flow logs
 # What goes into the functions' code asset: the repository root minus everything but these packages.
@@ -56,6 +68,10 @@ CONTAINER_NAME = "shoal-agent"
 VPC_CIDR = "10.64.0.0/16"
 VPC_MAX_AZS = 2  # all an account-agnostic stack can name without an AZ lookup at synth time
 SUBNET_CIDR_MASK = 20  # 4,096 addresses per zone
+NAT_GATEWAYS = 1  # worker_network "nat": one NAT gateway for the cluster (one per zone doubles its hourly cost)
+# worker_network "endpoints": interface endpoints for what the agent and the node's SSM agent call; S3 and DynamoDB
+# are gateway endpoints (free). ECR serves image layers from S3, hence both ECR endpoints plus the S3 gateway.
+INTERFACE_ENDPOINTS = ("sqs", "ssm", "ssmmessages", "ec2messages", "ecr.api", "ecr.dkr", "logs")
 
 # ---- triggers --------------------------------------------------------------------------------------
 # Scaling rules are deployed enabled so a cluster scales as soon as it is deployed; issue 5's
@@ -71,6 +87,8 @@ EC2_EVENTS = {
 
 # ---- observability ---------------------------------------------------------------------------------
 DLQ_ALARM_THRESHOLD = 0  # any dead-lettered job needs a look
+FAILURE_ALARM_THRESHOLD = 0  # any failed invocation or undelivered event needs a look
+THROTTLE_ALARM_THRESHOLD = 0  # a throttled round means the reserved concurrency was exceeded
 LAUNCH_FAILURE_ALARM_THRESHOLD = 3  # failed launches within one window: "repeated", not one capacity blip
 LAUNCH_FAILURE_ALARM_WINDOW_MINUTES = 15
 DASHBOARD_PERIOD_SECONDS = 60

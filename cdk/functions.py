@@ -20,6 +20,7 @@ from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from aws_cdk.aws_dynamodb import ITable
@@ -78,9 +79,16 @@ class ControlPlaneFunctions(Construct):
         worker_security_group: ec2.ISecurityGroup,
         subnets: Sequence[ec2.ISubnet],
         machine_image_id: str,
+        scaler_reserved_concurrency: int = constants.SCALER_RESERVED_CONCURRENCY,
     ) -> None:
         super().__init__(scope, construct_id)
         self._settings = settings
+        self._reserved = scaler_reserved_concurrency
+        # Asynchronous invocations (EventBridge's) that fail after Lambda's retries, or grow too old, land here
+        # with the event and the error, instead of vanishing; an alarm (observability) watches its depth.
+        self.failure_queue = failure_queue(
+            self, "FailedInvocations", f"shoal-{settings.name}-failed-invocations", "the control plane's Lambda"
+        )
         self.environment = FunctionEnvironment(
             cluster=settings,
             table_name=table.table_name,
@@ -156,6 +164,10 @@ class ControlPlaneFunctions(Construct):
             memory_size=constants.FUNCTION_MEMORY_MB,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_groups[module],
+            on_failure=destinations.SqsDestination(self.failure_queue),
+            retry_attempts=constants.FUNCTION_ASYNC_RETRIES,
+            max_event_age=Duration.minutes(constants.FUNCTION_MAX_EVENT_AGE_MINUTES),
+            reserved_concurrent_executions=(self._reserved or None) if module == "evaluate_scaling" else None,
         )
         acknowledge(
             function,
@@ -235,6 +247,11 @@ class ControlPlaneFunctions(Construct):
             ),
             iam.PolicyStatement(sid="ClusterState", actions=list(TABLE_ITEM_ACTIONS), resources=[table.table_arn]),
             iam.PolicyStatement(
+                sid="OnFailureDestination",  # the role is immutable: the destination's own grant would be dropped
+                actions=["sqs:SendMessage"],
+                resources=[self.failure_queue.queue_arn],
+            ),
+            iam.PolicyStatement(
                 sid="WriteLogs",
                 actions=list(LOG_WRITE_ACTIONS),
                 resources=[group.log_group_arn for group in self.log_groups.values()],
@@ -272,6 +289,25 @@ def _role_wildcards(region: str) -> dict[str, str]:
         f"{prefix}:spot-instances-request/*": "A spot launch creates its one-time request, so its id is unknown; "
         "the instance it belongs to must carry the cluster tag.",
     }
+
+
+def failure_queue(scope: Construct, construct_id: str, name: str, what: str) -> sqs.Queue:
+    """A queue that only holds failures for a person to read: encrypted, HTTPS only, kept 14 days."""
+    queue = sqs.Queue(
+        scope,
+        construct_id,
+        queue_name=name,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=Duration.days(constants.FAILURE_QUEUE_RETENTION_DAYS),
+    )
+    acknowledge(
+        queue,
+        "AwsSolutions-SQS3",
+        f"This queue is itself the dead-letter destination for {what}; nothing consumes it but a person, "
+        "and an alarm fires on its first message.",
+    )
+    return queue
 
 
 def _camel(module: str) -> str:

@@ -24,6 +24,10 @@ PERIOD = Duration.seconds(constants.DASHBOARD_PERIOD_SECONDS)
 WIDE, THIRD, HEIGHT = 24, 8, 6
 
 
+def _kebab(name: str) -> str:
+    return "".join(f"-{c.lower()}" if c.isupper() else c for c in name).lstrip("-")
+
+
 def scaler_dimensions(cluster_name: str) -> dict[str, str]:
     """The dimensions of a round's single-valued metrics, as Powertools emits them."""
     return {"cluster": cluster_name, "service": telemetry.SERVICE_NAME}
@@ -42,6 +46,8 @@ class ClusterObservability(Construct):
         dead_letter_queue: sqs.IQueue,
         functions: Sequence[lambda_.IFunction],
         extra_alarms: Sequence[cloudwatch.IAlarm] = (),
+        failure_queues: Mapping[str, sqs.IQueue] | None = None,
+        scaler: lambda_.IFunction | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._cluster_name = cluster_name
@@ -75,6 +81,45 @@ class ClusterObservability(Construct):
             evaluation_periods=1,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+        # One alarm per failure queue: a failed invocation or an undelivered event is never silent.
+        self.failure_alarms = {
+            name: cloudwatch.Alarm(
+                self,
+                f"{name}Alarm",
+                alarm_name=f"shoal-{cluster_name}-{_kebab(name)}",
+                alarm_description=f"{name}: read the messages of queue {_kebab(name)} (the event and the error), "
+                "fix the cause, then purge it.",
+                metric=queue_.metric_approximate_number_of_messages_visible(
+                    period=Duration.minutes(5), statistic=cloudwatch.Stats.MAXIMUM
+                ),
+                threshold=constants.FAILURE_ALARM_THRESHOLD,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            for name, queue_ in (failure_queues or {}).items()
+        }
+        self.throttle_alarm = (
+            None
+            if scaler is None
+            else cloudwatch.Alarm(
+                self,
+                "ScalerThrottleAlarm",
+                alarm_name=f"shoal-{cluster_name}-scaler-throttled",
+                alarm_description="evaluate_scaling was throttled at its reserved concurrency: triggers are "
+                "arriving faster than rounds finish (a trigger storm, or rounds slowed by AWS throttling).",
+                metric=scaler.metric_throttles(period=Duration.minutes(5), statistic=cloudwatch.Stats.SUM),
+                threshold=constants.THROTTLE_ALARM_THRESHOLD,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        )
+        extra_alarms = [
+            *extra_alarms,
+            *self.failure_alarms.values(),
+            *([self.throttle_alarm] if self.throttle_alarm else []),
+        ]
         self.dashboard = cloudwatch.Dashboard(
             self,
             "Dashboard",

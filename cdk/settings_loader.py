@@ -37,9 +37,13 @@ CONTEXT_ALIASES: Mapping[str, str] = {
     "warmPoolSize": "warm_pool_size",
     "capacityFailureTtl": "capacity_failure_ttl",
     "applianceImage": "appliance_image",
+    "workerNetwork": "worker_network",
 }
 SETTINGS_FILE_CONTEXT = "settings"
 LAYER_VERSION_CONTEXT = "powertoolsLayerVersion"
+RESERVED_CONCURRENCY_CONTEXT = "scalerReservedConcurrency"
+# A private ECR repository's image: the only kind an "endpoints" network (no internet) can pull.
+ECR_IMAGE = re.compile(r"[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/")
 
 ContextGetter = Callable[[str], Any]
 
@@ -55,6 +59,9 @@ class StackSettings:
     cluster: ClusterSettings  # appliance_image holds the resolved image
     appliance_image: str
     powertools_layer_version: int
+    # evaluate_scaling's reserved concurrency; 0: none (an account whose concurrency quota is still the new-account
+    # 10 cannot reserve any, see docs/deploy.md)
+    scaler_reserved_concurrency: int
     source: str  # where the settings came from, for messages: "shoal.toml + -c nodeTypes"
 
     @property
@@ -99,16 +106,27 @@ def load_stack_settings(
             f"scale_interval must be a whole number of minutes for an EventBridge schedule, "
             f"got {cluster.scale_interval:g} s (settings from {source})"
         )
-    if cluster.zone is not None and not re.fullmatch(rf"{re.escape(cluster.region)}[a-z]", cluster.zone):
-        raise SettingsError(
-            f"zone {cluster.zone!r} is not a zone of region {cluster.region!r} (like {cluster.region}a) "
-            f"(settings from {source})"
-        )
     image = _appliance_image(cluster, environ, version, source)
+    if cluster.worker_network == "endpoints" and not ECR_IMAGE.match(image):
+        raise SettingsError(
+            f"worker_network 'endpoints' gives workers no internet, so they cannot pull {image!r}; push the "
+            f"appliance to ECR and set TOIL_APPLIANCE_SELF to it, or use worker_network 'nat' (settings from {source})"
+        )
     return StackSettings(
         cluster=replace(cluster, appliance_image=image),
         appliance_image=image,
-        powertools_layer_version=_layer_version(get_context(LAYER_VERSION_CONTEXT)),
+        powertools_layer_version=_positive(
+            LAYER_VERSION_CONTEXT,
+            get_context(LAYER_VERSION_CONTEXT),
+            default=constants.POWERTOOLS_LAYER_VERSION,
+            minimum=1,
+        ),
+        scaler_reserved_concurrency=_positive(
+            RESERVED_CONCURRENCY_CONTEXT,
+            get_context(RESERVED_CONCURRENCY_CONTEXT),
+            default=constants.SCALER_RESERVED_CONCURRENCY,
+            minimum=0,
+        ),
         source=source,
     )
 
@@ -141,13 +159,12 @@ def _appliance_image(cluster: ClusterSettings, environ: Mapping[str, str], versi
         raise SettingsError(f"appliance image: {error} (settings from {source})") from None
 
 
-def _layer_version(value: object) -> int:
+def _positive(name: str, value: object, *, default: int, minimum: int) -> int:
     if value is None:
-        return constants.POWERTOOLS_LAYER_VERSION
-    try:
-        number = int(str(value))
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise SettingsError(f"{LAYER_VERSION_CONTEXT} must be a positive layer version number, got {value!r}")
+        return default
+    text = str(value).strip()
+    number = int(text) if text.isdigit() and len(text) <= 6 else -1
+    if number < minimum:
+        what = "a positive layer version number" if name == LAYER_VERSION_CONTEXT else f"a whole number >= {minimum}"
+        raise SettingsError(f"{name} must be {what}, got {value!r}")
     return number

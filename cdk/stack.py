@@ -37,7 +37,9 @@ class ShoalStack(Stack):
 
         visibility = Duration.seconds(constants.VISIBILITY_TIMEOUT_FACTOR * constants.FUNCTION_TIMEOUT_SECONDS)
         self.state = ClusterState(self, "State", cluster_name=name, visibility_timeout=visibility)
-        self.network = ClusterNetwork(self, "Network", cluster_name=name, zone=cluster.zone)
+        self.network = ClusterNetwork(
+            self, "Network", cluster_name=name, zone=cluster.zone, worker_network=cluster.worker_network
+        )
         self.staging = StagingBucket(self, "Staging", cluster_name=name)
         self.workers = WorkerFleet(
             self,
@@ -63,6 +65,7 @@ class ShoalStack(Stack):
             worker_security_group=self.workers.security_group,
             subnets=self.network.subnets,
             machine_image_id=self.workers.image_id,
+            scaler_reserved_concurrency=settings.scaler_reserved_concurrency,
         )
         self.triggers = ScalingTriggers(
             self,
@@ -89,6 +92,11 @@ class ShoalStack(Stack):
             queue=self.state.queue,
             dead_letter_queue=self.state.dead_letter_queue,
             functions=list(self.control_plane.functions.values()),
+            failure_queues={
+                "FailedInvocations": self.control_plane.failure_queue,
+                "UndeliveredEvents": self.triggers.dead_letter_queue,
+            },
+            scaler=self.control_plane.evaluate_scaling,
         )
         self._outputs()
 

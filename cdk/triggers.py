@@ -20,6 +20,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk import constants
+from cdk.functions import failure_queue
 from shared.services import telemetry
 
 
@@ -39,6 +40,20 @@ class ScalingTriggers(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._cluster_name = cluster_name
+        # Events EventBridge could not deliver to a function (throttled past the retry policy, the function
+        # deleted, permissions): kept with the error for a person, and alarmed on (observability).
+        self.dead_letter_queue = failure_queue(
+            self, "UndeliveredEvents", f"shoal-{cluster_name}-undelivered-events", "the EventBridge rules' targets"
+        )
+
+        def target(function: lambda_.IFunction) -> targets.LambdaFunction:
+            return targets.LambdaFunction(
+                function,
+                dead_letter_queue=self.dead_letter_queue,
+                retry_attempts=constants.TARGET_RETRY_ATTEMPTS,
+                max_event_age=Duration.minutes(constants.TARGET_MAX_EVENT_AGE_MINUTES),
+            )
+
         self.schedule_rule = events.Rule(
             self,
             "Schedule",
@@ -46,7 +61,7 @@ class ScalingTriggers(Construct):
             description=f"Shoal cluster {cluster_name}: a scaling round every scale_interval",
             schedule=events.Schedule.rate(Duration.minutes(scale_interval_minutes)),
             enabled=constants.SCALING_RULES_ENABLED,
-            targets=[targets.LambdaFunction(evaluate_scaling)],
+            targets=[target(evaluate_scaling)],
         )
         self.alarm = self._build_queue_alarm(queue)
         self.alarm_rule = events.Rule(
@@ -61,7 +76,7 @@ class ScalingTriggers(Construct):
                 detail={"state": {"value": ["ALARM"]}},
             ),
             enabled=constants.SCALING_RULES_ENABLED,
-            targets=[targets.LambdaFunction(evaluate_scaling)],
+            targets=[target(evaluate_scaling)],
         )
         self.demand_rule = events.Rule(
             self,
@@ -74,7 +89,7 @@ class ScalingTriggers(Construct):
                 detail={"cluster": [cluster_name]},
             ),
             enabled=constants.SCALING_RULES_ENABLED,
-            targets=[targets.LambdaFunction(evaluate_scaling)],
+            targets=[target(evaluate_scaling)],
         )
         self.instance_rules = [
             events.Rule(
@@ -83,7 +98,7 @@ class ScalingTriggers(Construct):
                 rule_name=f"shoal-{cluster_name}-{short_name}",
                 description=f"Shoal cluster {cluster_name}: {detail_type} events",
                 event_pattern=events.EventPattern(source=["aws.ec2"], detail_type=[detail_type]),
-                targets=[targets.LambdaFunction(on_instance_event)],
+                targets=[target(on_instance_event)],
             )
             for detail_type, short_name in constants.EC2_EVENTS.items()
         ]

@@ -68,12 +68,18 @@ def choose_node(nodes: Sequence[NodeRecord], wanted: str | None) -> str:
     """An instance id from NODE: an instance id as is, an index into the node list, or the first ACTIVE node."""
     listed = sorted((n for n in nodes if n.state is not NodeState.GONE), key=lambda n: (n.launched_at, n.instance_id))
     if wanted and wanted.startswith("i-"):
+        if wanted not in {n.instance_id for n in listed}:
+            raise NodeChoiceError(
+                f"NODE {wanted[:40]!r} is not one of the cluster's {len(listed)} nodes; `shoal status` lists them"
+            )
         return wanted
     if wanted is not None:
-        if not wanted.isdigit():
-            raise NodeChoiceError(f"NODE {wanted!r} is neither an instance id (i-...) nor an index into the node list")
-        if int(wanted) >= len(listed):
-            raise NodeChoiceError(f"NODE {wanted} is out of range; the cluster has {len(listed)} nodes (0-based)")
+        if not (wanted.isascii() and wanted.isdigit()):
+            raise NodeChoiceError(
+                f"NODE {wanted[:40]!r} is neither an instance id (i-...) nor an index into the node list"
+            )
+        if len(wanted) > 9 or int(wanted) >= len(listed):
+            raise NodeChoiceError(f"NODE {wanted[:12]} is out of range; the cluster has {len(listed)} nodes (0-based)")
         return listed[int(wanted)].instance_id
     active = [n for n in listed if n.state is NodeState.ACTIVE]
     if not active:

@@ -56,7 +56,7 @@ EXIT_TIMED_OUT = 3
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REGION = "us-west-2"
 AWS_ERRORS = (ClusterDirectoryError, ExecutionsError, StoreError, JobQueueError, AwsConfigError)
-WORKERS_ENTRY = re.compile(r"^(\d+)(?:-(\d+))?$")
+WORKERS_ENTRY = re.compile(r"([0-9]{1,6})(?:-([0-9]{1,6}))?")
 
 
 class ClusterInputError(ValueError):
@@ -165,7 +165,7 @@ def parse_workers(text: str) -> Workers:
     low: list[int] = []
     high: list[int] = []
     for entry in text.split(","):
-        match = WORKERS_ENTRY.match(entry.strip())
+        match = WORKERS_ENTRY.fullmatch(entry.strip())
         if not match:
             raise ClusterInputError(
                 f"--workers {text!r}: entry {entry.strip()!r} is neither a number of static nodes (2) "
@@ -231,8 +231,6 @@ def launch_settings(args: argparse.Namespace, region: str) -> tuple[ClusterSetti
     for key in ("target_time", "scale_interval"):
         if key in values:
             _duration(SETTING_FLAGS[key], str(values[key]))
-    if "node_storage" in values:
-        values["node_storage"] = _number(SETTING_FLAGS["node_storage"], str(values["node_storage"]))
     try:
         settings = ClusterSettings.from_mapping(values)
     except SettingsError as error:
@@ -265,11 +263,22 @@ def _duration(flag: str, text: str) -> float:
         raise ClusterInputError(f"{flag}: {error}") from None
 
 
-def _number(flag: str, text: str) -> float:
+def check_setting_flags(args: argparse.Namespace, region: str) -> None:
+    """Bad settings flags are exit 2 before AWS is asked anything, whether or not the stack turns out deployed."""
+    if args.node_types:
+        launch_settings(args, region)
+        return
+    if args.workers:
+        parse_workers(args.workers)
+    for key in ("target_time", "scale_interval"):
+        if getattr(args, key) is not None:
+            _duration(SETTING_FLAGS[key], getattr(args, key))
+    values: dict[str, object] = {"name": args.name, "region": region, "node_types": "m5.large"}  # stands in
+    values.update({k: getattr(args, k) for k in SETTING_FLAGS if k != "node_types" and getattr(args, k) is not None})
     try:
-        return float(text)
-    except ValueError:
-        raise ClusterInputError(f"{flag} {text!r} is not a number") from None
+        ClusterSettings.from_mapping(values)
+    except SettingsError as error:
+        raise ClusterInputError(_name_the_flag(str(error))) from None
 
 
 def _tags(pairs: Sequence[str]) -> list[str]:
@@ -309,6 +318,11 @@ def run_launch(
     try:
         timeout, check_every, payload = _wait_options(args)
         tags = _tags(args.tag)
+        if region not in REGIONS:
+            raise ClusterInputError(
+                f"--region {region!r} has no prices in the catalog; use one of {', '.join(REGIONS)}"
+            )
+        check_setting_flags(args, region)
         directory = CloudFormationClusterDirectory(region)
         deployed = directory.find(args.name)
         if deployed is None:

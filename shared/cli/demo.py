@@ -7,17 +7,21 @@ handlers and agents run on an accelerated clock (see ``shared/local``).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import TextIO
 
 from shared.cli.jobs_file import JobsFileError, read_jobs
+from shared.domain.jobs import Job
 from shared.domain.settings import SettingsError
-from shared.domain.units import UnitError, parse_duration
+from shared.domain.units import UnitError, parse_counts, parse_duration
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+DEFAULT_BURSTS = 2  # the demo clamps it to the number of jobs
+MAX_SPEED = 100_000.0  # simulated seconds per real second: beyond this the local cloud cannot keep up anyway
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,7 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--max-nodes", "--maxNodes", default="", help="one number per node type (default: 8 each)")
     parser.add_argument("--target-time", "--targetTime", default="30m", help="start every job within this")
     parser.add_argument("--speed", type=float, default=120.0, help="simulated seconds per real second")
-    parser.add_argument("--bursts", type=int, default=2, help="submit the workload in this many equal bursts")
+    parser.add_argument(
+        "--bursts", type=int, help="submit the workload in this many equal bursts (default: 2, at most one per job)"
+    )
     parser.add_argument("--burst-gap", default="40m", help="simulated time between bursts")
     parser.add_argument("--boot-delay", default="90s", help="simulated time from instance running to agent ready")
     parser.add_argument(
@@ -68,15 +74,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     try:
-        jobs = read_jobs(args.workload)
-        if args.jobs is not None:
-            if args.jobs < 1:
-                raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
-            jobs = jobs[: args.jobs]
-        if args.speed < 1:
-            raise ValueError(f"--speed must be at least 1, got {args.speed:g}")
-        if args.bursts < 1:
-            raise ValueError(f"--bursts must be at least 1, got {args.bursts}")
+        jobs = _workload(args)
         options = DemoOptions(
             jobs=jobs,
             node_types=args.node_types,
@@ -84,7 +82,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
             max_nodes=_numbers("--max-nodes", args.max_nodes),
             target_time=_duration("--target-time", args.target_time),
             speed=args.speed,
-            bursts=args.bursts,
+            bursts=DEFAULT_BURSTS if args.bursts is None else args.bursts,
             burst_gap=_duration("--burst-gap", args.burst_gap),
             boot_delay=_duration("--boot-delay", args.boot_delay),
             real=args.real,
@@ -109,11 +107,31 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
+def _workload(args: argparse.Namespace) -> list[Job]:
+    """The jobs to run, after every numeric flag is checked: nothing is deployed for input that cannot work."""
+    jobs = read_jobs(args.workload)
+    if args.jobs is not None:
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+        if args.jobs > len(jobs):
+            raise ValueError(
+                f"--jobs {args.jobs} is more than the {len(jobs)} jobs in {args.workload}; give at most {len(jobs)}"
+            )
+        jobs = jobs[: args.jobs]
+    if not (math.isfinite(args.speed) and 1 <= args.speed <= MAX_SPEED):
+        raise ValueError(f"--speed must be from 1 to {MAX_SPEED:g}, got {args.speed:g}")
+    if not (math.isfinite(args.time_limit) and args.time_limit > 0):
+        raise ValueError(f"--time-limit must be a positive number of seconds, got {args.time_limit:g}")
+    if args.bursts is not None and not 1 <= args.bursts <= max(1, len(jobs)):
+        raise ValueError(f"--bursts must be from 1 to the number of jobs ({len(jobs)}), got {args.bursts}")
+    return jobs
+
+
 def _numbers(flag: str, text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ValueError(f"{flag} takes whole numbers separated by commas, got {text!r}") from None
+        return parse_counts(text)
+    except UnitError as error:
+        raise ValueError(f"{flag}: {error}") from None
 
 
 def _duration(flag: str, text: str) -> float:

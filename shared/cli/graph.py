@@ -112,21 +112,45 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     try:
         template_path = args.template or _default_template()
         template = json.loads(template_path.read_text(encoding="utf-8"))
+        if not isinstance(template, dict):
+            raise GraphInputError(f"{template_path} is not a CloudFormation template (a JSON object)")
         definitions = definitions_from_template(template)
-    except (OSError, json.JSONDecodeError, GraphInputError) as error:
+    except OSError as error:
+        print(
+            f"shoal graph: cannot read {error.filename or 'the template'}: {error.strerror or error}", file=sys.stderr
+        )
+        return 2
+    except GraphInputError as error:
         print(f"shoal graph: {error}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSON and Unicode errors are ValueErrors
+        print(f"shoal graph: --template {template_path}: not a synthesized template ({error!s:.200})", file=sys.stderr)
         return 2
     if not definitions:
         print(f"shoal graph: no state machines in {template_path}; run `make synth` first", file=sys.stderr)
         return 2
-    for logical_id, definition in definitions.items():
-        dot = to_dot(logical_id, definition)
-        if args.out:
-            args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / f"{logical_id}.dot").write_text(dot, encoding="utf-8")
-            out.write(f"wrote {args.out / (logical_id + '.dot')}\n")
-        else:
+    try:
+        dots = {logical_id: to_dot(logical_id, definition) for logical_id, definition in definitions.items()}
+    except (KeyError, TypeError, AttributeError) as error:
+        print(f"shoal graph: {template_path}: a state machine definition lacks {error}; is it a synthesized template?",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if not args.out:
+        for dot in dots.values():
             out.write(dot)
+        return 0
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for logical_id, dot in dots.items():
+            path = args.out / f"{logical_id}.dot"
+            path.write_text(dot, encoding="utf-8")
+            written.append(path)
+    except OSError as error:
+        print(f"shoal graph: cannot write --out {args.out}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    for path in written:
+        out.write(f"wrote {path}\n")
     return 0
 
 

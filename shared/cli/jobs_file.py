@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shared.domain.jobs import Job, JobSpecError, parse_job
+from shared.domain.jobs import Job, JobSpecError, describe_json_error, parse_job
 
 
 class JobsFileError(ValueError):
@@ -14,20 +14,24 @@ class JobsFileError(ValueError):
 
 def read_jobs(path: Path) -> list[Job]:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as error:
         raise JobsFileError(f"{path}: cannot read the jobs file ({error.strerror or error})") from None
-    numbered = [
-        (number, line)
-        for number, line in enumerate(text.splitlines(), start=1)
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
-    objects = _decode_all(path, numbered)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        where = data.count(b"\n", 0, error.start) + 1
+        raise JobsFileError(
+            f"{path}:{where}: not UTF-8 text (byte {error.start}); a jobs file is JSON lines, one job each"
+        ) from None
     jobs: list[Job] = []
     seen: dict[str, int] = {}
-    for (number, _), obj in zip(numbered, objects, strict=True):
+    for number, line in enumerate(text.split("\n"), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
         try:
-            job = parse_job(obj)
+            job = parse_job(_decode_line(stripped))
         except JobSpecError as error:
             raise JobsFileError(f"{path}:{number}: {error}") from None
         if job.id in seen:
@@ -37,18 +41,13 @@ def read_jobs(path: Path) -> list[Job]:
     return jobs
 
 
-def _decode_all(path: Path, numbered: list[tuple[int, str]]) -> list[object]:
-    """Decode every line in one call (fast), or line by line to name the first bad one."""
+def _decode_line(line: str) -> object:
+    """Exactly one JSON value: an object split over lines, or two on one line, is an error naming the line."""
     try:
-        decoded = json.loads("[" + ",".join(line for _, line in numbered) + "]")
-        if isinstance(decoded, list) and len(decoded) == len(numbered):
-            return decoded
-    except json.JSONDecodeError:
-        pass
-    objects = []
-    for number, line in numbered:
-        try:
-            objects.append(json.loads(line))
-        except json.JSONDecodeError as error:
-            raise JobsFileError(f"{path}:{number}: malformed JSON ({error.msg} at column {error.colno})") from None
-    return objects
+        return json.loads(line)
+    except json.JSONDecodeError as error:
+        raise JobSpecError(
+            f"malformed JSON ({describe_json_error(error)}); each line must be one JSON object"
+        ) from None
+    except ValueError as error:  # an integer of more than 4300 digits: Python refuses to read it
+        raise JobSpecError(f"malformed JSON ({error})") from None

@@ -17,10 +17,13 @@ from shared.cli import (
     simulate_cmd,
     submit,
 )
+from shared.cli.usage import ShoalArgumentParser, UsageError, fail, quiet_broken_pipe
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="shoal", description="Serverless autoscaling clusters on AWS.")
+    parser: argparse.ArgumentParser = ShoalArgumentParser(
+        prog="shoal", description="Serverless autoscaling clusters on AWS."
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     plan.add_parser(subparsers)
     node_types_cmd.add_parser(subparsers)
@@ -37,7 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    code: int = args.run(args)
+    try:
+        code: int = args.run(args)
+    except UsageError as error:
+        return fail(args.command, error)
+    except BrokenPipeError:
+        return quiet_broken_pipe()
+    try:
+        sys.stdout.flush()  # a closed pipe shows here when the output was small enough to stay buffered
+    except BrokenPipeError:
+        return quiet_broken_pipe()
     return code
 
 

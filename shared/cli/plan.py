@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from shared.cli.jobs_file import JobsFileError, read_jobs
+from shared.cli.output_file import OutputFileError, check_writable, write_atomically
 from shared.domain.catalog import DEFAULT_NODE_STORAGE, REGIONS
 from shared.domain.jobs import Job, Shape, histogram
 from shared.domain.node_types import NodeTypeSpecError, build_offers, parse_node_types
 from shared.domain.packing import Plan, UnplacedShape, placements, plan, summarize_unplaced
-from shared.domain.units import GiB, UnitError, format_duration, format_size, parse_duration
+from shared.domain.units import GiB, UnitError, format_duration, format_size, parse_counts, parse_duration, parse_gib
 
 
 class PlanInputError(ValueError):
@@ -59,8 +58,10 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             min_nodes=_int_list("--min-nodes", args.min_nodes),
             max_nodes=_int_list("--max-nodes", args.max_nodes),
         )
+        if args.assignments:
+            check_writable("--assignments", args.assignments)
         jobs = read_jobs(args.jobs)
-    except (PlanInputError, NodeTypeSpecError, JobsFileError) as error:
+    except (PlanInputError, NodeTypeSpecError, JobsFileError, OutputFileError) as error:
         print(f"shoal plan: {error}", file=sys.stderr)
         return 2
 
@@ -71,11 +72,9 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
     if args.assignments:
         try:
-            _write_atomically(args.assignments, _assignment_lines(result, jobs))
-        except OSError as error:
-            print(
-                f"shoal plan: cannot write --assignments {args.assignments}: {error.strerror or error}", file=sys.stderr
-            )
+            write_atomically("--assignments", args.assignments, _assignment_lines(result, jobs))
+        except OutputFileError as error:
+            print(f"shoal plan: {error}", file=sys.stderr)
             return 2
     report = plan_report(result, jobs, shapes=len(demand), elapsed=elapsed)
     try:
@@ -160,22 +159,6 @@ def _assignment_lines(result: Plan, jobs: Sequence[Job]) -> Iterable[str]:
         )
 
 
-def _write_atomically(path: Path, lines: Iterable[str]) -> None:
-    """All or nothing: a failed plan never leaves half an assignments file."""
-    directory = path.parent if str(path.parent) else Path(".")
-    directory.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as temp:
-            for line in lines:
-                temp.write(line)
-                temp.write("\n")
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def _print_table(report: dict[str, object], result: Plan, out: TextIO) -> None:
     nodes = report["nodes"]
     assert isinstance(nodes, list)
@@ -231,16 +214,16 @@ def _target_time(text: str) -> float:
 
 def _node_storage(text: str) -> int:
     try:
-        gib = float(text)
-    except ValueError:
-        raise PlanInputError(f"--node-storage {text!r} is not a number of GiB; write e.g. 50") from None
-    if gib < 10:
+        size = parse_gib(text)
+    except UnitError as error:
+        raise PlanInputError(f"--node-storage: {error}") from None
+    if size < 10 * GiB:
         raise PlanInputError(f"--node-storage {text!r} is too small; the root volume needs at least 10 GiB")
-    return int(gib * GiB)
+    return size
 
 
-def _int_list(flag: str, text: str) -> list[int]:
+def _int_list(flag: str, text: str) -> tuple[int, ...]:
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise PlanInputError(f"{flag} {text!r} must be whole numbers separated by commas, e.g. 0,2") from None
+        return parse_counts(text)
+    except UnitError as error:
+        raise PlanInputError(f"{flag}: {error}") from None

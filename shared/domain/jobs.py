@@ -7,7 +7,9 @@ message and ``shoal demo --workload``: resources are required, what a worker nee
 from __future__ import annotations
 
 import difflib
+import json
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +19,13 @@ from shared.domain.resources import Resources
 from shared.domain.units import UnitError, format_duration, parse_duration, parse_size
 
 DEFAULT_MAX_ATTEMPTS = 3
+# A job id is a DynamoDB key (at most 2048 bytes with its prefix), a log line and a file name's part: bounded
+# and printable, checked here so every edge (files, the queue message, Toil) refuses the same ids.
+MAX_JOB_ID_BYTES = 512
+MIN_CORES = 0.001  # a smaller positive number only overflows the packing's arithmetic
+MAX_CORES = 100_000.0
+MAX_ATTEMPTS = 100
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class JobSpecError(ValueError):
@@ -104,12 +113,12 @@ def parse_job(obj: object) -> Job:
         if key not in obj:
             raise JobSpecError(f"missing field {key!r}; every job needs {', '.join(REQUIRED_FIELDS)}")
 
-    job_id = obj["id"]
-    if not isinstance(job_id, str) or not job_id:
-        raise JobSpecError(f"field 'id' must be a non-empty string, got {job_id!r}")
+    job_id = _job_id(obj["id"])
     cores = _number(obj, "cores")
     if cores <= 0:
-        raise JobSpecError(f"field 'cores' must be positive, got {obj['cores']!r}")
+        raise JobSpecError(f"field 'cores' must be positive, got {_cut(obj['cores'])}")
+    if not MIN_CORES <= cores <= MAX_CORES:
+        raise JobSpecError(f"field 'cores' must be from {MIN_CORES:g} to {MAX_CORES:g}, got {_cut(obj['cores'])}")
     memory = _size(obj, "memory")
     disk = _size(obj, "disk")
     accelerators = obj.get("accelerators", 0)
@@ -129,10 +138,19 @@ def parse_job(obj: object) -> Job:
     env = obj.get("env") or {}
     if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise JobSpecError("field 'env' must be an object of string values")
+    for key, value in env.items():
+        _text(f"env {_cut(key)}", key)
+        _text(f"env {_cut(key)}", value)
     max_attempts = obj.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
-    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-        raise JobSpecError(f"field 'max_attempts' must be a whole number >= 1, got {max_attempts!r}")
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or not 1 <= max_attempts <= MAX_ATTEMPTS:
+        raise JobSpecError(
+            f"field 'max_attempts' must be a whole number from 1 to {MAX_ATTEMPTS}, got {max_attempts!r}"
+        )
     timeout = _duration(obj, "timeout") if obj.get("timeout") is not None else None
+    if timeout is not None and timeout <= 0:
+        raise JobSpecError(
+            f"field 'timeout' must be a positive number of seconds (leave it out for no limit), got {obj['timeout']!r}"
+        )
 
     return Job(
         id=job_id,
@@ -159,6 +177,12 @@ def _shape(  # noqa: PLR0917 - positional for the cache key's sake
     )
 
 
+def describe_json_error(error: json.JSONDecodeError) -> str:
+    """``json``'s message with its column: "Expecting ',' delimiter at column 12", "... starting at column 3"."""
+    joint = " " if error.msg.endswith(" at") else " at "
+    return f"{error.msg}{joint}column {error.colno}"
+
+
 def histogram(jobs: Iterable[Job]) -> dict[Shape, int]:
     """Demand as the scaler sees it: how many jobs of each shape."""
     jobs = list(jobs)
@@ -172,17 +196,52 @@ def histogram(jobs: Iterable[Job]) -> dict[Shape, int]:
     return counts
 
 
+def _job_id(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise JobSpecError(f"field 'id' must be a non-empty string, got {_cut(value)}")
+    _text("id", value)
+    size = len(value) if value.isascii() else len(value.encode("utf-8"))
+    if size > MAX_JOB_ID_BYTES:
+        raise JobSpecError(f"field 'id' is {size} bytes long; a job id may have at most {MAX_JOB_ID_BYTES} (UTF-8)")
+    if _CONTROL.search(value):
+        raise JobSpecError(f"field 'id' {_cut(value)} has a control character (a newline, a tab...); remove it")
+    return value
+
+
+def _text(key: str, value: str) -> None:
+    """A string that can cross the wire as UTF-8 (JSON's ``\\ud800`` escapes decode to unpaired surrogates)."""
+    if value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise JobSpecError(
+            f"field {key!r} {_cut(value)} has an unpaired surrogate escape (\\ud800-\\udfff); write real text"
+        ) from None
+
+
+def _cut(value: object, limit: int = 40) -> str:
+    text = ascii(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _number(obj: Mapping[str, object], key: str) -> float:
     value = obj[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise JobSpecError(f"field {key!r} must be a number, got {value!r}")
-    return float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise JobSpecError(f"field {key!r} must be a number, got {_cut(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise JobSpecError(f"field {key!r} is a number of more than 300 digits; too large") from None
+    if not math.isfinite(number):
+        raise JobSpecError(f"field {key!r} must be a finite number, got {_cut(value)}")
+    return number
 
 
 def _size(obj: Mapping[str, object], key: str) -> int:
     value = obj[key]
     if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-        raise JobSpecError(f"field {key!r} must not be negative, got {value!r}")
+        raise JobSpecError(f"field {key!r} must not be negative, got {_cut(value)}")
     try:
         return parse_size(value)
     except UnitError as error:
@@ -199,5 +258,7 @@ def _duration(obj: Mapping[str, object], key: str) -> float:
 def _optional_str(obj: Mapping[str, object], key: str) -> str | None:
     value = obj.get(key)
     if value is not None and not isinstance(value, str):
-        raise JobSpecError(f"field {key!r} must be a string, got {value!r}")
+        raise JobSpecError(f"field {key!r} must be a string, got {_cut(value)}")
+    if value is not None:
+        _text(key, value)
     return value

@@ -134,8 +134,9 @@ def build_offers(
         low = min_nodes[index] if index < len(min_nodes) else 0
         high = max_nodes[index] if index < len(max_nodes) else UNLIMITED
         if low < 0 or high < 0 or low > high:
+            shown = "unlimited" if high == UNLIMITED else str(high)
             raise NodeTypeSpecError(
-                f"minNodes {low} / maxNodes {high} for {node_class} are not a valid range; need 0 <= min <= max"
+                f"minNodes {low} / maxNodes {shown} for {node_class} are not a valid range; need 0 <= min <= max"
             )
         if node_class.bid is None:
             by_price = sorted(members, key=lambda m: (m.price(region), m.name))

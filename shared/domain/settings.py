@@ -12,9 +12,16 @@ from dataclasses import dataclass, fields
 
 from shared.domain.catalog import DEFAULT_NODE_STORAGE, REGIONS
 from shared.domain.node_types import NodeTypeSpecError, build_offers, parse_node_types
-from shared.domain.units import GiB, UnitError, parse_duration, parse_size
+from shared.domain.units import GiB, UnitError, parse_count, parse_counts, parse_duration, parse_gib
 
-CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
+# Matched with fullmatch: "$" would also match before a trailing newline ("demo\n").
+CLUSTER_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]|[a-z]")
+# How workers reach AWS and the internet (docs/deploy.md prices each):
+WORKER_NETWORKS = {
+    "public": "public subnets: each worker has a public IPv4 address, no inbound rule",
+    "nat": "private subnets behind one NAT gateway: no public address, internet through the NAT",
+    "endpoints": "isolated private subnets with VPC endpoints for AWS only: no internet (the appliance from ECR)",
+}
 
 
 class SettingsError(ValueError):
@@ -38,15 +45,23 @@ class ClusterSettings:
     warm_pool_size: int = 0  # stopped nodes kept for a fast start
     capacity_failure_ttl: float = 600.0  # seconds an offering stays skipped after a capacity error
     appliance_image: str | None = None  # TOIL_APPLIANCE_SELF, when set
+    worker_network: str = "public"  # one of WORKER_NETWORKS
 
     def validate(self) -> ClusterSettings:
-        if not CLUSTER_NAME.match(self.name):
+        if not CLUSTER_NAME.fullmatch(self.name):
             raise SettingsError(
                 f"cluster name {self.name!r} is not valid; use 1-32 lowercase letters, digits and dashes, "
                 "starting with a letter"
             )
         if self.region not in REGIONS:
             raise SettingsError(f"region {self.region!r} has no prices in the catalog; use one of {', '.join(REGIONS)}")
+        if self.zone is not None and not re.fullmatch(rf"{re.escape(self.region)}[a-z]", self.zone):
+            raise SettingsError(f"zone {self.zone!r} is not a zone of region {self.region!r} (like {self.region}a)")
+        if self.worker_network not in WORKER_NETWORKS:
+            raise SettingsError(
+                f"worker_network {self.worker_network!r} is not one of {', '.join(WORKER_NETWORKS)} "
+                "(see docs/deploy.md for what each costs)"
+            )
         try:
             classes = parse_node_types(self.node_types)
             build_offers(
@@ -88,7 +103,7 @@ class ClusterSettings:
         for key, value in values.items():
             try:
                 kwargs[key] = _coerce(key, value)
-            except (ValueError, TypeError, UnitError) as error:
+            except (ValueError, TypeError, OverflowError, UnitError) as error:
                 raise SettingsError(f"setting {key!r}: {error}") from None
         return cls(**kwargs).validate()  # type: ignore[arg-type]
 
@@ -112,24 +127,19 @@ _DURATIONS = {"target_time", "scale_interval", "capacity_failure_ttl"}
 
 def _coerce(key: str, value: object) -> object:
     if key in _INT_LISTS:
-        if isinstance(value, str):
-            return tuple(int(v) for v in value.split(",") if v.strip())
-        if isinstance(value, int) and not isinstance(value, bool):
-            return (value,)
-        if isinstance(value, list | tuple):
-            return tuple(int(v) for v in value)
-        raise ValueError(f"expected numbers like 0,2, got {value!r}")
+        return parse_counts(value)
     if key in _DURATIONS:
         return parse_duration(value)
     if key == "node_storage":
-        # Toil's --nodeStorage is in GiB; a string with a unit is taken as written.
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return int(value * GiB)
-        return parse_size(value)
+        return parse_gib(value)  # Toil's --nodeStorage is in GiB; a string with a unit is taken as written
     if key in {"beta_inertia", "preemptible_compensation"}:
-        return float(value)  # type: ignore[arg-type]
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(f"expected a number, got {value!r}")
+        return float(value)  # nan and inf are refused by validate's range checks
     if key == "warm_pool_size":
-        return int(value)  # type: ignore[call-overload]
+        return parse_count(value)
     if value is None:
         return None
-    return str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {value!r}")
+    return value

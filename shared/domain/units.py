@@ -36,6 +36,10 @@ _NUMBER_WITH_UNIT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A
 
 GiB = 2**30
 MiB = 2**20
+# Bounds that keep every later sum, product and float conversion finite; no real job or node comes near them.
+MAX_SIZE = 2**60  # 1 EiB
+MAX_DURATION = 10 * 366 * 86400.0  # ten years, in seconds
+MAX_COUNT = 100_000  # nodes of one type
 
 
 class UnitError(ValueError):
@@ -58,18 +62,20 @@ def _parse_size(value: object) -> int:
     if isinstance(value, bool):
         raise UnitError(f"expected a size, got {value!r}")
     if isinstance(value, int | float):
-        number, unit = float(value), ""
+        number, unit = _finite(value, "size"), ""
     elif isinstance(value, str):
         match = _NUMBER_WITH_UNIT.match(value)
         if not match:
-            raise UnitError(f"{value!r} is not a size; write bytes or a number with a unit like 4GiB or 500MiB")
+            raise UnitError(f"{_shown(value)} is not a size; write bytes or a number with a unit like 4GiB or 500MiB")
         number, unit = float(match.group(1)), match.group(2).lower()
     else:
         raise UnitError(f"expected a size, got {type(value).__name__}")
     if unit not in _SIZE_UNITS:
-        raise UnitError(f"unknown unit {unit!r} in {value!r}; use B, KiB, MiB, GiB, TiB, K, M, G or T")
+        raise UnitError(f"unknown unit {unit!r} in {_shown(value)}; use B, KiB, MiB, GiB, TiB, K, M, G or T")
     if not math.isfinite(number) or number < 0:
-        raise UnitError(f"{value!r} must be a non-negative size")
+        raise UnitError(f"{_shown(value)} must be a non-negative size")
+    if number * _SIZE_UNITS[unit] > MAX_SIZE:
+        raise UnitError(f"{_shown(value)} is larger than the largest size Shoal accepts (1 EiB)")
     return math.ceil(number * _SIZE_UNITS[unit])
 
 
@@ -78,19 +84,98 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise UnitError(f"expected a duration, got {value!r}")
     if isinstance(value, int | float):
-        number, unit = float(value), ""
+        number, unit = _finite(value, "duration"), ""
     elif isinstance(value, str):
         match = _NUMBER_WITH_UNIT.match(value)
         if not match:
-            raise UnitError(f"{value!r} is not a duration; write seconds or a number with s, m, h or d")
+            raise UnitError(f"{_shown(value)} is not a duration; write seconds or a number with s, m, h or d")
         number, unit = float(match.group(1)), match.group(2).lower()
     else:
         raise UnitError(f"expected a duration, got {type(value).__name__}")
     if unit not in _DURATION_UNITS:
-        raise UnitError(f"unknown unit {unit!r} in {value!r}; use s, m, h or d")
+        raise UnitError(f"unknown unit {unit!r} in {_shown(value)}; use s, m, h or d")
     if not math.isfinite(number) or number < 0:
-        raise UnitError(f"{value!r} must be a non-negative duration")
-    return number * _DURATION_UNITS[unit]
+        raise UnitError(f"{_shown(value)} must be a non-negative duration")
+    seconds = number * _DURATION_UNITS[unit]
+    if seconds > MAX_DURATION:
+        raise UnitError(f"{_shown(value)} is longer than the longest duration Shoal accepts (3660d, ten years)")
+    return seconds
+
+
+def parse_gib(value: object) -> int:
+    """Bytes from Toil's ``--nodeStorage``: a bare number is GiB; a string with a unit is taken as written."""
+    if isinstance(value, str):
+        match = _NUMBER_WITH_UNIT.match(value)
+        if not match:
+            raise UnitError(f"{_shown(value)} is not a size; write a number of GiB (50) or a size with a unit (50GiB)")
+        if not match.group(2):
+            value = float(match.group(1))  # "1e400" reads as inf, refused below
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = _finite(value, "size")
+        if not math.isfinite(number) or number < 0:
+            raise UnitError(f"{_shown(value)} must be a finite, non-negative number of GiB")
+        if number * GiB > MAX_SIZE:
+            raise UnitError(f"{_shown(value)} GiB is larger than the largest size Shoal accepts (1 EiB)")
+        return math.ceil(number * GiB)
+    return parse_size(value)
+
+
+def parse_count(value: object) -> int:
+    """A whole number of nodes (``2``, ``"2"``, ``2.0``), from 0 to ``MAX_COUNT``; never truncated."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not re.fullmatch(r"[+-]?[0-9]+", text):
+            raise UnitError(f"{_shown(value)} is not a whole number")
+        number = int(text) if len(text) <= 12 else MAX_COUNT + 1
+        if text.startswith("-") and number > 0:
+            number = -number
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise UnitError(f"expected a whole number, got {_shown(value)}")
+    elif isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise UnitError(f"{_shown(value)} is not a whole number")
+    else:
+        number = int(value) if abs(value) <= MAX_COUNT * 10 else (MAX_COUNT + 1 if value > 0 else -1)
+    if number < 0:
+        raise UnitError(f"{_shown(value)} is negative; give a number from 0 to {MAX_COUNT}")
+    if number > MAX_COUNT:
+        raise UnitError(f"{_shown(value)} is more than {MAX_COUNT}")
+    return number
+
+
+def parse_counts(value: object) -> tuple[int, ...]:
+    """Toil's ``--minNodes``/``--maxNodes``: ``"0,2"`` or ``[0, 2]``; an empty entry is an error, not skipped."""
+    if isinstance(value, str):
+        if not value.strip():
+            return ()
+        parts: list[object] = list(value.split(","))
+    elif isinstance(value, list | tuple):
+        parts = list(value)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        parts = [value]
+    else:
+        raise UnitError(f"expected whole numbers separated by commas, like 0,2, got {_shown(value)}")
+    counts = []
+    for position, part in enumerate(parts, start=1):
+        if isinstance(part, str) and not part.strip():
+            raise UnitError(f"{_shown(value)} has an empty entry at position {position}; give one number per node type")
+        try:
+            counts.append(parse_count(part))
+        except UnitError as error:
+            raise UnitError(f"entry {position} of {_shown(value)}: {error}") from None
+    return tuple(counts)
+
+
+def _finite(value: int | float, what: str) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # a many-digit integer from JSON or TOML
+        raise UnitError(f"a {what} of more than 300 digits is too large") from None
+
+
+def _shown(value: object, limit: int = 40) -> str:
+    """``repr`` cut short, so an error message stays one readable line whatever was typed."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def format_size(num_bytes: float) -> str:

@@ -132,12 +132,17 @@ def check_workload(jobs: Sequence[Job], offers: Sequence[Offer], target_time: fl
     """Every job must fit some node type, or the demo would wait for it forever."""
     if not jobs:
         raise WorkloadError("the workload has no jobs")
-    result = plan(histogram(jobs), offers, target_time=target_time)
+    buyable = [offer for offer in offers if offer.max_nodes > 0]
+    if not buyable:
+        raise WorkloadError(
+            "--max-nodes allows no node of any type, so no job could ever run; give at least one type a maximum above 0"
+        )
+    result = plan(histogram(jobs), buyable, target_time=target_time)
     if result.unplaceable:
         first = result.unplaceable[0]
         raise WorkloadError(
-            f"{sum(u.count for u in result.unplaceable)} jobs fit none of the node types ({first.reason}); "
-            "pass --node-types with a type that fits them, or leave them out of the workload"
+            f"{sum(u.count for u in result.unplaceable)} jobs fit none of the node types --max-nodes allows "
+            f"({first.reason}); pass --node-types with a type that fits them, or leave them out of the workload"
         )
 
 
@@ -496,6 +501,8 @@ class Demo:
         if busy:
             self.problems.append(f"{len(busy)} nodes were terminated with jobs running: {busy}")
         lost = len(self._submitted) - completed - failed - cancelled
+        if failed:
+            self.problems.append(f"{failed} jobs failed (their records hold the exit status and output)")
         if lost:
             self.problems.append(f"{lost} jobs were lost")
         if ran_twice:
@@ -603,11 +610,15 @@ def run_demo(options: DemoOptions, out: TextIO) -> DemoResult:
 def summary(result: DemoResult) -> list[str]:
     """The report's headline, a few lines for the terminal."""
     r = result.report
+    wait = (
+        f"queue wait: p50 {_minutes(r['p50_wait_seconds'])}, p95 {_minutes(r['p95_wait_seconds'])}"
+        if r["jobs_completed"]
+        else "queue wait: none measured (no job completed)"
+    )
     lines = [
-        f"jobs: {r['jobs_submitted']} submitted, {r['jobs_completed']} completed, {r['jobs_lost']} lost, "
-        f"{r['jobs_run_more_than_once']} run more than once",
-        f"queue wait: p50 {_minutes(r['p50_wait_seconds'])}, p95 {_minutes(r['p95_wait_seconds'])} "
-        f"(target {_minutes(r['target_time_seconds'])})",
+        f"jobs: {r['jobs_submitted']} submitted, {r['jobs_completed']} completed, {r['jobs_failed']} failed, "
+        f"{r['jobs_lost']} lost, {r['jobs_run_more_than_once']} run more than once",
+        f"{wait} (target {_minutes(r['target_time_seconds'])})",
         f"nodes: max {r['max_nodes']}, {r['nodes_at_end']} at the end, {r['nodes_launched']} launched; "
         f"{r['node_hours']} node-hours, ${r['cost']}",
         f"decisions: {len(_list(r['decisions']))} rounds acted (of {r['rounds']}); "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from shared.domain.jobs import Job, JobSpecError, parse_job
+from shared.domain.jobs import Job, JobSpecError, describe_json_error, parse_job
 
 MESSAGE_VERSION = 1
 
@@ -27,7 +27,9 @@ def decode_job_message(body: str) -> Job:
     try:
         message = json.loads(body)
     except json.JSONDecodeError as error:
-        raise JobMessageError(f"the message body is not JSON ({error.msg} at column {error.colno})") from None
+        raise JobMessageError(f"the message body is not JSON ({describe_json_error(error)})") from None
+    except ValueError as error:  # an integer of more than 4300 digits
+        raise JobMessageError(f"the message body is not JSON Shoal can read ({error})") from None
     if not isinstance(message, dict):
         raise JobMessageError(f"a job message must be a JSON object, got {type(message).__name__}")
     if "v" not in message:
@@ -42,5 +44,5 @@ def decode_job_message(body: str) -> Job:
         return parse_job(job)
     except JobSpecError as error:
         job_id = job.get("id") if isinstance(job, dict) else None
-        named = f" {job_id!r}" if isinstance(job_id, str) and job_id else ""
+        named = f" {job_id[:64]!a}" if isinstance(job_id, str) and job_id else ""
         raise JobMessageError(f"invalid job{named}: {error}") from None

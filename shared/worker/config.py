@@ -7,6 +7,7 @@ override it, with sizes in human units (``30GiB``).
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections.abc import Callable, Mapping
@@ -19,6 +20,7 @@ from shared.worker.agent import AgentSettings, AgentSettingsError
 from shared.worker.imds import IMDS_URL_VARIABLE, ImdsClient, ImdsError
 
 DEFAULT_WORK_DIR = "/var/lib/shoal/work"
+MAX_NUMBER = 1e9  # cores, seconds, accelerators: far beyond any machine, and still exact as an int
 IMDS_OFF = "off"  # SHOAL_IMDS_URL=off: not on EC2 (local runs); no spot watch, node id and region from env
 
 VARIABLES = (
@@ -100,7 +102,7 @@ class WorkerConfig:
 
         region = env.get("AWS_REGION", "").strip() or from_imds("AWS_DEFAULT_REGION", "AWS region", ImdsClient.region)
         capacity = Resources(
-            cores=_number(env, "SHOAL_CORES", default=float(_cpu_count())),
+            cores=_number(env, "SHOAL_CORES", default=float(_cpu_count()), positive=True),
             memory=_size(env, "SHOAL_MEMORY", default=lambda: _memory_bytes(meminfo, cgroup_memory)),
             disk=_size(env, "SHOAL_DISK", default=lambda: shutil.disk_usage(work_root).free),
             accelerators=int(_number(env, "SHOAL_ACCELERATORS", default=0.0, whole=True)),
@@ -112,7 +114,7 @@ class WorkerConfig:
                 work_root=work_root,
                 visibility_timeout=int(_number(env, "SHOAL_VISIBILITY_TIMEOUT", default=120.0, whole=True)),
                 poll_wait=int(_number(env, "SHOAL_POLL_WAIT", default=20.0, whole=True)),
-                heartbeat_interval=_number(env, "SHOAL_HEARTBEAT_INTERVAL", default=30.0),
+                heartbeat_interval=_number(env, "SHOAL_HEARTBEAT_INTERVAL", default=30.0, positive=True),
                 enforce_memory=env.get("SHOAL_ENFORCE_MEMORY", "1").strip().lower() not in ("0", "false", "no"),
             )
         except AgentSettingsError as error:
@@ -148,16 +150,22 @@ def _memory_bytes(meminfo: Path, cgroup_memory: Path) -> int:
     return min(total, int(limit)) if limit.isdigit() else total
 
 
-def _number(env: Mapping[str, str], name: str, *, default: float, whole: bool = False) -> float:
+def _number(env: Mapping[str, str], name: str, *, default: float, whole: bool = False, positive: bool = False) -> float:
+    """A finite number, >= 0 (> 0 when ``positive``); nan and inf are not numbers of anything here."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise WorkerConfigError(f"{name}={raw!r} is not a number") from None
-    if value < 0 or (whole and not value.is_integer()):
-        raise WorkerConfigError(f"{name}={raw!r} must be a {'whole ' if whole else ''}number >= 0")
+        raise WorkerConfigError(f"{name}={raw[:40]!r} is not a number") from None
+    kind = f"{'whole ' if whole else ''}number {'> 0' if positive else '>= 0'}"
+    if not math.isfinite(value):
+        raise WorkerConfigError(f"{name}={raw[:40]!r} must be a finite {kind}")
+    if value < 0 or (positive and value == 0) or (whole and not value.is_integer()):
+        raise WorkerConfigError(f"{name}={raw[:40]!r} must be a {kind}")
+    if value > MAX_NUMBER:
+        raise WorkerConfigError(f"{name}={raw[:40]!r} is too large (at most {MAX_NUMBER:g})")
     return value
 
 

@@ -21,6 +21,8 @@ ACKNOWLEDGED = {
     ("ControlPlane/OnInstanceEvent", "AwsSolutions-L1"),
     ("ControlPlane/LifecycleStep", "AwsSolutions-L1"),
     ("Staging/Bucket", "AwsSolutions-S1"),
+    ("ControlPlane/FailedInvocations", "AwsSolutions-SQS3"),  # itself a dead-letter destination (issue 13)
+    ("Triggers/UndeliveredEvents", "AwsSolutions-SQS3"),
     ("Workers/Role", f"AwsSolutions-IAM5[Resource::<StagingBucketF0D7AEDD.Arn>/shoal/{CLUSTER}/staging/*]"),
     *(
         (f"Lifecycle/{machine}", f"AwsSolutions-IAM5[{finding}]")

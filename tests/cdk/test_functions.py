@@ -89,7 +89,6 @@ def test_runtime_architecture_and_powertools_layer_agree(synthesized: Synthesize
         assert properties["Timeout"] == constants.FUNCTION_TIMEOUT_SECONDS
         assert properties["MemorySize"] == constants.FUNCTION_MEMORY_MB
         assert properties["TracingConfig"] == {"Mode": "Active"}
-        assert "ReservedConcurrentExecutions" not in properties  # rounds are serialized by the DynamoDB lease
 
 
 def test_the_layer_version_setting_in_cdk_json_is_the_default() -> None:

@@ -95,6 +95,12 @@ def test_the_control_plane_role_has_exactly_these_statements(synthesized: Synthe
             "Resource": _arn(s, state.table.table_arn),
         },
         {
+            "Sid": "OnFailureDestination",
+            "Effect": "Allow",
+            "Action": "sqs:SendMessage",
+            "Resource": _arn(s, s.stack.control_plane.failure_queue.queue_arn),
+        },
+        {
             "Sid": "WriteLogs",
             "Effect": "Allow",
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],

@@ -9,9 +9,9 @@ from shared.adapters.state_table import PK, SK, TTL_ATTRIBUTE
 from tests.cdk.conftest import CLUSTER, Synthesized
 
 
-def test_both_queues_are_encrypted_and_refuse_plain_http(synthesized: Synthesized) -> None:
+def test_every_queue_is_encrypted_and_refuses_plain_http(synthesized: Synthesized) -> None:
     queues = synthesized.resources("AWS::SQS::Queue")
-    assert len(queues) == 2
+    assert len(queues) == 4  # jobs, dead letters, failed invocations, undelivered events (issue 13)
     for queue in queues.values():
         assert queue["Properties"]["SqsManagedSseEnabled"] is True
         assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600

@@ -78,10 +78,27 @@ def test_ssh_defaults_to_the_first_active_node(cluster: dict[str, Any]) -> None:
 
 def test_ssh_resolves_an_index_or_takes_an_instance_id(cluster: dict[str, Any]) -> None:
     assert ssh("0")[0] == cluster_access_cmd.ssh_argv(cluster["pending"], REGION)
-    assert ssh("i-0abc")[0] == cluster_access_cmd.ssh_argv("i-0abc", REGION)
+    assert ssh(cluster["active"])[0] == cluster_access_cmd.ssh_argv(cluster["active"], REGION)
     # WHEN the index is out of range  THEN exit 2 naming NODE
     argv, code, err = ssh("7")
     assert argv is None and code == 2 and "NODE 7 is out of range" in err
+
+
+@pytest.mark.parametrize("node", ["i-0abc", "i-", "i-0active\n", "\u0661", "99999999999999999999"])
+def test_ssh_refuses_a_node_that_is_not_the_clusters(cluster: dict[str, Any], node: str) -> None:
+    # GIVEN an instance id of no node of this cluster (issue 13 item 9: any "i-..." was taken as is)
+    # WHEN ssh-cluster is asked for it
+    argv, code, err = ssh(node)
+    # THEN nothing is exec'd: exit 2 with one line naming NODE
+    assert argv is None and code == 2
+    assert err.count("\n") == 1 and "NODE" in err
+
+
+def test_rsync_refuses_a_node_that_is_not_the_clusters(cluster: dict[str, Any], tmp_path: Path) -> None:
+    source = tmp_path / "data.txt"
+    source.write_text("x")
+    code, _, err = rsync(str(source), ":/data", "--node", "i-0abc", "--bucket", BUCKET)
+    assert code == 2 and err.count("\n") == 1 and "--node: NODE 'i-0abc' is not one of the cluster's 2 nodes" in err
 
 
 def test_ssh_says_how_to_install_a_missing_plugin(cluster: dict[str, Any]) -> None:

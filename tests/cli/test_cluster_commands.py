@@ -223,7 +223,7 @@ def test_launch_of_an_undeployed_cluster_prints_the_cdk_deploy_command(empty_reg
     command = next(line.strip() for line in out.splitlines() if line.strip().startswith("cdk deploy"))
     assert command == (
         "cdk deploy shoal-genomics --require-approval never -c cluster=genomics -c region=us-west-2 "
-        "-c nodeTypes=m5.large,c5.xlarge -c nodeStorage=80.0 -c zone=us-west-2b -c staticNodes=2,0 "
+        "-c nodeTypes=m5.large,c5.xlarge -c nodeStorage=80 -c zone=us-west-2b -c staticNodes=2,0 "
         "-c minNodes=0,0 -c maxNodes=2,5 --tags team=bio"
     )
 

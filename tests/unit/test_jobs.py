@@ -45,7 +45,7 @@ def test_equal_jobs_have_equal_dicts_however_built() -> None:
         ({"preemptible": "yes"}, "field 'preemptible' must be true or false"),
         ({"accelerators": -1}, "field 'accelerators' must be a whole number"),
         ({"memroy": 1}, "unknown field 'memroy'; did you mean 'memory'"),
-        ({"max_attempts": 0}, "field 'max_attempts' must be a whole number >= 1"),
+        ({"max_attempts": 0}, "field 'max_attempts' must be a whole number from 1 to 100"),
     ],
 )
 def test_bad_jobs_name_the_field(change: dict[str, object], message: str) -> None:
