@@ -77,25 +77,14 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             print(f"shoal plan: {error}", file=sys.stderr)
             return 2
     report = plan_report(result, jobs, shapes=len(demand), elapsed=elapsed)
-    try:
-        if args.json:
-            json.dump(report, out, indent=None, separators=(",", ":"))
-            out.write("\n")
-        else:
-            _print_table(report, result, out)
-        out.flush()
-    except BrokenPipeError:
-        # The reader went away (`shoal plan ... | head`): stop quietly, as other Unix tools do. Point
-        # stdout at /dev/null so the interpreter's own flush at exit does not raise again.
-        _silence_stdout(out)
+    # A closed pipe (`shoal plan ... | head`) is ended quietly by shared/cli/main.py for every command.
+    if args.json:
+        json.dump(report, out, indent=None, separators=(",", ":"))
+        out.write("\n")
+    else:
+        _print_table(report, result, out)
+    out.flush()
     return 0
-
-
-def _silence_stdout(out: TextIO) -> None:
-    if out is sys.stdout:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
 
 
 def plan_report(result: Plan, jobs: Sequence[Job], *, shapes: int, elapsed: float) -> dict[str, object]:
