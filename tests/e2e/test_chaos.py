@@ -20,6 +20,7 @@ SEED = 1
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_a_chaos_run_keeps_every_invariant(tmp_path: Path) -> None:
     # GIVEN the example workload's first 40 jobs at 60x (botocore's real-time back-off must not look like
     # ten minutes of silence to the scaler), with chaos seeded

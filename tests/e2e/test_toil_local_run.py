@@ -46,6 +46,7 @@ def assert_clean(report: dict[str, object]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_the_python_example_counts_the_primes_on_an_autoscaled_cluster(tmp_path: Path) -> None:
     # GIVEN the Python example, six chunks of the primes below 60000 (there are 6057)
     out = tmp_path / "primes.txt"
@@ -65,6 +66,7 @@ def test_the_python_example_counts_the_primes_on_an_autoscaled_cluster(tmp_path:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_the_cwl_example_scatters_over_the_words(tmp_path: Path) -> None:
     # GIVEN the CWL scatter over six words
     outdir = tmp_path / "cwl-out"
@@ -85,6 +87,7 @@ def test_the_cwl_example_scatters_over_the_words(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_a_killed_workflow_leaves_no_job_running_and_finishes_on_restart(tmp_path: Path) -> None:
     # GIVEN a workflow of three jobs that hold until released, killed (SIGTERM to its leader) once two run,
     # then released and restarted with --restart (tests/e2e/toil_workflows/kill_restart.py)
