@@ -28,7 +28,7 @@ def run_cli(argv: list[str]) -> tuple[int, str]:
         (["--"], "no COMMAND given"),
         ([], "no COMMAND given"),
         (["--speed", "0.5", "--", "true"], "--speed must be at least 1"),
-        (["--max-nodes", "x", "--", "true"], "--max-nodes takes whole numbers"),
+        (["--max-nodes", "x", "--", "true"], "--max-nodes: entry 1 of 'x'"),
         (["--time-limit", "soon", "--", "true"], "--time-limit"),
         (["--node-types", "q9.nope", "--", "true"], "q9.nope"),
     ],

@@ -40,7 +40,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     # "shared.wiring" row here, between the adapters and the edges).
     "functions": INSIDE,
     "shared.worker": INSIDE,
-    "shared.cli": INSIDE | {"shared.local"},  # `shoal demo` and `shoal local run` start the local cloud
+    "shared.cli": INSIDE | {"shared.local", "shared.sim"},  # `shoal demo` and `shoal local run` start the local cloud
     "shared.local": INSIDE | {"shared.worker"},  # the local cloud runs the real agent in-process
     "shared.sim": INSIDE | {"shared.worker"},  # the simulator (tighten when it lands)
     "shared.toil": INSIDE,  # the Toil batch-system plugin (tighten when it lands)
