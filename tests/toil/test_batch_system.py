@@ -108,11 +108,6 @@ def test_killing_a_running_job_withdraws_it_before_returning(shoal: LocalShoal, 
             os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.xfail(
-    reason="JobProcess.cancel() signals the job's process group; Toil's executor moves the job into a group of "
-    "its own. Ending the job's whole session is the worker-safety branch's change to cancel().",
-    strict=False,
-)
 def test_killing_a_running_job_ends_its_process(shoal: LocalShoal, tmp_path: Path) -> None:
     # GIVEN a running job that records its process id (Toil's executor runs it in a process group of its own)
     pid_file = tmp_path / "pid"
