@@ -11,6 +11,7 @@ one function so its locals stay locals.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 from operator import attrgetter
 
@@ -80,7 +81,7 @@ def _cut(
     """Lanes for the jobs of one market: full lanes of one shape, then windows of alike jobs mixed."""
     on_demand, acc = market
     depth_of: dict[float, int] = {}
-    rest: list[Shape] = []
+    alike: dict[tuple[float, int, int], list[Shape]] = {}
     for shape, count in members:
         wall = shape.wall_time
         depth = depth_of.get(wall)
@@ -92,7 +93,22 @@ def _cut(
         if count > keep:
             r = shape.resources
             yield (r.cores, r.memory, r.disk, acc, on_demand, ((shape, depth),)), (count - keep) // depth
-        rest.extend([shape] * keep)
+        if keep:
+            r = shape.resources
+            key = (r.cores, r.memory, r.disk)
+            same = alike.get(key)
+            if same is None:
+                alike[key] = [shape] * keep
+            else:
+                same.extend([shape] * keep)
+    # Jobs that differ only in wall time share lanes by best fit on time; the rest are mixed in windows.
+    rest: list[Shape] = []
+    for key in sorted(alike):
+        same = alike[key]
+        if len(same) == 1:
+            rest.append(same[0])
+        else:
+            yield from _time_fill(same, key, target, acc, on_demand=on_demand)
     if not rest:
         return
     # Neighbours in this order are alike: by cores, then coarse cells of the less scarce of memory and
@@ -116,6 +132,40 @@ def _cut(
     nodes = [node for node in caps_of[not on_demand] if node[3] >= acc]  # largest first
     for begin in range(0, jobs, _WINDOW):
         yield from _time_pack(rest[begin : begin + _WINDOW], target, acc, cap, nodes, on_demand=on_demand)
+
+
+def _time_fill(
+    jobs: list[Shape], need: tuple[float, int, int], target: float, acc: int, *, on_demand: bool
+) -> Iterator[tuple[LaneType, int]]:
+    """Lanes for jobs of one resource vector: longest first, each into the lane with the least time left
+    that still holds it (best fit decreasing); a lane's first job is its longest, which runs last."""
+    jobs.sort(key=_WALL_TIME, reverse=True)
+    room: list[float] = []  # time left for further jobs in each open lane, ascending
+    lane_of: list[int] = []  # the lane each entry of ``room`` belongs to
+    members: list[list[Shape]] = []
+    for shape in jobs:
+        wall = max(shape.wall_time, MIN_WALL_TIME)
+        at = bisect_left(room, wall)
+        if at < len(room):
+            lane = lane_of.pop(at)
+            left = room.pop(at) - wall
+            members[lane].append(shape)
+        else:  # a new lane: this job runs last, so the others have the whole target time before it
+            lane = len(members)
+            left = target + 1e-9
+            members.append([shape])
+        at = bisect_left(room, left)
+        room.insert(at, left)
+        lane_of.insert(at, lane)
+    c, m, d = need
+    for lane_jobs in members:
+        runs: list[tuple[Shape, int]] = []
+        for shape in reversed(lane_jobs):  # shortest first, the longest last
+            if runs and runs[-1][0] is shape:
+                runs[-1] = (shape, runs[-1][1] + 1)
+            else:
+                runs.append((shape, 1))
+        yield (c, m, d, acc, on_demand, tuple(runs)), 1
 
 
 def _fits_any(c: float, m: int, d: int, nodes: Sequence[tuple[float, int, int, int]]) -> bool:
