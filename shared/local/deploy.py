@@ -1,6 +1,7 @@
 """Deploying the real stack into the local cloud with the real CDK CLI, exactly as a user deploys to AWS.
 
-``cdk synth`` and ``cdk bootstrap`` run side by side (they do not depend on each other), then
+``cdk synth`` and ``cdk bootstrap`` run side by side (they do not depend on each other; bootstrap runs
+where no ``cdk.json`` names the app, so it does not synthesize it a second time), then
 ``cdk deploy --app <the synthesized assembly> --require-approval never``; the stack's outputs are read
 back from CloudFormation. ``cdk destroy`` deletes the stack at the end. Each command's output goes to a
 log file; a failure raises ``DeployError`` with the command and the end of its log.
@@ -60,12 +61,10 @@ class CdkRunner:
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=2) as pool:
             synth = pool.submit(self._run, "synth", ["synth", "--quiet", "--output", str(self.assembly), *self._ctx()])
-            # Its own --output: bootstrap synthesizes the app too, and two CLIs may not share an output
-            # directory (the repository's cdk.out when none is given), e.g. two local runs side by side.
+            # From the run's own directory, where no cdk.json names the app: the CLI synthesizes the app
+            # before bootstrapping whenever it has one (to find environments), a second synthesis for nothing.
             bootstrap = pool.submit(
-                self._run,
-                "bootstrap",
-                ["bootstrap", f"aws://{account}/{self.region}", "--output", str(self.workdir / "cdk.bootstrap.out")],
+                self._run, "bootstrap", ["bootstrap", f"aws://{account}/{self.region}"], self.workdir
             )
             synth.result()
             bootstrap.result()
@@ -88,12 +87,12 @@ class CdkRunner:
     def _ctx(self) -> list[str]:
         return [arg for key, value in self.context.items() for arg in ("-c", f"{key}={value}")]
 
-    def _run(self, name: str, args: Sequence[str]) -> None:
+    def _run(self, name: str, args: Sequence[str], cwd: Path = REPO_ROOT) -> None:
         log = self.workdir / f"cdk-{name}.log"
         command = [str(CDK), *args, "--no-notices", "--ci"]
         with log.open("wb") as output:
             result = subprocess.run(
-                command, cwd=REPO_ROOT, env=self.environ, stdout=output, stderr=subprocess.STDOUT, check=False
+                command, cwd=cwd, env=self.environ, stdout=output, stderr=subprocess.STDOUT, check=False
             )
         if result.returncode != 0:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
