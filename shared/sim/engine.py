@@ -34,6 +34,7 @@ event loop and the round.
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import cast
@@ -54,6 +55,7 @@ from shared.sim.model import (
     TAIL_LIMIT,
     WARN,
     Sample,
+    SimNode,
     SimOptions,
     SimResult,
     batches,
@@ -145,7 +147,7 @@ class Simulation(Fleet):
 
     def _demand(self) -> dict[Shape, DemandCount]:
         counts: dict[Shape, list[int]] = {}
-        self._shape_of = {}
+        before, self._shape_of = self._shape_of, {}
         for (resources, spot, name), (queued, running) in self.counters.items():
             if queued <= 0 and running <= 0:
                 continue
@@ -160,6 +162,8 @@ class Simulation(Fleet):
             total = counts.setdefault(shape, [0, 0])
             total[0] += queued
             total[1] += running
+        if self._shape_of != before:
+            self._shapes_version += 1
         return {shape: DemandCount(queued=q, running=r) for shape, (q, r) in counts.items()}
 
     def _round(self, trigger: str) -> None:
@@ -208,28 +212,33 @@ class Simulation(Fleet):
         if not self.consolidate:
             return {}
         out: dict[str, float] = {}
+        version = self._shapes_version
         for node_id, node in self.nodes.items():
             if node.running and node.state is NodeState.ACTIVE:
-                ends = []
-                for index in node.running:
-                    job = self.jobs[index]
-                    shape = self._shape_of.get((job.resources, job.spot, job.name))
-                    expected = shape.wall_time if shape is not None else FIRST_GUESS
-                    ends.append(max(self.now, job.started_at + expected))
-                out[node_id] = max(ends)
+                if node.empties is None or node.empties[0] != version:
+                    node.empties = (version, self._latest_end(node))
+                out[node_id] = max(self.now, node.empties[1])
         return out
+
+    def _latest_end(self, node: SimNode) -> float:
+        latest = -math.inf
+        for index in node.running:
+            job = self.jobs[index]
+            shape = self._shape_of.get((job.resources, job.spot, job.name))
+            latest = max(latest, job.started_at + (shape.wall_time if shape is not None else FIRST_GUESS))
+        return latest
 
     def _queued_since(self) -> dict[Shape, float]:
         """When the oldest queued job of each shape the scaler sees was queued."""
         if not self.wait_aware:
             return {}
         out: dict[Shape, float] = {}
-        for queue in self.queues.values():
-            for index in queue:  # FIFO per resources: the head is the oldest, but shapes also split by name
-                job = self.jobs[index]
-                shape = self._shape_of.get((job.resources, job.spot, job.name))
-                if shape is not None and (shape not in out or job.queued_at < out[shape]):
-                    out[shape] = job.queued_at
+        for key, queue in self.queues.items():
+            shape = self._shape_of.get(key)
+            if queue and shape is not None:
+                since = self.jobs[queue[0]].queued_at  # FIFO: the head was queued first
+                if shape not in out or since < out[shape]:
+                    out[shape] = since
         return out
 
     def _same_as_last_round(self, demand: Mapping[Shape, DemandCount]) -> bool:

@@ -7,6 +7,7 @@ from collections import deque
 
 from shared.domain.admission import admit
 from shared.domain.cluster_state import JobRecord, JobStatus, Market, NodeState
+from shared.domain.resources import Resources
 from shared.sim.model import END, SimJob, SimNode
 from shared.sim.state import SimState
 
@@ -16,7 +17,7 @@ class JobFlow(SimState):
         job = self.jobs[index]
         job.queued_at = self.now
         job.node = None
-        self.queues.setdefault((job.resources, job.spot), deque()).append(index)
+        self.queues.setdefault((job.resources, job.spot, job.name), deque()).append(index)
         self.queued += 1
         self._counter(job)[0] += 1
 
@@ -30,14 +31,18 @@ class JobFlow(SimState):
             return
         heads = [(q[0], key) for key, q in self.queues.items() if q]
         heapq.heapify(heads)
+        stuck: set[tuple[Resources, bool]] = set()  # needs that fit no accepting node (free room only shrinks here)
         while heads and accepting:
             _, key = heapq.heappop(heads)
             queue = self.queues[key]
+            if key[:2] in stuck:
+                continue
             while queue:
                 index = queue[0]
                 job = self.jobs[index]
                 node_id = self._place(job, accepting)
                 if node_id is None:
+                    stuck.add(key[:2])
                     break  # nothing of this shape fits anywhere now
                 queue.popleft()
                 self._start(job, node_id)
@@ -74,6 +79,7 @@ class JobFlow(SimState):
         node.free = node.free - job.resources
         end = self.now + job.wall
         node.running[job.index] = end
+        node.empties = None
         node.record = None
         self.queued -= 1
         self.running += 1
@@ -92,6 +98,7 @@ class JobFlow(SimState):
             return  # this run was cut short (interruption, scale-in) and the job went back to the queue
         node = self.nodes[node_id]
         del node.running[index]
+        node.empties = None
         node.free = node.free + job.resources
         node.record = None
         if not node.running:
@@ -125,6 +132,7 @@ class JobFlow(SimState):
             self._enqueue(index)
             count += 1
         node.running.clear()
+        node.empties = None
         node.record = None
         if node.idle_since is None:
             node.idle_since = self.now

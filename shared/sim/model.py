@@ -97,6 +97,7 @@ class SimNode:
         "charged_from",
         "drain_gen",
         "draining_since",
+        "empties",
         "free",
         "id",
         "idle_since",
@@ -138,6 +139,7 @@ class SimNode:
         self.instance: Instance | None = None
         self.record: NodeRecord | None = None
         self.record_at = -math.inf
+        self.empties: tuple[int, float] | None = None  # (shapes version, latest expected end): a round's cache
 
 
 # Event kinds, in the order they are handled at one instant: jobs end before rounds look at the fleet.

@@ -34,8 +34,8 @@ class SimState:
         self.now = 0.0
         self.events: list[tuple[float, int, int, object]] = []
         self._seq = 0
-        # the queue: per (resources, preemptible), FIFO of job indices
-        self.queues: dict[tuple[Resources, bool], deque[int]] = {}
+        # the queue: per (resources, preemptible, name), FIFO of job indices (the head is the longest queued)
+        self.queues: dict[tuple[Resources, bool, str | None], deque[int]] = {}
         self.queued = 0
         self.running = 0
         self.completed = 0
@@ -54,6 +54,7 @@ class SimState:
         self.learn_from_running = options.learn_from_running
         self.wait_aware = options.wait_aware
         self.consolidate = options.consolidate
+        self._shapes_version = 0  # moves when the expected runtimes the scaler sees move
         self._shape_of: dict[tuple[Resources, bool, str | None], Shape] = {}
         # what the report counts
         self.rounds = 0
