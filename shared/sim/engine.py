@@ -42,6 +42,7 @@ from typing import cast
 from shared.domain.cluster_state import DemandCount, NodeState
 from shared.domain.decision import Snapshot
 from shared.domain.jobs import Shape
+from shared.domain.policy import running_remaining
 from shared.sim.fleet import Fleet
 from shared.sim.model import (
     ACK,
@@ -161,7 +162,11 @@ class Simulation(Fleet):
             self._shape_of[(resources, spot, name)] = shape
             total = counts.setdefault(shape, [0, 0])
             total[0] += queued
-            total[1] += running
+            if running > 0 and so_far[0] > 0 and self.plan_remaining:
+                left = two_digits(running_remaining(shape.wall_time, so_far))
+                counts.setdefault(interned_shape(resources, left, spot), [0, 0])[1] += running
+            else:
+                total[1] += running
         if self._shape_of != before:
             self._shapes_version += 1
         return {shape: DemandCount(queued=q, running=r) for shape, (q, r) in counts.items()}

@@ -31,6 +31,8 @@ class SimOptions:
     sample_interval: float = 60.0  # seconds between the timeline's samples
     consolidate: bool = True  # tell the scaler when each busy node is expected to empty
     wait_aware: bool = True  # tell the scaler when the oldest queued job of each shape was queued
+    # running jobs are demand for what is left of them (policy.running_remaining), not their whole runtime
+    plan_remaining: bool = True
     learn_from_running: bool = True  # expected runtimes count the running jobs' time so far (shared.domain.runtimes)
 
 

@@ -54,6 +54,7 @@ class SimState:
         self.learn_from_running = options.learn_from_running
         self.wait_aware = options.wait_aware
         self.consolidate = options.consolidate
+        self.plan_remaining = options.plan_remaining
         self._shapes_version = 0  # moves when the expected runtimes the scaler sees move
         self._shape_of: dict[tuple[Resources, bool, str | None], Shape] = {}
         # what the report counts
