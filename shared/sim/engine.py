@@ -13,7 +13,8 @@ What is modelled, and how it maps to the deployed stack:
 - The scaler sees what a real one sees: demand per shape (requests, queued and running), the node
   records (free capacity, running jobs, drain acknowledgement) and EC2's instances. A shape's wall time
   is the expected runtime (``shared.domain.runtimes``: learned per job name from finished jobs), never
-  the job's real runtime, which only the simulated node knows.
+  the job's real runtime, which only the simulated node knows. Running jobs are demand of a shape
+  whose wall time is what is left of them (``policy.running_remaining``), unless ``plan_remaining`` is off.
 - EC2: a launch tries the offer's options in order; each try fails with probability ``capacity_errors``
   of its instance type (InsufficientInstanceCapacity: the offering is skipped for ``capacity_failure_ttl``).
   A node's agent is ready ``boot_delay`` after launch. A spot node is interrupted after an exponential
