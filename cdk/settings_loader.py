@@ -13,7 +13,6 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +153,7 @@ def _appliance_image(cluster: ClusterSettings, environ: Mapping[str, str], versi
     if cluster.appliance_image is not None:
         choice[APPLIANCE_SELF] = cluster.appliance_image
     try:
-        return appliance_image(choice, version or metadata.version("shoal"))
+        return appliance_image(choice, version)  # version: a tag other than the installed Toil's (tests)
     except ApplianceImageError as error:
         raise SettingsError(f"appliance image: {error} (settings from {source})") from None
 
