@@ -37,6 +37,8 @@ CONTEXT_ALIASES: Mapping[str, str] = {
     "capacityFailureTtl": "capacity_failure_ttl",
     "applianceImage": "appliance_image",
     "workerNetwork": "worker_network",
+    "jobStoreBucket": "job_store_bucket",
+    "jobsMayReach": "jobs_may_reach",
 }
 SETTINGS_FILE_CONTEXT = "settings"
 LAYER_VERSION_CONTEXT = "powertoolsLayerVersion"

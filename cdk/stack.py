@@ -15,6 +15,7 @@ from cdk import constants
 from cdk.functions import ControlPlaneFunctions
 from cdk.lifecycle import ClusterLifecycle
 from cdk.network import ClusterNetwork
+from cdk.node_code import NodeCode
 from cdk.observability import ClusterObservability
 from cdk.settings_loader import StackSettings, load_stack_settings
 from cdk.staging import StagingBucket
@@ -41,6 +42,7 @@ class ShoalStack(Stack):
             self, "Network", cluster_name=name, zone=cluster.zone, worker_network=cluster.worker_network
         )
         self.staging = StagingBucket(self, "Staging", cluster_name=name)
+        self.code = NodeCode(self, "NodeCode")
         self.workers = WorkerFleet(
             self,
             "Workers",
@@ -51,6 +53,7 @@ class ShoalStack(Stack):
             dead_letter_queue=self.state.dead_letter_queue,
             table=self.state.table,
             staging=self.staging,
+            code=self.code,
         )
         self.control_plane = ControlPlaneFunctions(
             self,
