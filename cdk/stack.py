@@ -13,6 +13,7 @@ from constructs import Construct
 
 from cdk import constants
 from cdk.functions import ControlPlaneFunctions
+from cdk.leader import Leader
 from cdk.lifecycle import ClusterLifecycle
 from cdk.network import ClusterNetwork
 from cdk.node_code import NodeCode
@@ -53,6 +54,15 @@ class ShoalStack(Stack):
             dead_letter_queue=self.state.dead_letter_queue,
             table=self.state.table,
             staging=self.staging,
+            code=self.code,
+        )
+        self.leader = Leader(
+            self,
+            "Leader",
+            settings=cluster,
+            vpc=self.network.vpc,
+            queue=self.state.queue,
+            table=self.state.table,
             code=self.code,
         )
         self.control_plane = ControlPlaneFunctions(
@@ -111,6 +121,11 @@ class ShoalStack(Stack):
             "DeadLetterQueueUrl": (self.state.dead_letter_queue.queue_url, "Dead-lettered jobs, with their reason"),
             "TableName": (self.state.table.table_name, "Cluster state: jobs, nodes, decisions"),
             "LaunchTemplateId": (str(self.workers.launch_template.launch_template_id), "Worker launch template"),
+            "LeaderLaunchTemplateId": (
+                str(self.leader.launch_template.launch_template_id),
+                "launch-cluster --leaderNodeType starts the leader from this",
+            ),
+            "LeaderSubnetId": (self.network.subnets[0].subnet_id, "The leader's subnet"),
             "StagingBucketName": (self.staging.bucket.bucket_name, "rsync-cluster copies through this bucket"),
             "WorkerLogGroup": (self.workers.log_group.log_group_name, "Worker (agent) logs, one stream per node"),
             "ClusterName": (self.settings.cluster.name, "Cluster name (SHOAL_CLUSTER_NAME for shoal submit)"),

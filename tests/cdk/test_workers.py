@@ -23,7 +23,9 @@ from tests.cdk.conftest import CLUSTER, Synthesized
 
 
 def _launch_template_data(s: Synthesized) -> dict[str, Any]:
-    (template,) = s.resources("AWS::EC2::LaunchTemplate").values()
+    template = s.resources("AWS::EC2::LaunchTemplate")[
+        s.stack.get_logical_id(s.stack.workers.launch_template.node.default_child)
+    ]  # type: ignore[arg-type]
     data: dict[str, Any] = template["Properties"]["LaunchTemplateData"]
     return data
 
