@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test system-deps lint typecheck unit bench toil-env synth clean
+.PHONY: demo test test-long system-deps lint typecheck unit bench toil-env synth clean
 
 $(BIN)/shoal: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,11 @@ system-deps:
 	@command -v rsync >/dev/null || { apt-get update -qq && apt-get install -y -qq rsync; }
 
 unit: $(BIN)/shoal node_modules/.package-lock.json system-deps
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 2 -m "not long"
+
+# The runs of many minutes: the seeded chaos run and real Toil workflows on the local cloud.
+test-long: $(BIN)/shoal node_modules/.package-lock.json system-deps
+	$(BIN)/pytest -n 2 -m long
 
 test: lint typecheck unit
 
