@@ -2,7 +2,7 @@
 
 Agents killed as ``kill -9`` would and restarted, instances terminated and spot-interrupted, SQS and
 DynamoDB calls answered with throttling and 5xx, scaling rounds stopped half-way (shared/local/chaos.py).
-The slow tier of `make test`: about three minutes of real time on a quiet 2-core machine.
+The slow tier: a few minutes of real time.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ SEED = 1
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_a_chaos_run_keeps_every_invariant(tmp_path: Path) -> None:
     # GIVEN the example workload's first 40 jobs at 60x (botocore's real-time back-off must not look like
     # ten minutes of silence to the scaler), with chaos seeded
