@@ -1,7 +1,7 @@
 """Plan benchmark: continuous-shape, few-shape and real-trace queues; time, memory, cost, nodes; Toil side by side.
 
     python benchmarks/bench_plan.py [--queues mixed,gpu,on-demand,too-big,few-shapes,traces]
-        [--sizes 1000,10000,100000] [--repeat 5] [--cli-repeat 3] [--toil-max-jobs N]
+        [--sizes 1000,10000,100000] [--repeat 5] [--cli-repeat 3] [--toil-max-jobs N] [--toil-timeout S]
         [--toil-python PATH | --no-toil]
 
 Queues are in ``benchmarks/queues.py``: four continuous-shape queues (nearly every job its own shape),
@@ -17,7 +17,9 @@ or this interpreter. Its ``ClusterScaler.getEstimatedNodeCounts`` packs the same
 Shoal's usable capacities (``assume_zero_overhead``), priced the same, once per row (it is slow). Toil
 has no accelerators: on the gpu queue it packs the accelerator jobs into the accelerator types alone and
 the rest into every type, and the counts are added (a Toil that knew about GPUs could do no better).
-``speedup`` is Toil's CPU time over Shoal's; ``cost ratio`` is Shoal's $/h over Toil's.
+A Toil run longer than ``--toil-timeout`` seconds (wall) is stopped and its row says ``toil > Ns``.
+``speedup`` is Toil's CPU time over Shoal's; ``cost ratio`` is Shoal's $/h over Toil's. The header and each
+row print the machine's 1-minute load average: on a shared machine, read the times with it.
 """
 
 from __future__ import annotations
@@ -92,7 +94,11 @@ def measure_cli(name: str, raw: list[dict[str, object]], node_types: str, tmp: P
     return {"wall_seconds": statistics.median(walls), "cpu_seconds": statistics.median(cpus), "peak_rss_mb": rss}
 
 
-def run_toil(toil_python: str, jobs: list[Job], offers: list[Offer]) -> dict[str, object]:
+class ToilTimeoutError(Exception):
+    """Toil took longer than --toil-timeout."""
+
+
+def run_toil(toil_python: str, jobs: list[Job], offers: list[Offer], timeout: float) -> dict[str, object]:
     """Toil on the same jobs and capacities; accelerator jobs only on accelerator types (Toil has no GPUs)."""
     gpu_offers = [o for o in offers if o.usable.accelerators]
     parts = [([j for j in jobs if not j.shape.resources.accelerators], offers)]
@@ -102,7 +108,7 @@ def run_toil(toil_python: str, jobs: list[Job], offers: list[Offer]) -> dict[str
     for part_jobs, part_offers in parts:
         if not part_jobs:
             continue
-        out = _toil_once(toil_python, part_jobs, part_offers)
+        out = _toil_once(toil_python, part_jobs, part_offers, timeout)
         counts = total["counts"]
         assert isinstance(counts, dict)
         for key, n in out["counts"].items():  # type: ignore[attr-defined]
@@ -118,7 +124,7 @@ def run_toil(toil_python: str, jobs: list[Job], offers: list[Offer]) -> dict[str
     return total
 
 
-def _toil_once(toil_python: str, jobs: list[Job], offers: list[Offer]) -> dict[str, object]:
+def _toil_once(toil_python: str, jobs: list[Job], offers: list[Offer], timeout: float) -> dict[str, object]:
     counts: dict[tuple[float, int, int, float, bool], int] = {}
     for job in jobs:
         r = job.shape.resources
@@ -133,10 +139,13 @@ def _toil_once(toil_python: str, jobs: list[Job], offers: list[Offer]) -> dict[s
         ],
         "jobs": [[*key, n] for key, n in counts.items()],
     }  # fmt: skip
-    child = subprocess.run(
-        [toil_python, str(ROOT / "benchmarks" / "toil_estimate.py")],
-        input=json.dumps(spec), capture_output=True, text=True, check=True,
-    )  # fmt: skip
+    try:
+        child = subprocess.run(
+            [toil_python, str(ROOT / "benchmarks" / "toil_estimate.py")],
+            input=json.dumps(spec), capture_output=True, text=True, check=True, timeout=timeout,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise ToilTimeoutError from None
     out: dict[str, object] = json.loads(child.stdout.strip().splitlines()[-1])
     return out
 
@@ -157,6 +166,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--cli-repeat", type=int, default=3, help="shoal plan subprocess runs per row (0: skip)")
     parser.add_argument("--toil-max-jobs", type=int, default=100_000, help="skip Toil on larger queues")
+    parser.add_argument("--toil-timeout", type=float, default=900.0, help="wall seconds Toil may take per row")
     parser.add_argument("--toil-python")
     parser.add_argument("--no-toil", action="store_true")
     args = parser.parse_args()
@@ -172,7 +182,8 @@ def main() -> None:
             raise SystemExit(f"--queues: unknown queue {name!r}; known: {', '.join([*ALL, 'traces'])}")
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     print(f"target time {TARGET_TIME:g} s, node storage {DEFAULT_NODE_STORAGE / 2**30:g} GiB, {REGION}; "
-          f"Shoal: median of {args.repeat}; CLI: median of {args.cli_repeat}")  # fmt: skip
+          f"Shoal: median of {args.repeat}; CLI: median of {args.cli_repeat}; "
+          f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
     print(f"Toil: {toil_python or 'not installed (make toil-env), skipped'}")
     header = (
         f"{'queue':<22} {'jobs':>7} {'shapes':>6} {'cpu s':>7} {'wall s':>7} {'peak MB':>7} {'cli cpu':>7} "
@@ -182,6 +193,7 @@ def main() -> None:
         header += (
             f" {'toil cpu':>8} {'toil wall':>9} {'toil $/h':>9} {'toil nodes':>10} {'speedup':>8} {'cost ratio':>10}"
         )
+    header += f" {'load':>5}"
     print(header)
     results = []
     tmp = Path(tempfile.mkdtemp(prefix="shoal-bench-"))
@@ -202,8 +214,17 @@ def main() -> None:
             )
             row: dict[str, object] = {"queue": queue.name, "node_types": queue.node_types, "jobs": len(jobs),
                                       "shoal": shoal, "cli": cli}  # fmt: skip
+            toil: dict[str, object] | None = None
+            toil_timed_out = False
             if toil_python and len(jobs) <= args.toil_max_jobs:
-                toil = run_toil(toil_python, jobs, offers)
+                try:
+                    toil = run_toil(toil_python, jobs, offers, args.toil_timeout)
+                except ToilTimeoutError:
+                    toil_timed_out = True
+            if toil_timed_out:
+                line += f" {'toil > ' + format(args.toil_timeout, 'g') + 's (stopped)':>61}"
+                row["toil"] = {"timeout_seconds": args.toil_timeout}
+            elif toil is not None:
                 toil_nodes = sum(toil["counts"].values())  # type: ignore[union-attr]
                 speedup = float(toil["cpu_seconds"]) / float(shoal["cpu_seconds"])  # type: ignore[arg-type]
                 ratio = float(shoal["hourly_cost"]) / float(toil["hourly_cost"])  # type: ignore[arg-type]
@@ -212,6 +233,7 @@ def main() -> None:
                     f"{toil_nodes:>10} {speedup:>7.1f}× {ratio:>10.3f}"
                 )
                 row["toil"] = toil
+            line += f" {os.getloadavg()[0]:>5.1f}"
             print(line, flush=True)
             results.append(row)
     print(json.dumps({"benchmark": "plan", "results": results}, default=float))

@@ -13,7 +13,6 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,8 @@ CONTEXT_ALIASES: Mapping[str, str] = {
     "capacityFailureTtl": "capacity_failure_ttl",
     "applianceImage": "appliance_image",
     "workerNetwork": "worker_network",
+    "jobStoreBucket": "job_store_bucket",
+    "jobsMayReach": "jobs_may_reach",
 }
 SETTINGS_FILE_CONTEXT = "settings"
 LAYER_VERSION_CONTEXT = "powertoolsLayerVersion"
@@ -154,7 +155,7 @@ def _appliance_image(cluster: ClusterSettings, environ: Mapping[str, str], versi
     if cluster.appliance_image is not None:
         choice[APPLIANCE_SELF] = cluster.appliance_image
     try:
-        return appliance_image(choice, version or metadata.version("shoal"))
+        return appliance_image(choice, version)  # version: a tag other than the installed Toil's (tests)
     except ApplianceImageError as error:
         raise SettingsError(f"appliance image: {error} (settings from {source})") from None
 

@@ -13,8 +13,10 @@ from constructs import Construct
 
 from cdk import constants
 from cdk.functions import ControlPlaneFunctions
+from cdk.leader import Leader
 from cdk.lifecycle import ClusterLifecycle
 from cdk.network import ClusterNetwork
+from cdk.node_code import NodeCode
 from cdk.observability import ClusterObservability
 from cdk.settings_loader import StackSettings, load_stack_settings
 from cdk.staging import StagingBucket
@@ -41,6 +43,7 @@ class ShoalStack(Stack):
             self, "Network", cluster_name=name, zone=cluster.zone, worker_network=cluster.worker_network
         )
         self.staging = StagingBucket(self, "Staging", cluster_name=name)
+        self.code = NodeCode(self, "NodeCode")
         self.workers = WorkerFleet(
             self,
             "Workers",
@@ -51,6 +54,16 @@ class ShoalStack(Stack):
             dead_letter_queue=self.state.dead_letter_queue,
             table=self.state.table,
             staging=self.staging,
+            code=self.code,
+        )
+        self.leader = Leader(
+            self,
+            "Leader",
+            settings=cluster,
+            vpc=self.network.vpc,
+            queue=self.state.queue,
+            table=self.state.table,
+            code=self.code,
         )
         self.control_plane = ControlPlaneFunctions(
             self,
@@ -108,6 +121,11 @@ class ShoalStack(Stack):
             "DeadLetterQueueUrl": (self.state.dead_letter_queue.queue_url, "Dead-lettered jobs, with their reason"),
             "TableName": (self.state.table.table_name, "Cluster state: jobs, nodes, decisions"),
             "LaunchTemplateId": (str(self.workers.launch_template.launch_template_id), "Worker launch template"),
+            "LeaderLaunchTemplateId": (
+                str(self.leader.launch_template.launch_template_id),
+                "launch-cluster --leaderNodeType starts the leader from this",
+            ),
+            "LeaderSubnetId": (self.network.subnets[0].subnet_id, "The leader's subnet"),
             "StagingBucketName": (self.staging.bucket.bucket_name, "rsync-cluster copies through this bucket"),
             "WorkerLogGroup": (self.workers.log_group.log_group_name, "Worker (agent) logs, one stream per node"),
             "ClusterName": (self.settings.cluster.name, "Cluster name (SHOAL_CLUSTER_NAME for shoal submit)"),

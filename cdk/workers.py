@@ -2,8 +2,10 @@
 
 The scaler launches workers from this template with RunInstances (instance type, market and subnet per
 launch). A worker is Amazon Linux 2023 (the public SSM parameter, resolved at deploy time), IMDSv2 only
-with a hop limit of 2 so the appliance container reaches the metadata service, an encrypted gp3 root
-volume of ``node_storage``, no inbound rule at all, and a role with only what the agent uses.
+with a hop limit of 1 (the agent runs on the host; job containers cannot get a token) unless the
+``jobs_may_reach`` setting lets jobs reach the metadata service, an encrypted gp3 root volume of
+``node_storage``, no inbound rule at all, and a role with only what the agent uses. Its user data
+(cdk/node_boot.py) installs the agent from the stack's code asset and runs jobs in the Toil appliance.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk.aws_dynamodb import ITable
 from constructs import Construct
 
-from cdk import constants
+from cdk import constants, node_boot
+from cdk.job_store import JobRole
 from cdk.nag import acknowledge
+from cdk.node_code import NodeCode, pinned
 from cdk.staging import StagingBucket
 from shared.appliance import parse_image_reference
 from shared.domain.settings import ClusterSettings
@@ -49,6 +53,8 @@ WORKER_QUEUE_ACTIONS = (
     "sqs:SendMessage",
 )
 LOG_WRITE_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
+AGENT_LOG_ACTIONS = ("logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents")  # the CloudWatch agent
+AGENT_REQUIREMENTS = ("boto3",)  # all the agent imports beyond the standard library (checked by test_node_boot)
 ECR_PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
 
 
@@ -67,10 +73,13 @@ class WorkerFleet(Construct):
         dead_letter_queue: sqs.IQueue,
         table: ITable,
         staging: StagingBucket,
+        code: NodeCode,
     ) -> None:
         super().__init__(scope, construct_id)
         name = settings.name
+        self._settings = settings
         self._staging = staging
+        self._code = code
         self.appliance_image = appliance_image
         self.log_group = logs.LogGroup(
             self,
@@ -88,6 +97,13 @@ class WorkerFleet(Construct):
             allow_all_outbound=True,
         )
         self.role = self._build_role(name, queue, dead_letter_queue, table)
+        self.job_role = JobRole(
+            self, "Jobs", cluster_name=name, bucket=settings.job_store_bucket_name, trusted=self.role
+        )
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(sid="ActAsJobRole", actions=["sts:AssumeRole"], resources=[self.job_role.role.role_arn])
+        )
+        self.allow_metadata = "metadata" in settings.jobs_may_reach
         machine_image = ec2.MachineImage.latest_amazon_linux2023()  # x86_64, like every catalog instance type
         # The AMI id the template launches: a deploy-time parameter read from the public SSM parameter.
         self.image_id = machine_image.get_image(self).image_id
@@ -102,7 +118,8 @@ class WorkerFleet(Construct):
             require_imdsv2=True,
             http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
             http_endpoint=True,
-            http_put_response_hop_limit=constants.IMDS_HOP_LIMIT,
+            # 1: only the host reaches IMDS (a token's reply dies crossing into a container); 2 when jobs may.
+            http_put_response_hop_limit=constants.IMDS_HOP_LIMIT if self.allow_metadata else 1,
             block_devices=[
                 ec2.BlockDevice(
                     device_name=constants.ROOT_DEVICE,
@@ -130,7 +147,7 @@ class WorkerFleet(Construct):
             ),
             iam.PolicyStatement(sid="ClusterState", actions=list(TABLE_ITEM_ACTIONS), resources=[table.table_arn]),
             iam.PolicyStatement(
-                sid="WriteLogs", actions=list(LOG_WRITE_ACTIONS), resources=[self.log_group.log_group_arn]
+                sid="WriteLogs", actions=list(AGENT_LOG_ACTIONS), resources=[self.log_group.log_group_arn]
             ),
             # rsync-cluster: the node copies between its disk and the cluster's staging prefix.
             iam.PolicyStatement(
@@ -144,6 +161,7 @@ class WorkerFleet(Construct):
                 resources=[self._staging.bucket.bucket_arn],
                 conditions={"StringLike": {"s3:prefix": [f"{self._staging.prefix}*"]}},
             ),
+            self._code.read_statement(),
             *self._image_pull_statements(),
         ]
         role = iam.Role(
@@ -201,7 +219,7 @@ class WorkerFleet(Construct):
     # ---- user data -----------------------------------------------------------------------------------
 
     def _build_user_data(self, queue: sqs.IQueue, dead_letter_queue: sqs.IQueue, table: ITable) -> ec2.UserData:
-        """Install Docker, then run the appliance with the agent's settings; it restarts if it fails."""
+        """Docker and Python, the agent from the code asset, the job network and credentials; then the agent."""
         region = Stack.of(self).region
         image = self.appliance_image
         work = constants.WORKER_WORK_DIR
@@ -212,7 +230,12 @@ class WorkerFleet(Construct):
             "SHOAL_WORK_DIR": work,
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,
+            "SHOAL_JOB_IMAGE": image,
+            "SHOAL_JOB_NETWORK": node_boot.JOB_NETWORK,
+            "SHOAL_JOB_CREDENTIALS": node_boot.JOB_CREDENTIALS_DIR,
         }
+        if self._settings.jobs_may_reach:
+            environment["SHOAL_JOBS_MAY_REACH"] = self._settings.jobs_may_reach
         login: list[str] = []
         repository = self._ecr_repository()
         if repository is not None:
@@ -223,33 +246,18 @@ class WorkerFleet(Construct):
             ]
         user_data = ec2.UserData.for_linux()
         user_data.add_commands(
-            "set -euo pipefail",
-            'retry() { for i in 1 2 3 4 5; do "$@" && return 0; sleep $((i * 5)); done; return 1; }',
-            "retry dnf install -y docker",
-            "systemctl enable --now docker",
+            *node_boot.preamble(),
+            *node_boot.install_packages(),
+            *node_boot.instance_identity(),
             f"mkdir -p {work}",
-            f"chown {constants.APPLIANCE_UID}:{constants.APPLIANCE_UID} {work}",
-            "TOKEN=$(curl -sS -X PUT http://169.254.169.254/latest/api/token "
-            '-H "X-aws-ec2-metadata-token-ttl-seconds: 300")',
-            'INSTANCE_ID=$(curl -sS -H "X-aws-ec2-metadata-token: $TOKEN" '
-            "http://169.254.169.254/latest/meta-data/instance-id)",
+            *node_boot.python_runtime([pinned(p) for p in AGENT_REQUIREMENTS]),
+            *node_boot.download_agent(self._code.bucket_name, self._code.object_key, region),
+            *node_boot.unpack_agent(),
+            *node_boot.job_network(block_metadata=not self.allow_metadata),
+            *node_boot.job_credentials(self.job_role.role.role_arn, region),
+            *node_boot.log_shipping(self.log_group.log_group_name),
             *login,
-            f"retry docker pull {shlex.quote(image)}",
-            " ".join(
-                [
-                    f"docker run --detach --name {constants.CONTAINER_NAME} --restart on-failure",
-                    f"--network host --stop-timeout {constants.CONTAINER_STOP_TIMEOUT_SECONDS}",
-                    "--log-driver awslogs",
-                    f"--log-opt awslogs-region={region}",
-                    f"--log-opt awslogs-group={self.log_group.log_group_name}",
-                    '--log-opt awslogs-stream="$INSTANCE_ID"',
-                    f"-v {work}:{work}",
-                    "-v /var/run/docker.sock:/var/run/docker.sock",
-                    '--group-add "$(stat -c %g /var/run/docker.sock)"',
-                    '-e SHOAL_NODE_ID="$INSTANCE_ID"',
-                    *(f"-e {key}={shlex.quote(value)}" for key, value in environment.items()),
-                    shlex.quote(image),
-                ]
-            ),
+            f"retry docker pull {shlex.quote(image)}  # the Toil appliance every job runs in",
+            *node_boot.agent_service(environment, stop_seconds=constants.CONTAINER_STOP_TIMEOUT_SECONDS),
         )
         return user_data

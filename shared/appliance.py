@@ -1,25 +1,36 @@
 """Which appliance image a cluster's workers run: Toil's rule, in one place for the CLI, the stack and the worker.
 
-``TOIL_APPLIANCE_SELF`` names the image and overrides everything. Otherwise the image is
-``{TOIL_DOCKER_REGISTRY}/{TOIL_DOCKER_NAME}:{version}``, the version being the installed Shoal's (so a
-release runs the appliance built from the same code). A variable that is set but empty is a mistake,
-not a request for the default, as with Toil. Every reference is checked against Docker's grammar here,
-so a typo fails at ``cdk synth`` with one line naming the variable instead of at ``docker pull`` on
-every worker.
+Exactly ``toil.applianceSelf()`` (Toil 9.6.0, ``toil/__init__.py``): ``TOIL_APPLIANCE_SELF`` names the image
+and overrides everything; otherwise the image is ``{TOIL_DOCKER_REGISTRY}/{TOIL_DOCKER_NAME}:{dockerTag}``
+with Toil's own defaults (``quay.io/ucsc_cgl``, ``toil``) and the installed Toil's ``toil.version.dockerTag``
+(``9.6.0-<commit>-py3.10`` for the 9.6.0 wheel). So workers run the image the Toil team publishes for the
+Toil the leader runs: nothing of ours to build or push. Without Toil installed (Toil is an optional extra),
+the tag is that of the Toil pinned in ``pyproject.toml`` (``PINNED_TOIL_DOCKER_TAG``), and ``toil_docker_tag``
+says so. Toil's version module is read from its file without importing ``toil`` (whose import is slow).
+
+Stricter than Toil, where Toil would only fail at ``docker pull`` on every worker: a variable that is set
+but empty is a mistake, not a request for the default, and every reference is checked against Docker's
+grammar here, so a typo fails at ``cdk synth`` with one line naming the variable.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 APPLIANCE_SELF = "TOIL_APPLIANCE_SELF"
 DOCKER_REGISTRY = "TOIL_DOCKER_REGISTRY"
 DOCKER_NAME = "TOIL_DOCKER_NAME"
-DEFAULT_REGISTRY = "ghcr.io/shoal-project"
-DEFAULT_NAME = "shoal-appliance"
-EXAMPLE = f"{DEFAULT_REGISTRY}/{DEFAULT_NAME}:0.1.0"
+DEFAULT_REGISTRY = "quay.io/ucsc_cgl"  # toil.version.dockerRegistry
+DEFAULT_NAME = "toil"  # toil.version.dockerName
+# toil.version.dockerTag of the Toil pinned in pyproject.toml's `toil` extra (toil==9.6.0): the tag used when
+# Toil is not installed. tests/unit/test_appliance.py checks it against the installed Toil.
+PINNED_TOIL_VERSION = "9.6.0"
+PINNED_TOIL_DOCKER_TAG = "9.6.0-6793fc7f112785e13a229691d6de23225e73339e-py3.10"
+EXAMPLE = f"{DEFAULT_REGISTRY}/{DEFAULT_NAME}:{PINNED_TOIL_DOCKER_TAG}"
 
 # Docker's reference grammar (distribution/reference), without IPv6 literals.
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
@@ -39,7 +50,7 @@ class ImageReference:
     """A parsed image reference: ``[domain/]path[:tag][@digest]``."""
 
     domain: str | None  # e.g. "ghcr.io", "123456789012.dkr.ecr.us-west-2.amazonaws.com"; None: Docker Hub
-    path: str  # e.g. "shoal-project/shoal-appliance"
+    path: str  # e.g. "ucsc_cgl/toil"
     tag: str | None
     digest: str | None
 
@@ -94,17 +105,61 @@ def parse_image_reference(reference: str, *, source: str = "image") -> ImageRefe
     return ImageReference(domain=domain, path="/".join(components), tag=tag, digest=digest or None)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToilImageDefaults:
+    """What ``toil.version`` says about the appliance: registry, name and tag, and where that came from."""
+
+    registry: str
+    name: str
+    tag: str
+    source: str  # "installed Toil 9.6.0" or "pinned Toil 9.6.0 (Toil is not installed)"
+
+
+PINNED_DEFAULTS = ToilImageDefaults(
+    registry=DEFAULT_REGISTRY,
+    name=DEFAULT_NAME,
+    tag=PINNED_TOIL_DOCKER_TAG,
+    source=f"pinned Toil {PINNED_TOIL_VERSION} (Toil is not installed)",
+)
+
+
+def toil_image_defaults() -> ToilImageDefaults:
+    """The installed Toil's ``dockerRegistry``, ``dockerName`` and ``dockerTag``, else the pinned Toil's."""
+    spec = importlib.util.find_spec("toil")  # finds the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return PINNED_DEFAULTS
+    path = Path(next(iter(spec.submodule_search_locations))) / "version.py"
+    namespace: dict[str, object] = {}
+    try:
+        exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), namespace)  # constants only
+    except (OSError, SyntaxError):
+        return PINNED_DEFAULTS
+    registry, name, tag = (namespace.get(k) for k in ("dockerRegistry", "dockerName", "dockerTag"))
+    if not all(isinstance(v, str) and v for v in (registry, name, tag)):
+        return PINNED_DEFAULTS
+    return ToilImageDefaults(
+        registry=str(registry), name=str(name), tag=str(tag), source=f"installed Toil {namespace.get('distVersion')}"
+    )
+
+
 def version_tag(version: str) -> str:
-    """An installed version as an image tag: PEP 440 local versions (``0.1.0+g1234``) use ``-`` for ``+``."""
+    """A version as an image tag: PEP 440 local versions (``0.1.0+g1234``) use ``-`` for ``+``."""
     return version.replace("+", "-")
 
 
-def appliance_image(environ: Mapping[str, str], version: str) -> str:
-    """The appliance image workers run, by Toil's rule; ``ApplianceImageError`` if it is malformed."""
+def appliance_image(
+    environ: Mapping[str, str], tag: str | None = None, *, defaults: ToilImageDefaults | None = None
+) -> str:
+    """The appliance image workers run, by Toil's rule; ``ApplianceImageError`` if it is malformed.
+
+    ``tag`` replaces Toil's ``dockerTag`` (tests, and images of a Toil other than the installed one);
+    ``defaults`` default to the installed Toil's (``toil_image_defaults``).
+    """
+    toil = toil_image_defaults() if defaults is None else defaults
     if APPLIANCE_SELF in environ:
         return str(parse_image_reference(environ[APPLIANCE_SELF], source=APPLIANCE_SELF))
-    registry = environ.get(DOCKER_REGISTRY, DEFAULT_REGISTRY)
-    name = environ.get(DOCKER_NAME, DEFAULT_NAME)
+    registry = environ.get(DOCKER_REGISTRY, toil.registry)
+    name = environ.get(DOCKER_NAME, toil.name)
     source = f"{DOCKER_REGISTRY}/{DOCKER_NAME}"
     if not registry:
         raise ApplianceImageError(f"{DOCKER_REGISTRY} is set but empty; unset it for {DEFAULT_REGISTRY} or name one")
@@ -112,11 +167,11 @@ def appliance_image(environ: Mapping[str, str], version: str) -> str:
         raise ApplianceImageError(f"{DOCKER_NAME} is set but empty; unset it for {DEFAULT_NAME} or name one")
     if any(c in name for c in ":@"):
         raise ApplianceImageError(
-            f"{DOCKER_NAME} {name!r} must be a name without a tag or digest (the tag is the installed version); "
+            f"{DOCKER_NAME} {name!r} must be a name without a tag or digest (the tag is Toil's version); "
             f"set {APPLIANCE_SELF} to choose a full image"
         )
-    tag = version_tag(version)
-    if not _TAG.match(tag):
-        raise ApplianceImageError(f"the installed version {version!r} cannot be an image tag; set {APPLIANCE_SELF}")
-    reference = f"{registry.rstrip('/')}/{name}:{tag}"
+    chosen = version_tag(toil.tag if tag is None else tag)
+    if not _TAG.match(chosen):
+        raise ApplianceImageError(f"the Toil version {chosen!r} cannot be an image tag; set {APPLIANCE_SELF}")
+    reference = f"{registry.rstrip('/')}/{name}:{chosen}"
     return str(parse_image_reference(reference, source=source))

@@ -44,6 +44,8 @@ class ClusterOutputs:
     dashboard_url: str | None = None
     worker_log_group: str | None = None
     staging_bucket: str | None = None  # rsync-cluster's staging bucket
+    leader_launch_template_id: str | None = None  # launch-cluster --leaderNodeType starts a leader from it
+    leader_subnet_id: str | None = None
 
     @property
     def machines(self) -> dict[str, str]:
@@ -78,6 +80,8 @@ class ClusterOutputs:
             dashboard_url=values.get("DashboardUrl") or None,
             worker_log_group=values.get("WorkerLogGroup") or None,
             staging_bucket=values.get("StagingBucketName") or None,
+            leader_launch_template_id=values.get("LeaderLaunchTemplateId") or None,
+            leader_subnet_id=values.get("LeaderSubnetId") or None,
         )
 
 

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     )
 
 CLUSTER_TAG = "shoal:cluster"
+ROLE_TAG = "shoal:role"  # "leader" on the cluster's leader (launch-cluster --leaderNodeType); workers have none
+LEADER_ROLE = "leader"
 OFFER_TAG = "shoal:offer"
 MARKET_TAG = "shoal:market"
 LAUNCH_TAG = "shoal:launch"
@@ -146,7 +148,8 @@ class Ec2Fleet:
     # --- observing --------------------------------------------------------------------------------
 
     def describe(self) -> list[Instance]:
-        return self._describe([{"Name": "instance-state-name", "Values": list(LIVE_STATES)}])
+        """The cluster's workers: its leader (``shoal:role=leader``) is not the scaler's to adopt or scale in."""
+        return self._describe([{"Name": "instance-state-name", "Values": list(LIVE_STATES)}], workers_only=True)
 
     def zones(self) -> tuple[str, ...]:
         return tuple(self._subnets())
@@ -166,7 +169,7 @@ class Ec2Fleet:
         )
         return [r["SpotInstanceRequestId"] for page in pages for r in page.get("SpotInstanceRequests", [])]
 
-    def _describe(self, filters: list[FilterTypeDef]) -> list[Instance]:
+    def _describe(self, filters: list[FilterTypeDef], *, workers_only: bool = False) -> list[Instance]:
         paginator = self.client.get_paginator("describe_instances")
         pages = paginator.paginate(
             Filters=[{"Name": f"tag:{CLUSTER_TAG}", "Values": [self.cluster]}, *filters],
@@ -177,6 +180,7 @@ class Ec2Fleet:
             for page in pages
             for reservation in page.get("Reservations", [])
             for raw in reservation.get("Instances", [])
+            if not (workers_only and {"Key": ROLE_TAG, "Value": LEADER_ROLE} in raw.get("Tags", []))
         ]
 
     def _subnets(self) -> dict[str, str]:

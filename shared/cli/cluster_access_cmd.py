@@ -1,6 +1,8 @@
 """``shoal ssh-cluster`` and ``shoal rsync-cluster``: a shell on a node and file copies, with no SSH at all.
 
-ssh-cluster opens an SSM Session Manager session (no keys, no open port). rsync-cluster copies through an
+ssh-cluster opens an SSM Session Manager session (no keys, no open port): with no NODE, on the cluster's
+leader (``launch-cluster --leaderNodeType``) as a login shell, where Toil and the plugin are set up; without
+a leader, on the first ACTIVE worker. rsync-cluster copies through an
 S3 staging prefix, ``s3://BUCKET/shoal/NAME/staging/<uuid>/``: one side of SRC/DST starts with ``:`` (Toil's
 syntax for "on the node"); the local side goes to or comes from S3 here, and an SSM Run Command on the
 node runs ``aws s3 cp --recursive`` for the other half. The staging prefix is removed afterwards.
@@ -18,10 +20,11 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from shared.adapters.cluster_directory import CloudFormationClusterDirectory, ClusterNotFoundError
+from shared.adapters.leader import Ec2Leader
 from shared.adapters.node_store import DynamoNodeStore
 from shared.adapters.ssm_session import S3Staging, SsmCommands, TransferError
 from shared.adapters.state_table import StateTable
-from shared.cli.cluster_cmd import AWS_ERRORS, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Io, region_of, streams
+from shared.cli.cluster_common import AWS_ERRORS, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Io, region_of, streams
 from shared.domain.cluster_state import NodeRecord, NodeState
 
 BUCKET_ENV = "SHOAL_STAGING_BUCKET"
@@ -45,8 +48,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     ssh.add_argument("name", metavar="NAME")
     ssh.add_argument(
-        "node", metavar="NODE", nargs="?", help="instance id or index in the node list (default: first ACTIVE)"
+        "node",
+        metavar="NODE",
+        nargs="?",
+        help="instance id or index in the node list (default: the leader, else the first ACTIVE node)",
     )
+    ssh.add_argument("--node", dest="node_option", metavar="NODE", help="the same as NODE, Toil style")
     ssh.add_argument("--region", default=None)
     ssh.set_defaults(run=run_ssh)
 
@@ -92,8 +99,21 @@ def _node_for(name: str, region: str, wanted: str | None) -> str:
     return choose_node(DynamoNodeStore(StateTable(outputs.table_name, region=region)).list_nodes(), wanted)
 
 
-def ssh_argv(instance_id: str, region: str) -> list[str]:
-    return ["aws", "ssm", "start-session", "--target", instance_id, "--region", region]
+def ssh_argv(instance_id: str, region: str, *, login_shell: bool = False) -> list[str]:
+    """``aws ssm start-session``; a login shell (``bash -l``: /etc/profile.d) on the leader."""
+    argv = ["aws", "ssm", "start-session", "--target", instance_id, "--region", region]
+    if login_shell:
+        argv += ["--document-name", "AWS-StartInteractiveCommand", "--parameters", '{"command":["bash -l"]}']
+    return argv
+
+
+def _target(name: str, region: str, wanted: str | None) -> tuple[str, bool]:
+    """(instance id, is the leader): the node asked for, else the running leader, else the first ACTIVE node."""
+    if wanted is None:
+        leader = Ec2Leader(region).find(name)
+        if leader is not None:
+            return leader, True
+    return _node_for(name, region, wanted), False
 
 
 def _exec(file: str, argv: list[str]) -> NoReturn:
@@ -114,16 +134,18 @@ def run_ssh(
         return io.fail("ssh-cluster", f"the `aws` command is not on PATH; {INSTALL_AWS}", EXIT_FAILED)
     if which("session-manager-plugin") is None:
         return io.fail("ssh-cluster", f"`session-manager-plugin` is not on PATH; {INSTALL_PLUGIN}", EXIT_FAILED)
+    wanted = args.node if args.node is not None else getattr(args, "node_option", None)
     try:
-        instance_id = _node_for(args.name, region, args.node)
+        instance_id, leader = _target(args.name, region, wanted)
     except NodeChoiceError as error:
         return io.fail("ssh-cluster", error, EXIT_USAGE)
     except ClusterNotFoundError as error:
         return io.fail("ssh-cluster", error, EXIT_FAILED)
     except AWS_ERRORS as error:
         return io.fail("ssh-cluster", error, EXIT_FAILED)
-    argv = ssh_argv(instance_id, region)
-    print(f"connecting to {instance_id}: {shlex.join(argv)}", file=io.out, flush=True)
+    argv = ssh_argv(instance_id, region, login_shell=leader)
+    what = f"the leader {instance_id}" if leader else instance_id
+    print(f"connecting to {what}: {shlex.join(argv)}", file=io.out, flush=True)
     exec_fn("aws", argv)
 
 

@@ -16,6 +16,7 @@ from shared.cli.jobs_file import JobsFileError, read_jobs
 from shared.domain.jobs import Job
 from shared.domain.settings import SettingsError
 from shared.domain.units import UnitError, parse_counts, parse_duration
+from shared.local.demo_defaults import DEFAULT_NODE_TYPES, DEFAULT_OUT, DEFAULT_WORKLOAD
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -25,9 +26,6 @@ MAX_SPEED = 100_000.0  # simulated seconds per real second: beyond this the loca
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    # shared.local needs moto (a dev dependency): imported only when the demo runs, not for every command.
-    from shared.local.demo import DEFAULT_NODE_TYPES, DEFAULT_OUT, DEFAULT_WORKLOAD  # noqa: PLC0415
-
     parser = subparsers.add_parser(
         "demo",
         help="run the whole system on this machine (no AWS account) and report what it did",

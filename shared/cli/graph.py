@@ -108,7 +108,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = sys.stdout if out is None else out  # read per call: a default would bind the stdout of import time
     try:
         template_path = args.template or _default_template()
         template = json.loads(template_path.read_text(encoding="utf-8"))

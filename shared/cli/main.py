@@ -3,42 +3,50 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from shared.cli import (
-    cluster_access_cmd,
-    cluster_cmd,
-    demo,
-    graph,
-    local_run,
-    node_types_cmd,
-    plan,
-    simulate_cmd,
-    submit,
-)
 from shared.cli.usage import ShoalArgumentParser, UsageError, fail, quiet_broken_pipe
 
+# Each command's module and the function that adds its parser, in the order `shoal --help` lists them. Only
+# the module of the command given is imported: `shoal plan` does not load boto3 for `shoal status`' sake
+# (tests/cli/test_import_cost.py; a module listed twice adds several commands).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "plan": ("shared.cli.plan", "add_parser"),
+    "node-types": ("shared.cli.node_types_cmd", "add_parser"),
+    "graph": ("shared.cli.graph", "add_parser"),
+    "submit": ("shared.cli.submit", "add_submit_parser"),
+    "demo": ("shared.cli.demo", "add_parser"),
+    "local": ("shared.cli.local_run", "add_parser"),
+    "simulate": ("shared.cli.simulate_cmd", "add_parser"),
+    "launch-cluster": ("shared.cli.cluster_cmd", "add_parser"),
+    "destroy-cluster": ("shared.cli.cluster_cmd", "add_parser"),
+    "status": ("shared.cli.cluster_cmd", "add_parser"),
+    "list-clusters": ("shared.cli.cluster_cmd", "add_parser"),
+    "ssh-cluster": ("shared.cli.cluster_access_cmd", "add_parser"),
+    "rsync-cluster": ("shared.cli.cluster_access_cmd", "add_parser"),
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``: only its command's, when it names one; every command's otherwise."""
     parser: argparse.ArgumentParser = ShoalArgumentParser(
         prog="shoal", description="Serverless autoscaling clusters on AWS."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    plan.add_parser(subparsers)
-    node_types_cmd.add_parser(subparsers)
-    graph.add_parser(subparsers)
-    submit.add_submit_parser(subparsers)
-    demo.add_parser(subparsers)
-    local_run.add_parser(subparsers)
-    simulate_cmd.add_parser(subparsers)
-    cluster_cmd.add_parser(subparsers)
-    cluster_access_cmd.add_parser(subparsers)
+    named = next((arg for arg in argv or () if not arg.startswith("-")), None)
+    wanted = [COMMANDS[named]] if named in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for module, function in wanted:
+        add: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
+        add = getattr(importlib.import_module(module), function)
+        add(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         code: int = args.run(args)

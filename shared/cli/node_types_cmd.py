@@ -17,7 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = sys.stdout if out is None else out  # read per call: a default would bind the stdout of import time
     out.write(
         f"{'type':<16} {'vCPU':>5} {'memory':>10} {'GPU':>4} {'usable memory':>14} {'usable disk':>12} {'$/h':>9}\n"
     )

@@ -9,6 +9,7 @@ which the caller stores (in DynamoDB for the control plane). Nothing is remember
 - ``compensate``: Toil's ``preemptibleCompensation`` — when spot nodes asked for in the last round did
   not arrive, ask for that fraction of the shortfall as on-demand nodes able to run the same jobs.
 - ``clamp``: per-offer ``minNodes``/``maxNodes`` hold whatever the steps before said.
+- ``running_remaining``: running jobs are planned for what is left of them, not their whole runtime.
 - ``remaining_target``: the target time is a promise to each job from when it was queued, not from now:
   jobs that already waited get only what is left of it, so a fleet that the estimates made too small
   grows before the promise is broken (expected runtimes are averages, and the first to be learned are
@@ -22,7 +23,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from shared.domain.cluster_state import DemandCount
+from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
+from shared.domain.resources import Resources
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,6 +92,20 @@ def compensate(
     return counts, ScalerState(smoothed=state.smoothed, spot_deficit=MappingProxyType(shortfall)), reasons
 
 
+# The running jobs of a name are planned as still needing at least this share of their expected runtime.
+RUNNING_FLOOR_FRACTION = 0.5
+
+
+def running_remaining(expected: float, running: tuple[int, float]) -> float:
+    """How long the running jobs of one name are expected to go on: their expected runtime less the mean time
+    they have run so far (``running``: how many, seconds run in all), never below ``RUNNING_FLOOR_FRACTION`` of
+    it. A plan that counts running jobs at their whole runtime (as Toil does) asks for nodes to run again
+    what is half done, and overshoots most when a burst's jobs are all halfway through."""
+    if running[0] <= 0:
+        return expected
+    return max(expected - running[1] / running[0], expected * RUNNING_FLOOR_FRACTION)
+
+
 MIN_TARGET_FRACTION = 0.5  # a plan never aims tighter than this share of the target time
 WAIT_GRACE_FRACTION = 0.67  # waits up to this share of the target time leave the plan's target alone
 
@@ -121,3 +139,14 @@ def _on_demand_stand_in(spot: Offer, offers: Sequence[Offer]) -> Offer | None:
         return same[0]
     bigger = [o for o in offers if not o.spot and spot.usable.fits_in(o.usable)]
     return min(bigger, key=lambda o: (o.hourly_price, o.key), default=None)
+
+
+def queued_needs(demand: Mapping[Shape, DemandCount]) -> tuple[tuple[Resources, bool], ...]:
+    """What each queued shape needs, and whether it may run on spot: the inputs of ``could_start_queued``."""
+    return tuple(sorted({(shape.resources, shape.preemptible) for shape, count in demand.items() if count.queued > 0}))
+
+
+def could_start_queued(offer: Offer, needs: Sequence[tuple[Resources, bool]]) -> bool:
+    """Would an idle node of ``offer`` start one of the queued jobs? Then it is not surplus, whatever the
+    estimate says this round: it would be drained now and launched again when the estimate moves back."""
+    return any((preemptible or not offer.spot) and need.fits_in(offer.usable) for need, preemptible in needs)

@@ -54,6 +54,7 @@ from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer, build_offers, parse_node_types
 from shared.domain.packing import Plan, plan
 from shared.domain.policy import ScalerState, clamp, compensate, remaining_target, round_half_up, smooth
+from shared.domain.resources import Resources
 from shared.domain.settings import ClusterSettings
 
 ANY_ZONE = "*"  # a capacity failure recorded without a zone (the launch template chose it) blocks every zone
@@ -98,6 +99,7 @@ def decide(
     if not any(c.queued for c in snapshot.demand.values()):
         changes.empties_at = snapshot.empties_at
     changes.now = now
+    changes.waiting = policy.queued_needs(snapshot.demand)
     for key in sorted(set(target.wanted) | set(fleet.live) | set(fleet.draining)):
         changes.resize(key)
     changes.retire(now)
@@ -466,6 +468,7 @@ class _Changes:
         self.undrained: set[str] = set()
         self.empties_at: Mapping[str, float] = {}
         self.now = 0.0
+        self.waiting: Sequence[tuple[Resources, bool]] = ()  # what queued jobs need (and may they run on spot)
 
     def resize(self, key: str) -> None:
         offer = self.target.offers.get(key)
@@ -536,6 +539,12 @@ class _Changes:
     def _shrink(self, key: str, offer: Offer | None, want: int, have: Sequence[NodeRecord]) -> None:
         surplus = len(have) - want
         idle = [n for n in have if not n.static and not n.busy]
+        if offer is not None and policy.could_start_queued(offer, self.waiting):
+            # A queued job would start on it now (or once it has booted): draining it only to launch again
+            # when the estimate moves back is the churn a burst of learned runtimes causes.
+            if idle:
+                self.reasons.append(f"{key}: {len(idle)} idle nodes kept: queued jobs fit them")
+            idle = []
         # Most expensive first; on a tie the newest (least likely to hold warm caches).
         idle.sort(key=lambda n: (-node_hourly_price(n, offer, self.settings.region), -n.launched_at, n.instance_id))
         chosen = idle[:surplus]
@@ -571,10 +580,7 @@ class _Changes:
         soon = [
             n
             for n in have
-            if n.busy
-            and not n.static
-            and n.market is Market.ON_DEMAND  # a drained spot node is never taken back (it may be a rebalance)
-            and self.empties_at.get(n.instance_id, math.inf) - self.now <= CONSOLIDATE_WITHIN
+            if n.busy and not n.static and self.empties_at.get(n.instance_id, math.inf) - self.now <= CONSOLIDATE_WITHIN
         ]
         price = {n.instance_id: node_hourly_price(n, offer, self.settings.region) for n in soon}
         soon.sort(key=lambda n: (-price[n.instance_id], self.empties_at[n.instance_id], n.instance_id))

@@ -24,6 +24,10 @@ WORKER_NETWORKS = {
 }
 
 
+JOB_STORE_BUCKET = re.compile(r"[a-z0-9*][a-z0-9.*-]{1,61}[a-z0-9*]")
+JOB_ALLOWANCES = ("docker", "metadata")  # shared/worker/isolation.py's SHOAL_JOBS_MAY_REACH
+
+
 class SettingsError(ValueError):
     """A setting that cannot be used; the message names it and says how to fix it."""
 
@@ -46,6 +50,13 @@ class ClusterSettings:
     capacity_failure_ttl: float = 600.0  # seconds an offering stays skipped after a capacity error
     appliance_image: str | None = None  # TOIL_APPLIANCE_SELF, when set
     worker_network: str = "public"  # one of WORKER_NETWORKS
+    job_store_bucket: str | None = None  # the Toil job store's bucket jobs may use; None: NAME--toil (aws:REGION:NAME)
+    jobs_may_reach: str = ""  # comma-separated JOB_ALLOWANCES: what a job's container may reach on its node
+
+    @property
+    def job_store_bucket_name(self) -> str:
+        """The bucket of the job store ``aws:REGION:NAME`` (Toil 9: ``NAME--toil``) unless set."""
+        return self.job_store_bucket or f"{self.name}--toil"
 
     def validate(self) -> ClusterSettings:
         if not CLUSTER_NAME.fullmatch(self.name):
@@ -61,6 +72,17 @@ class ClusterSettings:
             raise SettingsError(
                 f"worker_network {self.worker_network!r} is not one of {', '.join(WORKER_NETWORKS)} "
                 "(see docs/deploy.md for what each costs)"
+            )
+        if self.job_store_bucket is not None and not JOB_STORE_BUCKET.fullmatch(self.job_store_bucket):
+            raise SettingsError(
+                f"job_store_bucket {self.job_store_bucket!r} is not an S3 bucket name (3-63 lowercase letters, digits, "
+                "'.', '-'; '*' as a wildcard), e.g. mycluster--toil for the job store aws:REGION:mycluster"
+            )
+        allowances = [a.strip() for a in self.jobs_may_reach.split(",") if a.strip()]
+        if any(a not in JOB_ALLOWANCES for a in allowances):
+            raise SettingsError(
+                f"jobs_may_reach {self.jobs_may_reach!r} may list only {', '.join(JOB_ALLOWANCES)} "
+                "(see docs/toil.md, 'What a job can touch')"
             )
         try:
             classes = parse_node_types(self.node_types)
@@ -116,7 +138,7 @@ class ClusterSettings:
                 value = ",".join(str(v) for v in value)
             elif f.name == "node_storage":  # a bare number would read back as GiB, Toil's unit
                 value = f"{value // GiB}GiB" if value % GiB == 0 else f"{value}B"
-            if value is not None:
+            if value is not None and value != "":
                 out[f.name] = value
         return out
 

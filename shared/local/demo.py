@@ -44,7 +44,8 @@ from shared.domain.scaling import node_hourly_price, offers_for
 from shared.domain.settings import ClusterSettings
 from shared.local import moto_patches
 from shared.local.clock import SimClock
-from shared.local.deploy import REPO_ROOT, CdkRunner
+from shared.local.demo_defaults import DEFAULT_NODE_TYPES, DEFAULT_OUT, DEFAULT_WORKLOAD  # noqa: F401 (tests read it here)
+from shared.local.deploy import CdkRunner
 from shared.local.lambdas import LocalLambdas
 from shared.local.moto_server import ACCOUNT_ID, LocalCloud
 from shared.local.nodes import LIVE, InstanceView, LocalNodes, NodeEndpoints, describe_instances
@@ -61,9 +62,6 @@ from shared.local.report import (
 from shared.local.router import EventRouter
 from shared.services.submit import ShoalClient
 
-DEFAULT_NODE_TYPES = "c5.4xlarge/c5a.4xlarge:0.42,m5.2xlarge,r5.2xlarge"
-DEFAULT_WORKLOAD = REPO_ROOT / "examples" / "burst.jsonl"
-DEFAULT_OUT = REPO_ROOT / "out" / "demo"
 TICK_SECONDS = 0.1  # real seconds between ticks of the local cloud's loop
 EXECUTION_POLL_SECONDS = 0.05
 

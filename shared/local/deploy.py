@@ -1,6 +1,8 @@
 """Deploying the real stack into the local cloud with the real CDK CLI, exactly as a user deploys to AWS.
 
-``cdk synth`` and ``cdk bootstrap`` run side by side (they do not depend on each other), then
+``cdk synth`` (or a copy of the same assembly synthesized before: ``shared.local.assembly_cache``) and
+``cdk bootstrap`` run side by side (they do not depend on each other; bootstrap runs
+where no ``cdk.json`` names the app, so it does not synthesize it a second time), then
 ``cdk deploy --app <the synthesized assembly> --require-approval never``; the stack's outputs are read
 back from CloudFormation. ``cdk destroy`` deletes the stack at the end. Each command's output goes to a
 log file; a failure raises ``DeployError`` with the command and the end of its log.
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+
+from shared.local.assembly_cache import AssemblyCache
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CDK = REPO_ROOT / "node_modules" / ".bin" / "cdk"
@@ -59,13 +63,11 @@ class CdkRunner:
     def deploy(self, stack_name: str, account: str) -> Deployment:
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=2) as pool:
-            synth = pool.submit(self._run, "synth", ["synth", "--quiet", "--output", str(self.assembly), *self._ctx()])
-            # Its own --output: bootstrap synthesizes the app too, and two CLIs may not share an output
-            # directory (the repository's cdk.out when none is given), e.g. two local runs side by side.
+            synth = pool.submit(self._synth)
+            # From the run's own directory, where no cdk.json names the app: the CLI synthesizes the app
+            # before bootstrapping whenever it has one (to find environments), a second synthesis for nothing.
             bootstrap = pool.submit(
-                self._run,
-                "bootstrap",
-                ["bootstrap", f"aws://{account}/{self.region}", "--output", str(self.workdir / "cdk.bootstrap.out")],
+                self._run, "bootstrap", ["bootstrap", f"aws://{account}/{self.region}"], self.workdir
             )
             synth.result()
             bootstrap.result()
@@ -74,6 +76,17 @@ class CdkRunner:
             ["deploy", stack_name, "--app", str(self.assembly), "--require-approval", "never", "--method", "direct"],
         )
         return Deployment(stack_name=stack_name, outputs=self.outputs(stack_name), seconds=time.monotonic() - started)
+
+    def _synth(self) -> None:
+        """``cdk synth`` into the run's ``cdk.out``, or the same assembly from the cache (``assembly_cache``)."""
+        cache = AssemblyCache.from_environ(self.environ, REPO_ROOT, CDK.parent.parent / "aws-cdk" / "package.json")
+        key = None if cache is None else cache.key(self.context, self.environ)
+        if cache is not None and key is not None and cache.get(key, self.assembly):
+            (self.workdir / "cdk-synth.log").write_text(f"reused the assembly {cache.root / key}\n", encoding="utf-8")
+            return
+        self._run("synth", ["synth", "--quiet", "--output", str(self.assembly), *self._ctx()])
+        if cache is not None and key is not None:
+            cache.put(key, self.assembly)
 
     def destroy(self, stack_name: str) -> float:
         started = time.monotonic()
@@ -88,12 +101,12 @@ class CdkRunner:
     def _ctx(self) -> list[str]:
         return [arg for key, value in self.context.items() for arg in ("-c", f"{key}={value}")]
 
-    def _run(self, name: str, args: Sequence[str]) -> None:
+    def _run(self, name: str, args: Sequence[str], cwd: Path = REPO_ROOT) -> None:
         log = self.workdir / f"cdk-{name}.log"
         command = [str(CDK), *args, "--no-notices", "--ci"]
         with log.open("wb") as output:
             result = subprocess.run(
-                command, cwd=REPO_ROOT, env=self.environ, stdout=output, stderr=subprocess.STDOUT, check=False
+                command, cwd=cwd, env=self.environ, stdout=output, stderr=subprocess.STDOUT, check=False
             )
         if result.returncode != 0:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])

@@ -170,9 +170,9 @@ class LocalLambdas:
         for value in vars(module).values():
             handler = getattr(value, "registered_handler", None)  # a Powertools Logger
             if isinstance(handler, logging.StreamHandler):
-                original = handler.setStream(self.log_stream)
+                original = _swap_stream(handler, self.log_stream)
                 if original is not None and original is not self.log_stream:
-                    self._restore.append(functools.partial(handler.setStream, original))
+                    self._restore.append(functools.partial(_swap_stream, handler, original))
 
     @contextlib.contextmanager
     def _environment(self, variables: dict[str, str]) -> Iterator[None]:
@@ -191,6 +191,14 @@ class LocalLambdas:
     def _output(self) -> Iterator[None]:
         with contextlib.redirect_stdout(self.log_stream):
             yield
+
+
+def _swap_stream(handler: logging.StreamHandler[Any], stream: Any) -> Any:
+    """``handler.setStream`` without its flush of the old stream, which may be closed: e.g. the stderr that
+    pytest captured for an earlier test, which a second local run in the same process would find there."""
+    with handler.lock or contextlib.nullcontext():
+        original, handler.stream = handler.stream, stream
+    return original
 
 
 def _cold_start(module: ModuleType) -> None:

@@ -5,7 +5,7 @@ that runs a demo and then plain ``mock_aws`` tests sees stock moto again. The tw
 stay registered (they only add support for two resource types).
 
 - CloudFormation: ``AWS::CloudWatch::Alarm`` and ``AWS::SQS::QueuePolicy`` have no moto model; small ones
-  create the alarm in moto's CloudWatch and set the queue's Policy attribute.
+  (``shared.local.moto_models``) create the alarm in moto's CloudWatch and set the queue's Policy attribute.
 - Step Functions: CloudFormation creates state machines in the plain backend, but with
   ``execute_state_machine`` on, the API serves the executing (parser) backend; CloudFormation is routed to
   the backend the API uses. Wait states sleep ``seconds / speed`` (the accelerated clock). The interpreter
@@ -21,6 +21,11 @@ stay registered (they only add support for two resource types).
   second is skipped, and instead every condition of a transaction is checked before any item is written
   (``conditions_first``), so a cancelled transaction still changes nothing, as in DynamoDB.
   ``hot_spots_fixed()`` applies only these two, for benchmarks that run moto in-process.
+- S3: PutBucketEncryption with a rule that only blocks encryption types (``BlockedEncryptionTypes``, what
+  Toil 9's ``aws:`` job store sends to allow SSE-C) is valid in S3, but moto 5.2 requires every rule to set
+  ``ApplyServerSideEncryptionByDefault`` and answers MalformedXML. Such a rule is stored with S3's own
+  default (SSE-S3, ``AES256``, which every bucket has had since 2023), so GetBucketEncryption answers as
+  S3 does; any other body still goes through moto's check.
 """
 
 from __future__ import annotations
@@ -34,23 +39,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import xmltodict  # type: ignore[import-untyped]  # moto parses S3 bodies with it (no stubs)
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.cloudformation import parsing as cfn_parsing
-from moto.cloudwatch.models import cloudwatch_backends
-from moto.core.common_models import CloudFormationModel
 from moto.core.utils import unix_time
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import TransactionCanceledException
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.events.models import Rule
-from moto.sqs.models import SQSBackend, sqs_backends
+from moto.s3.responses import S3Response
+from moto.sqs.models import SQSBackend
 from moto.stepfunctions.models import StateMachine
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
     StateTaskService,
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.responses import get_backend
+
+from shared.local import moto_models  # noqa: F401 (importing it registers the two CloudFormation models)
 
 # (function name or ARN, request payload) -> (response payload, function error or None)
 InvokeLambda = Callable[[str, bytes], tuple[bytes, str | None]]
@@ -141,6 +148,7 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (WaitFunction, "_wait_interval", _scaled_wait),
         (LambdaSimpleBackend, "invoke", _invoke),
         (Rule, "send_to_targets", _send_to_targets(Rule.send_to_targets)),
+        (S3Response, "_encryption_config_from_body", _encryption_config(S3Response._encryption_config_from_body)),
     ]
 
 
@@ -280,111 +288,21 @@ def _send_to_targets(original: Callable[..., None]) -> Callable[..., None]:
     return send_to_targets
 
 
-# ---- CloudFormation models moto lacks --------------------------------------------------------------
+# ---- S3 -------------------------------------------------------------------------------------------
+
+BLOCKABLE_ENCRYPTION_TYPES = frozenset({"NONE", "SSE-C"})  # S3's values for BlockedEncryptionTypes
 
 
-class LocalAlarm(CloudFormationModel):
-    """``AWS::CloudWatch::Alarm`` as a metric alarm in moto's CloudWatch (the router evaluates it)."""
+def _encryption_config(original: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+    def _encryption_config_from_body(self: Any) -> dict[str, Any]:
+        config = xmltodict.parse(self.body).get("ServerSideEncryptionConfiguration") or {}
+        rule = config.get("Rule") if isinstance(config, dict) else None
+        if not isinstance(rule, dict) or "ApplyServerSideEncryptionByDefault" in rule:
+            return original(self)
+        blocked = (rule.get("BlockedEncryptionTypes") or {}).get("EncryptionType")
+        types = blocked if isinstance(blocked, list) else [blocked]
+        if blocked is None or not set(types) <= BLOCKABLE_ENCRYPTION_TYPES:
+            return original(self)  # moto's MalformedXML
+        return {**config, "Rule": {**rule, "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}}
 
-    def __init__(self, name: str, arn: str) -> None:
-        self.name = name
-        self.arn = arn
-
-    @property
-    def physical_resource_id(self) -> str:
-        return self.name
-
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return "AlarmName"
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::CloudWatch::Alarm"
-
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return attr == "Arn"
-
-    def get_cfn_attribute(self, attribute_name: str) -> str:
-        if attribute_name == "Arn":
-            return self.arn
-        raise NotImplementedError(attribute_name)
-
-    @classmethod
-    def create_from_cloudformation_json(
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
-    ) -> LocalAlarm:
-        p = cloudformation_json["Properties"]
-        name = p.get("AlarmName", resource_name)
-        alarm = cloudwatch_backends[account_id][region_name].put_metric_alarm(
-            name=name,
-            namespace=p.get("Namespace", ""),
-            metric_name=p.get("MetricName", ""),
-            comparison_operator=p["ComparisonOperator"],
-            evaluation_periods=int(p.get("EvaluationPeriods", 1)),
-            period=int(p.get("Period", 60)),
-            threshold=float(p.get("Threshold", 0)),
-            statistic=p.get("Statistic", ""),
-            description=p.get("AlarmDescription", ""),
-            dimensions=[{"Name": d["Name"], "Value": str(d["Value"])} for d in p.get("Dimensions", [])],
-            alarm_actions=list(p.get("AlarmActions", [])),
-            treat_missing_data=p.get("TreatMissingData"),
-            tags=list(p.get("Tags", [])),
-        )
-        return cls(name, alarm.alarm_arn)
-
-    @classmethod
-    def delete_from_cloudformation_json(
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
-    ) -> None:
-        cloudwatch_backends[account_id][region_name].delete_alarms([resource_name])
-
-    def delete(self, account_id: str, region_name: str) -> None:
-        cloudwatch_backends[account_id][region_name].delete_alarms([self.name])
-
-    def is_created(self) -> bool:
-        return True
-
-
-class LocalQueuePolicy(CloudFormationModel):
-    """``AWS::SQS::QueuePolicy`` as the queues' Policy attribute."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    @property
-    def physical_resource_id(self) -> str:
-        return self.name
-
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return ""
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::SQS::QueuePolicy"
-
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return False
-
-    @classmethod
-    def create_from_cloudformation_json(
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
-    ) -> LocalQueuePolicy:
-        p = cloudformation_json["Properties"]
-        backend = sqs_backends[account_id][region_name]
-        for queue_url in p.get("Queues", []):
-            queue_name = str(queue_url).rstrip("/").rsplit("/", 1)[-1]
-            backend.set_queue_attributes(queue_name, {"Policy": json.dumps(p.get("PolicyDocument", {}))})
-        return cls(resource_name)
-
-    @classmethod
-    def delete_from_cloudformation_json(
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
-    ) -> None:
-        return None
-
-    def is_created(self) -> bool:
-        return True
+    return _encryption_config_from_body

@@ -8,6 +8,13 @@ submit``) at the deployed cluster, so it submits what it likes, and the agents r
 as a real process. When COMMAND has exited and the fleet is back at its minimum, TeardownCluster runs and
 the demo's report is written, its jobs read from the state table (whoever submitted them).
 
+Credentials: COMMAND (a Toil leader) gets the local cloud's keys in a shared credentials file
+(``AWS_SHARED_CREDENTIALS_FILE``), never as ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` in its environment:
+Toil saves the leader's environment in the job store (``environment.pickle``) and every worker applies it,
+so keys there would reach every job. The jobs get the keys from the agent instead (``_node_options``), as
+a worker on AWS gets its instance role's: enough to read an ``aws:`` job store before the leader's
+environment is loaded.
+
 Clocks: the control plane (scaler, agents' heartbeats, boot delays) runs on the demo's accelerated clock,
 so the fleet grows and shrinks in seconds; the jobs themselves and COMMAND run in real time. Queue waits in
 the report are real seconds (``_wait_seconds``), and so is the per-job timing (``job_timings``).
@@ -32,12 +39,17 @@ from shared.adapters.state_table import get_float, get_str
 from shared.domain.jobs import Job
 from shared.local.demo import TICK_SECONDS, Demo, DemoOptions, DemoResult
 from shared.local.deploy import REPO_ROOT
+from shared.local.moto_server import FAKE_CREDENTIALS
 
 DEFAULT_NODE_TYPES = "m5.large"  # 2 cores, 8 GiB: two of Toil's default jobs (1 core, 2 GiB) each
 DEFAULT_MAX_NODES = 4
 DEFAULT_SPEED = 30.0  # the control plane's clock: a 1-minute scaling round every 2 real seconds
 DEFAULT_OUT = REPO_ROOT / "out" / "local-run"
 COMMAND_STOP_GRACE = 10.0  # real seconds between SIGTERM and SIGKILL when COMMAND must be stopped
+# Static keys: never in COMMAND's environment (Toil would save them in the job store for every worker).
+STATIC_KEY_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+# What a job on a worker may see of the local cloud: its endpoint, region, and the "instance role's" keys.
+WORKER_AWS_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", *FAKE_CREDENTIALS)
 
 
 class LocalRunError(RuntimeError):
@@ -98,14 +110,16 @@ def demo_options(options: LocalRunOptions) -> DemoOptions:
 
 
 def command_environment(
-    base: Mapping[str, str], outputs: Mapping[str, str], *, cluster: str, region: str
+    base: Mapping[str, str], outputs: Mapping[str, str], *, cluster: str, region: str, credentials_file: Path
 ) -> dict[str, str]:
     """COMMAND's environment: ``base`` (already pointing at the local cloud) plus the cluster's ``SHOAL_*``.
 
     With these, ``--batchSystem shoal`` and ``shoal submit`` need no other flag; the venv's ``bin`` goes
-    first on PATH so the Toil that runs COMMAND is the one the workers run (``_toil_worker``).
+    first on PATH so the Toil that runs COMMAND is the one the workers run (``_toil_worker``). Static keys
+    are taken out; the SDK finds them in ``credentials_file`` (see the module's docstring).
     """
-    env = dict(base)
+    env = {name: value for name, value in base.items() if name not in STATIC_KEY_VARIABLES}
+    env["AWS_SHARED_CREDENTIALS_FILE"] = str(credentials_file)
     env.update(
         {
             "SHOAL_CLUSTER_NAME": cluster,
@@ -118,6 +132,18 @@ def command_environment(
     if "EventBusName" in outputs:
         env["SHOAL_EVENT_BUS_NAME"] = outputs["EventBusName"]
     return env
+
+
+def write_credentials_file(path: Path, environ: Mapping[str, str]) -> Path:
+    """The local cloud's keys (from ``environ``) as the default profile of a shared credentials file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "[default]\n"
+        f"aws_access_key_id = {environ['AWS_ACCESS_KEY_ID']}\n"
+        f"aws_secret_access_key = {environ['AWS_SECRET_ACCESS_KEY']}\n",
+        encoding="utf-8",
+    )
+    return path
 
 
 def _venv_path(path: str) -> str:
@@ -147,8 +173,13 @@ class LocalRun(Demo):
 
     def _node_options(self) -> dict[str, Any]:
         # Real programs (Python, CWL tools) under an address-space limit at their request crash; the local
-        # cloud does not enforce memory. The venv's bin first: Toil's workers need `_toil_worker`.
-        return {"enforce_memory": False, "job_env": {"PATH": _venv_path(os.environ.get("PATH", "/usr/bin:/bin"))}}
+        # cloud does not enforce memory. The venv's bin first: Toil's workers need `_toil_worker`. The local
+        # cloud's endpoint and keys stand in for the instance role a worker on AWS has.
+        aws = {name: os.environ[name] for name in WORKER_AWS_VARIABLES if name in os.environ}
+        return {
+            "enforce_memory": False,
+            "job_env": {"PATH": _venv_path(os.environ.get("PATH", "/usr/bin:/bin")), **aws},
+        }
 
     def _wait_seconds(self, submitted_at: float, started_at: float) -> float:
         # COMMAND submits on the real clock; agents start jobs on the simulated one.
@@ -160,7 +191,14 @@ class LocalRun(Demo):
     def _run_workload(self) -> None:
         started = time.monotonic()
         deadline = started + self.options.time_limit
-        env = command_environment(os.environ, self.outputs, cluster=self.settings.name, region=self.settings.region)
+        credentials = write_credentials_file(self.workdir / "aws-credentials", os.environ)
+        env = command_environment(
+            os.environ,
+            self.outputs,
+            cluster=self.settings.name,
+            region=self.settings.region,
+            credentials_file=credentials,
+        )
         self._say(f"running: {' '.join(self.command)}")
         try:
             process = subprocess.Popen(self.command, env=env, start_new_session=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shlex
 import time
 import uuid
@@ -47,7 +48,7 @@ from shared.domain.packing import short_resource, why_unplaceable
 from shared.domain.resources import Resources
 from shared.domain.scaling import offers_for
 from shared.services.submit import ShoalClient
-from shared.toil.settings import OPTIONS, ShoalToilConfigError, ShoalToilSettings
+from shared.toil.settings import OPTIONS, ShoalToilConfigError, ShoalToilSettings, static_key_warning
 from shared.toil.tracker import Finished, JobTracker, TrackerSettings
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,9 @@ class ShoalBatchSystem(BatchSystemCleanupSupport):  # type: ignore[misc]  # Toil
         )
         self._tracker.start()
         log.info("Shoal batch system: cluster %s, table %s", submit_config.cluster, submit_config.table_name)
+        warning = static_key_warning(os.environ)
+        if warning is not None:
+            log.warning("Shoal batch system: %s", warning)
 
     # --- options ------------------------------------------------------------------------------------
 

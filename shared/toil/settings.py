@@ -16,6 +16,20 @@ from shared.services.submit import SubmitConfig
 
 DEFAULT_WALL_TIME = 600.0  # seconds: the scaler's estimate for a job that names no walltime (learned per name)
 DEFAULT_POLL_INTERVAL = 1.0
+# Toil saves the leader's environment in the job store (environment.pickle) and every worker applies it.
+STATIC_AWS_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+def static_key_warning(environ: Mapping[str, str]) -> str | None:
+    """What to tell a leader whose environment holds AWS keys (Toil would hand them to every job), or None."""
+    found = [name for name in STATIC_AWS_KEYS if environ.get(name)]
+    if not found:
+        return None
+    return (
+        f"the leader's environment has {', '.join(found)}: Toil saves it in the job store (environment.pickle) and "
+        "every worker loads it, so every job would run with these keys; give the leader an instance profile or "
+        "keep the keys in ~/.aws files (docs/toil.md, step 3)"
+    )
 
 
 class ShoalToilConfigError(ValueError):

@@ -18,6 +18,7 @@ from shared.domain.resources import Resources
 from shared.domain.units import UnitError, parse_size
 from shared.worker.agent import AgentSettings, AgentSettingsError
 from shared.worker.imds import IMDS_URL_VARIABLE, ImdsClient, ImdsError
+from shared.worker.isolation import JOB_CREDENTIALS, JOB_IMAGE, JOB_NETWORK, JOBS_MAY_REACH, Isolation
 
 DEFAULT_WORK_DIR = "/var/lib/shoal/work"
 MAX_NUMBER = 1e9  # cores, seconds, accelerators: far beyond any machine, and still exact as an int
@@ -38,6 +39,10 @@ VARIABLES = (
     "SHOAL_HEARTBEAT_INTERVAL",
     "SHOAL_ENFORCE_MEMORY",
     IMDS_URL_VARIABLE,
+    JOB_IMAGE,
+    JOB_NETWORK,
+    JOB_CREDENTIALS,
+    JOBS_MAY_REACH,
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
 )
@@ -94,6 +99,10 @@ class WorkerConfig:
                     f"{name} is not set and the {what} is not in instance metadata: {error}"
                 ) from None
 
+        try:
+            Isolation.from_env(env)  # read again by each job's runner; a bad value must stop the agent here
+        except ValueError as error:
+            raise WorkerConfigError(str(error)) from None
         work_root = Path(env.get("SHOAL_WORK_DIR", "").strip() or DEFAULT_WORK_DIR)
         try:
             work_root.mkdir(parents=True, exist_ok=True)

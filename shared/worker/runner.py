@@ -33,13 +33,14 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from shared.domain.jobs import Job
 from shared.domain.units import MiB
 from shared.worker import process_tree
+from shared.worker.isolation import Isolation
 from shared.worker.process_tree import TOKEN_VARIABLE
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,7 @@ def docker_argv(
     env_names: list[str],
     docker: str = "docker",
     labels: Mapping[str, str] | None = None,
+    options: Sequence[str] = (),
 ) -> list[str]:
     """``docker run`` for a job with an image: limits from its resources, env passed by name (not value).
 
@@ -197,7 +199,7 @@ def docker_argv(
         argv += ["--label", f"{label}={value}"]
     for name in env_names:
         argv += ["-e", name]
-    argv += ["-v", f"{work_dir}:{work_dir}", "-w", str(work_dir), job.image]
+    argv += [*options, "-v", f"{work_dir}:{work_dir}", "-w", str(work_dir), job.image]
     if job.command is not None:
         argv += ["sh", "-c", job.command]
     return argv
@@ -221,7 +223,10 @@ class JobProcess:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """``owner`` is the agent's token prefix (``process_tree.owner_of``); by default, the work root's own."""
-        self.job = job
+        self._base_env = dict(os.environ if base_env is None else base_env)
+        # In a container of its own where the node says so: the job image, network and credentials (isolation.py).
+        self._isolation = Isolation.from_env(self._base_env)
+        self.job = job = self._isolation.place(job)
         self.attempt = attempt
         self.name = slug(job.id, attempt)
         self.work_root = work_root
@@ -230,7 +235,6 @@ class JobProcess:
         owner = process_tree.owner_of("", work_root) if owner is None else owner
         self.token = process_tree.make_token(owner, self.name)
         self.ticket = Ticket(job_id=job.id, attempt=attempt, token=self.token, name=self.name)
-        self._base_env = dict(os.environ if base_env is None else base_env)
         self._enforce_memory = enforce_memory
         self._kill_grace = kill_grace
         self._keep_work_dir = keep_work_dir
@@ -257,6 +261,7 @@ class JobProcess:
                 env_names=names,
                 docker=self._docker,
                 labels=process_tree.container_labels(self.token),
+                options=self._isolation.docker_options(self.job),
             ), env
         if self.job.command is None:
             raise ValueError("the job has neither a command nor an image")

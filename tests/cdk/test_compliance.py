@@ -24,6 +24,9 @@ ACKNOWLEDGED = {
     ("ControlPlane/FailedInvocations", "AwsSolutions-SQS3"),  # itself a dead-letter destination (issue 13)
     ("Triggers/UndeliveredEvents", "AwsSolutions-SQS3"),
     ("Workers/Role", f"AwsSolutions-IAM5[Resource::<StagingBucketF0D7AEDD.Arn>/shoal/{CLUSTER}/staging/*]"),
+    ("Workers/Jobs/Role", f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{CLUSTER}--toil/*]"),
+    ("Leader/Role", f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{CLUSTER}--toil/*]"),
+    ("Leader/Role", "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]"),
     *(
         (f"Lifecycle/{machine}", f"AwsSolutions-IAM5[{finding}]")
         for machine in ("LaunchCluster", "TeardownCluster")

@@ -15,6 +15,7 @@ import pytest
 
 from cdk import constants
 from cdk.functions import FUNCTIONS, LAMBDA_PACKAGES
+from shared.appliance import toil_image_defaults
 from shared.services import telemetry
 from shared.services.environment import ENVIRONMENT_VARIABLES, FunctionEnvironment
 from tests.cdk.conftest import REGION, REPO_ROOT, Synthesized
@@ -60,7 +61,7 @@ def test_the_functions_read_back_the_settings_the_stack_was_built_from(synthesiz
     env = FunctionEnvironment.from_env(environ)
     # THEN the cluster settings are the stack's, unchanged
     assert env.cluster == synthesized.stack.settings.cluster
-    assert env.cluster.appliance_image == "ghcr.io/shoal-project/shoal-appliance:0.1.0"
+    assert env.cluster.appliance_image == f"quay.io/ucsc_cgl/toil:{toil_image_defaults().tag}"
     assert env.event_bus_name == "default"
     # AND the references point at the stack's own resources
     stack = synthesized.stack
@@ -109,8 +110,11 @@ def test_each_function_logs_to_its_own_retained_log_group(synthesized: Synthesiz
 
 def _code_asset(s: Synthesized) -> Path:
     manifest = json.loads((s.outdir / f"{s.stack.stack_name}.assets.json").read_text())
+    node_code = s.stack.code.asset.asset_path  # the nodes' code (cdk/node_code.py), not the functions'
     (source,) = {
-        asset["source"]["path"] for asset in manifest["files"].values() if asset["source"]["path"].startswith("asset.")
+        asset["source"]["path"]
+        for asset in manifest["files"].values()
+        if asset["source"]["path"].startswith("asset.") and asset["source"]["path"] != node_code
     }
     return Path(s.outdir) / source
 

@@ -159,7 +159,7 @@ def test_the_worker_role_has_exactly_what_the_agent_needs(synthesized: Synthesiz
         {
             "Sid": "WriteLogs",
             "Effect": "Allow",
-            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Action": ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
             "Resource": _arn(s, workers.log_group.log_group_arn),
         },
         {
@@ -174,6 +174,12 @@ def test_the_worker_role_has_exactly_what_the_agent_needs(synthesized: Synthesiz
             "Action": "s3:ListBucket",
             "Resource": _arn(s, s.stack.staging.bucket.bucket_arn),
             "Condition": {"StringLike": {"s3:prefix": [f"shoal/{CLUSTER}/staging/*"]}},
+        },
+        {
+            "Sid": "ReadShoalCode",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": _arn(s, s.stack.code.read_statement().resources[0]),
         },
     ]
     s.template.has_resource_properties(
@@ -275,3 +281,60 @@ def test_every_ec2_mutation_is_conditioned_on_the_cluster_tag(synthesized: Synth
         assert conditions.get("aws:RequestTag/shoal:cluster") == CLUSTER or (
             conditions.get("aws:ResourceTag/shoal:cluster") == CLUSTER
         ), statement
+
+
+def _s3_resources(s: Synthesized, logical_id: str) -> list[Any]:
+    out = []
+    for owner, statement in _statements(s):
+        if owner == logical_id and any(a.startswith("s3:") for a in _actions(statement)):
+            resources = statement["Resource"]
+            out += resources if isinstance(resources, list) else [resources]
+    return out
+
+
+def _logical_id(s: Synthesized, construct: Any) -> str:
+    return str(s.stack.get_logical_id(construct.node.default_child))
+
+
+def test_the_worker_reaches_its_code_and_staging_in_s3_and_may_act_as_the_job_role_only(
+    synthesized: Synthesized,
+) -> None:
+    s = synthesized
+    workers = s.stack.workers
+    worker_role = _logical_id(s, workers.role)
+    # THEN of S3 the worker role reaches exactly the code asset and its staging prefix
+    assert _s3_resources(s, worker_role) == [
+        _arn(s, s.stack.staging.bucket.arn_for_objects(f"shoal/{CLUSTER}/staging/*")),
+        _arn(s, s.stack.staging.bucket.bucket_arn),
+        _arn(s, s.stack.code.read_statement().resources[0]),
+    ]
+    # AND its one other policy lets it assume the job role, nothing else
+    (policy,) = [
+        p for p in s.resources("AWS::IAM::Policy").values() if {"Ref": worker_role} in p["Properties"]["Roles"]
+    ]
+    assert policy["Properties"]["PolicyDocument"]["Statement"] == [
+        {
+            "Sid": "ActAsJobRole",
+            "Effect": "Allow",
+            "Action": "sts:AssumeRole",
+            "Resource": _arn(s, workers.job_role.role.role_arn),
+        }
+    ]
+
+
+def test_jobs_reach_the_job_store_bucket_and_nothing_else(synthesized: Synthesized) -> None:
+    s = synthesized
+    job_role = s.stack.workers.job_role.role
+    (role,) = [r for lid, r in s.resources("AWS::IAM::Role").items() if lid == _logical_id(s, job_role)]
+    # THEN only the worker role may assume it
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [
+        {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"AWS": _arn(s, s.stack.workers.role.role_arn)}}
+    ]
+    # AND it reaches the job store's bucket (aws:REGION:CLUSTER is the bucket CLUSTER--toil) and its objects only
+    (policy,) = role["Properties"]["Policies"]
+    statements = policy["PolicyDocument"]["Statement"]
+    bucket = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, f":s3:::{CLUSTER}--toil"]]}
+    objects = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, f":s3:::{CLUSTER}--toil/*"]]}
+    assert [st["Resource"] for st in statements] == [bucket, objects]
+    assert all(a.startswith("s3:") for st in statements for a in _actions(st))
+    assert "s3:CreateBucket" not in _actions(statements[0])  # the leader creates the job store, jobs do not

@@ -53,13 +53,13 @@ def test_without_a_file_everything_can_come_from_context(tmp_path: Path) -> None
         _context({"cluster": "ctx", "nodeTypes": "m5.large"}), base_dir=tmp_path, environ={}, version="1.0.0"
     )
     assert settings.cluster.name == "ctx"
-    assert settings.appliance_image == "ghcr.io/shoal-project/shoal-appliance:1.0.0"
+    assert settings.appliance_image == "quay.io/ucsc_cgl/toil:1.0.0"
 
 
 @pytest.mark.parametrize(
     ("environ", "context", "expected"),
     [
-        ({}, {}, "ghcr.io/shoal-project/shoal-appliance:0.1.0"),
+        ({}, {}, "quay.io/ucsc_cgl/toil:0.1.0"),
         ({"TOIL_DOCKER_REGISTRY": "quay.io/me", "TOIL_DOCKER_NAME": "app"}, {}, "quay.io/me/app:0.1.0"),
         ({"TOIL_APPLIANCE_SELF": "quay.io/me/app:env"}, {}, "quay.io/me/app:env"),
         ({"TOIL_APPLIANCE_SELF": "quay.io/me/app:env"}, {"applianceImage": "quay.io/me/app:ctx"}, "quay.io/me/app:ctx"),

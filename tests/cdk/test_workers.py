@@ -1,8 +1,9 @@
-"""Workers: IMDSv2, encrypted storage, nothing inbound, tagged at launch, and user data that runs the appliance."""
+"""Workers: IMDSv2, encrypted storage, nothing inbound, tagged at launch, and user data that runs the agent."""
 
 from __future__ import annotations
 
 import json
+from importlib import metadata
 from typing import Any
 
 import pytest
@@ -12,15 +13,19 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Match, Template
 
+from cdk.node_code import NodeCode
 from cdk.staging import StagingBucket
 from cdk.workers import WorkerFleet
+from shared.appliance import toil_image_defaults
 from shared.domain.settings import ClusterSettings
 from shared.worker.config import WorkerConfig, WorkerConfigError
 from tests.cdk.conftest import CLUSTER, Synthesized
 
 
 def _launch_template_data(s: Synthesized) -> dict[str, Any]:
-    (template,) = s.resources("AWS::EC2::LaunchTemplate").values()
+    template = s.resources("AWS::EC2::LaunchTemplate")[
+        s.stack.get_logical_id(s.stack.workers.launch_template.node.default_child)
+    ]  # type: ignore[arg-type]
     data: dict[str, Any] = template["Properties"]["LaunchTemplateData"]
     return data
 
@@ -28,18 +33,26 @@ def _launch_template_data(s: Synthesized) -> dict[str, Any]:
 def _user_data(s: Synthesized) -> str:
     """The user data script with each CloudFormation reference shown as <Ref:LogicalId>."""
     parts = _launch_template_data(s)["UserData"]["Fn::Base64"]["Fn::Join"][1]
-    return "".join(p if isinstance(p, str) else f"<Ref:{p['Ref']}>" for p in parts)
+    return "".join(_shown(p) for p in parts)
 
 
-def test_workers_require_imdsv2_with_a_hop_for_the_container(synthesized: Synthesized) -> None:
-    synthesized.template.has_resource_properties(
-        "AWS::EC2::LaunchTemplate",
-        {
-            "LaunchTemplateData": Match.object_like(
-                {"MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 2, "HttpEndpoint": "enabled"}}
-            )
-        },
-    )
+def _shown(part: Any) -> str:
+    if isinstance(part, str):
+        return part
+    if "Ref" in part:
+        return f"<Ref:{part['Ref']}>"
+    if "Fn::GetAtt" in part:
+        return f"<GetAtt:{'.'.join(part['Fn::GetAtt'])}>"
+    return f"<{json.dumps(part, sort_keys=True)}>"
+
+
+def test_workers_require_imdsv2_that_no_container_can_reach(synthesized: Synthesized) -> None:
+    # A hop limit of 1: the token's reply cannot cross into a job container (the agent is on the host).
+    assert _launch_template_data(synthesized)["MetadataOptions"] == {
+        "HttpTokens": "required",
+        "HttpPutResponseHopLimit": 1,
+        "HttpEndpoint": "enabled",
+    }
 
 
 def test_the_root_volume_is_encrypted_gp3_of_node_storage(synthesized: Synthesized) -> None:
@@ -86,35 +99,60 @@ def test_a_worker_that_powers_itself_off_is_terminated(synthesized: Synthesized)
     assert _launch_template_data(synthesized)["InstanceInitiatedShutdownBehavior"] == "terminate"
 
 
-def test_user_data_installs_docker_and_runs_the_default_appliance(synthesized: Synthesized) -> None:
+def test_user_data_installs_the_agent_from_the_code_asset_and_pulls_the_toil_appliance(
+    synthesized: Synthesized,
+) -> None:
     script = _user_data(synthesized)
+    code = synthesized.stack.code.asset
     assert script.startswith("#!/bin/bash\nset -euo pipefail\n")
-    assert "dnf install -y docker" in script
+    assert "retry dnf install -y python3.11 python3.11-pip amazon-cloudwatch-agent docker" in script
     assert "systemctl enable --now docker" in script
-    assert script.rstrip().endswith(" ghcr.io/shoal-project/shoal-appliance:0.1.0")
-    assert "--log-driver awslogs" in script
-    assert "X-aws-ec2-metadata-token" in script  # IMDSv2 from the host, too
+    # the agent's code is the stack's own asset (no registry of ours), and its one dependency is pinned
+    bucket = synthesized.resolve(code.s3_bucket_name)
+    assert f"s3://{_shown(bucket)}/{code.s3_object_key} /opt/shoal/agent.zip" in script
+    assert f"pip install --quiet --disable-pip-version-check boto3=={metadata.version('boto3')}" in script
+    # jobs run in Toil's own appliance, tagged with the installed Toil's version
+    image = f"quay.io/ucsc_cgl/toil:{toil_image_defaults().tag}"
+    assert f"retry docker pull {image}" in script
+    assert f"SHOAL_JOB_IMAGE={image}" in script
+    assert "X-aws-ec2-metadata-token" in script  # IMDSv2 from the host
     assert "ecr get-login-password" not in script  # a public registry needs no login
+    assert "systemctl enable --now shoal-agent.service" in script.splitlines()[-1]
+
+
+def test_jobs_reach_neither_the_metadata_service_nor_the_docker_socket(synthesized: Synthesized) -> None:
+    script = _user_data(synthesized)
+    # the job network drops traffic to IMDS (v4, and v6 where there is IPv6)
+    assert "iptables -I DOCKER-USER -i shoaljobs -d 169.254.169.254 -j DROP" in script
+    assert "ip6tables -I DOCKER-USER -i shoaljobs -d fd00:ec2::254 -j DROP" in script
+    assert "SHOAL_JOB_NETWORK=shoal-jobs" in script
+    # no socket is handed to anything, and nothing runs with the host's network
+    assert "docker.sock" not in script and "--network host" not in script
+    assert "SHOAL_JOBS_MAY_REACH" not in script
+    # jobs get the job role's credentials from a file the host refreshes
+    job_role = synthesized.resolve(synthesized.stack.workers.job_role.role.role_arn)
+    assert f"--role-arn {_shown(job_role)} " in script
+    assert "SHOAL_JOB_CREDENTIALS=/run/shoal/job-credentials" in script
+    assert "credential_process = cat /run/shoal/job-credentials/credentials.json" in script
 
 
 def test_user_data_gives_the_agent_every_variable_it_requires(synthesized: Synthesized) -> None:
-    # GIVEN the -e flags of the docker run line, references replaced by placeholder values
+    # GIVEN the lines the user data writes to the agent's environment file, references as placeholders
     script = _user_data(synthesized)
-    run_line = next(line for line in script.splitlines() if line.startswith("docker run"))
-    flags = run_line.split(" -e ")[1:]
     environ = {}
-    for flag in flags:
-        key, _, value = flag.split(" ")[0].partition("=")
-        environ[key] = value.strip("'\"") or "x"
+    for line in script.splitlines():
+        if line.startswith("echo ") and line.endswith(">> /etc/shoal/agent.env"):
+            key, _, value = line.removeprefix("echo ").rsplit(" >> ", 1)[0].strip("'\"").partition("=")
+            environ[key] = value or "x"
     # WHEN the worker reads its configuration from exactly these (IMDS off, as in a test)
-    environ |= {"SHOAL_IMDS_URL": "off", "SHOAL_WORK_DIR": "/tmp/shoal-cdk-test-work"}
+    environ |= {"SHOAL_IMDS_URL": "off", "SHOAL_WORK_DIR": "/tmp/shoal-cdk-test-work", "SHOAL_NODE_ID": "i-1"}
     # THEN nothing it needs is missing
     try:
         config = WorkerConfig.from_env(environ)
     except WorkerConfigError as error:  # pragma: no cover - the message names the variable
         pytest.fail(str(error))
     assert config.region == "us-east-1"
-    for name in ("SHOAL_QUEUE_URL", "SHOAL_DLQ_URL", "SHOAL_TABLE_NAME", "SHOAL_NODE_ID", "AWS_REGION"):
+    for name in ("SHOAL_QUEUE_URL", "SHOAL_DLQ_URL", "SHOAL_TABLE_NAME", "AWS_REGION", "SHOAL_JOB_IMAGE"):
         assert name in environ
 
 
@@ -135,6 +173,7 @@ def test_an_ecr_appliance_gets_a_login_and_pull_rights_for_that_repository_only(
         dead_letter_queue=sqs.Queue(stack, "D"),
         table=table,
         staging=StagingBucket(stack, "Staging", cluster_name="ecr"),
+        code=NodeCode(stack, "Code"),
     )
     # WHEN it synthesizes
     template = Template.from_stack(stack)

@@ -4,16 +4,19 @@ environment points ``--batchSystem shoal`` at the cluster. (Whole runs: tests/e2
 from __future__ import annotations
 
 import io
+import os
 import sys
 from pathlib import Path
 
+import boto3
 import pytest
 
 from shared.cli import local_run
 from shared.cli.main import build_parser
 from shared.local import run as local
 from shared.local.demo import DemoResult
-from shared.local.run import LocalRunResult, command_environment
+from shared.local.moto_server import FAKE_CREDENTIALS
+from shared.local.run import LocalRunResult, command_environment, write_credentials_file
 
 
 def run_cli(argv: list[str]) -> tuple[int, str]:
@@ -61,13 +64,13 @@ def test_the_cli_defaults_are_the_local_runs() -> None:
     assert args.speed == local.DEFAULT_SPEED
 
 
-def test_command_environment_points_the_batch_system_at_the_cluster() -> None:
+def test_command_environment_points_the_batch_system_at_the_cluster(tmp_path: Path) -> None:
     # GIVEN the local cloud's environment and the deployed stack's outputs
     base = {"AWS_ENDPOINT_URL": "http://localhost:4566", "PATH": "/usr/bin:/bin", "HOME": "/home/me"}
     outputs = {"TableName": "shoal-local-state", "QueueUrl": "http://localhost:4566/1/q", "EventBusName": "bus"}
 
     # WHEN COMMAND's environment is made
-    env = command_environment(base, outputs, cluster="local", region="us-west-2")
+    env = command_environment(base, outputs, cluster="local", region="us-west-2", credentials_file=tmp_path / "c")
 
     # THEN it names the cluster as the batch system and `shoal submit` read it, keeps the endpoint,
     # and puts this Python's bin (Toil's `_toil_worker`) first on PATH
@@ -79,6 +82,29 @@ def test_command_environment_points_the_batch_system_at_the_cluster() -> None:
     assert env["AWS_ENDPOINT_URL"] == "http://localhost:4566"
     assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
     assert env["PATH"].endswith("/usr/bin:/bin")
+
+
+def test_command_environment_has_no_static_keys_and_the_sdk_finds_them_in_a_file(tmp_path: Path) -> None:
+    # GIVEN the local cloud's environment, keys included (as the local cloud sets them in this process)
+    base = {"AWS_ENDPOINT_URL": "http://localhost:4566", "AWS_REGION": "us-west-2", **FAKE_CREDENTIALS,
+            "AWS_SESSION_TOKEN": "t", "PATH": "/usr/bin:/bin"}  # fmt: skip
+
+    # WHEN COMMAND's environment is made, with the keys written to a credentials file
+    credentials = write_credentials_file(tmp_path / "aws-credentials", base)
+    env = command_environment(base, {"TableName": "t", "QueueUrl": "q"}, cluster="local", region="us-west-2",
+                              credentials_file=credentials)  # fmt: skip
+
+    # THEN no key is in it (Toil would save it in the job store for every worker), and the real SDK, given
+    # only that environment, still finds the local cloud's keys
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} & set(env)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [n for n in os.environ if n.startswith("AWS_")]:
+            patch.delenv(name)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        found = boto3.Session().get_credentials()
+    assert found is not None and found.access_key == FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"]
+    assert found.method == "shared-credentials-file"
 
 
 @pytest.mark.parametrize(

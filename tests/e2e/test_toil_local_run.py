@@ -1,8 +1,8 @@
 """End to end: real Toil workflows on ``--batchSystem shoal`` through ``shoal local run``, asserted from outside.
 
 Each test is one ``shoal local run`` (the stack deployed into moto by the CDK CLI, the real handlers and
-agents, the jobs run for real by Toil's workers) driven through the CLI exactly as documented, so each
-takes a few minutes: slow tier. Skipped when the ``toil`` extra is not installed.
+agents, the jobs run for real by Toil's workers) driven through the CLI exactly as documented, about a
+minute each on a quiet machine: slow tier (``make test``). Skipped when the ``toil`` extra is not installed.
 """
 
 from __future__ import annotations
@@ -46,27 +46,32 @@ def assert_clean(report: dict[str, object]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.long
-def test_the_python_example_counts_the_primes_on_an_autoscaled_cluster(tmp_path: Path) -> None:
-    # GIVEN the Python example, six chunks of the primes below 60000 (there are 6057)
-    out = tmp_path / "primes.txt"
+def test_the_python_example_counts_the_primes_with_an_s3_job_store_on_an_autoscaled_cluster(tmp_path: Path) -> None:
+    # GIVEN the Python example, six chunks of the primes below 60000 (there are 6057), with an S3 job store
+    # (aws:us-east-1:NAME in the local cloud's S3), run by tests/e2e/toil_workflows/aws_store.py, which then
+    # reads the leader's environment Toil saved in the job store and runs `toil clean`
 
-    # WHEN it runs with its documented command on the local cloud
-    code, report = local_run(
-        tmp_path, str(BIN / "python"), str(EXAMPLES / "primes.py"), f"file:{tmp_path / 'store'}",
-        "--batchSystem", "shoal", "--limit", "60000", "--chunks", "6", "--out", str(out),
-    )  # fmt: skip
+    # WHEN that runs on the local cloud
+    driver_script = HERE / "toil_workflows" / "aws_store.py"
+    code, report = local_run(tmp_path, str(BIN / "python"), str(driver_script), str(tmp_path), "shoal-e2e-primes")
+    driver = json.loads((tmp_path / "driver.json").read_text())
 
     # THEN the answer is right, and every job (root, six chunks, the sum) ran exactly once on a fleet that grew
-    assert code == 0
-    assert out.read_text() == "primes below 60000: 6057\n"
+    assert code == driver["workflow_status"] == 0
+    assert (tmp_path / "primes.txt").read_text() == "primes below 60000: 6057\n"
     assert report["jobs_submitted"] == report["jobs_completed"] == 8
     assert report["max_nodes"] >= 2
     assert_clean(report)
+    # THEN the environment every worker applies carries no static AWS keys (the workers read the S3 job store
+    # with their own), and `toil clean` left no bucket
+    saved = set(driver["saved_aws_variables"])
+    assert "AWS_ENDPOINT_URL" in saved  # the pickle was read
+    assert not saved & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
+    assert driver["clean_status"] == 0
+    assert driver["buckets_left"] == []
 
 
 @pytest.mark.slow
-@pytest.mark.long
 def test_the_cwl_example_scatters_over_the_words(tmp_path: Path) -> None:
     # GIVEN the CWL scatter over six words
     outdir = tmp_path / "cwl-out"
@@ -87,7 +92,6 @@ def test_the_cwl_example_scatters_over_the_words(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.long
 def test_a_killed_workflow_leaves_no_job_running_and_finishes_on_restart(tmp_path: Path) -> None:
     # GIVEN a workflow of three jobs that hold until released, killed (SIGTERM to its leader) once two run,
     # then released and restarted with --restart (tests/e2e/toil_workflows/kill_restart.py)

@@ -1,31 +1,34 @@
-"""The appliance image rule: TOIL_APPLIANCE_SELF, else TOIL_DOCKER_REGISTRY/TOIL_DOCKER_NAME:version."""
+"""The appliance image rule: TOIL_APPLIANCE_SELF, else TOIL_DOCKER_REGISTRY/TOIL_DOCKER_NAME:Toil's dockerTag."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 
 import pytest
 
 from shared.appliance import (
+    PINNED_DEFAULTS,
     ApplianceImageError,
     ImageReference,
     appliance_image,
     parse_image_reference,
+    toil_image_defaults,
 )
 
 
 @pytest.mark.parametrize(
     ("environ", "version", "expected"),
     [
-        ({}, "0.1.0", "ghcr.io/shoal-project/shoal-appliance:0.1.0"),
-        ({"TOIL_DOCKER_REGISTRY": "quay.io/ucsc_cgl"}, "0.1.0", "quay.io/ucsc_cgl/shoal-appliance:0.1.0"),
-        ({"TOIL_DOCKER_NAME": "toil"}, "1.2.3", "ghcr.io/shoal-project/toil:1.2.3"),
+        ({}, "0.1.0", "quay.io/ucsc_cgl/toil:0.1.0"),
+        ({"TOIL_DOCKER_REGISTRY": "ghcr.io/me"}, "0.1.0", "ghcr.io/me/toil:0.1.0"),
+        ({"TOIL_DOCKER_NAME": "toil-dev"}, "1.2.3", "quay.io/ucsc_cgl/toil-dev:1.2.3"),
         (
             {"TOIL_DOCKER_REGISTRY": "localhost:5000/", "TOIL_DOCKER_NAME": "shoal"},
             "2.0.0",
             "localhost:5000/shoal:2.0.0",
         ),
-        ({}, "0.1.0+g1a2b3c", "ghcr.io/shoal-project/shoal-appliance:0.1.0-g1a2b3c"),
+        ({}, "0.1.0+g1a2b3c", "quay.io/ucsc_cgl/toil:0.1.0-g1a2b3c"),
         # TOIL_APPLIANCE_SELF overrides everything, the other two included.
         (
             {"TOIL_APPLIANCE_SELF": "quay.io/me/app:7", "TOIL_DOCKER_REGISTRY": "x.io", "TOIL_DOCKER_NAME": "y"},
@@ -69,7 +72,7 @@ def test_the_rule_chooses_the_image(environ: dict[str, str], version: str, expec
         ({"TOIL_DOCKER_NAME": ""}, "TOIL_DOCKER_NAME is set but empty"),
         ({"TOIL_DOCKER_REGISTRY": ""}, "TOIL_DOCKER_REGISTRY is set but empty"),
         ({"TOIL_DOCKER_NAME": "app:1"}, "without a tag or digest"),
-        ({"TOIL_DOCKER_NAME": "App"}, "TOIL_DOCKER_REGISTRY/TOIL_DOCKER_NAME 'ghcr.io/shoal-project/App:0.1.0'"),
+        ({"TOIL_DOCKER_NAME": "App"}, "TOIL_DOCKER_REGISTRY/TOIL_DOCKER_NAME 'quay.io/ucsc_cgl/App:0.1.0'"),
     ],
 )
 def test_malformed_choices_fail_with_one_line_naming_the_variable(environ: dict[str, str], fragment: str) -> None:
@@ -85,7 +88,7 @@ def test_malformed_choices_fail_with_one_line_naming_the_variable(environ: dict[
 
 
 def test_a_version_that_cannot_be_a_tag_is_reported() -> None:
-    with pytest.raises(ApplianceImageError, match=re.escape("installed version '0.1.0!x'")):
+    with pytest.raises(ApplianceImageError, match=re.escape("Toil version '0.1.0!x'")):
         appliance_image({}, "0.1.0!x")
 
 
@@ -103,3 +106,59 @@ def test_a_reference_parses_into_its_parts() -> None:
 def test_docker_hub_names_have_no_domain() -> None:
     assert parse_image_reference("library/python:3.12").domain is None
     assert parse_image_reference("localhost/app").domain == "localhost"
+
+
+# ---- the same image Toil picks -----------------------------------------------------------------------
+
+TOIL_VARIABLES = ("TOIL_APPLIANCE_SELF", "TOIL_DOCKER_REGISTRY", "TOIL_DOCKER_NAME")
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {},
+        {"TOIL_DOCKER_REGISTRY": "ghcr.io/me"},
+        {"TOIL_DOCKER_NAME": "toil-gpu"},
+        {"TOIL_DOCKER_REGISTRY": "localhost:5000", "TOIL_DOCKER_NAME": "toil"},
+        {"TOIL_APPLIANCE_SELF": "quay.io/me/app:7", "TOIL_DOCKER_REGISTRY": "x.io"},
+    ],
+)
+def test_the_image_is_the_one_toil_itself_picks(environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the installed Toil and an environment of Toil's variables
+    toil = pytest.importorskip("toil")
+    for name in TOIL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    # WHEN Shoal and Toil each choose the appliance (Toil without asking the registry)
+    ours = appliance_image(environ)
+    theirs = toil.applianceSelf(forceDockerAppliance=True)
+    # THEN they are the same image
+    assert ours == theirs
+
+
+def test_the_defaults_come_from_the_installed_toil_and_match_the_pin() -> None:
+    # GIVEN the installed Toil's version module
+    version = pytest.importorskip("toil.version")
+    # WHEN Shoal reads it without importing toil
+    defaults = toil_image_defaults()
+    # THEN registry, name and tag are Toil's, and the pin (used without Toil) is the installed 9.6.0's tag
+    assert (defaults.registry, defaults.name, defaults.tag) == (
+        version.dockerRegistry,
+        version.dockerName,
+        version.dockerTag,
+    )
+    assert defaults.source == f"installed Toil {version.distVersion}"
+    if version.distVersion == PINNED_DEFAULTS.tag.split("-")[0]:
+        assert version.dockerTag == PINNED_DEFAULTS.tag
+
+
+def test_without_toil_the_pinned_tag_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN no Toil on the path
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    # WHEN the defaults are read
+    defaults = toil_image_defaults()
+    # THEN they are the pinned Toil's, and say so
+    assert defaults is PINNED_DEFAULTS
+    assert "not installed" in defaults.source
+    assert appliance_image({}) == f"quay.io/ucsc_cgl/toil:{PINNED_DEFAULTS.tag}"

@@ -3,6 +3,7 @@ late shapes planned as longer, and busy surplus nodes drained while nothing is q
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import MappingProxyType
 
 import pytest
@@ -10,7 +11,14 @@ import pytest
 from shared.domain.cluster_state import DemandCount, Market, NodeRecord, NodeState
 from shared.domain.decision import Drain, Instance, InstanceState, Snapshot
 from shared.domain.jobs import Shape
-from shared.domain.policy import MIN_TARGET_FRACTION, WAIT_GRACE_FRACTION, ScalerState, remaining_target
+from shared.domain.policy import (
+    MIN_TARGET_FRACTION,
+    RUNNING_FLOOR_FRACTION,
+    WAIT_GRACE_FRACTION,
+    ScalerState,
+    remaining_target,
+    running_remaining,
+)
 from shared.domain.resources import Resources
 from shared.domain.runtimes import Runtimes
 from shared.domain.scaling import CONSOLIDATE_WITHIN, decide, offers_for
@@ -100,3 +108,55 @@ def test_a_late_shape_is_planned_as_longer_so_more_of_its_jobs_start_at_once() -
     on_time = wanted({shape: NOW - 60})
     late = wanted({shape: NOW - 10 * T})
     assert wanted({}) == on_time < late
+
+
+def test_running_jobs_are_planned_for_what_is_left_of_them_never_below_the_floor() -> None:
+    # 10 jobs expected to take 20 min have run 5 min each: 15 min left
+    assert running_remaining(1200.0, (10, 10 * 300.0)) == pytest.approx(900.0)
+    # they have run longer than expected: still half of it (the expectation was low, not the job done)
+    assert running_remaining(1200.0, (10, 10 * 3000.0)) == pytest.approx(1200.0 * RUNNING_FLOOR_FRACTION)
+    assert running_remaining(1200.0, (0, 0.0)) == 1200.0
+
+
+def _spot_cluster() -> ClusterSettings:
+    return ClusterSettings(name="t", node_types="c5.4xlarge:0.30", beta_inertia=0.0).validate()
+
+
+def _spot_nodes(busy: list[bool]) -> tuple[list[NodeRecord], list[Instance]]:
+    records, instances = [], []
+    for n, is_busy in enumerate(busy):
+        record, instance = _node(f"i-{n}", "c5.4xlarge:spot", busy=is_busy)
+        records.append(replace(record, instance_type="c5.4xlarge", market=Market.SPOT))
+        instances.append(replace(instance, instance_type="c5.4xlarge", market=Market.SPOT))
+    return records, instances
+
+
+def test_busy_spot_surplus_nodes_are_consolidated_too() -> None:
+    # GIVEN three busy spot nodes whose one small job each ends within a minute, nothing queued
+    settings = _spot_cluster()
+    records, instances = _spot_nodes([True, True, True])
+    snapshot = Snapshot(
+        demand={replace(SMALL, preemptible=True): DemandCount(queued=0, running=3)}, nodes=records,
+        instances=instances,
+        empties_at={r.instance_id: NOW + 60 for r in records},
+    )  # fmt: skip
+    decision = decide(snapshot, settings, offers_for(settings), ScalerState(), (), now=NOW)
+    # THEN the surplus ones are drained (they run their jobs to the end; none is killed)
+    drained = [i for a in decision.actions if isinstance(a, Drain) for i in a.instance_ids]
+    assert len(drained) == 2
+
+
+def test_an_idle_node_a_queued_job_fits_is_not_drained_when_the_estimate_dips() -> None:
+    # GIVEN two idle spot nodes and smoothed state saying 0 wanted, with one small job queued
+    settings = _spot_cluster()
+    records, instances = _spot_nodes([False, False])
+    tiny = Shape(resources=Resources(cores=1, memory=GiB, disk=GiB), wall_time=1.0, preemptible=True)
+
+    def drains(queued: int) -> list[str]:
+        snapshot = Snapshot(demand={tiny: DemandCount(queued=queued)}, nodes=records, instances=instances)
+        decision = decide(snapshot, settings, offers_for(settings), ScalerState(), (), now=NOW)
+        return [i for a in decision.actions if isinstance(a, Drain) for i in a.instance_ids]
+
+    # THEN with a queued job that fits them, neither is drained; with none queued, the surplus is
+    assert drains(1) == []
+    assert len(drains(0)) == 2

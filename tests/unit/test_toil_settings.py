@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.domain.jobs import parse_job
-from shared.toil.settings import ShoalToilConfigError, ShoalToilSettings
+from shared.toil.settings import ShoalToilConfigError, ShoalToilSettings, static_key_warning
 
 ENV = {
     "SHOAL_CLUSTER_NAME": "env-cluster",
@@ -66,3 +66,16 @@ def test_a_jobs_feed_survives_the_job_format() -> None:
     assert parse_job(job.to_dict()) == job
     with pytest.raises(ValueError, match="field 'feed' must be a string"):
         parse_job({**job.to_dict(), "feed": 3})
+
+
+def test_a_leader_with_static_keys_is_told_they_would_reach_every_job() -> None:
+    warning = static_key_warning({"AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s", "HOME": "/root"})
+    assert warning is not None
+    assert "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY" in warning and "environment.pickle" in warning
+
+
+def test_a_leader_without_static_keys_is_told_nothing() -> None:
+    assert (
+        static_key_warning({"AWS_PROFILE": "work", "AWS_SHARED_CREDENTIALS_FILE": "/c", "AWS_ACCESS_KEY_ID": ""})
+        is None
+    )

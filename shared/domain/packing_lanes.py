@@ -1,0 +1,270 @@
+"""Pass 1 of the packing: jobs into lanes (see ``shared.domain.packing`` for the whole algorithm).
+
+A lane reserves a resource vector and runs its jobs back to back, each starting by the target time. Many
+jobs of one shape fill whole lanes of that shape; the rest are ordered so that neighbours are alike and
+mixed in windows, each job joining the open lane whose reservation grows least.
+
+``_time_pack`` is longer than 60 lines on purpose: it is the innermost loop of a 100,000-shape plan, kept in
+one function so its locals stay locals.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
+from operator import attrgetter
+
+from shared.domain.jobs import Shape
+from shared.domain.packing_plan import CORE_TOLERANCE, MIN_WALL_TIME
+
+_EXACT_DEPTH = 16  # lane depths up to this are exact; deeper ones keep four significant bits
+_WINDOW = 128  # jobs mixed into lanes together: alike in size, any wall time
+_LANE_CHOICES = 8  # open lanes of a window a job may join
+
+# Plain tuples inside (the hot path: 100,000 distinct shapes); frozen dataclasses at the boundary.
+# A lane type: (cores, memory, disk, accelerators, on_demand_only, runs), where runs is a tuple of
+# (shape, jobs) run back to back.
+LaneType = tuple[float, int, int, int, bool, tuple[tuple[Shape, int], ...]]
+Family = tuple[bool, int, float]  # on-demand only, accelerators, cores: the kind of job a reason names
+Capacity = tuple[float, int, int, int]  # cores, memory, disk, accelerators
+Cheapest = Callable[..., "int | None"]  # (cores, memory, disk, accelerators, on_demand=) → offer index
+
+
+def lane_depth(wall_time: float, target_time: float) -> int:
+    """How many jobs of ``wall_time`` one lane holds: back to back, each starting by the target time.
+
+    Exact up to 16 further starts; beyond that rounded down to four significant bits, so very short
+    jobs of nearby lengths share lanes (at most 6 % fewer starts than the exact count).
+    """
+    wall = max(wall_time, MIN_WALL_TIME)
+    if wall > target_time:
+        return 1
+    further = math.floor(target_time / wall + 1e-9)
+    if further > _EXACT_DEPTH:
+        shift = further.bit_length() - 4
+        further = (further >> shift) << shift
+    return further + 1
+
+
+def lane_types(
+    placeable: Sequence[tuple[Shape, int]],
+    *,
+    target_time: float,
+    caps: Sequence[Capacity],
+    caps_of: dict[bool, list[Capacity]],
+    cheapest: Cheapest,
+) -> tuple[list[tuple[LaneType, int, Family]], dict[Family, list[Shape]]]:
+    """Lane types with their multiplicity, and the shapes of each family (for the reasons)."""
+    markets: dict[tuple[bool, int], list[tuple[Shape, int]]] = {}
+    families: dict[Family, list[Shape]] = {}
+    for shape, count in placeable:
+        r = shape.resources
+        markets.setdefault((not shape.preemptible, r.accelerators), []).append((shape, count))
+        families.setdefault((not shape.preemptible, r.accelerators, r.cores), []).append(shape)
+    items: list[tuple[LaneType, int, Family]] = []
+    for market in sorted(markets):
+        cut = _cut(market, markets[market], target=target_time, caps=caps, caps_of=caps_of, cheapest=cheapest)
+        items.extend((lane, n, (lane[4], lane[3], lane[0])) for lane, n in cut)
+    return items, families
+
+
+def _cut(
+    market: tuple[bool, int],
+    members: list[tuple[Shape, int]],
+    *,
+    target: float,
+    caps: Sequence[Capacity],
+    caps_of: dict[bool, list[Capacity]],
+    cheapest: Cheapest,
+) -> Iterator[tuple[LaneType, int]]:
+    """Lanes for the jobs of one market: full lanes of one shape, then windows of alike jobs mixed."""
+    on_demand, acc = market
+    depth_of: dict[float, int] = {}
+    alike: dict[tuple[float, int, int], list[Shape]] = {}
+    for shape, count in members:
+        wall = shape.wall_time
+        depth = depth_of.get(wall)
+        if depth is None:
+            depth = depth_of[wall] = lane_depth(wall, target)
+        # Full lanes of one shape; the rest (and a few jobs longer than the target, which may end a
+        # lane of shorter ones) are mixed below.
+        keep = count % depth if depth > 1 else min(count, _WINDOW)
+        if count > keep:
+            r = shape.resources
+            yield (r.cores, r.memory, r.disk, acc, on_demand, ((shape, depth),)), (count - keep) // depth
+        if keep:
+            r = shape.resources
+            key = (r.cores, r.memory, r.disk)
+            same = alike.get(key)
+            if same is None:
+                alike[key] = [shape] * keep
+            else:
+                same.extend([shape] * keep)
+    # Jobs that differ only in wall time share lanes by best fit on time; the rest are mixed in windows.
+    rest: list[Shape] = []
+    for key in sorted(alike):
+        same = alike[key]
+        if len(same) == 1:
+            rest.append(same[0])
+        else:
+            yield from _time_fill(same, key, target, acc, on_demand=on_demand)
+    if not rest:
+        return
+    # Neighbours in this order are alike: by cores, then coarse cells of the less scarce of memory and
+    # disk (on the cheapest node type for an average job), then the scarcer one.
+    jobs = len(rest)
+    mean_memory = sum(s.resources.memory for s in rest) / jobs
+    mean_disk = sum(s.resources.disk for s in rest) / jobs
+    mean_cores = sum(s.resources.cores for s in rest) / jobs
+    best = cheapest(mean_cores, math.ceil(mean_memory), math.ceil(mean_disk), acc, on_demand=on_demand)
+    cap = caps[best] if best is not None else (1.0, 1, 1, 1)
+    by_memory = (mean_memory / cap[1] if cap[1] else 0.0) >= (mean_disk / cap[2] if cap[2] else 0.0)
+    cells = max(1, min(64, math.isqrt(jobs // _WINDOW)))
+    scale = cells / ((cap[2] if by_memory else cap[1]) or 1)
+
+    def order(shape: Shape) -> tuple[float, int, int, int, float]:
+        r = shape.resources
+        first, second = (r.memory, r.disk) if by_memory else (r.disk, r.memory)
+        return (r.cores, min(cells - 1, int(second * scale)), first, second, shape.wall_time)
+
+    rest.sort(key=order, reverse=True)
+    nodes = [node for node in caps_of[not on_demand] if node[3] >= acc]  # largest first
+    for begin in range(0, jobs, _WINDOW):
+        yield from _time_pack(rest[begin : begin + _WINDOW], target, acc, cap, nodes, on_demand=on_demand)
+
+
+def _time_fill(
+    jobs: list[Shape], need: tuple[float, int, int], target: float, acc: int, *, on_demand: bool
+) -> Iterator[tuple[LaneType, int]]:
+    """Lanes for jobs of one resource vector: longest first, each into the lane with the least time left
+    that still holds it (best fit decreasing); a lane's first job is its longest, which runs last."""
+    jobs.sort(key=_WALL_TIME, reverse=True)
+    room: list[float] = []  # time left for further jobs in each open lane, ascending
+    lane_of: list[int] = []  # the lane each entry of ``room`` belongs to
+    members: list[list[Shape]] = []
+    for shape in jobs:
+        wall = max(shape.wall_time, MIN_WALL_TIME)
+        at = bisect_left(room, wall)
+        if at < len(room):
+            lane = lane_of.pop(at)
+            left = room.pop(at) - wall
+            members[lane].append(shape)
+        else:  # a new lane: this job runs last, so the others have the whole target time before it
+            lane = len(members)
+            left = target + 1e-9
+            members.append([shape])
+        at = bisect_left(room, left)
+        room.insert(at, left)
+        lane_of.insert(at, lane)
+    c, m, d = need
+    for lane_jobs in members:
+        runs: list[tuple[Shape, int]] = []
+        for shape in reversed(lane_jobs):  # shortest first, the longest last
+            if runs and runs[-1][0] is shape:
+                runs[-1] = (shape, runs[-1][1] + 1)
+            else:
+                runs.append((shape, 1))
+        yield (c, m, d, acc, on_demand, tuple(runs)), 1
+
+
+def _fits_any(c: float, m: int, d: int, nodes: Sequence[tuple[float, int, int, int]]) -> bool:
+    for fc, fm, fd, _ in nodes:  # noqa: SIM110 - a loop is faster than any()
+        if c <= fc + CORE_TOLERANCE and m <= fm and d <= fd:
+            return True
+    return False
+
+
+def _time_pack(
+    window: list[Shape],
+    target: float,
+    acc: int,
+    cap: tuple[float, int, int, int],
+    nodes: Sequence[tuple[float, int, int, int]],
+    *,
+    on_demand: bool,
+) -> Iterator[tuple[LaneType, int]]:
+    """Lanes for a window of alike jobs, largest first, each joining the lane its reservation grows least.
+
+    A lane can take a job while all its jobs but the longest fit within the target time back to back:
+    the longest runs last, so every job starts by the target (the last one may run past it). A lane
+    grows only while some node type of its market (``nodes``) can still hold it.
+    """
+    unit_c = 1.0 / (cap[0] or 1)
+    unit_m = 1.0 / (cap[1] or 1)
+    unit_d = 1.0 / (cap[2] or 1)
+    # One entry per lane in each list: reserved cores, memory, disk; total and longest wall; its jobs.
+    cores: list[float] = []
+    memory: list[int] = []
+    disk: list[int] = []
+    total: list[float] = []
+    longest: list[float] = []
+    members: list[list[Shape]] = []
+    limit = target + 1e-9
+    for shape in window:
+        r = shape.resources
+        c, m, d = r.cores, r.memory, r.disk
+        wall = shape.wall_time
+        if wall < MIN_WALL_TIME:  # noqa: PLR1730 - the innermost loop: no max()
+            wall = MIN_WALL_TIME
+        best = -1
+        best_growth = c * unit_c + m * unit_m + d * unit_d  # what a lane of its own costs
+        for i in range(max(0, len(cores) - _LANE_CHOICES), len(cores)):
+            # Everything but the longest job must fit before the target time.
+            if total[i] + wall - (longest[i] if longest[i] > wall else wall) > limit:
+                continue
+            growth = 0.0
+            if c > cores[i]:
+                growth += (c - cores[i]) * unit_c
+            if m > memory[i]:
+                growth += (m - memory[i]) * unit_m
+            if d > disk[i]:
+                growth += (d - disk[i]) * unit_d
+            if growth < best_growth and (
+                growth == 0.0
+                or _fits_any(
+                    c if c > cores[i] else cores[i],
+                    m if m > memory[i] else memory[i],
+                    d if d > disk[i] else disk[i],
+                    nodes,
+                )
+            ):
+                best, best_growth = i, growth
+        if best < 0:
+            cores.append(c)
+            memory.append(m)
+            disk.append(d)
+            total.append(wall)
+            longest.append(wall)
+            members.append([shape])
+            continue
+        # Conditionals, not max(): this is the innermost loop of a 100,000-shape plan.
+        if c > cores[best]:  # noqa: PLR1730
+            cores[best] = c
+        if m > memory[best]:  # noqa: PLR1730
+            memory[best] = m
+        if d > disk[best]:  # noqa: PLR1730
+            disk[best] = d
+        total[best] += wall
+        if wall > longest[best]:  # noqa: PLR1730
+            longest[best] = wall
+        members[best].append(shape)
+    for i, jobs in enumerate(members):
+        if len(jobs) == 1:
+            runs: tuple[tuple[Shape, int], ...] = ((jobs[0], 1),)
+        elif len(jobs) == 2:
+            one, two = jobs
+            runs = ((one, 1), (two, 1)) if one.wall_time <= two.wall_time else ((two, 1), (one, 1))
+        else:
+            jobs.sort(key=_WALL_TIME)
+            merged: list[tuple[Shape, int]] = []
+            for shape in jobs:
+                if merged and merged[-1][0] is shape:
+                    merged[-1] = (shape, merged[-1][1] + 1)
+                else:
+                    merged.append((shape, 1))
+            runs = tuple(merged)
+        yield (cores[i], memory[i], disk[i], acc, on_demand, runs), 1
+
+
+_WALL_TIME = attrgetter("wall_time")

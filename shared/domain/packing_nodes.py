@@ -1,0 +1,360 @@
+"""Pass 2 of the packing: lanes onto nodes (see ``shared.domain.packing`` for the whole algorithm).
+
+Lanes go largest first; each takes the tightest open node with room, of any type its market allows, found by
+bisection on each type's scarcest resource and a bounded look past that point; only when none has room is a
+node bought, of the type with the lowest price per job it will actually hold. Identical nodes stay one group.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+
+from shared.domain.jobs import Shape
+from shared.domain.node_types import Offer
+from shared.domain.packing_lanes import Family, LaneType, lane_types
+from shared.domain.packing_plan import CORE_TOLERANCE
+
+_LOOK_PAST = 6  # open nodes examined per type past the bisection point before buying a new one
+_UNBOUNDED = 1 << 30
+
+Item = tuple[LaneType, int, Family, tuple[int, ...]]  # a lane type, how many, its family, copies per offer
+
+
+class OpenGroup:
+    """``count`` identical open nodes of one offer: what is free on each and which lanes each runs."""
+
+    __slots__ = ("count", "free", "id", "lanes", "offer", "on_demand_only")
+
+    def __init__(
+        self, count: int, free: list[float], offer: int, lanes: list[tuple[LaneType, int]], ident: int
+    ) -> None:
+        self.count = count
+        self.free = free  # cores, memory, disk, accelerators
+        self.offer = offer
+        self.lanes = lanes  # (lane type, copies per node)
+        self.on_demand_only = False
+        self.id = ident
+
+    def add(self, lane: LaneType, copies: int) -> None:
+        free = self.free
+        free[0] -= lane[0] * copies
+        free[1] -= lane[1] * copies
+        free[2] -= lane[2] * copies
+        free[3] -= lane[3] * copies
+        self.lanes.append((lane, copies))
+        self.on_demand_only = self.on_demand_only or lane[4]
+
+
+class NodePacker:
+    def __init__(self, offers: Sequence[Offer], target_time: float) -> None:
+        self.offers = list(offers)
+        self.target_time = target_time
+        self.caps = [(o.usable.cores, o.usable.memory, o.usable.disk, o.usable.accelerators) for o in offers]
+        self.spot = [o.spot for o in offers]
+        self.scale = [tuple(1.0 / (x or 1) for x in cap) for cap in self.caps]
+        # Node capacities a job may use, by whether it is preemptible; largest first, so checks end early.
+        by_size = sorted(self.caps, key=lambda cap: (-cap[0], -cap[1], -cap[2], -cap[3]))
+        self.caps_of = {
+            True: by_size,
+            False: [
+                cap for cap in by_size if any(c == cap and not s for c, s in zip(self.caps, self.spot, strict=True))
+            ],
+        }
+        self.price = [o.hourly_price for o in offers]
+        self.room = [o.max_nodes - o.min_nodes for o in offers]
+        self.entries: dict[int, OpenGroup] = {}
+        # Per offer, the open groups with room, sorted by what is free of the offer's scarcest resource.
+        self.keys: list[list[float]] = [[] for _ in offers]
+        self.members: list[list[OpenGroup]] = [[] for _ in offers]
+        self.key_dim = [0] * len(offers)
+        self.deferred: dict[Shape, int] = {}
+        self.waiting: list[Item] = []  # lanes maxNodes had no room for
+        self.left: dict[Family, int] = {}  # lanes of each family not placed yet
+        self.opened: dict[tuple[Family, int], list[int]] = {}  # (family, offer) → [nodes, jobs]
+        self.filled: dict[Family, int] = {}  # jobs placed into room on nodes already planned
+        self.family_shapes: dict[Family, list[Shape]] = {}
+        self._texts: dict[Family, str] = {}
+        self.moved: dict[tuple[int, int], int] = {}  # right-sizing (from, to) → nodes
+        self.minimum: tuple[float, float, float, float] = (0.0, 0, 0, 0)
+        self._next_id = 0
+        for i, offer in enumerate(offers):  # minNodes come first, so the first jobs fill nodes that run anyway
+            if offer.min_nodes:
+                self._new_group(offer.min_nodes, list(self.caps[i]), i, [])
+
+    def eligible(self, shape: Shape) -> bool:
+        r = shape.resources
+        c, m, d, a = r.cores - CORE_TOLERANCE, r.memory, r.disk, r.accelerators
+        for cc, cm, cd, ca in self.caps_of[shape.preemptible]:  # noqa: SIM110 - a loop is faster than any()
+            if c <= cc and m <= cm and d <= cd and a <= ca:
+                return True
+        return False
+
+    def lanes(self, placeable: Sequence[tuple[Shape, int]]) -> list[tuple[LaneType, int, Family]]:
+        """Lane types with their multiplicity (pass 1, ``shared.domain.packing_lanes``)."""
+        items, self.family_shapes = lane_types(
+            placeable, target_time=self.target_time, caps=self.caps, caps_of=self.caps_of, cheapest=self._cheapest
+        )
+        return items
+
+    # -- pass 2: nodes --------------------------------------------------------------------------------
+
+    def pack(self, items: list[tuple[LaneType, int, Family]]) -> None:
+        caps, price = self.caps, self.price
+        keyed = []
+        weight = [[0.0] * 4 for _ in self.offers]
+        left: dict[Family, int] = {}
+        low_c, low_m, low_d, low_a = math.inf, math.inf, math.inf, math.inf
+        pending = [(lane, count, family, self._copies_all(lane)) for lane, count, family in items]
+        position = 0
+        while position < len(pending):
+            lane, count, family, copies = pending[position]
+            position += 1
+            c, m, d, a, on_demand, _ = lane
+            best = self._cheapest_of(copies)
+            if best is None:  # a lane no node holds (lanes are built so this cannot be): one job each then
+                if len(lane[5]) > 1 or lane[5][0][1] > 1:
+                    pending.extend(self.one_job_each([(lane, count, family, copies)]))
+                else:  # never silently lost: it is reported as waiting
+                    self.waiting.append((lane, count, family, copies))
+                continue
+            cap = caps[best]
+            shares = (
+                c / cap[0],
+                m / cap[1] if cap[1] else 0.0,
+                d / cap[2] if cap[2] else 0.0,
+                a / cap[3] if cap[3] else 0.0,
+            )
+            row = weight[best]
+            row[0] += shares[0] * count
+            row[1] += shares[1] * count
+            row[2] += shares[2] * count
+            row[3] += shares[3] * count
+            low_c = c if c < low_c else low_c
+            low_m = m if m < low_m else low_m
+            low_d = d if d < low_d else low_d
+            low_a = a if a < low_a else low_a
+            first = lane[5][0][0]
+            tie = (c, m, d, a, on_demand, first.wall_time, first.resources.memory, first.resources.disk, len(lane[5]))
+            keyed.append((-price[best] * max(shares), tie, lane, count, family, copies))
+            left[family] = left.get(family, 0) + count
+        self.key_dim = [max(range(4), key=lambda dim, w=w: (w[dim], -dim)) for w in weight]  # type: ignore[misc]
+        if keyed:
+            self.minimum = (low_c, low_m, low_d, low_a)
+        for keys, members in zip(self.keys, self.members, strict=True):  # the search keys changed: index again
+            keys.clear()
+            members.clear()
+        for group in self.entries.values():
+            self.reindex(group)
+        keyed.sort(key=lambda k: (k[0], k[1]))
+        self.left = left
+        self.place([(lane, count, family, copies) for _, _, lane, count, family, copies in keyed])
+
+    def place(self, items: list[Item]) -> None:
+        """Place lanes in this order; what maxNodes leaves no room for waits in ``self.waiting``."""
+        left = self.left
+        for _, count, family, _ in items:  # lanes retried after right-sizing may belong to new families
+            left.setdefault(family, count)
+        for lane, wanted, family, copies in items:
+            count = wanted
+            runs = lane[5]
+            jobs_per_lane = runs[0][1] if len(runs) == 1 else sum(n for _, n in runs)
+            placed = self._fill(lane, count, copies)
+            if placed:
+                self.filled[family] = self.filled.get(family, 0) + placed * jobs_per_lane
+                left[family] -= placed
+                count -= placed
+            while count:
+                opened = self._open(lane, count, copies, family_left=left[family], family=family, jobs=jobs_per_lane)
+                if not opened:
+                    self.waiting.append((lane, count, family, copies))
+                    break
+                count -= opened
+                left[family] -= opened
+
+    def one_job_each(self, items: list[Item]) -> list[Item]:
+        """Waiting lanes taken apart: a small job must not wait because it shared a lane with a big one."""
+        out = []
+        for lane, count, family, copies in items:
+            if len(lane[5]) == 1 and lane[5][0][1] == 1:
+                out.append((lane, count, family, copies))
+                continue
+            for shape, n in lane[5]:
+                r = shape.resources
+                single: LaneType = (r.cores, r.memory, r.disk, r.accelerators, not shape.preemptible, ((shape, 1),))
+                out.append(
+                    (single, n * count, (not shape.preemptible, r.accelerators, r.cores), self._copies_all(single))
+                )
+        return out
+
+    def _copies_all(self, lane: LaneType) -> tuple[int, ...]:
+        """How many copies of the lane an empty node of each offer holds (0: it does not fit, or wrong market)."""
+        c, m, d, a, on_demand, _ = lane
+        out = []
+        for (fc, fm, fd, fa), spot in zip(self.caps, self.spot, strict=True):
+            if (on_demand and spot) or c > fc + CORE_TOLERANCE or m > fm or d > fd or a > fa:
+                out.append(0)
+                continue
+            n = int(fc / c + 1e-9) if c > 0 else _UNBOUNDED
+            if m and fm // m < n:
+                n = fm // m
+            if d and fd // d < n:
+                n = fd // d
+            if a and fa // a < n:
+                n = fa // a
+            out.append(n)
+        return tuple(out)
+
+    def _cheapest_of(self, copies: tuple[int, ...]) -> int | None:
+        best: tuple[float, float, int] | None = None
+        for i, n in enumerate(copies):
+            if n:
+                score = (self.price[i] / n, self.price[i], i)
+                if best is None or score < best:
+                    best = score
+        return None if best is None else best[2]
+
+    def _fill(self, lane: LaneType, count: int, copies: tuple[int, ...]) -> int:
+        """Put up to ``count`` lanes into room on open nodes, tightest first; return how many went in."""
+        c, m, d, a = lane[0], lane[1], lane[2], lane[3]
+        need = (c, m, d, a)
+        all_keys, all_members, key_dim, scale = self.keys, self.members, self.key_dim, self.scale
+        placed = 0
+        while count:
+            best: OpenGroup | None = None
+            best_slack = math.inf
+            for offer_index, keys in enumerate(all_keys):
+                if not keys or not copies[offer_index]:
+                    continue
+                dim = key_dim[offer_index]
+                wanted = need[dim]
+                at = bisect_left(keys, wanted - CORE_TOLERANCE)
+                stop = min(at + _LOOK_PAST, len(keys))
+                members = all_members[offer_index]
+                while at < stop:
+                    free = members[at].free
+                    if c <= free[0] + CORE_TOLERANCE and m <= free[1] and d <= free[2] and a <= free[3]:
+                        slack = (keys[at] - wanted) * scale[offer_index][dim]
+                        if slack < best_slack:
+                            best, best_slack = members[at], slack
+                        break
+                    at += 1
+            if best is None:
+                return placed
+            put = self._put(best, lane, count)
+            placed += put
+            count -= put
+        return placed
+
+    def _put(self, group: OpenGroup, lane: LaneType, count: int) -> int:
+        """Add up to ``count`` lanes to a group's nodes (splitting the group); return how many were added."""
+        free = group.free
+        per_node = min(count, _copies(lane[0], lane[1], lane[2], lane[3], free[0], free[1], free[2], free[3]))
+        if count >= per_node * group.count:
+            self.unindex(group)
+            group.add(lane, per_node)
+            self.reindex(group)
+            return per_node * group.count
+        full, rest = divmod(count, per_node)
+        for size, copies in ((full, per_node), (1 if rest else 0, rest)):
+            if not size:
+                continue
+            self.unindex(group)
+            group.count -= size
+            twin = self._new_group(size, list(free), group.offer, list(group.lanes), index=False)
+            twin.on_demand_only = group.on_demand_only
+            twin.add(lane, copies)
+            self.reindex(twin)
+            if group.count:
+                self.reindex(group)
+            else:
+                del self.entries[group.id]
+        return count
+
+    def _open(
+        self, lane: LaneType, count: int, copies_of: tuple[int, ...], *, family_left: int, family: Family, jobs: int
+    ) -> int:
+        """Buy nodes for up to ``count`` lanes; return how many lanes they took (0: maxNodes everywhere)."""
+        best: tuple[float, float, str, int, int] | None = None
+        wanted = family_left if family_left > count else count
+        for i, copies in enumerate(copies_of):
+            if not copies or self.room[i] <= 0:
+                continue
+            # A node's price over the jobs it will really hold: its copies, or what is left of this kind.
+            score = (
+                self.price[i] / (copies if copies < wanted else wanted),
+                self.price[i],
+                self.offers[i].key,
+                i,
+                copies,
+            )
+            if best is None or score[:3] < best[:3]:
+                best = score
+        if best is None:
+            return 0
+        _, _, _, i, copies = best
+        nodes = min(count // copies, self.room[i])
+        taken = nodes * copies if nodes else count
+        nodes = nodes or 1
+        self.room[i] -= nodes
+        group = self._new_group(nodes, list(self.caps[i]), i, [], index=False)
+        group.add(lane, taken // nodes)
+        self.reindex(group)
+        record = self.opened.setdefault((family, i), [0, 0])
+        record[0] += nodes
+        record[1] += taken * jobs
+        return taken
+
+    def _cheapest(self, c: float, m: int, d: int, a: int, *, on_demand: bool) -> int | None:
+        """The offer with the lowest price per copy of this lane on an otherwise empty node."""
+        return self._cheapest_of(self._copies_all((c, m, d, a, on_demand, ())))
+
+    def _new_group(
+        self, count: int, free: list[float], offer: int, lanes: list[tuple[LaneType, int]], *, index: bool = True
+    ) -> OpenGroup:
+        group = OpenGroup(count, free, offer, lanes, self._next_id)
+        self._next_id += 1
+        self.entries[group.id] = group
+        if index:
+            self.reindex(group)
+        return group
+
+    def reindex(self, group: OpenGroup) -> None:
+        free, low = group.free, self.minimum
+        if free[0] < low[0] - CORE_TOLERANCE or free[1] < low[1] or free[2] < low[2] or free[3] < low[3]:
+            return  # nothing left to place fits in what is free: leave it out of the search
+        key = free[self.key_dim[group.offer]]
+        keys = self.keys[group.offer]
+        at = bisect_right(keys, key)
+        keys.insert(at, key)
+        self.members[group.offer].insert(at, group)
+
+    def unindex(self, group: OpenGroup) -> None:
+        keys, members = self.keys[group.offer], self.members[group.offer]
+        key = group.free[self.key_dim[group.offer]]
+        at = bisect_left(keys, key)
+        while at < len(keys) and keys[at] == key:
+            if members[at] is group:
+                del keys[at]
+                del members[at]
+                return
+            at += 1
+
+
+def fits(c: float, m: int, d: int, a: int, fc: float, fm: int, fd: int, fa: int) -> bool:  # noqa: PLR0917
+    return c <= fc + CORE_TOLERANCE and m <= fm and d <= fd and a <= fa
+
+
+def _copies(c: float, m: float, d: float, a: float, fc: float, fm: float, fd: float, fa: float) -> int:  # noqa: PLR0917
+    """How many of (c, m, d, a) fit side by side in (fc, fm, fd, fa)."""
+    if c > fc + CORE_TOLERANCE or m > fm or d > fd or a > fa:
+        return 0
+    n = math.floor(fc / c + 1e-9) if c > 0 else _UNBOUNDED
+    if m:
+        n = min(n, int(fm // m))
+    if d:
+        n = min(n, int(fd // d))
+    if a:
+        n = min(n, int(fa // a))
+    return n

@@ -1,0 +1,103 @@
+"""Pass 3 of the packing (right-sizing) and the plan's results: node groups and why each node was bought."""
+
+from __future__ import annotations
+
+from shared.domain.packing_lanes import Family, LaneType
+from shared.domain.packing_nodes import NodePacker, fits
+from shared.domain.packing_plan import MIN_WALL_TIME, Lane, NodeGroup, NodeLoad, Run
+from shared.domain.packing_reasons import shape_ranges
+from shared.domain.resources import Resources
+
+
+def right_size(packer: NodePacker) -> None:
+    """Move each group to the cheapest type that holds its lanes (the tails of the first two passes)."""
+    movable = [-o.min_nodes for o in packer.offers]  # nodes beyond minNodes: those run anyway
+    for group in packer.entries.values():
+        movable[group.offer] += group.count
+    for group in packer.entries.values():
+        current, count = group.offer, group.count
+        if not group.lanes or movable[current] < count:
+            continue
+        cap = packer.caps[current]
+        used = [cap[k] - group.free[k] for k in range(4)]
+        best: int | None = None
+        for i, other in enumerate(packer.caps):
+            if packer.price[i] >= packer.price[current] or (group.on_demand_only and packer.spot[i]):
+                continue
+            if packer.room[i] < count or not fits(used[0], int(used[1]), int(used[2]), int(used[3]), *other):
+                continue
+            if best is None or (packer.price[i], i) < (packer.price[best], best):
+                best = i
+        if best is None:
+            continue
+        movable[current] -= count
+        packer.room[current] += count
+        packer.room[best] -= count
+        packer.moved[(current, best)] = packer.moved.get((current, best), 0) + count
+        packer.unindex(group)
+        group.offer = best
+        group.free = [packer.caps[best][k] - used[k] for k in range(4)]
+        packer.reindex(group)
+
+
+def node_groups(packer: NodePacker) -> tuple[NodeGroup, ...]:
+    made: dict[int, Lane] = {}
+    out = []
+    for group in packer.entries.values():
+        built: list[Lane] = []
+        for lane, copies in group.lanes:
+            made_lane = made.get(id(lane))
+            if made_lane is None:
+                made_lane = made[id(lane)] = _lane(lane)
+            built.extend([made_lane] * copies)
+        fc, fm, fd, fa = group.free
+        free = Resources(cores=fc, memory=int(fm), disk=int(fd), accelerators=int(fa))
+        load = NodeLoad(lanes=tuple(built), free=free)
+        out.append(NodeGroup(offer=packer.offers[group.offer], count=group.count, load=load))
+    return tuple(out)
+
+
+def explain(packer: NodePacker) -> list[str]:
+    """Why each node was bought, one line per kind of job and node type, however many shapes."""
+    reasons = []
+    for (family, i), (nodes, jobs) in sorted(packer.opened.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        offer = packer.offers[i]
+        reasons.append(
+            f"{jobs} jobs of {_family_text(packer, family)} → {nodes} new {offer.key} "
+            f"(${offer.hourly_price:.4f}/h, {jobs / nodes:.3g} such jobs per node within the target time)"
+        )
+    for family, jobs in sorted(packer.filled.items()):
+        reasons.append(f"{jobs} jobs of {_family_text(packer, family)} fill room left on nodes already planned")
+    for (source, target), nodes in sorted(packer.moved.items()):
+        a, b = packer.offers[source], packer.offers[target]
+        reasons.append(
+            f"right-sized {nodes} × {a.key} (${a.hourly_price:.4f}/h) to {b.key} "
+            f"(${b.hourly_price:.4f}/h): their jobs still fit"
+        )
+    return reasons
+
+
+def _family_text(packer: NodePacker, family: Family) -> str:
+    text = packer._texts.get(family)
+    if text is None:
+        shapes = packer.family_shapes.get(family, [])
+        text = shapes[0].describe() if len(shapes) == 1 else f"{len(shapes)} shapes ({shape_ranges(shapes)})"
+        packer._texts[family] = text
+    return text
+
+
+_make_run = tuple.__new__  # Run from a (shape, count) pair without a Python-level __new__ call
+
+
+def _lane(lane: LaneType) -> Lane:
+    c, m, d, a, _, runs = lane
+    if len(runs) == 1:
+        shape, n = runs[0]
+        end = max(shape.wall_time, MIN_WALL_TIME) * n
+    else:
+        end = sum(max(s.wall_time, MIN_WALL_TIME) * n for s, n in runs)
+    return Lane(
+        reserved=Resources(cores=c, memory=m, disk=d, accelerators=a),
+        runs=tuple([_make_run(Run, run) for run in runs]),
+        end=end,
+    )

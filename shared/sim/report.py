@@ -1,0 +1,88 @@
+"""The report of a simulated run: waits, cost, node-hours, and the lower bound it is measured against."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from shared.domain.catalog import instance_type
+from shared.domain.cluster_state import NodeState
+from shared.domain.node_types import Offer
+from shared.domain.resources import Resources
+from shared.domain.settings import ClusterSettings
+from shared.sim.state import SimState
+from shared.sim.trace import TraceJob
+
+
+def build_report(sim: SimState, elapsed: float) -> dict[str, object]:
+    """Every key of ``shoal simulate --json`` but ``cpu_seconds``, for a finished run."""
+    waits = sorted(j.wait for j in sim.jobs if j.done)
+    lower = lower_bound_cost([j.trace for j in sim.jobs], sim.offers, sim.settings)
+    lost = sum(1 for j in sim.jobs if not j.done)
+    return {
+        "jobs": len(sim.jobs),
+        "completed": sim.completed,
+        "lost": lost,
+        "run_twice": sim.run_twice,
+        "killed_by_scale_in": sim.killed_by_scale_in,
+        "requeued": sim.requeued,
+        "wait_p50_seconds": round(percentile(waits, 0.50), 3),
+        "wait_p95_seconds": round(percentile(waits, 0.95), 3),
+        "wait_max_seconds": round(waits[-1] if waits else 0.0, 3),
+        "node_hours": {k: round(v / 3600, 4) for k, v in sorted(sim.node_seconds.items())},
+        "idle_node_hours": round(sim.idle_seconds / 3600, 4),
+        "cost": round(sim.cost, 4),
+        "lower_bound_cost": round(lower, 4),
+        "cost_over_lower_bound": round(sim.cost / lower, 4) if lower > 0 else None,
+        "peak_nodes": sim.peak_nodes,
+        "decisions": sim.rounds,
+        "simulated_seconds": round(sim.now, 3),
+        "elapsed_seconds": round(elapsed, 3),
+        "nodes_at_end": sum(1 for n in sim.nodes.values() if n.state is not NodeState.STOPPED),
+        "decide_calls": sim.decide_calls,
+        "target_time_seconds": sim.settings.target_time,
+    }
+
+
+def lower_bound_cost(trace: Sequence[TraceJob], offers: Sequence[Offer], settings: ClusterSettings) -> float:
+    """Each job's wall time × the cheapest admissible offer's hourly price × the largest share of that node's
+    raw capacity (vCPUs, memory, disk, GPUs) the job needs, summed over jobs. Jobs no offer admits add 0."""
+    raw: dict[str, Resources] = {}
+    for offer in offers:
+        kind = instance_type(offer.instance_types[0])
+        raw[offer.key] = Resources(
+            cores=float(kind.vcpus), memory=kind.memory, disk=kind.instance_storage or settings.node_storage,
+            accelerators=kind.gpus,
+        )  # fmt: skip
+    by_price = sorted(offers, key=lambda o: (o.hourly_price, o.key))
+    per_shape: dict[tuple[Resources, bool], float] = {}
+    total = 0.0
+    for item in trace:
+        shape = item.job.shape
+        key = (shape.resources, shape.preemptible)
+        rate = per_shape.get(key)
+        if rate is None:
+            rate = 0.0
+            for offer in by_price:
+                if (shape.preemptible or not offer.spot) and shape.resources.fits_in(offer.usable):
+                    rate = offer.hourly_price * _largest_share(shape.resources, raw[offer.key])
+                    break
+            per_shape[key] = rate
+        total += rate * shape.wall_time / 3600
+    return total
+
+
+def _largest_share(need: Resources, raw: Resources) -> float:
+    shares = [need.cores / raw.cores if raw.cores else 0.0, need.memory / raw.memory if raw.memory else 0.0]
+    shares.append(need.disk / raw.disk if raw.disk else 0.0)
+    if need.accelerators:
+        shares.append(need.accelerators / raw.accelerators if raw.accelerators else 1.0)
+    return min(1.0, max(shares))
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of sorted ``values`` (0 for none)."""
+    if not values:
+        return 0.0
+    rank = max(1, math.ceil(fraction * len(values)))
+    return float(values[min(rank, len(values)) - 1])

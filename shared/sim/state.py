@@ -1,0 +1,117 @@
+"""The simulation's state and the bookkeeping every part shares: the event heap, charging, counters, samples."""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+
+from shared.domain.cluster_state import DemandCount, NodeState
+from shared.domain.decision import Decision
+from shared.domain.jobs import Shape
+from shared.domain.node_types import Offer
+from shared.domain.policy import ScalerState
+from shared.domain.resources import Resources
+from shared.domain.runtimes import Runtimes
+from shared.domain.scaling import decide, offers_for
+from shared.sim.model import Outage, Sample, SimJob, SimNode, SimOptions
+from shared.sim.trace import TraceJob
+
+
+class SimState:
+    """What a run holds; the parts (jobs, fleet, rounds) are its subclasses, one module each."""
+
+    def __init__(self, trace: Sequence[TraceJob], options: SimOptions, *, decide_fn: Callable[..., Decision] = decide):
+        self.options = options
+        self.settings = options.settings
+        self.offers: list[Offer] = offers_for(self.settings)
+        self.by_key = {o.key: o for o in self.offers}
+        self.rng = random.Random(options.seed)
+        self.decide = decide_fn
+        self.jobs = [SimJob(i, t) for i, t in enumerate(trace)]
+        self.now = 0.0
+        self.events: list[tuple[float, int, int, object]] = []
+        self._seq = 0
+        # the queue: per (resources, preemptible, name), FIFO of job indices (the head is the longest queued)
+        self.queues: dict[tuple[Resources, bool, str | None], deque[int]] = {}
+        self.queued = 0
+        self.running = 0
+        self.completed = 0
+        self.nodes: dict[str, SimNode] = {}
+        self._node_ids = 0
+        self.runtimes = Runtimes()
+        # the scaler's stored state (DynamoDB in the stack)
+        self.scaler_state = ScalerState()
+        self.smoothed_at: float | None = None
+        self.outages: dict[Outage, float] = {}  # until when
+        self.last_demand_event = -math.inf
+        # demand counters per (resources, preemptible, name): [queued, running]
+        self.counters: dict[tuple[Resources, bool, str | None], list[int]] = {}
+        # running jobs per name: [how many, sum of their start times] (what the job records' started_at say)
+        self.started: dict[str | None, list[float]] = {}
+        self.learn_from_running = options.learn_from_running
+        self.wait_aware = options.wait_aware
+        self.consolidate = options.consolidate
+        self.plan_remaining = options.plan_remaining
+        self._shapes_version = 0  # moves when the expected runtimes the scaler sees move
+        self._shape_of: dict[tuple[Resources, bool, str | None], Shape] = {}
+        # what the report counts
+        self.rounds = 0
+        self.decide_calls = 0
+        self.changed = True  # anything a round could see changed since the last round
+        self.settled: Decision | None = None  # the last round's decision, if it asked for nothing
+        self.last_demand: Mapping[Shape, DemandCount] = {}
+        self.requeued = 0
+        self.killed_by_scale_in = 0
+        self.run_twice = 0
+        self.peak_nodes = 0
+        self.node_seconds: dict[str, float] = {}
+        self.cost = 0.0
+        self.idle_seconds = 0.0
+        self.samples: list[Sample] = []
+        self.last_end = 0.0
+
+    # ---- the event loop --------------------------------------------------------------------------
+
+    def _round(self, trigger: str) -> None:
+        """One round of the scaler (``engine.Simulation``; a benchmark may put another scaler here)."""
+        raise NotImplementedError
+
+    def _push(self, t: float, kind: int, payload: object = None) -> None:
+        self._seq += 1
+        heapq.heappush(self.events, (t, kind, self._seq, payload))
+
+    def _advance(self, t: float) -> None:
+        self.now = max(self.now, t)
+
+    def _charge(self, node: SimNode) -> None:
+        """Charge ``node`` from when it was last charged until now (and its idle time, if idle)."""
+        if node.state is not NodeState.STOPPED:
+            dt = self.now - node.charged_from
+            key = f"{node.instance_type}|{node.market}"
+            self.node_seconds[key] = self.node_seconds.get(key, 0.0) + dt
+            self.cost += dt * node.price / 3600
+            if node.idle_since is not None:
+                self.idle_seconds += self.now - max(node.idle_since, node.charged_from)
+        node.charged_from = self.now
+
+    def _counter(self, job: SimJob) -> list[int]:
+        key = (job.resources, job.spot, job.name)
+        counter = self.counters.get(key)
+        if counter is None:
+            counter = self.counters[key] = [0, 0]
+        return counter
+
+    def _sample(self, t: float) -> None:
+        by_type: dict[str, int] = {}
+        booting = 0
+        for node in self.nodes.values():
+            if node.state is NodeState.STOPPED:
+                continue
+            by_type[node.instance_type] = by_type.get(node.instance_type, 0) + 1
+            booting += node.state is NodeState.PENDING
+        self.samples.append(
+            Sample(t=t, waiting=self.queued, running=self.running, done=self.completed, nodes=by_type, booting=booting)
+        )
