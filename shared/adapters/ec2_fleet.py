@@ -146,7 +146,8 @@ class Ec2Fleet:
     # --- observing --------------------------------------------------------------------------------
 
     def describe(self) -> list[Instance]:
-        return self._describe([{"Name": "instance-state-name", "Values": list(LIVE_STATES)}])
+        """The cluster's instances not yet terminated: a shutting-down node's jobs may still run."""
+        return self._describe([{"Name": "instance-state-name", "Values": list(INVENTORY_STATES)}])
 
     def zones(self) -> tuple[str, ...]:
         return tuple(self._subnets())

@@ -36,18 +36,14 @@ from shared.adapters.cluster_directory import (
     ClusterOutputs,
     stack_name,
 )
-from shared.adapters.cluster_store import DynamoClusterStore
-from shared.adapters.decision_log import DynamoDecisionLog
 from shared.adapters.executions import ExecutionsError, StepFunctionsExecutions
-from shared.adapters.job_queue import SqsJobQueue
-from shared.adapters.node_store import DynamoNodeStore
-from shared.adapters.state_table import StateTable
 from shared.domain.catalog import REGIONS
 from shared.domain.settings import ClusterSettings, SettingsError
 from shared.domain.units import UnitError, format_duration, parse_duration
 from shared.formats.decision_record import DecisionRecord
 from shared.services.cluster_utils import ClusterReport, Outcome, RunResult, StatusSources, run_and_wait, status
 from shared.services.ports import JobQueueError, StoreError
+from shared.wiring.clients import build_status_sources
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -443,15 +439,7 @@ def run_destroy(
 
 
 def status_sources(outputs: ClusterOutputs) -> StatusSources:
-    table = StateTable(outputs.table_name, region=outputs.region)
-    return StatusSources(
-        status=DynamoClusterStore(table),
-        nodes=DynamoNodeStore(table),
-        queue=SqsJobQueue(outputs.queue_url, region=outputs.region),
-        decisions=DynamoDecisionLog(table),
-        executions=StepFunctionsExecutions(outputs.region),
-        machines=outputs.machines,
-    )
+    return build_status_sources(outputs)
 
 
 def run_status(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:

@@ -32,7 +32,6 @@ import boto3
 
 from shared.adapters.decision_log import DynamoDecisionLog
 from shared.adapters.ec2_fleet import CLUSTER_TAG, MARKET_TAG, OFFER_TAG
-from shared.adapters.events import EventBridgeDemandEvents
 from shared.adapters.job_queue import SqsJobQueue
 from shared.adapters.job_store import DynamoJobStore
 from shared.adapters.state_table import StateTable
@@ -59,7 +58,8 @@ from shared.local.report import (
     write_plot,
 )
 from shared.local.router import EventRouter
-from shared.services.submit import ShoalClient
+from shared.services.submit import SubmitConfig
+from shared.wiring.clients import build_submit_client
 
 DEFAULT_NODE_TYPES = "c5.4xlarge/c5a.4xlarge:0.42,m5.2xlarge,r5.2xlarge"
 DEFAULT_WORKLOAD = REPO_ROOT / "examples" / "burst.jsonl"
@@ -279,12 +279,14 @@ class Demo:
             **self._node_options(),
         )
         self.queue = SqsJobQueue(self.outputs["QueueUrl"], region=self.settings.region)
-        # What `shoal submit` builds (ShoalClient.from_config), on the simulated clock.
-        self.client = ShoalClient(
-            store=self.job_store,
-            queue=self.queue,
-            events=EventBridgeDemandEvents(region=self.settings.region),
-            cluster=self.settings.name,
+        # What `shoal submit` builds, on the simulated clock.
+        self.client = build_submit_client(
+            SubmitConfig(
+                table_name=self.outputs["TableName"],
+                queue_url=self.outputs["QueueUrl"],
+                cluster=self.settings.name,
+                region=self.settings.region,
+            ),
             clock=self.clock.now,
         )
         self.clock.restart()  # simulated time starts now: everything before was set-up
