@@ -37,7 +37,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # What runs in Lambda: the handlers and the shared packages they import. Not the local cloud (shared/local),
 # the in-memory twins of the stores, the CLI, the agent or the appliance rule: they never run there.
 # tests/cdk/test_functions.py imports the handlers from the asset alone, so a package missing here fails it.
-LAMBDA_PACKAGES = ("functions", "shared/domain", "shared/formats", "shared/services", "shared/adapters")
+LAMBDA_PACKAGES = (
+    "functions",
+    "shared/domain",
+    "shared/formats",
+    "shared/services",
+    "shared/adapters",
+    "shared/wiring",
+)
 LEFT_OUT_OF_LAMBDA = ("shared/adapters/memory_state.py",)  # the in-memory twins (tests, the local cloud)
 # Glob patterns (CDK's ignore syntax, later ones win) that leave only those in the asset.
 CODE_EXCLUDES = (

@@ -21,11 +21,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.event_models import MalformedEventError, event_from_body
 from functions.observability import logger, metrics
-from shared.adapters.control_plane import build_control_plane, idempotency_store
 from shared.domain.node_types import Offer
 from shared.domain.scaling import offers_for
 from shared.services.environment import FunctionEnvironment
 from shared.services.reconcile import ControlPlane
+from shared.wiring.control_plane import build_control_plane, idempotency_store
+from shared.wiring.settings import read_function_environment
 
 E = TypeVar("E", bound=EventBridgeModel)
 Result = dict[str, object]
@@ -44,7 +45,7 @@ class Runtime:
     @classmethod
     def warm_up(cls, function: str, work: Callable[..., Result]) -> Runtime:
         """``work`` takes the parsed event as ``event=`` (the idempotency key is its ``id``)."""
-        env = FunctionEnvironment.from_env()
+        env = read_function_environment()
         config = IdempotencyConfig(event_key_jmespath="id", raise_on_no_idempotency_key=True)
         once = idempotent_function(
             data_keyword_argument="event", persistence_store=idempotency_store(env, function), config=config

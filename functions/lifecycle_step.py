@@ -16,13 +16,14 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.observability import logger, tracer
-from shared.adapters.lifecycle_ports import build_lifecycle_ports
 from shared.domain.node_types import Offer, build_offers, parse_node_types
 from shared.formats import lifecycle as protocol
 from shared.formats.lifecycle import LifecycleAction, result_key
 from shared.services import lifecycle
 from shared.services.environment import FunctionEnvironment
 from shared.services.lifecycle import LifecyclePorts
+from shared.wiring.control_plane import build_lifecycle_step
+from shared.wiring.settings import read_function_environment
 
 
 def clock() -> float:
@@ -36,7 +37,7 @@ class UnknownActionError(ValueError):
 
 @cache
 def _dependencies() -> tuple[FunctionEnvironment, LifecyclePorts, tuple[Offer, ...]]:
-    env = FunctionEnvironment.from_env()
+    env = read_function_environment()
     settings = env.cluster
     offers = build_offers(
         parse_node_types(settings.node_types),
@@ -45,7 +46,7 @@ def _dependencies() -> tuple[FunctionEnvironment, LifecyclePorts, tuple[Offer, .
         min_nodes=settings.min_nodes,
         max_nodes=settings.max_nodes,
     )
-    return env, build_lifecycle_ports(env), tuple(offers)
+    return env, build_lifecycle_step(env), tuple(offers)
 
 
 def answer_of(action: LifecycleAction, state: Mapping[str, Any]) -> Mapping[str, Any]:

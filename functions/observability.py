@@ -9,7 +9,7 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from shared.services.reconcile import RoundResult, round_metrics
+from shared.services.round_report import RoundResult, round_metrics
 from shared.services.telemetry import METRICS_NAMESPACE, SERVICE_NAME
 
 logger = Logger(service=SERVICE_NAME)

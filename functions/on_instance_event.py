@@ -26,7 +26,7 @@ from functions.event_models import (
 )
 from functions.event_runtime import Result, Runtime, from_record, is_sqs_batch, rejected
 from functions.observability import logger, metrics, report_round, tracer
-from shared.services.reconcile import InstanceEventKind, handle_instance_event
+from shared.services.instance_events import InstanceEventKind, handle_instance_event
 
 FUNCTION = "on_instance_event"
 processor = BatchProcessor(event_type=EventType.SQS)

@@ -148,8 +148,9 @@ class Ec2Fleet:
     # --- observing --------------------------------------------------------------------------------
 
     def describe(self) -> list[Instance]:
-        """The cluster's workers: its leader (``shoal:role=leader``) is not the scaler's to adopt or scale in."""
-        return self._describe([{"Name": "instance-state-name", "Values": list(LIVE_STATES)}], workers_only=True)
+        """The cluster's workers not yet terminated (a shutting-down node's jobs may still run); its leader
+        (``shoal:role=leader``) is not the scaler's to adopt or scale in."""
+        return self._describe([{"Name": "instance-state-name", "Values": list(INVENTORY_STATES)}], workers_only=True)
 
     def zones(self) -> tuple[str, ...]:
         return tuple(self._subnets())

@@ -26,8 +26,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.literals import QueueAttributeFilterType
     from mypy_boto3_sqs.type_defs import BatchResultErrorEntryTypeDef, SendMessageBatchRequestEntryTypeDef
 
-    from shared.services.ports import JobReturns, JobSender
-    from shared.worker.protocols import WorkerQueue
+    from shared.services.ports import JobReturns, JobSender, WorkerQueue
 
 BATCH_ENTRIES = 10  # SQS's limit per batch call
 BATCH_BYTES = 256 * 1024  # the classic per-request payload limit, safe for every queue

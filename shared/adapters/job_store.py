@@ -42,6 +42,7 @@ from shared.adapters.job_feed import FeedEvent, FeedEventKind, feed_item
 from shared.adapters.node_store import node_key
 from shared.adapters.state_table import (
     TRANSACTION_LIMIT,
+    TTL_ATTRIBUTE,
     StateTable,
     StateTableError,
     TransactionCancelledError,
@@ -55,6 +56,7 @@ from shared.adapters.state_table import (
     n,
     need_str,
     s,
+    ttl,
 )
 from shared.domain.cluster_state import DemandCount, JobRecord, JobStatus, NodeState, shape_from_key, shape_key
 from shared.domain.jobs import Job, JobSpecError, Shape, parse_job
@@ -69,6 +71,13 @@ OUTPUT_TAIL_LIMIT = 8192  # characters kept on the record (the agent sends at mo
 RACE_ROUNDS = 8  # re-read and retry this often when another writer changed a job between our read and write
 DEMAND_EVENT_KEY = key("CLUSTER", "DEMAND_EVENT")
 MARKER_ITEMS = 1  # the batch's pending marker rides in each recording transaction
+
+
+STARTED_ON_TTL = 30 * 86400.0  # a start marker outlives any job run; the table forgets it after this
+
+
+def started_on_partition(node_id: str) -> str:
+    return f"STARTED#{node_id}"
 
 
 def submission_key(batch_id: str) -> Item:
@@ -206,6 +215,7 @@ class DynamoJobStore:
             # Conditions first, the counter last: a cancelled transaction then has changed nothing even in
             # a backend that applies items in order without a rollback copy (the local cloud's patched moto).
             ops = [node_ready, job_update, self._count(job, queued=-1, running=+1)]
+            ops.append(self._started_on(job.id, node_id, now))
             ops += self._announce(job, FeedEventKind.START, now, node=node_id, attempt=starts + 1)
             try:
                 self._table.transact(ops)
@@ -222,6 +232,27 @@ class DynamoJobStore:
                 continue
             return starts + 1
         return None
+
+    def running_on(self, node_id: str) -> list[str]:
+        """One Query of the node's start markers, then the records: those still RUNNING there. Markers of jobs
+        that have moved on are deleted as they are found, so the partition holds little more than what runs."""
+        marked = [need_str(item, "sk") for item in self._table.query(started_on_partition(node_id))]
+        if not marked:
+            return []
+        running = {
+            job_id for job_id, (status, node) in self.statuses(marked).items()
+            if status is JobStatus.RUNNING and node == node_id
+        }  # fmt: skip
+        stale = [key(started_on_partition(node_id), job_id) for job_id in marked if job_id not in running]
+        if stale:
+            self._table.batch_write(deletes=stale)
+        return sorted(running)
+
+    def _started_on(self, job_id: str, node_id: str, now: float) -> TransactWriteItemTypeDef:
+        """The start's marker: the job is findable by its node even if the node never reports it."""
+        return self._table.put_item_op(
+            key(started_on_partition(node_id), job_id) | {TTL_ATTRIBUTE: n(ttl(now + STARTED_ON_TTL))}
+        )
 
     def finish_job(self, job: Job, node_id: str, *, attempt: int, exit_code: int, output_tail: str, now: float) -> bool:
         job_update = self._table.update_item_op(

@@ -103,6 +103,10 @@ class MemoryJobStore:
         with self._lock:
             return {shape_from_key(k): c for k, c in self._counts.items() if c.queued > 0 or c.running > 0}
 
+    def running_on(self, node_id: str) -> list[str]:
+        with self._lock:
+            return sorted(i for i, r in self._records.items() if r.status is JobStatus.RUNNING and r.node == node_id)
+
     def start_job(self, job: Job, node_id: str, now: float) -> int | None:
         with self._lock:
             record = self._records.get(job.id)

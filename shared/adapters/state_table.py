@@ -27,6 +27,9 @@ pk                         sk                          holds (access pattern)
 ``CLUSTER``                ``SETTINGS`` / ``STATUS``   cluster settings (JSON) / lifecycle status and reason
 ``CLUSTER``                ``DEMAND_EVENT``            ``sent_at``: the "demand changed" debounce
 ``RUNTIME``                ``{job name}``              ``count``, ``total_seconds``: learned runtimes
+``STARTED#{instance id}``  ``{job id}``                a start on that node, written in the start's own
+                                                       transaction (TTL 30 days): a lost node's jobs are
+                                                       found with one Query, also those it never reported
 ``FEED#{feed}``            ``{job id}#START|END``      a submitter's completion feed: each start and end of
                                                        its jobs, written in the job's own transaction, read
                                                        with one Query and deleted once read (``job_feed``)

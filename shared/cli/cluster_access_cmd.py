@@ -21,11 +21,10 @@ from typing import NoReturn, TextIO
 
 from shared.adapters.cluster_directory import CloudFormationClusterDirectory, ClusterNotFoundError
 from shared.adapters.leader import Ec2Leader
-from shared.adapters.node_store import DynamoNodeStore
 from shared.adapters.ssm_session import S3Staging, SsmCommands, TransferError
-from shared.adapters.state_table import StateTable
 from shared.cli.cluster_common import AWS_ERRORS, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Io, region_of, streams
 from shared.domain.cluster_state import NodeRecord, NodeState
+from shared.wiring.clients import build_node_store
 
 BUCKET_ENV = "SHOAL_STAGING_BUCKET"
 INSTALL_AWS = "install the AWS CLI v2: https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html"
@@ -96,7 +95,7 @@ def choose_node(nodes: Sequence[NodeRecord], wanted: str | None) -> str:
 
 def _node_for(name: str, region: str, wanted: str | None) -> str:
     outputs = CloudFormationClusterDirectory(region).outputs(name)
-    return choose_node(DynamoNodeStore(StateTable(outputs.table_name, region=region)).list_nodes(), wanted)
+    return choose_node(build_node_store(outputs.table_name, region).list_nodes(), wanted)
 
 
 def ssh_argv(instance_id: str, region: str, *, login_shell: bool = False) -> list[str]:
@@ -177,7 +176,7 @@ def run_rsync(
         bucket = args.bucket or os.environ.get(BUCKET_ENV) or outputs.staging_bucket
         if not bucket:
             return io.fail("rsync-cluster", f"no staging bucket; pass --bucket or set {BUCKET_ENV}", EXIT_USAGE)
-        nodes = DynamoNodeStore(StateTable(outputs.table_name, region=region)).list_nodes()
+        nodes = build_node_store(outputs.table_name, region).list_nodes()
         instance_id = choose_node(nodes, args.node)
     except NodeChoiceError as error:
         return io.fail("rsync-cluster", f"--node: {error}", EXIT_USAGE)

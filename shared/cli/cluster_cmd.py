@@ -17,12 +17,7 @@ from shared.adapters.cluster_directory import (
     ClusterOutputs,
     stack_name,
 )
-from shared.adapters.cluster_store import DynamoClusterStore
-from shared.adapters.decision_log import DynamoDecisionLog
 from shared.adapters.executions import StepFunctionsExecutions
-from shared.adapters.job_queue import SqsJobQueue
-from shared.adapters.node_store import DynamoNodeStore
-from shared.adapters.state_table import StateTable
 from shared.cli.cluster_common import (
     AWS_ERRORS,
     DEFAULT_REGION,
@@ -44,6 +39,7 @@ from shared.cli.cluster_common import (
 from shared.cli.cluster_launch import add_launch_parser, parse_workers, run_launch
 from shared.formats.decision_record import DecisionRecord
 from shared.services.cluster_utils import ClusterReport, StatusSources, run_and_wait, status
+from shared.wiring.clients import build_status_sources
 
 __all__ = [  # what other modules and tests import from here
     "AWS_ERRORS",
@@ -136,15 +132,7 @@ def run_destroy(
 
 
 def status_sources(outputs: ClusterOutputs) -> StatusSources:
-    table = StateTable(outputs.table_name, region=outputs.region)
-    return StatusSources(
-        status=DynamoClusterStore(table),
-        nodes=DynamoNodeStore(table),
-        queue=SqsJobQueue(outputs.queue_url, region=outputs.region),
-        decisions=DynamoDecisionLog(table),
-        executions=StepFunctionsExecutions(outputs.region),
-        machines=outputs.machines,
-    )
+    return build_status_sources(outputs)
 
 
 def run_status(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:

@@ -15,7 +15,9 @@ from typing import TextIO
 from shared.adapters.aws import AwsConfigError
 from shared.cli.jobs_file import JobsFileError, read_jobs
 from shared.services.ports import JobQueueError, StoreError
-from shared.services.submit import ShoalClient, SubmitConfig, SubmitConfigError, SubmitError
+from shared.services.submit import SubmitConfigError, SubmitError
+from shared.wiring.clients import build_submit_client
+from shared.wiring.settings import read_submit_config
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -41,7 +43,8 @@ def run_submit(args: argparse.Namespace, out: TextIO | None = None, err: TextIO 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     try:
-        config = SubmitConfig.from_env(
+        config = read_submit_config(
+            None,
             table_name=args.table,
             queue_url=args.queue_url,
             cluster=args.cluster,
@@ -56,7 +59,7 @@ def run_submit(args: argparse.Namespace, out: TextIO | None = None, err: TextIO 
         print(f"shoal submit: {args.jobs} holds no jobs; nothing submitted", file=err)
         return EXIT_OK
     try:
-        result = ShoalClient.from_config(config).submit(jobs)
+        result = build_submit_client(config).submit(jobs)
     except SubmitError as error:
         print(f"shoal submit: {error}", file=err)
         return EXIT_FAILED

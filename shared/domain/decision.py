@@ -18,13 +18,13 @@ from shared.domain.policy import ScalerState
 
 
 class InstanceState(enum.StrEnum):
-    """The EC2 states the fleet adapter reports; shutting-down and terminated instances are gone."""
+    """The EC2 states the fleet adapter reports; terminated instances are gone."""
 
     PENDING = "pending"
     RUNNING = "running"
     STOPPING = "stopping"
     STOPPED = "stopped"
-    SHUTTING_DOWN = "shutting-down"  # only a teardown's inventory lists these; a round treats them as gone
+    SHUTTING_DOWN = "shutting-down"  # no longer counted as a node, but its jobs' processes may still run
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

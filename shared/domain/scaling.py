@@ -70,6 +70,8 @@ AGENT_BOOT_LIMIT = 1200.0
 CONSOLIDATE_WITHIN = 600.0
 
 _LIVE = (NodeState.PENDING, NodeState.ACTIVE)
+_REPORTING = (NodeState.ACTIVE, NodeState.DRAINING, NodeState.INTERRUPTED)  # silence means a dead agent
+_LEAVING = (InstanceState.STOPPING, InstanceState.SHUTTING_DOWN)
 
 
 # ---- the decision ------------------------------------------------------------------------------
@@ -229,14 +231,23 @@ def _reconcile_records(snapshot: Snapshot, now: float, actions: list[Action]) ->
     instances = {i.instance_id: i for i in present}
     records = {n.instance_id: n for n in snapshot.nodes}
     adopted = [i for i in present if i.instance_id not in records]
+    # Stopping or shutting down: EC2 is ending it, but its jobs' processes may still run (their agent
+    # evacuates them). Such a node takes no work; its jobs go back once it is stopped or gone, or silent.
+    leaving = {i.instance_id for i in snapshot.instances if i.state in _LEAVING}
     gone: list[NodeRecord] = []
     stopped: list[NodeRecord] = []
     started: list[NodeRecord] = []
     silent: list[NodeRecord] = []
+    interrupted: list[NodeRecord] = []
     nodes: list[NodeRecord] = []
     for record in snapshot.nodes:
         instance = instances.get(record.instance_id)
-        if record.state is NodeState.GONE or instance is None:
+        if record.instance_id in leaving and not _agent_is_dead(record, now):
+            ending = record.state not in (NodeState.INTERRUPTED, NodeState.STOPPED, NodeState.GONE)
+            if ending:
+                interrupted.append(record)
+            nodes.append(replace(record, state=NodeState.INTERRUPTED) if ending else record)
+        elif record.state is NodeState.GONE or instance is None:
             if (
                 instance is None
                 and record.state is NodeState.PENDING
@@ -245,7 +256,11 @@ def _reconcile_records(snapshot: Snapshot, now: float, actions: list[Action]) ->
                 nodes.append(record)  # launched moments ago: DescribeInstances may not show it yet
             else:
                 gone.append(record)
-        elif not instance.running and record.state not in (NodeState.STOPPED, NodeState.INTERRUPTED):
+        elif (
+            not instance.running
+            and record.state is not NodeState.STOPPED
+            and (record.busy or record.state is not NodeState.INTERRUPTED)
+        ):
             stopped.append(record)
             nodes.append(replace(record, state=NodeState.STOPPED, running_jobs=MappingProxyType({})))
         elif instance.running and record.state is NodeState.STOPPED:
@@ -288,12 +303,20 @@ def _reconcile_records(snapshot: Snapshot, now: float, actions: list[Action]) ->
         actions.append(
             SetState(nodes=tuple(started), state=NodeState.PENDING, reason="EC2 shows these nodes running again")
         )
+    if interrupted:
+        actions.append(
+            SetState(
+                nodes=tuple(interrupted),
+                state=NodeState.INTERRUPTED,
+                reason="EC2 is stopping or terminating these nodes: no new work; their jobs go back once they are gone",
+            )
+        )
     return nodes
 
 
 def _agent_is_dead(record: NodeRecord, now: float) -> bool:
     """A running node whose agent stopped reporting (or never started) cannot run or finish jobs."""
-    if record.state in (NodeState.ACTIVE, NodeState.DRAINING) and record.heartbeat_at is not None:
+    if record.state in _REPORTING and record.heartbeat_at is not None:
         dead = now - record.heartbeat_at > AGENT_SILENCE_LIMIT
     elif record.state is NodeState.PENDING and record.heartbeat_at is None:
         dead = now - record.launched_at > AGENT_BOOT_LIMIT

@@ -32,7 +32,6 @@ import boto3
 
 from shared.adapters.decision_log import DynamoDecisionLog
 from shared.adapters.ec2_fleet import CLUSTER_TAG, MARKET_TAG, OFFER_TAG
-from shared.adapters.events import EventBridgeDemandEvents
 from shared.adapters.job_queue import SqsJobQueue
 from shared.adapters.job_store import DynamoJobStore
 from shared.adapters.state_table import StateTable
@@ -60,7 +59,8 @@ from shared.local.report import (
     write_plot,
 )
 from shared.local.router import EventRouter
-from shared.services.submit import ShoalClient
+from shared.services.submit import SubmitConfig
+from shared.wiring.clients import build_submit_client
 
 TICK_SECONDS = 0.1  # real seconds between ticks of the local cloud's loop
 EXECUTION_POLL_SECONDS = 0.05
@@ -277,12 +277,14 @@ class Demo:
             **self._node_options(),
         )
         self.queue = SqsJobQueue(self.outputs["QueueUrl"], region=self.settings.region)
-        # What `shoal submit` builds (ShoalClient.from_config), on the simulated clock.
-        self.client = ShoalClient(
-            store=self.job_store,
-            queue=self.queue,
-            events=EventBridgeDemandEvents(region=self.settings.region),
-            cluster=self.settings.name,
+        # What `shoal submit` builds, on the simulated clock.
+        self.client = build_submit_client(
+            SubmitConfig(
+                table_name=self.outputs["TableName"],
+                queue_url=self.outputs["QueueUrl"],
+                cluster=self.settings.name,
+                region=self.settings.region,
+            ),
             clock=self.clock.now,
         )
         self.clock.restart()  # simulated time starts now: everything before was set-up

@@ -29,16 +29,13 @@ from typing import Any
 
 import boto3
 
-from shared.adapters.cluster_store import DynamoClusterStore
 from shared.adapters.ec2_fleet import CLUSTER_TAG
-from shared.adapters.job_queue import SqsJobQueue
-from shared.adapters.job_store import DynamoJobStore
-from shared.adapters.node_store import DynamoNodeStore
-from shared.adapters.state_table import StateTable
 from shared.domain.catalog import instance_type
 from shared.domain.jobs import Job
 from shared.local.clock import SimClock
 from shared.services.job_message import decode_job_message
+from shared.services.ports import RuntimeRecorder
+from shared.wiring.agent import build_agent_ports
 from shared.worker import process_tree
 from shared.worker.agent import Agent, AgentSettings
 
@@ -82,7 +79,7 @@ def describe_instances(region: str, client: Any = None) -> list[InstanceView]:
 class _ScaledRuntimes:
     """Learned runtimes in simulated seconds (the agent measures real ones)."""
 
-    def __init__(self, store: DynamoClusterStore, speed: float) -> None:
+    def __init__(self, store: RuntimeRecorder, speed: float) -> None:
         self._store, self._speed = store, speed
 
     def record_runtime(self, name: str, seconds: float, count: int = 1) -> None:
@@ -145,13 +142,14 @@ class LocalNodes:
         self.busy_terminations: list[str] = []  # "instance: jobs" for every node that went away with jobs running
         self.agents_started = 0
         self._nodes: dict[str, _Node] = {}
-        table = StateTable(endpoints.table_name, region=endpoints.region)
-        self._jobs = DynamoJobStore(table)
-        self._node_store = DynamoNodeStore(table)
-        self._runtimes = _ScaledRuntimes(DynamoClusterStore(table), clock.speed)
-        self._queue = SqsJobQueue(
-            endpoints.queue_url, dead_letter_queue_url=endpoints.dead_letter_queue_url, region=endpoints.region
+        ports = build_agent_ports(
+            queue_url=endpoints.queue_url,
+            dead_letter_queue_url=endpoints.dead_letter_queue_url,
+            table_name=endpoints.table_name,
+            region=endpoints.region,
         )
+        self._jobs, self._node_store, self._queue = ports.jobs, ports.nodes, ports.queue
+        self._runtimes = _ScaledRuntimes(ports.runtimes, clock.speed)
 
     def tick(self, instances: Sequence[InstanceView]) -> None:
         now = self.clock.now()

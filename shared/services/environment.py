@@ -1,14 +1,13 @@
-"""What every Shoal Lambda function reads from its environment, in one place.
+"""What every Shoal Lambda function finds in its environment: the type, and how the stack writes it.
 
-The CDK stack sets exactly these variables (``ENVIRONMENT_VARIABLES``) from the same settings model,
-and a test checks that nothing the code reads is missing from the stack.
+The CDK stack sets exactly these variables (``to_env``, ``ENVIRONMENT_VARIABLES``) from the same settings
+model; ``shared.wiring.settings.read_function_environment`` reads them back, and a test checks that nothing
+the code reads is missing from the stack.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from shared.domain.settings import ClusterSettings, SettingsError
@@ -27,30 +26,6 @@ class FunctionEnvironment:
     launch_template_id: str
     event_bus_name: str = "default"
     subnet_ids: tuple[str, ...] = ()
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> FunctionEnvironment:
-        env = os.environ if environ is None else environ
-
-        def need(name: str) -> str:
-            value = env.get(name)
-            if not value:
-                raise FunctionEnvironmentError(f"environment variable {name} is not set; deploy with the Shoal stack")
-            return value
-
-        try:
-            raw_settings = json.loads(need("SHOAL_CLUSTER_SETTINGS"))
-        except json.JSONDecodeError as error:
-            raise FunctionEnvironmentError(f"SHOAL_CLUSTER_SETTINGS is not JSON: {error}") from None
-        return cls(
-            cluster=ClusterSettings.from_mapping(raw_settings),
-            table_name=need("SHOAL_TABLE_NAME"),
-            queue_url=need("SHOAL_QUEUE_URL"),
-            dead_letter_queue_url=need("SHOAL_DLQ_URL"),
-            launch_template_id=need("SHOAL_LAUNCH_TEMPLATE_ID"),
-            event_bus_name=env.get("SHOAL_EVENT_BUS_NAME", "default"),
-            subnet_ids=tuple(s for s in env.get("SHOAL_SUBNET_IDS", "").split(",") if s),
-        )
 
     def to_env(self) -> dict[str, str]:
         return {

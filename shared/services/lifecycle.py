@@ -12,12 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from shared.domain.cluster_state import Market, NodeRecord, NodeState
+from shared.domain.cluster_state import Market, NodeState
 from shared.domain.decision import Instance, Launch
 from shared.domain.node_types import Offer
 from shared.domain.scaling import launch_options
 from shared.domain.settings import ClusterSettings
-from shared.services.ports import CapacityCache, Fleet, LaunchFailure, NodeStore, Offering
+from shared.services.actuator import Actuator, FleetPorts
+from shared.services.ports import CapacityCache, Fleet, LaunchFailure, NodeStore
 
 LAUNCH_DEADLINE_SECONDS = 900.0  # static nodes running (EC2 usually needs one or two minutes)
 AGENT_DEADLINE_SECONDS = 900.0  # agents heartbeating (image pull and start)
@@ -153,26 +154,12 @@ def _launch(
         static=True,
         reason=f"{count} static {offer.key} for launch-cluster",
     )
-    result = ports.fleet.launch(launch, idempotency_key=key)
-    for failure in result.failures:
-        if failure.offering_error:
-            offering = Offering(instance_type=failure.instance_type, zone=failure.zone or "*", market=market)
-            ports.capacity.record_failure(offering, failure.code, now, settings.capacity_failure_ttl)
-    ports.nodes.put_nodes(
-        [
-            NodeRecord(
-                instance_id=instance.instance_id,
-                offer_key=offer.key,
-                instance_type=instance.instance_type,
-                market=market,
-                state=NodeState.PENDING,
-                zone=instance.zone,
-                static=True,
-                launched_at=now,
-            )
-            for instance in result.instances
-        ]
+    actuator = Actuator(
+        FleetPorts(fleet=ports.fleet, nodes=ports.nodes, capacity=ports.capacity),
+        now=now,
+        capacity_failure_ttl=settings.capacity_failure_ttl,
     )
+    result = actuator.launch(launch, idempotency_key=key).result
     return list(result.instances), list(result.failures)
 
 

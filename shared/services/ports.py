@@ -72,6 +72,11 @@ class JobStore(Protocol):
         """Queued and running jobs per shape: O(shapes) reads, never O(jobs)."""
         ...
 
+    def running_on(self, node_id: str) -> list[str]:
+        """The ids of the jobs whose records say RUNNING on ``node_id``, also those started after the node's
+        last heartbeat (a lost node's jobs are found here, not only in its record). Read when a node is gone."""
+        ...
+
     def cancel_jobs(self, job_ids: Sequence[str], *, reason: str, now: float) -> dict[str, JobStatus]:
         """QUEUED or RUNNING → CANCELLED (never started again, never reported done); each cancelled id with the
         status it had. Settled and unknown ids are left alone. A RUNNING one keeps its node until released."""
@@ -279,7 +284,9 @@ class BatchResult:
 class Fleet(Protocol):
     """The cluster's EC2 instances, found by the cluster tag. Calls never raise for one bad offering or id."""
 
-    def describe(self) -> list[Instance]: ...
+    def describe(self) -> list[Instance]:
+        """The cluster's instances that are not terminated (shutting-down ones included)."""
+        ...
 
     def zones(self) -> tuple[str, ...]:
         """The zones launches can be placed in, in order; () when the launch template decides."""
@@ -315,3 +322,32 @@ class ReceivedMessage:
     receipt_handle: str
     body: str
     receive_count: int = 1
+
+
+# The agent's own ports (``shared/worker``): the queue as a worker uses it, and where learned runtimes go.
+
+
+class WorkerQueue(Protocol):
+    """The job queue as a worker uses it. Batch operations return the receipt handles that failed."""
+
+    def receive(self, *, max_messages: int, wait_seconds: int, visibility_timeout: int) -> list[ReceivedMessage]: ...
+
+    def change_visibility(self, receipt_handles: Sequence[str], seconds: int) -> list[str]:
+        """Hide the messages for ``seconds`` more from now (0: visible to every worker at once)."""
+        ...
+
+    def delete(self, receipt_handles: Sequence[str]) -> list[str]: ...
+
+    def send_jobs(self, jobs: Sequence[Job]) -> None:
+        """Enqueue fresh messages for these jobs (raises if any could not be sent)."""
+        ...
+
+    def dead_letter(self, body: str, *, reason: str, job_id: str | None) -> None:
+        """Put ``body`` on the dead-letter queue with why it is there; the caller then deletes the original."""
+        ...
+
+
+class RuntimeRecorder(Protocol):
+    def record_runtime(self, name: str, seconds: float, count: int = 1) -> None:
+        """``count`` more finished jobs named ``name`` took ``seconds`` in all: the scaler's average improves."""
+        ...

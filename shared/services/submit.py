@@ -15,17 +15,11 @@ jobs again sends exactly those (and does not count anything twice).
 from __future__ import annotations
 
 import contextlib
-import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from shared.adapters.events import EventBridgeDemandEvents
-from shared.adapters.job_queue import SqsJobQueue
-from shared.adapters.job_store import DynamoJobStore
-from shared.adapters.state_table import StateTable
 from shared.domain.jobs import Job
-from shared.services.environment import FunctionEnvironment
 from shared.services.ports import (
     DemandEvents,
     EventPublishError,
@@ -122,7 +116,8 @@ def submit_jobs(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubmitConfig:
-    """Where a cluster's submissions go; ``from_env`` reads the ``SHOAL_*`` variables the stack outputs."""
+    """Where a cluster's submissions go (``shared.wiring.settings.read_submit_config`` reads the ``SHOAL_*``
+    variables the stack outputs)."""
 
     table_name: str
     queue_url: str
@@ -130,40 +125,9 @@ class SubmitConfig:
     region: str | None = None  # None: the AWS SDK's default (AWS_REGION, the profile, ...)
     event_bus_name: str = "default"
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: str | None) -> SubmitConfig:
-        """Settings from ``overrides`` (e.g. CLI flags; None: not given), else the environment."""
-        env = os.environ if environ is None else environ
-        sources = {
-            "table_name": ("--table", "SHOAL_TABLE_NAME"),
-            "queue_url": ("--queue-url", "SHOAL_QUEUE_URL"),
-            "cluster": ("--cluster", "SHOAL_CLUSTER_NAME"),
-        }
-        values: dict[str, str] = {}
-        for field_name, (flag, variable) in sources.items():
-            value = overrides.get(field_name) or env.get(variable)
-            if not value:
-                raise SubmitConfigError(f"no {field_name.replace('_', ' ')} given; pass {flag} or set {variable}")
-            values[field_name] = value
-        return cls(
-            **values,
-            region=overrides.get("region") or env.get("SHOAL_REGION") or None,
-            event_bus_name=overrides.get("event_bus_name") or env.get("SHOAL_EVENT_BUS_NAME") or "default",
-        )
-
-    @classmethod
-    def from_function_environment(cls, environment: FunctionEnvironment) -> SubmitConfig:
-        return cls(
-            table_name=environment.table_name,
-            queue_url=environment.queue_url,
-            cluster=environment.cluster.name,
-            region=environment.cluster.region,
-            event_bus_name=environment.event_bus_name,
-        )
-
 
 class ShoalClient:
-    """The Python API: ``ShoalClient.from_config(SubmitConfig.from_env()).submit(jobs)``."""
+    """The Python API: ``build_submit_client(read_submit_config()).submit(jobs)`` (``shared.wiring``)."""
 
     def __init__(
         self,
@@ -175,15 +139,6 @@ class ShoalClient:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store, self.queue, self.events, self.cluster, self._clock = store, queue, events, cluster, clock
-
-    @classmethod
-    def from_config(cls, config: SubmitConfig) -> ShoalClient:
-        return cls(
-            store=DynamoJobStore(StateTable(config.table_name, region=config.region)),
-            queue=SqsJobQueue(config.queue_url, region=config.region),
-            events=EventBridgeDemandEvents(config.event_bus_name, region=config.region),
-            cluster=config.cluster,
-        )
 
     def submit(self, jobs: Sequence[Job], *, debounce_seconds: float = DEFAULT_DEBOUNCE_SECONDS) -> SubmitResult:
         return submit_jobs(

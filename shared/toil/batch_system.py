@@ -47,9 +47,9 @@ from shared.domain.node_types import Offer
 from shared.domain.packing import short_resource, why_unplaceable
 from shared.domain.resources import Resources
 from shared.domain.scaling import offers_for
-from shared.services.submit import ShoalClient
 from shared.toil.settings import OPTIONS, ShoalToilConfigError, ShoalToilSettings, static_key_warning
 from shared.toil.tracker import Finished, JobTracker, TrackerSettings
+from shared.wiring.clients import build_submit_client
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class ShoalBatchSystem(BatchSystemCleanupSupport):  # type: ignore[misc]  # Toil
         self.user_script: Resource | None = None
         self._offers = _offers(DynamoClusterStore(table))
         self._tracker = JobTracker(
-            client=ShoalClient.from_config(submit_config),
+            client=build_submit_client(submit_config),
             store=DynamoJobStore(table),
             feed=DynamoJobFeed(table, self.feed),
             settings=TrackerSettings(poll_interval=self.settings.poll_interval),

@@ -35,10 +35,9 @@ from typing import TypeVar
 from shared.domain.cluster_state import JobStatus, NodeState
 from shared.domain.jobs import Job
 from shared.domain.resources import Resources
-from shared.services.ports import JobStore, NodeStore
+from shared.services.ports import JobStore, NodeStore, ReceivedMessage, RuntimeRecorder, WorkerQueue
 from shared.worker import process_tree
 from shared.worker.capacity import CapacityLedger, Fit, shortfall
-from shared.worker.protocols import ReceivedMessage, RuntimeRecorder, WorkerQueue
 from shared.worker.runner import SETTLE_SECONDS, JobProcess, RunResult, Ticket, read_tickets
 from shared.worker.runtime_tally import RuntimeTally
 

@@ -14,12 +14,8 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from shared.adapters.cluster_store import DynamoClusterStore
-from shared.adapters.job_queue import SqsJobQueue
-from shared.adapters.job_store import DynamoJobStore
-from shared.adapters.node_store import DynamoNodeStore
-from shared.adapters.state_table import StateTable
 from shared.services.job_message import decode_job_message
+from shared.wiring.agent import build_agent_ports
 from shared.worker.agent import Agent, AgentRecoveryError
 from shared.worker.config import WorkerConfig, WorkerConfigError
 from shared.worker.imds import ImdsClient, SpotInterruptionWatch
@@ -30,15 +26,21 @@ EXIT_RECOVERY_FAILED = 1
 
 
 def build_agent(config: WorkerConfig) -> Agent:
-    table = StateTable(config.table_name, region=config.region)
+    """The agent on its cluster's queue and table (``shared.wiring.agent``), watching for a spot notice."""
     watch = None if config.imds_url is None else SpotInterruptionWatch(ImdsClient(config.imds_url))
+    ports = build_agent_ports(
+        queue_url=config.queue_url,
+        dead_letter_queue_url=config.dead_letter_queue_url,
+        table_name=config.table_name,
+        region=config.region,
+    )
     return Agent(
         config.agent,
-        queue=SqsJobQueue(config.queue_url, dead_letter_queue_url=config.dead_letter_queue_url, region=config.region),
-        jobs=DynamoJobStore(table),
-        nodes=DynamoNodeStore(table),
+        queue=ports.queue,
+        jobs=ports.jobs,
+        nodes=ports.nodes,
+        runtimes=ports.runtimes,
         decode=decode_job_message,
-        runtimes=DynamoClusterStore(table),
         interruption_check=watch,
     )
 

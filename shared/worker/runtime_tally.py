@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from shared.worker.protocols import RuntimeRecorder
+from shared.services.ports import RuntimeRecorder
 
 
 class RuntimeTally:

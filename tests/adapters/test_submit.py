@@ -22,6 +22,7 @@ from shared.services.job_message import decode_job_message
 from shared.services.ports import JobsNotSentError
 from shared.services.submit import ShoalClient, SubmitConfig, SubmitConfigError, SubmitError, submit_jobs
 from shared.services.telemetry import EVENT_DEMAND_CHANGED, EVENT_SOURCE
+from shared.wiring.settings import read_submit_config
 from tests.adapters.conftest import EVENT_BUS, REGION, SHAPES, TABLE_NAME, EventCapture, Queues, make_job
 
 NOW = 1_700_000_000.0
@@ -270,7 +271,7 @@ def test_config_reads_flags_before_the_environment() -> None:
         "SHOAL_CLUSTER_NAME": "env-cluster",
         "SHOAL_EVENT_BUS_NAME": "env-bus",
     }
-    config = SubmitConfig.from_env(env, table_name="flag-table", queue_url=None, region="eu-west-1")
+    config = read_submit_config(env, table_name="flag-table", queue_url=None, region="eu-west-1")
     assert config == SubmitConfig(
         table_name="flag-table",
         queue_url="https://sqs/env",
@@ -283,7 +284,7 @@ def test_config_reads_flags_before_the_environment() -> None:
 def test_config_names_the_missing_setting() -> None:
     # GIVEN no queue URL anywhere  WHEN the config is built  THEN the error names the flag and the variable
     with pytest.raises(SubmitConfigError, match="no queue url given; pass --queue-url or set SHOAL_QUEUE_URL"):
-        SubmitConfig.from_env({"SHOAL_TABLE_NAME": "t", "SHOAL_CLUSTER_NAME": "c"})
+        read_submit_config({"SHOAL_TABLE_NAME": "t", "SHOAL_CLUSTER_NAME": "c"})
 
 
 # --- the CLI ----------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from cdk import constants
 from cdk.functions import FUNCTIONS, LAMBDA_PACKAGES
 from shared.appliance import toil_image_defaults
 from shared.services import telemetry
-from shared.services.environment import ENVIRONMENT_VARIABLES, FunctionEnvironment
+from shared.services.environment import ENVIRONMENT_VARIABLES
+from shared.wiring.settings import read_function_environment
 from tests.cdk.conftest import REGION, REPO_ROOT, Synthesized
 
 # Where the Lambda code path reads its environment: the handlers and the environment model.
@@ -58,7 +59,7 @@ def test_the_functions_read_back_the_settings_the_stack_was_built_from(synthesiz
         k: v if isinstance(v, str) else f"resolved-{k.lower()}" for k, v in function["Environment"]["Variables"].items()
     }
     # WHEN the function's environment model reads it
-    env = FunctionEnvironment.from_env(environ)
+    env = read_function_environment(environ)
     # THEN the cluster settings are the stack's, unchanged
     assert env.cluster == synthesized.stack.settings.cluster
     assert env.cluster.appliance_image == f"quay.io/ucsc_cgl/toil:{toil_image_defaults().tag}"

@@ -1,13 +1,14 @@
-"""on_instance_event through its real handler on moto: interruptions return jobs, lost capacity is replaced."""
+"""on_instance_event's real handler on moto: lost capacity is replaced, a node's jobs go back once it is gone."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from functions import on_instance_event
 from shared.domain.cluster_state import JobStatus, NodeState
+from shared.services.job_message import decode_job_message
 from tests.functions.harness import Cluster, load_event, shape, sqs_batch
 
 SPOT_JOB = shape(4, 8, 3600, preemptible=True)  # four to a c5.4xlarge spot node
@@ -22,29 +23,47 @@ def spot_node_running_three_jobs(cluster: Cluster) -> tuple[str, dict[str, str]]
     return node.instance_id, running
 
 
-def test_spot_interruption_returns_the_nodes_jobs_to_the_queue(cluster: Cluster) -> None:
-    # GIVEN a spot node running 3 jobs (their messages in flight, hidden for 15 minutes)
-    instance_id, running = spot_node_running_three_jobs(cluster)
-    assert cluster.queue.receive(max_messages=10, wait_seconds=0) == []
-    # WHEN EC2 warns that it will reclaim the node
-    cluster.clock.advance(30)
-    result = cluster.instance_event("spot_interruption_warning", instance_id)
-    # THEN the 3 jobs are queued again, in the store and in the queue; none is lost
-    assert sorted(result["requeued_jobs"]) == sorted(running)
-    for job_id in running:
+def assert_running_on(cluster: Cluster, instance_id: str, job_ids: Iterable[str]) -> None:
+    for job_id in job_ids:
+        record = cluster.jobs.get_job(job_id)
+        assert record is not None and record.status is JobStatus.RUNNING and record.node == instance_id
+
+
+def assert_back_in_the_queue(cluster: Cluster, job_ids: Iterable[str]) -> None:
+    for job_id in job_ids:
         record = cluster.jobs.get_job(job_id)
         assert record is not None and record.status is JobStatus.QUEUED and record.node is None
     redelivered = cluster.queue.receive(max_messages=10, wait_seconds=0)
-    assert sorted(json.loads(m.body)["job"]["id"] for m in redelivered) == sorted(running)
-    # AND the node is marked, and a round replaced it
+    assert sorted(json.loads(m.body)["job"]["id"] for m in redelivered) == sorted(job_ids)
+
+
+def test_a_spot_warning_replaces_the_node_but_leaves_its_jobs_to_their_agent(cluster: Cluster) -> None:
+    # GIVEN a spot node running 3 jobs (their messages in flight, hidden for 15 minutes)
+    instance_id, running = spot_node_running_three_jobs(cluster)
+    # WHEN EC2 warns that it will reclaim the node
+    cluster.clock.advance(30)
+    result = cluster.instance_event("spot_interruption_warning", instance_id)
+    # THEN the node takes no work and a round replaces it, but its jobs stay RUNNING there: their processes
+    # still run, and a copy started elsewhere now would run beside them (the agent evacuates them itself)
+    assert result["requeued_jobs"] == []
     assert cluster.node_states()[instance_id] is NodeState.INTERRUPTED
     assert result["round"]["ran"] and result["round"]["launched"] == 1
-    assert len(cluster.instances()) == 2  # EC2 terminates the warned node itself, two minutes later
+    assert_running_on(cluster, instance_id, running)
+    assert cluster.queue.receive(max_messages=10, wait_seconds=0) == []
+    # AND once EC2 has terminated it, whatever still runs there goes back to the queue, none lost
+    cluster.ec2.terminate_instances(InstanceIds=[instance_id])
+    cluster.clock.advance(120)
+    gone = cluster.instance_event("ec2_state_change", instance_id, state="terminated")
+    assert sorted(gone["requeued_jobs"]) == sorted(running) and instance_id not in cluster.node_states()
+    assert_back_in_the_queue(cluster, running)
+    assert sum(c.queued for c in cluster.demand().values()) == 3  # counted once
 
 
-def test_the_terminated_event_after_a_warning_changes_nothing_twice(cluster: Cluster) -> None:
-    instance_id, _ = spot_node_running_three_jobs(cluster)
+def test_jobs_the_agent_evacuated_are_not_returned_again_when_the_node_goes(cluster: Cluster) -> None:
+    instance_id, running = spot_node_running_three_jobs(cluster)
     cluster.instance_event("spot_interruption_warning", instance_id)
+    for job_id in running:  # the agent ended each job's processes, then gave it back
+        assert cluster.jobs.requeue_job(job_id, instance_id, reason="evacuated", now=cluster.clock.now)
     cluster.ec2.terminate_instances(InstanceIds=[instance_id])
     cluster.clock.advance(120)
     result = cluster.instance_event("ec2_state_change", instance_id, state="terminated")
@@ -52,16 +71,57 @@ def test_the_terminated_event_after_a_warning_changes_nothing_twice(cluster: Clu
     assert sum(c.queued for c in cluster.demand().values()) == 3  # counted once
 
 
-def test_a_busy_node_terminated_underneath_us_returns_its_jobs(cluster: Cluster) -> None:
+def test_a_node_shutting_down_keeps_its_jobs_until_it_is_terminated(cluster: Cluster) -> None:
+    # GIVEN a busy node that EC2 starts shutting down underneath us (moto's instance runs on meanwhile)
     cluster.submit({shape(4, 16, 3600): 2})
     cluster.scale()
     (node,) = cluster.nodes.list_nodes()
     running = cluster.run_jobs_on(node.instance_id, 2)
-    cluster.ec2.terminate_instances(InstanceIds=[node.instance_id])
+    # WHEN it is shutting down  THEN it is replaced, and its jobs (whose processes may still run) stay
     result = cluster.instance_event("ec2_state_change", node.instance_id, state="shutting-down")
+    assert result["requeued_jobs"] == [] and result["round"]["launched"] == 1
+    assert cluster.node_states()[node.instance_id] is NodeState.INTERRUPTED
+    assert_running_on(cluster, node.instance_id, running)
+    # AND a scheduled round meanwhile does not return them either
+    cluster.scale()
+    assert_running_on(cluster, node.instance_id, running)
+    # WHEN it is terminated  THEN they go back to the queue
+    cluster.ec2.terminate_instances(InstanceIds=[node.instance_id])
+    result = cluster.instance_event("ec2_state_change", node.instance_id, state="terminated")
     assert sorted(result["requeued_jobs"]) == sorted(running)
-    assert node.instance_id not in cluster.node_states()
-    assert result["round"]["launched"] == 1
+    assert_back_in_the_queue(cluster, running)
+
+
+def test_a_job_missing_from_a_dead_nodes_last_heartbeat_is_requeued(cluster: Cluster) -> None:
+    # GIVEN a node whose last heartbeat listed 2 jobs, and a third job it started after that report
+    cluster.submit({shape(4, 8, 3600): 3})
+    cluster.scale()
+    node = cluster.nodes.list_nodes()[0]
+    reported = cluster.run_jobs_on(node.instance_id, 2)
+    (late,) = cluster.queue.receive(max_messages=1, wait_seconds=0, visibility_timeout=900)
+    late_job = decode_job_message(late.body)
+    assert cluster.jobs.start_job(late_job, node.instance_id, cluster.clock.now) is not None
+    # WHEN the node is terminated before it reports again
+    cluster.ec2.terminate_instances(InstanceIds=[node.instance_id])
+    result = cluster.instance_event("ec2_state_change", node.instance_id, state="terminated")
+    # THEN all three jobs are queued again (the unreported one's message returns after its timeout)
+    assert sorted(result["requeued_jobs"]) == sorted([*reported, late_job.id])
+    record = cluster.jobs.get_job(late_job.id)
+    assert record is not None and record.status is JobStatus.QUEUED and record.node is None
+
+
+def test_a_stopping_node_keeps_its_jobs_until_it_is_stopped(cluster: Cluster) -> None:
+    cluster.submit({shape(4, 16, 3600): 2})
+    cluster.scale()
+    (node,) = cluster.nodes.list_nodes()
+    running = cluster.run_jobs_on(node.instance_id, 2)
+    result = cluster.instance_event("ec2_state_change", node.instance_id, state="stopping")
+    assert result["requeued_jobs"] == [] and cluster.node_states()[node.instance_id] is NodeState.INTERRUPTED
+    assert_running_on(cluster, node.instance_id, running)
+    cluster.ec2.stop_instances(InstanceIds=[node.instance_id])
+    result = cluster.instance_event("ec2_state_change", node.instance_id, state="stopped")
+    assert sorted(result["requeued_jobs"]) == sorted(running)
+    assert_back_in_the_queue(cluster, running)
 
 
 def test_rebalance_recommendation_drains_and_replaces_without_killing_work(cluster: Cluster) -> None:
@@ -82,13 +142,13 @@ def test_a_batch_with_malformed_messages_fails_only_those(
     cluster: Cluster, logs: Callable[[], list[dict[str, Any]]]
 ) -> None:
     # GIVEN an SQS batch: an interruption warning for a busy node, a malformed warning, and garbage
-    instance_id, running = spot_node_running_three_jobs(cluster)
+    instance_id, _ = spot_node_running_three_jobs(cluster)
     good = json.dumps(load_event("spot_interruption_warning", detail={"instance-id": instance_id}))
     bad = json.dumps(load_event("malformed_spot_interruption"))
     response = cluster.invoke(on_instance_event, sqs_batch(bad, good, "[1, 2"))
     # THEN only the two bad ones fail (SQS retries them, then dead-letters them), the good one is handled
     assert response == {"batchItemFailures": [{"itemIdentifier": "msg-0"}, {"itemIdentifier": "msg-2"}]}
-    assert all(cluster.jobs.get_job(j).status is JobStatus.QUEUED for j in running)  # type: ignore[union-attr]
+    assert cluster.node_states()[instance_id] is NodeState.INTERRUPTED
     errors = [line["reason"] for line in logs() if line["level"] == "ERROR"]
     assert any("detail.instance-id" in e for e in errors) and any("not JSON" in e for e in errors)
 

@@ -3,7 +3,7 @@
 Two kinds of rule. Libraries: which layers may import boto3, moto, Powertools or pydantic. Direction:
 which of Shoal's own packages each package may import, so the house stays as drawn:
 
-    shared.domain ← shared.formats ← shared.services (use cases, ports) ← shared.adapters
+    shared.domain ← shared.formats ← shared.services (use cases, ports) ← shared.adapters ← shared.wiring
         ← the edges, one per deployable unit: functions, shared.cli, shared.worker, shared.local (and cdk)
 
 A NEW PACKAGE needs a row in ``MAY_IMPORT`` (the test below fails naming it until it has one): say which
@@ -28,7 +28,8 @@ OURS = {"shared", "functions", "cdk", "app", "toil_batch_system_shoal"}
 
 # ---- direction: package → the packages of ours it may import (besides itself) ---------------------------
 PURE = frozenset({"shared.domain", "shared.formats", "shared.appliance"})  # no I/O, importable by anyone
-INSIDE = PURE | {"shared.services", "shared.adapters"}  # what an edge wires together
+INSIDE = PURE | {"shared.services", "shared.adapters"}  # what the wiring assembles
+WIRED = INSIDE | {"shared.wiring"}  # what an edge may import
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "shared": frozenset(),  # the package's own (empty) __init__
     "shared.domain": frozenset(),
@@ -36,23 +37,20 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "shared.formats": frozenset({"shared.domain"}),  # formats that cross a seam
     "shared.services": PURE,  # use cases and their ports
     "shared.adapters": PURE | {"shared.services"},  # the only code that talks to AWS
-    # The edges: each deployable unit wires adapters to services (issue 11's point 1 puts a
-    # "shared.wiring" row here, between the adapters and the edges).
-    "functions": INSIDE,
-    "shared.worker": INSIDE,
-    "shared.cli": INSIDE | {"shared.local", "shared.sim"},  # `shoal demo` and `shoal local run` start the local cloud
-    "shared.local": INSIDE | {"shared.worker"},  # the local cloud runs the real agent in-process
-    "shared.sim": INSIDE | {"shared.worker"},  # the simulator (tighten when it lands)
-    "shared.toil": INSIDE,  # the Toil batch-system plugin (tighten when it lands)
+    "shared.wiring": INSIDE,  # the one place that assembles adapters for each deployable unit
+    # The edges: each deployable unit gets its adapters from shared.wiring.
+    "functions": WIRED,
+    "shared.worker": WIRED,
+    "shared.cli": WIRED | {"shared.local", "shared.sim"},  # `shoal demo` and `shoal local run` start the local cloud
+    "shared.local": WIRED | {"shared.worker"},  # the local cloud runs the real agent in-process
+    "shared.sim": PURE | {"shared.services"},  # the simulator: the real decide and admit, no AWS
+    "shared.toil": WIRED,  # the Toil batch-system plugin
     "toil_batch_system_shoal": frozenset({"shared.toil"}),  # the shim Toil's plugin loader finds
     "cdk": INSIDE,  # the CDK app reads the settings model and the names the code uses
     "app": frozenset({"cdk", "shared.domain"}),
 }
 # Wrong-way arrows that exist today: (importing file, imported package) → the change that removes it.
-KNOWN_WRONG_WAY: dict[tuple[str, str], str] = {
-    ("shared/services/submit.py", "shared.adapters"): "issue 11 point 1: one wiring module",
-    ("shared/adapters/job_queue.py", "shared.worker"): "issue 11 point 2: one home for the ports",
-}
+KNOWN_WRONG_WAY: dict[tuple[str, str], str] = {}
 
 
 def package_of(module: str) -> str:

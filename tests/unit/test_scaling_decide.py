@@ -550,11 +550,41 @@ def test_launch_options_for_launch_cluster() -> None:
     ]
 
 
-def test_a_shutting_down_instance_is_gone() -> None:
-    busy = node(M5, jobs=2)
-    snapshot = Snapshot(demand={}, nodes=(busy,), instances=(instance_for(busy, InstanceState.SHUTTING_DOWN),))
-    decision = run(snapshot)
-    assert [type(a) for a in decision.actions] == [Forget]
+@pytest.mark.parametrize(
+    ("ec2", "state", "heartbeat", "expected"),
+    [
+        # EC2 is ending it, its agent still reports: no new work, but its jobs' processes may run on
+        (InstanceState.SHUTTING_DOWN, NodeState.ACTIVE, NOW - 30, (SetState, NodeState.INTERRUPTED)),
+        (InstanceState.STOPPING, NodeState.ACTIVE, NOW - 30, (SetState, NodeState.INTERRUPTED)),
+        (InstanceState.SHUTTING_DOWN, NodeState.INTERRUPTED, NOW - 30, None),  # already marked: nothing to do
+        (InstanceState.STOPPING, NodeState.DRAINING, NOW - 30, (SetState, NodeState.INTERRUPTED)),
+        # ... and its agent is dead: nothing can end its jobs any more, so they go back now
+        (InstanceState.SHUTTING_DOWN, NodeState.INTERRUPTED, NOW - AGENT_SILENCE_LIMIT - 1, (Forget, None)),
+        (InstanceState.STOPPING, NodeState.ACTIVE, NOW - AGENT_SILENCE_LIMIT - 1, (SetState, NodeState.STOPPED)),
+        # stopped, terminated (absent), or running with a silent agent: gone, its jobs go back
+        (InstanceState.STOPPED, NodeState.INTERRUPTED, NOW - 30, (SetState, NodeState.STOPPED)),
+        (None, NodeState.INTERRUPTED, NOW - 30, (Forget, None)),
+        (InstanceState.RUNNING, NodeState.INTERRUPTED, NOW - AGENT_SILENCE_LIMIT - 1, (Evict, None)),
+        (InstanceState.RUNNING, NodeState.INTERRUPTED, NOW - 30, None),  # warned, still running: wait
+    ],
+)
+def test_a_busy_nodes_jobs_go_back_only_once_it_is_gone(
+    ec2: InstanceState | None, state: NodeState, heartbeat: float, expected: tuple[type, NodeState | None] | None
+) -> None:
+    # GIVEN a busy node in ``state`` whose instance EC2 shows as ``ec2`` (None: terminated, not listed)
+    busy = node(M5, state, jobs=2, heartbeat=heartbeat)
+    instances = () if ec2 is None else (instance_for(busy, ec2),)
+    # WHEN the scaler decides
+    decision = run(Snapshot(demand={}, nodes=(busy,), instances=instances))
+    # THEN the node's record changes as ``expected``; only Forget, Evict and SetState STOPPED return its jobs
+    about = [a for a in decision.actions if isinstance(a, Forget | Evict | SetState)]
+    if expected is None:
+        assert about == []
+        return
+    (action,) = about
+    assert type(action) is expected[0] and [n.instance_id for n in action.nodes] == [busy.instance_id]
+    if isinstance(action, SetState):
+        assert action.state is expected[1]
 
 
 # ---- dead agents --------------------------------------------------------------------------------

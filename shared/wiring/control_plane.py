@@ -1,4 +1,5 @@
-"""The control plane's adapters, built from a function's environment (the composition root of the handlers)."""
+"""The Lambda functions' adapters, built from their environment: the scaler, the instance-event handler and
+the lifecycle step. Each is built once per warm function (the handlers cache it)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,24 @@ from shared.adapters.node_store import DynamoNodeStore
 from shared.adapters.scaler_store import DynamoLease, DynamoScalerStateStore
 from shared.adapters.state_table import PK, SK, TTL_ATTRIBUTE, StateTable
 from shared.services.environment import FunctionEnvironment
+from shared.services.lifecycle import LifecyclePorts
 from shared.services.reconcile import ControlPlane
 
 IDEMPOTENCY_PARTITION = "IDEMPOTENCY#{function}"
 
 
+def _fleet(env: FunctionEnvironment) -> Ec2Fleet:
+    return Ec2Fleet(
+        cluster=env.cluster.name,
+        launch_template_id=env.launch_template_id,
+        subnet_ids=env.subnet_ids,
+        zone=env.cluster.zone,
+        region=env.cluster.region,
+    )
+
+
 def build_control_plane(env: FunctionEnvironment) -> ControlPlane:
+    """What a scaling round talks to: evaluate_scaling's, and on_instance_event's (its actions, then a round)."""
     region = env.cluster.region
     table = StateTable(env.table_name, region=region)
     return ControlPlane(
@@ -30,13 +43,16 @@ def build_control_plane(env: FunctionEnvironment) -> ControlPlane:
         capacity=DynamoCapacityCache(table),
         decisions=DynamoDecisionLog(table),
         queue=SqsJobQueue(env.queue_url, dead_letter_queue_url=env.dead_letter_queue_url, region=region),
-        fleet=Ec2Fleet(
-            cluster=env.cluster.name,
-            launch_template_id=env.launch_template_id,
-            subnet_ids=env.subnet_ids,
-            zone=env.cluster.zone,
-            region=region,
-        ),
+        fleet=_fleet(env),
+    )
+
+
+def build_lifecycle_step(env: FunctionEnvironment) -> LifecyclePorts:
+    """The LaunchCluster/TeardownCluster steps' ports."""
+    table = StateTable(env.table_name, region=env.cluster.region)
+    fleet = _fleet(env)
+    return LifecyclePorts(
+        fleet=fleet, inventory=fleet, nodes=DynamoNodeStore(table), capacity=DynamoCapacityCache(table)
     )
 
 
