@@ -38,6 +38,8 @@ CONTEXT_ALIASES: Mapping[str, str] = {
     "capacityFailureTtl": "capacity_failure_ttl",
     "applianceImage": "appliance_image",
     "workerNetwork": "worker_network",
+    "maxHourlyCost": "max_hourly_cost",
+    "idleLease": "idle_lease",  # "budget" and "lease" are the same in both spellings
 }
 SETTINGS_FILE_CONTEXT = "settings"
 LAYER_VERSION_CONTEXT = "powertoolsLayerVersion"

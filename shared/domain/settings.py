@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from shared.domain.catalog import DEFAULT_NODE_STORAGE, REGIONS
+from shared.domain.guardrail_settings import check_guardrails, parse_dollars
 from shared.domain.node_types import NodeTypeSpecError, build_offers, parse_node_types
 from shared.domain.units import GiB, UnitError, parse_count, parse_counts, parse_duration, parse_gib
 
@@ -46,6 +47,11 @@ class ClusterSettings:
     capacity_failure_ttl: float = 600.0  # seconds an offering stays skipped after a capacity error
     appliance_image: str | None = None  # TOIL_APPLIANCE_SELF, when set
     worker_network: str = "public"  # one of WORKER_NETWORKS
+    # Guardrails (shared/domain/budget.py): None means no limit.
+    max_hourly_cost: float | None = None  # USD/h the fleet may cost (on-demand prices, spot at its bid)
+    budget: float | None = None  # USD the cluster may spend over its life; then it drains (BUDGET_EXHAUSTED)
+    lease: float | None = None  # seconds from launch until TeardownCluster runs by itself
+    idle_lease: float | None = None  # seconds with no job queued or running until TeardownCluster runs by itself
 
     def validate(self) -> ClusterSettings:
         if not CLUSTER_NAME.fullmatch(self.name):
@@ -87,6 +93,7 @@ class ClusterSettings:
         for ok, message in checks:
             if not ok:
                 raise SettingsError(message)
+        check_guardrails(self)
         return self
 
     @classmethod
@@ -122,7 +129,8 @@ class ClusterSettings:
 
 
 _INT_LISTS = {"min_nodes", "max_nodes", "static_nodes"}
-_DURATIONS = {"target_time", "scale_interval", "capacity_failure_ttl"}
+_DURATIONS = {"target_time", "scale_interval", "capacity_failure_ttl", "lease", "idle_lease"}
+_DOLLARS = {"max_hourly_cost", "budget"}
 
 
 def _coerce(key: str, value: object) -> object:
@@ -140,6 +148,8 @@ def _coerce(key: str, value: object) -> object:
         return parse_count(value)
     if value is None:
         return None
+    if key in _DOLLARS:
+        return parse_dollars(value)
     if not isinstance(value, str):
         raise ValueError(f"expected text, got {value!r}")
     return value
