@@ -155,7 +155,7 @@ def guard_spend(
         return dict.fromkeys(wanted, 0), [exhausted_reason(settings, spent)]
     if settings.max_hourly_cost is None:
         return dict(wanted), []
-    return cap_hourly_cost(wanted, live, plan, offers, settings.region, settings.max_hourly_cost)
+    return cap_hourly_cost(wanted, live, plan, offers, region=settings.region, cap=settings.max_hourly_cost)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +176,7 @@ def cap_hourly_cost(
     live: Mapping[str, Sequence[NodeRecord]],
     plan: Plan,
     offers: Mapping[str, Offer],
+    *,
     region: str,
     cap: float,
 ) -> tuple[dict[str, int], list[str]]:

@@ -37,27 +37,26 @@ def parse_dollars(value: object) -> float:
     return amount
 
 
-def check_guardrails(settings: ClusterSettings) -> None:
-    """Raise ``SettingsError`` for a guardrail that cannot be kept (called by ``ClusterSettings.validate``)."""
-    from shared.domain.settings import SettingsError  # settings imports this module
-
+def guardrail_problem(settings: ClusterSettings) -> str | None:
+    """What makes a guardrail setting unusable, in one line naming it (``ClusterSettings.validate`` raises it)."""
     dollars = (("max_hourly_cost", "maxHourlyCost", settings.max_hourly_cost), ("budget", "budget", settings.budget))
     for name, flag, value in dollars:
         if value is not None and (not math.isfinite(value) or value <= 0):
-            raise SettingsError(f"{name} (-c {flag}) must be a positive number of dollars, got {value:g}")
+            return f"{name} (-c {flag}) must be a positive number of dollars, got {value:g}"
     for name, flag, seconds in (("lease", "lease", settings.lease), ("idle_lease", "idleLease", settings.idle_lease)):
         if seconds is not None and not (math.isfinite(seconds) and seconds >= max(MIN_LEASE, settings.scale_interval)):
-            raise SettingsError(
+            return (
                 f"{name} (-c {flag}) must be at least the scale interval ({settings.scale_interval:g} s), "
                 f"e.g. 12h, got {seconds:g} s"
             )
     if settings.max_hourly_cost is not None:
         floor = _floor_cost(settings)
         if floor > settings.max_hourly_cost:
-            raise SettingsError(
+            return (
                 f"max_hourly_cost (-c maxHourlyCost) ${settings.max_hourly_cost:g}/h is below what min_nodes and "
                 f"static_nodes alone cost (${floor:.2f}/h); raise it or lower them"
             )
+    return None
 
 
 def _floor_cost(settings: ClusterSettings) -> float:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from shared.domain.catalog import DEFAULT_NODE_STORAGE, REGIONS
-from shared.domain.guardrail_settings import check_guardrails, parse_dollars
+from shared.domain.guardrail_settings import guardrail_problem, parse_dollars
 from shared.domain.node_types import NodeTypeSpecError, build_offers, parse_node_types
 from shared.domain.units import GiB, UnitError, parse_count, parse_counts, parse_duration, parse_gib
 
@@ -93,7 +93,9 @@ class ClusterSettings:
         for ok, message in checks:
             if not ok:
                 raise SettingsError(message)
-        check_guardrails(self)
+        problem = guardrail_problem(self)
+        if problem:
+            raise SettingsError(problem)
         return self
 
     @classmethod
