@@ -27,6 +27,7 @@ class FunctionEnvironment:
     launch_template_id: str
     event_bus_name: str = "default"
     subnet_ids: tuple[str, ...] = ()
+    teardown_state_machine_arn: str = ""  # the scaler starts it when a lease runs out ("" : never)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FunctionEnvironment:
@@ -50,6 +51,7 @@ class FunctionEnvironment:
             launch_template_id=need("SHOAL_LAUNCH_TEMPLATE_ID"),
             event_bus_name=env.get("SHOAL_EVENT_BUS_NAME", "default"),
             subnet_ids=tuple(s for s in env.get("SHOAL_SUBNET_IDS", "").split(",") if s),
+            teardown_state_machine_arn=env.get("SHOAL_TEARDOWN_STATE_MACHINE_ARN", ""),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -61,6 +63,7 @@ class FunctionEnvironment:
             "SHOAL_LAUNCH_TEMPLATE_ID": self.launch_template_id,
             "SHOAL_EVENT_BUS_NAME": self.event_bus_name,
             "SHOAL_SUBNET_IDS": ",".join(self.subnet_ids),
+            "SHOAL_TEARDOWN_STATE_MACHINE_ARN": self.teardown_state_machine_arn,
         }
 
 
@@ -73,4 +76,5 @@ ENVIRONMENT_VARIABLES = (
     "SHOAL_LAUNCH_TEMPLATE_ID",
     "SHOAL_EVENT_BUS_NAME",
     "SHOAL_SUBNET_IDS",
+    "SHOAL_TEARDOWN_STATE_MACHINE_ARN",
 )

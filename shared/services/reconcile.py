@@ -42,7 +42,8 @@ from shared.domain.node_types import Offer
 from shared.domain.scaling import ANY_ZONE, adopted_record, decide, node_hourly_price
 from shared.domain.settings import ClusterSettings
 from shared.formats.decision_record import DecisionRecord, PassSummary
-from shared.services import telemetry
+from shared.services import guardrails, telemetry
+from shared.services.guardrails import Guardrails
 from shared.services.ports import (
     BatchResult,
     CapacityCache,
@@ -76,6 +77,7 @@ class ControlPlane:
     decisions: DecisionLog
     queue: JobReturns
     fleet: Fleet
+    guardrails: Guardrails | None = None  # budget, maxHourlyCost's ledger, leases (shared.services.guardrails)
 
 
 @dataclass(slots=True)
@@ -110,6 +112,7 @@ class RoundResult:
     hourly_cost: float = 0.0  # of the nodes running after the round
     decide_seconds: float = 0.0
     round_seconds: float = 0.0
+    spent: float | None = None  # USD by the spend ledger, when the round keeps one
 
     def to_dict(self) -> dict[str, object]:
         """A small JSON summary (the Lambda's answer and the idempotency record)."""
@@ -272,6 +275,7 @@ class _Round:
         state, version = plane.scaler_state.load()
         smoothed_at = _last_smoothed_at(plane.decisions)
         demand = plane.jobs.demand()
+        guard = guardrails.before_round(plane.guardrails, self.now)
         self.instances = {i.instance_id: i for i in plane.fleet.describe()}
         zones = plane.fleet.zones()
         unavailable: set[Offering] = set(plane.capacity.unavailable(self.now))
@@ -282,7 +286,9 @@ class _Round:
         leftover: tuple[Action, ...] = ()
         summaries: list[PassSummary] = []
         while True:
-            snapshot = Snapshot(demand=demand, nodes=nodes, instances=tuple(self.instances.values()), zones=zones)
+            snapshot = Snapshot(
+                demand=demand, nodes=nodes, instances=tuple(self.instances.values()), zones=zones, spent=guard.spent
+            )
             clock = time.perf_counter()
             decision = decide(
                 snapshot, self.settings, self.offers, state, unavailable, now=self.now, smoothed_at=smoothed_at
@@ -306,6 +312,9 @@ class _Round:
         by_key = {o.key: o for o in self.offers}
         running = [n for n in nodes if n.state in (NodeState.PENDING, NodeState.ACTIVE, NodeState.DRAINING)]
         hourly_cost = sum(node_hourly_price(n, by_key.get(n.offer_key), self.settings.region) for n in running)
+        self.tally.errors += guardrails.after_round(
+            plane.guardrails, self.settings, guard, nodes=nodes, offers=self.offers, demand=demand, now=self.now
+        )
         round_seconds = time.perf_counter() - started
         record = DecisionRecord(
             round_id=self.round_id,
@@ -338,6 +347,7 @@ class _Round:
             hourly_cost=hourly_cost,
             decide_seconds=decide_seconds,
             round_seconds=round_seconds,
+            spent=None if plane.guardrails is None else guard.spent,
         )
 
     # --- acting -----------------------------------------------------------------------------------
@@ -508,6 +518,8 @@ def round_metrics(result: RoundResult) -> list[MetricPoint]:
         MetricPoint(name=telemetry.METRIC_DECISIONS, unit="Count", value=actions),
         MetricPoint(name=telemetry.METRIC_LAUNCH_FAILURES, unit="Count", value=len(result.launch_failures)),
     ]
+    if result.spent is not None:  # the budget alarm's metric
+        points.append(MetricPoint(name=telemetry.METRIC_SPENT, unit="None", value=round(result.spent, 4)))
     counts: dict[tuple[str, str, str], int] = {}
     for node in result.nodes:
         dims = (node.instance_type, str(node.market), str(node.state))
