@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -108,15 +108,25 @@ class DynamoSpendLedger:
 class StepFunctionsTeardown:
     """``TeardownStarter``: one execution of TeardownCluster per lease expiry, named after it."""
 
-    def __init__(self, machine_arn: str, region: str, *, client: SFNClient | None = None) -> None:
+    def __init__(
+        self,
+        machine_arn: str,
+        region: str,
+        *,
+        client: SFNClient | None = None,
+        options: Mapping[str, object] | None = None,  # TeardownCluster's input beyond the reason (poll_seconds...)
+    ) -> None:
         self.machine_arn = machine_arn
+        self.options = dict(options or {})
         self.client: SFNClient = client if client is not None else aws.client("stepfunctions", region)
 
     def start_teardown(self, *, reason: str, key: float) -> bool:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(key))
         name = f"lease-{stamp}"
         try:
-            self.client.start_execution(stateMachineArn=self.machine_arn, name=name, input=_input(reason))
+            self.client.start_execution(
+                stateMachineArn=self.machine_arn, name=name, input=json.dumps({**self.options, "reason": reason})
+            )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
                 return False  # this expiry's teardown was started by an earlier round
@@ -124,8 +134,3 @@ class StepFunctionsTeardown:
         except BotoCoreError as error:
             raise TeardownStartError(f"StartExecution of {self.machine_arn}: {error}") from None
         return True
-
-
-def _input(reason: str) -> str:
-    payload: dict[str, Any] = {"reason": reason}  # TeardownCluster's defaults: not forced, an hour's grace
-    return json.dumps(payload)

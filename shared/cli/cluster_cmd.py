@@ -41,7 +41,9 @@ from shared.adapters.decision_log import DynamoDecisionLog
 from shared.adapters.executions import ExecutionsError, StepFunctionsExecutions
 from shared.adapters.job_queue import SqsJobQueue
 from shared.adapters.node_store import DynamoNodeStore
+from shared.adapters.spend_ledger import DynamoSpendLedger
 from shared.adapters.state_table import StateTable
+from shared.cli import guardrails_cmd
 from shared.domain.catalog import REGIONS
 from shared.domain.settings import ClusterSettings, SettingsError
 from shared.domain.units import UnitError, format_duration, parse_duration
@@ -106,6 +108,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     launch.add_argument("--betaInertia", "--beta-inertia", dest="beta_inertia")
     launch.add_argument("--scaleInterval", "--scale-interval", dest="scale_interval", help="seconds (or 2m)")
     launch.add_argument("--preemptibleCompensation", "--preemptible-compensation", dest="preemptible_compensation")
+    guardrails_cmd.add_launch_flags(launch)
     launch.add_argument("--deploy", action="store_true", help="run `cdk deploy` if the stack is not deployed")
     _common_wait_options(launch, default_timeout="40m")
     launch.set_defaults(run=run_launch)
@@ -193,6 +196,7 @@ SETTING_FLAGS = {
     "beta_inertia": "--betaInertia",
     "scale_interval": "--scaleInterval",
     "preemptible_compensation": "--preemptibleCompensation",
+    **guardrails_cmd.FLAGS,
 }
 CONTEXT_KEYS = {  # settings name → the -c key cdk/settings_loader.py reads (Toil's names)
     "name": "cluster",
@@ -207,6 +211,7 @@ CONTEXT_KEYS = {  # settings name → the -c key cdk/settings_loader.py reads (T
     "beta_inertia": "betaInertia",
     "scale_interval": "scaleInterval",
     "preemptible_compensation": "preemptibleCompensation",
+    **guardrails_cmd.CONTEXT_KEYS,
 }
 
 
@@ -325,6 +330,7 @@ def run_launch(
         check_setting_flags(args, region)
         directory = CloudFormationClusterDirectory(region)
         deployed = directory.find(args.name)
+        fresh = deployed is None  # deployed now: --lease is a setting of the new stack, not a renewal
         if deployed is None:
             settings, context = launch_settings(args, region)
             argv = cdk_deploy_argv(settings.name, context, tags)
@@ -348,6 +354,8 @@ def run_launch(
                 "only to a new deploy (redeploy with cdk deploy -c ... to change them)",
                 file=io.err,
             )
+        if args.lease is not None and not fresh:
+            guardrails_cmd.renew(deployed, _duration("--lease", args.lease), now=time.time(), out=io.out, err=io.err)
         print(f"launching cluster {args.name} in {region}", file=io.out, flush=True)
         result = run_and_wait(
             StepFunctionsExecutions(region),
@@ -369,7 +377,8 @@ def run_launch(
 
 
 def _settings_flags_given(args: argparse.Namespace) -> bool:
-    return any(getattr(args, key) is not None for key in SETTING_FLAGS) or bool(args.workers) or bool(args.tag)
+    given = any(getattr(args, key) is not None for key in SETTING_FLAGS if key != "lease")  # --lease renews
+    return given or bool(args.workers) or bool(args.tag)
 
 
 def _wait_options(args: argparse.Namespace) -> tuple[float, float, dict[str, object]]:
@@ -451,6 +460,7 @@ def status_sources(outputs: ClusterOutputs) -> StatusSources:
         decisions=DynamoDecisionLog(table),
         executions=StepFunctionsExecutions(outputs.region),
         machines=outputs.machines,
+        guard=DynamoSpendLedger(table),
     )
 
 
@@ -509,6 +519,8 @@ def _print_status(report: ClusterReport, out: TextIO) -> None:
     out.write("\nrecent executions:\n" if report.executions else "\nno launch or teardown executions yet\n")
     for execution in report.executions:
         out.write(f"  {_when(execution.started_at)}  {execution.machine:<16} {execution.status:<10} {execution.name}\n")
+    for line in guardrails_cmd.status_lines(report.guard, time.time()):
+        out.write(f"{line}\n")
     if report.dashboard_url:
         out.write(f"\ndashboard: {report.dashboard_url}\n")
 
