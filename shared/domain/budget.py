@@ -54,7 +54,7 @@ def after_round(spend: Spend, *, now: float, rate: float, busy: bool) -> Spend:
     """The ledger a round leaves: accrued to ``now``, with the rate of the fleet it leaves running."""
     return Spend(
         spent=round(accrue(spend, now), 6),
-        at=now,
+        at=now if spend.at is None else max(now, spend.at),  # a clock behind the ledger must not re-count time
         rate=round(rate, 6),
         started_at=spend.started_at if spend.started_at is not None else now,
         busy_at=now if busy else spend.busy_at if spend.busy_at is not None else now,

@@ -175,6 +175,8 @@ def test_after_round_starts_the_clocks_once_and_tracks_busy_time() -> None:
     assert (first.started_at, first.busy_at, first.at, first.rate) == (100.0, 100.0, 100.0, 2.0)
     later = after_round(first, now=1900.0, rate=0.0, busy=True)
     assert later.started_at == 100.0 and later.busy_at == 1900.0 and later.spent == pytest.approx(1.0)
+    behind = after_round(later, now=1000.0, rate=5.0, busy=True)  # a round whose clock is behind the ledger
+    assert behind.at == 1900.0 and behind.spent == pytest.approx(1.0)
     idle = after_round(later, now=5000.0, rate=0.0, busy=False)
     assert idle.busy_at == 1900.0 and idle.spent == pytest.approx(1.0)
 
