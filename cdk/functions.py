@@ -27,6 +27,7 @@ from aws_cdk.aws_dynamodb import ITable
 from constructs import Construct
 
 from cdk import constants
+from cdk.guardrails import scaler_statements, teardown_state_machine_arn
 from cdk.nag import acknowledge
 from cdk.workers import LOG_WRITE_ACTIONS, TABLE_ITEM_ACTIONS
 from shared.domain.settings import ClusterSettings
@@ -103,6 +104,7 @@ class ControlPlaneFunctions(Construct):
             dead_letter_queue_url=dead_letter_queue.queue_url,
             launch_template_id=str(launch_template.launch_template_id),
             subnet_ids=tuple(subnet.subnet_id for subnet in subnets),
+            teardown_state_machine_arn=teardown_state_machine_arn(Stack.of(self), settings.name),
         ).to_env() | {
             "POWERTOOLS_SERVICE_NAME": telemetry.SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": telemetry.METRICS_NAMESPACE,
@@ -268,6 +270,7 @@ class ControlPlaneFunctions(Construct):
                 actions=["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
                 resources=["*"],
             ),
+            *scaler_statements(self._settings, stack),  # with a lease: start TeardownCluster
         ]
         role = iam.Role(
             self,

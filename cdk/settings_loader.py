@@ -39,6 +39,8 @@ CONTEXT_ALIASES: Mapping[str, str] = {
     "workerNetwork": "worker_network",
     "jobStoreBucket": "job_store_bucket",
     "jobsMayReach": "jobs_may_reach",
+    "maxHourlyCost": "max_hourly_cost",
+    "idleLease": "idle_lease",  # "budget" and "lease" are the same in both spellings
 }
 SETTINGS_FILE_CONTEXT = "settings"
 LAYER_VERSION_CONTEXT = "powertoolsLayerVersion"

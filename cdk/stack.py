@@ -13,6 +13,7 @@ from constructs import Construct
 
 from cdk import constants
 from cdk.functions import ControlPlaneFunctions
+from cdk.guardrails import ClusterGuardrails
 from cdk.leader import Leader
 from cdk.lifecycle import ClusterLifecycle
 from cdk.network import ClusterNetwork
@@ -111,6 +112,9 @@ class ShoalStack(Stack):
             },
             scaler=self.control_plane.evaluate_scaling,
         )
+        self.guardrails = ClusterGuardrails(
+            self, "Guardrails", settings=cluster, dashboard=self.observability.dashboard
+        )  # the budget alarm and the spend widgets
         self._outputs()
 
     def _outputs(self) -> None:

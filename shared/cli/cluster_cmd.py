@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -18,6 +19,7 @@ from shared.adapters.cluster_directory import (
     stack_name,
 )
 from shared.adapters.executions import StepFunctionsExecutions
+from shared.cli import guardrails_cmd
 from shared.cli.cluster_common import (
     AWS_ERRORS,
     DEFAULT_REGION,
@@ -190,6 +192,8 @@ def _print_status(report: ClusterReport, out: TextIO) -> None:
     out.write("\nrecent executions:\n" if report.executions else "\nno launch or teardown executions yet\n")
     for execution in report.executions:
         out.write(f"  {_when(execution.started_at)}  {execution.machine:<16} {execution.status:<10} {execution.name}\n")
+    for line in guardrails_cmd.status_lines(report.guard, time.time()):
+        out.write(f"{line}\n")
     if report.dashboard_url:
         out.write(f"\ndashboard: {report.dashboard_url}\n")
 

@@ -22,6 +22,7 @@ import os
 import re
 import shlex
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from shared.adapters.cluster_directory import (
 )
 from shared.adapters.executions import StepFunctionsExecutions
 from shared.adapters.leader import Ec2Leader
+from shared.cli import guardrails_cmd
 from shared.cli.cluster_common import (
     AWS_ERRORS,
     EXIT_FAILED,
@@ -75,6 +77,7 @@ def add_launch_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     launch.add_argument("--betaInertia", "--beta-inertia", dest="beta_inertia")
     launch.add_argument("--scaleInterval", "--scale-interval", dest="scale_interval", help="seconds (or 2m)")
     launch.add_argument("--preemptibleCompensation", "--preemptible-compensation", dest="preemptible_compensation")
+    guardrails_cmd.add_launch_flags(launch)
     launch.add_argument("--deploy", action="store_true", help="run `cdk deploy` if the stack is not deployed")
     launch.add_argument(
         "--leaderNodeType",
@@ -128,6 +131,7 @@ SETTING_FLAGS = {
     "beta_inertia": "--betaInertia",
     "scale_interval": "--scaleInterval",
     "preemptible_compensation": "--preemptibleCompensation",
+    **guardrails_cmd.FLAGS,
 }
 CONTEXT_KEYS = {  # settings name → the -c key cdk/settings_loader.py reads (Toil's names)
     "name": "cluster",
@@ -142,6 +146,7 @@ CONTEXT_KEYS = {  # settings name → the -c key cdk/settings_loader.py reads (T
     "beta_inertia": "betaInertia",
     "scale_interval": "scaleInterval",
     "preemptible_compensation": "preemptibleCompensation",
+    **guardrails_cmd.CONTEXT_KEYS,
 }
 
 
@@ -304,6 +309,8 @@ def _deployed(
             "only to a new deploy (redeploy with cdk deploy -c ... to change them)",
             file=io.err,
         )
+    if args.lease is not None:  # on a deployed stack --lease renews (on a new one it is a setting of the deploy)
+        guardrails_cmd.renew(deployed, duration("--lease", args.lease), now=time.time(), out=io.out, err=io.err)
     return deployed
 
 
@@ -339,4 +346,5 @@ def start_leader(deployed: ClusterOutputs, node_type: str, io: Io) -> str:
 
 
 def _settings_flags_given(args: argparse.Namespace) -> bool:
-    return any(getattr(args, key) is not None for key in SETTING_FLAGS) or bool(args.workers) or bool(args.tag)
+    given = any(getattr(args, key) is not None for key in SETTING_FLAGS if key != "lease")  # --lease renews
+    return given or bool(args.workers) or bool(args.tag)

@@ -41,6 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--capacity-errors", default="", metavar="TYPE=RATE,..",
         help="probability that a launch of TYPE fails for lack of capacity, e.g. c5.4xlarge=0.2",
     )  # fmt: skip
+    parser.add_argument("--max-hourly-cost", "--maxHourlyCost", help="USD/h the fleet may cost (spot at its bid)")
+    parser.add_argument("--budget", help="USD the cluster may spend; then it drains (BUDGET_EXHAUSTED)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--report", type=Path, help="write the JSON report here")
     parser.add_argument("--plot", type=Path, help="write a PNG of demand and nodes over time here")
@@ -57,6 +59,7 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
             "max_nodes": _numbers("--max-nodes", args.max_nodes),
             "target_time": _duration("--target-time", args.target_time),
             "scale_interval": _duration("--scale-interval", args.scale_interval),
+            **_guardrails(args),
         }
     )
     boot = _duration("--boot-delay", args.boot_delay)
@@ -104,6 +107,18 @@ def summary(result: SimResult) -> list[str]:
         f"idle node-hours {r['idle_node_hours']:.1f}, peak nodes {r['peak_nodes']}",
         f"{r['decisions']} rounds over {float(str(r['simulated_seconds'])) / 3600:.1f} simulated hours "
         f"in {r['elapsed_seconds']:.1f} s",
+        *_budget_line(r),
+    ]
+
+
+def _budget_line(r: dict[str, object]) -> list[str]:
+    if "status" not in r:
+        return []
+    at = r["budget_exhausted_at_seconds"]
+    when = "" if at is None else f" at {float(str(at)) / 3600:.2f} h"
+    return [
+        f"{r['status']}{when}: spent ${float(str(r['spent'])):.2f} of the ${float(str(r['budget'])):g} budget; "
+        f"{r['never_started']} jobs never started"
     ]
 
 
@@ -119,6 +134,12 @@ def write_plot(result: SimResult, path: Path, *, title: str) -> None:
         ]
     )
     draw(timeline, path, title=title)
+
+
+def _guardrails(args: argparse.Namespace) -> dict[str, object]:
+    """--max-hourly-cost and --budget as settings (checked there, named by their setting)."""
+    values = {"max_hourly_cost": args.max_hourly_cost, "budget": args.budget}
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def _numbers(flag: str, text: str) -> tuple[int, ...]:

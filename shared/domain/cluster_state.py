@@ -38,6 +38,8 @@ class ClusterStatus(enum.StrEnum):
 
     LAUNCHING = "LAUNCHING"
     ACTIVE = "ACTIVE"
+    # The budget is spent: nothing new launches, nodes drain (set by the scaling round, shared.services.guardrails).
+    BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
     TEARING_DOWN = "TEARING_DOWN"
     DESTROYED = "DESTROYED"
     FAILED = "FAILED"

@@ -59,6 +59,7 @@ class Snapshot:
     # When each busy node is expected to have finished its jobs (epoch seconds, by expected runtimes from the
     # jobs' start times); nodes left out are not drained while busy.
     empties_at: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    spent: float = 0.0  # USD the cluster has spent so far, by the scaler's ledger (shared.domain.budget)
 
 
 class Unavailable(Protocol):

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from shared.domain import policy
+from shared.domain.budget import budget_drains, guard_spend
 from shared.domain.catalog import UnknownInstanceTypeError, UnknownRegionError, instance_type
 from shared.domain.cluster_state import Market, NodeRecord, NodeState
 from shared.domain.decision import (
@@ -96,6 +97,10 @@ def decide(
     fleet = _Fleet(_reconcile_records(snapshot, now, actions), snapshot.instances)
     blocked = _Blocked(unavailable, snapshot.zones)
     target = _target(snapshot, settings, offers, state, fleet=fleet, blocked=blocked, now=now, smoothed_at=smoothed_at)
+    wanted, spend_reasons = guard_spend(
+        target.wanted, fleet.live, target.plan, target.offers, settings, spent=snapshot.spent
+    )  # maxHourlyCost and the budget
+    target = replace(target, wanted=wanted, reasons=target.reasons + spend_reasons)
     changes = _Changes(fleet, blocked, target, settings, actions)
     # Consolidate only with nothing queued: a queued job would rather start on a busy node than wait for a new one.
     if not any(c.queued for c in snapshot.demand.values()):
@@ -104,6 +109,7 @@ def decide(
     changes.waiting = policy.queued_needs(snapshot.demand)
     for key in sorted(set(target.wanted) | set(fleet.live) | set(fleet.draining)):
         changes.resize(key)
+    actions.extend(budget_drains(fleet.live, actions, settings, spent=snapshot.spent))
     changes.retire(now)
     return Decision(
         actions=tuple(actions),

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from shared.domain.catalog import DEFAULT_NODE_STORAGE, REGIONS
+from shared.domain.guardrail_settings import guardrail_problem, parse_dollars
 from shared.domain.node_types import NodeTypeSpecError, build_offers, parse_node_types
 from shared.domain.units import GiB, UnitError, parse_count, parse_counts, parse_duration, parse_gib
 
@@ -52,6 +53,11 @@ class ClusterSettings:
     worker_network: str = "public"  # one of WORKER_NETWORKS
     job_store_bucket: str | None = None  # the Toil job store's bucket jobs may use; None: NAME--toil (aws:REGION:NAME)
     jobs_may_reach: str = ""  # comma-separated JOB_ALLOWANCES: what a job's container may reach on its node
+    # Guardrails (shared/domain/budget.py): None means no limit.
+    max_hourly_cost: float | None = None  # USD/h the fleet may cost (on-demand prices, spot at its bid)
+    budget: float | None = None  # USD the cluster may spend over its life; then it drains (BUDGET_EXHAUSTED)
+    lease: float | None = None  # seconds from launch until TeardownCluster runs by itself
+    idle_lease: float | None = None  # seconds with no job queued or running until TeardownCluster runs by itself
 
     @property
     def job_store_bucket_name(self) -> str:
@@ -109,6 +115,9 @@ class ClusterSettings:
         for ok, message in checks:
             if not ok:
                 raise SettingsError(message)
+        problem = guardrail_problem(self)
+        if problem:
+            raise SettingsError(problem)
         return self
 
     @classmethod
@@ -144,7 +153,8 @@ class ClusterSettings:
 
 
 _INT_LISTS = {"min_nodes", "max_nodes", "static_nodes"}
-_DURATIONS = {"target_time", "scale_interval", "capacity_failure_ttl"}
+_DURATIONS = {"target_time", "scale_interval", "capacity_failure_ttl", "lease", "idle_lease"}
+_DOLLARS = {"max_hourly_cost", "budget"}
 
 
 def _coerce(key: str, value: object) -> object:
@@ -162,6 +172,8 @@ def _coerce(key: str, value: object) -> object:
         return parse_count(value)
     if value is None:
         return None
+    if key in _DOLLARS:
+        return parse_dollars(value)
     if not isinstance(value, str):
         raise ValueError(f"expected text, got {value!r}")
     return value

@@ -11,10 +11,11 @@ import enum
 import json
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Protocol, TypeVar
 
 from shared.domain.cluster_state import ClusterStatusRecord, NodeRecord
+from shared.services.guardrails import GuardView
 
 RUNNING = "RUNNING"
 SUCCEEDED = "SUCCEEDED"
@@ -150,6 +151,10 @@ class DecisionReader(Protocol):
     def recent(self, limit: int) -> list[dict[str, object]]: ...
 
 
+class GuardReader(Protocol):
+    def view(self) -> GuardView | None: ...
+
+
 class ExecutionLister(Protocol):
     def recent(self, machines: Mapping[str, str], limit: int) -> list[ExecutionInfo]: ...
 
@@ -174,6 +179,7 @@ class ClusterReport:
     executions: tuple[ExecutionInfo, ...]
     dashboard_url: str | None = None
     problems: tuple[str, ...] = field(default=())  # parts that could not be read, so the rest still shows
+    guard: GuardView | None = None  # spend and leases, as the last round saw them
 
     def to_json(self) -> dict[str, object]:
         """The ``shoal status --json`` contract."""
@@ -206,6 +212,7 @@ class ClusterReport:
             ],
             "dashboard_url": self.dashboard_url,
             "problems": list(self.problems),
+            "guardrails": None if self.guard is None else asdict(self.guard),
         }
 
 
@@ -222,6 +229,7 @@ class StatusSources:
     decisions: DecisionReader
     executions: ExecutionLister
     machines: Mapping[str, str]  # "LaunchCluster" -> state machine ARN, ...
+    guard: GuardReader | None = None  # the spend ledger's view (budget, maxHourlyCost, leases)
 
 
 class StatusReadError(RuntimeError):
@@ -255,6 +263,7 @@ def status(
     recent_executions: list[ExecutionInfo] = read(
         "executions", lambda: sources.executions.recent(sources.machines, executions), []
     )
+    guard = None if sources.guard is None else read("guardrails", sources.guard.view, None)
     return ClusterReport(
         cluster=cluster,
         region=region,
@@ -266,4 +275,5 @@ def status(
         executions=tuple(recent_executions),
         dashboard_url=dashboard_url,
         problems=tuple(problems),
+        guard=guard,
     )

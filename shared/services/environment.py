@@ -26,6 +26,7 @@ class FunctionEnvironment:
     launch_template_id: str
     event_bus_name: str = "default"
     subnet_ids: tuple[str, ...] = ()
+    teardown_state_machine_arn: str = ""  # the scaler starts it when a lease runs out ("" : never)
 
     def to_env(self) -> dict[str, str]:
         return {
@@ -36,6 +37,7 @@ class FunctionEnvironment:
             "SHOAL_LAUNCH_TEMPLATE_ID": self.launch_template_id,
             "SHOAL_EVENT_BUS_NAME": self.event_bus_name,
             "SHOAL_SUBNET_IDS": ",".join(self.subnet_ids),
+            "SHOAL_TEARDOWN_STATE_MACHINE_ARN": self.teardown_state_machine_arn,
         }
 
 
@@ -48,4 +50,5 @@ ENVIRONMENT_VARIABLES = (
     "SHOAL_LAUNCH_TEMPLATE_ID",
     "SHOAL_EVENT_BUS_NAME",
     "SHOAL_SUBNET_IDS",
+    "SHOAL_TEARDOWN_STATE_MACHINE_ARN",
 )

@@ -24,7 +24,9 @@ from shared.domain.node_types import Offer
 from shared.domain.scaling import decide, node_hourly_price
 from shared.domain.settings import ClusterSettings
 from shared.formats.decision_record import DecisionRecord, PassSummary
+from shared.services import guardrails
 from shared.services.actuator import Actuator, FleetPorts
+from shared.services.guardrails import Guardrails
 from shared.services.ports import (
     CapacityCache,
     DecisionLog,
@@ -53,6 +55,7 @@ class ControlPlane:
     decisions: DecisionLog
     queue: JobReturns
     fleet: Fleet
+    guardrails: Guardrails | None = None  # budget, maxHourlyCost's ledger, leases (shared.services.guardrails)
 
     def fleet_ports(self) -> FleetPorts:
         """What the actuator acts on."""
@@ -99,6 +102,7 @@ class _Round:
         state, version = plane.scaler_state.load()
         smoothed_at = _last_smoothed_at(plane.decisions)
         demand = plane.jobs.demand()
+        guard = guardrails.before_round(plane.guardrails, self.now)
         actuator.instances = {i.instance_id: i for i in plane.fleet.describe()}
         zones = plane.fleet.zones()
         unavailable: set[Offering] = set(plane.capacity.unavailable(self.now))
@@ -109,7 +113,9 @@ class _Round:
         leftover: tuple[Action, ...] = ()
         summaries: list[PassSummary] = []
         while True:
-            snapshot = Snapshot(demand=demand, nodes=nodes, instances=tuple(actuator.instances.values()), zones=zones)
+            snapshot = Snapshot(
+                demand=demand, nodes=nodes, instances=tuple(actuator.instances.values()), zones=zones, spent=guard.spent
+            )
             clock = time.perf_counter()
             decision = decide(
                 snapshot, self.settings, self.offers, state, unavailable, now=self.now, smoothed_at=smoothed_at
@@ -134,6 +140,9 @@ class _Round:
         by_key = {o.key: o for o in self.offers}
         running = [n for n in nodes if n.state in (NodeState.PENDING, NodeState.ACTIVE, NodeState.DRAINING)]
         hourly_cost = sum(node_hourly_price(n, by_key.get(n.offer_key), self.settings.region) for n in running)
+        t.errors += guardrails.after_round(
+            plane.guardrails, self.settings, guard, nodes=nodes, offers=self.offers, demand=demand, now=self.now
+        )
         round_seconds = time.perf_counter() - started
         record = DecisionRecord(
             round_id=self.round_id,
@@ -165,6 +174,7 @@ class _Round:
             hourly_cost=hourly_cost,
             decide_seconds=decide_seconds,
             round_seconds=round_seconds,
+            spent=None if plane.guardrails is None else guard.spent,
         )
 
 

@@ -32,6 +32,7 @@ class RoundResult:
     hourly_cost: float = 0.0  # of the nodes running after the round
     decide_seconds: float = 0.0
     round_seconds: float = 0.0
+    spent: float | None = None  # USD by the spend ledger, when the round keeps one
 
     def to_dict(self) -> dict[str, object]:
         """A small JSON summary (the Lambda's answer and the idempotency record)."""
@@ -85,6 +86,8 @@ def round_metrics(result: RoundResult) -> list[MetricPoint]:
         MetricPoint(name=telemetry.METRIC_DECISIONS, unit="Count", value=actions),
         MetricPoint(name=telemetry.METRIC_LAUNCH_FAILURES, unit="Count", value=len(result.launch_failures)),
     ]
+    if result.spent is not None:  # the budget alarm's metric
+        points.append(MetricPoint(name=telemetry.METRIC_SPENT, unit="None", value=round(result.spent, 4)))
     counts: dict[tuple[str, str, str], int] = {}
     for node in result.nodes:
         dims = (node.instance_type, str(node.market), str(node.state))

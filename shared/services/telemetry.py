@@ -13,6 +13,7 @@ METRIC_HOURLY_COST = "HourlyCost"
 METRIC_DECISION_LATENCY = "DecisionLatency"  # milliseconds
 METRIC_DECISIONS = "ScalingActions"
 METRIC_LAUNCH_FAILURES = "LaunchFailures"
+METRIC_SPENT = "Spent"  # USD over the cluster's life, by the scaler's spend ledger (the budget alarm watches it)
 METRIC_JOB_WAIT = "JobWaitSeconds"
 
 # EventBridge events Shoal itself puts: source and detail-types.

@@ -102,10 +102,13 @@ class Simulation(Fleet):
             self._charge(node)
         self._sample(self.now)
         report = build_report(self, time.perf_counter() - started)
+        report.update(self.ledger.report(self.now), **self._never_started())
         report["cpu_seconds"] = round(time.process_time() - cpu, 3)  # the machine may be shared: CPU time too
         return SimResult(report=report, samples=tuple(self.samples))
 
     def _finished(self) -> bool:
+        if self.ledger.exhausted_at is not None and not self.running and not self.nodes:
+            return True  # the budget ran out: what never started never will
         if self.completed < len(self.jobs):
             return False
         if self.now - self.last_end > TAIL_LIMIT:
@@ -179,7 +182,7 @@ class Simulation(Fleet):
             self.outages = live_outages
             self.changed = True
         demand = self._demand()
-        if self._same_as_last_round(demand):
+        if not self.ledger.crossing(self.now) and self._same_as_last_round(demand):
             # decide is pure: with the same snapshot, a settled state and no clock-driven rule in reach it
             # would decide the same nothing again; only its smoothing clock moves.
             if self.smoothed_at is None or self.now - self.smoothed_at >= self.settings.scale_interval:
@@ -193,7 +196,7 @@ class Simulation(Fleet):
         while True:
             snapshot = Snapshot(
                 demand=demand, nodes=self._records(), instances=self._instances(), queued_since=self._queued_since(),
-                empties_at=self._empties_at(),
+                empties_at=self._empties_at(), spent=self.ledger.spent(self.now),
             )  # fmt: skip
             decision = self.decide(
                 snapshot, self.settings, self.offers, self.scaler_state, unavailable, now=self.now,
@@ -208,10 +211,14 @@ class Simulation(Fleet):
             refused = self._act(decision.actions)
             acted = True
             unavailable = set(self.outages)
+        self.ledger.record(self.now, self.nodes.values(), busy=self.queued + self.running > 0)
         self.scaler_state = decision.state
         self.smoothed_at = decision.smoothed_at
         self.changed = acted
         self.settled = None if decision.actions else decision
+
+    def _never_started(self) -> dict[str, int]:
+        return {"never_started": sum(1 for j in self.jobs if not j.starts)} if self.ledger.on else {}
 
     def _empties_at(self) -> dict[str, float]:
         """When each busy node is expected to be empty: its jobs' start times plus their expected runtimes."""

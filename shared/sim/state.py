@@ -16,6 +16,7 @@ from shared.domain.policy import ScalerState
 from shared.domain.resources import Resources
 from shared.domain.runtimes import Runtimes
 from shared.domain.scaling import decide, offers_for
+from shared.sim.ledger import SimLedger
 from shared.sim.model import Outage, Sample, SimJob, SimNode, SimOptions
 from shared.sim.trace import TraceJob
 
@@ -71,6 +72,7 @@ class SimState:
         self.cost = 0.0
         self.idle_seconds = 0.0
         self.samples: list[Sample] = []
+        self.ledger = SimLedger(self.settings, self.by_key)  # the budget's spend ledger (inert without a budget)
         self.last_end = 0.0
 
     # ---- the event loop --------------------------------------------------------------------------

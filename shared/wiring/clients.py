@@ -13,6 +13,7 @@ from shared.adapters.executions import StepFunctionsExecutions
 from shared.adapters.job_queue import SqsJobQueue
 from shared.adapters.job_store import DynamoJobStore
 from shared.adapters.node_store import DynamoNodeStore
+from shared.adapters.spend_ledger import DynamoSpendLedger
 from shared.adapters.state_table import StateTable
 from shared.services.cluster_utils import StatusSources
 from shared.services.ports import NodeStore
@@ -41,6 +42,7 @@ def build_status_sources(outputs: ClusterOutputs) -> StatusSources:
         decisions=DynamoDecisionLog(table),
         executions=StepFunctionsExecutions(outputs.region),
         machines=outputs.machines,
+        guard=DynamoSpendLedger(table),
     )
 
 

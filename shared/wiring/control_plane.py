@@ -7,14 +7,17 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from shared.adapters import aws
 from shared.adapters.capacity_cache import DynamoCapacityCache
+from shared.adapters.cluster_store import DynamoClusterStore
 from shared.adapters.decision_log import DynamoDecisionLog
 from shared.adapters.ec2_fleet import Ec2Fleet
 from shared.adapters.job_queue import SqsJobQueue
 from shared.adapters.job_store import DynamoJobStore
 from shared.adapters.node_store import DynamoNodeStore
 from shared.adapters.scaler_store import DynamoLease, DynamoScalerStateStore
+from shared.adapters.spend_ledger import DynamoSpendLedger, StepFunctionsTeardown
 from shared.adapters.state_table import PK, SK, TTL_ATTRIBUTE, StateTable
 from shared.services.environment import FunctionEnvironment
+from shared.services.guardrails import Guardrails
 from shared.services.lifecycle import LifecyclePorts
 from shared.services.reconcile import ControlPlane
 
@@ -44,6 +47,17 @@ def build_control_plane(env: FunctionEnvironment) -> ControlPlane:
         decisions=DynamoDecisionLog(table),
         queue=SqsJobQueue(env.queue_url, dead_letter_queue_url=env.dead_letter_queue_url, region=region),
         fleet=_fleet(env),
+        guardrails=build_guardrails(env, table),
+    )
+
+
+def build_guardrails(env: FunctionEnvironment, table: StateTable) -> Guardrails:
+    """The spend ledger, the status record and (when the stack names one) the TeardownCluster a lease starts."""
+    arn = env.teardown_state_machine_arn
+    return Guardrails(
+        ledger=DynamoSpendLedger(table),
+        status=DynamoClusterStore(table),
+        teardown=StepFunctionsTeardown(arn, env.cluster.region) if arn else None,
     )
 
 

@@ -94,6 +94,7 @@ def read_function_environment(environ: Mapping[str, str] | None = None) -> Funct
         launch_template_id=env.need("SHOAL_LAUNCH_TEMPLATE_ID", deployed),
         event_bus_name=env.get("SHOAL_EVENT_BUS_NAME", "default"),
         subnet_ids=tuple(s for s in env.get("SHOAL_SUBNET_IDS").split(",") if s),
+        teardown_state_machine_arn=env.get("SHOAL_TEARDOWN_STATE_MACHINE_ARN"),
     )
 
 

@@ -169,3 +169,43 @@ def test_bad_teardown_input_fails_with_a_clear_cause(cloud: LifecycleCloud) -> N
     result = cloud.run(cloud.teardown_arn, {"force": "yes"})
     assert result["status"] == "FAILED"
     assert "input 'force' must be true or false" in cloud.status()["reason"]
+
+
+def test_an_expired_lease_runs_teardown_cluster_by_itself(cloud: LifecycleCloud) -> None:
+    """Issue 15: the scaling round's guardrails start the real TeardownCluster when the lease runs out."""
+    from shared.adapters.spend_ledger import DynamoSpendLedger, StepFunctionsTeardown
+    from shared.domain.budget import Spend
+    from shared.domain.scaling import offers_for
+    from shared.domain.settings import ClusterSettings
+    from shared.services import guardrails
+
+    # GIVEN a launched cluster with a one-hour lease that started an hour and a minute ago
+    assert launch(cloud)["status"] == "SUCCEEDED"
+    settings = ClusterSettings(name="lifecycle", node_types="m5.2xlarge", lease=3600.0).validate()
+    ledger = DynamoSpendLedger(cloud.table)
+    now = time.time()
+    started = Spend(at=now - 3660, started_at=now - 3660, busy_at=now - 3660)
+    ledger.save(started, previous=Spend(), view=guardrails.GuardView(spent=0.0))
+    teardown_port = StepFunctionsTeardown(
+        cloud.teardown_arn, "us-east-1", client=cloud.sfn, options={"poll_seconds": 0, "job_poll_seconds": 1}
+    )
+    rails = guardrails.Guardrails(ledger=ledger, status=DynamoClusterStore(cloud.table), teardown=teardown_port)
+    # WHEN two scaling rounds finish (the second before the teardown has turned the rules off)
+    for _ in range(2):
+        before = guardrails.before_round(rails, now)
+        errors = guardrails.after_round(
+            rails, settings, before, nodes=cloud.nodes.list_nodes(), offers=offers_for(settings), demand={}, now=now
+        )
+        assert errors == []
+    # THEN one TeardownCluster execution, named after the expiry, runs to the end: nothing left, scaling off
+    (execution,) = cloud.sfn.list_executions(stateMachineArn=cloud.teardown_arn)["executions"]
+    assert execution["name"].startswith("lease-")
+    deadline = time.monotonic() + 90
+    while cloud.sfn.describe_execution(executionArn=execution["executionArn"])["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the lease's teardown did not finish"
+        time.sleep(0.05)
+    described = cloud.sfn.describe_execution(executionArn=execution["executionArn"])
+    assert described["status"] == "SUCCEEDED", described
+    assert json.loads(described["input"])["reason"] == "lease expired"
+    assert cloud.tagged_instances() == [] and not any(cloud.rules_enabled())
+    assert cloud.status()["status"] == "DESTROYED"

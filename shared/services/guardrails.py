@@ -1,0 +1,166 @@
+"""The round's dollar and time guardrails around the pure decision (``shared.domain.budget``).
+
+Before deciding, the round reads the spend ledger and accrues it to now (``before_round``): the decision
+sees what was spent. After acting it saves the ledger with the rate of the fleet it leaves running
+(``after_round``), marks the cluster BUDGET_EXHAUSTED once the budget is spent, and starts TeardownCluster
+when the lease or the idle lease has run out. ``renew_lease`` is ``shoal launch-cluster --lease``.
+
+Nothing here imports boto3: the ports below are served by ``shared.adapters.spend_ledger``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from shared.domain.budget import (
+    LeaseClock,
+    Spend,
+    accrue,
+    budget_exhausted,
+    fleet_rate,
+    lease_clock,
+    lease_expired,
+)
+from shared.domain.budget import (
+    after_round as ledger_after_round,
+)
+from shared.domain.cluster_state import ClusterStatus, DemandCount, NodeRecord, NodeState
+from shared.domain.jobs import Shape
+from shared.domain.node_types import Offer
+from shared.domain.settings import ClusterSettings
+
+_RUNNING = (NodeState.PENDING, NodeState.ACTIVE, NodeState.DRAINING, NodeState.INTERRUPTED)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuardView:
+    """What ``shoal status`` shows of the guardrails (the round writes it with the ledger)."""
+
+    spent: float
+    budget: float | None = None
+    max_hourly_cost: float | None = None
+    rate: float = 0.0
+    lease_expires_at: float | None = None
+    idle_expires_at: float | None = None
+
+
+class SpendLedger(Protocol):
+    def load(self) -> Spend: ...
+
+    def save(self, spend: Spend, *, previous: Spend, view: GuardView) -> bool:
+        """Write ``spend`` if the ledger is still ``previous`` (no other round saved since); False otherwise."""
+        ...
+
+    def renew_lease(self, expires_at: float, *, now: float) -> None:
+        """Set the lease's end (``launch-cluster --lease``); the idle clock restarts too."""
+        ...
+
+    def view(self) -> GuardView | None: ...
+
+
+class StatusWriter(Protocol):
+    def set_status(
+        self,
+        status: ClusterStatus,
+        *,
+        reason: str | None,
+        now: float,
+        expected: Collection[ClusterStatus] | None = None,
+    ) -> bool: ...
+
+
+class TeardownStartError(RuntimeError):
+    """TeardownCluster could not be started; the message names the machine and the cause."""
+
+
+class TeardownStarter(Protocol):
+    def start_teardown(self, *, reason: str, key: float) -> bool:
+        """Start TeardownCluster once per ``key`` (the expiry time): a repeat with the same key starts nothing.
+        False when this key's execution already ended (the teardown ran; a new one needs a renewal first)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Guardrails:
+    """The ports a round needs for its guardrails (``ControlPlane.guardrails``)."""
+
+    ledger: SpendLedger
+    status: StatusWriter
+    teardown: TeardownStarter | None = None  # None: the stack gave the scaler no teardown to start
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Before:
+    spend: Spend
+    spent: float  # accrued to now: what the decision sees
+
+
+def before_round(guardrails: Guardrails | None, now: float) -> Before:
+    if guardrails is None:
+        return Before(spend=Spend(), spent=0.0)
+    spend = guardrails.ledger.load()
+    return Before(spend=spend, spent=accrue(spend, now))
+
+
+def after_round(
+    guardrails: Guardrails | None,
+    settings: ClusterSettings,
+    before: Before,
+    *,
+    nodes: Sequence[NodeRecord],
+    offers: Sequence[Offer],
+    demand: Mapping[Shape, DemandCount],
+    now: float,
+) -> list[str]:
+    """Save the ledger, report an exhausted budget, start the teardown of an expired lease; the errors, if any."""
+    if guardrails is None:
+        return []
+    by_key = {o.key: o for o in offers}
+    rate = fleet_rate([n for n in nodes if n.state in _RUNNING], by_key, settings.region)
+    busy = any(c.queued or c.running for c in demand.values())
+    spend = ledger_after_round(before.spend, now=now, rate=rate, busy=busy)
+    clock = lease_clock(settings, spend)
+    view = GuardView(
+        spent=spend.spent,
+        budget=settings.budget,
+        max_hourly_cost=settings.max_hourly_cost,
+        rate=rate,
+        lease_expires_at=clock.expires_at,
+        idle_expires_at=clock.idle_expires_at,
+    )
+    errors: list[str] = []
+    if not guardrails.ledger.save(spend, previous=before.spend, view=view):
+        errors.append("the spend ledger changed during the round; this round's spend is left to the next")
+    if budget_exhausted(settings, spend.spent):
+        guardrails.status.set_status(
+            ClusterStatus.BUDGET_EXHAUSTED,
+            reason=f"spent ${spend.spent:.2f} of the ${settings.budget:g} budget",
+            now=now,
+            expected=(ClusterStatus.ACTIVE,),
+        )
+    errors += _end_an_expired_lease(guardrails, settings, spend, clock, now)
+    return errors
+
+
+def _end_an_expired_lease(
+    guardrails: Guardrails, settings: ClusterSettings, spend: Spend, clock: LeaseClock, now: float
+) -> list[str]:
+    reason = lease_expired(settings, spend, now)
+    if reason is None:
+        return []
+    if guardrails.teardown is None:
+        return [f"{reason}, but this stack gives the scaler no TeardownCluster to start; run shoal destroy-cluster"]
+    try:
+        guardrails.teardown.start_teardown(reason=reason, key=clock.first() or now)
+    except TeardownStartError as error:
+        return [f"{reason}, but TeardownCluster did not start: {error}"]
+    return []
+
+
+def renew_lease(ledger: SpendLedger, lease: float, *, now: float) -> float:
+    """``launch-cluster --lease``: the lease now ends ``lease`` seconds from ``now``; returns when."""
+    expires_at = now + lease
+    ledger.renew_lease(expires_at, now=now)
+    return expires_at
