@@ -15,6 +15,7 @@ from shared.domain.cluster_state import DemandCount, Market, NodeRecord, NodeSta
 from shared.domain.jobs import Shape
 from shared.domain.packing import Plan
 from shared.domain.policy import ScalerState
+from shared.domain.quotas import QuotaView
 
 
 class InstanceState(enum.StrEnum):
@@ -59,6 +60,11 @@ class Snapshot:
     # When each busy node is expected to have finished its jobs (epoch seconds, by expected runtimes from the
     # jobs' start times); nodes left out are not drained while busy.
     empties_at: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    quotas: QuotaView | None = None  # the account's vCPU quotas and what runs outside the cluster; None: unknown
+    # Spot Placement Scores per spot offer key and zone (1-10); offers left out launch in price order.
+    placement_scores: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
+    # Jobs past their preemption budget, per (preemptible) shape: planned on on-demand nodes only.
+    on_demand_only: Mapping[Shape, DemandCount] = field(default_factory=lambda: MappingProxyType({}))
 
 
 class Unavailable(Protocol):

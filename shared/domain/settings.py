@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 
 from shared.domain.catalog import DEFAULT_NODE_STORAGE, REGIONS
 from shared.domain.node_types import NodeTypeSpecError, build_offers, parse_node_types
+from shared.domain.preemption import DEFAULT_MAX_PREEMPTIONS
 from shared.domain.units import GiB, UnitError, parse_count, parse_counts, parse_duration, parse_gib
 
 # Matched with fullmatch: "$" would also match before a trailing newline ("demo\n").
@@ -46,6 +47,8 @@ class ClusterSettings:
     capacity_failure_ttl: float = 600.0  # seconds an offering stays skipped after a capacity error
     appliance_image: str | None = None  # TOIL_APPLIANCE_SELF, when set
     worker_network: str = "public"  # one of WORKER_NETWORKS
+    max_preemptions: int = DEFAULT_MAX_PREEMPTIONS  # spot reclaims a job may suffer before it runs on-demand only
+    quota_ttl: float = 300.0  # seconds the account's vCPU quotas (and Spot Placement Scores) are kept once read
 
     def validate(self) -> ClusterSettings:
         if not CLUSTER_NAME.fullmatch(self.name):
@@ -83,6 +86,8 @@ class ClusterSettings:
             (self.node_storage >= 10 * GiB, "node_storage must be at least 10 GiB"),
             (self.warm_pool_size >= 0, "warm_pool_size must be >= 0"),
             (self.capacity_failure_ttl > 0, "capacity_failure_ttl must be > 0 seconds"),
+            (0 <= self.max_preemptions <= 100, "max_preemptions must be a whole number from 0 to 100"),
+            (60 <= self.quota_ttl <= 86400, "quota_ttl must be from 60 seconds to 24 hours"),
         ]
         for ok, message in checks:
             if not ok:
@@ -122,7 +127,7 @@ class ClusterSettings:
 
 
 _INT_LISTS = {"min_nodes", "max_nodes", "static_nodes"}
-_DURATIONS = {"target_time", "scale_interval", "capacity_failure_ttl"}
+_DURATIONS = {"target_time", "scale_interval", "capacity_failure_ttl", "quota_ttl"}
 
 
 def _coerce(key: str, value: object) -> object:
@@ -136,7 +141,7 @@ def _coerce(key: str, value: object) -> object:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise ValueError(f"expected a number, got {value!r}")
         return float(value)  # nan and inf are refused by validate's range checks
-    if key == "warm_pool_size":
+    if key in {"warm_pool_size", "max_preemptions"}:
         return parse_count(value)
     if value is None:
         return None

@@ -18,8 +18,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from types import MappingProxyType
+from typing import Any
 
-from shared.domain.cluster_state import NodeRecord, NodeState
+from shared.domain import preemption
+from shared.domain.cluster_state import Market, NodeRecord, NodeState
 from shared.domain.decision import (
     Action,
     Adopt,
@@ -39,6 +41,7 @@ from shared.domain.decision import (
     describe_action,
 )
 from shared.domain.node_types import Offer
+from shared.domain.preemption import DEFAULT_MAX_PREEMPTIONS
 from shared.domain.scaling import ANY_ZONE, adopted_record, decide, node_hourly_price
 from shared.domain.settings import ClusterSettings
 from shared.formats.decision_record import DecisionRecord, PassSummary
@@ -56,6 +59,8 @@ from shared.services.ports import (
     Lease,
     NodeStore,
     Offering,
+    PlacementScores,
+    QuotaSource,
     ScalerStateStore,
     StoreError,
 )
@@ -76,6 +81,8 @@ class ControlPlane:
     decisions: DecisionLog
     queue: JobReturns
     fleet: Fleet
+    quotas: QuotaSource | None = None  # None: no quota is known, nothing is capped
+    placement: PlacementScores | None = None  # None: spot launches in price order
 
 
 @dataclass(slots=True)
@@ -149,7 +156,15 @@ def run_round(
         plane.lease.release(round_id)
 
 
-def return_jobs(plane: ControlPlane, node: NodeRecord, *, reason: str, now: float) -> list[str]:
+def return_jobs(
+    plane: ControlPlane,
+    node: NodeRecord,
+    *,
+    reason: str,
+    now: float,
+    preempted: bool = False,
+    max_preemptions: int = DEFAULT_MAX_PREEMPTIONS,
+) -> list[str]:
     """Put the jobs ``node`` was running back in the queue; returns the ids requeued.
 
     The job store moves first (only jobs still RUNNING on this node, so a job that finished or moved
@@ -159,7 +174,9 @@ def return_jobs(plane: ControlPlane, node: NodeRecord, *, reason: str, now: floa
     requeued: list[str] = []
     handles: list[str] = []
     for job_id, receipt_handle in node.running_jobs.items():
-        if plane.jobs.requeue_job(job_id, node.instance_id, reason=reason, now=now):
+        if plane.jobs.requeue_job(
+            job_id, node.instance_id, reason=reason, now=now, preempted=preempted, max_preemptions=max_preemptions
+        ):
             requeued.append(job_id)
             handles.append(receipt_handle)
     if handles:
@@ -219,7 +236,9 @@ def handle_instance_event(
     changed = False
     if kind is InstanceEventKind.SPOT_INTERRUPTION:
         if node.state is not NodeState.INTERRUPTED or node.busy:
-            requeued = return_jobs(plane, node, reason="spot interruption warning", now=now)
+            requeued = return_jobs(
+                plane, node, reason="spot interruption warning", now=now, **_reclaim(node, settings, reclaim=True)
+            )
             plane.nodes.put_node(replace(node, state=NodeState.INTERRUPTED, running_jobs=MappingProxyType({})))
             changed = True
     elif kind is InstanceEventKind.REBALANCE:
@@ -231,7 +250,7 @@ def handle_instance_event(
             plane.nodes.put_node(replace(node, state=NodeState.STOPPED, running_jobs=MappingProxyType({})))
             changed = True
     elif ec2_state in ("shutting-down", "terminated"):
-        requeued = return_jobs(plane, node, reason=f"node {ec2_state}", now=now)
+        requeued = return_jobs(plane, node, reason=f"node {ec2_state}", now=now, **_reclaim(node, settings))
         plane.nodes.remove_node(instance_id)
         changed = True
     result = None
@@ -274,6 +293,7 @@ class _Round:
         demand = plane.jobs.demand()
         self.instances = {i.instance_id: i for i in plane.fleet.describe()}
         zones = plane.fleet.zones()
+        observed = _observed_extras(plane, self.settings, self.offers, zones, self.now)
         unavailable: set[Offering] = set(plane.capacity.unavailable(self.now))
         nodes = plane.nodes.list_nodes()
         decide_seconds = 0.0
@@ -282,7 +302,8 @@ class _Round:
         leftover: tuple[Action, ...] = ()
         summaries: list[PassSummary] = []
         while True:
-            snapshot = Snapshot(demand=demand, nodes=nodes, instances=tuple(self.instances.values()), zones=zones)
+            instances = tuple(self.instances.values())
+            snapshot = Snapshot(demand=demand, nodes=nodes, instances=instances, zones=zones, **observed)
             clock = time.perf_counter()
             decision = decide(
                 snapshot, self.settings, self.offers, state, unavailable, now=self.now, smoothed_at=smoothed_at
@@ -362,7 +383,7 @@ class _Round:
                     self.plane.nodes.put_node(adopted_record(instance))
             case Forget():
                 for node in action.nodes:
-                    self._return_jobs(node, "node gone from EC2")
+                    self._return_jobs(node, "node gone from EC2", **_reclaim(node, self.settings))
                     self.plane.nodes.remove_node(node.instance_id)
             case Evict():
                 self._evict(action)
@@ -386,8 +407,8 @@ class _Round:
                 self._terminate(action.instance_ids)
         return False
 
-    def _return_jobs(self, node: NodeRecord, reason: str) -> None:
-        self.tally.counts.requeued_jobs += len(return_jobs(self.plane, node, reason=reason, now=self.now))
+    def _return_jobs(self, node: NodeRecord, reason: str, **reclaim: Any) -> None:
+        self.tally.counts.requeued_jobs += len(return_jobs(self.plane, node, reason=reason, now=self.now, **reclaim))
 
     def _evict(self, action: Evict) -> None:
         """Silent agents: their jobs go back; a static node is kept (and cleared), any other terminated."""
@@ -468,6 +489,23 @@ class _Round:
         instance = self.instances.get(instance_id)
         if instance is not None:
             self.instances[instance_id] = replace(instance, state=state)
+
+
+def _reclaim(node: NodeRecord, settings: ClusterSettings, *, reclaim: bool = False) -> dict[str, Any]:
+    """``return_jobs``' preemption arguments: a spot node's loss (or its interruption warning) is a reclaim."""
+    return {"preempted": reclaim or node.market is Market.SPOT, "max_preemptions": settings.max_preemptions}
+
+
+def _observed_extras(
+    plane: ControlPlane, settings: ClusterSettings, offers: Sequence[Offer], zones: Sequence[str], now: float
+) -> dict[str, Any]:
+    """What a round observes beyond demand and the fleet: quotas, Spot Placement Scores, jobs past their
+    preemption budget. Each source says "unknown" (None / {}) rather than fail the round."""
+    return {
+        "quotas": plane.quotas.read(now) if plane.quotas is not None else None,
+        "placement_scores": plane.placement.scores(offers, zones, now) if plane.placement is not None else {},
+        "on_demand_only": preemption.past_budget(plane.jobs.preempted_jobs(), settings.max_preemptions),
+    }
 
 
 def _last_smoothed_at(decisions: DecisionLog) -> float | None:
