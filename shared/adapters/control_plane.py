@@ -8,6 +8,7 @@ from shared.adapters import aws
 from shared.adapters.capacity_cache import DynamoCapacityCache
 from shared.adapters.decision_log import DynamoDecisionLog
 from shared.adapters.ec2_fleet import Ec2Fleet
+from shared.adapters.ec2_quotas import ServiceQuotaReader, SpotPlacementScorer
 from shared.adapters.job_queue import SqsJobQueue
 from shared.adapters.job_store import DynamoJobStore
 from shared.adapters.node_store import DynamoNodeStore
@@ -37,6 +38,8 @@ def build_control_plane(env: FunctionEnvironment) -> ControlPlane:
             zone=env.cluster.zone,
             region=region,
         ),
+        quotas=ServiceQuotaReader(cluster=env.cluster.name, region=region, ttl=env.cluster.quota_ttl),
+        placement=SpotPlacementScorer(region=region, ttl=env.cluster.quota_ttl),
     )
 
 

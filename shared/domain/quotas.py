@@ -120,8 +120,10 @@ def plan_within(
             used = sum(counts.get(o.key, 0) * codes[o.key][code] for o in members)
             if used <= allowed:
                 continue
-            over = True
             share = _share(members, code, counts=counts, allowed=allowed, live=live, codes=codes)
+            if all(cap >= counts.get(key, 0) for key, cap in share.items()):
+                continue  # over only by live nodes, which are never drained for a quota
+            over = True
             binding[code] = [o.key for o in members]
             for key, cap in share.items():
                 caps[key] = min(caps.get(key, cap), cap)
