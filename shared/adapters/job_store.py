@@ -391,7 +391,9 @@ class DynamoJobStore:
     def preempted_jobs(self) -> list[JobRecord]:
         """The queued and running jobs that were preempted at least once (markers of settled ones are removed)."""
         ids = [need_str(item, "job_id") for item in self._table.query(PREEMPTED_PARTITION)]
-        records = [self._record(item) for item in self._table.batch_get([job_key(i) for i in ids])]
+        fields = ("job", "status", "attempts", "starts", "node", "submitted_at", "started_at", "reason")
+        items = self._table.batch_get([job_key(i) for i in ids], (*fields, "preemptions", "on_demand_only"))
+        records = [self._record(item) for item in items]
         live = [r for r in records if r.status in (JobStatus.QUEUED, JobStatus.RUNNING)]
         for job_id in set(ids) - {r.job.id for r in live}:
             self._table.delete(key(PREEMPTED_PARTITION, job_id))
