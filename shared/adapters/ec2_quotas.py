@@ -86,22 +86,22 @@ class ServiceQuotaReader:
 
     def _limits(self) -> dict[str, float]:
         limits: dict[str, float] = {}
-        unknown: list[str] = []
+        unknown: dict[str, list[str]] = {}  # why → codes
         for code in sorted(set(QUOTA_CODES.values())):
             try:
                 response = self.quotas.get_service_quota(ServiceCode="ec2", QuotaCode=code)
             except _READ_ERRORS as error:
-                unknown.append(f"{code} ({_describe(error)})")
+                unknown.setdefault(_describe(error), []).append(code)
                 continue
             value = response.get("Quota", {}).get("Value")
             if isinstance(value, int | float):
                 limits[code] = float(value)
             else:
-                unknown.append(f"{code} (no value)")
+                unknown.setdefault("no value", []).append(code)
         if unknown:
             self.once.warn(
-                "EC2 vCPU quotas not readable, no limit known for them (the fleet is not capped by them): "
-                + "; ".join(unknown)
+                "EC2 vCPU quotas not readable, no limit known (the fleet is not capped by them): "
+                + "; ".join(f"{', '.join(codes)} ({why})" for why, codes in unknown.items())
             )
         return limits
 

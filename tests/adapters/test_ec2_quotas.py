@@ -85,7 +85,10 @@ def test_without_ec2_quotas_in_the_region_no_limit_is_known_and_it_is_said_once(
     # THEN nothing is known (nothing will be capped), and the log says so once, naming the codes
     assert first is None and second is None
     said = [r.getMessage() for r in caplog.records if "vCPU quotas not readable" in r.getMessage()]
-    assert len(said) == 1 and "L-1216C47A (NoSuchResourceException" in said[0]
+    assert (
+        len(said) == 1
+        and "L-1216C47A, L-34B43A08, L-3819A6DF, L-417A185B, L-7212CCBC, L-DB2E81BA (NoSuchResource" in said[0]
+    )
 
 
 def test_quotas_and_the_vcpus_used_outside_the_cluster_are_read_and_kept_for_the_ttl(
