@@ -38,6 +38,8 @@ CONTEXT_ALIASES: Mapping[str, str] = {
     "capacityFailureTtl": "capacity_failure_ttl",
     "applianceImage": "appliance_image",
     "workerNetwork": "worker_network",
+    "maxPreemptions": "max_preemptions",
+    "quotaTtl": "quota_ttl",
 }
 SETTINGS_FILE_CONTEXT = "settings"
 LAYER_VERSION_CONTEXT = "powertoolsLayerVersion"

@@ -106,6 +106,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     launch.add_argument("--betaInertia", "--beta-inertia", dest="beta_inertia")
     launch.add_argument("--scaleInterval", "--scale-interval", dest="scale_interval", help="seconds (or 2m)")
     launch.add_argument("--preemptibleCompensation", "--preemptible-compensation", dest="preemptible_compensation")
+    launch.add_argument(
+        "--maxPreemptions", "--max-preemptions", dest="max_preemptions",
+        help="spot reclaims a job may suffer before it runs on on-demand nodes only (default 2; jobs may set theirs)",
+    )  # fmt: skip
     launch.add_argument("--deploy", action="store_true", help="run `cdk deploy` if the stack is not deployed")
     _common_wait_options(launch, default_timeout="40m")
     launch.set_defaults(run=run_launch)
@@ -193,6 +197,7 @@ SETTING_FLAGS = {
     "beta_inertia": "--betaInertia",
     "scale_interval": "--scaleInterval",
     "preemptible_compensation": "--preemptibleCompensation",
+    "max_preemptions": "--maxPreemptions",
 }
 CONTEXT_KEYS = {  # settings name → the -c key cdk/settings_loader.py reads (Toil's names)
     "name": "cluster",
@@ -207,6 +212,7 @@ CONTEXT_KEYS = {  # settings name → the -c key cdk/settings_loader.py reads (T
     "beta_inertia": "betaInertia",
     "scale_interval": "scaleInterval",
     "preemptible_compensation": "preemptibleCompensation",
+    "max_preemptions": "maxPreemptions",
 }
 
 
