@@ -11,6 +11,7 @@ from typing import TextIO
 from shared.domain.catalog import UnknownInstanceTypeError, instance_type
 from shared.domain.settings import ClusterSettings, SettingsError
 from shared.domain.units import UnitError, parse_duration
+from shared.sim import guardrails
 from shared.sim.engine import SimOptions, SimResult, simulate
 from shared.sim.trace import TraceError, read_trace
 
@@ -41,6 +42,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--capacity-errors", default="", metavar="TYPE=RATE,..",
         help="probability that a launch of TYPE fails for lack of capacity, e.g. c5.4xlarge=0.2",
     )  # fmt: skip
+    parser.add_argument(
+        "--vcpu-quota", default="", metavar="MARKET=VCPUS,..",
+        help="the account's standard vCPU quotas, e.g. on-demand=640,spot=256: EC2 refuses launches past them",
+    )  # fmt: skip
+    parser.add_argument(
+        "--quota-blind", action="store_true", help="do not tell the scaler the quotas (it learns from refusals only)"
+    )
+    parser.add_argument(
+        "--max-preemptions", "--maxPreemptions", default="2",
+        help="spot reclaims a job may suffer before it runs on on-demand nodes only (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--report", type=Path, help="write the JSON report here")
     parser.add_argument("--plot", type=Path, help="write a PNG of demand and nodes over time here")
@@ -57,6 +69,7 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
             "max_nodes": _numbers("--max-nodes", args.max_nodes),
             "target_time": _duration("--target-time", args.target_time),
             "scale_interval": _duration("--scale-interval", args.scale_interval),
+            "max_preemptions": args.max_preemptions,
         }
     )
     boot = _duration("--boot-delay", args.boot_delay)
@@ -68,6 +81,8 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
         seed=args.seed,
         spot_interruptions=args.spot_interruptions,
         capacity_errors=_rates(args.capacity_errors),
+        vcpu_quotas=guardrails.parse_quotas(args.vcpu_quota),
+        quota_aware=not args.quota_blind,
     )
 
 
@@ -96,7 +111,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
 
 def summary(result: SimResult) -> list[str]:
     r = result.report
-    return [
+    lines = [
         f"jobs {r['jobs']}: completed {r['completed']}, lost {r['lost']}, run twice {r['run_twice']}, "
         f"killed by scale-in {r['killed_by_scale_in']}, requeued {r['requeued']}",
         f"wait p50 {r['wait_p50_seconds']:.0f} s, p95 {r['wait_p95_seconds']:.0f} s, max {r['wait_max_seconds']:.0f} s",
@@ -105,6 +120,12 @@ def summary(result: SimResult) -> list[str]:
         f"{r['decisions']} rounds over {float(str(r['simulated_seconds'])) / 3600:.1f} simulated hours "
         f"in {r['elapsed_seconds']:.1f} s",
     ]
+    if r.get("preemptions") or r.get("quota_refusals"):
+        lines.append(
+            f"spot preemptions {r['preemptions']} (at most {r['most_preemptions_of_a_job']} for one job), "
+            f"launches refused for a vCPU quota {r['quota_refusals']}"
+        )
+    return lines
 
 
 def write_plot(result: SimResult, path: Path, *, title: str) -> None:

@@ -153,9 +153,9 @@ def parse_job(obj: object) -> Job:
         )
     max_preemptions = obj.get("max_preemptions")
     whole = isinstance(max_preemptions, int) and not isinstance(max_preemptions, bool)
-    if max_preemptions is not None and not (whole and 0 <= max_preemptions <= MAX_ATTEMPTS):
+    if max_preemptions is not None and not (whole and 1 <= max_preemptions <= MAX_ATTEMPTS):
         raise JobSpecError(
-            f"field 'max_preemptions' must be a whole number from 0 to {MAX_ATTEMPTS} (leave it out for the "
+            f"field 'max_preemptions' must be a whole number from 1 to {MAX_ATTEMPTS} (leave it out for the "
             f"cluster's setting), got {_cut(max_preemptions)}"
         )
     timeout = _duration(obj, "timeout") if obj.get("timeout") is not None else None

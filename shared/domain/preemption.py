@@ -32,7 +32,8 @@ def budget(job: Job, default: int) -> int:
 
 
 def on_demand_only(job: Job, preemptions: int, default: int) -> bool:
-    """A preemptible job that has used its preemption budget runs only on on-demand nodes from now on."""
+    """A preemptible job that has used its preemption budget runs only on on-demand nodes from now on. A
+    budget is at least 1 (``preemptible: false`` is the way to never run on spot)."""
     return job.shape.preemptible and preemptions >= budget(job, default)
 
 

@@ -86,7 +86,11 @@ class ClusterSettings:
             (self.node_storage >= 10 * GiB, "node_storage must be at least 10 GiB"),
             (self.warm_pool_size >= 0, "warm_pool_size must be >= 0"),
             (self.capacity_failure_ttl > 0, "capacity_failure_ttl must be > 0 seconds"),
-            (0 <= self.max_preemptions <= 100, "max_preemptions must be a whole number from 0 to 100"),
+            (
+                1 <= self.max_preemptions <= 100,
+                "max_preemptions must be a whole number from 1 to 100 (a job that must never run on spot says "
+                "preemptible: false)",
+            ),
             (60 <= self.quota_ttl <= 86400, "quota_ttl must be from 60 seconds to 24 hours"),
         ]
         for ok, message in checks:

@@ -66,6 +66,7 @@ from shared.domain.resources import Resources
 from shared.domain.runtimes import Runtimes
 from shared.domain.scaling import ANY_ZONE, decide, offers_for
 from shared.domain.settings import ClusterSettings
+from shared.sim import guardrails
 from shared.sim.trace import TraceJob
 
 HEARTBEAT_INTERVAL = 30.0  # the agent's (shared/worker/agent.py)
@@ -87,6 +88,8 @@ class SimOptions:
     consolidate: bool = True  # tell the scaler when each busy node is expected to empty
     wait_aware: bool = True  # tell the scaler when the oldest queued job of each shape was queued
     learn_from_running: bool = True  # expected runtimes count the running jobs' time so far (shared.domain.runtimes)
+    vcpu_quotas: Mapping[str, float] = field(default_factory=dict)  # quota code -> vCPUs (shared.sim.guardrails)
+    quota_aware: bool = True  # the scaler is told the quotas (else it learns only from refused launches)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,7 @@ class _Job:
         "index",
         "name",
         "node",
+        "preemptions",
         "queued_at",
         "resources",
         "spot",
@@ -143,6 +147,7 @@ class _Job:
         self.wait = 0.0
         self.starts = 0
         self.done = 0
+        self.preemptions = 0
 
 
 class _Node:
@@ -247,6 +252,9 @@ class Simulation:
         self.idle_seconds = 0.0
         self.samples: list[Sample] = []
         self.last_end = 0.0
+        self.preemptions = 0  # spot reclaims counted against jobs' preemption budgets
+        self.demoted: set[int] = set()  # jobs past their budget, not finished
+        self.quota_refusals = 0
 
     # ---- the event loop --------------------------------------------------------------------------
 
@@ -393,10 +401,11 @@ class Simulation:
             if not need.fits_in(node.free):  # cheap pre-check; the agent's rule decides
                 continue
             node_id = node.id
-            record = JobRecord(job=job.trace.job, status=JobStatus.QUEUED)
+            record = JobRecord(job=job.trace.job, status=JobStatus.QUEUED, preemptions=job.preemptions)
             verdict = admit(
-                job.trace.job, free=node.free, capacity=node.capacity, record=record, draining=False, node_id=node_id
-            )
+                job.trace.job, free=node.free, capacity=node.capacity, record=record, draining=False, node_id=node_id,
+                spot_node=node.market is Market.SPOT, max_preemptions=self.settings.max_preemptions,
+            )  # fmt: skip
             if verdict.starts:
                 return node_id
         return None
@@ -476,6 +485,12 @@ class Simulation:
         refused = False
         offer = self.by_key[action.offer_key]
         for option in action.options:
+            if guardrails.over_quota(self.options.vcpu_quotas, self._live(), offer, option.instance_type, action.count):
+                outage = _Outage(instance_type=option.instance_type, zone=ANY_ZONE, market=action.market)
+                self.outages[outage] = self.now + self.settings.capacity_failure_ttl
+                self.quota_refusals += 1
+                refused = True
+                continue
             rate = self.options.capacity_errors.get(option.instance_type, 0.0)
             if rate > 0 and self.rng.random() < rate:
                 outage = _Outage(instance_type=option.instance_type, zone=ANY_ZONE, market=action.market)
@@ -518,12 +533,16 @@ class Simulation:
         node = self.nodes.get(node_id)
         if node is None or node.state is NodeState.INTERRUPTED:
             return
+        self.preemptions += guardrails.count_preemptions(node, self.jobs, self.settings.max_preemptions, self.demoted)
         self.requeued += self._requeue_jobs(node)
         node.state = NodeState.INTERRUPTED
         node.record = None
         self._push(self.now + SPOT_WARNING, _GONE, node_id)
         self._dispatch()
         self._round("instance spot-interruption")
+
+    def _live(self) -> list[_Node]:
+        return [n for n in self.nodes.values() if n.state is not NodeState.STOPPED]
 
     def remove_node(self, node_id: str) -> int:
         """Terminate a node; returns how many jobs it was running (they go back to the queue)."""
@@ -616,6 +635,8 @@ class Simulation:
             snapshot = Snapshot(
                 demand=demand, nodes=self._records(), instances=self._instances(), queued_since=self._queued_since(),
                 empties_at=self._empties_at(),
+                quotas=guardrails.quota_view(self.options.vcpu_quotas, self.options.quota_aware),
+                on_demand_only=guardrails.past_budget(self.jobs, self.demoted, self._shape_of),
             )  # fmt: skip
             decision = self.decide(
                 snapshot, self.settings, self.offers, self.scaler_state, unavailable, now=self.now,
@@ -775,6 +796,9 @@ class Simulation:
             "nodes_at_end": sum(1 for n in self.nodes.values() if n.state is not NodeState.STOPPED),
             "decide_calls": self.decide_calls,
             "target_time_seconds": self.settings.target_time,
+            "preemptions": self.preemptions,
+            "most_preemptions_of_a_job": max((j.preemptions for j in self.jobs), default=0),
+            "quota_refusals": self.quota_refusals,
         }
 
 

@@ -23,7 +23,8 @@ BASE = {"name": "x", "node_types": "m5.large"}
         ({"max_preemptions": -1}, "setting 'max_preemptions'"),
         ({"max_preemptions": "two"}, "setting 'max_preemptions'"),
         ({"max_preemptions": 2.5}, "setting 'max_preemptions'"),
-        ({"max_preemptions": 101}, "max_preemptions must be a whole number from 0 to 100"),
+        ({"max_preemptions": 101}, "max_preemptions must be a whole number from 1 to 100"),
+        ({"max_preemptions": 0}, "preemptible: false"),
         ({"quota_ttl": "banana"}, "setting 'quota_ttl'"),
         ({"quota_ttl": "10s"}, "quota_ttl must be from 60 seconds to 24 hours"),
     ],
@@ -35,8 +36,8 @@ def test_a_bad_quota_or_preemption_setting_is_one_line_naming_it(values: dict[st
 
 
 def test_good_values_read_back_through_the_mapping() -> None:
-    settings = ClusterSettings.from_mapping({**BASE, "max_preemptions": "0", "quota_ttl": "15m"})
-    assert (settings.max_preemptions, settings.quota_ttl) == (0, 900.0)
+    settings = ClusterSettings.from_mapping({**BASE, "max_preemptions": "1", "quota_ttl": "15m"})
+    assert (settings.max_preemptions, settings.quota_ttl) == (1, 900.0)
     assert ClusterSettings.from_mapping(settings.to_mapping()) == settings
     assert ClusterSettings(**BASE).max_preemptions == 2  # type: ignore[arg-type]
 

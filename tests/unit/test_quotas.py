@@ -197,7 +197,7 @@ def job(max_preemptions: int | None = None, *, preemptible: bool = True) -> Job:
         (None, 1, 2, False),
         (None, 2, 2, True),  # spot for two reclaims, then on-demand
         (5, 2, 2, False),  # the job's own budget wins over the cluster's
-        (0, 0, 2, True),  # no reclaim allowed: on-demand from the start
+        (1, 1, 2, True),  # one reclaim allowed, then on-demand
         (None, 3, 4, False),
     ],
 )
@@ -274,9 +274,9 @@ def test_which_evacuations_are_reclaims(reason: str, reclaim: bool) -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        (-1, "field 'max_preemptions' must be a whole number from 0 to 100"),
-        (1.5, "field 'max_preemptions' must be a whole number from 0 to 100"),
-        (True, "field 'max_preemptions' must be a whole number from 0 to 100"),
+        (0, "field 'max_preemptions' must be a whole number from 1 to 100"),
+        (1.5, "field 'max_preemptions' must be a whole number from 1 to 100"),
+        (True, "field 'max_preemptions' must be a whole number from 1 to 100"),
     ],
 )
 def test_a_bad_max_preemptions_is_refused_naming_the_field(value: object, message: str) -> None:
