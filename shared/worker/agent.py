@@ -34,7 +34,7 @@ from typing import TypeVar
 
 from shared.domain.cluster_state import JobStatus, NodeState
 from shared.domain.jobs import Job
-from shared.domain.preemption import is_reclaim
+from shared.domain.preemption import DEFAULT_MAX_PREEMPTIONS, is_reclaim
 from shared.domain.resources import Resources
 from shared.services.ports import JobStore, NodeStore
 from shared.worker import process_tree
@@ -83,6 +83,7 @@ class AgentSettings:
     kill_grace: float = 5.0  # SIGTERM, then SIGKILL after this
     enforce_memory: bool = True
     keep_work_dirs: bool = False
+    max_preemptions: int = DEFAULT_MAX_PREEMPTIONS  # the cluster's budget (a job's own max_preemptions wins)
 
     def __post_init__(self) -> None:
         if not 1 <= self.visibility_timeout <= MAX_VISIBILITY_TIMEOUT:
@@ -657,7 +658,14 @@ class Agent:
                 continue
             requeued.append(held)
             try:
-                self._jobs.requeue_job(held.job.id, self.node_id, reason=reason, now=now, preempted=is_reclaim(reason))
+                self._jobs.requeue_job(
+                    held.job.id,
+                    self.node_id,
+                    reason=reason,
+                    now=now,
+                    preempted=is_reclaim(reason),
+                    max_preemptions=self.settings.max_preemptions,
+                )
             except Exception:
                 log.exception("requeueing job %s failed; the scaler requeues the jobs of a lost node", held.job.id)
         receipts = [held.message.receipt_handle for held in requeued]

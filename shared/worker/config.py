@@ -37,6 +37,7 @@ VARIABLES = (
     "SHOAL_POLL_WAIT",
     "SHOAL_HEARTBEAT_INTERVAL",
     "SHOAL_ENFORCE_MEMORY",
+    "SHOAL_MAX_PREEMPTIONS",
     IMDS_URL_VARIABLE,
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
@@ -116,6 +117,7 @@ class WorkerConfig:
                 poll_wait=int(_number(env, "SHOAL_POLL_WAIT", default=20.0, whole=True)),
                 heartbeat_interval=_number(env, "SHOAL_HEARTBEAT_INTERVAL", default=30.0, positive=True),
                 enforce_memory=env.get("SHOAL_ENFORCE_MEMORY", "1").strip().lower() not in ("0", "false", "no"),
+                max_preemptions=int(_number(env, "SHOAL_MAX_PREEMPTIONS", default=2.0, whole=True, positive=True)),
             )
         except AgentSettingsError as error:
             raise WorkerConfigError(str(error)) from None
