@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from shared.domain import preemption
 from shared.domain.cluster_state import DemandCount, Market
 from shared.domain.jobs import Job, Shape
+from shared.domain.preemption import on_demand_only
 from shared.domain.quotas import QUOTA_CODES, STANDARD, QuotaView, quota_code, vcpus
 from shared.domain.resources import Resources
 from shared.sim.trace import TraceJob
@@ -76,7 +76,7 @@ def count_preemptions(node: _Node, jobs: Sequence[_Job], default: int, demoted: 
     for index in node.running:
         job = jobs[index]
         job.preemptions += 1
-        if preemption.on_demand_only(_job_of(job), job.preemptions, default):
+        if on_demand_only(_job_of(job), job.preemptions, default):
             demoted.add(index)
     return len(node.running)
 
