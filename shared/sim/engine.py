@@ -66,7 +66,7 @@ from shared.domain.resources import Resources
 from shared.domain.runtimes import Runtimes
 from shared.domain.scaling import ANY_ZONE, decide, offers_for
 from shared.domain.settings import ClusterSettings
-from shared.sim import guardrails
+from shared.sim.guardrails import count_preemptions, over_quota, past_budget, quota_view
 from shared.sim.trace import TraceJob
 
 HEARTBEAT_INTERVAL = 30.0  # the agent's (shared/worker/agent.py)
@@ -485,7 +485,7 @@ class Simulation:
         refused = False
         offer = self.by_key[action.offer_key]
         for option in action.options:
-            if guardrails.over_quota(self.options.vcpu_quotas, self._live(), offer, option.instance_type, action.count):
+            if over_quota(self.options.vcpu_quotas, self._live(), offer, option.instance_type, action.count):
                 outage = _Outage(instance_type=option.instance_type, zone=ANY_ZONE, market=action.market)
                 self.outages[outage] = self.now + self.settings.capacity_failure_ttl
                 self.quota_refusals += 1
@@ -533,7 +533,7 @@ class Simulation:
         node = self.nodes.get(node_id)
         if node is None or node.state is NodeState.INTERRUPTED:
             return
-        self.preemptions += guardrails.count_preemptions(node, self.jobs, self.settings.max_preemptions, self.demoted)
+        self.preemptions += count_preemptions(node, self.jobs, self.settings.max_preemptions, self.demoted)
         self.requeued += self._requeue_jobs(node)
         node.state = NodeState.INTERRUPTED
         node.record = None
@@ -635,8 +635,8 @@ class Simulation:
             snapshot = Snapshot(
                 demand=demand, nodes=self._records(), instances=self._instances(), queued_since=self._queued_since(),
                 empties_at=self._empties_at(),
-                quotas=guardrails.quota_view(self.options.vcpu_quotas, self.options.quota_aware),
-                on_demand_only=guardrails.past_budget(self.jobs, self.demoted, self._shape_of),
+                quotas=quota_view(self.options.vcpu_quotas, self.options.quota_aware),
+                on_demand_only=past_budget(self.jobs, self.demoted, self._shape_of),
             )  # fmt: skip
             decision = self.decide(
                 snapshot, self.settings, self.offers, self.scaler_state, unavailable, now=self.now,
