@@ -30,6 +30,7 @@ from cdk import constants
 from cdk.guardrails import scaler_statements, teardown_state_machine_arn
 from cdk.nag import acknowledge
 from cdk.workers import LOG_WRITE_ACTIONS, TABLE_ITEM_ACTIONS
+from shared.domain.quotas import QUOTA_CODES
 from shared.domain.settings import ClusterSettings
 from shared.services import telemetry
 from shared.services.environment import FunctionEnvironment
@@ -213,6 +214,20 @@ class ControlPlaneFunctions(Construct):
                 resources=["*"],
             ),
             iam.PolicyStatement(
+                # The account's vCPU quotas, read so that the fleet is never planned past them.
+                sid="ReadVcpuQuotas",
+                actions=["servicequotas:GetServiceQuota"],
+                resources=[
+                    stack.format_arn(service="servicequotas", resource="ec2", resource_name=code)
+                    for code in sorted(set(QUOTA_CODES.values()))
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="SpotPlacementScores",  # spot launches go first to the zones where capacity is likeliest
+                actions=["ec2:DescribeAvailabilityZones", "ec2:GetSpotPlacementScores"],
+                resources=["*"],
+            ),
+            iam.PolicyStatement(
                 sid="LaunchFromTheTemplate",
                 actions=["ec2:RunInstances"],
                 resources=[
@@ -287,7 +302,8 @@ class ControlPlaneFunctions(Construct):
 def _role_wildcards(region: str) -> dict[str, str]:
     prefix = f"arn:<AWS::Partition>:ec2:{region}:<AWS::AccountId>"
     return {
-        "*": "ec2:DescribeInstances/DescribeSpotInstanceRequests/DescribeSubnets and X-Ray's "
+        "*": "ec2:DescribeInstances/DescribeSpotInstanceRequests/DescribeSubnets/DescribeAvailabilityZones/"
+        "GetSpotPlacementScores and X-Ray's "
         "PutTraceSegments/PutTelemetryRecords have no "
         "resource-level permissions.",
         f"{prefix}:instance/*": "Instance ids are unknown before launch: RunInstances and CreateTags require the "

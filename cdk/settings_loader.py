@@ -41,6 +41,8 @@ CONTEXT_ALIASES: Mapping[str, str] = {
     "jobsMayReach": "jobs_may_reach",
     "maxHourlyCost": "max_hourly_cost",
     "idleLease": "idle_lease",  # "budget" and "lease" are the same in both spellings
+    "maxPreemptions": "max_preemptions",
+    "quotaTtl": "quota_ttl",
 }
 SETTINGS_FILE_CONTEXT = "settings"
 LAYER_VERSION_CONTEXT = "powertoolsLayerVersion"

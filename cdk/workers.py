@@ -80,6 +80,7 @@ class WorkerFleet(Construct):
         self._settings = settings
         self._staging = staging
         self._code = code
+        self._max_preemptions = settings.max_preemptions
         self.appliance_image = appliance_image
         self.log_group = logs.LogGroup(
             self,
@@ -228,6 +229,7 @@ class WorkerFleet(Construct):
             "SHOAL_DLQ_URL": dead_letter_queue.queue_url,
             "SHOAL_TABLE_NAME": table.table_name,
             "SHOAL_WORK_DIR": work,
+            "SHOAL_MAX_PREEMPTIONS": str(self._max_preemptions),  # the agent's reclaims count against it
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,
             "SHOAL_JOB_IMAGE": image,

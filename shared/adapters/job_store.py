@@ -58,8 +58,18 @@ from shared.adapters.state_table import (
     s,
     ttl,
 )
-from shared.domain.cluster_state import DemandCount, JobRecord, JobStatus, NodeState, shape_from_key, shape_key
+from shared.domain import preemption
+from shared.domain.cluster_state import (
+    DemandCount,
+    JobRecord,
+    JobStatus,
+    Market,
+    NodeState,
+    shape_from_key,
+    shape_key,
+)
 from shared.domain.jobs import Job, JobSpecError, Shape, parse_job
+from shared.domain.preemption import DEFAULT_MAX_PREEMPTIONS
 from shared.services.ports import RecordedJobs
 
 if TYPE_CHECKING:
@@ -70,6 +80,7 @@ if TYPE_CHECKING:
 OUTPUT_TAIL_LIMIT = 8192  # characters kept on the record (the agent sends at most 4 KiB)
 RACE_ROUNDS = 8  # re-read and retry this often when another writer changed a job between our read and write
 DEMAND_EVENT_KEY = key("CLUSTER", "DEMAND_EVENT")
+PREEMPTED_PARTITION = "PREEMPTED"  # one item per job preempted at least once and not yet settled
 MARKER_ITEMS = 1  # the batch's pending marker rides in each recording transaction
 
 
@@ -183,7 +194,7 @@ class DynamoJobStore:
     def start_job(self, job: Job, node_id: str, now: float) -> int | None:
         # The hot path writes once, without a read: it guesses the first start of the job the message
         # describes. A wrong guess fails the condition, which hands back the record, and the retry uses it.
-        stored, starts = job_json(job), 0
+        stored, starts, on_demand_only = job_json(job), 0, False
         for _ in range(RACE_ROUNDS):
             # A record written before ``starts`` existed has none: it is at its first start as far as we know.
             known_starts = (
@@ -192,8 +203,12 @@ class DynamoJobStore:
             job_update = self._table.update_item_op(
                 job_key(job.id),
                 "SET #status = :running, #node = :node, #started_at = :now ADD #attempts :one, #starts :one",
-                condition=f"#status = :queued AND {known_starts} AND #job = :job",
-                names=attr_names("status", "node", "started_at", "attempts", "starts", "job"),
+                # A job past its preemption budget (``on_demand_only``) starts only on an on-demand node: the
+                # hot path assumes it is not; when it is, the retry below checks the node's market.
+                condition=f"#status = :queued AND {known_starts} AND #job = :job"
+                + ("" if on_demand_only else " AND attribute_not_exists(#on_demand_only)"),
+                names=attr_names("status", "node", "started_at", "attempts", "starts", "job")
+                | ({} if on_demand_only else attr_names("on_demand_only")),
                 values={
                     ":running": s(JobStatus.RUNNING),
                     ":queued": s(JobStatus.QUEUED),
@@ -206,12 +221,7 @@ class DynamoJobStore:
                 return_old=True,
             )
             # No job starts on a node that is draining (or gone): the scaler may be about to terminate it.
-            node_ready = self._table.condition_check_op(
-                node_key(node_id),
-                "attribute_not_exists(#pk) OR #state IN (:pending, :active)",
-                names=attr_names("pk", "state"),
-                values={":pending": s(NodeState.PENDING), ":active": s(NodeState.ACTIVE)},
-            )
+            node_ready = self._node_ready(node_id, on_demand_only=on_demand_only)
             # Conditions first, the counter last: a cancelled transaction then has changed nothing even in
             # a backend that applies items in order without a rollback copy (the local cloud's patched moto).
             ops = [node_ready, job_update, self._count(job, queued=-1, running=+1)]
@@ -229,9 +239,31 @@ class DynamoJobStore:
                 if record is None or record.status is not JobStatus.QUEUED or record.job != job:
                     return None  # taken, settled, unknown, or the message is not this record's job
                 stored, starts = need_str(old, "job") if old is not None else job_json(record.job), record.starts
+                on_demand_only = record.on_demand_only
                 continue
             return starts + 1
         return None
+
+    def _node_ready(self, node_id: str, *, on_demand_only: bool) -> TransactWriteItemTypeDef:
+        """No job starts on a node that is draining (or gone): the scaler may be about to terminate it. A job
+        past its preemption budget starts only on a node recorded as on-demand."""
+        if on_demand_only:
+            return self._table.condition_check_op(
+                node_key(node_id),
+                "#state IN (:pending, :active) AND #market = :on_demand",
+                names=attr_names("state", "market"),
+                values={
+                    ":pending": s(NodeState.PENDING),
+                    ":active": s(NodeState.ACTIVE),
+                    ":on_demand": s(Market.ON_DEMAND),
+                },
+            )
+        return self._table.condition_check_op(
+            node_key(node_id),
+            "attribute_not_exists(#pk) OR #state IN (:pending, :active)",
+            names=attr_names("pk", "state"),
+            values={":pending": s(NodeState.PENDING), ":active": s(NodeState.ACTIVE)},
+        )
 
     def running_on(self, node_id: str) -> list[str]:
         """One Query of the node's start markers, then the records: those still RUNNING there. Markers of jobs
@@ -349,24 +381,54 @@ class DynamoJobStore:
             return_old=retry,
         )
 
-    def requeue_job(self, job_id: str, node_id: str, *, reason: str, now: float) -> bool:
+    def requeue_job(
+        self,
+        job_id: str,
+        node_id: str,
+        *,
+        reason: str,
+        now: float,
+        preempted: bool = False,
+        max_preemptions: int = DEFAULT_MAX_PREEMPTIONS,
+    ) -> bool:
         record = self.get_job(job_id)
         if record is None or record.status is not JobStatus.RUNNING or record.node != node_id:
             return False
+        expression = "SET #status = :queued, #reason = :reason REMOVE #node ADD #attempts :minus_one"
+        names = attr_names("status", "reason", "node", "attempts")
+        values = {
+            ":queued": s(JobStatus.QUEUED),
+            ":running": s(JobStatus.RUNNING),
+            ":node": s(node_id),
+            ":reason": s(reason),
+            ":minus_one": n(-1),
+        }
+        extra: list[TransactWriteItemTypeDef] = []
+        if preempted:  # a spot reclaim: counted against the preemption budget, not the attempts
+            expression += ", #preemptions :one"
+            names |= attr_names("preemptions")
+            values[":one"] = n(1)
+            if preemption.on_demand_only(record.job, record.preemptions + 1, max_preemptions):
+                expression = expression.replace(" REMOVE", ", #on_demand_only = :true REMOVE")
+                names |= attr_names("on_demand_only")
+                values[":true"] = {"BOOL": True}
+            # Where the scaler finds the preempted jobs (O(preempted), not O(jobs)); removed once settled.
+            extra.append(self._table.put_item_op({**key(PREEMPTED_PARTITION, job_id), "job_id": s(job_id)}))
         job_update = self._table.update_item_op(
-            job_key(job_id),
-            "SET #status = :queued, #reason = :reason REMOVE #node ADD #attempts :minus_one",
-            condition="#status = :running AND #node = :node",
-            names=attr_names("status", "reason", "node", "attempts"),
-            values={
-                ":queued": s(JobStatus.QUEUED),
-                ":running": s(JobStatus.RUNNING),
-                ":node": s(node_id),
-                ":reason": s(reason),
-                ":minus_one": n(-1),
-            },
+            job_key(job_id), expression, condition="#status = :running AND #node = :node", names=names, values=values
         )
-        return self._transition(job_update, self._count(record.job, queued=+1, running=-1))
+        return self._transition(job_update, self._count(record.job, queued=+1, running=-1), *extra)
+
+    def preempted_jobs(self) -> list[JobRecord]:
+        """The queued and running jobs that were preempted at least once (markers of settled ones are removed)."""
+        ids = [need_str(item, "job_id") for item in self._table.query(PREEMPTED_PARTITION)]
+        fields = ("job", "status", "attempts", "starts", "node", "submitted_at", "started_at", "reason")
+        items = self._table.batch_get([job_key(i) for i in ids], (*fields, "preemptions", "on_demand_only"))
+        records = [self._record(item) for item in items]
+        live = [r for r in records if r.status in (JobStatus.QUEUED, JobStatus.RUNNING)]
+        for job_id in set(ids) - {r.job.id for r in live}:
+            self._table.delete(key(PREEMPTED_PARTITION, job_id))
+        return live
 
     # --- cancellation ---------------------------------------------------------------------------------
 
@@ -592,6 +654,8 @@ class DynamoJobStore:
             output_tail=get_str(item, "output_tail"),
             reason=get_str(item, "reason"),
             cancelled_at=get_float(item, "cancelled_at"),
+            preemptions=get_int(item, "preemptions") or 0,
+            on_demand_only=bool(item.get("on_demand_only", {}).get("BOOL", False)),
         )
 
 

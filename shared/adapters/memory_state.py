@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from shared.adapters.capacity_cache import MAX_BACKOFF, next_failure
 from shared.adapters.decision_log import RETENTION, decision_sort_key
 from shared.adapters.job_store import OUTPUT_TAIL_LIMIT
+from shared.domain import preemption
 from shared.domain.cluster_state import (
     ClusterStatus,
     ClusterStatusRecord,
@@ -30,6 +31,7 @@ from shared.domain.cluster_state import (
 )
 from shared.domain.jobs import Job, Shape
 from shared.domain.policy import ScalerState
+from shared.domain.preemption import DEFAULT_MAX_PREEMPTIONS
 from shared.domain.resources import Resources
 from shared.domain.settings import ClusterSettings
 from shared.services.ports import Offering, RecordedJobs
@@ -168,16 +170,39 @@ class MemoryJobStore:
             self._add(record.job.shape, queued=+1 if retry else 0, running=-1)
             return status
 
-    def requeue_job(self, job_id: str, node_id: str, *, reason: str, now: float) -> bool:
+    def requeue_job(
+        self,
+        job_id: str,
+        node_id: str,
+        *,
+        reason: str,
+        now: float,
+        preempted: bool = False,
+        max_preemptions: int = DEFAULT_MAX_PREEMPTIONS,
+    ) -> bool:
         with self._lock:
             record = self._running_on(job_id, node_id)
             if record is None:
                 return False
+            preemptions = record.preemptions + preempted
             self._records[job_id] = replace(
-                record, status=JobStatus.QUEUED, node=None, reason=reason, attempts=record.attempts - 1
+                record,
+                status=JobStatus.QUEUED,
+                node=None,
+                reason=reason,
+                attempts=record.attempts - 1,
+                preemptions=preemptions,
+                on_demand_only=record.on_demand_only
+                or (preempted and preemption.on_demand_only(record.job, preemptions, max_preemptions)),
             )
             self._add(record.job.shape, queued=+1, running=-1)
             return True
+
+    def preempted_jobs(self) -> list[JobRecord]:
+        with self._lock:
+            return [
+                r for r in self._records.values() if r.preemptions and r.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+            ]
 
     def cancel_jobs(self, job_ids: Sequence[str], *, reason: str, now: float) -> dict[str, JobStatus]:
         cancelled: dict[str, JobStatus] = {}

@@ -77,6 +77,10 @@ def add_launch_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     launch.add_argument("--betaInertia", "--beta-inertia", dest="beta_inertia")
     launch.add_argument("--scaleInterval", "--scale-interval", dest="scale_interval", help="seconds (or 2m)")
     launch.add_argument("--preemptibleCompensation", "--preemptible-compensation", dest="preemptible_compensation")
+    launch.add_argument(
+        "--maxPreemptions", "--max-preemptions", dest="max_preemptions",
+        help="spot reclaims a job may suffer before it runs on on-demand nodes only (default 2; jobs may set theirs)",
+    )  # fmt: skip
     guardrails_cmd.add_launch_flags(launch)
     launch.add_argument("--deploy", action="store_true", help="run `cdk deploy` if the stack is not deployed")
     launch.add_argument(
@@ -131,6 +135,7 @@ SETTING_FLAGS = {
     "beta_inertia": "--betaInertia",
     "scale_interval": "--scaleInterval",
     "preemptible_compensation": "--preemptibleCompensation",
+    "max_preemptions": "--maxPreemptions",
     **guardrails_cmd.FLAGS,
 }
 CONTEXT_KEYS = {  # settings name → the -c key cdk/settings_loader.py reads (Toil's names)
@@ -146,6 +151,7 @@ CONTEXT_KEYS = {  # settings name → the -c key cdk/settings_loader.py reads (T
     "beta_inertia": "betaInertia",
     "scale_interval": "scaleInterval",
     "preemptible_compensation": "preemptibleCompensation",
+    "max_preemptions": "maxPreemptions",
     **guardrails_cmd.CONTEXT_KEYS,
 }
 

@@ -11,6 +11,7 @@ from typing import TextIO
 from shared.domain.catalog import UnknownInstanceTypeError, instance_type
 from shared.domain.settings import ClusterSettings, SettingsError
 from shared.domain.units import UnitError, parse_duration
+from shared.sim import guardrails
 from shared.sim.engine import SimOptions, SimResult, simulate
 from shared.sim.trace import TraceError, read_trace
 
@@ -43,6 +44,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )  # fmt: skip
     parser.add_argument("--max-hourly-cost", "--maxHourlyCost", help="USD/h the fleet may cost (spot at its bid)")
     parser.add_argument("--budget", help="USD the cluster may spend; then it drains (BUDGET_EXHAUSTED)")
+    parser.add_argument(
+        "--vcpu-quota", default="", metavar="MARKET=VCPUS,..",
+        help="the account's standard vCPU quotas, e.g. on-demand=640,spot=256: EC2 refuses launches past them",
+    )  # fmt: skip
+    parser.add_argument(
+        "--quota-blind", action="store_true", help="do not tell the scaler the quotas (it learns from refusals only)"
+    )
+    parser.add_argument(
+        "--max-preemptions", "--maxPreemptions", default="2",
+        help="spot reclaims a job may suffer before it runs on on-demand nodes only (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--report", type=Path, help="write the JSON report here")
     parser.add_argument("--plot", type=Path, help="write a PNG of demand and nodes over time here")
@@ -60,6 +72,7 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
             "target_time": _duration("--target-time", args.target_time),
             "scale_interval": _duration("--scale-interval", args.scale_interval),
             **_guardrails(args),
+            "max_preemptions": args.max_preemptions,
         }
     )
     boot = _duration("--boot-delay", args.boot_delay)
@@ -71,6 +84,8 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
         seed=args.seed,
         spot_interruptions=args.spot_interruptions,
         capacity_errors=_rates(args.capacity_errors),
+        vcpu_quotas=guardrails.parse_quotas(args.vcpu_quota),
+        quota_aware=not args.quota_blind,
     )
 
 
@@ -108,6 +123,7 @@ def summary(result: SimResult) -> list[str]:
         f"{r['decisions']} rounds over {float(str(r['simulated_seconds'])) / 3600:.1f} simulated hours "
         f"in {r['elapsed_seconds']:.1f} s",
         *_budget_line(r),
+        *_preemption_line(r),
     ]
 
 
@@ -119,6 +135,15 @@ def _budget_line(r: dict[str, object]) -> list[str]:
     return [
         f"{r['status']}{when}: spent ${float(str(r['spent'])):.2f} of the ${float(str(r['budget'])):g} budget; "
         f"{r['never_started']} jobs never started"
+    ]
+
+
+def _preemption_line(r: dict[str, object]) -> list[str]:
+    if not (r.get("preemptions") or r.get("quota_refusals")):
+        return []
+    return [
+        f"spot preemptions {r['preemptions']} (at most {r['most_preemptions_of_a_job']} for one job), "
+        f"launches refused for a vCPU quota {r['quota_refusals']}"
     ]
 
 

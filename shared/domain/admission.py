@@ -10,7 +10,8 @@ message and why:
   before the job store is asked anything (as the agent does: it reserves, then writes);
 - the job record says it is not this node's to run: a settled job's duplicate is deleted (success) or
   dead-lettered (failure), one running elsewhere is looked at again later, a message that does not match
-  its record is dead-lettered; a queued job starts, one with no record is recorded and started.
+  its record is dead-lettered; a queued job starts, one with no record is recorded and started;
+- a job past its preemption budget is declined by a spot node (it runs only on on-demand nodes now).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 from shared.domain.cluster_state import JobRecord, JobStatus
 from shared.domain.jobs import Job
+from shared.domain.preemption import DEFAULT_MAX_PREEMPTIONS, on_demand_only, why_on_demand
 from shared.domain.resources import Resources
 
 
@@ -54,11 +56,15 @@ def admit(
     draining: bool,
     node_id: str,
     running_here: bool = False,
+    spot_node: bool = False,
+    max_preemptions: int = DEFAULT_MAX_PREEMPTIONS,
 ) -> Admission:
     """The verdict on one received message of ``job`` at a node with ``free`` of its ``capacity`` left.
 
     ``record`` is the job store's record of the job (None: there is none); ``draining`` means the node was
     told to take no new work (or is stopping); ``running_here`` means this node's agent runs the job now.
+    On a ``spot_node``, a job past its preemption budget (``shared.domain.preemption``; ``max_preemptions``
+    is the cluster's default) is declined.
     """
     if draining:
         return Admission(verdict=Verdict.RETURN, reason=f"node {node_id} is draining: it starts no new jobs")
@@ -86,6 +92,9 @@ def admit(
         if record.status is JobStatus.RUNNING:
             where = "this node (an earlier agent)" if record.node == node_id else f"node {record.node}"
             return Admission(verdict=Verdict.RUNNING_ELSEWHERE, reason=f"job {job.id} is running on {where}")
+        if spot_node and (record.on_demand_only or on_demand_only(job, record.preemptions, max_preemptions)):
+            why = why_on_demand(job, record.preemptions, max_preemptions)
+            return Admission(verdict=Verdict.DECLINE_NEVER, reason=why)
     if record is None:
         return Admission(verdict=Verdict.RECORD_AND_START, reason=f"job {job.id} has no record: record it and start")
     return Admission(verdict=Verdict.START, reason=f"job {job.id} fits in what is free")

@@ -82,6 +82,8 @@ class JobRecord:
     output_tail: str | None = None
     reason: str | None = None  # why it failed or was requeued, last time
     cancelled_at: float | None = None
+    on_demand_only: bool = False  # past its preemption budget: starts only on on-demand nodes
+    preemptions: int = 0  # spot reclaims that returned it to the queue (no attempt used); see domain.preemption
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

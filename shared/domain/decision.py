@@ -15,6 +15,7 @@ from shared.domain.cluster_state import DemandCount, Market, NodeRecord, NodeSta
 from shared.domain.jobs import Shape
 from shared.domain.packing import Plan
 from shared.domain.policy import ScalerState
+from shared.domain.quotas import QuotaView
 
 
 class InstanceState(enum.StrEnum):
@@ -60,6 +61,11 @@ class Snapshot:
     # jobs' start times); nodes left out are not drained while busy.
     empties_at: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     spent: float = 0.0  # USD the cluster has spent so far, by the scaler's ledger (shared.domain.budget)
+    quotas: QuotaView | None = None  # the account's vCPU quotas and what runs outside the cluster; None: unknown
+    # Spot Placement Scores per spot offer key and zone (1-10); offers left out launch in price order.
+    placement_scores: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
+    # Jobs past their preemption budget, per (preemptible) shape: planned on on-demand nodes only.
+    on_demand_only: Mapping[Shape, DemandCount] = field(default_factory=lambda: MappingProxyType({}))
 
 
 class Unavailable(Protocol):

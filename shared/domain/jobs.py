@@ -57,6 +57,8 @@ class Job:
     timeout: float | None = None  # seconds; None: no limit
     # Where the job's start and end are announced (a Toil leader's completion feed); None: nowhere.
     feed: str | None = None
+    # Spot reclaims the job may suffer before it runs only on on-demand nodes; None: the cluster's setting.
+    max_preemptions: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         """The canonical job object (sizes in bytes, times in seconds); ``parse_job`` reads it back."""
@@ -82,6 +84,8 @@ class Job:
         out.update({k: v for k, v in optional.items() if v is not None})
         if self.max_attempts != DEFAULT_MAX_ATTEMPTS:
             out["max_attempts"] = self.max_attempts
+        if self.max_preemptions is not None:
+            out["max_preemptions"] = self.max_preemptions
         return out
 
 
@@ -96,6 +100,7 @@ OPTIONAL_FIELDS = (
     "max_attempts",
     "timeout",
     "feed",
+    "max_preemptions",
 )
 _KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 
@@ -146,6 +151,13 @@ def parse_job(obj: object) -> Job:
         raise JobSpecError(
             f"field 'max_attempts' must be a whole number from 1 to {MAX_ATTEMPTS}, got {max_attempts!r}"
         )
+    max_preemptions = obj.get("max_preemptions")
+    whole = isinstance(max_preemptions, int) and not isinstance(max_preemptions, bool)
+    if max_preemptions is not None and not (whole and 1 <= max_preemptions <= MAX_ATTEMPTS):
+        raise JobSpecError(
+            f"field 'max_preemptions' must be a whole number from 1 to {MAX_ATTEMPTS} (leave it out for the "
+            f"cluster's setting), got {_cut(max_preemptions)}"
+        )
     timeout = _duration(obj, "timeout") if obj.get("timeout") is not None else None
     if timeout is not None and timeout <= 0:
         raise JobSpecError(
@@ -162,6 +174,7 @@ def parse_job(obj: object) -> Job:
         max_attempts=max_attempts,
         timeout=timeout,
         feed=feed,
+        max_preemptions=max_preemptions,
     )
 
 

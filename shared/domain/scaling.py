@@ -28,7 +28,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from shared.domain import policy
+from shared.domain import placement, policy, preemption, quotas
 from shared.domain.budget import budget_drains, guard_spend
 from shared.domain.catalog import UnknownInstanceTypeError, UnknownRegionError, instance_type
 from shared.domain.cluster_state import Market, NodeRecord, NodeState
@@ -186,11 +186,22 @@ def _target(
         for key in unavailable_offers
     )
 
-    demand = {shape: c.queued + c.running for shape, c in snapshot.demand.items() if c.queued + c.running > 0}
+    options = placement.rank(options, snapshot.placement_scores, reasons)
+    observed = preemption.demote(snapshot.demand, snapshot.on_demand_only, settings.max_preemptions, reasons)
+    demand = {shape: c.queued + c.running for shape, c in observed.items() if c.queued + c.running > 0}
     planning_offers = [capped.get(o.key, o) for o in offers]
+    if observed is not snapshot.demand:
+        snapshot = replace(snapshot, demand=observed)
     demand = _urgent(demand, snapshot, settings, now, reasons)
     target_time = settings.target_time
-    result = _plan(demand, planning_offers, target_time=target_time)
+    result, planning_offers = quotas.plan_within(
+        demand,
+        planning_offers,
+        snapshot.quotas,
+        live=live,
+        plan_fn=lambda d, o: _plan(d, o, target_time=target_time),
+        reasons=reasons,
+    )
     estimates = result.node_counts()
     if any(o.spot for o in offers if o.key in capped):
         estimates = _limit_on_demand_stand_ins(

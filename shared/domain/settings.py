@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from shared.domain.catalog import DEFAULT_NODE_STORAGE, REGIONS
 from shared.domain.guardrail_settings import guardrail_problem, parse_dollars
 from shared.domain.node_types import NodeTypeSpecError, build_offers, parse_node_types
+from shared.domain.preemption import DEFAULT_MAX_PREEMPTIONS
 from shared.domain.units import GiB, UnitError, parse_count, parse_counts, parse_duration, parse_gib
 
 # Matched with fullmatch: "$" would also match before a trailing newline ("demo\n").
@@ -58,6 +59,8 @@ class ClusterSettings:
     budget: float | None = None  # USD the cluster may spend over its life; then it drains (BUDGET_EXHAUSTED)
     lease: float | None = None  # seconds from launch until TeardownCluster runs by itself
     idle_lease: float | None = None  # seconds with no job queued or running until TeardownCluster runs by itself
+    max_preemptions: int = DEFAULT_MAX_PREEMPTIONS  # spot reclaims a job may suffer before it runs on-demand only
+    quota_ttl: float = 300.0  # seconds the account's vCPU quotas (and Spot Placement Scores) are kept once read
 
     @property
     def job_store_bucket_name(self) -> str:
@@ -111,6 +114,12 @@ class ClusterSettings:
             (self.node_storage >= 10 * GiB, "node_storage must be at least 10 GiB"),
             (self.warm_pool_size >= 0, "warm_pool_size must be >= 0"),
             (self.capacity_failure_ttl > 0, "capacity_failure_ttl must be > 0 seconds"),
+            (
+                1 <= self.max_preemptions <= 100,
+                "max_preemptions must be a whole number from 1 to 100 (a job that must never run on spot says "
+                "preemptible: false)",
+            ),
+            (60 <= self.quota_ttl <= 86400, "quota_ttl must be from 60 seconds to 24 hours"),
         ]
         for ok, message in checks:
             if not ok:
@@ -153,7 +162,7 @@ class ClusterSettings:
 
 
 _INT_LISTS = {"min_nodes", "max_nodes", "static_nodes"}
-_DURATIONS = {"target_time", "scale_interval", "capacity_failure_ttl", "lease", "idle_lease"}
+_DURATIONS = {"target_time", "scale_interval", "capacity_failure_ttl", "lease", "idle_lease", "quota_ttl"}
 _DOLLARS = {"max_hourly_cost", "budget"}
 
 
@@ -168,7 +177,7 @@ def _coerce(key: str, value: object) -> object:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise ValueError(f"expected a number, got {value!r}")
         return float(value)  # nan and inf are refused by validate's range checks
-    if key == "warm_pool_size":
+    if key in {"warm_pool_size", "max_preemptions"}:
         return parse_count(value)
     if value is None:
         return None

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from shared.domain.cluster_state import NodeRecord, NodeState
+from shared.domain.cluster_state import Market, NodeRecord, NodeState
 from shared.domain.decision import (
     Action,
     Adopt,
@@ -30,6 +30,7 @@ from shared.domain.decision import (
     Undrain,
     describe_action,
 )
+from shared.domain.preemption import DEFAULT_MAX_PREEMPTIONS
 from shared.domain.scaling import ANY_ZONE, adopted_record
 from shared.services.ports import (
     BatchResult,
@@ -90,9 +91,16 @@ class Actuator:
     """Acts at one moment ``now``; ``instances`` (what EC2 showed) is kept current for deciding again."""
 
     def __init__(
-        self, ports: FleetPorts, *, now: float, capacity_failure_ttl: float, instances: Iterable[Instance] = ()
+        self,
+        ports: FleetPorts,
+        *,
+        now: float,
+        capacity_failure_ttl: float,
+        instances: Iterable[Instance] = (),
+        max_preemptions: int = DEFAULT_MAX_PREEMPTIONS,
     ) -> None:
         self.ports, self.now, self.capacity_failure_ttl = ports, now, capacity_failure_ttl
+        self.max_preemptions = max_preemptions  # the cluster default; a job's own maxPreemptions wins
         self.instances: dict[str, Instance] = {i.instance_id: i for i in instances}
         self.tally = Tally()
 
@@ -125,7 +133,8 @@ class Actuator:
                     nodes.put_node(adopted_record(instance))
             case Forget():
                 for node in action.nodes:
-                    self.return_jobs(node, "node gone from EC2")
+                    # A spot node's loss is a reclaim: it counts against the jobs' preemption budget, not attempts.
+                    self.return_jobs(node, "node gone from EC2", preempted=node.market is Market.SPOT)
                     nodes.remove_node(node.instance_id)
             case Evict():
                 self._evict(action)
@@ -147,7 +156,7 @@ class Actuator:
 
     # ---- jobs of a lost node ---------------------------------------------------------------------
 
-    def return_jobs(self, node: NodeRecord, reason: str) -> list[str]:
+    def return_jobs(self, node: NodeRecord, reason: str, *, preempted: bool = False) -> list[str]:
         """Put the jobs ``node`` was running back in the queue; returns the ids requeued.
 
         The jobs are those its last heartbeat listed and those the job store says run there (a job started
@@ -161,7 +170,18 @@ class Actuator:
             raise TypeError("this actuator was built without the job store and queue, so it cannot return jobs")
         receipts = dict(node.running_jobs)
         candidates = [*receipts, *(j for j in jobs.running_on(node.instance_id) if j not in receipts)]
-        requeued = [j for j in candidates if jobs.requeue_job(j, node.instance_id, reason=reason, now=self.now)]
+        requeued = [
+            j
+            for j in candidates
+            if jobs.requeue_job(
+                j,
+                node.instance_id,
+                reason=reason,
+                now=self.now,
+                preempted=preempted,
+                max_preemptions=self.max_preemptions,
+            )
+        ]
         handles = [receipts[j] for j in requeued if j in receipts]
         if handles:
             queue.put_back(handles)

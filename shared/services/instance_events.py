@@ -54,7 +54,12 @@ def handle_instance_event(
     node = plane.nodes.get_node(instance_id)
     if node is None:
         return InstanceEventResult(instance_id=instance_id, known=False, node_changed=False)
-    actuator = Actuator(plane.fleet_ports(), now=now, capacity_failure_ttl=settings.capacity_failure_ttl)
+    actuator = Actuator(
+        plane.fleet_ports(),
+        now=now,
+        capacity_failure_ttl=settings.capacity_failure_ttl,
+        max_preemptions=settings.max_preemptions,
+    )
     actions = instance_event_actions(node, kind, ec2_state)
     # A failed write raises (the event is delivered again), rather than being logged as a round's would be.
     actuator.act(actions, launch_key=round_id, unavailable=set(), keep_going=False)

@@ -21,7 +21,10 @@ from shared.domain.cluster_state import (
 )
 from shared.domain.decision import Instance, Launch
 from shared.domain.jobs import Job, Shape
+from shared.domain.node_types import Offer
 from shared.domain.policy import ScalerState
+from shared.domain.preemption import DEFAULT_MAX_PREEMPTIONS
+from shared.domain.quotas import QuotaView
 from shared.domain.resources import Resources
 from shared.domain.settings import ClusterSettings
 
@@ -63,9 +66,23 @@ class JobStore(Protocol):
         start is not running there."""
         ...
 
-    def requeue_job(self, job_id: str, node_id: str, *, reason: str, now: float) -> bool:
+    def requeue_job(
+        self,
+        job_id: str,
+        node_id: str,
+        *,
+        reason: str,
+        now: float,
+        preempted: bool = False,
+        max_preemptions: int = DEFAULT_MAX_PREEMPTIONS,
+    ) -> bool:
         """RUNNING on ``node_id`` → QUEUED without using up an attempt (interruption, drain, lost node); the start
-        still counts in ``starts``."""
+        still counts in ``starts``. ``preempted``: a spot reclaim, counted in ``preemptions``; once that reaches
+        the job's budget (its ``max_preemptions``, else ``max_preemptions``) it starts only on on-demand nodes."""
+        ...
+
+    def preempted_jobs(self) -> list[JobRecord]:
+        """The QUEUED and RUNNING jobs preempted at least once (few: O(preempted), never O(jobs))."""
         ...
 
     def demand(self) -> dict[Shape, DemandCount]:
@@ -304,6 +321,19 @@ class Fleet(Protocol):
     def stop(self, instance_ids: Sequence[str]) -> BatchResult: ...
 
     def terminate(self, instance_ids: Sequence[str]) -> BatchResult: ...
+
+
+class QuotaSource(Protocol):
+    """The account's EC2 vCPU quotas and what runs outside the cluster (cached by the adapter); None when
+    nothing could be read ("no limit known")."""
+
+    def read(self, now: float) -> QuotaView | None: ...
+
+
+class PlacementScores(Protocol):
+    """Spot Placement Scores per spot offer key and zone (cached by the adapter); {} when not allowed."""
+
+    def scores(self, offers: Sequence[Offer], zones: Sequence[str], now: float) -> dict[str, dict[str, int]]: ...
 
 
 class JobReturns(Protocol):

@@ -17,7 +17,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from shared.domain import preemption
 from shared.domain.cluster_state import NodeState
 from shared.domain.decision import Action, Snapshot, describe_action
 from shared.domain.node_types import Offer
@@ -36,6 +38,8 @@ from shared.services.ports import (
     Lease,
     NodeStore,
     Offering,
+    PlacementScores,
+    QuotaSource,
     ScalerStateStore,
 )
 from shared.services.round_report import RoundResult, failure_dict
@@ -56,6 +60,8 @@ class ControlPlane:
     queue: JobReturns
     fleet: Fleet
     guardrails: Guardrails | None = None  # budget, maxHourlyCost's ledger, leases (shared.services.guardrails)
+    quotas: QuotaSource | None = None  # None: no quota is known, nothing is capped
+    placement: PlacementScores | None = None  # None: spot launches in price order
 
     def fleet_ports(self) -> FleetPorts:
         """What the actuator acts on."""
@@ -94,7 +100,12 @@ class _Round:
     ) -> None:
         self.plane, self.settings, self.offers = plane, settings, list(offers)
         self.now, self.round_id, self.trigger = now, round_id, trigger
-        self.actuator = Actuator(plane.fleet_ports(), now=now, capacity_failure_ttl=settings.capacity_failure_ttl)
+        self.actuator = Actuator(
+            plane.fleet_ports(),
+            now=now,
+            capacity_failure_ttl=settings.capacity_failure_ttl,
+            max_preemptions=settings.max_preemptions,
+        )
 
     def run(self) -> RoundResult:
         started = time.perf_counter()
@@ -105,6 +116,7 @@ class _Round:
         guard = guardrails.before_round(plane.guardrails, self.now)
         actuator.instances = {i.instance_id: i for i in plane.fleet.describe()}
         zones = plane.fleet.zones()
+        observed = _observed_extras(plane, self.settings, self.offers, zones, self.now)
         unavailable: set[Offering] = set(plane.capacity.unavailable(self.now))
         nodes = plane.nodes.list_nodes()
         decide_seconds = 0.0
@@ -114,7 +126,12 @@ class _Round:
         summaries: list[PassSummary] = []
         while True:
             snapshot = Snapshot(
-                demand=demand, nodes=nodes, instances=tuple(actuator.instances.values()), zones=zones, spent=guard.spent
+                demand=demand,
+                nodes=nodes,
+                instances=tuple(actuator.instances.values()),
+                zones=zones,
+                spent=guard.spent,
+                **observed,
             )
             clock = time.perf_counter()
             decision = decide(
@@ -176,6 +193,18 @@ class _Round:
             round_seconds=round_seconds,
             spent=None if plane.guardrails is None else guard.spent,
         )
+
+
+def _observed_extras(
+    plane: ControlPlane, settings: ClusterSettings, offers: Sequence[Offer], zones: Sequence[str], now: float
+) -> dict[str, Any]:
+    """What a round observes beyond demand and the fleet: quotas, Spot Placement Scores, jobs past their
+    preemption budget. Each source says "unknown" (None / {}) rather than fail the round."""
+    return {
+        "quotas": plane.quotas.read(now) if plane.quotas is not None else None,
+        "placement_scores": plane.placement.scores(offers, zones, now) if plane.placement is not None else {},
+        "on_demand_only": preemption.past_budget(plane.jobs.preempted_jobs(), settings.max_preemptions),
+    }
 
 
 def _last_smoothed_at(decisions: DecisionLog) -> float | None:

@@ -45,6 +45,7 @@ from shared.domain.decision import Snapshot
 from shared.domain.jobs import Shape
 from shared.domain.policy import running_remaining
 from shared.sim.fleet import Fleet
+from shared.sim.guardrails import past_budget, quota_view
 from shared.sim.model import (
     ACK,
     DEMAND_DEBOUNCE,
@@ -197,6 +198,8 @@ class Simulation(Fleet):
             snapshot = Snapshot(
                 demand=demand, nodes=self._records(), instances=self._instances(), queued_since=self._queued_since(),
                 empties_at=self._empties_at(), spent=self.ledger.spent(self.now),
+                quotas=quota_view(self.options.vcpu_quotas, self.options.quota_aware),
+                on_demand_only=past_budget(self.jobs, self.demoted, self._shape_of),
             )  # fmt: skip
             decision = self.decide(
                 snapshot, self.settings, self.offers, self.scaler_state, unavailable, now=self.now,

@@ -24,6 +24,7 @@ from shared.domain.decision import (
 )
 from shared.domain.node_types import Offer
 from shared.domain.scaling import ANY_ZONE
+from shared.sim.guardrails import count_preemptions, over_quota
 from shared.sim.jobs import JobFlow
 from shared.sim.model import ACK, GONE, READY, RECORD_REFRESH, SPOT_WARNING, WARN, Outage, SimNode, next_heartbeat
 
@@ -34,6 +35,12 @@ class Fleet(JobFlow):
         refused = False
         offer = self.by_key[action.offer_key]
         for option in action.options:
+            if over_quota(self.options.vcpu_quotas, self._live(), offer, option.instance_type, action.count):
+                outage = Outage(instance_type=option.instance_type, zone=ANY_ZONE, market=action.market)
+                self.outages[outage] = self.now + self.settings.capacity_failure_ttl
+                self.quota_refusals += 1
+                refused = True
+                continue
             rate = self.options.capacity_errors.get(option.instance_type, 0.0)
             if rate > 0 and self.rng.random() < rate:
                 outage = Outage(instance_type=option.instance_type, zone=ANY_ZONE, market=action.market)
@@ -72,12 +79,16 @@ class Fleet(JobFlow):
         node = self.nodes.get(node_id)
         if node is None or node.state is NodeState.INTERRUPTED:
             return
+        self.preemptions += count_preemptions(node, self.jobs, self.settings.max_preemptions, self.demoted)
         self.requeued += self._requeue_jobs(node)
         node.state = NodeState.INTERRUPTED
         node.record = None
         self._push(self.now + SPOT_WARNING, GONE, node_id)
         self._dispatch()
         self._round("instance spot-interruption")
+
+    def _live(self) -> list[SimNode]:
+        return [n for n in self.nodes.values() if n.state is not NodeState.STOPPED]
 
     def remove_node(self, node_id: str) -> int:
         """Terminate a node; returns how many jobs it was running (they go back to the queue)."""

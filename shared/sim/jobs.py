@@ -59,10 +59,11 @@ class JobFlow(SimState):
             if not need.fits_in(node.free):  # cheap pre-check; the agent's rule decides
                 continue
             node_id = node.id
-            record = JobRecord(job=job.trace.job, status=JobStatus.QUEUED)
+            record = JobRecord(job=job.trace.job, status=JobStatus.QUEUED, preemptions=job.preemptions)
             verdict = admit(
-                job.trace.job, free=node.free, capacity=node.capacity, record=record, draining=False, node_id=node_id
-            )
+                job.trace.job, free=node.free, capacity=node.capacity, record=record, draining=False, node_id=node_id,
+                spot_node=node.market is Market.SPOT, max_preemptions=self.settings.max_preemptions,
+            )  # fmt: skip
             if verdict.starts:
                 return node_id
         return None

@@ -34,6 +34,8 @@ class SimOptions:
     # running jobs are demand for what is left of them (policy.running_remaining), not their whole runtime
     plan_remaining: bool = True
     learn_from_running: bool = True  # expected runtimes count the running jobs' time so far (shared.domain.runtimes)
+    vcpu_quotas: Mapping[str, float] = field(default_factory=dict)  # quota code -> vCPUs (shared.sim.guardrails)
+    quota_aware: bool = True  # the scaler is told the quotas (else it learns only from refused launches)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,7 @@ class SimJob:
         "index",
         "name",
         "node",
+        "preemptions",
         "queued_at",
         "resources",
         "spot",
@@ -90,6 +93,7 @@ class SimJob:
         self.wait = 0.0
         self.starts = 0
         self.done = 0
+        self.preemptions = 0
 
 
 class SimNode:

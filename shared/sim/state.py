@@ -74,6 +74,9 @@ class SimState:
         self.samples: list[Sample] = []
         self.ledger = SimLedger(self.settings, self.by_key)  # the budget's spend ledger (inert without a budget)
         self.last_end = 0.0
+        self.preemptions = 0  # spot reclaims counted against jobs' preemption budgets
+        self.demoted: set[int] = set()  # jobs past their budget, not finished
+        self.quota_refusals = 0
 
     # ---- the event loop --------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from shared.adapters.capacity_cache import DynamoCapacityCache
 from shared.adapters.cluster_store import DynamoClusterStore
 from shared.adapters.decision_log import DynamoDecisionLog
 from shared.adapters.ec2_fleet import Ec2Fleet
+from shared.adapters.ec2_quotas import ServiceQuotaReader, SpotPlacementScorer
 from shared.adapters.job_queue import SqsJobQueue
 from shared.adapters.job_store import DynamoJobStore
 from shared.adapters.node_store import DynamoNodeStore
@@ -48,6 +49,8 @@ def build_control_plane(env: FunctionEnvironment) -> ControlPlane:
         queue=SqsJobQueue(env.queue_url, dead_letter_queue_url=env.dead_letter_queue_url, region=region),
         fleet=_fleet(env),
         guardrails=build_guardrails(env, table),
+        quotas=ServiceQuotaReader(cluster=env.cluster.name, region=region, ttl=env.cluster.quota_ttl),
+        placement=SpotPlacementScorer(region=region, ttl=env.cluster.quota_ttl),
     )
 
 

@@ -148,6 +148,7 @@ class WorkerEnvironment:
     poll_wait: int
     heartbeat_interval: float
     enforce_memory: bool
+    max_preemptions: int  # spot reclaims a job may suffer before it runs on on-demand nodes only
     imds_url: str | None  # None: IMDS off
 
 
@@ -202,6 +203,7 @@ def read_worker_environment(
         poll_wait=int(env.number("SHOAL_POLL_WAIT", default=20.0, whole=True)),
         heartbeat_interval=env.number("SHOAL_HEARTBEAT_INTERVAL", default=30.0, positive=True),
         enforce_memory=env.get("SHOAL_ENFORCE_MEMORY", "1").lower() not in ("0", "false", "no"),
+        max_preemptions=int(env.number("SHOAL_MAX_PREEMPTIONS", default=2.0, whole=True, positive=True)),
         imds_url=None if client is None else client.base_url,
     )
 

@@ -34,6 +34,7 @@ from typing import TypeVar
 
 from shared.domain.cluster_state import JobStatus, NodeState
 from shared.domain.jobs import Job
+from shared.domain.preemption import DEFAULT_MAX_PREEMPTIONS, is_reclaim
 from shared.domain.resources import Resources
 from shared.services.ports import JobStore, NodeStore, ReceivedMessage, RuntimeRecorder, WorkerQueue
 from shared.worker import process_tree
@@ -81,6 +82,7 @@ class AgentSettings:
     kill_grace: float = 5.0  # SIGTERM, then SIGKILL after this
     enforce_memory: bool = True
     keep_work_dirs: bool = False
+    max_preemptions: int = DEFAULT_MAX_PREEMPTIONS  # the cluster's budget (a job's own max_preemptions wins)
 
     def __post_init__(self) -> None:
         if not 1 <= self.visibility_timeout <= MAX_VISIBILITY_TIMEOUT:
@@ -504,6 +506,9 @@ class Agent:
             why = f"job {job.id} had already failed {existing.attempts} time(s); last: {existing.reason}"
             self._queue.dead_letter(message.body, reason=why, job_id=job.id)
             self._delete_now(message.receipt_handle)
+        elif existing is not None and existing.status is JobStatus.QUEUED and existing.on_demand_only:
+            log.info("job %s is past its preemption budget: it starts only on on-demand nodes; returning it", job.id)
+            self._queue.change_visibility([message.receipt_handle], 0)
         elif existing is not None and existing.status is JobStatus.QUEUED:
             # Nobody runs it: the store refused because this node is draining (or not ready). Take no more
             # work until a heartbeat says otherwise, and let another node have this job now.
@@ -652,7 +657,14 @@ class Agent:
                 continue
             requeued.append(held)
             try:
-                self._jobs.requeue_job(held.job.id, self.node_id, reason=reason, now=now)
+                self._jobs.requeue_job(
+                    held.job.id,
+                    self.node_id,
+                    reason=reason,
+                    now=now,
+                    preempted=is_reclaim(reason),
+                    max_preemptions=self.settings.max_preemptions,
+                )
             except Exception:
                 log.exception("requeueing job %s failed; the scaler requeues the jobs of a lost node", held.job.id)
         receipts = [held.message.receipt_handle for held in requeued]

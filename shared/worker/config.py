@@ -33,6 +33,7 @@ VARIABLES = (
     "SHOAL_POLL_WAIT",
     "SHOAL_HEARTBEAT_INTERVAL",
     "SHOAL_ENFORCE_MEMORY",
+    "SHOAL_MAX_PREEMPTIONS",
     IMDS_URL_VARIABLE,
     JOB_IMAGE,
     JOB_NETWORK,
@@ -103,6 +104,7 @@ class WorkerConfig:
                 poll_wait=read.poll_wait,
                 heartbeat_interval=read.heartbeat_interval,
                 enforce_memory=read.enforce_memory,
+                max_preemptions=read.max_preemptions,
             )
         except AgentSettingsError as error:
             raise WorkerConfigError(str(error)) from None

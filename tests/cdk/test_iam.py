@@ -42,6 +42,21 @@ def test_the_control_plane_role_has_exactly_these_statements(synthesized: Synthe
             "Resource": "*",
         },
         {
+            "Sid": "ReadVcpuQuotas",
+            "Effect": "Allow",
+            "Action": "servicequotas:GetServiceQuota",
+            "Resource": [
+                s.resolve(stack.format_arn(service="servicequotas", resource="ec2", resource_name=code))
+                for code in ("L-1216C47A", "L-34B43A08", "L-3819A6DF", "L-417A185B", "L-7212CCBC", "L-DB2E81BA")
+            ],
+        },
+        {
+            "Sid": "SpotPlacementScores",
+            "Effect": "Allow",
+            "Action": ["ec2:DescribeAvailabilityZones", "ec2:GetSpotPlacementScores"],
+            "Resource": "*",
+        },
+        {
             "Sid": "LaunchFromTheTemplate",
             "Effect": "Allow",
             "Action": "ec2:RunInstances",

@@ -154,6 +154,7 @@ def test_user_data_gives_the_agent_every_variable_it_requires(synthesized: Synth
     assert config.region == "us-east-1"
     for name in ("SHOAL_QUEUE_URL", "SHOAL_DLQ_URL", "SHOAL_TABLE_NAME", "AWS_REGION", "SHOAL_JOB_IMAGE"):
         assert name in environ
+    assert config.agent.max_preemptions == 2  # the cluster's setting, for the reclaims the agent counts
 
 
 def test_an_ecr_appliance_gets_a_login_and_pull_rights_for_that_repository_only() -> None:
