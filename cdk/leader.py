@@ -38,6 +38,7 @@ LEADER_REQUIREMENTS = ("boto3", "toil")  # toil gets its [cwl,aws] extras below
 PROFILE_SCRIPT = "/etc/profile.d/shoal.sh"
 SUBMIT_TABLE_ACTIONS = (
     "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
     "dynamodb:ConditionCheckItem",
     "dynamodb:GetItem",
     "dynamodb:PutItem",

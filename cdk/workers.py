@@ -39,6 +39,7 @@ _ECR_DOMAIN = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+
 # through these; no table-level action (Scan, DescribeTable, DeleteTable, ...) is needed.
 TABLE_ITEM_ACTIONS = (
     "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
     "dynamodb:ConditionCheckItem",
     "dynamodb:DeleteItem",
     "dynamodb:GetItem",
