@@ -1,17 +1,24 @@
-# The Shoal appliance: the image every EC2 worker runs. Its entry point is the agent, `shoal-worker`,
-# which takes jobs from the cluster's queue and runs them (docs: shared/worker/agent.py).
+# An image of the Shoal agent alone: its entry point is `shoal-worker` (shared/worker/main.py), which takes
+# jobs from a cluster's queue and runs them.
 #
-# Which image a cluster uses is chosen by one rule (shared/appliance.py, used by the CLI and the worker
-# user data alike): TOIL_APPLIANCE_SELF overrides everything; otherwise
-# TOIL_DOCKER_REGISTRY/TOIL_DOCKER_NAME tagged with the installed Shoal version. Build and push it so:
-#   docker build -t "$TOIL_DOCKER_REGISTRY/$TOIL_DOCKER_NAME:$(python -c 'import importlib.metadata as m; print(m.version("shoal"))')" .
+# This is NOT what a deployed cluster's workers run, and `cdk deploy` neither builds nor needs it. A worker
+# installs the agent on the host from the stack's code asset (cdk/node_code.py, cdk/node_boot.py) and runs
+# each job in a container of Toil's appliance image (quay.io/ucsc_cgl/toil:<Toil's dockerTag>, chosen by
+# TOIL_APPLIANCE_SELF / TOIL_DOCKER_REGISTRY / TOIL_DOCKER_NAME as Toil chooses it: shared/appliance.py).
+# It is kept for running an agent by hand, outside the deployed system (a test or development setup). It
+# has no Toil: jobs without an image run inside it as plain processes, so give Toil's jobs an image
+# (SHOAL_JOB_IMAGE, or the batch system's --shoalJobImage) or install Toil into it.
 #
-# Running it (the worker user data does this): host networking or a metadata hop limit of 2, so the
-# agent reaches IMDSv2; the work directory bind-mounted at the same path inside and out; and, for jobs
-# that name an image, the host's Docker socket plus its group:
+#   docker build -t shoal-agent .
+#
+# Running it: credentials that may use the cluster's queue, dead-letter queue and table (an instance role
+# needs host networking or a metadata hop limit of 2); SHOAL_NODE_ID, else the instance id and region come
+# from the instance metadata service; the work directory bind-mounted at the same path
+# inside and out (a job that names an image gets its directory mounted by that path); and, for jobs that
+# name an image, the host's Docker socket plus its group, which makes the agent root on the host:
 #   docker run --network host -v /var/lib/shoal/work:/var/lib/shoal/work \
 #     -v /var/run/docker.sock:/var/run/docker.sock --group-add "$(stat -c %g /var/run/docker.sock)" \
-#     -e SHOAL_QUEUE_URL -e SHOAL_DLQ_URL -e SHOAL_TABLE_NAME IMAGE
+#     -e SHOAL_QUEUE_URL -e SHOAL_DLQ_URL -e SHOAL_TABLE_NAME -e SHOAL_NODE_ID -e AWS_REGION shoal-agent
 FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -26,7 +33,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/shoal
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md toil_batch_system_shoal.py ./
 COPY shared ./shared
 COPY functions ./functions
 COPY cdk ./cdk

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test test-long system-deps lint typecheck unit bench toil-env synth clean
+.PHONY: demo toil-demo test test-long system-deps lint typecheck unit bench toil-env synth clean
 
 $(BIN)/shoal: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,24 @@ node_modules/.package-lock.json: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-# The whole system on this machine: the stack deployed into an embedded AWS (moto) with the CDK CLI, a
-# bursty workload on an accelerated clock, teardown, and a report (out/demo/report.json, out/demo/demand.png).
-demo: $(BIN)/shoal node_modules/.package-lock.json
+# The main job, on this machine with no AWS account (moto serves AWS; the stack is deployed into it with the CDK
+# CLI): first a real Toil workflow, examples/toil/scatter.cwl run by toil-cwl-runner --batchSystem shoal, on a
+# cluster that grows from zero nodes and back (report: out/toil-demo/report.json); then `shoal demo`, a bursty
+# workload of Shoal's own jobs on an accelerated clock (out/demo/report.json, out/demo/demand.png).
+demo: toil-demo
 	$(BIN)/shoal demo
+
+TOIL_DEMO := out/toil-demo
+REPORT_KEYS := jobs_submitted jobs_completed jobs_lost jobs_run_more_than_once max_nodes nodes_at_end \
+	p50_wait_seconds p95_wait_seconds node_hours cost resources_left_after_teardown command_status
+toil-demo: $(BIN)/shoal node_modules/.package-lock.json
+	rm -rf $(TOIL_DEMO)
+	$(BIN)/shoal local run --out $(TOIL_DEMO) -- toil-cwl-runner --batchSystem shoal --no-container \
+	    --jobStore file:$(CURDIR)/$(TOIL_DEMO)/job-store --outdir $(TOIL_DEMO)/cwl-out \
+	    examples/toil/scatter.cwl examples/toil/words.yml
+	cat $(TOIL_DEMO)/cwl-out/shouted.txt
+	$(BIN)/python -c 'import json, sys; r = json.load(open(sys.argv[1])); print(json.dumps({k: r[k] for k in sys.argv[2:]}, indent=1))' \
+	    $(TOIL_DEMO)/report.json $(REPORT_KEYS)
 
 lint: $(BIN)/shoal
 	$(BIN)/ruff check .
