@@ -333,13 +333,13 @@ class NodePacker:
     def unindex(self, group: OpenGroup) -> None:
         keys, members = self.keys[group.offer], self.members[group.offer]
         key = group.free[self.key_dim[group.offer]]
-        at = bisect_left(keys, key)
-        while at < len(keys) and keys[at] == key:
-            if members[at] is group:
-                del keys[at]
-                del members[at]
-                return
-            at += 1
+        # Thousands of full nodes can share one key: list.index scans their run in C (no __eq__: identity).
+        try:
+            at = members.index(group, bisect_left(keys, key), bisect_right(keys, key))
+        except ValueError:  # not indexed: nothing left to place fitted in what it had free
+            return
+        del keys[at]
+        del members[at]
 
 
 def fits(c: float, m: int, d: int, a: int, fc: float, fm: int, fd: int, fa: int) -> bool:  # noqa: PLR0917
