@@ -10,7 +10,7 @@ times ignored: the whole trace as one queue). Shoal's plan time is the median of
 histogram + packing on parsed jobs, in CPU seconds (``cpu s``; a shared machine's wall time mostly
 measures its other tenants) and wall seconds; peak memory is what tracemalloc sees in one such run;
 ``cli`` is the median CPU and wall time of ``shoal plan --json`` as a subprocess (interpreter start,
-imports, read, parse, plan, print) and its peak RSS.
+imports, read, parse, plan, print) and its own peak RSS (VmHWM; a child's ru_maxrss starts at its parent's).
 
 Toil runs where it is importable: ``--toil-python``, ``$TOIL_PYTHON``, ``.venv-toil`` (``make toil-env``)
 or this interpreter. Its ``ClusterScaler.getEstimatedNodeCounts`` packs the same jobs into exactly
@@ -79,19 +79,35 @@ def measure_cli(name: str, raw: list[dict[str, object]], node_types: str, tmp: P
     """The whole command as a user runs it: read JSONL, parse, plan, print JSON; wall time and peak RSS."""
     path = tmp / f"{name.replace(':', '-')}-{len(raw)}.jsonl"
     path.write_text("".join(json.dumps(j) + "\n" for j in raw))
-    command = [sys.executable, "-m", "shared.cli.main", "plan", "--jobs", str(path), "--node-types", node_types,
+    command = [sys.executable, "-c", _REPORT_PEAK, "plan", "--jobs", str(path), "--node-types", node_types,
                "--region", REGION, "--json"]  # fmt: skip
     walls, cpus, rss = [], [], 0.0
     for _ in range(repeat):
         started = time.perf_counter()
-        child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+        child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert child.stderr is not None
+        err = child.stderr.read()
         _, status, usage = os.wait4(child.pid, 0)
         walls.append(time.perf_counter() - started)
         cpus.append(usage.ru_utime + usage.ru_stime)
-        rss = max(rss, usage.ru_maxrss / 1024)
         if os.waitstatus_to_exitcode(status):
-            raise SystemExit(f"shoal plan failed with status {os.waitstatus_to_exitcode(status)}")
+            raise SystemExit(f"shoal plan failed with status {os.waitstatus_to_exitcode(status)}: {err}")
+        rss = max(rss, float(err.rsplit("peak-kB ", 1)[1].split()[0]) / 1024)
     return {"wall_seconds": statistics.median(walls), "cpu_seconds": statistics.median(cpus), "peak_rss_mb": rss}
+
+
+# `shoal plan` run as `python -m shared.cli.main` does, printing the process's own peak RSS (VmHWM) at exit:
+# ru_maxrss of a child starts at its parent's peak (Linux records the forked copy's), which is this bench's.
+_REPORT_PEAK = """
+import runpy, sys
+sys.argv = ["shoal", *sys.argv[1:]]
+try:
+    runpy.run_module("shared.cli.main", run_name="__main__")
+finally:
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    sys.stderr.write(f"peak-kB {peak}\\n")
+"""
 
 
 class ToilTimeoutError(Exception):
@@ -204,7 +220,7 @@ def main() -> None:
             jobs = [parse_job(j) for j in raw]
             shoal = measure_shoal(jobs, offers, args.repeat)
             cli = measure_cli(queue.name, raw, queue.node_types, tmp, args.cli_repeat) if args.cli_repeat else {}
-            nodes = sum(shoal["nodes"].values())  # type: ignore[union-attr]
+            nodes = sum(shoal["nodes"].values())  # type: ignore[attr-defined]
             nan = float("nan")
             line = (
                 f"{queue.name:<22} {len(jobs):>7} {len(histogram(jobs)):>6} {shoal['cpu_seconds']:>7.3f} "
@@ -225,7 +241,7 @@ def main() -> None:
                 line += f" {'toil > ' + format(args.toil_timeout, 'g') + 's (stopped)':>61}"
                 row["toil"] = {"timeout_seconds": args.toil_timeout}
             elif toil is not None:
-                toil_nodes = sum(toil["counts"].values())  # type: ignore[union-attr]
+                toil_nodes = sum(toil["counts"].values())  # type: ignore[attr-defined]
                 speedup = float(toil["cpu_seconds"]) / float(shoal["cpu_seconds"])  # type: ignore[arg-type]
                 ratio = float(shoal["hourly_cost"]) / float(toil["hourly_cost"])  # type: ignore[arg-type]
                 line += (

@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import json
+import json.scanner
+import re
+from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
-from shared.domain.jobs import Job, JobSpecError, describe_json_error, parse_job
+from shared.domain.jobs import (
+    MAX_CORES,
+    MAX_JOB_ID_BYTES,
+    MIN_CORES,
+    Job,
+    JobSpecError,
+    Shape,
+    describe_json_error,
+    parse_job,
+)
+from shared.domain.resources import Resources
+from shared.domain.units import MAX_DURATION, parse_size
 
 
 class JobsFileError(ValueError):
@@ -13,6 +28,10 @@ class JobsFileError(ValueError):
 
 
 def read_jobs(path: Path) -> list[Job]:
+    return _read_jobs_text(path, _read_text(path))
+
+
+def _read_text(path: Path) -> str:
     try:
         data = path.read_bytes()
     except OSError as error:
@@ -24,6 +43,10 @@ def read_jobs(path: Path) -> list[Job]:
         raise JobsFileError(
             f"{path}:{where}: not UTF-8 text (byte {error.start}); a jobs file is JSON lines, one job each"
         ) from None
+    return text
+
+
+def _read_jobs_text(path: Path, text: str) -> list[Job]:
     jobs: list[Job] = []
     seen: dict[str, int] = {}
     for number, line in enumerate(text.split("\n"), start=1):
@@ -51,3 +74,126 @@ def _decode_line(line: str) -> object:
         ) from None
     except ValueError as error:  # an integer of more than 4300 digits: Python refuses to read it
         raise JobSpecError(f"malformed JSON ({error})") from None
+
+
+class PlanJobs(NamedTuple):
+    """What ``shoal plan`` needs of a jobs file: ids and shapes in file order, and how many of each shape."""
+
+    ids: list[str]
+    shapes: list[Shape]
+    demand: dict[Shape, int]
+
+
+def read_plan_jobs(path: Path) -> PlanJobs:
+    """``read_jobs`` for ``shoal plan``: the same checks and errors, without building a ``Job`` per line.
+
+    A line of only the fields a plan uses (and a name), in plain JSON types or sizes with units, is checked
+    inline; any other line (commands, env, a bad value) goes through ``parse_job``, so what is accepted and
+    every error message are exactly ``read_jobs``'s. 100,000 lines take a third of the time.
+    """
+    text = _read_text(path)
+    ids: list[str] = []
+    keys: list[_Key] = []
+    seen: dict[str, int] = {}
+    made: dict[_Key, Shape] = {}  # shapes parse_job made, for the lines that took the slow way
+    scan, plain = _SCAN, _plain
+    for number, line in enumerate(text.split("\n"), start=1):
+        stripped = line.strip()
+        if not stripped or stripped[0] == "#":
+            continue
+        try:
+            obj, end = scan(stripped, 0)
+            key = plain(obj) if end == len(stripped) and type(obj) is dict else None
+        except Exception:  # anything odd is decoded again the slow way, which names the error
+            key = None
+        if key is not None:
+            job_id = obj["id"]
+        else:
+            try:
+                job = parse_job(_decode_line(stripped))
+            except JobSpecError as error:
+                raise JobsFileError(f"{path}:{number}: {error}") from None
+            job_id, key = job.id, _key(job.shape)
+            made.setdefault(key, job.shape)
+        if job_id in seen:
+            raise JobsFileError(f"{path}:{number}: job id {job_id!r} was already used on line {seen[job_id]}")
+        seen[job_id] = number
+        ids.append(job_id)
+        keys.append(key)
+    counts = Counter(keys)  # counted by plain tuples: hashing a Shape dataclass costs ten times as much
+    for key in counts:
+        if key not in made:
+            made[key] = _shape(key)
+    return PlanJobs(ids=ids, shapes=[made[key] for key in keys], demand={made[k]: n for k, n in counts.items()})
+
+
+_Key = tuple[float, int, int, int, float, bool]
+# What json.loads runs, without its per-call overhead.
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+_PLAIN_FIELDS = frozenset(("id", "cores", "memory", "disk", "wall_time", "preemptible", "accelerators", "name"))
+_EXACT_INT = 2**53  # sizes up to here are read exactly as parse_size reads them
+
+
+def _plain(obj: dict[str, object]) -> _Key | None:
+    """The shape of ``obj`` if ``parse_job`` would accept it and read each field as plain float/int/bool;
+    None for anything else (a missing field raises KeyError: the caller takes the slow way then)."""
+    if not obj.keys() <= _PLAIN_FIELDS:
+        return None
+    job_id, cores, memory, disk, wall = obj["id"], obj["cores"], obj["memory"], obj["disk"], obj["wall_time"]
+    preemptible, accelerators, name = obj.get("preemptible", False), obj.get("accelerators", 0), obj.get("name")
+    if name is not None and not (type(name) is str and name.isascii()):
+        return None
+    if type(memory) is str:
+        memory = parse_size(memory)  # what parse_job does with a string (cached); UnitError: the slow way
+    if type(disk) is str:
+        disk = parse_size(disk)
+    if (
+        type(job_id) is str
+        and 0 < len(job_id) <= MAX_JOB_ID_BYTES
+        and job_id.isascii()
+        and not _CONTROL_CHAR.search(job_id)
+        and type(cores) in _NUMBERS
+        and MIN_CORES <= cores <= MAX_CORES  # type: ignore[operator]
+        and type(memory) is int
+        and 0 <= memory <= _EXACT_INT
+        and type(disk) is int
+        and 0 <= disk <= _EXACT_INT
+        and type(wall) in _NUMBERS
+        and 0 < wall <= MAX_DURATION  # type: ignore[operator]
+        and type(preemptible) is bool
+        and type(accelerators) is int
+        and accelerators >= 0
+    ):
+        return (float(cores), memory, disk, accelerators, float(wall), preemptible)  # type: ignore[arg-type]
+    return None
+
+
+_NUMBERS = (int, float)
+_CONTROL_CHAR = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _shape(key: _Key) -> Shape:
+    """``Shape(resources=Resources(...), ...)`` for a checked key, four times faster: a frozen dataclass's
+    ``__init__`` sets each field through ``object.__setattr__``; this sets the slots directly."""
+    resources = _new(Resources)
+    _CORES(resources, key[0])
+    _MEMORY(resources, key[1])
+    _DISK(resources, key[2])
+    _ACCELERATORS(resources, key[3])
+    shape = _new(Shape)
+    _RESOURCES(shape, resources)
+    _WALL_TIME(shape, key[4])
+    _PREEMPTIBLE(shape, key[5])
+    return shape
+
+
+_new = object.__new__
+_CORES, _MEMORY, _DISK, _ACCELERATORS = (
+    Resources.__dict__[f].__set__ for f in ("cores", "memory", "disk", "accelerators")
+)
+_RESOURCES, _WALL_TIME, _PREEMPTIBLE = (Shape.__dict__[f].__set__ for f in ("resources", "wall_time", "preemptible"))
+
+
+def _key(shape: Shape) -> _Key:
+    r = shape.resources
+    return (float(r.cores), r.memory, r.disk, r.accelerators, float(shape.wall_time), shape.preemptible)

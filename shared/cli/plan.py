@@ -10,10 +10,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from shared.cli.jobs_file import JobsFileError, read_jobs
+from shared.cli.jobs_file import JobsFileError, PlanJobs, read_plan_jobs
 from shared.cli.output_file import OutputFileError, check_writable, write_atomically
 from shared.domain.catalog import DEFAULT_NODE_STORAGE, REGIONS
-from shared.domain.jobs import Job, Shape, histogram
+from shared.domain.jobs import Shape
 from shared.domain.node_types import NodeTypeSpecError, build_offers, parse_node_types
 from shared.domain.packing import Plan, UnplacedShape, placements, plan, summarize_unplaced
 from shared.domain.units import GiB, UnitError, format_duration, format_size, parse_counts, parse_duration, parse_gib
@@ -61,13 +61,13 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         )
         if args.assignments:
             check_writable("--assignments", args.assignments)
-        jobs = read_jobs(args.jobs)
+        jobs = read_plan_jobs(args.jobs)
     except (PlanInputError, NodeTypeSpecError, JobsFileError, OutputFileError) as error:
         print(f"shoal plan: {error}", file=sys.stderr)
         return 2
 
     started = time.perf_counter()
-    demand = histogram(jobs)
+    demand = jobs.demand  # counted while reading
     result = plan(demand, offers, target_time=target_time)
     elapsed = time.perf_counter() - started
 
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 0
 
 
-def plan_report(result: Plan, jobs: Sequence[Job], *, shapes: int, elapsed: float) -> dict[str, object]:
+def plan_report(result: Plan, jobs: PlanJobs, *, shapes: int, elapsed: float) -> dict[str, object]:
     """The ``--json`` contract."""
     counts = result.node_counts()
     nodes = [
@@ -108,7 +108,7 @@ def plan_report(result: Plan, jobs: Sequence[Job], *, shapes: int, elapsed: floa
         "hourly_cost": round(result.hourly_cost, 6),
         "unplaceable": _listed(result.unplaceable, jobs),
         "deferred": _listed(result.deferred, jobs),
-        "jobs": len(jobs),
+        "jobs": len(jobs.ids),
         "shapes": shapes,
         "target_time": result.target_time,
         "reasons": list(result.reasons),
@@ -116,25 +116,25 @@ def plan_report(result: Plan, jobs: Sequence[Job], *, shapes: int, elapsed: floa
     }
 
 
-def _listed(unplaced: Sequence[UnplacedShape], jobs: Sequence[Job]) -> list[dict[str, str]]:
+def _listed(unplaced: Sequence[UnplacedShape], jobs: PlanJobs) -> list[dict[str, str]]:
     if not unplaced:
         return []
     reason_of = {u.shape: u.reason for u in unplaced}
     limits = {u.shape: u.count for u in unplaced}
     listed = []
     # Deferred jobs are the last of their shape in submission order; unplaceable ones are all of it.
-    for job in reversed(jobs):
-        if limits.get(job.shape, 0) > 0:
-            limits[job.shape] -= 1
-            listed.append({"id": job.id, "reason": reason_of[job.shape]})
+    for job_id, shape in zip(reversed(jobs.ids), reversed(jobs.shapes), strict=True):
+        if limits.get(shape, 0) > 0:
+            limits[shape] -= 1
+            listed.append({"id": job_id, "reason": reason_of[shape]})
     listed.reverse()
     return listed
 
 
-def _assignment_lines(result: Plan, jobs: Sequence[Job]) -> Iterable[str]:
+def _assignment_lines(result: Plan, jobs: PlanJobs) -> Iterable[str]:
     ids_of: dict[Shape, list[str]] = {}
-    for job in reversed(jobs):  # popped from the end: submission order
-        ids_of.setdefault(job.shape, []).append(job.id)
+    for job_id, shape in zip(reversed(jobs.ids), reversed(jobs.shapes), strict=True):  # popped from the end
+        ids_of.setdefault(shape, []).append(job_id)
     for placed in placements(result):
         job_id = ids_of[placed.shape].pop()
         yield json.dumps(

@@ -16,7 +16,8 @@ from shared.domain.node_types import Offer
 from shared.domain.packing_lanes import Family, LaneType, lane_types
 from shared.domain.packing_plan import CORE_TOLERANCE
 
-_LOOK_PAST = 6  # open nodes examined per type past the bisection point before buying a new one
+_LOOK_PAST = 6  # distinct free vectors examined per type past the bisection point before buying a new node
+_LOOK_AT = 96  # and at most this many open nodes
 _UNBOUNDED = 1 << 30
 
 Item = tuple[LaneType, int, Family, tuple[int, ...]]  # a lane type, how many, its family, copies per offer
@@ -230,8 +231,12 @@ class NodePacker:
                 dim = key_dim[offer_index]
                 wanted = need[dim]
                 at = bisect_left(keys, wanted - CORE_TOLERANCE)
-                stop = min(at + _LOOK_PAST, len(keys))
+                stop = min(at + _LOOK_AT, len(keys))
                 members = all_members[offer_index]
+                # Up to _LOOK_PAST distinct free vectors past the bisection point: nodes with the same room
+                # left (many, once a kind of job fills them alike) fail alike, so they count once.
+                budget = _LOOK_PAST
+                failed: list[float] | None = None
                 while at < stop:
                     free = members[at].free
                     if c <= free[0] + CORE_TOLERANCE and m <= free[1] and d <= free[2] and a <= free[3]:
@@ -239,6 +244,11 @@ class NodePacker:
                         if slack < best_slack:
                             best, best_slack = members[at], slack
                         break
+                    if free != failed:
+                        budget -= 1
+                        if not budget:
+                            break
+                        failed = free
                     at += 1
             if best is None:
                 return placed
@@ -333,13 +343,13 @@ class NodePacker:
     def unindex(self, group: OpenGroup) -> None:
         keys, members = self.keys[group.offer], self.members[group.offer]
         key = group.free[self.key_dim[group.offer]]
-        at = bisect_left(keys, key)
-        while at < len(keys) and keys[at] == key:
-            if members[at] is group:
-                del keys[at]
-                del members[at]
-                return
-            at += 1
+        # Thousands of full nodes can share one key: list.index scans their run in C (no __eq__: identity).
+        try:
+            at = members.index(group, bisect_left(keys, key), bisect_right(keys, key))
+        except ValueError:  # not indexed: nothing left to place fitted in what it had free
+            return
+        del keys[at]
+        del members[at]
 
 
 def fits(c: float, m: int, d: int, a: int, fc: float, fm: int, fd: int, fa: int) -> bool:  # noqa: PLR0917

@@ -41,8 +41,11 @@ def right_size(packer: NodePacker) -> None:
 
 
 def node_groups(packer: NodePacker) -> tuple[NodeGroup, ...]:
+    """The plan's node groups. A 100,000-shape plan has 20,000 of them and 30,000 lanes: the frozen dataclasses
+    are built slot by slot (see ``_lane``), a third of the time of their ``__init__``."""
     made: dict[int, Lane] = {}
     out = []
+    offers = packer.offers
     for group in packer.entries.values():
         built: list[Lane] = []
         for lane, copies in group.lanes:
@@ -51,9 +54,15 @@ def node_groups(packer: NodePacker) -> tuple[NodeGroup, ...]:
                 made_lane = made[id(lane)] = _lane(lane)
             built.extend([made_lane] * copies)
         fc, fm, fd, fa = group.free
-        free = Resources(cores=fc, memory=int(fm), disk=int(fd), accelerators=int(fa))
-        load = NodeLoad(lanes=tuple(built), free=free)
-        out.append(NodeGroup(offer=packer.offers[group.offer], count=group.count, load=load))
+        free = _resources(fc, int(fm), int(fd), int(fa))
+        load = _new(NodeLoad)
+        _LANES(load, tuple(built))
+        _FREE(load, free)
+        made_group = _new(NodeGroup)
+        _OFFER(made_group, offers[group.offer])
+        _COUNT(made_group, group.count)
+        _LOAD(made_group, load)
+        out.append(made_group)
     return tuple(out)
 
 
@@ -90,14 +99,34 @@ _make_run = tuple.__new__  # Run from a (shape, count) pair without a Python-lev
 
 
 def _lane(lane: LaneType) -> Lane:
+    """``Lane(reserved=Resources(...), runs=..., end=...)``, built field by field: a 100,000-shape plan makes
+    30,000 of them, and a frozen dataclass's ``__init__`` (``object.__setattr__`` per field) is a third of it."""
     c, m, d, a, _, runs = lane
     if len(runs) == 1:
         shape, n = runs[0]
         end = max(shape.wall_time, MIN_WALL_TIME) * n
     else:
         end = sum(max(s.wall_time, MIN_WALL_TIME) * n for s, n in runs)
-    return Lane(
-        reserved=Resources(cores=c, memory=m, disk=d, accelerators=a),
-        runs=tuple([_make_run(Run, run) for run in runs]),
-        end=end,
-    )
+    made = _new(Lane)
+    _RESERVED(made, _resources(c, m, d, a))
+    _RUNS(made, tuple([_make_run(Run, run) for run in runs]))
+    _END(made, end)
+    return made
+
+
+_new = object.__new__
+_CORES, _MEMORY, _DISK, _ACCELERATORS = (
+    Resources.__dict__[name].__set__ for name in ("cores", "memory", "disk", "accelerators")
+)
+_RESERVED, _RUNS, _END = (Lane.__dict__[name].__set__ for name in ("reserved", "runs", "end"))
+_LANES, _FREE = (NodeLoad.__dict__[name].__set__ for name in ("lanes", "free"))
+_OFFER, _COUNT, _LOAD = (NodeGroup.__dict__[name].__set__ for name in ("offer", "count", "load"))
+
+
+def _resources(cores: float, memory: int, disk: int, accelerators: int) -> Resources:
+    made = _new(Resources)
+    _CORES(made, cores)
+    _MEMORY(made, memory)
+    _DISK(made, disk)
+    _ACCELERATORS(made, accelerators)
+    return made

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from shared.domain.jobs import Shape
 from shared.domain.node_types import UNLIMITED, Offer
 from shared.domain.packing import Plan, lane_depth, placements, plan, summarize_unplaced, why_unplaceable
+from shared.domain.packing_lanes import LaneType
+from shared.domain.packing_nodes import NodePacker
 from shared.domain.resources import Resources
 from tests.unit.plan_checker import check_feasible
 
@@ -212,7 +214,7 @@ def test_continuous_shapes_are_planned_feasibly_and_completely(demand: dict[Shap
 def test_continuous_shapes_under_max_nodes_defer_only_when_every_fitting_type_is_full(
     demand: dict[Shape, int], cap: int
 ) -> None:
-    offers = [Offer(**{**{f: getattr(o, f) for f in o.__slots__}, "max_nodes": cap}) for o in FLEET]  # type: ignore[attr-defined]
+    offers = [Offer(**{**{f: getattr(o, f) for f in o.__slots__}, "max_nodes": cap}) for o in FLEET]
     result = plan(demand, offers, target_time=1800)
     counts = result.node_counts()
     placed = feasible(result)
@@ -229,3 +231,19 @@ def test_a_job_exactly_the_size_of_a_node_is_placed() -> None:
     result = plan({exact: 3}, FLEET, target_time=1800)
     assert result.node_counts()["m5.24xlarge"] == 3 and not result.unplaceable
     assert feasible(result) == 3
+
+
+def test_room_on_a_node_is_found_behind_many_nodes_left_alike() -> None:
+    # GIVEN twenty open nodes left alike with memory but one core, and behind them (by the memory key) one
+    # with room for a 2-core 12 GiB lane
+    packer = NodePacker([offer("r", 8, 64, 1.0)], 1800)
+    packer.key_dim = [1]  # searched by free memory
+    packer.minimum = (1.0, GiB, 0, 0)
+    for _ in range(20):
+        packer._new_group(1, [1.0, 32 * GiB, 30 * GiB, 0], 0, [])
+    roomy = packer._new_group(1, [6.0, 52 * GiB, 30 * GiB, 0], 0, [])
+    lane: LaneType = (2.0, 12 * GiB, GiB, 0, False, ((shape(2, 12, 60), 1),))
+    # WHEN the lane looks for room on open nodes
+    placed = packer._fill(lane, 1, (4,))
+    # THEN it finds the roomy node: nodes that fail alike count once against the bounded look past
+    assert placed == 1 and roomy.lanes == [(lane, 1)]
