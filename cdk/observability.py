@@ -4,7 +4,9 @@ Shoal's own metrics are EMF lines from Powertools (``shared.services.telemetry``
 gives every metric the ``service`` dimension and the functions add ``cluster``, so a round's single
 values are ``{cluster, service}`` (the alarm needs the exact set); node counts carry ``node_type``,
 ``market`` and ``state`` too, known only at run time, so they are graphed with a SEARCH expression that
-matches any dimension set containing the cluster.
+matches any dimension set containing the cluster; so are the vCPU quotas' use (a ``quota`` dimension). The
+guardrails' row shows the preemption budget (jobs reclaimed from spot, those past maxPreemptions) and each
+vCPU quota's use; the spend and price-cap widgets are ``cdk/guardrails.py``'s.
 """
 
 from __future__ import annotations
@@ -243,4 +245,30 @@ class ClusterObservability(Construct):
             [queue_depth, queue_age, dead_letters],
             [nodes, decisions, cost],
             [jobs, wait, function_health],
+            self._guardrail_widgets(),
         ]
+
+    def _guardrail_widgets(self) -> list[cloudwatch.IWidget]:
+        """The preemption budget and the vCPU quotas, as each round saw them (``round_report``)."""
+        ns = telemetry.METRICS_NAMESPACE
+        preemptions = cloudwatch.GraphWidget(
+            title="Jobs reclaimed from spot (queued or running)",
+            width=12,
+            height=HEIGHT,
+            left=[
+                self._metric(telemetry.METRIC_PREEMPTED_JOBS, statistic=cloudwatch.Stats.MAXIMUM, label="reclaimed"),
+                self._metric(
+                    telemetry.METRIC_ON_DEMAND_ONLY_JOBS,
+                    statistic=cloudwatch.Stats.MAXIMUM,
+                    label="past maxPreemptions: on-demand only",
+                ),
+            ],
+        )
+        quotas = cloudwatch.GraphWidget(
+            title="EC2 vCPU quotas used (%, the whole account)",
+            width=12,
+            height=HEIGHT,
+            left=[self._search(telemetry.METRIC_VCPU_QUOTA_USED, "{" + ns + ",cluster,quota}", "Maximum", "used")],
+            left_annotations=[cloudwatch.HorizontalAnnotation(value=100, label="quota")],
+        )
+        return [preemptions, quotas]

@@ -87,7 +87,7 @@ def test_a_round_over_the_budget_reports_budget_exhausted_with_what_was_spent(ta
     errors = guardrails.after_round(
         rails, settings, before, nodes=[_node("m5.2xlarge", "m5.2xlarge")], offers=offers_for(settings),
         demand={SHAPE: DemandCount(running=1)}, now=NOW,
-    )  # fmt: skip
+    ).errors  # fmt: skip
     # THEN the decision saw $11.10, the ledger keeps it with the fleet's rate, and the status says so
     assert errors == [] and before.spent == pytest.approx(11.1)
     assert ledger.load().spent == pytest.approx(11.1) and ledger.load().rate == pytest.approx(0.384)
