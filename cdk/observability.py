@@ -35,6 +35,12 @@ def scaler_dimensions(cluster_name: str) -> dict[str, str]:
     return {"cluster": cluster_name, "service": telemetry.SERVICE_NAME}
 
 
+def schema(namespace: str, *extra: str) -> str:
+    """A SEARCH schema for a metric with dimensions beyond a round's (cluster and Powertools' service): a
+    schema matches only metrics with exactly these dimensions."""
+    return "{" + ",".join([namespace, *sorted(["cluster", "service", *extra])]) + "}"
+
+
 class ClusterObservability(Construct):
     """``dashboard``, ``dead_letter_alarm`` and ``launch_failure_alarm``."""
 
@@ -193,9 +199,7 @@ class ClusterObservability(Construct):
             width=THIRD,
             height=HEIGHT,
             stacked=True,
-            left=[
-                self._search(telemetry.METRIC_NODES, "{" + ns + ",cluster,market,node_type,state}", "Maximum", "nodes")
-            ],
+            left=[self._search(telemetry.METRIC_NODES, schema(ns, "market", "node_type", "state"), "Maximum", "nodes")],
         )
         decisions = cloudwatch.GraphWidget(
             title="Scaling decisions",
@@ -268,7 +272,7 @@ class ClusterObservability(Construct):
             title="EC2 vCPU quotas used (%, the whole account)",
             width=12,
             height=HEIGHT,
-            left=[self._search(telemetry.METRIC_VCPU_QUOTA_USED, "{" + ns + ",cluster,quota}", "Maximum", "used")],
+            left=[self._search(telemetry.METRIC_VCPU_QUOTA_USED, schema(ns, "quota"), "Maximum", "used")],
             left_annotations=[cloudwatch.HorizontalAnnotation(value=100, label="quota")],
         )
         return [preemptions, quotas]
