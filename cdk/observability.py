@@ -5,8 +5,8 @@ gives every metric the ``service`` dimension and the functions add ``cluster``, 
 values are ``{cluster, service}`` (the alarm needs the exact set); node counts carry ``node_type``,
 ``market`` and ``state`` too, known only at run time, so they are graphed with a SEARCH expression that
 matches any dimension set containing the cluster; so are the vCPU quotas' use (a ``quota`` dimension). The
-guardrails' row shows the preemption budget (jobs reclaimed from spot, those past maxPreemptions) and each
-vCPU quota's use; the spend and price-cap widgets are ``cdk/guardrails.py``'s.
+guardrails' row shows the preemption budget (jobs reclaimed from spot, those past maxPreemptions), each
+vCPU quota's use and the time left on the lease; the spend and price-cap widgets are ``cdk/guardrails.py``'s.
 """
 
 from __future__ import annotations
@@ -257,7 +257,7 @@ class ClusterObservability(Construct):
         ns = telemetry.METRICS_NAMESPACE
         preemptions = cloudwatch.GraphWidget(
             title="Jobs reclaimed from spot (queued or running)",
-            width=12,
+            width=THIRD,
             height=HEIGHT,
             left=[
                 self._metric(telemetry.METRIC_PREEMPTED_JOBS, statistic=cloudwatch.Stats.MAXIMUM, label="reclaimed"),
@@ -270,9 +270,15 @@ class ClusterObservability(Construct):
         )
         quotas = cloudwatch.GraphWidget(
             title="EC2 vCPU quotas used (%, the whole account)",
-            width=12,
+            width=THIRD,
             height=HEIGHT,
             left=[self._search(telemetry.METRIC_VCPU_QUOTA_USED, schema(ns, "quota"), "Maximum", "used")],
             left_annotations=[cloudwatch.HorizontalAnnotation(value=100, label="quota")],
         )
-        return [preemptions, quotas]
+        lease = cloudwatch.GraphWidget(
+            title="Lease left (hours; TeardownCluster at 0)",
+            width=THIRD,
+            height=HEIGHT,
+            left=[self._metric(telemetry.METRIC_LEASE_HOURS_LEFT, statistic=cloudwatch.Stats.MINIMUM, label="left")],
+        )
+        return [preemptions, quotas, lease]

@@ -123,6 +123,7 @@ class DynamoSpendLedger:
             preempted_jobs=get_int(item, PREEMPTED_JOBS) or 0,
             on_demand_only_jobs=get_int(item, ON_DEMAND_ONLY_JOBS) or 0,
             max_preemptions=get_int(item, MAX_PREEMPTIONS),
+            at=get_float(item, AT),
         )
 
 

@@ -53,6 +53,14 @@ class GuardView:
     preempted_jobs: int = 0  # queued or running jobs reclaimed from spot at least once
     on_demand_only_jobs: int = 0  # of those, the ones past their preemption budget (on-demand nodes only)
     max_preemptions: int | None = None  # the cluster default; None: not recorded
+    at: float | None = None  # when the round saved it (the ledger's accrual time)
+
+    def lease_hours_left(self) -> float | None:
+        """Hours until the first lease runs out, as of ``at``; None without a lease."""
+        ends = [t for t in (self.lease_expires_at, self.idle_expires_at) if t is not None]
+        if not ends or self.at is None:
+            return None
+        return max(0.0, min(ends) - self.at) / 3600.0
 
 
 class SpendLedger(Protocol):
@@ -156,6 +164,7 @@ def after_round(
         preempted_jobs=len(preempted),
         on_demand_only_jobs=sum(on_demand_only(r.job, r.preemptions, settings.max_preemptions) for r in preempted),
         max_preemptions=settings.max_preemptions,
+        at=spend.at,
     )
     errors: list[str] = []
     if not guardrails.ledger.save(spend, previous=before.spend, view=view):

@@ -108,13 +108,16 @@ def round_metrics(result: RoundResult) -> list[MetricPoint]:
 
 
 def _guard_metrics(guard: GuardView | None) -> list[MetricPoint]:
-    """The preemption budget's and the vCPU quotas' points (the dashboard's guardrail widgets graph them)."""
+    """The preemption budget's, the lease's and the vCPU quotas' points (the dashboard's guardrail row)."""
     if guard is None:
         return []
     points = [
         MetricPoint(name=telemetry.METRIC_PREEMPTED_JOBS, unit="Count", value=guard.preempted_jobs),
         MetricPoint(name=telemetry.METRIC_ON_DEMAND_ONLY_JOBS, unit="Count", value=guard.on_demand_only_jobs),
     ]
+    left = guard.lease_hours_left()
+    if left is not None:
+        points.append(MetricPoint(name=telemetry.METRIC_LEASE_HOURS_LEFT, unit="None", value=round(left, 4)))
     points += [
         MetricPoint(
             name=telemetry.METRIC_VCPU_QUOTA_USED,

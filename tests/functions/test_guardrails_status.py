@@ -18,7 +18,7 @@ from shared.adapters.cluster_store import DynamoClusterStore
 from shared.adapters.spend_ledger import DynamoSpendLedger
 from shared.domain.cluster_state import ClusterStatus
 from shared.services import telemetry
-from tests.functions.harness import REGION, Cluster, shape
+from tests.functions.harness import REGION, START, Cluster, shape
 from tests.functions.test_quota_and_preemption import BIG_JOB, SPOT_JOB, standard_quota  # noqa: F401 - the fixture
 
 QUOTA_NAME = "on-demand standard vCPU quota"
@@ -127,11 +127,11 @@ def test_status_and_the_metrics_count_the_jobs_reclaimed_from_spot_and_those_pas
     assert points(docs, telemetry.METRIC_ON_DEMAND_ONLY_JOBS) == [(3.0, dims)]
 
 
-def test_status_shows_budget_exhausted_and_the_spend_a_real_round_accrued(
+def test_status_shows_budget_exhausted_the_spend_and_the_lease_a_real_round_accrued(
     make_cluster: Callable[..., Cluster], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # GIVEN an ACTIVE cluster with a $5 budget, whose first round launched busy nodes
-    cluster = make_cluster(budget=5.0, max_hourly_cost=40.0)
+    # GIVEN an ACTIVE cluster with a $5 budget and a 12 h lease, whose first round launched busy nodes
+    cluster = make_cluster(budget=5.0, max_hourly_cost=40.0, lease=43200.0)
     cluster.deploy_stack()
     DynamoClusterStore(cluster.table).set_status(ClusterStatus.ACTIVE, reason=None, now=cluster.clock.now)
     cluster.submit({shape(4, 16, 1800): 60})
@@ -152,7 +152,11 @@ def test_status_shows_budget_exhausted_and_the_spend_a_real_round_accrued(
     assert "BUDGET_EXHAUSTED since" in out and f"spent ${spent:.2f} of the $5 budget" in out
     assert f"spend: ${spent:.2f} of the $5 budget ({100 * spent / 5:.0f} %); fleet $" in out
     assert "(maxHourlyCost $40/h)" in out and "budget $5 exhausted" in out  # the decision's reason too
-    assert report["guardrails"]["spent"] == pytest.approx(spent) and report["guardrails"]["budget"] == 5.0
-    # AND the Spent metric the budget alarm watches carries what the decision saw
+    guard = report["guardrails"]
+    assert guard["spent"] == pytest.approx(spent) and guard["budget"] == 5.0
+    assert guard["lease_expires_at"] == START + 43200 and guard["at"] == cluster.clock.now  # from the first round
+    # AND the Spent metric the budget alarm watches carries what the decision saw, the lease metric what is left
     ((value, _),) = points(docs, telemetry.METRIC_SPENT)
     assert 5.0 <= value <= spent
+    ((left, _),) = points(docs, telemetry.METRIC_LEASE_HOURS_LEFT)
+    assert left == pytest.approx((START + 43200 - cluster.clock.now) / 3600, abs=1e-3) and 0 < left < 12
