@@ -4,7 +4,9 @@ Shoal's own metrics are EMF lines from Powertools (``shared.services.telemetry``
 gives every metric the ``service`` dimension and the functions add ``cluster``, so a round's single
 values are ``{cluster, service}`` (the alarm needs the exact set); node counts carry ``node_type``,
 ``market`` and ``state`` too, known only at run time, so they are graphed with a SEARCH expression that
-matches any dimension set containing the cluster.
+matches any dimension set containing the cluster; so are the vCPU quotas' use (a ``quota`` dimension). The
+guardrails' row shows the preemption budget (jobs reclaimed from spot, those past maxPreemptions), each
+vCPU quota's use and the time left on the lease; the spend and price-cap widgets are ``cdk/guardrails.py``'s.
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ def _kebab(name: str) -> str:
 def scaler_dimensions(cluster_name: str) -> dict[str, str]:
     """The dimensions of a round's single-valued metrics, as Powertools emits them."""
     return {"cluster": cluster_name, "service": telemetry.SERVICE_NAME}
+
+
+def schema(namespace: str, *extra: str) -> str:
+    """A SEARCH schema for a metric with dimensions beyond a round's (cluster and Powertools' service): a
+    schema matches only metrics with exactly these dimensions."""
+    return "{" + ",".join([namespace, *sorted(["cluster", "service", *extra])]) + "}"
 
 
 class ClusterObservability(Construct):
@@ -191,9 +199,7 @@ class ClusterObservability(Construct):
             width=THIRD,
             height=HEIGHT,
             stacked=True,
-            left=[
-                self._search(telemetry.METRIC_NODES, "{" + ns + ",cluster,market,node_type,state}", "Maximum", "nodes")
-            ],
+            left=[self._search(telemetry.METRIC_NODES, schema(ns, "market", "node_type", "state"), "Maximum", "nodes")],
         )
         decisions = cloudwatch.GraphWidget(
             title="Scaling decisions",
@@ -243,4 +249,36 @@ class ClusterObservability(Construct):
             [queue_depth, queue_age, dead_letters],
             [nodes, decisions, cost],
             [jobs, wait, function_health],
+            self._guardrail_widgets(),
         ]
+
+    def _guardrail_widgets(self) -> list[cloudwatch.IWidget]:
+        """The preemption budget and the vCPU quotas, as each round saw them (``round_report``)."""
+        ns = telemetry.METRICS_NAMESPACE
+        preemptions = cloudwatch.GraphWidget(
+            title="Jobs reclaimed from spot (queued or running)",
+            width=THIRD,
+            height=HEIGHT,
+            left=[
+                self._metric(telemetry.METRIC_PREEMPTED_JOBS, statistic=cloudwatch.Stats.MAXIMUM, label="reclaimed"),
+                self._metric(
+                    telemetry.METRIC_ON_DEMAND_ONLY_JOBS,
+                    statistic=cloudwatch.Stats.MAXIMUM,
+                    label="past maxPreemptions: on-demand only",
+                ),
+            ],
+        )
+        quotas = cloudwatch.GraphWidget(
+            title="EC2 vCPU quotas used (%, the whole account)",
+            width=THIRD,
+            height=HEIGHT,
+            left=[self._search(telemetry.METRIC_VCPU_QUOTA_USED, schema(ns, "quota"), "Maximum", "used")],
+            left_annotations=[cloudwatch.HorizontalAnnotation(value=100, label="quota")],
+        )
+        lease = cloudwatch.GraphWidget(
+            title="Lease left (hours; TeardownCluster at 0)",
+            width=THIRD,
+            height=HEIGHT,
+            left=[self._metric(telemetry.METRIC_LEASE_HOURS_LEFT, statistic=cloudwatch.Stats.MINIMUM, label="left")],
+        )
+        return [preemptions, quotas, lease]

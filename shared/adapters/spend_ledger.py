@@ -4,7 +4,8 @@ The ledger is the scaler's own record of what the cluster spent (``shared.domain
 accrues it and saves it with a condition on the accrual time it loaded, so two rounds cannot both add the
 same minutes. The round saves with an UpdateItem that leaves ``lease_expires_at`` alone, so a renewal by
 ``launch-cluster --lease`` between a round's load and save is kept. Beside the ledger the round writes
-what ``shoal status`` shows (budget, cap, the leases' ends): the status command needs no cluster settings.
+what ``shoal status`` shows (budget, cap, the leases' ends, the vCPU quotas and the cluster's use of each, the
+jobs reclaimed from spot): the status command needs no cluster settings.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.adapters import aws
-from shared.adapters.state_table import StateTable, attr_names, get_float, key, n
+from shared.adapters.state_table import StateTable, attr_names, get_float, get_int, get_number_map, key, n, number_map
 from shared.domain.budget import Spend
+from shared.domain.quotas import QuotaUse
 from shared.services.guardrails import GuardView, TeardownStartError
 
 if TYPE_CHECKING:
@@ -30,6 +32,9 @@ LEDGER_KEY = key("SCALER", "SPEND")
 SPENT, AT, RATE, STARTED_AT, BUSY_AT = "spent", "at", "rate", "started_at", "busy_at"
 LEASE_EXPIRES_AT = "lease_expires_at"  # written only by a renewal
 BUDGET, MAX_HOURLY_COST, SHOWN_LEASE_END, IDLE_EXPIRES_AT = "budget", "max_hourly_cost", "lease_end", "idle_end"
+# The quotas (number maps keyed by quota code; absent: not recorded) and the preemption counts status shows.
+QUOTA_LIMIT, QUOTA_ELSEWHERE, QUOTA_CLUSTER = "quota_limit", "quota_elsewhere", "quota_cluster"
+PREEMPTED_JOBS, ON_DEMAND_ONLY_JOBS, MAX_PREEMPTIONS = "preempted_jobs", "on_demand_only_jobs", "max_preemptions"
 
 
 class DynamoSpendLedger:
@@ -65,6 +70,9 @@ class DynamoSpendLedger:
             MAX_HOURLY_COST: view.max_hourly_cost,
             SHOWN_LEASE_END: view.lease_expires_at,
             IDLE_EXPIRES_AT: view.idle_expires_at,
+            PREEMPTED_JOBS: view.preempted_jobs,
+            ON_DEMAND_ONLY_JOBS: view.on_demand_only_jobs,
+            MAX_PREEMPTIONS: view.max_preemptions,
         }
         for name, value in fields.items():
             if value is None:
@@ -72,6 +80,13 @@ class DynamoSpendLedger:
             else:
                 sets.append(f"#{name} = :{name}")
                 values[f":{name}"] = n(value)
+        quota_maps = _quota_maps(view.quotas)
+        for name, mapping in quota_maps.items():
+            if mapping is None:
+                removes.append(f"#{name}")
+            else:
+                sets.append(f"#{name} = :{name}")
+                values[f":{name}"] = number_map(mapping)
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         if previous.at is None:
             condition = "attribute_not_exists(#at)"
@@ -79,7 +94,9 @@ class DynamoSpendLedger:
             condition = "#at = :previous_at"
             values[":previous_at"] = n(previous.at)
         return (
-            self._table.update(LEDGER_KEY, expression, condition=condition, names=attr_names(*fields), values=values)
+            self._table.update(
+                LEDGER_KEY, expression, condition=condition, names=attr_names(*fields, *quota_maps), values=values
+            )
             is not None
         )
 
@@ -102,7 +119,32 @@ class DynamoSpendLedger:
             rate=get_float(item, RATE) or 0.0,
             lease_expires_at=get_float(item, SHOWN_LEASE_END),
             idle_expires_at=get_float(item, IDLE_EXPIRES_AT),
+            quotas=_quotas(item),
+            preempted_jobs=get_int(item, PREEMPTED_JOBS) or 0,
+            on_demand_only_jobs=get_int(item, ON_DEMAND_ONLY_JOBS) or 0,
+            max_preemptions=get_int(item, MAX_PREEMPTIONS),
+            at=get_float(item, AT),
         )
+
+
+def _quota_maps(quotas: tuple[QuotaUse, ...] | None) -> dict[str, dict[str, float] | None]:
+    if quotas is None:
+        return dict.fromkeys((QUOTA_LIMIT, QUOTA_ELSEWHERE, QUOTA_CLUSTER))
+    return {
+        QUOTA_LIMIT: {q.code: q.limit for q in quotas},
+        QUOTA_ELSEWHERE: {q.code: q.elsewhere for q in quotas},
+        QUOTA_CLUSTER: {q.code: q.cluster for q in quotas},
+    }
+
+
+def _quotas(item: Mapping[str, object]) -> tuple[QuotaUse, ...] | None:
+    if QUOTA_LIMIT not in item:
+        return None  # written before quotas were recorded
+    elsewhere, cluster = get_number_map(item, QUOTA_ELSEWHERE), get_number_map(item, QUOTA_CLUSTER)
+    return tuple(
+        QuotaUse(code=code, limit=limit, elsewhere=elsewhere.get(code, 0.0), cluster=cluster.get(code, 0.0))
+        for code, limit in sorted(get_number_map(item, QUOTA_LIMIT).items())
+    )
 
 
 class StepFunctionsTeardown:

@@ -192,7 +192,9 @@ def _print_status(report: ClusterReport, out: TextIO) -> None:
     out.write("\nrecent executions:\n" if report.executions else "\nno launch or teardown executions yet\n")
     for execution in report.executions:
         out.write(f"  {_when(execution.started_at)}  {execution.machine:<16} {execution.status:<10} {execution.name}\n")
-    for line in guardrails_cmd.status_lines(report.guard, time.time()):
+    guard_lines = guardrails_cmd.status_lines(report.guard, time.time())
+    out.write("\n" if guard_lines else "")
+    for line in guard_lines:
         out.write(f"{line}\n")
     if report.dashboard_url:
         out.write(f"\ndashboard: {report.dashboard_url}\n")

@@ -1,5 +1,6 @@
 """The guardrails on the command line: ``launch-cluster --maxHourlyCost/--budget/--lease/--idleLease``, the
-renewal ``launch-cluster --lease`` makes on a deployed cluster, and the lines ``shoal status`` shows."""
+renewal ``launch-cluster --lease`` makes on a deployed cluster, and the lines ``shoal status`` shows (spend, leases,
+vCPU quotas, preemptions) from the view the scaling round saves beside its spend ledger."""
 
 from __future__ import annotations
 
@@ -69,7 +70,36 @@ def status_lines(view: GuardView | None, now: float) -> list[str]:
             left = end - now
             shown = f"{_left(left)} left" if left > 0 else "run out: TeardownCluster starts"
             lines.append(f"{label}: ends {_when(end)} ({shown})")
+    return lines + _quota_lines(view) + _preemption_lines(view)
+
+
+def _quota_lines(view: GuardView) -> list[str]:
+    if view.quotas is None:
+        return []  # a ledger written before quotas were recorded
+    if not view.quotas:
+        return ["vCPU quotas: none readable, no limit known (the fleet is not capped by them)"]
+    lines = ["vCPU quotas:"]
+    for quota in view.quotas:
+        elsewhere = f", {quota.elsewhere:g} outside it" if quota.elsewhere else ""
+        lines.append(
+            f"  {quota.name} {quota.limit:g}: {quota.cluster:g} vCPUs used by this cluster{elsewhere} "
+            f"({quota.used_percent():.0f} %)"
+        )
     return lines
+
+
+def _preemption_lines(view: GuardView) -> list[str]:
+    if view.max_preemptions is None:
+        return []
+    budget = f"maxPreemptions {view.max_preemptions} by default"
+    if not view.preempted_jobs:
+        return [f"preemptions: no queued or running job has been reclaimed from spot ({budget})"]
+    past = (
+        f"; {view.on_demand_only_jobs} used their budget and run on on-demand nodes only"
+        if view.on_demand_only_jobs
+        else ""
+    )
+    return [f"preemptions: {view.preempted_jobs} queued or running jobs were reclaimed from spot ({budget}){past}"]
 
 
 def _left(seconds: float) -> str:

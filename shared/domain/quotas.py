@@ -14,7 +14,7 @@ A quota the round could not read is not in the view: "no limit known", nothing i
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
@@ -61,6 +61,39 @@ class QuotaView:
     def room(self) -> dict[str, float]:
         """vCPUs the cluster's whole fleet may use, per known quota code."""
         return {code: max(0.0, limit - self.used_elsewhere.get(code, 0.0)) for code, limit in self.limits.items()}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuotaUse:
+    """One known quota as ``shoal status`` and the dashboard show it: its value and the vCPUs held against it."""
+
+    code: str
+    limit: float
+    elsewhere: float  # vCPUs of instances outside the cluster
+    cluster: float  # vCPUs of the cluster's running nodes
+
+    @property
+    def name(self) -> str:
+        return QUOTA_NAMES.get(self.code, self.code)
+
+    def used_percent(self) -> float:
+        used = self.elsewhere + self.cluster
+        return 100.0 * used / self.limit if self.limit > 0 else (100.0 if used else 0.0)
+
+
+def usage(view: QuotaView | None, nodes: Iterable[tuple[str, Market]]) -> tuple[QuotaUse, ...]:
+    """Each known quota with the vCPUs of ``nodes`` (instance type, market) counted against it."""
+    if view is None:
+        return ()
+    cluster: dict[str, float] = {}
+    for name, market in nodes:
+        code = quota_code(name, market)
+        if code is not None:
+            cluster[code] = cluster.get(code, 0.0) + vcpus(name)
+    return tuple(
+        QuotaUse(code=code, limit=limit, elsewhere=view.used_elsewhere.get(code, 0.0), cluster=cluster.get(code, 0.0))
+        for code, limit in sorted(view.limits.items())
+    )
 
 
 def quota_class(name: str) -> str | None:

@@ -3,7 +3,10 @@
 Before deciding, the round reads the spend ledger and accrues it to now (``before_round``): the decision
 sees what was spent. After acting it saves the ledger with the rate of the fleet it leaves running
 (``after_round``), marks the cluster BUDGET_EXHAUSTED once the budget is spent, and starts TeardownCluster
-when the lease or the idle lease has run out. ``renew_lease`` is ``shoal launch-cluster --lease``.
+when the lease or the idle lease has run out. Beside the ledger it saves what ``shoal status`` and the dashboard
+show of every guardrail (``GuardView``): spend and leases, the vCPU quotas the round read with the cluster's use
+of each, and the jobs reclaimed from spot (those past their preemption budget run on on-demand nodes only).
+``renew_lease`` is ``shoal launch-cluster --lease``.
 
 Nothing here imports boto3: the ports below are served by ``shared.adapters.spend_ledger``.
 """
@@ -26,9 +29,11 @@ from shared.domain.budget import (
 from shared.domain.budget import (
     after_round as ledger_after_round,
 )
-from shared.domain.cluster_state import ClusterStatus, DemandCount, NodeRecord, NodeState
+from shared.domain.cluster_state import ClusterStatus, DemandCount, JobRecord, NodeRecord, NodeState
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
+from shared.domain.preemption import on_demand_only
+from shared.domain.quotas import QuotaUse, QuotaView, usage
 from shared.domain.settings import ClusterSettings
 
 _RUNNING = (NodeState.PENDING, NodeState.ACTIVE, NodeState.DRAINING, NodeState.INTERRUPTED)
@@ -44,6 +49,18 @@ class GuardView:
     rate: float = 0.0
     lease_expires_at: float | None = None
     idle_expires_at: float | None = None
+    quotas: tuple[QuotaUse, ...] | None = None  # the known vCPU quotas; (): none readable; None: not recorded
+    preempted_jobs: int = 0  # queued or running jobs reclaimed from spot at least once
+    on_demand_only_jobs: int = 0  # of those, the ones past their preemption budget (on-demand nodes only)
+    max_preemptions: int | None = None  # the cluster default; None: not recorded
+    at: float | None = None  # when the round saved it (the ledger's accrual time)
+
+    def lease_hours_left(self) -> float | None:
+        """Hours until the first lease runs out, as of ``at``; None without a lease."""
+        ends = [t for t in (self.lease_expires_at, self.idle_expires_at) if t is not None]
+        if not ends or self.at is None:
+            return None
+        return max(0.0, min(ends) - self.at) / 3600.0
 
 
 class SpendLedger(Protocol):
@@ -92,6 +109,14 @@ class Guardrails:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RoundGuard:
+    """What ``after_round`` did: the errors, and the view it saved (None without guardrails)."""
+
+    errors: list[str]
+    view: GuardView | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Before:
     spend: Spend
     spent: float  # accrued to now: what the decision sees
@@ -113,12 +138,18 @@ def after_round(
     offers: Sequence[Offer],
     demand: Mapping[Shape, DemandCount],
     now: float,
-) -> list[str]:
-    """Save the ledger, report an exhausted budget, start the teardown of an expired lease; the errors, if any."""
+    quotas: QuotaView | None = None,
+    preempted: Sequence[JobRecord] = (),
+) -> RoundGuard:
+    """Save the ledger and the view, report an exhausted budget, start the teardown of an expired lease.
+
+    ``quotas``: what the round read of the vCPU quotas (None: none known); ``preempted``: the queued and
+    running jobs reclaimed from spot at least once (``JobStore.preempted_jobs``)."""
     if guardrails is None:
-        return []
+        return RoundGuard(errors=[])
     by_key = {o.key: o for o in offers}
-    rate = fleet_rate([n for n in nodes if n.state in _RUNNING], by_key, settings.region)
+    running = [n for n in nodes if n.state in _RUNNING]
+    rate = fleet_rate(running, by_key, settings.region)
     busy = any(c.queued or c.running for c in demand.values())
     spend = ledger_after_round(before.spend, now=now, rate=rate, busy=busy)
     clock = lease_clock(settings, spend)
@@ -129,6 +160,11 @@ def after_round(
         rate=rate,
         lease_expires_at=clock.expires_at,
         idle_expires_at=clock.idle_expires_at,
+        quotas=usage(quotas, [(n.instance_type, n.market) for n in running]),
+        preempted_jobs=len(preempted),
+        on_demand_only_jobs=sum(on_demand_only(r.job, r.preemptions, settings.max_preemptions) for r in preempted),
+        max_preemptions=settings.max_preemptions,
+        at=spend.at,
     )
     errors: list[str] = []
     if not guardrails.ledger.save(spend, previous=before.spend, view=view):
@@ -141,7 +177,7 @@ def after_round(
             expected=(ClusterStatus.ACTIVE,),
         )
     errors += _end_an_expired_lease(guardrails, settings, spend, clock, now)
-    return errors
+    return RoundGuard(errors=errors, view=view)
 
 
 def _end_an_expired_lease(

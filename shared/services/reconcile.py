@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.domain import preemption
-from shared.domain.cluster_state import NodeState
+from shared.domain.cluster_state import JobRecord, NodeState
 from shared.domain.decision import Action, Snapshot, describe_action
 from shared.domain.node_types import Offer
 from shared.domain.scaling import decide, node_hourly_price
@@ -116,7 +116,8 @@ class _Round:
         guard = guardrails.before_round(plane.guardrails, self.now)
         actuator.instances = {i.instance_id: i for i in plane.fleet.describe()}
         zones = plane.fleet.zones()
-        observed = _observed_extras(plane, self.settings, self.offers, zones, self.now)
+        preempted = plane.jobs.preempted_jobs()
+        observed = _observed_extras(plane, self.settings, self.offers, zones, self.now, preempted=preempted)
         unavailable: set[Offering] = set(plane.capacity.unavailable(self.now))
         nodes = plane.nodes.list_nodes()
         decide_seconds = 0.0
@@ -157,9 +158,11 @@ class _Round:
         by_key = {o.key: o for o in self.offers}
         running = [n for n in nodes if n.state in (NodeState.PENDING, NodeState.ACTIVE, NodeState.DRAINING)]
         hourly_cost = sum(node_hourly_price(n, by_key.get(n.offer_key), self.settings.region) for n in running)
-        t.errors += guardrails.after_round(
-            plane.guardrails, self.settings, guard, nodes=nodes, offers=self.offers, demand=demand, now=self.now
-        )
+        after = guardrails.after_round(
+            plane.guardrails, self.settings, guard, nodes=nodes, offers=self.offers, demand=demand, now=self.now,
+            quotas=observed["quotas"], preempted=preempted,
+        )  # fmt: skip
+        t.errors += after.errors
         round_seconds = time.perf_counter() - started
         record = DecisionRecord(
             round_id=self.round_id,
@@ -192,18 +195,25 @@ class _Round:
             decide_seconds=decide_seconds,
             round_seconds=round_seconds,
             spent=None if plane.guardrails is None else guard.spent,
+            guard=after.view,
         )
 
 
 def _observed_extras(
-    plane: ControlPlane, settings: ClusterSettings, offers: Sequence[Offer], zones: Sequence[str], now: float
+    plane: ControlPlane,
+    settings: ClusterSettings,
+    offers: Sequence[Offer],
+    zones: Sequence[str],
+    now: float,
+    *,
+    preempted: Sequence[JobRecord],
 ) -> dict[str, Any]:
     """What a round observes beyond demand and the fleet: quotas, Spot Placement Scores, jobs past their
     preemption budget. Each source says "unknown" (None / {}) rather than fail the round."""
     return {
         "quotas": plane.quotas.read(now) if plane.quotas is not None else None,
         "placement_scores": plane.placement.scores(offers, zones, now) if plane.placement is not None else {},
-        "on_demand_only": preemption.past_budget(plane.jobs.preempted_jobs(), settings.max_preemptions),
+        "on_demand_only": preemption.past_budget(preempted, settings.max_preemptions),
     }
 
 

@@ -14,6 +14,7 @@ from shared.domain.decision import Decision
 from shared.domain.scaling import ANY_ZONE
 from shared.services import telemetry
 from shared.services.actuator import ActionCounts
+from shared.services.guardrails import GuardView
 from shared.services.ports import LaunchFailure
 
 
@@ -33,6 +34,7 @@ class RoundResult:
     decide_seconds: float = 0.0
     round_seconds: float = 0.0
     spent: float | None = None  # USD by the spend ledger, when the round keeps one
+    guard: GuardView | None = None  # what the round saved for status and the dashboard (quotas, preemptions)
 
     def to_dict(self) -> dict[str, object]:
         """A small JSON summary (the Lambda's answer and the idempotency record)."""
@@ -88,6 +90,7 @@ def round_metrics(result: RoundResult) -> list[MetricPoint]:
     ]
     if result.spent is not None:  # the budget alarm's metric
         points.append(MetricPoint(name=telemetry.METRIC_SPENT, unit="None", value=round(result.spent, 4)))
+    points += _guard_metrics(result.guard)
     counts: dict[tuple[str, str, str], int] = {}
     for node in result.nodes:
         dims = (node.instance_type, str(node.market), str(node.state))
@@ -100,5 +103,28 @@ def round_metrics(result: RoundResult) -> list[MetricPoint]:
             dimensions={"node_type": node_type, "market": market, "state": state},
         )
         for (node_type, market, state), count in sorted(counts.items())
+    ]
+    return points
+
+
+def _guard_metrics(guard: GuardView | None) -> list[MetricPoint]:
+    """The preemption budget's, the lease's and the vCPU quotas' points (the dashboard's guardrail row)."""
+    if guard is None:
+        return []
+    points = [
+        MetricPoint(name=telemetry.METRIC_PREEMPTED_JOBS, unit="Count", value=guard.preempted_jobs),
+        MetricPoint(name=telemetry.METRIC_ON_DEMAND_ONLY_JOBS, unit="Count", value=guard.on_demand_only_jobs),
+    ]
+    left = guard.lease_hours_left()
+    if left is not None:
+        points.append(MetricPoint(name=telemetry.METRIC_LEASE_HOURS_LEFT, unit="None", value=round(left, 4)))
+    points += [
+        MetricPoint(
+            name=telemetry.METRIC_VCPU_QUOTA_USED,
+            unit="Percent",
+            value=round(quota.used_percent(), 2),
+            dimensions={"quota": quota.name},
+        )
+        for quota in guard.quotas or ()
     ]
     return points

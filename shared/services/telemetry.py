@@ -15,6 +15,11 @@ METRIC_DECISIONS = "ScalingActions"
 METRIC_LAUNCH_FAILURES = "LaunchFailures"
 METRIC_SPENT = "Spent"  # USD over the cluster's life, by the scaler's spend ledger (the budget alarm watches it)
 METRIC_JOB_WAIT = "JobWaitSeconds"
+# The preemption budget: queued or running jobs reclaimed from spot, and those past their maxPreemptions.
+METRIC_PREEMPTED_JOBS = "PreemptedJobs"
+METRIC_ON_DEMAND_ONLY_JOBS = "OnDemandOnlyJobs"
+METRIC_LEASE_HOURS_LEFT = "LeaseHoursLeft"  # until the first of lease and idle lease runs out (then TeardownCluster)
+METRIC_VCPU_QUOTA_USED = "VcpuQuotaUsedPercent"  # extra dimension: quota (its name); the account's use, all of it
 
 # EventBridge events Shoal itself puts: source and detail-types.
 EVENT_SOURCE = "shoal"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from shared.adapters.state_table import StateTable
 from shared.domain.budget import Spend
 from shared.domain.cluster_state import ClusterStatus, DemandCount, Market, NodeRecord, NodeState
 from shared.domain.jobs import Shape
+from shared.domain.quotas import QuotaUse
 from shared.domain.resources import Resources
 from shared.domain.scaling import offers_for
 from shared.domain.settings import ClusterSettings
@@ -37,7 +39,30 @@ def test_save_and_load_round_trip_with_the_view_status_reads(table: StateTable) 
     # WHEN the first round saves  THEN it loads back, and status reads the view
     assert ledger.save(spend, previous=Spend(), view=view)
     assert ledger.load() == spend
+    assert ledger.view() == replace(view, at=NOW)
+
+
+@pytest.mark.parametrize(
+    "quotas",
+    [
+        (
+            QuotaUse(code="L-1216C47A", limit=640.0, elsewhere=32.0, cluster=96.0),
+            QuotaUse(code="L-34B43A08", limit=128.0, elsewhere=0.0, cluster=0.0),
+        ),
+        (),  # the round could read no quota: no limit known
+    ],
+)
+def test_the_view_keeps_the_quotas_and_the_preemption_counts_for_status(
+    table: StateTable, quotas: tuple[QuotaUse, ...]
+) -> None:
+    ledger = DynamoSpendLedger(table)
+    view = GuardView(spent=1.0, quotas=quotas, preempted_jobs=5, on_demand_only_jobs=2, max_preemptions=3, at=NOW)
+    assert ledger.save(Spend(spent=1.0, at=NOW), previous=Spend(), view=view)
     assert ledger.view() == view
+    # AND a later round that knows nothing of quotas (an older scaler) leaves them "not recorded", not "none"
+    assert ledger.save(Spend(spent=2.0, at=NOW + 60), previous=Spend(spent=1.0, at=NOW), view=GuardView(spent=2.0))
+    shown = ledger.view()
+    assert shown is not None and shown.quotas is None and shown.max_preemptions is None
 
 
 def test_a_round_that_loaded_a_stale_ledger_does_not_save(table: StateTable) -> None:
@@ -87,7 +112,7 @@ def test_a_round_over_the_budget_reports_budget_exhausted_with_what_was_spent(ta
     errors = guardrails.after_round(
         rails, settings, before, nodes=[_node("m5.2xlarge", "m5.2xlarge")], offers=offers_for(settings),
         demand={SHAPE: DemandCount(running=1)}, now=NOW,
-    )  # fmt: skip
+    ).errors  # fmt: skip
     # THEN the decision saw $11.10, the ledger keeps it with the fleet's rate, and the status says so
     assert errors == [] and before.spent == pytest.approx(11.1)
     assert ledger.load().spent == pytest.approx(11.1) and ledger.load().rate == pytest.approx(0.384)

@@ -195,7 +195,7 @@ def test_an_expired_lease_runs_teardown_cluster_by_itself(cloud: LifecycleCloud)
         before = guardrails.before_round(rails, now)
         errors = guardrails.after_round(
             rails, settings, before, nodes=cloud.nodes.list_nodes(), offers=offers_for(settings), demand={}, now=now
-        )
+        ).errors
         assert errors == []
     # THEN one TeardownCluster execution, named after the expiry, runs to the end: nothing left, scaling off
     (execution,) = cloud.sfn.list_executions(stateMachineArn=cloud.teardown_arn)["executions"]

@@ -13,7 +13,7 @@ from shared.domain.cluster_state import DemandCount, JobRecord, JobStatus, Marke
 from shared.domain.decision import Instance, InstanceState, Launch, LaunchOption, Snapshot
 from shared.domain.jobs import Job, Shape, parse_job
 from shared.domain.policy import ScalerState
-from shared.domain.quotas import QuotaView, quota_class, quota_code
+from shared.domain.quotas import QuotaUse, QuotaView, quota_class, quota_code, usage
 from shared.domain.resources import Resources
 from shared.domain.scaling import decide, offers_for
 from shared.domain.settings import ClusterSettings
@@ -289,3 +289,19 @@ def test_max_preemptions_round_trips_through_the_job_format() -> None:
     the_job = job(4)
     assert parse_job(the_job.to_dict()) == the_job
     assert "max_preemptions" not in job().to_dict()
+
+
+def test_usage_counts_each_running_node_against_its_market_and_class_quota() -> None:
+    view = QuotaView(
+        limits=MappingProxyType({ON_DEMAND_STANDARD: 64.0, SPOT_STANDARD: 32.0}),
+        used_elsewhere=MappingProxyType({ON_DEMAND_STANDARD: 16.0}),
+    )
+    nodes = [("m5.2xlarge", Market.ON_DEMAND), ("c5.4xlarge", Market.SPOT), ("g5.xlarge", Market.ON_DEMAND)]
+    # the G quota is not known, so the GPU node counts against nothing shown
+    assert usage(view, nodes) == (
+        QuotaUse(code=ON_DEMAND_STANDARD, limit=64.0, elsewhere=16.0, cluster=8.0),
+        QuotaUse(code=SPOT_STANDARD, limit=32.0, elsewhere=0.0, cluster=16.0),
+    )
+    assert [round(q.used_percent()) for q in usage(view, nodes)] == [38, 50]
+    assert usage(None, nodes) == ()  # no quota known: nothing to show
+    assert QuotaUse(code="L-X", limit=0.0, elsewhere=1.0, cluster=0.0).used_percent() == 100.0
