@@ -177,7 +177,10 @@ def reach(template: dict[str, Any]) -> Reach:
         for route in resources(template, "AWS::EC2::Route").values()
     )
     endpoints = resources(template, "AWS::EC2::VPCEndpoint").values()
-    name = lambda e: render(e["ServiceName"]).removeprefix(f"com.amazonaws.{REGION}.")  # noqa: E731
+
+    def name(endpoint: dict[str, Any]) -> str:
+        return render(endpoint["ServiceName"]).removeprefix(f"com.amazonaws.{REGION}.")
+
     interface = {name(e) for e in endpoints if e.get("VpcEndpointType") == "Interface" and e.get("PrivateDnsEnabled")}
     gateway = {
         name(e)
