@@ -24,6 +24,7 @@ from aws_cdk import App
 
 from cdk import constants, node_boot
 from cdk.stack import ShoalStack, build_app
+from cdk.workers import pull_through_prefix
 from tests.cdk.conftest import Synthesized, write_settings
 
 ACCOUNT = "123456789012"
@@ -313,3 +314,14 @@ def test_the_packages_asset_installs_boto3_without_pip_and_the_agent_starts(endp
     )
     assert started.returncode == 2, started.stderr
     assert started.stderr.strip().startswith("shoal-worker: environment variable SHOAL_QUEUE_URL is not set")
+
+
+@pytest.mark.parametrize(
+    ("cluster", "prefix"),
+    [("net", "shoal-net-quay"), ("a" * 32, None), ("a--b", None)],
+)
+def test_the_cache_prefix_is_a_valid_ecr_prefix_for_every_cluster_name(cluster: str, prefix: str | None) -> None:
+    # GIVEN names too long for ECR's 30 characters or with a doubled separator: a hashed prefix instead
+    made = pull_through_prefix(cluster)
+    assert made == prefix if prefix else re.fullmatch(r"shoal-[0-9a-f]{12}-quay", made)
+    assert 2 <= len(made) <= 30
