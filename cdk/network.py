@@ -62,7 +62,7 @@ class ClusterNetwork(Construct):
             self,
             "EndpointSecurityGroup",
             vpc=self.vpc,
-            description="Shoal VPC endpoints: HTTPS from the cluster's VPC",
+            description="Shoal VPC endpoints: HTTPS from the VPC of the cluster",
             allow_all_outbound=False,
         )
         group.add_ingress_rule(ec2.Peer.ipv4(constants.VPC_CIDR), ec2.Port.tcp(443), "AWS API calls from workers")

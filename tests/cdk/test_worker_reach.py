@@ -10,6 +10,7 @@ internet, so the check can fail. The packages asset is installed for real, witho
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 from aws_cdk import App
+from cfnlint.api import ManualArgs, lint
 
 from cdk import constants, node_boot
 from cdk.stack import ShoalStack, build_app
@@ -325,3 +327,9 @@ def test_the_cache_prefix_is_a_valid_ecr_prefix_for_every_cluster_name(cluster: 
     made = pull_through_prefix(cluster)
     assert made == prefix if prefix else re.fullmatch(r"shoal-[0-9a-f]{12}-quay", made)
     assert 2 <= len(made) <= 30
+
+
+def test_cfn_lint_finds_nothing_in_the_endpoints_template(endpoints: Built) -> None:
+    # The endpoints' security group once had "cluster's" in its description, which EC2 refuses (E3031).
+    matches = lint(json.dumps(endpoints.template), config=ManualArgs(regions=[REGION]))
+    assert [f"{m.rule.id} {m.message}" for m in matches if m.rule.id != "W3005"] == []
