@@ -69,9 +69,17 @@ VPC_CIDR = "10.64.0.0/16"
 VPC_MAX_AZS = 2  # all an account-agnostic stack can name without an AZ lookup at synth time
 SUBNET_CIDR_MASK = 20  # 4,096 addresses per zone
 NAT_GATEWAYS = 1  # worker_network "nat": one NAT gateway for the cluster (one per zone doubles its hourly cost)
-# worker_network "endpoints": interface endpoints for what the agent and the node's SSM agent call; S3 and DynamoDB
-# are gateway endpoints (free). ECR serves image layers from S3, hence both ECR endpoints plus the S3 gateway.
-INTERFACE_ENDPOINTS = ("sqs", "ssm", "ssmmessages", "ec2messages", "ecr.api", "ecr.dkr", "logs")
+# worker_network "endpoints": interface endpoints for everything a worker's boot and agent call (tests/cdk/
+# test_worker_reach.py derives the list from the user data): the agent's queue (sqs), the job role's credentials
+# (sts: the AWS CLI v2 calls the regional endpoint), the CloudWatch agent (logs), Session Manager (ssm, ssmmessages,
+# ec2messages) and the appliance (ecr.api for the login, ecr.dkr for the manifests). S3 and DynamoDB are gateway
+# endpoints (free): the code asset, Amazon Linux's package repositories (S3 buckets) and ECR's image layers.
+INTERFACE_ENDPOINTS = ("sqs", "sts", "ssm", "ssmmessages", "ec2messages", "ecr.api", "ecr.dkr", "logs")
+# worker_network "endpoints" with an appliance on quay.io (Toil's default): an ECR pull-through cache rule per cluster
+# (a rule's prefix is unique in a registry) so workers pull REGISTRY/PREFIX/ucsc_cgl/toil:TAG; ECR fetches from quay.io.
+PULL_THROUGH_UPSTREAM = "quay.io"  # the only upstream that needs no credentials and that Toil publishes to
+PULL_THROUGH_UPSTREAM_REGISTRY = "quay"  # CloudFormation's UpstreamRegistry name for quay.io
+PULL_THROUGH_PREFIX = "shoal-{cluster}-quay"  # at most 30 characters; longer names use a hash (node_boot)
 
 # ---- triggers --------------------------------------------------------------------------------------
 # Scaling rules are deployed enabled so a cluster scales as soon as it is deployed; issue 5's

@@ -6,8 +6,9 @@
 - ``nat``: private subnets whose default route is one NAT gateway in a public subnet: no worker has a
   public address; outbound internet (any registry, any package mirror) goes through the NAT.
 - ``endpoints``: isolated private subnets with interface endpoints for exactly the AWS services a worker
-  calls (SQS, SSM and Session Manager, ECR, CloudWatch Logs): no internet at all, so the appliance must be
-  in ECR (the settings loader checks it).
+  calls (SQS, STS, SSM and Session Manager, ECR, CloudWatch Logs): no internet at all, so the appliance
+  comes from ECR (Toil's quay.io image through a pull-through cache rule, cdk/workers.py) and boto3 from a
+  stack asset (cdk/node_code.py); tests/cdk/test_worker_reach.py checks every host the boot contacts.
 
 DynamoDB and S3 are gateway endpoints (free) in every form. docs/deploy.md prices each form.
 """
@@ -61,7 +62,7 @@ class ClusterNetwork(Construct):
             self,
             "EndpointSecurityGroup",
             vpc=self.vpc,
-            description="Shoal VPC endpoints: HTTPS from the cluster's VPC",
+            description="Shoal VPC endpoints: HTTPS from the VPC of the cluster",
             allow_all_outbound=False,
         )
         group.add_ingress_rule(ec2.Peer.ipv4(constants.VPC_CIDR), ec2.Port.tcp(443), "AWS API calls from workers")

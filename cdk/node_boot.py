@@ -1,7 +1,8 @@
 """What a worker or leader does at boot: the shell of its user data, built from small pure pieces.
 
 Nothing is built or pushed by us. The node installs Docker and Python 3.11 from Amazon Linux's own
-repositories, boto3 (and, on the leader, Toil) from PyPI, and Shoal's code from the stack's asset (an S3
+repositories, boto3 (and, on the leader, Toil) from PyPI (on a network without the internet, boto3 from a
+second asset of the stack instead: ``vendored_python_runtime``), and Shoal's code from the stack's asset (an S3
 object the CDK publishes at deploy time: ``shared/`` without the CLI, the local cloud and the simulator,
 plus the Toil plugin's shim). The agent runs on the host as a systemd service; jobs run in the Toil
 appliance (``quay.io/ucsc_cgl/toil:<Toil's dockerTag>``), each in a container of its own
@@ -21,6 +22,7 @@ from collections.abc import Mapping, Sequence
 
 OPT = "/opt/shoal"
 AGENT_ZIP = f"{OPT}/agent.zip"
+PACKAGES_ZIP = f"{OPT}/packages.zip"  # the agent's requirements, for networks without PyPI
 AGENT_DIR = f"{OPT}/agent"  # PYTHONPATH of the agent and of the leader's Toil
 VENV = f"{OPT}/venv"
 PYTHON = "python3.11"  # Amazon Linux 2023's newest packaged Python that Shoal supports
@@ -66,6 +68,19 @@ def python_runtime(requirements: Sequence[str]) -> list[str]:
         f"{PYTHON} -m venv {VENV}",
         f"retry {VENV}/bin/pip install --quiet --disable-pip-version-check {' '.join(map(shlex.quote, requirements))}",
     ]
+
+
+def vendored_python_runtime(*, zip_path: str = PACKAGES_ZIP, venv: str = VENV, python: str = PYTHON) -> list[str]:
+    """A venv without pip whose ``site-packages`` is the packages asset (node_code.NodePackages): no PyPI."""
+    return [
+        f"{python} -m venv --without-pip {venv}",
+        f"SITE=$({venv}/bin/python -c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))')",
+        f'{venv}/bin/python -m zipfile -e {zip_path} "$SITE"',
+    ]
+
+
+def download(bucket: str, key: str, region: str, target: str) -> list[str]:
+    return [f"mkdir -p {OPT}", f"retry aws s3 cp --region {region} s3://{bucket}/{key} {target}"]
 
 
 def download_agent(bucket: str, key: str, region: str) -> list[str]:

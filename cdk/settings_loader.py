@@ -112,10 +112,12 @@ def load_stack_settings(
             f"got {cluster.scale_interval:g} s (settings from {source})"
         )
     image = _appliance_image(cluster, environ, version, source)
-    if cluster.worker_network == "endpoints" and not ECR_IMAGE.match(image):
+    cached = image.startswith(f"{constants.PULL_THROUGH_UPSTREAM}/")  # pulled through an ECR cache (cdk/workers.py)
+    if cluster.worker_network == "endpoints" and not (ECR_IMAGE.match(image) or cached):
         raise SettingsError(
-            f"worker_network 'endpoints' gives workers no internet, so they cannot pull {image!r}; push the "
-            f"appliance to ECR and set TOIL_APPLIANCE_SELF to it, or use worker_network 'nat' (settings from {source})"
+            f"worker_network 'endpoints' gives workers no internet, so they cannot pull {image!r}; use an image on "
+            f"{constants.PULL_THROUGH_UPSTREAM} (cached through ECR) or in ECR (TOIL_APPLIANCE_SELF), "
+            f"or worker_network 'nat' (settings from {source})"
         )
     return StackSettings(
         cluster=replace(cluster, appliance_image=image),

@@ -10,6 +10,7 @@ with a hop limit of 1 (the agent runs on the host; job containers cannot get a t
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import shlex
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 
 from aws_cdk import Aws, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
@@ -26,9 +28,9 @@ from constructs import Construct
 from cdk import constants, node_boot
 from cdk.job_store import JobRole
 from cdk.nag import acknowledge
-from cdk.node_code import NodeCode, pinned
+from cdk.node_code import NodeCode, NodePackages, pinned
 from cdk.staging import StagingBucket
-from shared.appliance import parse_image_reference
+from shared.appliance import parse_image_reference, pull_through_image
 from shared.domain.settings import ClusterSettings
 from shared.domain.units import GiB
 
@@ -57,6 +59,17 @@ LOG_WRITE_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
 AGENT_LOG_ACTIONS = ("logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents")  # the CloudWatch agent
 AGENT_REQUIREMENTS = ("boto3",)  # all the agent imports beyond the standard library (checked by test_node_boot)
 ECR_PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
+# A pull through a cache rule: the first pull creates the repository and imports the image from upstream.
+PULL_THROUGH_ACTIONS = ("ecr:BatchImportUpstreamImage", "ecr:CreateRepository")
+_ECR_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
+
+
+def pull_through_prefix(cluster_name: str) -> str:
+    """The cluster's pull-through cache prefix (ECR: 2-30 characters, no doubled separators), else a hashed one."""
+    prefix = constants.PULL_THROUGH_PREFIX.format(cluster=cluster_name)
+    if len(prefix) <= 30 and _ECR_NAME.fullmatch(prefix):
+        return prefix
+    return constants.PULL_THROUGH_PREFIX.format(cluster=hashlib.sha256(cluster_name.encode()).hexdigest()[:12])
 
 
 class WorkerFleet(Construct):
@@ -83,6 +96,11 @@ class WorkerFleet(Construct):
         self._code = code
         self._max_preemptions = settings.max_preemptions
         self.appliance_image = appliance_image
+        # With no internet: the agent's Python packages from an asset, the appliance through an ECR cache of quay.io.
+        offline = settings.worker_network == "endpoints"
+        self.packages = NodePackages(self, "Packages", requirements=AGENT_REQUIREMENTS) if offline else None
+        self._cached_repository: str | None = None
+        self.cache_rule = self._cache_appliance(name) if offline else None
         self.log_group = logs.LogGroup(
             self,
             "Logs",
@@ -137,6 +155,24 @@ class WorkerFleet(Construct):
             instance_initiated_shutdown_behavior=ec2.InstanceInitiatedShutdownBehavior.TERMINATE,
         )
 
+    def _cache_appliance(self, name: str) -> ecr.CfnPullThroughCacheRule | None:
+        """An ECR pull-through cache rule for quay.io when the appliance is there; workers pull the cached name."""
+        prefix = pull_through_prefix(name)
+        registry = f"{Aws.ACCOUNT_ID}.dkr.ecr.{Aws.REGION}.{Aws.URL_SUFFIX}"
+        upstream = constants.PULL_THROUGH_UPSTREAM
+        cached = pull_through_image(self.appliance_image, upstream=upstream, registry=registry, prefix=prefix)
+        if cached is None:
+            return None  # already in ECR (the settings loader allows nothing else)
+        self._cached_repository = f"{prefix}/{parse_image_reference(self.appliance_image).path}"
+        self.appliance_image = cached
+        return ecr.CfnPullThroughCacheRule(
+            self,
+            "ApplianceCache",
+            ecr_repository_prefix=prefix,
+            upstream_registry=constants.PULL_THROUGH_UPSTREAM_REGISTRY,
+            upstream_registry_url=upstream,
+        )
+
     # ---- role ----------------------------------------------------------------------------------------
 
     def _build_role(self, name: str, queue: sqs.IQueue, dead_letter_queue: sqs.IQueue, table: ITable) -> iam.Role:
@@ -164,6 +200,7 @@ class WorkerFleet(Construct):
                 conditions={"StringLike": {"s3:prefix": [f"{self._staging.prefix}*"]}},
             ),
             self._code.read_statement(),
+            *([self.packages.read_statement()] if self.packages else []),
             *self._image_pull_statements(),
         ]
         role = iam.Role(
@@ -198,6 +235,8 @@ class WorkerFleet(Construct):
 
     def _ecr_repository(self) -> tuple[str, str, str] | None:
         """(account, region, repository) when the appliance image is in a private ECR registry."""
+        if self._cached_repository is not None:  # this account's registry, named by deploy-time tokens
+            return Aws.ACCOUNT_ID, Aws.REGION, self._cached_repository
         reference = parse_image_reference(self.appliance_image)
         match = _ECR_DOMAIN.match(reference.domain or "")
         if match is None:
@@ -209,11 +248,12 @@ class WorkerFleet(Construct):
         if repository is None:
             return []  # a public registry: no AWS permission is involved
         account, region, path = repository
+        pull_through = PULL_THROUGH_ACTIONS if self._cached_repository else ()
         return [
             iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
             iam.PolicyStatement(
                 sid="PullAppliance",
-                actions=list(ECR_PULL_ACTIONS),
+                actions=[*ECR_PULL_ACTIONS, *pull_through],
                 resources=[f"arn:{Aws.PARTITION}:ecr:{region}:{account}:repository/{path}"],
             ),
         ]
@@ -242,7 +282,7 @@ class WorkerFleet(Construct):
         login: list[str] = []
         repository = self._ecr_repository()
         if repository is not None:
-            registry = parse_image_reference(image).domain or ""
+            registry = image.split("/", 1)[0]  # the ECR registry (with deploy-time tokens when pulled through)
             login = [
                 f"aws ecr get-login-password --region {repository[1]} "
                 f"| docker login --username AWS --password-stdin {shlex.quote(registry)}"
@@ -253,7 +293,7 @@ class WorkerFleet(Construct):
             *node_boot.install_packages(),
             *node_boot.instance_identity(),
             f"mkdir -p {work}",
-            *node_boot.python_runtime([pinned(p) for p in AGENT_REQUIREMENTS]),
+            *self._python_runtime(region),
             *node_boot.download_agent(self._code.bucket_name, self._code.object_key, region),
             *node_boot.unpack_agent(),
             *node_boot.job_network(block_metadata=not self.allow_metadata),
@@ -264,3 +304,13 @@ class WorkerFleet(Construct):
             *node_boot.agent_service(environment, stop_seconds=constants.CONTAINER_STOP_TIMEOUT_SECONDS),
         )
         return user_data
+
+    def _python_runtime(self, region: str) -> list[str]:
+        """The agent's venv: from PyPI, or from the packages asset on a network without the internet."""
+        if self.packages is None:
+            return node_boot.python_runtime([pinned(p) for p in AGENT_REQUIREMENTS])
+        asset = self.packages.asset
+        return [
+            *node_boot.download(asset.s3_bucket_name, asset.s3_object_key, region, node_boot.PACKAGES_ZIP),
+            *node_boot.vendored_python_runtime(),
+        ]

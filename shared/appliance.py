@@ -175,3 +175,17 @@ def appliance_image(
         raise ApplianceImageError(f"the Toil version {chosen!r} cannot be an image tag; set {APPLIANCE_SELF}")
     reference = f"{registry.rstrip('/')}/{name}:{chosen}"
     return str(parse_image_reference(reference, source=source))
+
+
+def pull_through_image(image: str, *, upstream: str, registry: str, prefix: str) -> str | None:
+    """``image`` as pulled through an ECR pull-through cache of ``upstream``; None if it is not on ``upstream``.
+
+    ECR names the cached repository ``PREFIX/<the upstream path>``: ``quay.io/ucsc_cgl/toil:TAG`` becomes
+    ``REGISTRY/PREFIX/ucsc_cgl/toil:TAG``. ``registry`` (``ACCOUNT.dkr.ecr.REGION.amazonaws.com``) may hold
+    deploy-time tokens, so the result is built, not parsed.
+    """
+    reference = parse_image_reference(image)
+    if reference.domain != upstream:
+        return None
+    cached = ImageReference(domain=None, path=f"{prefix}/{reference.path}", tag=reference.tag, digest=reference.digest)
+    return f"{registry}/{cached}"

@@ -27,7 +27,10 @@ def synth(tmp_path: Path, network: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("network", "nat_gateways", "interface_endpoints"),
-    [("nat", 1, set()), ("endpoints", 0, {"sqs", "ssm", "ssmmessages", "ec2messages", "ecr.api", "ecr.dkr", "logs"})],
+    [
+        ("nat", 1, set()),
+        ("endpoints", 0, {"sqs", "sts", "ssm", "ssmmessages", "ec2messages", "ecr.api", "ecr.dkr", "logs"}),
+    ],
 )
 def test_private_workers_have_no_public_address(
     tmp_path: Path, network: str, nat_gateways: int, interface_endpoints: set[str]

@@ -50,7 +50,6 @@ def load(text: str, context: dict[str, Any] | None = None, environ: dict[str, st
         ("", {"maxNodes": "3,"}, "empty entry"),
         ("", {"nodeStorage": "inf"}, "setting 'node_storage'"),
         ("", {"workerNetwork": "vpn"}, "worker_network 'vpn' is not one of public, nat, endpoints"),
-        ("", {"workerNetwork": "endpoints"}, "cannot pull"),
         ("", {"scalerReservedConcurrency": "-1"}, "scalerReservedConcurrency must be a whole number >= 0"),
     ],
 )
@@ -78,6 +77,19 @@ def test_endpoints_take_an_ecr_appliance() -> None:
     image = "123456789012.dkr.ecr.us-west-2.amazonaws.com/shoal-appliance:1"
     settings = load(BASE + 'worker_network = "endpoints"\n', environ={"TOIL_APPLIANCE_SELF": image})
     assert settings.cluster.worker_network == "endpoints" and settings.appliance_image == image
+
+
+def test_endpoints_take_toils_quay_appliance_through_an_ecr_cache() -> None:
+    # GIVEN no TOIL_* variable: Toil's image on quay.io, which the stack caches in ECR (cdk/workers.py)
+    settings = load(BASE + 'worker_network = "endpoints"\n')
+    assert settings.appliance_image.startswith("quay.io/ucsc_cgl/toil:")
+
+
+def test_endpoints_refuse_an_image_no_endpoint_reaches() -> None:
+    # GIVEN an appliance on a registry outside AWS that no pull-through rule of ours caches
+    with pytest.raises(SettingsError) as raised:
+        load(BASE + 'worker_network = "endpoints"\n', environ={"TOIL_APPLIANCE_SELF": "ghcr.io/team/toil:1"})
+    assert "cannot pull 'ghcr.io/team/toil:1'" in str(raised.value) and "\n" not in str(raised.value)
 
 
 def test_synth_with_a_bad_setting_exits_2_with_one_line(tmp_path: Path) -> None:
