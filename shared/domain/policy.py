@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from shared.domain.cluster_state import DemandCount
@@ -150,3 +150,22 @@ def could_start_queued(offer: Offer, needs: Sequence[tuple[Resources, bool]]) ->
     """Would an idle node of ``offer`` start one of the queued jobs? Then it is not surplus, whatever the
     estimate says this round: it would be drained now and launched again when the estimate moves back."""
     return any((preemptible or not offer.spot) and need.fits_in(offer.usable) for need, preemptible in needs)
+
+
+# Running jobs with at least this share of the target time left are each planned in a lane of their own.
+OWN_LANE_FRACTION = 0.5
+
+
+def running_shape(shape: Shape, target_time: float) -> Shape:
+    """How the plan packs a running job of ``shape`` (its wall time: what is expected to be left of it).
+
+    A lane runs its jobs one after another, each starting by the target time (``shared.domain.packing``), so two
+    running jobs in one lane are planned as if one ran after the other, when both run now, on two nodes: 27
+    one-hour jobs half done looked like 14 lanes' worth, and the fleet stopped growing with 12 jobs queued. A
+    wall time past the target time keeps a job alone in its lane (queued jobs may still be planned into the lane's
+    time before the target). Jobs with little left keep their time: they end before the queued ones need the room,
+    and planning each alone would hold nodes for work that is nearly done.
+    """
+    if shape.wall_time < target_time * OWN_LANE_FRACTION:
+        return shape
+    return replace(shape, wall_time=max(shape.wall_time, math.floor(target_time) + 1.0))

@@ -9,7 +9,8 @@ Unlike Toil, jobs still running count too: the first jobs of a name to finish ar
 average of finished jobs alone starts low and stays low while the long ones run (on nf-core/chipseq,
 PHANTOMPEAKQUALTOOLS looked like 155 s while 21 of its jobs had run for minutes; they take 27 min).
 A running job has run at least as long as it has been running: the expectation is at least the mean
-time the running jobs of that name have run so far.
+time the running jobs of that name have run so far, and while none of that name has ended, twice that
+(``RUNNING_FACTOR``: a job that has run for a time is expected to run about as long again).
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+
+# A job of a name none of which has ended yet is expected to run as long again as they have run so far (a lower
+# bound alone made a burst of hour-long jobs look a minute long, and the fleet grew a node at a time).
+RUNNING_FACTOR = 2.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,7 +42,8 @@ class Runtimes:
             learned = self.by_name.get(name)
             if learned is not None and learned[0] > 0:
                 return max(learned[1] / learned[0], so_far)
-        if so_far > 0:
+        if so_far > 0:  # none of this name has ended: they are expected to run as long again (RUNNING_FACTOR)
+            so_far *= RUNNING_FACTOR
             return max(so_far, self.seconds / self.jobs) if self.jobs > 0 else so_far
         if self.jobs > 0:
             return self.seconds / self.jobs

@@ -188,11 +188,10 @@ def _target(
 
     options = placement.rank(options, snapshot.placement_scores, reasons)
     observed = preemption.demote(snapshot.demand, snapshot.on_demand_only, settings.max_preemptions, reasons)
-    demand = {shape: c.queued + c.running for shape, c in observed.items() if c.queued + c.running > 0}
     planning_offers = [capped.get(o.key, o) for o in offers]
     if observed is not snapshot.demand:
         snapshot = replace(snapshot, demand=observed)
-    demand = _urgent(demand, snapshot, settings, now, reasons)
+    demand = _urgent(snapshot, settings, now, reasons)
     target_time = settings.target_time
     result, planning_offers = quotas.plan_within(
         demand,
@@ -343,25 +342,27 @@ def _agent_is_dead(record: NodeRecord, now: float) -> bool:
     return dead and (record.busy or not record.static)
 
 
-def _urgent(
-    demand: dict[Shape, int], snapshot: Snapshot, settings: ClusterSettings, now: float, reasons: list[str]
-) -> dict[Shape, int]:
-    """Demand with each late shape's wall time stretched by target / what is left of it
-    (``policy.remaining_target``): the plan then gives its jobs lanes that start them all within what is
-    left for the longest-waiting one, and leaves the shapes that are on time alone."""
+def _urgent(snapshot: Snapshot, settings: ClusterSettings, now: float, reasons: list[str]) -> dict[Shape, int]:
+    """What the plan packs: queued jobs of each late shape with their wall time stretched by target / what is
+    left of it (``policy.remaining_target``), so the plan gives them lanes that start them all within what is
+    left for the longest-waiting one; shapes on time as they are; running jobs as ``policy.running_shape``
+    (each in a lane of its own: they run side by side now, never one after another)."""
     target = settings.target_time
     out: dict[Shape, int] = {}
     late = 0
-    for shape, count in demand.items():
+    for shape, count in snapshot.demand.items():
+        if count.running > 0:
+            running = policy.running_shape(shape, target)
+            out[running] = out.get(running, 0) + count.running
+        if count.queued <= 0:
+            continue
         since = snapshot.queued_since.get(shape)
-        queued = snapshot.demand[shape].queued
-        left = target if since is None or not queued else remaining_target(target, now - since)
+        left = target if since is None else remaining_target(target, now - since)
+        planned = shape
         if left < target and left > 0:
-            stretched = replace(shape, wall_time=shape.wall_time * target / left)
-            out[stretched] = out.get(stretched, 0) + count
-            late += queued
-        else:
-            out[shape] = out.get(shape, 0) + count
+            planned = replace(shape, wall_time=shape.wall_time * target / left)
+            late += count.queued
+        out[planned] = out.get(planned, 0) + count.queued
     if late:
         reasons.append(
             f"{late} queued jobs are of shapes whose oldest has waited beyond {policy.WAIT_GRACE_FRACTION:.0%} of the "

@@ -13,14 +13,16 @@ from shared.domain.decision import Drain, Instance, InstanceState, Snapshot
 from shared.domain.jobs import Shape
 from shared.domain.policy import (
     MIN_TARGET_FRACTION,
+    OWN_LANE_FRACTION,
     RUNNING_FLOOR_FRACTION,
     WAIT_GRACE_FRACTION,
     ScalerState,
     remaining_target,
     running_remaining,
+    running_shape,
 )
 from shared.domain.resources import Resources
-from shared.domain.runtimes import Runtimes
+from shared.domain.runtimes import RUNNING_FACTOR, Runtimes
 from shared.domain.scaling import CONSOLIDATE_WITHIN, decide, offers_for
 from shared.domain.settings import ClusterSettings
 
@@ -52,6 +54,29 @@ def test_running_jobs_raise_an_expectation_learned_from_the_short_ones_that_fini
     # nothing known of a name: the average over every finished job, else the submitted estimate
     assert runtimes.expected("new", 42.0) == 150.0
     assert Runtimes().expected("new", 42.0) == 42.0
+
+
+def test_jobs_of_a_name_none_of_which_ended_are_expected_to_run_as_long_again() -> None:
+    # 3 jobs of a new name have run 10 minutes each: 20 minutes expected (the time so far is only a lower bound)
+    assert Runtimes().expected("new", 1.0, running=(3, 3 * 600.0)) == 600.0 * RUNNING_FACTOR
+    assert Runtimes().add("other", 5000.0).expected("new", 1.0, running=(3, 3 * 600.0)) == 5000.0
+
+
+def test_running_jobs_are_never_planned_one_after_another() -> None:
+    # GIVEN 27 one-hour jobs running with half an hour left on 27 nodes, and 12 more queued
+    settings = ClusterSettings(name="t", node_types="m5.2xlarge", beta_inertia=0.0).validate()
+    r = Resources(cores=8, memory=8 * GiB, disk=10 * GiB)
+    demand = {
+        Shape(resources=r, wall_time=T, preemptible=False): DemandCount(running=27),
+        Shape(resources=r, wall_time=3600.0, preemptible=False): DemandCount(queued=12),
+    }
+    snapshot = Snapshot(demand=demand, nodes=[], instances=[])
+    decision = decide(snapshot, settings, offers_for(settings), ScalerState(), (), now=NOW)
+    # THEN each running job keeps its node and each queued one gets its own: none ends before the target time
+    assert decision.wanted["m5.2xlarge"] == 39
+    # AND a running job with little left still makes room for the next (it is not planned as alone)
+    short = Shape(resources=r, wall_time=T * OWN_LANE_FRACTION / 2, preemptible=False)
+    assert running_shape(short, T) == short
 
 
 def _cluster() -> ClusterSettings:

@@ -74,3 +74,16 @@ def test_the_cli_runs_the_guardrails_and_refuses_a_bad_quota_in_one_line(tmp_pat
     ):
         bad = subprocess.run([*base, *flags], cwd=ROOT, capture_output=True, text=True, check=False)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and needle in bad.stderr, bad.stderr
+
+
+def test_a_burst_of_hour_long_jobs_gets_a_node_each_within_about_the_target_time(tmp_path: Path) -> None:
+    # GIVEN 40 one-hour 8-core jobs at once, nothing learned yet (the scaler first guesses 1 s), target 30 min
+    trace = read_trace(quota_trace(tmp_path / "t.jsonl"))
+    settings = ClusterSettings(name="sim", node_types="m5.2xlarge").validate()
+    report = simulate(trace, SimOptions(settings=settings)).report
+    # THEN the fleet reaches a node per job (it stopped at 27 when running jobs were planned one after another)
+    assert report["peak_nodes"] == 40 and report["completed"] == 40
+    # AND the last job starts within ~the target time (the first minutes teach the scaler the jobs are long),
+    # so all is done in about an hour and a half, not 2.5 h
+    assert float(str(report["wait_max_seconds"])) <= 1.15 * settings.target_time
+    assert float(str(report["simulated_seconds"])) <= 6000
