@@ -10,13 +10,13 @@ here survives the process: tests and simulations only (left out of the Lambda as
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from shared.domain.cluster_state import Market
 from shared.domain.decision import Instance, InstanceState, Launch, LaunchOption
-from shared.services.ports import BatchResult, InstanceFailure, LaunchFailure, LaunchResult
+from shared.services.ports import BatchResult, InstanceFailure, LaunchFailure, LaunchResult, Now
 
 if TYPE_CHECKING:
     from shared.adapters.ec2_fleet import Ec2Fleet
@@ -30,7 +30,7 @@ _NEXT_STATE = {InstanceState.PENDING: InstanceState.RUNNING, InstanceState.STOPP
 class MemoryFleet:
     """``Fleet`` in memory: ``instances`` by id (terminated ones are dropped), ``launches`` in call order."""
 
-    def __init__(self, *, zones: Sequence[str] = (), clock: Callable[[], float] = lambda: 0.0) -> None:
+    def __init__(self, *, zones: Sequence[str] = (), clock: Now = lambda: 0.0) -> None:
         self._zones = tuple(zones)
         self._clock = clock
         self.instances: dict[str, Instance] = {}

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 
 from shared.domain.jobs import Job
 from shared.domain.resources import Resources
-from shared.services.ports import JobStore, NodeStore, RuntimeRecorder, WorkerQueue
+from shared.services.ports import JobStore, NodeStore, Now, RuntimeRecorder, WorkerQueue
 from shared.worker import recovery
 from shared.worker.agent_state import (
     INTENT_PREFIX,
@@ -62,7 +62,7 @@ class Agent:
         decode: Callable[[str], Job],
         runtimes: RuntimeRecorder | None = None,
         interruption_check: Callable[[], str | None] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Now = time.time,
         base_env: Mapping[str, str] | None = None,
         run_as: Callable[[Job], Job] | None = None,
         docker: str = "docker",

@@ -22,7 +22,7 @@ from typing import TypeVar
 from shared.domain.jobs import Job
 from shared.domain.preemption import DEFAULT_MAX_PREEMPTIONS
 from shared.domain.resources import Resources
-from shared.services.ports import JobStore, NodeStore, ReceivedMessage, RuntimeRecorder, WorkerQueue
+from shared.services.ports import JobStore, NodeStore, Now, ReceivedMessage, RuntimeRecorder, WorkerQueue
 from shared.worker import process_tree
 from shared.worker.capacity import CapacityLedger
 from shared.worker.runner import JobProcess
@@ -108,7 +108,7 @@ class Ports:
 class AgentState:
     """The mutable state of one agent, shared by its parts (each takes the locks described above)."""
 
-    def __init__(self, settings: AgentSettings, ports: Ports, *, clock: Callable[[], float], docker: str) -> None:
+    def __init__(self, settings: AgentSettings, ports: Ports, *, clock: Now, docker: str) -> None:
         self.settings = settings
         self.node_id = settings.node_id
         self.queue, self.jobs, self.nodes, self.runtimes = ports.queue, ports.jobs, ports.nodes, ports.runtimes
