@@ -47,7 +47,7 @@ LAMBDA_PACKAGES = (
     "shared/adapters",
     "shared/wiring",
 )
-LEFT_OUT_OF_LAMBDA = ("shared/adapters/memory_state.py",)  # the in-memory twins (tests, the local cloud)
+LEFT_OUT_OF_LAMBDA = ("shared/adapters/memory_*.py",)  # the in-memory twins (tests, the local cloud)
 # Glob patterns (CDK's ignore syntax, later ones win) that leave only those in the asset.
 CODE_EXCLUDES = (
     "*",

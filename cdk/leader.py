@@ -15,7 +15,6 @@ than the plugin's (3.11+). A login shell (``shoal ssh-cluster NAME``) has it on 
 
 from __future__ import annotations
 
-import math
 import shlex
 from collections.abc import Mapping
 
@@ -26,8 +25,9 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk.aws_dynamodb import ITable
 from constructs import Construct
 
-from cdk import constants, node_boot
+from cdk import node_boot
 from cdk.job_store import acknowledge_job_store, job_store_statements
+from cdk.launch_template import node_launch_template
 from cdk.nag import acknowledge
 from cdk.node_code import NodeCode, pinned
 from shared.domain.settings import ClusterSettings
@@ -74,30 +74,15 @@ class Leader(Construct):
             allow_all_outbound=True,
         )
         self.role = self._build_role(name, queue, table)
-        self.launch_template = ec2.LaunchTemplate(
+        self.launch_template = node_launch_template(
             self,
-            "LaunchTemplate",
-            launch_template_name=f"shoal-{name}-leader",
+            name=f"shoal-{name}-leader",
             machine_image=ec2.MachineImage.latest_amazon_linux2023(),
             role=self.role,
             security_group=self.security_group,
             user_data=self._build_user_data(queue, table),
-            require_imdsv2=True,
-            http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
-            http_endpoint=True,
-            http_put_response_hop_limit=1,  # Toil runs on the host; no container needs the metadata service
-            block_devices=[
-                ec2.BlockDevice(
-                    device_name=constants.ROOT_DEVICE,
-                    volume=ec2.BlockDeviceVolume.ebs(
-                        math.ceil(LEADER_STORAGE / GiB),
-                        encrypted=True,
-                        volume_type=ec2.EbsDeviceVolumeType.GP3,
-                        delete_on_termination=True,
-                    ),
-                )
-            ],
-            instance_initiated_shutdown_behavior=ec2.InstanceInitiatedShutdownBehavior.TERMINATE,
+            storage=LEADER_STORAGE,
+            hop_limit=1,  # Toil runs on the host; no container needs the metadata service
         )
 
     def _build_role(self, name: str, queue: sqs.IQueue, table: ITable) -> iam.Role:

@@ -5,6 +5,9 @@ SDK integrations (DynamoDB status records, EventBridge rules, EC2 terminations);
 Shoal's code (capacity fallback, deadlines, the inventory check) invoke the lifecycle Lambda with an
 ``action``. Every failure is caught, rolled back where something was launched, recorded with its
 cause, and ends the execution failed with that cause.
+
+One module on purpose (over 400 lines): the two state machines share their steps and failure handling,
+and read best side by side.
 """
 
 from __future__ import annotations

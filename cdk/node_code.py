@@ -35,7 +35,7 @@ CODE_EXCLUDES = (
     f"!{SHIM}",
     *LEFT_OUT,
     *(f"{package}/**" for package in LEFT_OUT),
-    "shared/adapters/memory_state.py",  # the in-memory twins (tests, the local cloud)
+    "shared/adapters/memory_*.py",  # the in-memory twins (tests, the local cloud)
     "**/__pycache__",
     "**/*.pyc",
 )

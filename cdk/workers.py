@@ -11,7 +11,6 @@ with a hop limit of 1 (the agent runs on the host; job containers cannot get a t
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import shlex
 from collections.abc import Sequence
@@ -27,12 +26,12 @@ from constructs import Construct
 
 from cdk import constants, node_boot
 from cdk.job_store import JobRole
+from cdk.launch_template import node_launch_template
 from cdk.nag import acknowledge
 from cdk.node_code import NodeCode, NodePackages, pinned
 from cdk.staging import StagingBucket
 from shared.appliance import parse_image_reference, pull_through_image
 from shared.domain.settings import ClusterSettings
-from shared.domain.units import GiB
 
 # A private ECR registry: ACCOUNT.dkr.ecr.REGION.amazonaws.com[.cn]
 _ECR_DOMAIN = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
@@ -127,32 +126,16 @@ class WorkerFleet(Construct):
         machine_image = ec2.MachineImage.latest_amazon_linux2023()  # x86_64, like every catalog instance type
         # The AMI id the template launches: a deploy-time parameter read from the public SSM parameter.
         self.image_id = machine_image.get_image(self).image_id
-        self.launch_template = ec2.LaunchTemplate(
+        self.launch_template = node_launch_template(
             self,
-            "LaunchTemplate",
-            launch_template_name=f"shoal-{name}-workers",
+            name=f"shoal-{name}-workers",
             machine_image=machine_image,
             role=self.role,
             security_group=self.security_group,
             user_data=self._build_user_data(queue, dead_letter_queue, table),
-            require_imdsv2=True,
-            http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
-            http_endpoint=True,
+            storage=settings.node_storage,
             # 1: only the host reaches IMDS (a token's reply dies crossing into a container); 2 when jobs may.
-            http_put_response_hop_limit=constants.IMDS_HOP_LIMIT if self.allow_metadata else 1,
-            block_devices=[
-                ec2.BlockDevice(
-                    device_name=constants.ROOT_DEVICE,
-                    volume=ec2.BlockDeviceVolume.ebs(
-                        math.ceil(settings.node_storage / GiB),
-                        encrypted=True,
-                        volume_type=ec2.EbsDeviceVolumeType.GP3,
-                        delete_on_termination=True,
-                    ),
-                )
-            ],
-            # A worker that powers itself off is gone, not a stopped instance that still costs its volume.
-            instance_initiated_shutdown_behavior=ec2.InstanceInitiatedShutdownBehavior.TERMINATE,
+            hop_limit=constants.IMDS_HOP_LIMIT if self.allow_metadata else 1,
         )
 
     def _cache_appliance(self, name: str) -> ecr.CfnPullThroughCacheRule | None:

@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from shared.adapters import aws
 from shared.adapters.ec2_fleet import CLUSTER_TAG
@@ -32,8 +33,9 @@ log = logging.getLogger("shoal.quotas")
 DEFAULT_TTL = 300.0
 # Capacity asked about per offer: enough nodes to matter, few enough that a small account still gets scores.
 PLACEMENT_TARGET_NODES = 10
-# moto raises NotImplementedError in-process for an API it lacks; a real endpoint answers with a ClientError.
-_READ_ERRORS = (ClientError, BotoCoreError, NotImplementedError)
+# moto raises NotImplementedError in-process for an API it lacks, and its server answers an HTML 500 (botocore
+# cannot parse it); a real endpoint answers with a ClientError.
+_READ_ERRORS = (ClientError, BotoCoreError, ResponseParserError, NotImplementedError)
 
 
 class _Once:

@@ -28,6 +28,9 @@ cancelled condition returns the record as it was (``ReturnValuesOnConditionCheck
 uses it. The start's condition also compares the
 stored job with the message's, so a message that is not its record's job starts nothing, and the counter
 always moves under the record's shape.
+
+One module on purpose (over 400 lines): one class whose every transition is one conditioned transaction
+over the same items, read together with the contract above.
 """
 
 from __future__ import annotations

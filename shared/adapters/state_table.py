@@ -43,6 +43,9 @@ the same counter at once are cancelled with ``TransactionConflict`` and retried 
 
 Numbers are written as DynamoDB ``N`` strings and read back as ``float``/``int``; attribute values
 are built by hand (``s``, ``n``, ...) so no ``Decimal`` leaks out of this package.
+
+One module on purpose (over 400 lines): the key design above and the one client that every store shares
+are read together.
 """
 
 from __future__ import annotations

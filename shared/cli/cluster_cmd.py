@@ -41,6 +41,7 @@ from shared.cli.cluster_common import (
 from shared.cli.cluster_launch import add_launch_parser, parse_workers, run_launch
 from shared.formats.decision_record import DecisionRecord
 from shared.services.cluster_utils import ClusterReport, StatusSources, run_and_wait, status
+from shared.services.ports import Clock
 from shared.wiring.clients import build_status_sources
 
 __all__ = [  # what other modules and tests import from here
@@ -90,7 +91,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run_destroy(
-    args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None, *, clock: SystemClock | None = None
+    args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None, *, clock: Clock | None = None
 ) -> int:
     io = streams(out, err)
     region = region_of(args)

@@ -55,6 +55,7 @@ from shared.cli.cluster_common import (
 from shared.domain.catalog import REGIONS, UnknownInstanceTypeError, instance_type
 from shared.domain.settings import ClusterSettings, SettingsError
 from shared.services.cluster_utils import Outcome, run_and_wait
+from shared.services.ports import Clock
 
 WORKERS_ENTRY = re.compile(r"([0-9]{1,6})(?:-([0-9]{1,6}))?")
 
@@ -249,7 +250,7 @@ def run_launch(
     out: TextIO | None = None,
     err: TextIO | None = None,
     *,
-    clock: SystemClock | None = None,
+    clock: Clock | None = None,
     deploy_runner: Runner = run_subprocess,
 ) -> int:
     io = streams(out, err)

@@ -58,7 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    from shared.local.demo import DemoError, summary  # noqa: PLC0415
+    from shared.local.demo import DemoError  # noqa: PLC0415
+    from shared.local.demo_output import summary  # noqa: PLC0415
     from shared.local.deploy import DeployError  # noqa: PLC0415 (see add_parser)
     from shared.local.run import LocalRunError, LocalRunOptions, run_local  # noqa: PLC0415
 

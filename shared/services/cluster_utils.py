@@ -16,6 +16,7 @@ from typing import Protocol, TypeVar
 
 from shared.domain.cluster_state import ClusterStatusRecord, NodeRecord
 from shared.services.guardrails import GuardView
+from shared.services.ports import Clock
 
 RUNNING = "RUNNING"
 SUCCEEDED = "SUCCEEDED"
@@ -54,12 +55,6 @@ class Executions(Protocol):
     def describe(self, execution_arn: str) -> ExecutionInfo: ...
 
     def states_entered(self, execution_arn: str) -> list[str]: ...
-
-
-class Clock(Protocol):
-    def now(self) -> float: ...
-
-    def sleep(self, seconds: float) -> None: ...
 
 
 def run_and_wait(

@@ -6,9 +6,9 @@ passed in by the caller (``now``), so tests drive a simulated clock.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from shared.domain.cluster_state import (
     ClusterStatus,
@@ -27,6 +27,18 @@ from shared.domain.preemption import DEFAULT_MAX_PREEMPTIONS
 from shared.domain.quotas import QuotaView
 from shared.domain.resources import Resources
 from shared.domain.settings import ClusterSettings
+
+# ---- time: the one clock, in two shapes -----------------------------------------------------------------
+
+Now: TypeAlias = Callable[[], float]  # reads the clock: epoch seconds (time.time, or a simulated clock's now)
+
+
+class Clock(Protocol):
+    """A clock a use case may also wait on (the CLI waiting for a state machine); tests pass a fake one."""
+
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
 
 
 class JobStore(Protocol):

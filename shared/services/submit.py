@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.domain.jobs import Job
@@ -26,6 +26,7 @@ from shared.services.ports import (
     JobQueueError,
     JobSender,
     JobsNotSentError,
+    Now,
     StoreError,
     SubmissionStore,
 )
@@ -136,7 +137,7 @@ class ShoalClient:
         queue: JobSender,
         events: DemandEvents,
         cluster: str,
-        clock: Callable[[], float] = time.time,
+        clock: Now = time.time,
     ) -> None:
         self.store, self.queue, self.events, self.cluster, self._clock = store, queue, events, cluster, clock
 

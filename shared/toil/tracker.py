@@ -22,13 +22,14 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from shared.adapters.job_feed import FeedEvent, FeedEventKind
 from shared.domain.cluster_state import JobRecord, JobStatus
 from shared.domain.jobs import Job
+from shared.services.ports import Now
 from shared.services.submit import SubmitResult
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class JobTracker:
         store: Cancellations,
         feed: Feed,
         settings: TrackerSettings | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Now = time.time,
     ) -> None:
         self._client = client
         self._store = store

@@ -3,8 +3,6 @@ what the cluster commands read (``shoal status``, ssh/rsync-cluster's node list)
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from shared.adapters.cluster_directory import ClusterOutputs
 from shared.adapters.cluster_store import DynamoClusterStore
 from shared.adapters.decision_log import DynamoDecisionLog
@@ -16,11 +14,11 @@ from shared.adapters.node_store import DynamoNodeStore
 from shared.adapters.spend_ledger import DynamoSpendLedger
 from shared.adapters.state_table import StateTable
 from shared.services.cluster_utils import StatusSources
-from shared.services.ports import NodeStore
+from shared.services.ports import NodeStore, Now
 from shared.services.submit import ShoalClient, SubmitConfig
 
 
-def build_submit_client(config: SubmitConfig, *, clock: Callable[[], float] | None = None) -> ShoalClient:
+def build_submit_client(config: SubmitConfig, *, clock: Now | None = None) -> ShoalClient:
     """``ShoalClient`` on the cluster's table, queue and event bus (``clock``: now, if not the wall clock)."""
     table = StateTable(config.table_name, region=config.region)
     return ShoalClient(

@@ -136,6 +136,8 @@ def test_the_code_asset_holds_only_what_runs_in_lambda(synthesized: Synthesized)
     assert (REPO_ROOT / "shared" / "local").is_dir() and not (asset / "shared" / "local").exists()
     assert (REPO_ROOT / "shared" / "adapters" / "memory_state.py").is_file()
     assert not (asset / "shared" / "adapters" / "memory_state.py").exists()
+    assert (REPO_ROOT / "shared" / "adapters" / "memory_fleet.py").is_file()
+    assert not list((asset / "shared" / "adapters").glob("memory_*.py"))
     assert not {"cli", "worker", "local"} & {p.name for p in (asset / "shared").iterdir()}
     # AND no Docker bundling was involved: the asset is the source tree as is
     catalog = "shared/domain/catalog_data.py"

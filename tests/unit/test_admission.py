@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from shared.domain.admission import Verdict, admit
+from shared.domain.admission import Verdict, admit, admit_here, admit_record
 from shared.domain.cluster_state import JobRecord, JobStatus
 from shared.domain.jobs import Job, Shape
 from shared.domain.resources import Resources
@@ -66,3 +66,62 @@ def test_a_job_exactly_filling_what_is_free_starts() -> None:
     assert admit(JOB, free=less, capacity=NODE, record=QUEUED, draining=False, node_id="n").verdict is (
         Verdict.DECLINE_LATER
     )
+
+
+RUNNING_HERE = replace(QUEUED, status=JobStatus.RUNNING, node="i-here")
+PAST_BUDGET = replace(QUEUED, on_demand_only=True, preemptions=3)
+
+
+@pytest.mark.parametrize(
+    ("record", "retried", "verdict"),
+    [
+        # The agent's branches once the store's start transaction refused the job (it reads the record then).
+        (None, False, Verdict.RECORD_AND_START),
+        (None, True, Verdict.RUNNING_ELSEWHERE),
+        (RUNNING_HERE, False, Verdict.RESTART_HERE),
+        (RUNNING_HERE, True, Verdict.RUNNING_ELSEWHERE),
+        (replace(RUNNING_HERE, node="i-other"), False, Verdict.RUNNING_ELSEWHERE),
+        (replace(QUEUED, status=JobStatus.CANCELLED), False, Verdict.DELETE_DUPLICATE),
+        (replace(QUEUED, status=JobStatus.SUCCEEDED), True, Verdict.DELETE_DUPLICATE),
+        (replace(QUEUED, status=JobStatus.FAILED, attempts=2, reason="exit code 1"), False, Verdict.DEAD_LETTER),
+        (replace(RUNNING_HERE, job=replace(JOB, command="other")), False, Verdict.DEAD_LETTER),
+        (PAST_BUDGET, False, Verdict.DECLINE_NEVER),
+        (QUEUED, False, Verdict.REFUSED),
+        (QUEUED, True, Verdict.REFUSED),
+    ],
+)
+def test_record_table_after_the_store_refused(record: JobRecord | None, retried: bool, verdict: Verdict) -> None:
+    # GIVEN the job store refused to start JOB on node i-here  WHEN the agent reads the record
+    admission = admit_record(JOB, record=record, node_id="i-here", refused=True, retried=retried)
+    # THEN the verdict is the table's; only a record-less job or one an earlier agent left here starts
+    assert admission.verdict is verdict
+    assert admission.starts == (verdict in (Verdict.RECORD_AND_START, Verdict.RESTART_HERE))
+    assert JOB.id in admission.reason
+
+
+def test_a_failed_jobs_duplicate_is_dead_lettered_with_its_last_failure() -> None:
+    failed = replace(QUEUED, status=JobStatus.FAILED, attempts=2, reason="exit code 1")
+    admission = admit_record(JOB, record=failed, node_id="n", refused=True)
+    assert admission.reason == "job j1 had already failed 2 time(s); last: exit code 1"
+
+
+@pytest.mark.parametrize(
+    ("spot_node", "refused", "verdict"),
+    [
+        (True, False, Verdict.DECLINE_NEVER),  # the simulator knows the node's market
+        (False, False, Verdict.START),  # an on-demand node starts it
+        (False, True, Verdict.DECLINE_NEVER),  # the agent knows only that the store refused it
+    ],
+)
+def test_a_job_past_its_preemption_budget(spot_node: bool, refused: bool, verdict: Verdict) -> None:
+    admission = admit_record(JOB, record=PAST_BUDGET, node_id="n", spot_node=spot_node, refused=refused)
+    assert admission.verdict is verdict
+
+
+def test_admit_is_the_nodes_checks_then_the_records() -> None:
+    # GIVEN a job that fits  WHEN the node has room  THEN admit_here leaves it to the record
+    assert admit_here(JOB, free=ROOMY, capacity=NODE, draining=False, node_id="n") is None
+    # and admit says what the record says
+    for record in (None, QUEUED, replace(QUEUED, status=JobStatus.SUCCEEDED), RUNNING_HERE):
+        whole = admit(JOB, free=ROOMY, capacity=NODE, record=record, draining=False, node_id="i-here")
+        assert whole == admit_record(JOB, record=record, node_id="i-here")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.local.demo import DemoResult, summary
+from shared.local.demo import DemoResult
+from shared.local.demo_output import summary
 
 
 def result(completed: int, failed: int) -> DemoResult:

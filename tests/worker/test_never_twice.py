@@ -282,7 +282,7 @@ def test_a_restarted_agent_removes_the_containers_its_predecessor_left(cluster: 
     )
     docker.chmod(0o755)
     agent = cluster.agent("i-node1")
-    agent._docker = str(docker)
+    agent.state.docker = str(docker)
     # WHEN the agent recovers before taking work
     agent.recover()
     # THEN it asked for the containers of its node's agents by label, and removed them
