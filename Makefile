@@ -49,10 +49,11 @@ typecheck: $(BIN)/shoal
 system-deps:
 	@command -v rsync >/dev/null || { apt-get update -qq && apt-get install -y -qq rsync; }
 
+# Every test, the seeded chaos run on the local cloud (a few minutes) and the real Toil workflows included.
 unit: $(BIN)/shoal node_modules/.package-lock.json system-deps
-	$(BIN)/pytest -n 2 -m "not long"
+	$(BIN)/pytest -n 2
 
-# The seeded chaos run on the local cloud (minutes; not yet reliable under load beside the other e2e runs).
+# The seeded chaos run alone.
 test-long: $(BIN)/shoal node_modules/.package-lock.json system-deps
 	$(BIN)/pytest -n 2 -m long
 
