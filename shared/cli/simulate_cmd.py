@@ -44,6 +44,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )  # fmt: skip
     parser.add_argument("--max-hourly-cost", "--maxHourlyCost", help="USD/h the fleet may cost (spot at its bid)")
     parser.add_argument("--budget", help="USD the cluster may spend; then it drains (BUDGET_EXHAUSTED)")
+    parser.add_argument("--lease", help="time to live from the first round, e.g. 12h; then the cluster is torn down")
+    parser.add_argument(
+        "--idle-lease", "--idleLease", dest="idle_lease",
+        help="time with no job queued or running, e.g. 2h; then the cluster is torn down",
+    )  # fmt: skip
     parser.add_argument(
         "--vcpu-quota", default="", metavar="MARKET=VCPUS,..",
         help="the account's standard vCPU quotas, e.g. on-demand=640,spot=256: EC2 refuses launches past them",
@@ -123,6 +128,7 @@ def summary(result: SimResult) -> list[str]:
         f"{r['decisions']} rounds over {float(str(r['simulated_seconds'])) / 3600:.1f} simulated hours "
         f"in {r['elapsed_seconds']:.1f} s",
         *_budget_line(r),
+        *_lease_line(r),
         *_preemption_line(r),
     ]
 
@@ -136,6 +142,15 @@ def _budget_line(r: dict[str, object]) -> list[str]:
         f"{r['status']}{when}: spent ${float(str(r['spent'])):.2f} of the ${float(str(r['budget'])):g} budget; "
         f"{r['never_started']} jobs never started"
     ]
+
+
+def _lease_line(r: dict[str, object]) -> list[str]:
+    if "lease_ended_at_seconds" not in r:
+        return []
+    at = r["lease_ended_at_seconds"]
+    if at is None:
+        return ["the lease did not run out"]
+    return [f"{r['lease_reason']} at {float(str(at)) / 3600:.2f} h: torn down; {r['never_started']} jobs never started"]
 
 
 def _preemption_line(r: dict[str, object]) -> list[str]:
@@ -162,8 +177,13 @@ def write_plot(result: SimResult, path: Path, *, title: str) -> None:
 
 
 def _guardrails(args: argparse.Namespace) -> dict[str, object]:
-    """--max-hourly-cost and --budget as settings (checked there, named by their setting)."""
-    values = {"max_hourly_cost": args.max_hourly_cost, "budget": args.budget}
+    """--max-hourly-cost, --budget, --lease and --idle-lease as settings (checked there, named by their setting)."""
+    values = {
+        "max_hourly_cost": args.max_hourly_cost,
+        "budget": args.budget,
+        "lease": args.lease,
+        "idle_lease": args.idle_lease,
+    }
     return {key: value for key, value in values.items() if value is not None}
 
 

@@ -38,10 +38,11 @@ import heapq
 import math
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import cast
 
 from shared.domain.cluster_state import DemandCount, NodeState
-from shared.domain.decision import Snapshot
+from shared.domain.decision import Drain, Snapshot
 from shared.domain.jobs import Shape
 from shared.domain.policy import running_remaining
 from shared.sim.fleet import Fleet
@@ -108,8 +109,8 @@ class Simulation(Fleet):
         return SimResult(report=report, samples=tuple(self.samples))
 
     def _finished(self) -> bool:
-        if self.ledger.exhausted_at is not None and not self.running and not self.nodes:
-            return True  # the budget ran out: what never started never will
+        if self.ledger.ended and not self.running and not self.nodes:
+            return True  # the budget or a lease ran out: what never started never will
         if self.completed < len(self.jobs):
             return False
         if self.now - self.last_end > TAIL_LIMIT:
@@ -183,7 +184,8 @@ class Simulation(Fleet):
             self.outages = live_outages
             self.changed = True
         demand = self._demand()
-        if not self.ledger.crossing(self.now) and self._same_as_last_round(demand):
+        busy = self.queued + self.running > 0
+        if not self.ledger.crossing(self.now, busy=busy) and self._same_as_last_round(demand):
             # decide is pure: with the same snapshot, a settled state and no clock-driven rule in reach it
             # would decide the same nothing again; only its smoothing clock moves.
             if self.smoothed_at is None or self.now - self.smoothed_at >= self.settings.scale_interval:
@@ -214,11 +216,26 @@ class Simulation(Fleet):
             refused = self._act(decision.actions)
             acted = True
             unavailable = set(self.outages)
-        self.ledger.record(self.now, self.nodes.values(), busy=self.queued + self.running > 0)
+        self.ledger.record(self.now, self.nodes.values(), busy=busy)
+        if self.ledger.lease_ended_at == self.now:
+            acted |= self._tear_down(str(self.ledger.lease_reason))
         self.scaler_state = decision.state
         self.smoothed_at = decision.smoothed_at
         self.changed = acted
         self.settled = None if decision.actions else decision
+
+    def _tear_down(self, reason: str) -> bool:
+        """TeardownCluster: every node drains (busy ones finish what they run) and none may come (max 0)."""
+        self.offers = [replace(o, min_nodes=0, max_nodes=0) for o in self.offers]
+        self.by_key = {o.key: o for o in self.offers}
+        live: dict[str, list[str]] = {}
+        for node_id, node in self.nodes.items():
+            if node.state in (NodeState.PENDING, NodeState.ACTIVE):
+                live.setdefault(node.offer_key, []).append(node_id)
+        self._act(
+            [Drain(offer_key=k, instance_ids=tuple(ids), reason=f"{reason}: teardown") for k, ids in live.items()]
+        )
+        return True  # the next round decides again, with the fleet's new bounds
 
     def _never_started(self) -> dict[str, int]:
         return {"never_started": sum(1 for j in self.jobs if not j.starts)} if self.ledger.on else {}

@@ -10,7 +10,7 @@ from pathlib import Path
 from shared.domain.catalog import instance_type
 from shared.sim.engine import SimOptions, SimResult, simulate
 from shared.sim.trace import read_trace
-from tests.unit.test_simulate import ROOT, bursty, settings, write_trace
+from tests.unit.test_simulate import ROOT, bursty, settings, trace_line, write_trace
 
 BUDGET = 0.5  # dollars: the bursty trace costs about $2.30 unbounded, so this runs out about a third of the way
 
@@ -80,3 +80,44 @@ def test_the_cli_refuses_a_bad_budget_in_one_line(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "max_hourly_cost" in result.stderr
+
+
+def test_a_lease_tears_the_cluster_down_when_it_runs_out_and_running_jobs_finish(tmp_path: Path) -> None:
+    # GIVEN the bursty trace (three bursts 20 minutes apart) and a 25-minute lease
+    result = run(tmp_path, lease=1500.0)
+    report = result.report
+    # THEN the lease runs out at the first round past 25 minutes, and the report says so
+    ended = float(str(report["lease_ended_at_seconds"]))
+    assert 1500 <= ended <= 1500 + 60 and report["lease_reason"] == "lease expired"
+    # AND what ran finished once, the last burst never started, and the fleet only shrank, to nothing
+    assert report["killed_by_scale_in"] == report["run_twice"] == 0
+    assert int(str(report["completed"])) + int(str(report["never_started"])) == report["jobs"]
+    assert int(str(report["never_started"])) >= 40
+    after = [count for t, count in total_nodes(result) if t > ended + 60]
+    assert after == sorted(after, reverse=True) and report["nodes_at_end"] == 0
+    assert "status" not in report  # no budget: nothing to say of one
+
+
+def test_an_idle_lease_runs_out_only_after_that_long_with_nothing_queued_or_running(tmp_path: Path) -> None:
+    # GIVEN ten 5-minute jobs now and ten more two hours later, and a 30-minute idle lease
+    lines = [trace_line(i, float(i), wall=300) for i in range(10)]
+    lines += [trace_line(10 + i, 7200.0 + i, wall=300) for i in range(10)]
+    trace = read_trace(write_trace(tmp_path / "t.jsonl", lines))
+    idle = simulate(trace, SimOptions(settings=settings(idle_lease=1800.0))).report
+    # THEN the cluster is torn down half an hour after the first ten ended; the second ten never start
+    ended = float(str(idle["lease_ended_at_seconds"]))
+    assert 1800 < ended < 7200 and str(idle["lease_reason"]).startswith("idle lease expired")
+    assert (idle["completed"], idle["never_started"], idle["nodes_at_end"]) == (10, 10, 0)
+    # AND with no lease every job runs
+    free = simulate(trace, SimOptions(settings=settings())).report
+    assert free["completed"] == 20 and "lease_ended_at_seconds" not in free
+
+
+def test_the_cli_simulates_a_lease(tmp_path: Path) -> None:
+    trace = write_trace(tmp_path / "t.jsonl", bursty())
+    argv = [sys.executable, "-m", "shared.cli.main", "simulate", "--trace", str(trace), "--node-types", "m5.2xlarge"]
+    ok = subprocess.run([*argv, "--lease", "25m"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert "lease expired at 0.4" in ok.stdout and "jobs never started" in ok.stdout
+    bad = subprocess.run([*argv, "--idle-lease", "banana"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "idle_lease" in bad.stderr, bad.stderr
