@@ -249,10 +249,10 @@ class ClusterObservability(Construct):
             [queue_depth, queue_age, dead_letters],
             [nodes, decisions, cost],
             [jobs, wait, function_health],
-            self._guardrail_widgets(),
+            *self._guardrail_widgets(),
         ]
 
-    def _guardrail_widgets(self) -> list[cloudwatch.IWidget]:
+    def _guardrail_widgets(self) -> tuple[list[cloudwatch.IWidget], list[cloudwatch.IWidget]]:
         """The preemption budget and the vCPU quotas, as each round saw them (``round_report``)."""
         ns = telemetry.METRICS_NAMESPACE
         preemptions = cloudwatch.GraphWidget(
@@ -275,10 +275,16 @@ class ClusterObservability(Construct):
             left=[self._search(telemetry.METRIC_VCPU_QUOTA_USED, schema(ns, "quota"), "Maximum", "used")],
             left_annotations=[cloudwatch.HorizontalAnnotation(value=100, label="quota")],
         )
+        placement = cloudwatch.GraphWidget(
+            title="Spot Placement Scores (1-10, per spot offer and zone)",
+            width=WIDE,
+            height=HEIGHT,
+            left=[self._search(telemetry.METRIC_SPOT_PLACEMENT_SCORE, schema(ns, "offer", "zone"), "Minimum", "score")],
+        )
         lease = cloudwatch.GraphWidget(
             title="Lease left (hours; TeardownCluster at 0)",
             width=THIRD,
             height=HEIGHT,
             left=[self._metric(telemetry.METRIC_LEASE_HOURS_LEFT, statistic=cloudwatch.Stats.MINIMUM, label="left")],
         )
-        return [preemptions, quotas, lease]
+        return [preemptions, quotas, lease], [placement]

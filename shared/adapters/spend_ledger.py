@@ -34,6 +34,7 @@ LEASE_EXPIRES_AT = "lease_expires_at"  # written only by a renewal
 BUDGET, MAX_HOURLY_COST, SHOWN_LEASE_END, IDLE_EXPIRES_AT = "budget", "max_hourly_cost", "lease_end", "idle_end"
 # The quotas (number maps keyed by quota code; absent: not recorded) and the preemption counts status shows.
 QUOTA_LIMIT, QUOTA_ELSEWHERE, QUOTA_CLUSTER = "quota_limit", "quota_elsewhere", "quota_cluster"
+PLACEMENT_SCORES = "placement_scores"  # a number map keyed "OFFER_KEY|ZONE" (absent: not recorded)
 PREEMPTED_JOBS, ON_DEMAND_ONLY_JOBS, MAX_PREEMPTIONS = "preempted_jobs", "on_demand_only_jobs", "max_preemptions"
 
 
@@ -80,7 +81,10 @@ class DynamoSpendLedger:
             else:
                 sets.append(f"#{name} = :{name}")
                 values[f":{name}"] = n(value)
-        quota_maps = _quota_maps(view.quotas)
+        quota_maps: dict[str, Mapping[str, float] | None] = {
+            **_quota_maps(view.quotas),
+            PLACEMENT_SCORES: _flat_scores(view.placement_scores),
+        }
         for name, mapping in quota_maps.items():
             if mapping is None:
                 removes.append(f"#{name}")
@@ -123,8 +127,25 @@ class DynamoSpendLedger:
             preempted_jobs=get_int(item, PREEMPTED_JOBS) or 0,
             on_demand_only_jobs=get_int(item, ON_DEMAND_ONLY_JOBS) or 0,
             max_preemptions=get_int(item, MAX_PREEMPTIONS),
+            placement_scores=_scores(item),
             at=get_float(item, AT),
         )
+
+
+def _flat_scores(scores: Mapping[str, Mapping[str, int]] | None) -> dict[str, float] | None:
+    if scores is None:
+        return None
+    return {f"{offer}|{zone}": float(score) for offer, zones in scores.items() for zone, score in zones.items()}
+
+
+def _scores(item: Mapping[str, object]) -> dict[str, dict[str, int]] | None:
+    if PLACEMENT_SCORES not in item:
+        return None  # written before the scores were recorded
+    out: dict[str, dict[str, int]] = {}
+    for flat, score in get_number_map(item, PLACEMENT_SCORES).items():
+        offer, _, zone = flat.rpartition("|")
+        out.setdefault(offer, {})[zone] = int(score)
+    return out
 
 
 def _quota_maps(quotas: tuple[QuotaUse, ...] | None) -> dict[str, dict[str, float] | None]:

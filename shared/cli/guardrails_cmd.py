@@ -70,7 +70,7 @@ def status_lines(view: GuardView | None, now: float) -> list[str]:
             left = end - now
             shown = f"{_left(left)} left" if left > 0 else "run out: TeardownCluster starts"
             lines.append(f"{label}: ends {_when(end)} ({shown})")
-    return lines + _quota_lines(view) + _preemption_lines(view)
+    return lines + _quota_lines(view) + _placement_lines(view) + _preemption_lines(view)
 
 
 def _quota_lines(view: GuardView) -> list[str]:
@@ -85,6 +85,18 @@ def _quota_lines(view: GuardView) -> list[str]:
             f"  {quota.name} {quota.limit:g}: {quota.cluster:g} vCPUs used by this cluster{elsewhere} "
             f"({quota.used_percent():.0f} %)"
         )
+    return lines
+
+
+def _placement_lines(view: GuardView) -> list[str]:
+    if view.placement_scores is None:
+        return []  # a ledger written before the scores were recorded
+    if not view.placement_scores:
+        return ["spot placement scores: none known (spot launches in price order)"]
+    lines = ["spot placement scores (1-10; spot launches go to the best-scored zone first):"]
+    for offer, zones in sorted(view.placement_scores.items()):
+        ranked = sorted(zones.items(), key=lambda zone_score: (-zone_score[1], zone_score[0]))
+        lines.append(f"  {offer}: " + ", ".join(f"{zone} {score}" for zone, score in ranked))
     return lines
 
 

@@ -53,6 +53,9 @@ class GuardView:
     preempted_jobs: int = 0  # queued or running jobs reclaimed from spot at least once
     on_demand_only_jobs: int = 0  # of those, the ones past their preemption budget (on-demand nodes only)
     max_preemptions: int | None = None  # the cluster default; None: not recorded
+    # Spot Placement Scores (1-10) per spot offer key and zone, as the round used them; {}: none known (spot
+    # launches in price order); None: not recorded
+    placement_scores: Mapping[str, Mapping[str, int]] | None = None
     at: float | None = None  # when the round saved it (the ledger's accrual time)
 
     def lease_hours_left(self) -> float | None:
@@ -140,6 +143,7 @@ def after_round(
     now: float,
     quotas: QuotaView | None = None,
     preempted: Sequence[JobRecord] = (),
+    placement_scores: Mapping[str, Mapping[str, int]] | None = None,
 ) -> RoundGuard:
     """Save the ledger and the view, report an exhausted budget, start the teardown of an expired lease.
 
@@ -164,6 +168,7 @@ def after_round(
         preempted_jobs=len(preempted),
         on_demand_only_jobs=sum(on_demand_only(r.job, r.preemptions, settings.max_preemptions) for r in preempted),
         max_preemptions=settings.max_preemptions,
+        placement_scores={k: dict(v) for k, v in (placement_scores or {}).items()},
         at=spend.at,
     )
     errors: list[str] = []

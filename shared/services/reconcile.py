@@ -160,7 +160,7 @@ class _Round:
         hourly_cost = sum(node_hourly_price(n, by_key.get(n.offer_key), self.settings.region) for n in running)
         after = guardrails.after_round(
             plane.guardrails, self.settings, guard, nodes=nodes, offers=self.offers, demand=demand, now=self.now,
-            quotas=observed["quotas"], preempted=preempted,
+            quotas=observed["quotas"], preempted=preempted, placement_scores=observed["placement_scores"],
         )  # fmt: skip
         t.errors += after.errors
         round_seconds = time.perf_counter() - started

@@ -127,4 +127,14 @@ def _guard_metrics(guard: GuardView | None) -> list[MetricPoint]:
         )
         for quota in guard.quotas or ()
     ]
+    points += [
+        MetricPoint(
+            name=telemetry.METRIC_SPOT_PLACEMENT_SCORE,
+            unit="None",
+            value=score,
+            dimensions={"offer": offer, "zone": zone},
+        )
+        for offer, zones in sorted((guard.placement_scores or {}).items())
+        for zone, score in sorted(zones.items())
+    ]
     return points

@@ -19,6 +19,7 @@ METRIC_JOB_WAIT = "JobWaitSeconds"
 METRIC_PREEMPTED_JOBS = "PreemptedJobs"
 METRIC_ON_DEMAND_ONLY_JOBS = "OnDemandOnlyJobs"
 METRIC_LEASE_HOURS_LEFT = "LeaseHoursLeft"  # until the first of lease and idle lease runs out (then TeardownCluster)
+METRIC_SPOT_PLACEMENT_SCORE = "SpotPlacementScore"  # extra dimensions: offer (its key), zone; 1-10
 METRIC_VCPU_QUOTA_USED = "VcpuQuotaUsedPercent"  # extra dimension: quota (its name); the account's use, all of it
 
 # EventBridge events Shoal itself puts: source and detail-types.

@@ -12,15 +12,19 @@ from shared.adapters import aws
 from shared.adapters.cluster_store import DynamoClusterStore
 from shared.adapters.spend_ledger import DynamoSpendLedger, StepFunctionsTeardown
 from shared.adapters.state_table import StateTable
+from shared.cli.guardrails_cmd import status_lines
 from shared.domain.budget import Spend
 from shared.domain.cluster_state import ClusterStatus, DemandCount, Market, NodeRecord, NodeState
+from shared.domain.decision import Snapshot
 from shared.domain.jobs import Shape
+from shared.domain.policy import ScalerState
 from shared.domain.quotas import QuotaUse
 from shared.domain.resources import Resources
-from shared.domain.scaling import offers_for
+from shared.domain.scaling import decide, offers_for
 from shared.domain.settings import ClusterSettings
-from shared.services import guardrails
+from shared.services import guardrails, telemetry
 from shared.services.guardrails import Guardrails, GuardView, TeardownStartError
+from shared.services.round_report import MetricPoint, RoundResult, round_metrics
 from tests.adapters.conftest import REGION
 
 NOW = 1_700_000_000.0
@@ -148,3 +152,41 @@ def test_a_teardown_that_cannot_start_is_one_line_naming_the_machine(mocked_aws:
     missing = f"arn:aws:states:{REGION}:123456789012:stateMachine:shoal-t-TeardownCluster"
     with pytest.raises(TeardownStartError, match=r"StartExecution of arn:aws:states:.*TeardownCluster"):
         StepFunctionsTeardown(missing, REGION).start_teardown(reason="lease expired", key=NOW)
+
+
+def test_the_spot_placement_scores_a_round_used_reach_status_and_the_dashboards_metric(table: StateTable) -> None:
+    # GIVEN a round that ranked its spot launches by Spot Placement Scores
+    settings = ClusterSettings(name="c", node_types="c5.4xlarge:0.3").validate()
+    ledger = DynamoSpendLedger(table)
+    rails = Guardrails(ledger=ledger, status=DynamoClusterStore(table))
+    scores = {"c5.4xlarge:spot": {"us-west-2a": 3, "us-west-2b": 9}}
+    saved = guardrails.after_round(
+        rails, settings, guardrails.before_round(rails, NOW), nodes=[], offers=offers_for(settings), demand={},
+        now=NOW, placement_scores=scores,
+    ).view  # fmt: skip
+    # WHEN status reads what the real ledger wrote
+    shown = ledger.view()
+    # THEN the scores come back as written, best zone first in status, and one metric point per offer and zone
+    assert shown is not None and shown.placement_scores == scores and saved is not None
+    lines = status_lines(shown, NOW)
+    assert "spot placement scores (1-10; spot launches go to the best-scored zone first):" in lines
+    assert "  c5.4xlarge:spot: us-west-2b 9, us-west-2a 3" in lines
+    decision = decide(
+        Snapshot(demand={}, nodes=(), instances=()), settings, offers_for(settings), ScalerState(), (), now=NOW
+    )
+    result = RoundResult(round_id="r", trigger="t", ran=True, decision=decision, guard=shown)
+    points = [(p.value, dict(p.dimensions)) for p in _guard_points(result)]
+    assert (9, {"offer": "c5.4xlarge:spot", "zone": "us-west-2b"}) in points
+    # AND a round with no scores known says so; an older ledger shows nothing of them
+    guardrails.after_round(
+        rails, settings, guardrails.before_round(rails, NOW + 60), nodes=[], offers=offers_for(settings),
+        demand={}, now=NOW + 60,
+    )  # fmt: skip
+    later = ledger.view()
+    assert later is not None and later.placement_scores == {}
+    assert "spot placement scores: none known (spot launches in price order)" in status_lines(later, NOW + 60)
+    assert not [line for line in status_lines(GuardView(spent=0.0), NOW) if "placement" in line]
+
+
+def _guard_points(result: RoundResult) -> list[MetricPoint]:
+    return [p for p in round_metrics(result) if p.name == telemetry.METRIC_SPOT_PLACEMENT_SCORE]

@@ -134,7 +134,7 @@ def _emitted_by_a_round(capsys: pytest.CaptureFixture[str]) -> list[tuple[str, d
     quota = QuotaUse(code="L-1216C47A", limit=640.0, elsewhere=8.0, cluster=8.0)
     guard = GuardView(
         spent=1.0, quotas=(quota,), preempted_jobs=2, on_demand_only_jobs=1, max_preemptions=2,
-        lease_expires_at=7200.0, at=0.0,
+        lease_expires_at=7200.0, at=0.0, placement_scores={"c5.4xlarge:spot": {"us-west-2a": 7}},
     )  # fmt: skip
     result = RoundResult(round_id="r", trigger="t", ran=True, decision=decision, nodes=(node,), spent=1.0, guard=guard)
     observability.metrics.set_default_dimensions(cluster=CLUSTER)
@@ -185,6 +185,7 @@ def test_every_metric_a_round_emits_for_the_guardrails_is_graphed_under_its_exac
         telemetry.METRIC_VCPU_QUOTA_USED,
         telemetry.METRIC_NODES,
         telemetry.METRIC_LEASE_HOURS_LEFT,
+        telemetry.METRIC_SPOT_PLACEMENT_SCORE,
     }
     assert guard_metrics <= names
     # WHEN the dashboard is read
