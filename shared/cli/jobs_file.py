@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from shared.domain.jobs import (
+    MAX_ACCELERATORS,
     MAX_CORES,
     MAX_JOB_ID_BYTES,
     MIN_CORES,
@@ -162,7 +163,7 @@ def _plain(obj: dict[str, object]) -> _Key | None:
         and 0 < wall <= MAX_DURATION  # type: ignore[operator]
         and type(preemptible) is bool
         and type(accelerators) is int
-        and accelerators >= 0
+        and 0 <= accelerators <= MAX_ACCELERATORS
     ):
         return (float(cores), memory, disk, accelerators, float(wall), preemptible)  # type: ignore[arg-type]
     return None

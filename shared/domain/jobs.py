@@ -24,6 +24,7 @@ DEFAULT_MAX_ATTEMPTS = 3
 MAX_JOB_ID_BYTES = 512
 MIN_CORES = 0.001  # a smaller positive number only overflows the packing's arithmetic
 MAX_CORES = 100_000.0
+MAX_ACCELERATORS = 1024  # far beyond any machine; bounded so no reason or sum meets a 300-digit integer
 MAX_ATTEMPTS = 100
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -127,8 +128,10 @@ def parse_job(obj: object) -> Job:
     memory = _size(obj, "memory")
     disk = _size(obj, "disk")
     accelerators = obj.get("accelerators", 0)
-    if isinstance(accelerators, bool) or not isinstance(accelerators, int) or accelerators < 0:
-        raise JobSpecError(f"field 'accelerators' must be a whole number >= 0, got {accelerators!r}")
+    if isinstance(accelerators, bool) or not isinstance(accelerators, int) or not 0 <= accelerators <= MAX_ACCELERATORS:
+        raise JobSpecError(
+            f"field 'accelerators' must be a whole number from 0 to {MAX_ACCELERATORS}, got {_cut(accelerators)}"
+        )
     wall_time = _duration(obj, "wall_time")
     if wall_time <= 0:
         raise JobSpecError(f"field 'wall_time' must be a positive number of seconds, got {obj['wall_time']!r}")

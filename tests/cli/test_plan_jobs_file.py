@@ -97,6 +97,9 @@ def agree(text: str) -> None:
          '"wall_time":60}', "jobs.jsonl:2: job id 'a' was already used on line 1"),
         ('{"id":"a","cores":0,"memory":1,"disk":1,"wall_time":60}', "jobs.jsonl:1: field 'cores' must be positive"),
         ('{"id":"a","cores":1,"memory":1,"disk":1,"wall_time":60} {"id":"b"}', "jobs.jsonl:1: malformed JSON"),
+        # found by the CLI fuzz test: a 300-digit accelerator count crashed the unplaceable reason's formatting
+        ('{"id":"a","cores":1,"memory":1,"disk":1,"wall_time":60,"accelerators":' + "9" * 300 + "}",
+         "jobs.jsonl:1: field 'accelerators' must be a whole number from 0 to 1024"),
     ],
 )  # fmt: skip
 def test_bad_lines_name_the_line(text: str, error: str) -> None:
