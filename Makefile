@@ -49,11 +49,10 @@ typecheck: $(BIN)/shoal
 system-deps:
 	@command -v rsync >/dev/null || { apt-get update -qq && apt-get install -y -qq rsync; }
 
-# Every test, the seeded chaos run on the local cloud (a few minutes) and the real Toil workflows included.
 unit: $(BIN)/shoal node_modules/.package-lock.json system-deps
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 2 -m "not long"
 
-# The seeded chaos run alone.
+# The seeded chaos run on the local cloud (minutes; not yet reliable under load beside the other e2e runs).
 test-long: $(BIN)/shoal node_modules/.package-lock.json system-deps
 	$(BIN)/pytest -n 2 -m long
 
