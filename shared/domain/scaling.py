@@ -18,6 +18,9 @@ cache), calls it, and acts on the actions it returns. The steps:
    are confirmed idle are stopped (on-demand, while the warm pool is below its size) or terminated.
 
 Applying the actions and deciding again with the same inputs yields no actions.
+
+One module for now (over 400 lines): ``decide``'s steps share the private ``_Fleet``, ``_Target`` and
+``_Changes`` state; splitting target from changes needs those types in a module of their own first (issue 11).
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ import shutil
 from shared.domain.cluster_state import JobStatus
 from shared.worker import process_tree
 from shared.worker.agent_state import INTENT_PREFIX, AgentState, guarded
-from shared.worker.runner import SETTLE_SECONDS, Ticket, read_tickets
+from shared.worker.runner import SETTLE_SECONDS
+from shared.worker.tickets import Ticket, read_tickets
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,6 @@ wrapper shell rather than ``preexec_fn``, which is unsafe in a threaded agent; c
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -42,10 +41,12 @@ from shared.domain.units import MiB
 from shared.worker import process_tree
 from shared.worker.isolation import Isolation
 from shared.worker.process_tree import TOKEN_VARIABLE
+from shared.worker.tickets import EXIT_SUFFIX, OUTPUT_TAIL_BYTES, TICKET_SUFFIX, Ticket, tail
 
 log = logging.getLogger(__name__)
 
-OUTPUT_TAIL_BYTES = 4096
+__all__ = ["OUTPUT_TAIL_BYTES", "SETTLE_SECONDS", "JobProcess", "RunResult"]
+
 # A limit below this keeps even `sh` from starting; a job asking for less gets this much address space.
 MIN_MEMORY_LIMIT = 64 * MiB
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -57,8 +58,6 @@ _EXIT_WRAPPER = (
     'f=$1; shift; "$@"; s=$?; echo "$s" > "$f.tmp" && mv -f "$f.tmp" "$f"; '
     'if [ "$s" -gt 128 ] && [ "$s" -lt 160 ]; then kill -"$((s - 128))" $$; fi; exit "$s"'
 )
-TICKET_SUFFIX = ".ticket"
-EXIT_SUFFIX = ".exit"
 SETTLE_SECONDS = 5.0  # after SIGKILL, how long to wait for a tree to be gone before saying it is not
 
 
@@ -86,55 +85,6 @@ class RunResult:
         if self.exit_code is not None and self.exit_code < 0:
             return f"killed by signal {-self.exit_code}"
         return f"exit code {self.exit_code}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Ticket:
-    """What a run leaves beside its working directory while it lives, for an agent restarted after a crash."""
-
-    job_id: str
-    attempt: int
-    token: str
-    name: str
-
-    def to_json(self) -> str:
-        return json.dumps({"job_id": self.job_id, "attempt": self.attempt, "token": self.token})
-
-    def exit_status(self, work_root: Path) -> int | None:
-        """The status its command ended with, if it ended by itself (the wrapper wrote it); else None."""
-        try:
-            return int((work_root / f"{self.name}{EXIT_SUFFIX}").read_text().strip())
-        except (OSError, ValueError):
-            return None
-
-    def output_tail(self, work_root: Path) -> str:
-        return _tail(work_root / f"{self.name}.out")
-
-    def forget(self, work_root: Path) -> None:
-        """Remove everything the run left in the work root."""
-        shutil.rmtree(work_root / self.name, ignore_errors=True)
-        for suffix in (".out", EXIT_SUFFIX, f"{EXIT_SUFFIX}.tmp", TICKET_SUFFIX):
-            with contextlib.suppress(OSError):
-                (work_root / f"{self.name}{suffix}").unlink()
-
-
-def read_tickets(work_root: Path) -> list[Ticket]:
-    """The tickets runs left in ``work_root`` (an unreadable one is skipped, with a warning)."""
-    tickets = []
-    for path in sorted(work_root.glob(f"*{TICKET_SUFFIX}")):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            tickets.append(
-                Ticket(
-                    job_id=str(data["job_id"]),
-                    attempt=int(data["attempt"]),
-                    token=str(data["token"]),
-                    name=path.name.removesuffix(TICKET_SUFFIX),
-                )
-            )
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            log.warning("ignoring unreadable run ticket %s: %s", path, error)
-    return tickets
 
 
 def slug(job_id: str, attempt: int) -> str:
@@ -404,7 +354,7 @@ class JobProcess:
             )
 
     def _output_tail(self) -> str:
-        return _tail(self.output_path)
+        return tail(self.output_path)
 
     def _cleanup(self) -> None:
         for suffix in (TICKET_SUFFIX, EXIT_SUFFIX, f"{EXIT_SUFFIX}.tmp"):
@@ -415,13 +365,3 @@ class JobProcess:
         shutil.rmtree(self.work_dir, ignore_errors=True)
         with contextlib.suppress(OSError):
             self.output_path.unlink()
-
-
-def _tail(path: Path) -> str:
-    try:
-        with path.open("rb") as output:
-            size = output.seek(0, os.SEEK_END)
-            output.seek(max(0, size - OUTPUT_TAIL_BYTES))
-            return output.read(OUTPUT_TAIL_BYTES).decode("utf-8", errors="replace")
-    except OSError:
-        return ""
