@@ -6,28 +6,25 @@ Shoal's code (capacity fallback, deadlines, the inventory check) invoke the life
 ``action``. Every failure is caught, rolled back where something was launched, recorded with its
 cause, and ends the execution failed with that cause.
 
-One module on purpose (over 400 lines): the two state machines share their steps and failure handling,
-and read best side by side.
+The two machines read side by side here; their building blocks (a Lambda step, a status write, the
+scaling rules' switches, the state machine with its logs and cdk-nag reasons) are in ``lifecycle_steps``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from cdk import constants
-from cdk.nag import acknowledge
+from cdk import lifecycle_steps
 from shared.domain.cluster_state import ClusterStatus
-from shared.formats import cluster_status, lifecycle
+from shared.formats import lifecycle
 from shared.formats.lifecycle import LifecycleAction, result_path
 
 ERROR_PATH = f"$.{lifecycle.ERROR}"  # where a caught failure goes
@@ -215,7 +212,7 @@ class ClusterLifecycle(Construct):
             service="ec2",
             action="terminateInstances",
             parameters={"InstanceIds.$": "$"},
-            iam_resources=[self._ec2_arn("instance")],
+            iam_resources=[lifecycle_steps.ec2_arn(self, "instance")],
             iam_action="ec2:TerminateInstances",
             result_path=sfn.JsonPath.DISCARD,
         ).add_retry(errors=THROTTLING_ERRORS, interval=Duration.seconds(2), backoff_rate=2, max_attempts=5)
@@ -237,7 +234,7 @@ class ClusterLifecycle(Construct):
                 service="ec2",
                 action="cancelSpotInstanceRequests",
                 parameters={"SpotInstanceRequestIds.$": result_path(LifecycleAction.INVENTORY, "spot_requests")},
-                iam_resources=[self._ec2_arn("spot-instances-request")],
+                iam_resources=[lifecycle_steps.ec2_arn(self, "spot-instances-request")],
                 iam_action="ec2:CancelSpotInstanceRequests",
                 result_path=sfn.JsonPath.DISCARD,
             ).add_retry(errors=THROTTLING_ERRORS, interval=Duration.seconds(2), backoff_rate=2, max_attempts=5)
@@ -303,139 +300,27 @@ class ClusterLifecycle(Construct):
             )
         )
 
-    # ---- building blocks -------------------------------------------------------------------------
+    # ---- building blocks (cdk/lifecycle_steps.py) --------------------------------------------------
 
     def _step(self, name: str, action: LifecycleAction, comment: str) -> tasks.LambdaInvoke:
-        """Invoke the lifecycle Lambda for ``action``; its answer goes to the action's result path."""
-        return tasks.LambdaInvoke(
-            self,
-            name,
-            comment=comment,
-            lambda_function=self._step_function,
-            payload_response_only=True,
-            payload=sfn.TaskInput.from_object(
-                {
-                    lifecycle.ACTION: action.value,
-                    lifecycle.INPUT: sfn.JsonPath.entire_payload,
-                    lifecycle.EXECUTION: sfn.JsonPath.string_at("$$.Execution.Name"),
-                }
-            ),
-            result_path=result_path(action),
-            retry_on_service_exceptions=False,
-        ).add_retry(
-            errors=["Lambda.TooManyRequestsException", "Lambda.ServiceException"],
-            interval=Duration.seconds(2),
-            backoff_rate=2,
-            max_attempts=4,
-        )
+        return lifecycle_steps.lambda_step(self, self._step_function, name, action, comment)
 
     def _record_status(
         self, name: str, status: ClusterStatus, *, cause_path: str | None = None
     ) -> tasks.DynamoUpdateItem:
-        reason = (
-            tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at(cause_path))
-            if cause_path
-            else tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$$.Execution.Name"))
-        )
-        return tasks.DynamoUpdateItem(
-            self,
-            name,
-            comment=f"Set the cluster's status record to {status}.",
-            table=self._table,
-            key={
-                constants.PK: tasks.DynamoAttributeValue.from_string(cluster_status.PARTITION),
-                constants.SK: tasks.DynamoAttributeValue.from_string(cluster_status.SORT_KEY),
-            },
-            update_expression="SET #status = :status, #reason = :reason, #updated = :updated",
-            expression_attribute_names={
-                "#status": cluster_status.STATUS,
-                "#reason": cluster_status.REASON,
-                "#updated": cluster_status.UPDATED_AT,  # ISO 8601 text, as the state machine's context has it
-            },
-            expression_attribute_values={
-                ":status": tasks.DynamoAttributeValue.from_string(status.value),
-                ":reason": reason,
-                ":updated": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$$.State.EnteredTime")),
-            },
-            result_path=sfn.JsonPath.DISCARD,
-        ).add_retry(  # an idempotent write: retried on throttling or a passing fault
-            errors=["States.TaskFailed"], interval=Duration.seconds(2), backoff_rate=2, max_attempts=4
-        )
+        return lifecycle_steps.record_status(self, self._table, name, status, cause_path=cause_path)
 
     def _each_rule(self, verb: str, action: str) -> tuple[sfn.Chain, list[tasks.CallAwsService]]:
-        """One task per scaling rule, in sequence: simple to read, and there are only a handful."""
-        task_list = [
-            tasks.CallAwsService(
-                self,
-                f"{verb} scaling rule {index + 1}",
-                comment=f"{verb} the EventBridge rule that wakes the scaler.",
-                service="eventbridge",
-                action=action,
-                parameters={"Name": rule.rule_name},
-                iam_resources=[rule.rule_arn],
-                iam_action=f"events:{action[0].upper()}{action[1:]}",
-                result_path=sfn.JsonPath.DISCARD,
-            ).add_retry(  # throttling or a passing fault: enabling or disabling a rule twice is harmless
-                errors=["States.TaskFailed"], interval=Duration.seconds(2), backoff_rate=2, max_attempts=4
-            )
-            for index, rule in enumerate(self._rules)
-        ]
-        chain = sfn.Chain.start(task_list[0])
-        for task in task_list[1:]:
-            chain = chain.next(task)
-        return chain, task_list
-
-    def _ec2_arn(self, resource: str) -> str:
-        return Stack.of(self).format_arn(service="ec2", resource=resource, resource_name="*")
+        return lifecycle_steps.each_rule(self, self._rules, verb, action)
 
     def _state_machine(
         self, name: str, definition: sfn.IChainable, *, ec2_resources: tuple[str, ...]
     ) -> sfn.StateMachine:
-        log_group = logs.LogGroup(
-            self, f"{name}Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
-        )
-        machine = sfn.StateMachine(
+        return lifecycle_steps.state_machine(
             self,
             name,
-            state_machine_name=f"shoal-{self._cluster_name}-{name}",
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            timeout=Duration.hours(6),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL),
-            comment=f"Shoal {name} for cluster {self._cluster_name} ({Stack.of(self).stack_name}).",
+            definition,
+            cluster_name=self._cluster_name,
+            step_function=self._step_function,
+            ec2_resources=ec2_resources,
         )
-        region = Stack.of(self).region
-        prefix = f"arn:<AWS::Partition>:ec2:{region}:<AWS::AccountId>"
-        reasons = {
-            "Resource::*": "X-Ray tracing and log delivery have no resource-level permissions"
-            + (
-                "; the other '*' is a Deny keeping EC2 calls to this cluster's tagged resources."
-                if ec2_resources
-                else "."
-            ),
-            f"Resource::<{self._function_logical_id()}.Arn>:*": "CDK grants invoke on the lifecycle function's "
-            "versions and aliases, of that one function only.",
-        }
-        if ec2_resources:
-            # EC2 ids are unknown until the inventory: deny touching anything not tagged for this cluster.
-            machine.add_to_role_policy(
-                iam.PolicyStatement(
-                    sid="OnlyThisClustersResources",
-                    effect=iam.Effect.DENY,
-                    actions=["ec2:TerminateInstances", "ec2:CancelSpotInstanceRequests"],
-                    resources=["*"],
-                    conditions={"StringNotEquals": {f"aws:ResourceTag/{constants.CLUSTER_TAG}": self._cluster_name}},
-                )
-            )
-        for resource in ec2_resources:
-            reasons[f"Resource::{prefix}:{resource}/*"] = (
-                "Ids come from the tag-filtered inventory at run time; a Deny statement refuses any one without "
-                "this cluster's tag."
-            )
-        for finding, reason in reasons.items():
-            acknowledge(machine, f"AwsSolutions-IAM5[{finding}]", reason)
-        return machine
-
-    def _function_logical_id(self) -> str:
-        child = self._step_function.node.default_child
-        return Stack.of(self).get_logical_id(child) if child is not None else ""  # type: ignore[arg-type]

@@ -82,26 +82,7 @@ def load_stack_settings(
     version: str | None = None,
 ) -> StackSettings:
     """Read, merge and validate; raises ``SettingsError`` (one line, naming the setting) on any problem."""
-    path_value = get_context(SETTINGS_FILE_CONTEXT)
-    path = Path(str(path_value)) if path_value else Path(constants.SETTINGS_FILE)
-    if not path.is_absolute():
-        path = base_dir / path
-    values: dict[str, object] = dict(_read_file(path, explicit=bool(path_value)))
-    source = path.name if path.exists() else "-c"
-
-    if APPLIANCE_SELF in environ:  # set but empty is a mistake, reported by the image rule
-        values["appliance_image"] = environ[APPLIANCE_SELF]
-    overridden: list[str] = []
-    known = {f.name for f in fields(ClusterSettings)}
-    for key in sorted(known | set(CONTEXT_ALIASES)):
-        value = get_context(key)
-        if value is None:
-            continue
-        values[CONTEXT_ALIASES.get(key, key)] = value
-        overridden.append(key)
-    if overridden:
-        source = f"{source} + -c {', '.join(overridden)}"
-
+    values, source = _merged_values(get_context, base_dir=base_dir, environ=environ)
     try:
         cluster = ClusterSettings.from_mapping(values)
     except SettingsError as error:
@@ -136,6 +117,32 @@ def load_stack_settings(
         ),
         source=source,
     )
+
+
+def _merged_values(
+    get_context: ContextGetter, *, base_dir: Path, environ: Mapping[str, str]
+) -> tuple[dict[str, object], str]:
+    """The settings file's values with TOIL_APPLIANCE_SELF and every ``-c`` override on top, and where they
+    came from (for messages)."""
+    path_value = get_context(SETTINGS_FILE_CONTEXT)
+    path = Path(str(path_value)) if path_value else Path(constants.SETTINGS_FILE)
+    if not path.is_absolute():
+        path = base_dir / path
+    values: dict[str, object] = dict(_read_file(path, explicit=bool(path_value)))
+    source = path.name if path.exists() else "-c"
+    if APPLIANCE_SELF in environ:  # set but empty is a mistake, reported by the image rule
+        values["appliance_image"] = environ[APPLIANCE_SELF]
+    overridden: list[str] = []
+    known = {f.name for f in fields(ClusterSettings)}
+    for key in sorted(known | set(CONTEXT_ALIASES)):
+        value = get_context(key)
+        if value is None:
+            continue
+        values[CONTEXT_ALIASES.get(key, key)] = value
+        overridden.append(key)
+    if overridden:
+        source = f"{source} + -c {', '.join(overridden)}"
+    return values, source
 
 
 def _read_file(path: Path, *, explicit: bool) -> Mapping[str, object]:

@@ -16,7 +16,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.observability import logger, tracer
-from shared.domain.node_types import Offer, build_offers, parse_node_types
+from shared.domain.node_types import Offer
+from shared.domain.scaling import offers_for
 from shared.formats import lifecycle as protocol
 from shared.formats.lifecycle import LifecycleAction, result_key
 from shared.services import lifecycle
@@ -38,15 +39,7 @@ class UnknownActionError(ValueError):
 @cache
 def _dependencies() -> tuple[FunctionEnvironment, LifecyclePorts, tuple[Offer, ...]]:
     env = read_function_environment()
-    settings = env.cluster
-    offers = build_offers(
-        parse_node_types(settings.node_types),
-        region=settings.region,
-        node_storage=settings.node_storage,
-        min_nodes=settings.min_nodes,
-        max_nodes=settings.max_nodes,
-    )
-    return env, build_lifecycle_step(env), tuple(offers)
+    return env, build_lifecycle_step(env), tuple(offers_for(env.cluster))
 
 
 def answer_of(action: LifecycleAction, state: Mapping[str, Any]) -> Mapping[str, Any]:

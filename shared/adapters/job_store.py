@@ -5,16 +5,8 @@ is where the caller thinks it is (QUEUED to start; RUNNING on that node to finis
 an ``ADD`` on its shape's ``DEMAND`` counter. Two workers racing for one job, or a duplicate message,
 therefore change the counters once: the loser's condition fails and it is told so (None / False).
 
-Submission (``record_jobs``) is idempotent per job id: a job's Put carries ``attribute_not_exists(pk)``,
-so a resubmitted id is neither stored nor counted again, even when two submitters race. What closes
-the gap between "recorded" and "in the queue" is a marker per recording transaction,
-``SUBMISSION``/``{batch id}``, whose string set ``pending`` holds the ids of that transaction's jobs; it
-is written in the same transaction as the jobs. Once SQS accepted their messages the submitter removes
-them from ``pending`` (``mark_enqueued``: one UpdateItem per batch, ``DELETE pending :ids``). A later
-resubmit of the same ids learns which recorded, still QUEUED jobs are still pending (``not_enqueued``)
-and sends them. The marker is the submitter's alone, so confirming never contends with the workers'
-job transitions. A crash between SQS and ``mark_enqueued`` makes that resubmit send a duplicate
-message, which the worker recognises (its ``start_job`` finds the job no longer QUEUED).
+Submission (``record_jobs``, ``mark_enqueued``) is ``job_submissions``; cancellation is
+``job_cancellation``; the record's format and the writes all three share are ``job_records``.
 
 ``attempts`` counts attempts used against ``max_attempts``: ``start_job`` adds one, ``requeue_job``
 (interruption, drain, lost node: not the job's fault) gives it back. ``starts`` counts every start and is
@@ -25,33 +17,33 @@ The worker's three transitions (start, finish, fail) are one write each, with no
 holds the job (from its message) and the start number, and the conditions check both (a failure that uses
 up the last attempt takes a second write). ``start_job`` guesses a first start; when the guess is wrong the
 cancelled condition returns the record as it was (``ReturnValuesOnConditionCheckFailure``) and the retry
-uses it. The start's condition also compares the
-stored job with the message's, so a message that is not its record's job starts nothing, and the counter
-always moves under the record's shape.
-
-One module on purpose (over 400 lines): one class whose every transition is one conditioned transaction
-over the same items, read together with the contract above.
+uses it. The start's condition also compares the stored job with the message's, so a message that is not
+its record's job starts nothing, and the counter always moves under the record's shape.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from shared.adapters.job_feed import FeedEvent, FeedEventKind, feed_item
+from shared.adapters import job_cancellation
+from shared.adapters.job_feed import FeedEventKind
+from shared.adapters.job_records import (
+    OUTPUT_TAIL_LIMIT,
+    RACE_ROUNDS,
+    announce_ops,
+    count_op,
+    job_json,
+    record_from_item,
+    transact_if_conditions_hold,
+)
+from shared.adapters.job_submissions import DynamoSubmissions
 from shared.adapters.node_store import node_key
 from shared.adapters.state_table import (
-    TRANSACTION_LIMIT,
     TTL_ATTRIBUTE,
     StateTable,
-    StateTableError,
     TransactionCancelledError,
     attr_names,
-    demand_key,
-    get_float,
     get_int,
     get_str,
     job_key,
@@ -62,16 +54,8 @@ from shared.adapters.state_table import (
     ttl,
 )
 from shared.domain import preemption
-from shared.domain.cluster_state import (
-    DemandCount,
-    JobRecord,
-    JobStatus,
-    Market,
-    NodeState,
-    shape_from_key,
-    shape_key,
-)
-from shared.domain.jobs import Job, JobSpecError, Shape, parse_job
+from shared.domain.cluster_state import DemandCount, JobRecord, JobStatus, Market, NodeState, shape_from_key, shape_key
+from shared.domain.jobs import Job, Shape
 from shared.domain.preemption import DEFAULT_MAX_PREEMPTIONS
 from shared.services.ports import RecordedJobs
 
@@ -80,13 +64,7 @@ if TYPE_CHECKING:
 
     from shared.adapters.state_table import Item
 
-OUTPUT_TAIL_LIMIT = 8192  # characters kept on the record (the agent sends at most 4 KiB)
-RACE_ROUNDS = 8  # re-read and retry this often when another writer changed a job between our read and write
-DEMAND_EVENT_KEY = key("CLUSTER", "DEMAND_EVENT")
 PREEMPTED_PARTITION = "PREEMPTED"  # one item per job preempted at least once and not yet settled
-MARKER_ITEMS = 1  # the batch's pending marker rides in each recording transaction
-
-
 STARTED_ON_TTL = 30 * 86400.0  # a start marker outlives any job run; the table forgets it after this
 
 
@@ -94,86 +72,26 @@ def started_on_partition(node_id: str) -> str:
     return f"STARTED#{node_id}"
 
 
-def submission_key(batch_id: str) -> Item:
-    return key("SUBMISSION", batch_id)
-
-
 class DynamoJobStore:
     """``JobStore`` and ``SubmissionStore`` on the state table."""
 
     def __init__(self, table: StateTable) -> None:
         self._table = table
-        self._batch_of: dict[str, str] = {}  # job id → its recording batch, until confirmed in the queue
+        self._submissions = DynamoSubmissions(table)
 
-    # --- submission -----------------------------------------------------------------------------------
+    # --- submission (job_submissions) -----------------------------------------------------------------
 
     def put_jobs(self, jobs: Sequence[Job], now: float) -> list[str]:
         return list(self.record_jobs(jobs, now).new)
 
     def record_jobs(self, jobs: Sequence[Job], now: float) -> RecordedJobs:
-        unique = list({job.id: job for job in reversed(jobs)}.values())[::-1]  # first of each id wins
-        order = {job.id: i for i, job in enumerate(unique)}
-        batch_prefix = f"{round(now * 1000):015d}-{uuid.uuid4().hex[:12]}"
-        batches = itertools.count()
-        new: list[str] = []
-        not_enqueued: list[str] = []
-        pending = unique
-        for _ in range(RACE_ROUNDS):
-            known = self._batches_of([job.id for job in pending])
-            not_enqueued += self._still_pending(known)
-            raced: list[Job] = []
-            for chunk in _transaction_chunks([job for job in pending if job.id not in known]):
-                batch_id = f"{batch_prefix}-{next(batches)}"
-                try:
-                    self._table.transact(self._record_ops(chunk, batch_id, now))
-                except TransactionCancelledError as cancelled:
-                    if not cancelled.condition_failed:
-                        raise
-                    raced += chunk  # someone recorded one of these meanwhile: look again
-                else:
-                    new += [job.id for job in chunk]
-                    self._batch_of.update(dict.fromkeys((job.id for job in chunk), batch_id))
-            if not raced:
-                break
-            pending = raced
-        else:
-            raise StateTableError(
-                f"could not record jobs in table {self._table.name!r}: other submitters kept writing the same ids"
-            )
-        return RecordedJobs(
-            new=tuple(sorted(new, key=order.__getitem__)),
-            not_enqueued=tuple(sorted(not_enqueued, key=order.__getitem__)),
-        )
+        return self._submissions.record_jobs(jobs, now)
 
     def mark_enqueued(self, job_ids: Sequence[str]) -> None:
-        ids = list(dict.fromkeys(job_ids))
-        unknown = [job_id for job_id in ids if job_id not in self._batch_of]
-        if unknown:
-            found = self._batches_of(unknown)
-            self._batch_of.update({job_id: batch for job_id, (_, batch) in found.items() if batch is not None})
-        by_batch: dict[str, list[str]] = {}
-        for job_id in ids:
-            batch_id = self._batch_of.pop(job_id, None)
-            if batch_id is not None:
-                by_batch.setdefault(batch_id, []).append(job_id)
-        for batch_id, batch_ids in by_batch.items():
-            self._table.update(
-                submission_key(batch_id),
-                "DELETE #pending :ids",
-                condition="attribute_exists(#pk)",
-                names=attr_names("pending", "pk"),
-                values={":ids": {"SS": batch_ids}},
-            )
+        self._submissions.mark_enqueued(job_ids)
 
     def claim_demand_event(self, now: float, debounce_seconds: float) -> bool:
-        claimed = self._table.update(
-            DEMAND_EVENT_KEY,
-            "SET #sent_at = :now",
-            condition="attribute_not_exists(#sent_at) OR #sent_at <= :cutoff",
-            names={"#sent_at": "sent_at"},
-            values={":now": n(now), ":cutoff": n(now - debounce_seconds)},
-        )
-        return claimed is not None
+        return self._submissions.claim_demand_event(now, debounce_seconds)
 
     # --- reads ----------------------------------------------------------------------------------------
 
@@ -229,7 +147,7 @@ class DynamoJobStore:
             # a backend that applies items in order without a rollback copy (the local cloud's patched moto).
             ops = [node_ready, job_update, self._count(job, queued=-1, running=+1)]
             ops.append(self._started_on(job.id, node_id, now))
-            ops += self._announce(job, FeedEventKind.START, now, node=node_id, attempt=starts + 1)
+            ops += announce_ops(self._table, job, FeedEventKind.START, now, node=node_id, attempt=starts + 1)
             try:
                 self._table.transact(ops)
             except TransactionCancelledError as cancelled:
@@ -305,7 +223,9 @@ class DynamoJobStore:
                 ":tail": s(output_tail[-OUTPUT_TAIL_LIMIT:]),
             },
         )
-        announce = self._announce(job, FeedEventKind.END, now, status=JobStatus.SUCCEEDED, exit_code=exit_code)
+        announce = announce_ops(
+            self._table, job, FeedEventKind.END, now, status=JobStatus.SUCCEEDED, exit_code=exit_code
+        )
         return self._transition(job_update, self._count(job, running=-1), *announce)
 
     def fail_job(
@@ -337,8 +257,8 @@ class DynamoJobStore:
             return JobStatus.QUEUED
         final = self._fail_op(job, node_id, start=attempt, retry=False, reason=reason, exit_code=exit_code,
                               output_tail=output_tail, now=now)  # fmt: skip
-        announce = self._announce(
-            job, FeedEventKind.END, now, status=JobStatus.FAILED, exit_code=exit_code, reason=reason
+        announce = announce_ops(
+            self._table, job, FeedEventKind.END, now, status=JobStatus.FAILED, exit_code=exit_code, reason=reason
         )
         return JobStatus.FAILED if self._transition(final, self._count(job, running=-1), *announce) else None
 
@@ -439,41 +359,9 @@ class DynamoJobStore:
         """QUEUED or RUNNING → CANCELLED; returns each cancelled id with the status it had.
 
         Ids already settled (or unknown) are left alone. A RUNNING job keeps its ``node`` until the agent
-        running it has ended it (``release_cancelled``). Reads the ids' statuses in batches, then cancels
-        in transactions of many jobs (their counters summed per shape); a job that moved in between is
-        read again and retried alone.
+        running it has ended it (``release_cancelled``).
         """
-        cancelled: dict[str, JobStatus] = {}
-        pending = list(dict.fromkeys(job_ids))
-        for _ in range(RACE_ROUNDS):
-            live = self._live(pending)
-            raced: list[str] = []
-            for chunk in _cancel_chunks(list(live.items())):
-                try:
-                    self._table.transact(self._cancel_ops(chunk, reason, now))
-                except TransactionCancelledError as failed:
-                    if not failed.condition_failed:
-                        raise
-                    if len(chunk) == 1:
-                        raced += [job_id for job_id, _ in chunk]
-                    else:  # someone moved one of them: try each alone
-                        for one in chunk:
-                            try:
-                                self._table.transact(self._cancel_ops([one], reason, now))
-                            except TransactionCancelledError as alone:
-                                if not alone.condition_failed:
-                                    raise
-                                raced.append(one[0])
-                            else:
-                                cancelled[one[0]] = one[1][0]
-                else:
-                    cancelled.update({job_id: status for job_id, (status, _) in chunk})
-            if not raced:
-                return cancelled
-            pending = raced
-        raise StateTableError(
-            f"could not cancel {len(pending)} job(s) in table {self._table.name!r}: they kept changing status"
-        )
+        return job_cancellation.cancel_jobs(self._table, job_ids, reason=reason, now=now)
 
     def statuses(self, job_ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
         """Status and node of each id that has a record: batched reads (100 ids a call), not one per job."""
@@ -494,206 +382,13 @@ class DynamoJobStore:
         )
         return released is not None
 
-    def _live(self, job_ids: Sequence[str]) -> dict[str, tuple[JobStatus, str]]:
-        """The QUEUED or RUNNING ones among ``job_ids``: status and shape key."""
-        items = self._table.batch_get([job_key(i) for i in job_ids], projection=("status", "shape"))
-        live: dict[str, tuple[JobStatus, str]] = {}
-        for item in items:
-            status = JobStatus(need_str(item, "status"))
-            if status in (JobStatus.QUEUED, JobStatus.RUNNING):
-                live[need_str(item, "pk").removeprefix("JOB#")] = (status, need_str(item, "shape"))
-        return live
-
-    def _cancel_ops(
-        self, chunk: Sequence[tuple[str, tuple[JobStatus, str]]], reason: str, now: float
-    ) -> list[TransactWriteItemTypeDef]:
-        ops: list[TransactWriteItemTypeDef] = []
-        deltas: dict[str, tuple[int, int]] = {}
-        for job_id, (status, shape) in chunk:
-            ops.append(
-                self._table.update_item_op(
-                    job_key(job_id),
-                    "SET #status = :cancelled, #cancelled_at = :now, #reason = :reason",
-                    condition="#status = :was",
-                    names=attr_names("status", "cancelled_at", "reason"),
-                    values={
-                        ":cancelled": s(JobStatus.CANCELLED),
-                        ":was": s(status),
-                        ":now": n(now),
-                        ":reason": s(reason),
-                    },
-                )
-            )
-            queued, running = deltas.get(shape, (0, 0))
-            deltas[shape] = (queued - (status is JobStatus.QUEUED), running - (status is JobStatus.RUNNING))
-        for shape, (queued, running) in deltas.items():
-            ops.append(
-                self._table.update_item_op(
-                    demand_key(shape),
-                    "ADD #queued :queued, #running :running",
-                    names=attr_names("queued", "running"),
-                    values={":queued": n(queued), ":running": n(running)},
-                )
-            )
-        return ops
-
     # --- helpers --------------------------------------------------------------------------------------
 
-    def _announce(
-        self,
-        job: Job,
-        kind: FeedEventKind,
-        now: float,
-        *,
-        node: str | None = None,
-        attempt: int | None = None,
-        status: JobStatus | None = None,
-        exit_code: int | None = None,
-        reason: str | None = None,
-    ) -> list[TransactWriteItemTypeDef]:
-        """The Put announcing this transition on the job's feed, if it names one."""
-        if job.feed is None:
-            return []
-        event = FeedEvent(
-            job_id=job.id,
-            kind=kind,
-            at=now,
-            node=node,
-            attempt=attempt,
-            status=status,
-            exit_code=exit_code,
-            reason=reason,
-        )
-        return [self._table.put_item_op(feed_item(job.feed, event))]
-
     def _transition(self, *items: TransactWriteItemTypeDef) -> bool:
-        """All or nothing; False when a condition no longer holds."""
-        try:
-            self._table.transact(list(items))
-        except TransactionCancelledError as cancelled:
-            if cancelled.condition_failed:
-                return False
-            raise
-        return True
+        return transact_if_conditions_hold(self._table, items)
 
     def _count(self, job: Job, *, queued: int = 0, running: int = 0) -> TransactWriteItemTypeDef:
-        return self._table.update_item_op(
-            demand_key(shape_key(job.shape)),
-            "ADD #queued :queued, #running :running",
-            names=attr_names("queued", "running"),
-            values={":queued": n(queued), ":running": n(running)},
-        )
-
-    def _record_ops(self, jobs: Sequence[Job], batch_id: str, now: float) -> list[TransactWriteItemTypeDef]:
-        """Puts of the jobs, one counter Update per shape, and the batch's ``pending`` marker."""
-        per_shape: dict[str, int] = {}
-        ops: list[TransactWriteItemTypeDef] = []
-        for job in jobs:
-            key_of_shape = shape_key(job.shape)
-            per_shape[key_of_shape] = per_shape.get(key_of_shape, 0) + 1
-            item: Item = {
-                **job_key(job.id),
-                "status": s(JobStatus.QUEUED),
-                "attempts": n(0),
-                "starts": n(0),
-                "submitted_at": n(now),
-                "job": s(job_json(job)),
-                "shape": s(key_of_shape),
-                "batch": s(batch_id),
-            }
-            if job.name is not None:
-                item["name"] = s(job.name)
-            ops.append(self._table.put_item_op(item, condition="attribute_not_exists(#pk)", names={"#pk": "pk"}))
-        for key_of_shape, count in per_shape.items():
-            ops.append(
-                self._table.update_item_op(
-                    demand_key(key_of_shape),
-                    "ADD #queued :queued, #running :zero",
-                    names=attr_names("queued", "running"),
-                    values={":queued": n(count), ":zero": n(0)},
-                )
-            )
-        marker: Item = {**submission_key(batch_id), "pending": {"SS": [job.id for job in jobs]}, "created_at": n(now)}
-        ops.append(self._table.put_item_op(marker))
-        return ops
-
-    def _batches_of(self, job_ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
-        """Status and recording batch of each id that has a record."""
-        items = self._table.batch_get([job_key(i) for i in job_ids], projection=("status", "batch"))
-        return {
-            need_str(item, "pk").removeprefix("JOB#"): (JobStatus(need_str(item, "status")), get_str(item, "batch"))
-            for item in items
-        }
-
-    def _still_pending(self, known: Mapping[str, tuple[JobStatus, str | None]]) -> list[str]:
-        """The QUEUED ids whose batch marker still lists them: recorded, never confirmed in the queue."""
-        queued = {job_id: batch for job_id, (status, batch) in known.items() if status is JobStatus.QUEUED and batch}
-        markers = self._table.batch_get([submission_key(b) for b in sorted(set(queued.values()))], ("pending",))
-        pending: set[str] = set()
-        for marker in markers:
-            value = marker.get("pending")
-            pending.update(value.get("SS", []) if value is not None else [])
-        still = {job_id: batch for job_id, batch in queued.items() if job_id in pending}
-        self._batch_of.update(still)
-        return list(still)
+        return count_op(self._table, shape_key(job.shape), queued=queued, running=running)
 
     def _record(self, item: Item) -> JobRecord:
-        try:
-            job = parse_job(json.loads(need_str(item, "job")))
-        except (json.JSONDecodeError, JobSpecError) as error:
-            raise StateTableError(
-                f"job record {get_str(item, 'pk')!r} in table {self._table.name!r} is corrupt: {error}"
-            ) from None
-        return JobRecord(
-            job=job,
-            status=JobStatus(need_str(item, "status")),
-            attempts=get_int(item, "attempts") or 0,
-            starts=get_int(item, "starts") or 0,
-            node=get_str(item, "node"),
-            submitted_at=get_float(item, "submitted_at") or 0.0,
-            started_at=get_float(item, "started_at"),
-            finished_at=get_float(item, "finished_at"),
-            exit_code=get_int(item, "exit_code"),
-            output_tail=get_str(item, "output_tail"),
-            reason=get_str(item, "reason"),
-            cancelled_at=get_float(item, "cancelled_at"),
-            preemptions=get_int(item, "preemptions") or 0,
-            on_demand_only=bool(item.get("on_demand_only", {}).get("BOOL", False)),
-        )
-
-
-def job_json(job: Job) -> str:
-    """The job as its record stores it: canonical JSON, so the same job always compares equal."""
-    return json.dumps(job.to_dict(), sort_keys=True, separators=(",", ":"))
-
-
-def _transaction_chunks(jobs: Sequence[Job]) -> Iterator[list[Job]]:
-    """Groups whose Puts, one counter Update per distinct shape and the marker fit in one transaction."""
-    chunk: list[Job] = []
-    shapes: set[Shape] = set()
-    for job in jobs:
-        extra_shape = 0 if job.shape in shapes else 1
-        if chunk and len(chunk) + 1 + len(shapes) + extra_shape + MARKER_ITEMS > TRANSACTION_LIMIT:
-            yield chunk
-            chunk, shapes = [], set()
-        chunk.append(job)
-        shapes.add(job.shape)
-    if chunk:
-        yield chunk
-
-
-def _cancel_chunks(
-    live: Sequence[tuple[str, tuple[JobStatus, str]]],
-) -> Iterator[list[tuple[str, tuple[JobStatus, str]]]]:
-    """Groups whose Updates and one counter Update per distinct shape fit in one transaction."""
-    chunk: list[tuple[str, tuple[JobStatus, str]]] = []
-    shapes: set[str] = set()
-    for entry in live:
-        shape = entry[1][1]
-        if chunk and len(chunk) + 1 + len(shapes | {shape}) > TRANSACTION_LIMIT:
-            yield chunk
-            chunk, shapes = [], set()
-        chunk.append(entry)
-        shapes.add(shape)
-    if chunk:
-        yield chunk
+        return record_from_item(item, self._table.name)

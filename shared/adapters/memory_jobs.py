@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 
-from shared.adapters.job_store import OUTPUT_TAIL_LIMIT
+from shared.adapters.job_records import OUTPUT_TAIL_LIMIT
 from shared.domain import preemption
 from shared.domain.cluster_state import DemandCount, JobRecord, JobStatus, shape_from_key, shape_key
 from shared.domain.jobs import Job, Shape

@@ -1,56 +1,15 @@
-"""The cluster's one DynamoDB table: its key design, and the small typed client every store shares.
+"""The cluster's one DynamoDB table: the small typed client every store shares, and its errors.
 
-One table per cluster (so no cluster name in any key); partition key ``pk`` and sort key ``sk``, both
-strings; ``expires_at`` (epoch seconds) is the table's TTL attribute. Each access pattern is one
-GetItem or one Query of a single partition:
-
-========================== ==========================  ======================================================
-pk                         sk                          holds (access pattern)
-========================== ==========================  ======================================================
-``JOB#{job id}``           ``JOB``                     status, attempts, node, timestamps, exit code, output
-                                                       tail, reason, ``job`` (Job.to_dict() as JSON), ``shape``
-                                                       (its demand key), ``batch`` (its recording batch)
-``SUBMISSION``             ``{batch id}``              ``pending``: ids of one recording transaction whose
-                                                       messages are not yet confirmed in the queue
-``DEMAND``                 ``SHAPE#{shape_key}``       ``queued``, ``running``: changed in the same
-                                                       TransactWriteItems as every job status change, so a
-                                                       round reads demand with one Query, O(shapes)
-``NODE``                   ``{instance id}``           one node record; the fleet is one Query
-``SCALER``                 ``STATE``                   smoothed estimates, spot deficit, ``version``
-                                                       (saved only if the version is unchanged)
-``SCALER``                 ``LEASE``                   ``owner``, ``expires_at``: the round lease (taken if
-                                                       absent, expired, or already ours)
-``CAPACITY``               ``{type}#{zone}#{market}``  ``until``, ``failures``, reason; ``expires_at`` (TTL)
-                                                       forgets the failure count after a quiet period
-``DECISION``               ``{epoch ms, 15 digits}#    one round's decision (JSON); newest first with a
-                           {round id}``                backwards Query; TTL 7 days
-``CLUSTER``                ``SETTINGS`` / ``STATUS``   cluster settings (JSON) / lifecycle status and reason
-``CLUSTER``                ``DEMAND_EVENT``            ``sent_at``: the "demand changed" debounce
-``RUNTIME``                ``{job name}``              ``count``, ``total_seconds``: learned runtimes
-``STARTED#{instance id}``  ``{job id}``                a start on that node, written in the start's own
-                                                       transaction (TTL 30 days): a lost node's jobs are
-                                                       found with one Query, also those it never reported
-``FEED#{feed}``            ``{job id}#START|END``      a submitter's completion feed: each start and end of
-                                                       its jobs, written in the job's own transaction, read
-                                                       with one Query and deleted once read (``job_feed``)
-``IDEMPOTENCY#{function}`` ``{hashed event id}``       Powertools idempotency records of the handlers
-                                                       (``control_plane.idempotency_store``), TTL
-========================== ==========================  ======================================================
+The key design (which item holds what, and each access pattern) and the attribute-value helpers are in
+``state_items``; they are re-exported here, so a store imports one module.
 
 Hot keys: the ``DEMAND`` counters are written by every job transition. At Shoal's scale (hundreds of
 transitions a second at most) that is far below a partition's 1,000 writes/s; transactions that touch
 the same counter at once are cancelled with ``TransactionConflict`` and retried here with backoff.
-
-Numbers are written as DynamoDB ``N`` strings and read back as ``float``/``int``; attribute values
-are built by hand (``s``, ``n``, ...) so no ``Decimal`` leaks out of this package.
-
-One module on purpose (over 400 lines): the key design above and the one client that every store shares
-are read together.
 """
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -59,37 +18,28 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.adapters import aws
-from shared.services.ports import StoreError
+from shared.adapters import aws, state_items
+from shared.adapters.state_items import *  # noqa: F403 (re-exported, so that a store imports one module)
+from shared.adapters.state_items import PK, SK, Item, StateTableError, s
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import (
         AttributeValueTypeDef,
-        PutTypeDef,
         TransactWriteItemTypeDef,
-        UpdateTypeDef,
         WriteRequestTypeDef,
     )
 
-    Item = dict[str, AttributeValueTypeDef]
-else:
-    Item = dict
-
 T = TypeVar("T")
 
-PK = "pk"
-SK = "sk"
-TTL_ATTRIBUTE = "expires_at"
+__all__ = ["BATCH_GET_LIMIT", "BATCH_WRITE_LIMIT", "CONFLICT_RETRIES", "TRANSACTION_LIMIT"]
+__all__ += ["StateTable", "TransactionCancelledError"]
+__all__ += state_items.__all__
 
 TRANSACTION_LIMIT = 100  # items in one TransactWriteItems
 BATCH_GET_LIMIT = 100  # keys in one BatchGetItem
 BATCH_WRITE_LIMIT = 25  # requests in one BatchWriteItem
 CONFLICT_RETRIES = 6  # TransactionConflict: another transaction held one of our items
-
-
-class StateTableError(StoreError):
-    """A DynamoDB call on the state table failed; the message names the table and what to check."""
 
 
 class TransactionCancelledError(StateTableError):
@@ -109,124 +59,7 @@ class TransactionCancelledError(StateTableError):
         return "ConditionalCheckFailed" in self.reasons
 
 
-# --- keys -------------------------------------------------------------------------------------------
-
-
-def job_key(job_id: str) -> Item:
-    return key(f"JOB#{job_id}", "JOB")
-
-
-def demand_key(shape_key: str) -> Item:
-    return key("DEMAND", f"SHAPE#{shape_key}")
-
-
-def key(pk: str, sk: str) -> Item:
-    return {PK: {"S": pk}, SK: {"S": sk}}
-
-
-def attr_names(*attributes: str) -> dict[str, str]:
-    """``ExpressionAttributeNames`` for ``#name`` placeholders (many of our names are reserved words)."""
-    return {f"#{a}": a for a in attributes}
-
-
-def ttl(epoch_seconds: float) -> int:
-    """A TTL value: whole epoch seconds, rounded up so an item never expires early."""
-    return math.ceil(epoch_seconds)
-
-
-# --- attribute values -------------------------------------------------------------------------------
-
-
-def s(value: str) -> AttributeValueTypeDef:
-    return {"S": value}
-
-
-def n(value: float) -> AttributeValueTypeDef:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"cannot store {value!r} in DynamoDB")
-    return {"N": repr(value) if isinstance(value, float) else str(int(value))}
-
-
-def b(value: bool) -> AttributeValueTypeDef:
-    return {"BOOL": value}
-
-
-def number_map(values: Mapping[str, float]) -> AttributeValueTypeDef:
-    return {"M": {k: n(v) for k, v in values.items()}}
-
-
-def string_map(values: Mapping[str, str]) -> AttributeValueTypeDef:
-    return {"M": {k: s(v) for k, v in values.items()}}
-
-
-def get_str(item: Mapping[str, Any], name: str) -> str | None:
-    value = item.get(name)
-    return None if value is None or "S" not in value else str(value["S"])
-
-
-def need_str(item: Mapping[str, Any], name: str) -> str:
-    value = get_str(item, name)
-    if value is None:
-        raise StateTableError(
-            f"state item {_describe(item)} has no string attribute {name!r}; was it written by Shoal?"
-        )
-    return value
-
-
-def get_float(item: Mapping[str, Any], name: str) -> float | None:
-    value = item.get(name)
-    return None if value is None or "N" not in value else float(value["N"])
-
-
-def get_int(item: Mapping[str, Any], name: str) -> int | None:
-    value = item.get(name)
-    return None if value is None or "N" not in value else int(float(value["N"]))
-
-
-def get_bool(item: Mapping[str, Any], name: str) -> bool:
-    value = item.get(name)
-    return bool(value.get("BOOL", False)) if value is not None else False
-
-
-def get_number_map(item: Mapping[str, Any], name: str) -> dict[str, float]:
-    value = item.get(name)
-    if value is None or "M" not in value:
-        return {}
-    return {k: float(v["N"]) for k, v in value["M"].items()}
-
-
-def get_string_map(item: Mapping[str, Any], name: str) -> dict[str, str]:
-    value = item.get(name)
-    if value is None or "M" not in value:
-        return {}
-    return {k: str(v["S"]) for k, v in value["M"].items()}
-
-
-def _describe(item: Mapping[str, Any]) -> str:
-    return f"{get_str(item, PK)}/{get_str(item, SK)}"
-
-
 # --- the table --------------------------------------------------------------------------------------
-
-
-def make_table(client: DynamoDBClient, name: str) -> None:
-    """Create the state table as the stack defines it (pk/sk strings, on-demand, TTL on ``expires_at``).
-
-    For tests and the local cloud; the CDK stack creates the real one.
-    """
-    client.create_table(
-        TableName=name,
-        AttributeDefinitions=[
-            {"AttributeName": PK, "AttributeType": "S"},
-            {"AttributeName": SK, "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": PK, "KeyType": "HASH"}, {"AttributeName": SK, "KeyType": "RANGE"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-    client.update_time_to_live(
-        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
-    )
 
 
 class StateTable:
@@ -457,16 +290,11 @@ class StateTable:
         return_old: bool = False,
     ) -> TransactWriteItemTypeDef:
         """One Update for ``transact``; ``return_old``: a failed condition reports the item as it was."""
-        update: UpdateTypeDef = {"TableName": self.name, "Key": item_key, "UpdateExpression": expression}
-        if condition is not None:
-            update["ConditionExpression"] = condition
+        update = {"TableName": self.name, "Key": item_key, "UpdateExpression": expression}
+        update |= _expression_kwargs(condition, names, values)
         if return_old:
             update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        if names:
-            update["ExpressionAttributeNames"] = dict(names)
-        if values:
-            update["ExpressionAttributeValues"] = dict(values)
-        return {"Update": update}
+        return cast("TransactWriteItemTypeDef", {"Update": update})
 
     def condition_check_op(
         self,
@@ -477,12 +305,8 @@ class StateTable:
         values: Mapping[str, AttributeValueTypeDef] | None = None,
     ) -> TransactWriteItemTypeDef:
         """One ConditionCheck for ``transact``: the transaction fails unless ``condition`` holds for that item."""
-        check: dict[str, object] = {"TableName": self.name, "Key": item_key, "ConditionExpression": condition}
-        if names:
-            check["ExpressionAttributeNames"] = dict(names)
-        if values:
-            check["ExpressionAttributeValues"] = dict(values)
-        return {"ConditionCheck": check}  # type: ignore[typeddict-item]
+        check = {"TableName": self.name, "Key": item_key, **_expression_kwargs(condition, names, values)}
+        return cast("TransactWriteItemTypeDef", {"ConditionCheck": check})
 
     def put_item_op(
         self,
@@ -493,14 +317,8 @@ class StateTable:
         values: Mapping[str, AttributeValueTypeDef] | None = None,
     ) -> TransactWriteItemTypeDef:
         """One Put for ``transact``."""
-        put: PutTypeDef = {"TableName": self.name, "Item": item}
-        if condition is not None:
-            put["ConditionExpression"] = condition
-        if names:
-            put["ExpressionAttributeNames"] = dict(names)
-        if values:
-            put["ExpressionAttributeValues"] = dict(values)
-        return {"Put": put}
+        put = {"TableName": self.name, "Item": item, **_expression_kwargs(condition, names, values)}
+        return cast("TransactWriteItemTypeDef", {"Put": put})
 
     # Errors ------------------------------------------------------------------------------------------
 

@@ -18,7 +18,6 @@ from shared.adapters.cluster_directory import (
     ClusterOutputs,
     stack_name,
 )
-from shared.adapters.executions import StepFunctionsExecutions
 from shared.cli import guardrails_cmd
 from shared.cli.cluster_common import (
     AWS_ERRORS,
@@ -30,17 +29,17 @@ from shared.cli.cluster_common import (
     REPO_ROOT,
     ClusterInputError,
     Io,
-    SystemClock,
     common_wait_options,
     duration,
     finish,
     region_of,
+    start_and_wait,
     streams,
     wait_options,
 )
 from shared.cli.cluster_launch import add_launch_parser, parse_workers, run_launch
 from shared.formats.decision_record import DecisionRecord
-from shared.services.cluster_utils import ClusterReport, StatusSources, run_and_wait, status
+from shared.services.cluster_utils import ClusterReport, StatusSources, status
 from shared.services.ports import Clock
 from shared.wiring.clients import build_status_sources
 
@@ -106,16 +105,10 @@ def run_destroy(
         print(
             f"tearing down cluster {args.name} in {region}{' (forced)' if args.force else ''}", file=io.out, flush=True
         )
-        result = run_and_wait(
-            StepFunctionsExecutions(region),
-            deployed.teardown_state_machine_arn,
-            verb="destroy",
-            payload=payload,
-            clock=clock or SystemClock(),
-            timeout=timeout,
-            check_every=check_every,
-            progress=lambda state: print(f"→ {state}", file=io.out, flush=True),
-        )
+        result = start_and_wait(
+            region, deployed.teardown_state_machine_arn, verb="destroy", payload=payload, timeout=timeout,
+            check_every=check_every, clock=clock, io=io,
+        )  # fmt: skip
     except ClusterInputError as error:
         return io.fail("destroy-cluster", error, EXIT_USAGE)
     except ClusterNotFoundError as error:

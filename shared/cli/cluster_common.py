@@ -16,11 +16,11 @@ from typing import TextIO
 
 from shared.adapters.aws import AwsConfigError
 from shared.adapters.cluster_directory import ClusterDirectoryError
-from shared.adapters.executions import ExecutionsError
+from shared.adapters.executions import ExecutionsError, StepFunctionsExecutions
 from shared.adapters.leader import LeaderError
 from shared.domain.units import UnitError, format_duration, parse_duration
-from shared.services.cluster_utils import Outcome, RunResult
-from shared.services.ports import JobQueueError, StoreError
+from shared.services.cluster_utils import Outcome, RunResult, run_and_wait
+from shared.services.ports import Clock, JobQueueError, StoreError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -87,6 +87,30 @@ def wait_options(args: argparse.Namespace) -> tuple[float, float, dict[str, obje
         poll = duration("--poll", args.poll)
         payload["poll_seconds"] = int(poll)
     return timeout, check_every, payload
+
+
+def start_and_wait(
+    region: str,
+    machine_arn: str,
+    *,
+    verb: str,
+    payload: dict[str, object],
+    timeout: float,
+    check_every: float,
+    clock: Clock | None,
+    io: Io,
+) -> RunResult:
+    """Start the launch or teardown state machine and wait for its end, printing each state as it is entered."""
+    return run_and_wait(
+        StepFunctionsExecutions(region),
+        machine_arn,
+        verb=verb,
+        payload=payload,
+        clock=clock or SystemClock(),
+        timeout=timeout,
+        check_every=check_every,
+        progress=lambda state: print(f"→ {state}", file=io.out, flush=True),
+    )
 
 
 def finish(verb: str, success: str, result: RunResult, timeout: float, io: Io) -> int:

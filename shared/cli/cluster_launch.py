@@ -34,7 +34,6 @@ from shared.adapters.cluster_directory import (
     ClusterOutputs,
     stack_name,
 )
-from shared.adapters.executions import StepFunctionsExecutions
 from shared.adapters.leader import Ec2Leader
 from shared.cli import guardrails_cmd
 from shared.cli.cluster_common import (
@@ -44,17 +43,17 @@ from shared.cli.cluster_common import (
     REPO_ROOT,
     ClusterInputError,
     Io,
-    SystemClock,
     common_wait_options,
     duration,
     finish,
     region_of,
+    start_and_wait,
     streams,
     wait_options,
 )
 from shared.domain.catalog import REGIONS, UnknownInstanceTypeError, instance_type
 from shared.domain.settings import ClusterSettings, SettingsError
-from shared.services.cluster_utils import Outcome, run_and_wait
+from shared.services.cluster_utils import Outcome
 from shared.services.ports import Clock
 
 WORKERS_ENTRY = re.compile(r"([0-9]{1,6})(?:-([0-9]{1,6}))?")
@@ -268,16 +267,10 @@ def run_launch(
         if deployed is None:
             return EXIT_FAILED
         print(f"launching cluster {args.name} in {region}", file=io.out, flush=True)
-        result = run_and_wait(
-            StepFunctionsExecutions(region),
-            deployed.launch_state_machine_arn,
-            verb="launch",
-            payload=payload,
-            clock=clock or SystemClock(),
-            timeout=timeout,
-            check_every=check_every,
-            progress=lambda state: print(f"→ {state}", file=io.out, flush=True),
-        )
+        result = start_and_wait(
+            region, deployed.launch_state_machine_arn, verb="launch", payload=payload, timeout=timeout,
+            check_every=check_every, clock=clock, io=io,
+        )  # fmt: skip
         if result.outcome is Outcome.SUCCEEDED and leader_type is not None:
             start_leader(deployed, leader_type, io)
     except ClusterInputError as error:

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.domain import preemption
-from shared.domain.cluster_state import JobRecord, NodeState
-from shared.domain.decision import Action, Snapshot, describe_action
+from shared.domain.cluster_state import DemandCount, JobRecord, NodeRecord, NodeState
+from shared.domain.decision import Action, Decision, Snapshot, describe_action
+from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
+from shared.domain.policy import ScalerState
 from shared.domain.scaling import decide, node_hourly_price
 from shared.domain.settings import ClusterSettings
 from shared.formats.decision_record import DecisionRecord, PassSummary
@@ -109,35 +111,52 @@ class _Round:
 
     def run(self) -> RoundResult:
         started = time.perf_counter()
-        plane, actuator = self.plane, self.actuator
+        seen = self._observe()
+        passes = self._decide_and_act(seen)
+        return self._record(seen, passes, started)
+
+    def _observe(self) -> _Observed:
+        plane = self.plane
         state, version = plane.scaler_state.load()
         smoothed_at = _last_smoothed_at(plane.decisions)
         demand = plane.jobs.demand()
         guard = guardrails.before_round(plane.guardrails, self.now)
-        actuator.instances = {i.instance_id: i for i in plane.fleet.describe()}
+        self.actuator.instances = {i.instance_id: i for i in plane.fleet.describe()}
         zones = plane.fleet.zones()
         preempted = plane.jobs.preempted_jobs()
-        observed = _observed_extras(plane, self.settings, self.offers, zones, self.now, preempted=preempted)
-        unavailable: set[Offering] = set(plane.capacity.unavailable(self.now))
-        nodes = plane.nodes.list_nodes()
-        decide_seconds = 0.0
-        passes = 0
-        refused = False
+        return _Observed(
+            state=state,
+            version=version,
+            smoothed_at=smoothed_at,
+            demand=demand,
+            guard=guard,
+            zones=zones,
+            preempted=preempted,
+            extras=_observed_extras(plane, self.settings, self.offers, zones, self.now, preempted=preempted),
+            unavailable=set(plane.capacity.unavailable(self.now)),
+            nodes=plane.nodes.list_nodes(),
+        )
+
+    def _decide_and_act(self, seen: _Observed) -> _Passes:
+        """Decide, act, and decide again while EC2 refused offerings (the capacity fallback)."""
+        plane, actuator = self.plane, self.actuator
+        nodes, decide_seconds, passes, refused = seen.nodes, 0.0, 0, False
         leftover: tuple[Action, ...] = ()
         summaries: list[PassSummary] = []
         while True:
             snapshot = Snapshot(
-                demand=demand,
+                demand=seen.demand,
                 nodes=nodes,
                 instances=tuple(actuator.instances.values()),
-                zones=zones,
-                spent=guard.spent,
-                **observed,
+                zones=seen.zones,
+                spent=seen.guard.spent,
+                **seen.extras,
             )
             clock = time.perf_counter()
             decision = decide(
-                snapshot, self.settings, self.offers, state, unavailable, now=self.now, smoothed_at=smoothed_at
-            )
+                snapshot, self.settings, self.offers, seen.state, seen.unavailable, now=self.now,
+                smoothed_at=seen.smoothed_at,
+            )  # fmt: skip
             decide_seconds += time.perf_counter() - clock
             passes += 1
             summaries.append(PassSummary.of(decision))
@@ -149,18 +168,25 @@ class _Round:
                 leftover = decision.actions
                 break
             launch_key = f"{self.round_id}:{passes - 1}"
-            refused = actuator.act(decision.actions, launch_key=launch_key, unavailable=unavailable)
+            refused = actuator.act(decision.actions, launch_key=launch_key, unavailable=seen.unavailable)
             nodes = plane.nodes.list_nodes()
+        return _Passes(
+            decision=decision, count=passes, summaries=summaries, leftover=leftover, nodes=nodes,
+            decide_seconds=decide_seconds,
+        )  # fmt: skip
 
-        t = actuator.tally
-        if not plane.scaler_state.save(decision.state, version):
+    def _record(self, seen: _Observed, passes: _Passes, started: float) -> RoundResult:
+        """Save the state, apply the guardrails' after-round checks, log the decision record."""
+        plane, t, nodes, decision = self.plane, self.actuator.tally, passes.nodes, passes.decision
+        if not plane.scaler_state.save(decision.state, seen.version):
             t.errors.append("the scaler state changed during the round (lease lost?); not saved")
         by_key = {o.key: o for o in self.offers}
         running = [n for n in nodes if n.state in (NodeState.PENDING, NodeState.ACTIVE, NodeState.DRAINING)]
         hourly_cost = sum(node_hourly_price(n, by_key.get(n.offer_key), self.settings.region) for n in running)
         after = guardrails.after_round(
-            plane.guardrails, self.settings, guard, nodes=nodes, offers=self.offers, demand=demand, now=self.now,
-            quotas=observed["quotas"], preempted=preempted, placement_scores=observed["placement_scores"],
+            plane.guardrails, self.settings, seen.guard, nodes=nodes, offers=self.offers, demand=seen.demand,
+            now=self.now, quotas=seen.extras["quotas"], preempted=seen.preempted,
+            placement_scores=seen.extras["placement_scores"],
         )  # fmt: skip
         t.errors += after.errors
         round_seconds = time.perf_counter() - started
@@ -168,16 +194,16 @@ class _Round:
             round_id=self.round_id,
             at=self.now,
             trigger=self.trigger,
-            passes=passes,
+            passes=passes.count,
             smoothed_at=decision.smoothed_at,
-            decision=summaries[0],
-            later_passes=tuple(summaries[1:]),
+            decision=passes.summaries[0],
+            later_passes=tuple(passes.summaries[1:]),
             done=tuple(t.done),
             launch_failures=tuple(failure_dict(f) for f in t.launch_failures),
             errors=tuple(t.errors),
-            left_for_next_round=tuple(describe_action(a) for a in leftover),
+            left_for_next_round=tuple(describe_action(a) for a in passes.leftover),
             hourly_cost=round(hourly_cost, 4),
-            decide_seconds=round(decide_seconds, 6),
+            decide_seconds=round(passes.decide_seconds, 6),
             round_seconds=round(round_seconds, 6),
         )
         plane.decisions.record(record.round_id, record.at, record.to_json())
@@ -186,17 +212,45 @@ class _Round:
             trigger=self.trigger,
             ran=True,
             decision=decision,
-            passes=passes,
+            passes=passes.count,
             counts=t.counts,
             launch_failures=tuple(t.launch_failures),
             errors=tuple(t.errors),
             nodes=tuple(nodes),
             hourly_cost=hourly_cost,
-            decide_seconds=decide_seconds,
+            decide_seconds=passes.decide_seconds,
             round_seconds=round_seconds,
-            spent=None if plane.guardrails is None else guard.spent,
+            spent=None if plane.guardrails is None else seen.guard.spent,
             guard=after.view,
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Observed:
+    """What a round read before deciding."""
+
+    state: ScalerState
+    version: int
+    smoothed_at: float | None
+    demand: dict[Shape, DemandCount]
+    guard: guardrails.Before
+    zones: tuple[str, ...]
+    preempted: Sequence[JobRecord]
+    extras: dict[str, Any]  # quotas, placement scores, on-demand-only jobs (``_observed_extras``)
+    unavailable: set[Offering]
+    nodes: Sequence[NodeRecord]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Passes:
+    """What the round's passes of decide → act ended with."""
+
+    decision: Decision
+    count: int
+    summaries: list[PassSummary]
+    leftover: tuple[Action, ...]
+    nodes: Sequence[NodeRecord]
+    decide_seconds: float
 
 
 def _observed_extras(

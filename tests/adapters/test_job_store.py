@@ -252,8 +252,9 @@ def test_a_job_recorded_between_the_read_and_the_write_is_not_counted_twice(
 ) -> None:
     # GIVEN a store whose first look finds nothing, while another submitter records "a" meanwhile
     store = DynamoJobStore(table)
+    submissions = store._submissions
     other = DynamoJobStore(table)
-    real_lookup = store._batches_of
+    real_lookup = submissions._batches_of
     calls = 0
 
     def stale_first_look(job_ids: list[str]) -> dict[str, tuple[JobStatus, str | None]]:
@@ -264,7 +265,7 @@ def test_a_job_recorded_between_the_read_and_the_write_is_not_counted_twice(
             return {}
         return real_lookup(job_ids)
 
-    monkeypatch.setattr(store, "_batches_of", stale_first_look)
+    monkeypatch.setattr(submissions, "_batches_of", stale_first_look)
 
     # WHEN it records "a" and "b" (one transaction whose Put of "a" now fails its condition)
     recorded = store.record_jobs([make_job("a"), make_job("b")], NOW)

@@ -7,10 +7,10 @@ which of Shoal's own packages each package may import, so the house stays as dra
         ← the edges, one per deployable unit: functions, shared.cli, shared.worker, shared.local (and cdk)
 
 A NEW PACKAGE needs a row in ``MAY_IMPORT`` (the test below fails naming it until it has one): say which
-packages it may import, choosing the lowest layer that works. Rows for shared.sim and shared.toil are
-there already, as edges; tighten them when those packages land. ``KNOWN_WRONG_WAY`` pins today's
-wrong-way arrows; each must be removed when the change that fixes it lands (the test fails if an
-entry no longer happens, so the list only shrinks).
+packages it may import, choosing the lowest layer that works. An edge gets its adapters from
+``shared.wiring``, not by importing ``shared.adapters`` (the local cloud aside: it is the stand-in for AWS).
+``KNOWN_WRONG_WAY`` pins today's wrong-way arrows; each must be removed when the change that fixes it
+lands (the test fails if an entry no longer happens, so the list only shrinks).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ OURS = {"shared", "functions", "cdk", "app", "toil_batch_system_shoal"}
 # ---- direction: package → the packages of ours it may import (besides itself) ---------------------------
 PURE = frozenset({"shared.domain", "shared.formats", "shared.appliance"})  # no I/O, importable by anyone
 INSIDE = PURE | {"shared.services", "shared.adapters"}  # what the wiring assembles
-WIRED = INSIDE | {"shared.wiring"}  # what an edge may import
+WIRED = PURE | {"shared.services", "shared.wiring"}  # what an edge may import: adapters come through the wiring
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "shared": frozenset(),  # the package's own (empty) __init__
     "shared.domain": frozenset(),
@@ -42,7 +42,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "functions": WIRED,
     "shared.worker": WIRED,
     "shared.cli": WIRED | {"shared.local", "shared.sim"},  # `shoal demo` and `shoal local run` start the local cloud
-    "shared.local": WIRED | {"shared.worker"},  # the local cloud runs the real agent in-process
+    "shared.local": WIRED | {"shared.adapters", "shared.worker"},  # the local cloud runs the real agent in-process
     "shared.sim": PURE | {"shared.services"},  # the simulator: the real decide and admit, no AWS
     "shared.toil": WIRED,  # the Toil batch-system plugin
     "toil_batch_system_shoal": frozenset({"shared.toil"}),  # the shim Toil's plugin loader finds
@@ -50,7 +50,18 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "app": frozenset({"cdk", "shared.domain"}),
 }
 # Wrong-way arrows that exist today: (importing file, imported package) → the change that removes it.
-KNOWN_WRONG_WAY: dict[tuple[str, str], str] = {}
+CLI_WIRING = "build the command's adapters in shared/wiring/clients.py (and catch its errors from there)"
+TOIL_WIRING = "build the plugin's job store, queue and feed in shared/wiring/clients.py"
+KNOWN_WRONG_WAY: dict[tuple[str, str], str] = {
+    ("shared/cli/cluster_access_cmd.py", "shared.adapters"): CLI_WIRING,
+    ("shared/cli/cluster_cmd.py", "shared.adapters"): CLI_WIRING,
+    ("shared/cli/cluster_common.py", "shared.adapters"): CLI_WIRING,
+    ("shared/cli/cluster_launch.py", "shared.adapters"): CLI_WIRING,
+    ("shared/cli/guardrails_cmd.py", "shared.adapters"): CLI_WIRING,
+    ("shared/cli/submit.py", "shared.adapters"): CLI_WIRING,
+    ("shared/toil/batch_system.py", "shared.adapters"): TOIL_WIRING,
+    ("shared/toil/tracker.py", "shared.adapters"): TOIL_WIRING,
+}
 
 
 def package_of(module: str) -> str:
