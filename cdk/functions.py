@@ -89,6 +89,7 @@ class ControlPlaneFunctions(Construct):
         subnets: Sequence[ec2.ISubnet],
         machine_image_id: str,
         scaler_reserved_concurrency: int = constants.SCALER_RESERVED_CONCURRENCY,
+        cached_repository: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._settings = settings
@@ -106,6 +107,7 @@ class ControlPlaneFunctions(Construct):
             launch_template_id=str(launch_template.launch_template_id),
             subnet_ids=tuple(subnet.subnet_id for subnet in subnets),
             teardown_state_machine_arn=teardown_state_machine_arn(Stack.of(self), settings.name),
+            cached_repository=cached_repository or "",
         ).to_env() | {
             "POWERTOOLS_SERVICE_NAME": telemetry.SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": telemetry.METRICS_NAMESPACE,
@@ -128,6 +130,7 @@ class ControlPlaneFunctions(Construct):
             worker_security_group=worker_security_group,
             subnets=subnets,
             machine_image_id=machine_image_id,
+            cached_repository=cached_repository,
         )
         layer = lambda_.LayerVersion.from_layer_version_arn(
             self,
@@ -199,6 +202,7 @@ class ControlPlaneFunctions(Construct):
         worker_security_group: ec2.ISecurityGroup,
         subnets: Sequence[ec2.ISubnet],
         machine_image_id: str,
+        cached_repository: str | None,
     ) -> iam.Role:
         stack = Stack.of(self)
         name = self._settings.name
@@ -287,6 +291,15 @@ class ControlPlaneFunctions(Construct):
             ),
             *scaler_statements(self._settings, stack),  # with a lease: start TeardownCluster
         ]
+        if cached_repository:
+            # ECR creates the appliance's cached repository, not the stack: the teardown deletes it, and only it.
+            statements.append(
+                iam.PolicyStatement(
+                    sid="DeleteCachedAppliance",
+                    actions=["ecr:DeleteRepository"],
+                    resources=[stack.format_arn(service="ecr", resource="repository", resource_name=cached_repository)],
+                )
+            )
         role = iam.Role(
             self,
             "Role",

@@ -80,6 +80,7 @@ class ShoalStack(Stack):
             subnets=self.network.subnets,
             machine_image_id=self.workers.image_id,
             scaler_reserved_concurrency=settings.scaler_reserved_concurrency,
+            cached_repository=self.workers.cached_repository,
         )
         self.triggers = ScalingTriggers(
             self,

@@ -216,6 +216,11 @@ class WorkerFleet(Construct):
             )
         return role
 
+    @property
+    def cached_repository(self) -> str | None:
+        """The ECR repository the appliance's pull-through cache creates on the first pull, if there is a cache."""
+        return self._cached_repository
+
     def _ecr_repository(self) -> tuple[str, str, str] | None:
         """(account, region, repository) when the appliance image is in a private ECR registry."""
         if self._cached_repository is not None:  # this account's registry, named by deploy-time tokens

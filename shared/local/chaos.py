@@ -264,6 +264,7 @@ class ChaosDemo(Demo):
         runs = Counter(self.nodes.executions_log.read_text(encoding="utf-8").split())
         overlaps = sorted(set(self.nodes.overlaps_log.read_text(encoding="utf-8").split()))
         still = process_tree.scan(lambda token: token.split("/", 1)[0] in self.nodes.owners)
+        twice = {job.id: self._completions(job.id) for job in self._submitted if runs.get(job.id, 0) > 1}
         invariants = {
             "every_job_completed_exactly_once": all(runs.get(job.id, 0) == 1 for job in self._submitted),
             "never_two_copies_at_once": not overlaps,
@@ -283,6 +284,7 @@ class ChaosDemo(Demo):
             "by_kind": dict(sorted(self.chaos.injected.items())),
             "invariants": invariants,
             "overlapping_jobs": overlaps,
+            "completed_more_than_once": twice,  # job id -> "node at real time" of each completion
             "processes_left_behind": list(self.nodes.left_behind) + [f"pid {pid}" for pid in sorted(still)],
             "busy_nodes_chaos_ended": chaos_ended,
         }
@@ -293,3 +295,12 @@ class ChaosDemo(Demo):
             f"invariants {'all held' if not failed else 'FAILED: ' + ', '.join(failed)}"
         )
         return report
+
+    def _completions(self, job_id: str) -> list[str]:
+        """Where and when (real time) each completion of ``job_id`` happened, from the nodes' detailed witness."""
+        found = []
+        for line in self.nodes.completions_log.read_text(encoding="utf-8").splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == job_id:
+                found.append(f"{Path(parts[1]).parent.name} at {parts[2]}")
+        return found

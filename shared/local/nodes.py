@@ -133,6 +133,7 @@ class LocalNodes:
         self.executions_log = work_root / "executions.log"
         self.executions_log.touch()
         self.overlaps_log = work_root / "overlaps.log"
+        self.completions_log = work_root / "completions.log"  # job id, work dir (under the node's), real time
         self.overlaps_log.touch()
         self._locks = work_root / "locks"
         self._locks.mkdir(exist_ok=True)
@@ -267,7 +268,10 @@ class LocalNodes:
 
     def _as_simulated(self, job: Job) -> Job:
         """The job as the appliance would run it: its simulated duration, or its own command with ``real``."""
-        witness = f'echo "$SHOAL_JOB_ID" >> {shlex.quote(str(self.executions_log))}'
+        # The detail (where, when) says, of a job that completed twice, whether its node died before its end was
+        # recorded (an at-least-once rerun no system can avoid) or Shoal ran it again.
+        detail = f'"$SHOAL_JOB_ID $SHOAL_JOB_WORK_DIR $(date +%s.%N)" >> {shlex.quote(str(self.completions_log))}'
+        witness = f'echo "$SHOAL_JOB_ID" >> {shlex.quote(str(self.executions_log))}; echo {detail}'
         lock = ""
         if self._flock is not None:
             # Every process of the run inherits fd 9, so the lock is held until the whole tree is gone.

@@ -27,6 +27,7 @@ class FunctionEnvironment:
     event_bus_name: str = "default"
     subnet_ids: tuple[str, ...] = ()
     teardown_state_machine_arn: str = ""  # the scaler starts it when a lease runs out ("" : never)
+    cached_repository: str = ""  # the appliance's ECR pull-through repository, deleted by the teardown ("": none)
 
     def to_env(self) -> dict[str, str]:
         return {
@@ -38,6 +39,7 @@ class FunctionEnvironment:
             "SHOAL_EVENT_BUS_NAME": self.event_bus_name,
             "SHOAL_SUBNET_IDS": ",".join(self.subnet_ids),
             "SHOAL_TEARDOWN_STATE_MACHINE_ARN": self.teardown_state_machine_arn,
+            "SHOAL_CACHED_REPOSITORY": self.cached_repository,
         }
 
 
@@ -51,4 +53,5 @@ ENVIRONMENT_VARIABLES = (
     "SHOAL_EVENT_BUS_NAME",
     "SHOAL_SUBNET_IDS",
     "SHOAL_TEARDOWN_STATE_MACHINE_ARN",
+    "SHOAL_CACHED_REPOSITORY",
 )

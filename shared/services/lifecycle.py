@@ -54,6 +54,16 @@ class ResourcesLeftError(LifecycleError):
     """The teardown's final inventory is not empty; the message names what is left."""
 
 
+class ImageCache(Protocol):
+    """The repository an ECR pull-through cache created for the appliance (not the stack's: nothing tags it)."""
+
+    repository: str
+
+    def delete(self) -> bool:
+        """Delete it with its images; False if it never existed. Raises, naming it, if it cannot."""
+        ...
+
+
 class Inventory(Protocol):
     """What a teardown must find: every tagged instance whatever its state, and open spot requests."""
 
@@ -70,6 +80,7 @@ class LifecyclePorts:
     inventory: Inventory
     nodes: NodeStore
     capacity: CapacityCache
+    image_cache: ImageCache | None = None  # with worker_network "endpoints": the appliance's ECR cache
 
 
 # ---- LaunchCluster -------------------------------------------------------------------------------
@@ -244,7 +255,15 @@ def verify_empty(ports: LifecyclePorts, *, now: float) -> dict[str, object]:
     if left:
         raise ResourcesLeftError(f"teardown left {len(left)} resources: {', '.join(left)}")
     ports.nodes.remove_nodes([node.instance_id for node in ports.nodes.list_nodes()])
-    return {"verified_at": now, "left": []}
+    answer: dict[str, object] = {"verified_at": now, "left": []}
+    if ports.image_cache is not None:
+        # Last, once no node can pull again: a running node's next pull would recreate the repository.
+        try:
+            deleted = ports.image_cache.delete()
+        except RuntimeError as error:  # the adapter's error names the repository and why
+            raise ResourcesLeftError(f"teardown left 1 resource: {error}") from None
+        answer["cached_image_deleted"] = ports.image_cache.repository if deleted else None
+    return answer
 
 
 def _ids(launched: Mapping[str, object]) -> list[str]:

@@ -11,6 +11,7 @@ from shared.adapters.cluster_store import DynamoClusterStore
 from shared.adapters.decision_log import DynamoDecisionLog
 from shared.adapters.ec2_fleet import Ec2Fleet
 from shared.adapters.ec2_quotas import ServiceQuotaReader, SpotPlacementScorer
+from shared.adapters.image_cache import EcrImageCache
 from shared.adapters.job_queue import SqsJobQueue
 from shared.adapters.job_store import DynamoJobStore
 from shared.adapters.node_store import DynamoNodeStore
@@ -68,8 +69,13 @@ def build_lifecycle_step(env: FunctionEnvironment) -> LifecyclePorts:
     """The LaunchCluster/TeardownCluster steps' ports."""
     table = StateTable(env.table_name, region=env.cluster.region)
     fleet = _fleet(env)
+    cache = EcrImageCache(env.cached_repository, env.cluster.region) if env.cached_repository else None
     return LifecyclePorts(
-        fleet=fleet, inventory=fleet, nodes=DynamoNodeStore(table), capacity=DynamoCapacityCache(table)
+        fleet=fleet,
+        inventory=fleet,
+        nodes=DynamoNodeStore(table),
+        capacity=DynamoCapacityCache(table),
+        image_cache=cache,
     )
 
 

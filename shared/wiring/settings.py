@@ -95,6 +95,7 @@ def read_function_environment(environ: Mapping[str, str] | None = None) -> Funct
         event_bus_name=env.get("SHOAL_EVENT_BUS_NAME", "default"),
         subnet_ids=tuple(s for s in env.get("SHOAL_SUBNET_IDS").split(",") if s),
         teardown_state_machine_arn=env.get("SHOAL_TEARDOWN_STATE_MACHINE_ARN"),
+        cached_repository=env.get("SHOAL_CACHED_REPOSITORY"),
     )
 
 

@@ -150,7 +150,7 @@ class Agent:
         the jobs' processes left running with their tickets. For chaos runs in the local cloud, whose agents are
         threads; the next agent of the node must then ``recover`` exactly as after a real crash."""
         state = self.state
-        state.abandoned = True
+        state.gone.set()
         state.stopping.set()
         with state.settled:
             for held in state.running.values():

@@ -130,7 +130,11 @@ class AgentState:
         self.interrupt_reason: str | None = None  # set from a signal handler: no locks on that path
         self.draining = False
         self.wake = threading.Event()  # only the keeper thread waits on it
-        self.abandoned = False
+        self.gone = threading.Event()  # set by ``abandon`` (a simulated crash); waits that must end with it use it
+
+    @property
+    def abandoned(self) -> bool:
+        return self.gone.is_set()
 
     def takes_no_work(self) -> bool:
         return self.stopping.is_set() or self.draining or self.interrupt_reason is not None
@@ -145,6 +149,11 @@ class AgentState:
         intent.parent.mkdir(parents=True, exist_ok=True)
         intent.write_text(json.dumps({"job_id": job_id, "receipt": receipt}), encoding="utf-8")
         return intent
+
+    def tidy(self, held: Held) -> None:
+        """Remove a settled run's ticket, exit file and intent: its end is on the record (or it went back)."""
+        held.process.forget()
+        self.intent_path(held.job.id).unlink(missing_ok=True)
 
     # ── message deletion ────────────────────────────────────────────────────────────────────────
 

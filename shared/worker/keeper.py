@@ -85,7 +85,8 @@ class Keeper:
         for held in self._wait_gone(victims):
             result = held.process.result
             if result is not None and result.exit_code == 0 and not result.timed_out:
-                self._settle_success(held, result)  # it ended by itself, successfully, as the evacuation began
+                if self._settle_success(held, result):  # it ended by itself, successfully, as the evacuation began
+                    state.tidy(held)
                 continue
             requeued.append(held)
             try:
@@ -99,6 +100,7 @@ class Keeper:
                 )
             except Exception:
                 log.exception("requeueing job %s failed; the scaler requeues the jobs of a lost node", held.job.id)
+            state.tidy(held)  # its run was ended: nothing of it is left to adopt
         receipts = [held.message.receipt_handle for held in requeued]
         if receipts:
             failed = guarded("returning messages", lambda: state.queue.change_visibility(receipts, 0))
@@ -122,12 +124,15 @@ class Keeper:
                           "jobs of a lost node)", held.job.id)  # fmt: skip
         return gone
 
-    def _settle_success(self, held: Held, result: RunResult) -> None:
-        """Settle a job that ended by itself as the evacuation began: never run it again."""
+    def _settle_success(self, held: Held, result: RunResult) -> bool:
+        """Settle a job that ended by itself as the evacuation began: never run it again. False if the store
+        failed: its ticket and exit file stay, for an agent restarted on this node to adopt."""
         try:
             self._settler.settle(held, dataclasses.replace(result, cancelled=False))
         except Exception:
             log.exception("settling job %s failed; its message will come back", held.job.id)
+            return False
+        return True
 
     # ── the keeper thread ───────────────────────────────────────────────────────────────────────
 

@@ -22,6 +22,9 @@ from shared.worker.tickets import Ticket, read_tickets
 
 log = logging.getLogger(__name__)
 
+RECORD_TRIES = 5  # writes of one adopted outcome before recovery gives up (and the agent exits to retry)
+RECORD_RETRY_FIRST = 0.5  # seconds, doubling
+
 
 class AgentRecoveryError(RuntimeError):
     """What an earlier agent of this node left running could not be ended; taking jobs could run them twice."""
@@ -75,33 +78,50 @@ def _read_intents(state: AgentState) -> dict[str, str]:
 
 
 def _settle_predecessors(state: AgentState, ticket: Ticket) -> bool:
-    """Settle one run an earlier agent left; True if its record changed."""
+    """Settle one run an earlier agent left; True if its record changed. The ticket goes only once its outcome
+    is on the record: a store that keeps failing raises ``AgentRecoveryError`` with the ticket kept, for the
+    next try (the container restarts), since dropping an outcome would run the job again."""
+    delay = RECORD_RETRY_FIRST
+    for _ in range(RECORD_TRIES):
+        try:
+            changed = _settle_ticket(state, ticket)
+        except Exception:
+            log.exception("recording what job %s's earlier run did failed; trying again in %.1fs", ticket.job_id, delay)
+            if state.gone.wait(delay):
+                break
+            delay *= 2
+            continue
+        ticket.forget(state.settings.work_root)
+        return changed
+    raise AgentRecoveryError(
+        f"could not record what job {ticket.job_id}'s run under an earlier agent of node {state.node_id} did"
+    )
+
+
+def _settle_ticket(state: AgentState, ticket: Ticket) -> bool:
     work_root, now, node_id = state.settings.work_root, state.clock(), state.node_id
-    try:
-        record = state.jobs.get_job(ticket.job_id)
-        if (
-            record is None
-            or record.status is not JobStatus.RUNNING
-            or record.node != node_id
-            or record.starts != ticket.attempt
-        ):
-            return False
-        status = ticket.exit_status(work_root)
-        job, tail = record.job, ticket.output_tail(work_root)
-        if status == 0:
-            log.warning("job %s finished (attempt %d) while no agent watched it; adopting its success",
-                        job.id, ticket.attempt)  # fmt: skip
-            return state.jobs.finish_job(job, node_id, attempt=ticket.attempt, exit_code=0, output_tail=tail, now=now)
-        if status is not None:
-            reason = f"exit code {status} (it ended while no agent watched it)"
-            log.warning("job %s failed (attempt %d) while no agent watched it: %s", job.id, ticket.attempt, reason)
-            return state.jobs.fail_job(
-                job, node_id, attempt=ticket.attempt, reason=reason, exit_code=status, output_tail=tail, now=now,
-            ) is not None  # fmt: skip
-        log.warning("job %s (attempt %d) was running when the agent stopped; its run was ended, requeueing it",
+    record = state.jobs.get_job(ticket.job_id)
+    if (
+        record is None
+        or record.status is not JobStatus.RUNNING
+        or record.node != node_id
+        or record.starts != ticket.attempt
+    ):
+        return False
+    status = ticket.exit_status(work_root)
+    job, tail = record.job, ticket.output_tail(work_root)
+    if status == 0:
+        log.warning("job %s finished (attempt %d) while no agent watched it; adopting its success",
                     job.id, ticket.attempt)  # fmt: skip
-        return state.jobs.requeue_job(
-            job.id, node_id, reason="the agent restarted while it ran; that run was ended", now=now
-        )
-    finally:
-        ticket.forget(work_root)
+        return state.jobs.finish_job(job, node_id, attempt=ticket.attempt, exit_code=0, output_tail=tail, now=now)
+    if status is not None:
+        reason = f"exit code {status} (it ended while no agent watched it)"
+        log.warning("job %s failed (attempt %d) while no agent watched it: %s", job.id, ticket.attempt, reason)
+        return state.jobs.fail_job(
+            job, node_id, attempt=ticket.attempt, reason=reason, exit_code=status, output_tail=tail, now=now,
+        ) is not None  # fmt: skip
+    log.warning("job %s (attempt %d) was running when the agent stopped; its run was ended, requeueing it",
+                job.id, ticket.attempt)  # fmt: skip
+    return state.jobs.requeue_job(
+        job.id, node_id, reason="the agent restarted while it ran; that run was ended", now=now
+    )

@@ -10,9 +10,11 @@ carries the token is ended too (background children, and daemons that ``setsid``
 session), and a container it runs in is removed by name. ``run()`` returns only once they are gone.
 
 So that an agent restarted after a crash (``kill -9``) knows what its predecessor was running, each run
-leaves two small files beside its working directory while it lives: ``NAME.ticket`` (job id, attempt,
-token), written before the process starts, and ``NAME.exit``, which a wrapper shell writes with the
-exit status when the job's command ends, whether or not an agent is still watching (``Ticket``).
+leaves two small files beside its working directory: ``NAME.ticket`` (job id, attempt, token), written
+before the process starts, and ``NAME.exit``, which a wrapper shell writes with the exit status when the
+job's command ends, whether or not an agent is still watching (``Ticket``). They outlive ``run()``: the
+settler removes them (``forget``) only once the job's end is on its record, so a crash between the two
+leaves the outcome for the next agent to adopt rather than a job to run again.
 
 Limits: memory is enforced for ``sh`` jobs with ``ulimit -v`` (``setrlimit(RLIMIT_AS)``) set by a
 wrapper shell rather than ``preexec_fn``, which is unsafe in a threaded agent; cores are advisory
@@ -273,7 +275,7 @@ class JobProcess:
             log.error("job %s: %d process(es) of its tree would not die; the node needs attention", self.job.id, left)
         duration = self._monotonic() - started
         tail = self._output_tail()
-        self._cleanup()
+        self._remove_work_dir()  # the ticket, exit status and output stay until ``forget``
         self.result = RunResult(
             exit_code=process.returncode,
             duration=duration,
@@ -356,12 +358,19 @@ class JobProcess:
     def _output_tail(self) -> str:
         return tail(self.output_path)
 
-    def _cleanup(self) -> None:
+    def forget(self) -> None:
+        """Remove what the run left beside its working directory; call once its end is on the job's record."""
         for suffix in (TICKET_SUFFIX, EXIT_SUFFIX, f"{EXIT_SUFFIX}.tmp"):
             with contextlib.suppress(OSError):
                 (self.work_root / f"{self.name}{suffix}").unlink()
-        if self._keep_work_dir:
-            return
-        shutil.rmtree(self.work_dir, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            self.output_path.unlink()
+        if not self._keep_work_dir:
+            with contextlib.suppress(OSError):
+                self.output_path.unlink()
+
+    def _remove_work_dir(self) -> None:
+        if not self._keep_work_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def _cleanup(self) -> None:
+        self._remove_work_dir()
+        self.forget()

@@ -3,6 +3,11 @@
 "Never lose a job" rests on one order of operations: a message is deleted only after the job store has
 recorded the job's end (success, or failure sent to the dead-letter queue). Whatever crashes in between,
 the message comes back, and the job record decides. A job its submitter cancelled is ended here too.
+
+"Never twice" rests on the outcome outliving a failed write: once a job's process has ended, recording that
+end is retried (backing off) until the store takes it, the job staying in ``running`` meanwhile (a copy of
+its message is hidden, not started), and the run's ticket and exit file are removed only after. An agent
+that crashes in between leaves them for its successor to adopt (``recovery``) instead of a job to run again.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from shared.worker.agent_state import AgentState, Claim, Held
 from shared.worker.runner import RunResult
 
 log = logging.getLogger(__name__)
+
+SETTLE_RETRY_FIRST = 1.0  # seconds before recording a job's end is tried again, doubling
+SETTLE_RETRY_MAX = 60.0
 
 
 class Settler:
@@ -37,18 +45,32 @@ class Settler:
                 return
             if claim is not None:
                 return  # evacuated: the job went back to the queue; its end here means nothing
-            self.settle(held, result)
+            self._settle_until_recorded(held, result)
         except Exception:
             # Leave the message alone: it reappears after its visibility timeout and the record decides.
             log.exception("settling job %s failed; its message will come back", held.job.id)
         finally:
-            if not state.abandoned:
-                state.intent_path(held.job.id).unlink(missing_ok=True)
+            if not state.abandoned and held.claim is not Claim.EVACUATION:  # an evacuation tidies its own
+                state.tidy(held)
             with state.settled:
                 state.running.pop(held.job.id, None)
                 state.ledger.release(held.job.id)
                 state.threads.discard(threading.current_thread())
                 state.settled.notify_all()
+
+    def _settle_until_recorded(self, held: Held, result: RunResult) -> None:
+        """``settle``, again and again (backing off) until the store takes it or the agent is gone: the job's
+        outcome is known, and dropping it would run the job again."""
+        state, delay = self._state, SETTLE_RETRY_FIRST
+        while True:
+            try:
+                self.settle(held, result)
+                return
+            except Exception:
+                log.exception("recording the end of job %s failed; trying again in %.0fs", held.job.id, delay)
+            if state.gone.wait(delay):
+                return  # a simulated crash: the ticket and exit file stay for the next agent
+            delay = min(delay * 2, SETTLE_RETRY_MAX)
 
     def settle(self, held: Held, result: RunResult) -> None:
         """Record how ``held`` ended, then delete its message, hide it for a retry, or dead-letter it."""

@@ -274,6 +274,31 @@ def test_the_appliance_is_pulled_through_an_ecr_cache_of_quay(endpoints: Built) 
     )
 
 
+def _control_plane(built: ShoalStack, template: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    """The lifecycle function's environment, and its role's statements by Sid."""
+    function = built.control_plane.lifecycle_step.node.default_child
+    properties = template["Resources"][built.get_logical_id(function)]["Properties"]  # type: ignore[arg-type]
+    role = template["Resources"][built.get_logical_id(built.control_plane.role.node.default_child)]  # type: ignore[arg-type]
+    statements = {s["Sid"]: s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]}
+    return properties["Environment"]["Variables"], statements
+
+
+def test_the_teardown_may_delete_the_cached_appliance_and_nothing_else(
+    endpoints: Built, synthesized: Synthesized
+) -> None:
+    # GIVEN the endpoints stack: ECR creates shoal-net-quay/ucsc_cgl/toil on the first pull
+    environment, statements = _control_plane(endpoints.stack, endpoints.template)
+    # THEN the control plane knows the repository and may delete exactly it
+    assert environment["SHOAL_CACHED_REPOSITORY"] == "shoal-net-quay/ucsc_cgl/toil"
+    delete = statements["DeleteCachedAppliance"]
+    assert delete["Action"] == "ecr:DeleteRepository"
+    assert render(delete["Resource"]) == f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/shoal-net-quay/ucsc_cgl/toil"
+    # AND the default stack has no cache: nothing to delete, no permission
+    environment, statements = _control_plane(synthesized.stack, synthesized.template_json)
+    assert environment["SHOAL_CACHED_REPOSITORY"] == ""
+    assert "DeleteCachedAppliance" not in statements
+
+
 def test_the_default_network_keeps_pypi_and_quay(synthesized: Synthesized) -> None:
     # GIVEN the public network: unchanged, PyPI for boto3 and quay.io for the appliance, no cache rule
     script = worker_user_data(synthesized.stack, synthesized.template_json)

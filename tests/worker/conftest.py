@@ -72,6 +72,7 @@ class Cluster:
     nodes: Any
     runtimes: Any
     work_root: Path
+    dynamodb: Any = None
     agents: list[Agent] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
 
@@ -181,6 +182,7 @@ def cluster(aws_credentials: None, tmp_path: Path) -> Iterator[Cluster]:
             nodes=DynamoNodeStore(table),
             runtimes=DynamoClusterStore(table),
             work_root=tmp_path / "work",
+            dynamodb=dynamodb,
         )
         try:
             yield cluster

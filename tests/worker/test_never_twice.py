@@ -22,6 +22,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from shared.adapters.job_store import DynamoJobStore
 from shared.adapters.node_store import DynamoNodeStore
@@ -291,3 +292,69 @@ def test_a_restarted_agent_removes_the_containers_its_predecessor_left(cluster: 
         f"ps --all --quiet --filter label=shoal.owner={owner}",
         "rm --force c1 c2",
     ]
+
+
+# ── the end of a finished job is never dropped: a failed write or a crash before it is not a second run ──
+
+
+class _RecordingOutage:
+    """The job store's transactions (how a job's end is recorded) fail with a 500 while ``on``, from a
+    botocore hook on the real client; counts the calls it refused."""
+
+    def __init__(self, client: Any) -> None:
+        self.on = False
+        self.refused = 0
+        client.meta.events.register("before-call.dynamodb.TransactWriteItems", self._refuse)
+
+    def _refuse(self, **_: Any) -> None:
+        if self.on:
+            self.refused += 1
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, "TransactWriteItems")
+
+
+def _outage_during_the_end_of(cluster: Cluster, tmp_path: Path) -> _RecordingOutage:
+    """A job that runs 0.3 s on node i-node1, whose end cannot be recorded for a while once it has started."""
+    outage = _RecordingOutage(cluster.dynamodb)
+    cluster.submit(make_job("quick", witnessed(tmp_path, f"sleep 0.3; echo done >> {tmp_path / 'done'}")))
+    return outage
+
+
+def test_a_job_whose_end_could_not_be_recorded_at_first_is_not_run_again(cluster: Cluster, tmp_path: Path) -> None:
+    # GIVEN a running job whose end the store refuses to record for a while (messages reappear after 2 s)
+    outage = _outage_during_the_end_of(cluster, tmp_path)
+    cluster.start(cluster.agent("i-node1", visibility_timeout=2))
+    wait_until(lambda: lines(tmp_path / "witness") == ["start 1"], what="the run to start")
+    outage.on = True
+    # WHEN the job ends, its end is refused twice (past its message's visibility), then the store is back
+    wait_until(lambda: outage.refused >= 2, timeout=20, what="two refused writes of its end")
+    assert lines(tmp_path / "done") == ["done"]
+    outage.on = False
+    # THEN its end is recorded, and it ran once
+    wait_until(lambda: cluster.jobs.get_job("quick").status is JobStatus.SUCCEEDED, timeout=20, what="its end")
+    wait_until(lambda: cluster.counts() == (0, 0), timeout=20, what="its message to be deleted")
+    assert lines(tmp_path / "witness") == ["start 1"]
+    assert cluster.jobs.get_job("quick").starts == 1
+
+
+def test_an_agent_that_crashes_before_recording_a_finished_job_leaves_it_for_the_next_to_adopt(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # GIVEN a job that finished while the store refused to record its end
+    outage = _outage_during_the_end_of(cluster, tmp_path)
+    crashed = cluster.agent("i-node1", visibility_timeout=2)
+    thread = cluster.start(crashed)
+    wait_until(lambda: lines(tmp_path / "witness") == ["start 1"], what="the run to start")
+    outage.on = True
+    wait_until(lambda: outage.refused >= 1, timeout=20, what="a refused write of its end")
+    # WHEN its agent dies (kill -9), the store comes back, and a new agent starts on the node
+    crashed.abandon()
+    thread.join(timeout=10)
+    outage.on = False
+    cluster.start(cluster.agent("i-node1", visibility_timeout=2))
+    # THEN the new agent adopts the success its predecessor could not record: the job ran once
+    wait_until(lambda: cluster.jobs.get_job("quick").status is JobStatus.SUCCEEDED, timeout=20, what="its adoption")
+    wait_until(lambda: cluster.counts() == (0, 0), timeout=20, what="its message to be deleted")
+    assert lines(tmp_path / "witness") == ["start 1"]
+    assert lines(tmp_path / "done") == ["done"]
+    record = cluster.jobs.get_job("quick")
+    assert (record.starts, record.attempts, record.exit_code) == (1, 1, 0)

@@ -15,6 +15,7 @@ from shared.domain.jobs import Job, Shape
 from shared.domain.resources import Resources
 from shared.domain.units import GiB, MiB
 from shared.worker.runner import OUTPUT_TAIL_BYTES, JobProcess, RunResult, docker_argv, shell_argv, slug
+from shared.worker.tickets import Ticket
 from tests.worker.conftest import wait_until
 
 
@@ -92,13 +93,21 @@ def test_each_attempt_gets_a_fresh_working_directory_that_is_removed_after(tmp_p
     # GIVEN a job that writes into its working directory and prints where it is
     job = make_job('pwd; echo "$TMPDIR"; ls -A; touch scratch')
     # WHEN it runs twice
-    first, second = run(job, tmp_path), run(job, tmp_path)
+    processes = [JobProcess(job, attempt=1, work_root=tmp_path, kill_grace=0.5) for _ in range(2)]
+    first, second = (process.run() for process in processes)
     # THEN each ran in its own empty directory under the work root, with TMPDIR pointing at it
     first_dir, first_tmp, *rest = first.output_tail.splitlines()
     second_dir = second.output_tail.splitlines()[0]
     assert first_dir == first_tmp and not rest
     assert Path(first_dir).parent == tmp_path and first_dir != second_dir
-    # AND nothing is left behind
+    # AND the directories are gone, while each run's outcome stays until its end is recorded (forget)
+    left = sorted(path.name for path in tmp_path.iterdir())
+    assert left == sorted(f"{p.name}{suffix}" for p in processes for suffix in (".exit", ".out", ".ticket"))
+    assert all(
+        Ticket(job_id="job-1", attempt=1, token=p.token, name=p.name).exit_status(tmp_path) == 0 for p in processes
+    )
+    for process in processes:
+        process.forget()
     assert list(tmp_path.iterdir()) == []
 
 
