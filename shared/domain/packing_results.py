@@ -106,7 +106,7 @@ def _lane(lane: LaneType) -> Lane:
         shape, n = runs[0]
         end = max(shape.wall_time, MIN_WALL_TIME) * n
     else:
-        end = sum(max(s.wall_time, MIN_WALL_TIME) * n for s, n in runs)
+        end = sum([(s.wall_time if s.wall_time > MIN_WALL_TIME else MIN_WALL_TIME) * n for s, n in runs])
     made = _new(Lane)
     _RESERVED(made, _resources(c, m, d, a))
     _RUNS(made, tuple([_make_run(Run, run) for run in runs]))
