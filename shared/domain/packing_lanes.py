@@ -56,51 +56,59 @@ def lane_types(
     cheapest: Cheapest,
 ) -> tuple[list[tuple[LaneType, int, Family]], dict[Family, list[Shape]]]:
     """Lane types with their multiplicity, and the shapes of each family (for the reasons)."""
-    markets: dict[tuple[bool, int], list[tuple[Shape, int]]] = {}
+    # One pass over the shapes (100,000 of them in a continuous queue): by market (on-demand only,
+    # accelerators), full lanes of one shape in the order given, and the rest by (cores, memory, disk).
+    markets: dict[tuple[bool, int], tuple[list[tuple[LaneType, int]], dict[tuple[float, int, int], list[Shape]]]]
+    markets = {}
     families: dict[Family, list[Shape]] = {}
+    depth_of: dict[float, int] = {}
     for shape, count in placeable:
         r = shape.resources
-        markets.setdefault((not shape.preemptible, r.accelerators), []).append((shape, count))
-        families.setdefault((not shape.preemptible, r.accelerators, r.cores), []).append(shape)
+        on_demand, acc, c = not shape.preemptible, r.accelerators, r.cores
+        family = families.get((on_demand, acc, c))
+        if family is None:
+            families[on_demand, acc, c] = [shape]
+        else:
+            family.append(shape)
+        market = markets.get((on_demand, acc))
+        if market is None:
+            market = markets[on_demand, acc] = ([], {})
+        wall = shape.wall_time
+        depth = depth_of.get(wall)
+        if depth is None:
+            depth = depth_of[wall] = lane_depth(wall, target_time)
+        # Full lanes of one shape; the rest (and a few jobs longer than the target, which may end a
+        # lane of shorter ones) are mixed in _cut.
+        keep = count % depth if depth > 1 else min(count, _WINDOW)
+        if count > keep:
+            market[0].append(((c, r.memory, r.disk, acc, on_demand, ((shape, depth),)), (count - keep) // depth))
+        if keep:
+            key = (c, r.memory, r.disk)
+            same = market[1].get(key)
+            if same is None:
+                market[1][key] = [shape] * keep
+            else:
+                same.extend([shape] * keep)
     items: list[tuple[LaneType, int, Family]] = []
-    for market in sorted(markets):
-        cut = _cut(market, markets[market], target=target_time, caps=caps, caps_of=caps_of, cheapest=cheapest)
-        items.extend((lane, n, (lane[4], lane[3], lane[0])) for lane, n in cut)
+    for (on_demand, acc), (full, alike) in sorted(markets.items(), key=_MARKET):
+        items.extend((lane, n, (on_demand, acc, lane[0])) for lane, n in full)
+        cut = _cut(on_demand, acc, alike, target=target_time, caps=caps, caps_of=caps_of, cheapest=cheapest)
+        items.extend((lane, n, (on_demand, acc, lane[0])) for lane, n in cut)
     return items, families
 
 
 def _cut(
-    market: tuple[bool, int],
-    members: list[tuple[Shape, int]],
+    on_demand: bool,
+    acc: int,
+    alike: dict[tuple[float, int, int], list[Shape]],
     *,
     target: float,
     caps: Sequence[Capacity],
     caps_of: dict[bool, list[Capacity]],
     cheapest: Cheapest,
 ) -> Iterator[tuple[LaneType, int]]:
-    """Lanes for the jobs of one market: full lanes of one shape, then windows of alike jobs mixed."""
-    on_demand, acc = market
-    depth_of: dict[float, int] = {}
-    alike: dict[tuple[float, int, int], list[Shape]] = {}
-    for shape, count in members:
-        wall = shape.wall_time
-        depth = depth_of.get(wall)
-        if depth is None:
-            depth = depth_of[wall] = lane_depth(wall, target)
-        # Full lanes of one shape; the rest (and a few jobs longer than the target, which may end a
-        # lane of shorter ones) are mixed below.
-        keep = count % depth if depth > 1 else min(count, _WINDOW)
-        if count > keep:
-            r = shape.resources
-            yield (r.cores, r.memory, r.disk, acc, on_demand, ((shape, depth),)), (count - keep) // depth
-        if keep:
-            r = shape.resources
-            key = (r.cores, r.memory, r.disk)
-            same = alike.get(key)
-            if same is None:
-                alike[key] = [shape] * keep
-            else:
-                same.extend([shape] * keep)
+    """Lanes for the rest of the jobs of one market (``alike``: by cores, memory, disk): jobs that differ only
+    in wall time by best fit on time, then windows of alike jobs mixed."""
     # Jobs that differ only in wall time share lanes by best fit on time; the rest are mixed in windows.
     # Only keys with several jobs need an order here: the rest are sorted below by keys that tell every
     # (cores, memory, disk) apart, so the order they are gathered in cannot matter.
@@ -300,4 +308,5 @@ def _time_pack(
 
 
 _WALL = itemgetter(3)
+_MARKET = itemgetter(0)
 _WALL_TIME = attrgetter("wall_time")

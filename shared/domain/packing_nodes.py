@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from operator import itemgetter
 
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
@@ -19,6 +20,7 @@ from shared.domain.packing_plan import CORE_TOLERANCE
 _LOOK_PAST = 6  # distinct free vectors examined per type past the bisection point before buying a new node
 _LOOK_AT = 96  # and at most this many open nodes
 _UNBOUNDED = 1 << 30
+_JOBS = itemgetter(1)  # of a run: (shape, jobs)
 
 Item = tuple[LaneType, int, Family, tuple[int, ...]]  # a lane type, how many, its family, copies per offer
 # A lane's place in the order of pass 2: its price key, ties broken by its numbers, then its position; the item.
@@ -166,7 +168,7 @@ class NodePacker:
         for lane, wanted, family, copies in items:
             count = wanted
             runs = lane[5]
-            jobs_per_lane = runs[0][1] if len(runs) == 1 else sum([n for _, n in runs])
+            jobs_per_lane = runs[0][1] if len(runs) == 1 else sum(map(_JOBS, runs))
             placed = self._fill(lane, count, copies)
             if placed:
                 self.filled[family] = self.filled.get(family, 0) + placed * jobs_per_lane
