@@ -156,20 +156,20 @@ def _neighbours(
     size_bits = max(largest, 1).bit_length()
     index_bits = len(rest).bit_length()
     top = cells - 1
-    keys = [
-        (
-            (
-                (((rank[c] << 7 | (top if int(less * scale) > top else int(less * scale))) << size_bits) | more)
-                << size_bits
-            )
-            | less
-        )
-        << index_bits
-        | i
-        for i, (c, more, less) in enumerate(
-            [(row[0], row[1], row[2]) if by_memory else (row[0], row[2], row[1]) for row in rest]
-        )
-    ]
+    if by_memory:
+        keys = [
+            (((rank[c] << 7 | (cell if (cell := int(d * scale)) < top else top)) << size_bits | m) << size_bits | d)
+            << index_bits
+            | i
+            for i, (c, m, d, _, _) in enumerate(rest)
+        ]
+    else:
+        keys = [
+            (((rank[c] << 7 | (cell if (cell := int(m * scale)) < top else top)) << size_bits | d) << size_bits | m)
+            << index_bits
+            | i
+            for i, (c, m, d, _, _) in enumerate(rest)
+        ]
     keys.sort(reverse=True)
     mask = (1 << index_bits) - 1
     return [rest[key & mask] for key in keys]
