@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import json
 import json.scanner
-import re
 from collections import Counter
 from collections.abc import ItemsView, Iterator, Mapping
 from pathlib import Path
@@ -206,7 +205,7 @@ def _plain(obj: dict[str, object]) -> _Key | None:
         type(job_id) is str
         and 0 < len(job_id) <= MAX_JOB_ID_BYTES
         and job_id.isascii()
-        and not _CONTROL_CHAR.search(job_id)
+        and job_id.isprintable()  # for ASCII text: no control character (\x00-\x1f, \x7f)
         and type(cores) in _NUMBERS
         and MIN_CORES <= cores <= MAX_CORES  # type: ignore[operator]
         and type(memory) is int
@@ -224,7 +223,6 @@ def _plain(obj: dict[str, object]) -> _Key | None:
 
 
 _NUMBERS = (int, float)
-_CONTROL_CHAR = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _shape(key: _Key) -> Shape:
