@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 
 from shared.domain.jobs import Shape
 from shared.domain.packing_plan import CORE_TOLERANCE, MIN_WALL_TIME
@@ -56,82 +56,123 @@ def lane_types(
     cheapest: Cheapest,
 ) -> tuple[list[tuple[LaneType, int, Family]], dict[Family, list[Shape]]]:
     """Lane types with their multiplicity, and the shapes of each family (for the reasons)."""
-    markets: dict[tuple[bool, int], list[tuple[Shape, int]]] = {}
+    # One pass over the shapes (100,000 of them in a continuous queue): by market (on-demand only,
+    # accelerators), full lanes of one shape in the order given, and the rest by (cores, memory, disk).
+    markets: dict[tuple[bool, int], tuple[list[tuple[LaneType, int]], dict[tuple[float, int, int], list[Shape]]]]
+    markets = {}
     families: dict[Family, list[Shape]] = {}
+    depth_of: dict[float, int] = {}
     for shape, count in placeable:
         r = shape.resources
-        markets.setdefault((not shape.preemptible, r.accelerators), []).append((shape, count))
-        families.setdefault((not shape.preemptible, r.accelerators, r.cores), []).append(shape)
+        on_demand, acc, c = not shape.preemptible, r.accelerators, r.cores
+        family = families.get((on_demand, acc, c))
+        if family is None:
+            families[on_demand, acc, c] = [shape]
+        else:
+            family.append(shape)
+        market = markets.get((on_demand, acc))
+        if market is None:
+            market = markets[on_demand, acc] = ([], {})
+        wall = shape.wall_time
+        depth = depth_of.get(wall)
+        if depth is None:
+            depth = depth_of[wall] = lane_depth(wall, target_time)
+        # Full lanes of one shape; the rest (and a few jobs longer than the target, which may end a
+        # lane of shorter ones) are mixed in _cut.
+        keep = count % depth if depth > 1 else min(count, _WINDOW)
+        if count > keep:
+            market[0].append(((c, r.memory, r.disk, acc, on_demand, ((shape, depth),)), (count - keep) // depth))
+        if keep:
+            key = (c, r.memory, r.disk)
+            same = market[1].get(key)
+            if same is None:
+                market[1][key] = [shape] * keep
+            else:
+                same.extend([shape] * keep)
     items: list[tuple[LaneType, int, Family]] = []
-    for market in sorted(markets):
-        cut = _cut(market, markets[market], target=target_time, caps=caps, caps_of=caps_of, cheapest=cheapest)
-        items.extend((lane, n, (lane[4], lane[3], lane[0])) for lane, n in cut)
+    for (on_demand, acc), (full, alike) in sorted(markets.items(), key=_MARKET):
+        items.extend((lane, n, (on_demand, acc, lane[0])) for lane, n in full)
+        cut = _cut(on_demand, acc, alike, target=target_time, caps=caps, caps_of=caps_of, cheapest=cheapest)
+        items.extend((lane, n, (on_demand, acc, lane[0])) for lane, n in cut)
     return items, families
 
 
 def _cut(
-    market: tuple[bool, int],
-    members: list[tuple[Shape, int]],
+    on_demand: bool,
+    acc: int,
+    alike: dict[tuple[float, int, int], list[Shape]],
     *,
     target: float,
     caps: Sequence[Capacity],
     caps_of: dict[bool, list[Capacity]],
     cheapest: Cheapest,
 ) -> Iterator[tuple[LaneType, int]]:
-    """Lanes for the jobs of one market: full lanes of one shape, then windows of alike jobs mixed."""
-    on_demand, acc = market
-    depth_of: dict[float, int] = {}
-    alike: dict[tuple[float, int, int], list[Shape]] = {}
-    for shape, count in members:
-        wall = shape.wall_time
-        depth = depth_of.get(wall)
-        if depth is None:
-            depth = depth_of[wall] = lane_depth(wall, target)
-        # Full lanes of one shape; the rest (and a few jobs longer than the target, which may end a
-        # lane of shorter ones) are mixed below.
-        keep = count % depth if depth > 1 else min(count, _WINDOW)
-        if count > keep:
-            r = shape.resources
-            yield (r.cores, r.memory, r.disk, acc, on_demand, ((shape, depth),)), (count - keep) // depth
-        if keep:
-            r = shape.resources
-            key = (r.cores, r.memory, r.disk)
-            same = alike.get(key)
-            if same is None:
-                alike[key] = [shape] * keep
-            else:
-                same.extend([shape] * keep)
+    """Lanes for the rest of the jobs of one market (``alike``: by cores, memory, disk): jobs that differ only
+    in wall time by best fit on time, then windows of alike jobs mixed."""
     # Jobs that differ only in wall time share lanes by best fit on time; the rest are mixed in windows.
-    rest: list[Shape] = []
-    for key in sorted(alike):
-        same = alike[key]
+    # Only keys with several jobs need an order here: the rest are sorted below by keys that tell every
+    # (cores, memory, disk) apart, so the order they are gathered in cannot matter.
+    rest: list[tuple[float, int, int, float, Shape]] = []  # (cores, memory, disk, wall, shape)
+    several: list[tuple[float, int, int]] = []
+    for key, same in alike.items():
         if len(same) == 1:
-            rest.append(same[0])
+            shape = same[0]
+            rest.append((key[0], key[1], key[2], shape.wall_time, shape))
         else:
-            yield from _time_fill(same, key, target, acc, on_demand=on_demand)
+            several.append(key)
+    several.sort()
+    for key in several:
+        yield from _time_fill(alike[key], key, target, acc, on_demand=on_demand)
     if not rest:
         return
     # Neighbours in this order are alike: by cores, then coarse cells of the less scarce of memory and
     # disk (on the cheapest node type for an average job), then the scarcer one.
     jobs = len(rest)
-    mean_memory = sum(s.resources.memory for s in rest) / jobs
-    mean_disk = sum(s.resources.disk for s in rest) / jobs
-    mean_cores = sum(s.resources.cores for s in rest) / jobs
+    mean_memory = sum([row[1] for row in rest]) / jobs
+    mean_disk = sum([row[2] for row in rest]) / jobs
+    mean_cores = sum([row[0] for row in rest]) / jobs
     best = cheapest(mean_cores, math.ceil(mean_memory), math.ceil(mean_disk), acc, on_demand=on_demand)
     cap = caps[best] if best is not None else (1.0, 1, 1, 1)
     by_memory = (mean_memory / cap[1] if cap[1] else 0.0) >= (mean_disk / cap[2] if cap[2] else 0.0)
     cells = max(1, min(64, math.isqrt(jobs // _WINDOW)))
     scale = cells / ((cap[2] if by_memory else cap[1]) or 1)
-
-    def order(shape: Shape) -> tuple[float, int, int, int, float]:
-        r = shape.resources
-        first, second = (r.memory, r.disk) if by_memory else (r.disk, r.memory)
-        return (r.cores, min(cells - 1, int(second * scale)), first, second, shape.wall_time)
-
-    rest.sort(key=order, reverse=True)
+    rows = _neighbours(rest, cells, scale, by_memory=by_memory)
     nodes = [node for node in caps_of[not on_demand] if node[3] >= acc]  # largest first
     for begin in range(0, jobs, _WINDOW):
-        yield from _time_pack(rest[begin : begin + _WINDOW], target, acc, cap, nodes, on_demand=on_demand)
+        yield from _time_pack(rows[begin : begin + _WINDOW], target, acc, cap, nodes, on_demand=on_demand)
+
+
+def _neighbours(
+    rest: list[tuple[float, int, int, float, Shape]], cells: int, scale: float, *, by_memory: bool
+) -> list[tuple[float, int, int, float, Shape]]:
+    """``rest`` largest first by (cores, cell of the less scarce resource, the scarcer, the less scarce).
+
+    No two rows share (cores, memory, disk), so this order has no ties. It is sorted as one integer per row
+    (the rank of its cores, its cell, both sizes and its index, bit fields side by side): a third faster
+    than sorting 100,000 tuples.
+    """
+    rank = {c: i for i, c in enumerate(sorted({row[0] for row in rest}))}
+    largest = max([row[1] if row[1] > row[2] else row[2] for row in rest])
+    size_bits = max(largest, 1).bit_length()
+    index_bits = len(rest).bit_length()
+    top = cells - 1
+    if by_memory:
+        keys = [
+            (((rank[c] << 7 | (cell if (cell := int(d * scale)) < top else top)) << size_bits | m) << size_bits | d)
+            << index_bits
+            | i
+            for i, (c, m, d, _, _) in enumerate(rest)
+        ]
+    else:
+        keys = [
+            (((rank[c] << 7 | (cell if (cell := int(m * scale)) < top else top)) << size_bits | d) << size_bits | m)
+            << index_bits
+            | i
+            for i, (c, m, d, _, _) in enumerate(rest)
+        ]
+    keys.sort(reverse=True)
+    mask = (1 << index_bits) - 1
+    return [rest[key & mask] for key in keys]
 
 
 def _time_fill(
@@ -176,7 +217,7 @@ def _fits_any(c: float, m: int, d: int, nodes: Sequence[tuple[float, int, int, i
 
 
 def _time_pack(
-    window: list[Shape],
+    window: list[tuple[float, int, int, float, Shape]],
     target: float,
     acc: int,
     cap: tuple[float, int, int, int],
@@ -188,7 +229,8 @@ def _time_pack(
 
     A lane can take a job while all its jobs but the longest fit within the target time back to back:
     the longest runs last, so every job starts by the target (the last one may run past it). A lane
-    grows only while some node type of its market (``nodes``) can still hold it.
+    grows only while some node type of its market (``nodes``) can still hold it. ``window`` holds
+    (cores, memory, disk, wall time, shape) rows.
     """
     unit_c = 1.0 / (cap[0] or 1)
     unit_m = 1.0 / (cap[1] or 1)
@@ -199,35 +241,32 @@ def _time_pack(
     disk: list[int] = []
     total: list[float] = []
     longest: list[float] = []
-    members: list[list[Shape]] = []
+    members: list[list[tuple[float, int, int, float, Shape]]] = []
     limit = target + 1e-9
-    for shape in window:
-        r = shape.resources
-        c, m, d = r.cores, r.memory, r.disk
-        wall = shape.wall_time
+    opened = 0
+    for row in window:
+        c, m, d, wall, _ = row
         if wall < MIN_WALL_TIME:  # noqa: PLR1730 - the innermost loop: no max()
             wall = MIN_WALL_TIME
         best = -1
         best_growth = c * unit_c + m * unit_m + d * unit_d  # what a lane of its own costs
-        for i in range(max(0, len(cores) - _LANE_CHOICES), len(cores)):
+        for i in range(opened - _LANE_CHOICES if opened > _LANE_CHOICES else 0, opened):
             # Everything but the longest job must fit before the target time.
             if total[i] + wall - (longest[i] if longest[i] > wall else wall) > limit:
                 continue
+            lane_c, lane_m, lane_d = cores[i], memory[i], disk[i]
+            if c <= lane_c and m <= lane_m and d <= lane_d:  # it grows nothing: no lane can do better
+                best = i
+                break
             growth = 0.0
-            if c > cores[i]:
-                growth += (c - cores[i]) * unit_c
-            if m > memory[i]:
-                growth += (m - memory[i]) * unit_m
-            if d > disk[i]:
-                growth += (d - disk[i]) * unit_d
-            if growth < best_growth and (
-                growth == 0.0
-                or _fits_any(
-                    c if c > cores[i] else cores[i],
-                    m if m > memory[i] else memory[i],
-                    d if d > disk[i] else disk[i],
-                    nodes,
-                )
+            if c > lane_c:
+                growth += (c - lane_c) * unit_c
+            if m > lane_m:
+                growth += (m - lane_m) * unit_m
+            if d > lane_d:
+                growth += (d - lane_d) * unit_d
+            if growth < best_growth and _fits_any(
+                c if c > lane_c else lane_c, m if m > lane_m else lane_m, d if d > lane_d else lane_d, nodes
             ):
                 best, best_growth = i, growth
         if best < 0:
@@ -236,7 +275,8 @@ def _time_pack(
             disk.append(d)
             total.append(wall)
             longest.append(wall)
-            members.append([shape])
+            members.append([row])
+            opened += 1
             continue
         # Conditionals, not max(): this is the innermost loop of a 100,000-shape plan.
         if c > cores[best]:  # noqa: PLR1730
@@ -248,17 +288,17 @@ def _time_pack(
         total[best] += wall
         if wall > longest[best]:  # noqa: PLR1730
             longest[best] = wall
-        members[best].append(shape)
+        members[best].append(row)
     for i, jobs in enumerate(members):
         if len(jobs) == 1:
-            runs: tuple[tuple[Shape, int], ...] = ((jobs[0], 1),)
+            runs: tuple[tuple[Shape, int], ...] = ((jobs[0][4], 1),)
         elif len(jobs) == 2:
             one, two = jobs
-            runs = ((one, 1), (two, 1)) if one.wall_time <= two.wall_time else ((two, 1), (one, 1))
+            runs = ((one[4], 1), (two[4], 1)) if one[3] <= two[3] else ((two[4], 1), (one[4], 1))
         else:
-            jobs.sort(key=_WALL_TIME)
+            jobs.sort(key=_WALL)
             merged: list[tuple[Shape, int]] = []
-            for shape in jobs:
+            for *_, shape in jobs:
                 if merged and merged[-1][0] is shape:
                     merged[-1] = (shape, merged[-1][1] + 1)
                 else:
@@ -267,4 +307,6 @@ def _time_pack(
         yield (cores[i], memory[i], disk[i], acc, on_demand, runs), 1
 
 
+_WALL = itemgetter(3)
+_MARKET = itemgetter(0)
 _WALL_TIME = attrgetter("wall_time")

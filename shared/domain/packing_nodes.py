@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from operator import itemgetter
 
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
@@ -19,8 +20,13 @@ from shared.domain.packing_plan import CORE_TOLERANCE
 _LOOK_PAST = 6  # distinct free vectors examined per type past the bisection point before buying a new node
 _LOOK_AT = 96  # and at most this many open nodes
 _UNBOUNDED = 1 << 30
+_JOBS = itemgetter(1)  # of a run: (shape, jobs)
 
 Item = tuple[LaneType, int, Family, tuple[int, ...]]  # a lane type, how many, its family, copies per offer
+# A lane's place in the order of pass 2: its price key, ties broken by its numbers, then its position; the item.
+_Keyed = tuple[
+    float, tuple[float, int, int, int, bool, float, int, int, int], int, LaneType, int, Family, tuple[int, ...]
+]
 
 
 class OpenGroup:
@@ -54,6 +60,7 @@ class NodePacker:
         self.target_time = target_time
         self.caps = [(o.usable.cores, o.usable.memory, o.usable.disk, o.usable.accelerators) for o in offers]
         self.spot = [o.spot for o in offers]
+        self._slots = [(*cap, spot) for cap, spot in zip(self.caps, self.spot, strict=True)]
         self.scale = [tuple(1.0 / (x or 1) for x in cap) for cap in self.caps]
         # Node capacities a job may use, by whether it is preemptible; largest first, so checks end early.
         by_size = sorted(self.caps, key=lambda cap: (-cap[0], -cap[1], -cap[2], -cap[3]))
@@ -103,7 +110,7 @@ class NodePacker:
 
     def pack(self, items: list[tuple[LaneType, int, Family]]) -> None:
         caps, price = self.caps, self.price
-        keyed = []
+        keyed: list[_Keyed] = []
         weight = [[0.0] * 4 for _ in self.offers]
         left: dict[Family, int] = {}
         low_c, low_m, low_d, low_a = math.inf, math.inf, math.inf, math.inf
@@ -138,7 +145,8 @@ class NodePacker:
             low_a = a if a < low_a else low_a
             first = lane[5][0][0]
             tie = (c, m, d, a, on_demand, first.wall_time, first.resources.memory, first.resources.disk, len(lane[5]))
-            keyed.append((-price[best] * max(shares), tie, lane, count, family, copies))
+            # The position breaks ties as a stable sort would, so the lanes themselves are never compared.
+            keyed.append((-price[best] * max(shares), tie, len(keyed), lane, count, family, copies))
             left[family] = left.get(family, 0) + count
         self.key_dim = [max(range(4), key=lambda dim, w=w: (w[dim], -dim)) for w in weight]  # type: ignore[misc]
         if keyed:
@@ -148,9 +156,9 @@ class NodePacker:
             members.clear()
         for group in self.entries.values():
             self.reindex(group)
-        keyed.sort(key=lambda k: (k[0], k[1]))
+        keyed.sort()
         self.left = left
-        self.place([(lane, count, family, copies) for _, _, lane, count, family, copies in keyed])
+        self.place([(lane, count, family, copies) for _, _, _, lane, count, family, copies in keyed])
 
     def place(self, items: list[Item]) -> None:
         """Place lanes in this order; what maxNodes leaves no room for waits in ``self.waiting``."""
@@ -160,7 +168,7 @@ class NodePacker:
         for lane, wanted, family, copies in items:
             count = wanted
             runs = lane[5]
-            jobs_per_lane = runs[0][1] if len(runs) == 1 else sum(n for _, n in runs)
+            jobs_per_lane = runs[0][1] if len(runs) == 1 else sum(map(_JOBS, runs))
             placed = self._fill(lane, count, copies)
             if placed:
                 self.filled[family] = self.filled.get(family, 0) + placed * jobs_per_lane
@@ -193,7 +201,7 @@ class NodePacker:
         """How many copies of the lane an empty node of each offer holds (0: it does not fit, or wrong market)."""
         c, m, d, a, on_demand, _ = lane
         out = []
-        for (fc, fm, fd, fa), spot in zip(self.caps, self.spot, strict=True):
+        for fc, fm, fd, fa, spot in self._slots:
             if (on_demand and spot) or c > fc + CORE_TOLERANCE or m > fm or d > fd or a > fa:
                 out.append(0)
                 continue
@@ -208,13 +216,16 @@ class NodePacker:
         return tuple(out)
 
     def _cheapest_of(self, copies: tuple[int, ...]) -> int | None:
-        best: tuple[float, float, int] | None = None
+        """The offer with the lowest price per copy; ties to the lower price, then the first offer."""
+        best = -1
+        best_each = best_price = 0.0
+        price = self.price
         for i, n in enumerate(copies):
             if n:
-                score = (self.price[i] / n, self.price[i], i)
-                if best is None or score < best:
-                    best = score
-        return None if best is None else best[2]
+                each = price[i] / n
+                if best < 0 or each < best_each or (each == best_each and price[i] < best_price):
+                    best, best_each, best_price = i, each, price[i]
+        return None if best < 0 else best
 
     def _fill(self, lane: LaneType, count: int, copies: tuple[int, ...]) -> int:
         """Put up to ``count`` lanes into room on open nodes, tightest first; return how many went in."""
@@ -286,24 +297,24 @@ class NodePacker:
         self, lane: LaneType, count: int, copies_of: tuple[int, ...], *, family_left: int, family: Family, jobs: int
     ) -> int:
         """Buy nodes for up to ``count`` lanes; return how many lanes they took (0: maxNodes everywhere)."""
-        best: tuple[float, float, str, int, int] | None = None
+        best = -1
+        best_each = best_price = 0.0
+        price, room, offers = self.price, self.room, self.offers
         wanted = family_left if family_left > count else count
         for i, copies in enumerate(copies_of):
-            if not copies or self.room[i] <= 0:
+            if not copies or room[i] <= 0:
                 continue
             # A node's price over the jobs it will really hold: its copies, or what is left of this kind.
-            score = (
-                self.price[i] / (copies if copies < wanted else wanted),
-                self.price[i],
-                self.offers[i].key,
-                i,
-                copies,
-            )
-            if best is None or score[:3] < best[:3]:
-                best = score
-        if best is None:
+            each = price[i] / (copies if copies < wanted else wanted)
+            if (
+                best < 0
+                or each < best_each
+                or (each == best_each and (price[i], offers[i].key) < (best_price, offers[best].key))
+            ):
+                best, best_each, best_price = i, each, price[i]
+        if best < 0:
             return 0
-        _, _, _, i, copies = best
+        i, copies = best, copies_of[best]
         nodes = min(count // copies, self.room[i])
         taken = nodes * copies if nodes else count
         nodes = nodes or 1

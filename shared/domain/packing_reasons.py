@@ -74,20 +74,24 @@ def _cause(reason: str) -> str:
     return reason
 
 
-def shape_ranges(shapes: Iterator[Shape] | Sequence[Shape]) -> str:
+def shape_ranges(
+    shapes: Iterator[Shape] | Sequence[Shape], *, cores: float | None = None, preemptible: bool | None = None
+) -> str:
+    """The spans of the shapes' needs; ``cores`` and ``preemptible``, when given, are what every shape has."""
     shapes = list(shapes)
     # map with attrgetter, not comprehensions: a family can hold 100,000 shapes
-    cores = list(map(attrgetter("resources.cores"), shapes))
-    memory = list(map(attrgetter("resources.memory"), shapes))
-    disk = list(map(attrgetter("resources.disk"), shapes))
+    resources = list(map(attrgetter("resources"), shapes))
+    all_cores = [cores] if cores is not None else list(map(attrgetter("cores"), resources))
+    memory = list(map(attrgetter("memory"), resources))
+    disk = list(map(attrgetter("disk"), resources))
     walls = list(map(attrgetter("wall_time"), shapes))
     parts = [
-        _span(cores, lambda v: f"{v:g}", "cores"),
+        _span(all_cores, lambda v: f"{v:g}", "cores"),
         _span(memory, format_size, "memory"),
         _span(disk, format_size, "disk"),
         _span(walls, format_duration, ""),
     ]
-    markets = set(map(attrgetter("preemptible"), shapes))
+    markets = {preemptible} if preemptible is not None else set(map(attrgetter("preemptible"), shapes))
     parts.append("preemptible" if markets == {True} else "on-demand only" if markets == {False} else "either market")
     return ", ".join(p for p in parts if p)
 

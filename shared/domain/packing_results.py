@@ -90,7 +90,11 @@ def _family_text(packer: NodePacker, family: Family) -> str:
     text = packer._texts.get(family)
     if text is None:
         shapes = packer.family_shapes.get(family, [])
-        text = shapes[0].describe() if len(shapes) == 1 else f"{len(shapes)} shapes ({shape_ranges(shapes)})"
+        if len(shapes) == 1:
+            text = shapes[0].describe()
+        else:  # a family's shapes share their cores and market
+            on_demand, _, cores = family
+            text = f"{len(shapes)} shapes ({shape_ranges(shapes, cores=cores, preemptible=not on_demand)})"
         packer._texts[family] = text
     return text
 
@@ -106,7 +110,7 @@ def _lane(lane: LaneType) -> Lane:
         shape, n = runs[0]
         end = max(shape.wall_time, MIN_WALL_TIME) * n
     else:
-        end = sum(max(s.wall_time, MIN_WALL_TIME) * n for s, n in runs)
+        end = sum([(s.wall_time if s.wall_time > MIN_WALL_TIME else MIN_WALL_TIME) * n for s, n in runs])
     made = _new(Lane)
     _RESERVED(made, _resources(c, m, d, a))
     _RUNS(made, tuple([_make_run(Run, run) for run in runs]))

@@ -105,3 +105,22 @@ def agree(text: str) -> None:
 def test_bad_lines_name_the_line(text: str, error: str) -> None:
     slow, fast = read_both(text)
     assert isinstance(fast, str) and error in fast and fast == slow
+
+
+def test_the_counts_read_are_a_mapping_of_each_shape_to_its_jobs(tmp_path: Path) -> None:
+    # GIVEN three jobs of one shape and one of another (a size with a unit among them)
+    lines = [
+        {"id": f"a{i}", "cores": 1, "memory": "2 GiB", "disk": 2**30, "wall_time": 60, "preemptible": True}
+        for i in range(3)
+    ] + [{"id": "b", "cores": 4, "memory": 2**33, "disk": 2**30, "wall_time": 600}]
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("".join(json.dumps(job) + "\n" for job in lines))
+    expected = histogram(read_jobs(path))
+    # WHEN read by the fast reader
+    demand = read_plan_jobs(path).demand
+    # THEN it looks up, iterates, sizes and compares as the dict of counts does
+    assert len(demand) == 2
+    assert list(demand) == list(expected)
+    assert dict(demand.items()) == dict(demand) == expected
+    assert all(demand[shape] == count for shape, count in expected.items())
+    assert demand == expected
