@@ -28,7 +28,6 @@ LONG_FUNCTIONS: dict[tuple[str, str], str] = {
     ("cdk/stack.py", "ShoalStack.__init__"): CDK_BUILDER,
     ("cdk/triggers.py", "ScalingTriggers.__init__"): CDK_BUILDER,
     ("cdk/workers.py", "WorkerFleet.__init__"): CDK_BUILDER,
-    ("shared/domain/packing_lanes.py", "_time_pack"): "owned by the speed engineer this session (packing)",
     ("shared/domain/scaling.py", "_target"): "owned by the policy engineer this session (scaling.py)",
     ("shared/domain/scaling.py", "_reconcile_records"): "owned by the policy engineer this session (scaling.py)",
     ("shared/local/demo.py", "Demo._report"): "owned by the democlock engineer this session (shared/local/demo*.py)",
