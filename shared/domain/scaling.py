@@ -32,7 +32,6 @@ from types import MappingProxyType
 
 from shared.domain import placement, policy, preemption, quotas
 from shared.domain.budget import budget_drains, guard_spend
-from shared.domain.cluster_state import Market
 from shared.domain.decision import (
     Action,
     Decision,
@@ -168,8 +167,6 @@ def _target(
         estimates = _limit_on_demand_stand_ins(
             demand, offers, capped, estimates, target_time=target_time, settings=settings, reasons=reasons
         )
-    queued = any(c.queued for c in snapshot.demand.values())
-    estimates = _running_where_they_are(estimates, fleet, queued=queued, reasons=reasons)
     reasons.extend(result.reasons)
     reasons.extend(f"{u.count} jobs cannot run: {u.reason}" for u in result.unplaceable)
     reasons.extend(f"{u.count} jobs wait: {u.reason}" for u in result.deferred)
@@ -203,39 +200,6 @@ def _target(
         smoothed_at=now if advance else smoothed_at,
         reasons=reasons,
     )
-
-
-def _running_where_they_are(
-    estimates: dict[str, int], fleet: Fleet, *, queued: bool, reasons: list[str]
-) -> dict[str, int]:
-    """The estimates less what running jobs already hold where they run: the plan counts running jobs as demand
-    and packs them as if they could move, but they stay on their nodes until they end.
-
-    - With nothing queued no job needs a node it does not have: an offer needs no more than its busy live nodes
-      (idle ones are surplus, and are drained unless smoothing or minNodes keep them).
-    - With jobs queued, a busy draining spot node runs jobs the plan counted; it stays until they end and takes
-      no work (spot nodes are never un-drained), so it stands for one of the nodes the plan gave them. A draining
-      on-demand node is un-drained when its offer is short of nodes, so it already counts as one when wanted.
-    Without this, live nodes sat idle for hours beside draining ones that ran the jobs they were kept for.
-    """
-    out = dict(estimates)
-    if not queued:
-        for key, count in estimates.items():
-            # on-demand draining nodes may be un-drained into live ones: counted alike, so re-deciding is a no-op
-            busy = sum(1 for n in fleet.live.get(key, ()) if n.busy) + sum(
-                1 for n in fleet.draining.get(key, ()) if n.busy and n.market is not Market.SPOT
-            )
-            if count > busy:
-                out[key] = busy
-                reasons.append(f"{key}: nothing queued; {busy} busy live nodes run the jobs the plan counted ({count})")
-        return out
-    for key, group in sorted(fleet.draining.items()):
-        busy = sum(1 for n in group if n.busy and n.market is Market.SPOT)
-        if busy and out.get(key, 0) > 0:
-            credit = min(busy, out[key])
-            out[key] -= credit
-            reasons.append(f"{key}: {credit} busy draining nodes run jobs the plan counted; {out[key]} estimated")
-    return out
 
 
 def _urgent(snapshot: Snapshot, settings: ClusterSettings, now: float, reasons: list[str]) -> dict[Shape, int]:
