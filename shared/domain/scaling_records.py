@@ -4,7 +4,7 @@ Adopt tagged instances that have no record, forget records whose instance is gon
 queue), follow EC2 where it stopped or started a node, evict nodes whose agents fell silent.
 """
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from shared.domain.cluster_state import Market, NodeRecord, NodeState
@@ -31,6 +31,18 @@ _REPORTING = (NodeState.ACTIVE, NodeState.DRAINING, NodeState.INTERRUPTED)  # si
 _LEAVING = (InstanceState.STOPPING, InstanceState.SHUTTING_DOWN)
 
 
+@dataclass(slots=True)
+class _Sorted:
+    """The node records by what EC2 says of them; ``nodes``: the records as they now are."""
+
+    nodes: list[NodeRecord] = field(default_factory=list)
+    gone: list[NodeRecord] = field(default_factory=list)
+    stopped: list[NodeRecord] = field(default_factory=list)
+    started: list[NodeRecord] = field(default_factory=list)
+    silent: list[NodeRecord] = field(default_factory=list)
+    interrupted: list[NodeRecord] = field(default_factory=list)
+
+
 def reconcile_records(snapshot: Snapshot, now: float, actions: list[Action]) -> list[NodeRecord]:
     """The nodes as they are, records and EC2 merged; adds the actions that make the records agree."""
     present = [i for i in snapshot.instances if i.state is not InstanceState.SHUTTING_DOWN]
@@ -40,46 +52,51 @@ def reconcile_records(snapshot: Snapshot, now: float, actions: list[Action]) -> 
     # Stopping or shutting down: EC2 is ending it, but its jobs' processes may still run (their agent
     # evacuates them). Such a node takes no work; its jobs go back once it is stopped or gone, or silent.
     leaving = {i.instance_id for i in snapshot.instances if i.state in _LEAVING}
-    gone: list[NodeRecord] = []
-    stopped: list[NodeRecord] = []
-    started: list[NodeRecord] = []
-    silent: list[NodeRecord] = []
-    interrupted: list[NodeRecord] = []
-    nodes: list[NodeRecord] = []
+    found = _Sorted()
     for record in snapshot.nodes:
-        instance = instances.get(record.instance_id)
-        if record.instance_id in leaving and not _agent_is_dead(record, now):
-            ending = record.state not in (NodeState.INTERRUPTED, NodeState.STOPPED, NodeState.GONE)
-            if ending:
-                interrupted.append(record)
-            nodes.append(replace(record, state=NodeState.INTERRUPTED) if ending else record)
-        elif record.state is NodeState.GONE or instance is None:
-            if (
-                instance is None
-                and record.state is NodeState.PENDING
-                and now - record.launched_at < LAUNCH_VISIBILITY_GRACE
-            ):
-                nodes.append(record)  # launched moments ago: DescribeInstances may not show it yet
-            else:
-                gone.append(record)
-        elif (
-            not instance.running
-            and record.state is not NodeState.STOPPED
-            and (record.busy or record.state is not NodeState.INTERRUPTED)
+        _sort(record, instances.get(record.instance_id), leaving=record.instance_id in leaving, now=now, into=found)
+    found.nodes.extend(adopted_record(instance) for instance in adopted)
+    actions.extend(_agreeing_actions(found, adopted))
+    return found.nodes
+
+
+def _sort(record: NodeRecord, instance: Instance | None, *, leaving: bool, now: float, into: _Sorted) -> None:
+    """File one record by what EC2 says of its instance, and keep it (as it now is) unless it is gone."""
+    if leaving and not _agent_is_dead(record, now):
+        ending = record.state not in (NodeState.INTERRUPTED, NodeState.STOPPED, NodeState.GONE)
+        if ending:
+            into.interrupted.append(record)
+        into.nodes.append(replace(record, state=NodeState.INTERRUPTED) if ending else record)
+    elif record.state is NodeState.GONE or instance is None:
+        if (
+            instance is None
+            and record.state is NodeState.PENDING
+            and now - record.launched_at < LAUNCH_VISIBILITY_GRACE
         ):
-            stopped.append(record)
-            nodes.append(replace(record, state=NodeState.STOPPED, running_jobs=MappingProxyType({})))
-        elif instance.running and record.state is NodeState.STOPPED:
-            started.append(record)
-            nodes.append(replace(record, state=NodeState.PENDING))
-        elif instance.running and _agent_is_dead(record, now):
-            silent.append(record)
-            if record.static:  # kept (never scaled in), but its jobs must not wait for it
-                nodes.append(replace(record, running_jobs=MappingProxyType({})))
+            into.nodes.append(record)  # launched moments ago: DescribeInstances may not show it yet
         else:
-            nodes.append(record)
-    for instance in adopted:
-        nodes.append(adopted_record(instance))
+            into.gone.append(record)
+    elif (
+        not instance.running
+        and record.state is not NodeState.STOPPED
+        and (record.busy or record.state is not NodeState.INTERRUPTED)
+    ):
+        into.stopped.append(record)
+        into.nodes.append(replace(record, state=NodeState.STOPPED, running_jobs=MappingProxyType({})))
+    elif instance.running and record.state is NodeState.STOPPED:
+        into.started.append(record)
+        into.nodes.append(replace(record, state=NodeState.PENDING))
+    elif instance.running and _agent_is_dead(record, now):
+        into.silent.append(record)
+        if record.static:  # kept (never scaled in), but its jobs must not wait for it
+            into.nodes.append(replace(record, running_jobs=MappingProxyType({})))
+    else:
+        into.nodes.append(record)
+
+
+def _agreeing_actions(found: _Sorted, adopted: list[Instance]) -> list[Action]:
+    """The actions that make the records agree with EC2."""
+    actions: list[Action] = []
     if adopted:
         actions.append(
             Adopt(
@@ -87,37 +104,39 @@ def reconcile_records(snapshot: Snapshot, now: float, actions: list[Action]) -> 
                 reason=f"{len(adopted)} cluster instances on EC2 have no node record (a round ended before recording)",
             )
         )
-    if gone:
+    if found.gone:
         actions.append(
             Forget(
-                nodes=tuple(gone),
-                reason=f"{len(gone)} nodes are gone from EC2; their running jobs go back to the queue",
+                nodes=tuple(found.gone),
+                reason=f"{len(found.gone)} nodes are gone from EC2; their running jobs go back to the queue",
             )
         )
-    if silent:
+    if found.silent:
         actions.append(
             Evict(
-                nodes=tuple(silent),
-                reason=f"{len(silent)} nodes run on EC2 but their agents are silent (no heartbeat for "
+                nodes=tuple(found.silent),
+                reason=f"{len(found.silent)} nodes run on EC2 but their agents are silent (no heartbeat for "
                 f"{AGENT_SILENCE_LIMIT:.0f} s, or none {AGENT_BOOT_LIMIT:.0f} s after launch): their jobs go back "
                 "to the queue and the nodes are replaced (static ones are kept)",
             )
         )
-    if stopped:
-        actions.append(SetState(nodes=tuple(stopped), state=NodeState.STOPPED, reason="EC2 shows these nodes stopped"))
-    if started:
+    if found.stopped:
         actions.append(
-            SetState(nodes=tuple(started), state=NodeState.PENDING, reason="EC2 shows these nodes running again")
+            SetState(nodes=tuple(found.stopped), state=NodeState.STOPPED, reason="EC2 shows these nodes stopped")
         )
-    if interrupted:
+    if found.started:
+        actions.append(
+            SetState(nodes=tuple(found.started), state=NodeState.PENDING, reason="EC2 shows these nodes running again")
+        )
+    if found.interrupted:
         actions.append(
             SetState(
-                nodes=tuple(interrupted),
+                nodes=tuple(found.interrupted),
                 state=NodeState.INTERRUPTED,
                 reason="EC2 is stopping or terminating these nodes: no new work; their jobs go back once they are gone",
             )
         )
-    return nodes
+    return actions
 
 
 def _agent_is_dead(record: NodeRecord, now: float) -> bool:
