@@ -132,3 +132,7 @@ class LockstepClock:
         self._last_advance = self._monotonic()
         self._elapsed += self.step
         self.steps += 1
+
+    def align(self, period: float) -> None:
+        """Jump to the next multiple of ``period`` simulated seconds (at once: nothing is due in between)."""
+        self._elapsed = -(-self._elapsed // period) * period

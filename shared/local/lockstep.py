@@ -19,13 +19,14 @@ moves on anyway and is counted (``StepGate.overruns``): the report says so rathe
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import logging
 import os
 import shlex
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,28 +46,24 @@ _POLL = 0.005  # real seconds between checks while waiting
 
 
 class StepGate:
-    """Lets each agent receive once per step, and tells the driver when every agent that takes work has."""
+    """Lets the agents receive once per step, one after another in a fixed order (the same jobs land on the
+    same nodes on any machine), after each has done its timed work due at the step."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self.step = 0
-        self._done: dict[int, int] = {}  # id(agent) -> the last step it has done
+        self.receiving = True  # False while the queue shows no message: the agents then only do timed work
+        self._turn: int | None = None  # id() of the agent whose turn it is to receive
+        self._done: dict[int, int] = {}  # id(agent) -> the last step it has received in
         self.overruns = 0
 
-    def open(self) -> int:
-        """A new step: every agent may receive once more."""
-        with self._cond:
-            self.step += 1
-            self._cond.notify_all()
-            return self.step
-
     def wait_turn(self, agent: SteppedAgent) -> int | None:
-        """Block until a step this agent has not done; its number, or None once the agent takes no work."""
+        """Block until it is this agent's turn in a step it has not done; the step, or None once it takes no work."""
         with self._cond:
             while True:
                 if not agent.takes_work():
                     return None
-                if self._done.get(id(agent), -1) < self.step:
+                if self._turn == id(agent) and self._done.get(id(agent), -1) < self.step:
                     return self.step
                 self._cond.wait(timeout=0.05)
 
@@ -75,29 +72,38 @@ class StepGate:
             self._done[id(agent)] = step
             self._cond.notify_all()
 
-    def wait_all(self, agents: Callable[[], Iterable[SteppedAgent]], step: int, now: float) -> bool:
-        """Wait until every agent that takes work has received in ``step`` and done its timed work due at
-        ``now``; False (an overrun) if one has not within ``BARRIER_SECONDS``."""
+    def run_step(self, agents: list[SteppedAgent], now: float, *, receive: bool) -> bool:
+        """One step: every agent that takes work does its timed work due at ``now``, then receives in its turn
+        (if ``receive``). False (an overrun) if an agent kept the step waiting over ``BARRIER_SECONDS``."""
         deadline = time.monotonic() + BARRIER_SECONDS
         with self._cond:
-            while True:
-                behind = [
-                    a
-                    for a in agents()
-                    if a.takes_work() and (self._done.get(id(a), -1) < step or not a.timed_work_done(now))
-                ]
-                if not behind:
-                    return True
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self.overruns += 1
-                    log.warning(
-                        "step %d: %d agent(s) still busy after %gs; moving on", step, len(behind), BARRIER_SECONDS
-                    )
-                    return False
-                for agent in behind:
-                    agent.state.wake.set()  # its keeper: the clock has moved
-                self._cond.wait(timeout=min(left, 0.02))
+            self.step += 1
+            self.receiving = receive
+            ok = self._wait(lambda: [a for a in agents if a.takes_work() and not a.timed_work_done(now)], deadline)
+            for agent in agents:
+                self._turn = id(agent)
+                self._cond.notify_all()
+                ok = self._wait(functools.partial(self._owes_turn, agent), deadline) and ok
+            self._turn = None
+        if not ok:
+            self.overruns += 1
+            log.warning("step %d: agents kept it waiting over %gs; moving on", self.step, BARRIER_SECONDS)
+        return ok
+
+    def _owes_turn(self, agent: SteppedAgent) -> list[SteppedAgent]:
+        return [agent] if agent.takes_work() and self._done.get(id(agent), -1) < self.step else []
+
+    def _wait(self, behind: Callable[[], list[SteppedAgent]], deadline: float) -> bool:
+        while True:
+            late = behind()
+            if not late:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            for agent in late:
+                agent.state.wake.set()  # its keeper: the clock has moved
+            self._cond.wait(timeout=min(left, 0.02))
 
 
 class SteppedAgent(Agent):
@@ -125,7 +131,7 @@ class SteppedAgent(Agent):
             for _ in range(MAX_PASSES):
                 with self.state.lock:
                     full = self.state.ledger.is_full()
-                if full or not self.takes_work():
+                if full or not self.takes_work() or not self._gate.receiving:
                     break
                 passed = super().step(wait_seconds)
                 outcomes += passed

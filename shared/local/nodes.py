@@ -59,11 +59,12 @@ class InstanceView:
     tags: Mapping[str, str]
 
 
-def describe_instances(region: str, client: Any = None) -> list[InstanceView]:
-    """Every instance in the region (one paginated DescribeInstances)."""
+def describe_instances(region: str, client: Any = None, *, states: Sequence[str] = ()) -> list[InstanceView]:
+    """Every instance in the region (one paginated DescribeInstances), or only those in ``states``."""
     ec2 = client if client is not None else boto3.client("ec2", region_name=region)
     views = []
-    for page in ec2.get_paginator("describe_instances").paginate():
+    filters: list[Any] = [{"Name": "instance-state-name", "Values": list(states)}] if states else []
+    for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
         for reservation in page.get("Reservations", []):
             for raw in reservation.get("Instances", []):
                 tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
@@ -216,12 +217,11 @@ class LocalNodes:
         ended = self.lockstep.timer.end_due(self.running_on)
         return wait_settled(ended, self.running_on)
 
-    def receive_round(self) -> bool:
-        """Lockstep: let every agent that takes work receive once (and do its timed work) at this step."""
+    def receive_round(self, *, messages_waiting: bool = True) -> bool:
+        """Lockstep: let every agent that takes work receive (when messages wait) and do its timed work due now."""
         if self.lockstep is None:
             return True
-        gate = self.lockstep.gate
-        return gate.wait_all(self.stepped_agents, gate.open(), self.clock.now())
+        return self.lockstep.gate.run_step(self.stepped_agents(), self.clock.now(), receive=messages_waiting)
 
     def busy_agents(self) -> list[str]:
         """The instances whose agent runs jobs now."""
