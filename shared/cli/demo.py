@@ -57,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument("--report", type=Path, help="the JSON report (default: OUT/report.json)")
     parser.add_argument("--plot", type=Path, help="the PNG plot (default: OUT/demand.png)")
-    parser.add_argument("--time-limit", type=float, default=600.0, help="real seconds the workload may take")
+    parser.add_argument("--time-limit", type=float, default=1800.0, help="real seconds the workload may take")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.add_argument(
         "--chaos", type=int, metavar="SEED", help="inject faults at random from SEED and check invariants"

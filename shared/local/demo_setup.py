@@ -16,7 +16,7 @@ from shared.domain.packing import plan
 from shared.domain.settings import ClusterSettings
 from shared.local.demo_defaults import DEFAULT_NODE_TYPES, DEFAULT_OUT
 
-STEP_SECONDS = 10.0  # simulated seconds per step of the lockstep clock
+STEP_SECONDS = 20.0  # simulated seconds per step of the lockstep clock (a third of a scaling interval)
 
 
 class DemoError(RuntimeError):
@@ -48,7 +48,7 @@ class DemoOptions:
     report_path: Path | None = None  # default: workdir/report.json
     plot_path: Path | None = None  # default: workdir/demand.png
     progress_every: float = 2.0  # real seconds between progress lines; 0: none
-    time_limit: float = 600.0  # real seconds the run may take once the cluster is up
+    time_limit: float = 1800.0  # real seconds the run may take once the cluster is up (a busy machine: longer)
     chaos: int | None = None  # a seed: inject faults at random and check invariants (shared/local/chaos.py)
 
 
