@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "demo",
         help="run the whole system on this machine (no AWS account) and report what it did",
         description="Deploy a Shoal cluster into an embedded local AWS (moto) with the CDK CLI, launch it, run a "
-        "bursty workload on an accelerated clock, tear it down, and write a report and a plot.",
+        "bursty workload on a simulated clock, tear it down, and write a report and a plot.",
     )
     parser.add_argument(
         "--workload",
@@ -54,6 +54,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="working directory for logs (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--keep-work", type=Path, metavar="DIR", help="keep the nodes' work files (executions.log, job outputs) in DIR"
     )
     parser.add_argument("--report", type=Path, help="the JSON report (default: OUT/report.json)")
     parser.add_argument("--plot", type=Path, help="the PNG plot (default: OUT/demand.png)")
@@ -86,6 +89,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
             boot_delay=_duration("--boot-delay", args.boot_delay),
             real=args.real,
             workdir=args.out,
+            keep_work=args.keep_work,
             report_path=args.report,
             plot_path=args.plot,
             progress_every=0.0 if args.quiet else 2.0,
