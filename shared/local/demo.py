@@ -117,8 +117,9 @@ class Demo:
         self.outputs: dict[str, str] = {}
 
     def _make_clock(self) -> SimClock | LockstepClock:
-        """Lockstep, unless the jobs run their own commands: those take real time, not simulated."""
-        if self.options.real:
+        """Lockstep, unless the jobs run their own commands (those take real time, not simulated) or chaos runs
+        (its faults are injected on the accelerated clock, and have not been tried on the lockstep one)."""
+        if self.options.real or self.options.chaos is not None:
             return SimClock(self.options.speed)
         return LockstepClock(self.options.speed, step=self.options.step)
 
