@@ -25,22 +25,17 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
 import boto3
 
-from shared.adapters.ec2_fleet import MARKET_TAG, OFFER_TAG
 from shared.adapters.job_queue import SqsJobQueue
 from shared.adapters.job_store import DynamoJobStore
 from shared.adapters.state_table import StateTable
-from shared.domain.cluster_state import Market, NodeRecord, NodeState
 from shared.domain.jobs import Job
-from shared.domain.scaling import node_hourly_price, offers_for
-from shared.local import demo_report, moto_patches
+from shared.domain.scaling import offers_for
+from shared.local import demo_report, demo_timeline, moto_patches
 from shared.local.clock import LockstepClock, SimClock
 from shared.local.demo_defaults import DEFAULT_NODE_TYPES, DEFAULT_OUT, DEFAULT_WORKLOAD
 from shared.local.demo_output import _agent_logs, _clock_time, _pairs, _quiet_moto
@@ -58,8 +53,8 @@ from shared.local.deploy import CdkRunner
 from shared.local.lambdas import LocalLambdas
 from shared.local.lockstep import JobTimer, StepGate
 from shared.local.moto_server import ACCOUNT_ID, LocalCloud
-from shared.local.nodes import LIVE, InstanceView, LocalNodes, Lockstep, NodeEndpoints, describe_instances
-from shared.local.report import NodeSpan, Sample, Timeline, write_json, write_plot
+from shared.local.nodes import InstanceView, LocalNodes, Lockstep, NodeEndpoints
+from shared.local.report import Timeline, write_json, write_plot
 from shared.local.router import EventRouter
 from shared.services.submit import SubmitConfig
 from shared.wiring.clients import build_submit_client
@@ -80,7 +75,6 @@ __all__ = [  # tests and the CLI read these here
 
 TICK_SECONDS = 0.1  # real seconds between ticks of the local cloud's loop (accelerated clock)
 EXECUTION_POLL_SECONDS = 0.05
-NOT_TERMINATED = ("pending", "running", "shutting-down", "stopping", "stopped")
 
 
 class Demo:
@@ -122,18 +116,6 @@ class Demo:
         if self.options.real or self.options.chaos is not None:
             return SimClock(self.options.speed)
         return LockstepClock(self.options.speed, step=self.options.step)
-
-    def clock_facts(self) -> dict[str, object]:
-        """How simulated time was kept, for the report."""
-        if not isinstance(self.clock, LockstepClock):
-            return {"clock": "accelerated"}
-        gate = self.nodes.lockstep.gate if self.nodes.lockstep is not None else None
-        return {
-            "clock": "lockstep",
-            "clock_step_seconds": self.clock.step,
-            "clock_steps": self.clock.steps,
-            "clock_overruns": (gate.overruns if gate is not None else 0) + self.settle_timeouts,
-        }
 
     def _check_workload(self) -> None:
         check_workload(self.options.jobs, self.offers, self.settings.target_time)
@@ -333,32 +315,13 @@ class Demo:
             self.clock.advance()
             if not self.nodes.end_due_jobs():
                 self.settle_timeouts += 1
-        instances = self._instances()
+        instances = demo_timeline.instances(self)
         self.router.tick({i.instance_id: i.state for i in instances})
         self.nodes.tick(instances)
         if self.nodes.lockstep is not None:
             self.nodes.receive_round(messages_waiting=self.queue.depth().visible > 0)
-        self._sample(instances)
+        demo_timeline.sample(self, instances)
         self._progress()
-
-    def _instances(self) -> list[InstanceView]:
-        """Every instance this run has seen, in its state now. EC2 keeps terminated instances listed, and
-        describing them all each step grew to most of a step's time: this asks only for the others, and an
-        instance that has left that list has been terminated."""
-        # On the lockstep clock only a handler (a round, a launch step) changes EC2 between steps; chaos and
-        # the accelerated clock's state machines do it behind the demo's back.
-        lockstep = isinstance(self.clock, LockstepClock) and self.options.chaos is None
-        key = (sum(self.lambdas.invocations.values()), self._executing)
-        if lockstep and key == self._described and not self._executing:
-            return list(self._known.values())
-        self._described = key
-        views = describe_instances(self.settings.region, self._ec2, states=NOT_TERMINATED)
-        seen = {view.instance_id for view in views}
-        for instance_id, known in list(self._known.items()):
-            if instance_id not in seen and known.state != "terminated":
-                self._known[instance_id] = replace(known, state="terminated")
-        self._known.update((view.instance_id, view) for view in views)
-        return list(self._known.values())
 
     def _submit_due(self) -> None:
         while (
@@ -386,48 +349,6 @@ class Demo:
             return False
         floor = sum(max(a, b) for a, b in _pairs(self.settings.min_nodes, self.settings.static_nodes))
         return live[0].total_nodes <= floor and self.nodes.booting() == 0
-
-    def _sample(self, instances: Sequence[InstanceView]) -> None:
-        now = self.clock.elapsed()
-        counts: Counter[str] = Counter()
-        for view in instances:
-            if view.cluster != self.settings.name:
-                continue
-            span = self.timeline.spans.get(view.instance_id)
-            if view.state in LIVE:
-                counts[view.instance_type] += 1
-                if span is None:
-                    self.timeline.spans[view.instance_id] = NodeSpan(
-                        instance_id=view.instance_id,
-                        instance_type=view.instance_type,
-                        hourly_price=self._price(view),
-                        started=now,
-                    )
-            elif span is not None and span.ended is None:
-                span.ended = now
-        waiting = self.queue.depth().visible
-        self.timeline.samples.append(
-            Sample(
-                t=now,
-                waiting=waiting,
-                running=self.nodes.busy_jobs(),
-                done=self._done(),
-                nodes=dict(counts),
-                booting=self.nodes.booting(),
-            )
-        )
-
-    def _done(self) -> int:
-        with self.nodes.executions_log.open(encoding="utf-8") as log:
-            return sum(1 for _ in log)
-
-    def _price(self, view: InstanceView) -> float:
-        offer_key = view.tags.get(OFFER_TAG, view.instance_type)
-        market = Market.SPOT if view.tags.get(MARKET_TAG) == Market.SPOT else Market.ON_DEMAND
-        record = NodeRecord(instance_id=view.instance_id, offer_key=offer_key, instance_type=view.instance_type,
-                            market=market, state=NodeState.ACTIVE)  # fmt: skip
-        offer = next((o for o in self.offers if o.key == offer_key), None)
-        return node_hourly_price(record, offer, self.settings.region)
 
     def _progress(self, *, force: bool = False) -> None:
         every = self.options.progress_every

@@ -14,6 +14,7 @@ from shared.adapters.decision_log import DynamoDecisionLog
 from shared.adapters.ec2_fleet import CLUSTER_TAG
 from shared.domain.cluster_state import JobStatus
 from shared.local.demo_output import _list, _pairs
+from shared.local.demo_timeline import clock_facts
 from shared.local.nodes import describe_instances
 from shared.local.report import node_usage, percentile, starts_in_agent_log
 
@@ -164,7 +165,7 @@ def _run_facts(demo: Demo) -> dict[str, object]:
         "settings": demo.settings.to_mapping(),
         "target_time_seconds": demo.settings.target_time,
         "speed": demo.options.speed,
-        **demo.clock_facts(),
+        **clock_facts(demo),
         "boot_delay_seconds": demo.options.boot_delay,
         "bursts": len(demo._bursts),
         "burst_gap_seconds": demo.options.burst_gap,
