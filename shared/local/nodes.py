@@ -323,7 +323,7 @@ class LocalNodes:
         # The detail (where, when) says, of a job that completed twice, whether its node died before its end was
         # recorded (an at-least-once rerun no system can avoid) or Shoal ran it again.
         detail = f'"$SHOAL_JOB_ID $SHOAL_JOB_WORK_DIR $(date +%s.%N)" >> {shlex.quote(str(self.completions_log))}'
-        witness = f'echo "$SHOAL_JOB_ID" >> {shlex.quote(str(self.executions_log))}; echo {detail}'
+        witness = f'{{ echo "$SHOAL_JOB_ID" >> {shlex.quote(str(self.executions_log))}; echo {detail}; }}'
         lock = ""
         if self._flock is not None:
             # Every process of the run inherits fd 9, so the lock is held until the whole tree is gone.
