@@ -19,9 +19,7 @@ pk                  sk                        holds
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shared.adapters.state_table import (
@@ -37,32 +35,13 @@ from shared.adapters.state_table import (
     ttl,
 )
 from shared.domain.cluster_state import JobStatus
+from shared.formats.job_feed import FeedEvent, FeedEventKind
 
 if TYPE_CHECKING:
     from shared.adapters.state_table import Item
 
 FEED_RETENTION = 7 * 24 * 3600.0  # seconds an unread announcement is kept
-
-
-class FeedEventKind(enum.StrEnum):
-    START = "START"
-    END = "END"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FeedEvent:
-    job_id: str
-    kind: FeedEventKind
-    at: float  # when it started (START) or ended (END), by the agent's clock
-    node: str | None = None
-    attempt: int | None = None
-    status: JobStatus | None = None  # END only: SUCCEEDED or FAILED
-    exit_code: int | None = None  # END only; None: the job never ran (it could not start)
-    reason: str | None = None  # END of a failed job: why
-
-    @property
-    def sort_key(self) -> str:
-        return f"{self.job_id}#{self.kind}"
+__all__ = ["FEED_RETENTION", "DynamoJobFeed", "FeedEvent", "FeedEventKind", "feed_item", "feed_partition"]
 
 
 def feed_partition(feed: str) -> str:

@@ -19,12 +19,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from shared.adapters.cluster_directory import CloudFormationClusterDirectory, ClusterNotFoundError
-from shared.adapters.leader import Ec2Leader
-from shared.adapters.ssm_session import S3Staging, SsmCommands, TransferError
 from shared.cli.cluster_common import AWS_ERRORS, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Io, region_of, streams
 from shared.domain.cluster_state import NodeRecord, NodeState
+from shared.wiring import cluster_cli
 from shared.wiring.clients import build_node_store
+from shared.wiring.cluster_cli import S3Staging, SsmCommands, TransferError
 
 BUCKET_ENV = "SHOAL_STAGING_BUCKET"
 INSTALL_AWS = "install the AWS CLI v2: https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html"
@@ -94,7 +93,7 @@ def choose_node(nodes: Sequence[NodeRecord], wanted: str | None) -> str:
 
 
 def _node_for(name: str, region: str, wanted: str | None) -> str:
-    outputs = CloudFormationClusterDirectory(region).outputs(name)
+    outputs = cluster_cli.cluster_directory(region).outputs(name)
     return choose_node(build_node_store(outputs.table_name, region).list_nodes(), wanted)
 
 
@@ -109,7 +108,7 @@ def ssh_argv(instance_id: str, region: str, *, login_shell: bool = False) -> lis
 def _target(name: str, region: str, wanted: str | None) -> tuple[str, bool]:
     """(instance id, is the leader): the node asked for, else the running leader, else the first ACTIVE node."""
     if wanted is None:
-        leader = Ec2Leader(region).find(name)
+        leader = cluster_cli.leader(region).find(name)
         if leader is not None:
             return leader, True
     return _node_for(name, region, wanted), False
@@ -138,7 +137,7 @@ def run_ssh(
         instance_id, leader = _target(args.name, region, wanted)
     except NodeChoiceError as error:
         return io.fail("ssh-cluster", error, EXIT_USAGE)
-    except ClusterNotFoundError as error:
+    except cluster_cli.ClusterNotFoundError as error:
         return io.fail("ssh-cluster", error, EXIT_FAILED)
     except AWS_ERRORS as error:
         return io.fail("ssh-cluster", error, EXIT_FAILED)
@@ -171,7 +170,7 @@ def run_rsync(
     if not remote_src and not Path(args.src).exists():
         return io.fail("rsync-cluster", f"SRC {args.src} does not exist", EXIT_USAGE)
     try:
-        outputs = CloudFormationClusterDirectory(region).outputs(args.name)
+        outputs = cluster_cli.cluster_directory(region).outputs(args.name)
         # The stack's staging bucket, unless one is named (an older stack has none).
         bucket = args.bucket or os.environ.get(BUCKET_ENV) or outputs.staging_bucket
         if not bucket:
@@ -180,12 +179,12 @@ def run_rsync(
         instance_id = choose_node(nodes, args.node)
     except NodeChoiceError as error:
         return io.fail("rsync-cluster", f"--node: {error}", EXIT_USAGE)
-    except ClusterNotFoundError as error:
+    except cluster_cli.ClusterNotFoundError as error:
         return io.fail("rsync-cluster", error, EXIT_FAILED)
     except AWS_ERRORS as error:
         return io.fail("rsync-cluster", error, EXIT_FAILED)
     prefix = staging_prefix(args.name, new_token())
-    staging, commands = S3Staging(region), SsmCommands(region)
+    staging, commands = cluster_cli.file_transfer(region)
     try:
         if remote_dst:
             return _upload(io, staging, commands, Path(args.src), args.dst[1:], bucket, prefix, instance_id)

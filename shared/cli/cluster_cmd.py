@@ -12,12 +12,6 @@ import time
 from datetime import UTC, datetime
 from typing import TextIO
 
-from shared.adapters.cluster_directory import (
-    CloudFormationClusterDirectory,
-    ClusterNotFoundError,
-    ClusterOutputs,
-    stack_name,
-)
 from shared.cli import guardrails_cmd
 from shared.cli.cluster_common import (
     AWS_ERRORS,
@@ -41,6 +35,7 @@ from shared.cli.cluster_launch import add_launch_parser, parse_workers, run_laun
 from shared.formats.decision_record import DecisionRecord
 from shared.services.cluster_utils import ClusterReport, StatusSources, status
 from shared.services.ports import Clock
+from shared.wiring import cluster_cli
 from shared.wiring.clients import build_status_sources
 
 __all__ = [  # what other modules and tests import from here
@@ -101,7 +96,7 @@ def run_destroy(
             payload["grace_seconds"] = int(duration("--grace", args.grace))
         if "poll_seconds" in payload:
             payload["job_poll_seconds"] = payload["poll_seconds"]
-        deployed = CloudFormationClusterDirectory(region).outputs(args.name)
+        deployed = cluster_cli.cluster_directory(region).outputs(args.name)
         print(
             f"tearing down cluster {args.name} in {region}{' (forced)' if args.force else ''}", file=io.out, flush=True
         )
@@ -111,13 +106,13 @@ def run_destroy(
         )  # fmt: skip
     except ClusterInputError as error:
         return io.fail("destroy-cluster", error, EXIT_USAGE)
-    except ClusterNotFoundError as error:
+    except cluster_cli.ClusterNotFoundError as error:
         return io.fail("destroy-cluster", error, EXIT_FAILED)
     except AWS_ERRORS as error:
         return io.fail("destroy-cluster", error, EXIT_FAILED)
     return finish(
         "destroy-cluster",
-        f"cluster {args.name} has no nodes left; `cdk destroy {stack_name(args.name)}` removes the stack",
+        f"cluster {args.name} has no nodes left; `cdk destroy {cluster_cli.stack_name(args.name)}` removes the stack",
         result,
         timeout,
         io,
@@ -127,7 +122,7 @@ def run_destroy(
 # --- status and list-clusters ------------------------------------------------------------------------
 
 
-def status_sources(outputs: ClusterOutputs) -> StatusSources:
+def status_sources(outputs: cluster_cli.ClusterOutputs) -> StatusSources:
     return build_status_sources(outputs)
 
 
@@ -135,7 +130,7 @@ def run_status(args: argparse.Namespace, out: TextIO | None = None, err: TextIO 
     io = streams(out, err)
     region = region_of(args)
     try:
-        outputs = CloudFormationClusterDirectory(region).outputs(args.name)
+        outputs = cluster_cli.cluster_directory(region).outputs(args.name)
         report = status(
             status_sources(outputs),
             cluster=args.name,
@@ -144,7 +139,7 @@ def run_status(args: argparse.Namespace, out: TextIO | None = None, err: TextIO 
             dashboard_url=outputs.dashboard_url,
             tolerated=AWS_ERRORS,
         )
-    except ClusterNotFoundError as error:
+    except cluster_cli.ClusterNotFoundError as error:
         return io.fail("status", error, EXIT_FAILED)
     except AWS_ERRORS as error:
         return io.fail("status", error, EXIT_FAILED)
@@ -198,7 +193,7 @@ def run_list(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
     io = streams(out, err)
     region = region_of(args)
     try:
-        clusters = CloudFormationClusterDirectory(region).list_clusters()
+        clusters = cluster_cli.cluster_directory(region).list_clusters()
     except AWS_ERRORS as error:
         return io.fail("list-clusters", error, EXIT_FAILED)
     if args.json:

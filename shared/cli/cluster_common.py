@@ -14,13 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from shared.adapters.aws import AwsConfigError
-from shared.adapters.cluster_directory import ClusterDirectoryError
-from shared.adapters.executions import ExecutionsError, StepFunctionsExecutions
-from shared.adapters.leader import LeaderError
 from shared.domain.units import UnitError, format_duration, parse_duration
 from shared.services.cluster_utils import Outcome, RunResult, run_and_wait
-from shared.services.ports import Clock, JobQueueError, StoreError
+from shared.services.ports import Clock
+from shared.wiring import cluster_cli
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -28,7 +25,7 @@ EXIT_USAGE = 2
 EXIT_TIMED_OUT = 3
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REGION = "us-west-2"
-AWS_ERRORS = (ClusterDirectoryError, ExecutionsError, StoreError, JobQueueError, AwsConfigError, LeaderError)
+AWS_ERRORS = cluster_cli.AWS_ERRORS  # the cloud's answers, printed on one line (exit status 1)
 
 
 class ClusterInputError(ValueError):
@@ -102,7 +99,7 @@ def start_and_wait(
 ) -> RunResult:
     """Start the launch or teardown state machine and wait for its end, printing each state as it is entered."""
     return run_and_wait(
-        StepFunctionsExecutions(region),
+        cluster_cli.executions(region),
         machine_arn,
         verb=verb,
         payload=payload,

@@ -28,13 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from shared.adapters.cluster_directory import (
-    CloudFormationClusterDirectory,
-    ClusterNotFoundError,
-    ClusterOutputs,
-    stack_name,
-)
-from shared.adapters.leader import Ec2Leader
 from shared.cli import guardrails_cmd
 from shared.cli.cluster_common import (
     AWS_ERRORS,
@@ -55,6 +48,8 @@ from shared.domain.catalog import REGIONS, UnknownInstanceTypeError, instance_ty
 from shared.domain.settings import ClusterSettings, SettingsError
 from shared.services.cluster_utils import Outcome
 from shared.services.ports import Clock
+from shared.wiring import cluster_cli
+from shared.wiring.cluster_cli import stack_name
 
 WORKERS_ENTRY = re.compile(r"([0-9]{1,6})(?:-([0-9]{1,6}))?")
 
@@ -275,7 +270,7 @@ def run_launch(
             start_leader(deployed, leader_type, io)
     except ClusterInputError as error:
         return io.fail("launch-cluster", error, EXIT_USAGE)
-    except ClusterNotFoundError as error:
+    except cluster_cli.ClusterNotFoundError as error:
         return io.fail("launch-cluster", error, EXIT_FAILED)
     except AWS_ERRORS as error:
         return io.fail("launch-cluster", error, EXIT_FAILED)
@@ -284,15 +279,18 @@ def run_launch(
 
 def _deployed(
     args: argparse.Namespace, region: str, tags: list[str], io: Io, deploy_runner: Runner
-) -> ClusterOutputs | None:
+) -> cluster_cli.ClusterOutputs | None:
     """The deployed stack's outputs, deploying it first with --deploy; None (said why) when it is not there."""
-    directory = CloudFormationClusterDirectory(region)
+    directory = cluster_cli.cluster_directory(region)
     deployed = directory.find(args.name)
     if deployed is None:
         settings, context = launch_settings(args, region)
         argv = cdk_deploy_argv(settings.name, context, tags)
         if not args.deploy:
-            print(f"stack {stack_name(args.name)} is not deployed in {region}; deploy it first with:", file=io.out)
+            print(
+                f"stack {stack_name(args.name)} is not deployed in {region}; deploy it first with:",
+                file=io.out,
+            )
             print(f"  {shlex.join(argv)}", file=io.out)
             print("then run launch-cluster again (or pass --deploy to do both)", file=io.out)
             return None
@@ -324,14 +322,14 @@ def leader_node_type(text: str | None) -> str | None:
         raise ClusterInputError(f"--leaderNodeType: {error}") from None
 
 
-def start_leader(deployed: ClusterOutputs, node_type: str, io: Io) -> str:
+def start_leader(deployed: cluster_cli.ClusterOutputs, node_type: str, io: Io) -> str:
     """Start the cluster's leader (or find the running one); its instance id."""
     if deployed.leader_launch_template_id is None:
         raise ClusterInputError(
             f"--leaderNodeType: stack {deployed.stack_name} has no leader launch template; redeploy it with this "
             "version of Shoal (cdk deploy)"
         )
-    instance = Ec2Leader(deployed.region).launch(
+    instance = cluster_cli.leader(deployed.region).launch(
         deployed.name,
         launch_template_id=deployed.leader_launch_template_id,
         instance_type=node_type,

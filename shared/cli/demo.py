@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "demo",
         help="run the whole system on this machine (no AWS account) and report what it did",
         description="Deploy a Shoal cluster into an embedded local AWS (moto) with the CDK CLI, launch it, run a "
-        "bursty workload on an accelerated clock, tear it down, and write a report and a plot.",
+        "bursty workload on a simulated clock, tear it down, and write a report and a plot.",
     )
     parser.add_argument(
         "--workload",
@@ -55,9 +55,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="working directory for logs (default: %(default)s)"
     )
+    parser.add_argument(
+        "--keep-work", type=Path, metavar="DIR", help="keep the nodes' work files (executions.log, job outputs) in DIR"
+    )
     parser.add_argument("--report", type=Path, help="the JSON report (default: OUT/report.json)")
     parser.add_argument("--plot", type=Path, help="the PNG plot (default: OUT/demand.png)")
-    parser.add_argument("--time-limit", type=float, default=600.0, help="real seconds the workload may take")
+    parser.add_argument("--time-limit", type=float, default=1800.0, help="real seconds the workload may take")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.add_argument(
         "--chaos", type=int, metavar="SEED", help="inject faults at random from SEED and check invariants"
@@ -86,6 +89,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
             boot_delay=_duration("--boot-delay", args.boot_delay),
             real=args.real,
             workdir=args.out,
+            keep_work=args.keep_work,
             report_path=args.report,
             plot_path=args.plot,
             progress_every=0.0 if args.quiet else 2.0,

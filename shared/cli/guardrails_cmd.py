@@ -8,12 +8,10 @@ import argparse
 from datetime import UTC, datetime
 from typing import TextIO
 
-from shared.adapters.cluster_directory import ClusterOutputs
-from shared.adapters.spend_ledger import DynamoSpendLedger
-from shared.adapters.state_table import StateTable
 from shared.domain.units import format_duration
 from shared.services import guardrails
 from shared.services.guardrails import GuardView
+from shared.wiring import cluster_cli
 
 # settings name → launch-cluster flag; idle_lease before lease, so a message about idle_lease names --idleLease
 FLAGS = {
@@ -38,9 +36,9 @@ def add_launch_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def renew(outputs: ClusterOutputs, lease: float, *, now: float, out: TextIO, err: TextIO) -> None:
+def renew(outputs: cluster_cli.ClusterOutputs, lease: float, *, now: float, out: TextIO, err: TextIO) -> None:
     """``launch-cluster --lease`` on a deployed cluster: the lease ends ``lease`` seconds from now."""
-    ledger = DynamoSpendLedger(StateTable(outputs.table_name, region=outputs.region))
+    ledger = cluster_cli.spend_ledger(outputs)
     view = ledger.view()
     expires = guardrails.renew_lease(ledger, lease, now=now)
     print(

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import TextIO
 
 from shared.domain.catalog import UnknownInstanceTypeError, instance_type
+from shared.domain.scaling import offers_for
 from shared.domain.settings import ClusterSettings, SettingsError
 from shared.domain.units import UnitError, parse_duration
-from shared.sim import guardrails
+from shared.sim import guardrails, placement
 from shared.sim.engine import SimOptions, SimResult, simulate
 from shared.sim.trace import TraceError, read_trace
 
@@ -40,7 +41,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )  # fmt: skip
     parser.add_argument(
         "--capacity-errors", default="", metavar="TYPE=RATE,..",
-        help="probability that a launch of TYPE fails for lack of capacity, e.g. c5.4xlarge=0.2",
+        help="probability that a launch of TYPE fails for lack of capacity, e.g. c5.4xlarge=0.2 "
+        "(TYPE@ZONE=RATE: in that zone only)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--placement-scores", default="", metavar="TYPE@ZONE=SCORE,..",
+        help="Spot Placement Scores (1-10) the scaler is given for a spot node type's zones, e.g. "
+        "c5.4xlarge@us-west-2a=9,c5.4xlarge@us-west-2b=3 (the simulated zones are the ones named here and in "
+        "--capacity-errors)",
     )  # fmt: skip
     parser.add_argument("--max-hourly-cost", "--maxHourlyCost", help="USD/h the fleet may cost (spot at its bid)")
     parser.add_argument("--budget", help="USD the cluster may spend; then it drains (BUDGET_EXHAUSTED)")
@@ -83,12 +91,16 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
     boot = _duration("--boot-delay", args.boot_delay)
     if args.spot_interruptions < 0 or args.spot_interruptions != args.spot_interruptions:
         raise ValueError(f"--spot-interruptions must be a rate >= 0 per node-hour, got {args.spot_interruptions:g}")
+    rates = _rates(args.capacity_errors)
+    scores = placement.parse_scores(args.placement_scores, offers_for(settings), settings.region)
     return SimOptions(
         settings=settings,
         boot_delay=boot,
         seed=args.seed,
         spot_interruptions=args.spot_interruptions,
-        capacity_errors=_rates(args.capacity_errors),
+        capacity_errors=rates,
+        zones=placement.zones_named(scores, rates),
+        placement_scores=scores,
         vcpu_quotas=guardrails.parse_quotas(args.vcpu_quota),
         quota_aware=not args.quota_blind,
     )
@@ -214,12 +226,14 @@ def _rates(text: str) -> dict[str, float]:
             rate = float(value)
         except ValueError:
             rate = -1.0
-        if not sep or not 0.0 <= rate <= 1.0:
+        type_name, at, zone = name.strip().partition("@")
+        if not sep or not 0.0 <= rate <= 1.0 or (at and not placement.ZONE.match(zone)):
             raise ValueError(
-                f"--capacity-errors takes TYPE=RATE with RATE in [0, 1], e.g. c5.4xlarge=0.2; got {part!r}"
+                "--capacity-errors takes TYPE=RATE or TYPE@ZONE=RATE with RATE in [0, 1], e.g. c5.4xlarge=0.2 or "
+                f"c5.4xlarge@us-west-2a=1; got {part!r}"
             )
         try:
-            instance_type(name.strip())
+            instance_type(type_name)
         except UnknownInstanceTypeError as error:
             raise ValueError(f"--capacity-errors: {error}") from None
         rates[name.strip()] = rate

@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from shared.adapters.aws import AwsConfigError
 from shared.cli.jobs_file import JobsFileError, read_jobs
 from shared.services.ports import JobQueueError, StoreError
 from shared.services.submit import SubmitConfigError, SubmitError
 from shared.wiring.clients import build_submit_client
+from shared.wiring.cluster_cli import AwsConfigError
 from shared.wiring.settings import read_submit_config
 
 EXIT_OK = 0

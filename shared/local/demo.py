@@ -1,4 +1,4 @@
-"""``shoal demo``: the whole system on one machine, on an accelerated clock, and its report.
+"""``shoal demo``: the whole system on one machine, on a simulated clock, and its report.
 
 1. moto on loopback (``LocalCloud``) and the real stack deployed into it with the CDK CLI (``CdkRunner``),
    from a settings file written for the demo (``name``, ``node_types``, min/max nodes...).
@@ -8,11 +8,14 @@
    real handlers, and ``LocalNodes`` runs an agent on each running instance after its boot delay.
 4. When every job has ended and the fleet is back at its minimum, TeardownCluster runs, and what is left
    tagged for the cluster is counted.
-5. The report: jobs completed, lost and run twice (from the job records and an independent execution
-   log), queue waits, node-hours and cost, every decision with its reasons, and a plot.
+5. The report (``demo_report``): jobs completed, lost and run twice (from the job records and an
+   independent execution log), queue waits, node-hours and cost, every decision with its reasons, and a plot.
 
-One module on purpose (over 400 lines): one demo run in order, from deploy to report; what it prints is
-``demo_output``.
+The clock: by default the lockstep clock (``shared/local/lockstep.py``), which moves one step at a time
+once the rounds, the agents and the jobs due at the step are done, so a busy machine gives the report a
+quiet one gives, only later. With ``real`` (the jobs' own commands, which take real time) and in
+``shoal local run``, the accelerated clock (``SimClock``). Options and results are ``demo_setup``; what the
+demo prints is ``demo_output``.
 """
 
 from __future__ import annotations
@@ -22,139 +25,56 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import boto3
 
-from shared.adapters.decision_log import DynamoDecisionLog
-from shared.adapters.ec2_fleet import CLUSTER_TAG, MARKET_TAG, OFFER_TAG
 from shared.adapters.job_queue import SqsJobQueue
 from shared.adapters.job_store import DynamoJobStore
 from shared.adapters.state_table import StateTable
-from shared.domain.cluster_state import JobStatus, Market, NodeRecord, NodeState
-from shared.domain.jobs import Job, histogram
-from shared.domain.node_types import Offer
-from shared.domain.packing import plan
-from shared.domain.scaling import node_hourly_price, offers_for
-from shared.domain.settings import ClusterSettings
-from shared.local import moto_patches
-from shared.local.clock import SimClock
-from shared.local.demo_defaults import DEFAULT_NODE_TYPES, DEFAULT_OUT, DEFAULT_WORKLOAD  # noqa: F401 (tests read it here)
-from shared.local.demo_output import _agent_logs, _clock_time, _list, _pairs, _quiet_moto
+from shared.domain.jobs import Job
+from shared.domain.scaling import offers_for
+from shared.local import demo_report, demo_timeline, moto_patches
+from shared.local.clock import LockstepClock, SimClock
+from shared.local.demo_defaults import DEFAULT_NODE_TYPES, DEFAULT_OUT, DEFAULT_WORKLOAD
+from shared.local.demo_output import _agent_logs, _clock_time, _pairs, _quiet_moto
+from shared.local.demo_setup import (
+    DemoError,
+    DemoOptions,
+    DemoResult,
+    WorkloadError,
+    check_workload,
+    cluster_settings,
+    settings_toml,
+    split_bursts,
+)
 from shared.local.deploy import CdkRunner
 from shared.local.lambdas import LocalLambdas
+from shared.local.lockstep import JobTimer, StepGate
 from shared.local.moto_server import ACCOUNT_ID, LocalCloud
-from shared.local.nodes import LIVE, InstanceView, LocalNodes, NodeEndpoints, describe_instances
-from shared.local.report import (
-    NodeSpan,
-    Sample,
-    Timeline,
-    node_usage,
-    percentile,
-    starts_in_agent_log,
-    write_json,
-    write_plot,
-)
+from shared.local.nodes import InstanceView, LocalNodes, Lockstep, NodeEndpoints
+from shared.local.report import Timeline, write_json, write_plot
 from shared.local.router import EventRouter
 from shared.services.submit import SubmitConfig
 from shared.wiring.clients import build_submit_client
 
-TICK_SECONDS = 0.1  # real seconds between ticks of the local cloud's loop
+__all__ = [  # tests and the CLI read these here
+    "DEFAULT_NODE_TYPES",
+    "DEFAULT_OUT",
+    "DEFAULT_WORKLOAD",
+    "Demo",
+    "DemoError",
+    "DemoOptions",
+    "DemoResult",
+    "WorkloadError",
+    "check_workload",
+    "cluster_settings",
+    "run_demo",
+]
+
+TICK_SECONDS = 0.1  # real seconds between ticks of the local cloud's loop (accelerated clock)
 EXECUTION_POLL_SECONDS = 0.05
-
-
-class DemoError(RuntimeError):
-    """The demo could not run or did not finish; the message says where."""
-
-
-class WorkloadError(ValueError):
-    """A workload the demo cannot finish (a job no node type fits); the message says how to fix it."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DemoOptions:
-    jobs: Sequence[Job]
-    node_types: str = DEFAULT_NODE_TYPES
-    min_nodes: tuple[int, ...] = ()  # default: 0 per node type
-    max_nodes: tuple[int, ...] = ()  # default: 8 per node type
-    static_nodes: tuple[int, ...] = ()
-    cluster: str = "demo"
-    region: str = "us-west-2"
-    target_time: float = 1800.0
-    speed: float = 120.0
-    bursts: int = 2
-    burst_gap: float = 2400.0  # simulated seconds between bursts
-    boot_delay: float = 90.0  # simulated seconds from "running" to the agent taking jobs
-    real: bool = False  # run the jobs' own commands instead of sleeping their wall time
-    workdir: Path = DEFAULT_OUT
-    report_path: Path | None = None  # default: workdir/report.json
-    plot_path: Path | None = None  # default: workdir/demand.png
-    progress_every: float = 2.0  # real seconds between progress lines; 0: none
-    time_limit: float = 600.0  # real seconds the run may take once the cluster is up
-    chaos: int | None = None  # a seed: inject faults at random and check invariants (shared/local/chaos.py)
-
-
-@dataclass(slots=True)
-class DemoResult:
-    report: dict[str, object]
-    report_path: Path
-    plot_path: Path
-    workdir: Path  # logs: lambda.log, agents.log, cdk-*.log
-    ok: bool
-    problems: list[str] = field(default_factory=list)
-    runs: dict[str, int] = field(default_factory=dict)  # job id → completed executions (the execution log)
-    records: dict[str, tuple[str, int]] = field(default_factory=dict)  # job id → (status, attempts) in the table
-
-
-def cluster_settings(options: DemoOptions) -> ClusterSettings:
-    """The demo cluster's settings, validated (``SettingsError`` names a bad one)."""
-    classes = len([c for c in options.node_types.split(",") if c.strip()])
-    return ClusterSettings.from_mapping(
-        {
-            "name": options.cluster,
-            "node_types": options.node_types,
-            "region": options.region,
-            "min_nodes": list(options.min_nodes or (0,) * classes),
-            "max_nodes": list(options.max_nodes or (8,) * classes),
-            "static_nodes": list(options.static_nodes),
-            "target_time": options.target_time,
-            "scale_interval": "1m",
-        }
-    )
-
-
-def check_workload(jobs: Sequence[Job], offers: Sequence[Offer], target_time: float) -> None:
-    """Every job must fit some node type, or the demo would wait for it forever."""
-    if not jobs:
-        raise WorkloadError("the workload has no jobs")
-    buyable = [offer for offer in offers if offer.max_nodes > 0]
-    if not buyable:
-        raise WorkloadError(
-            "--max-nodes allows no node of any type, so no job could ever run; give at least one type a maximum above 0"
-        )
-    result = plan(histogram(jobs), buyable, target_time=target_time)
-    if result.unplaceable:
-        first = result.unplaceable[0]
-        raise WorkloadError(
-            f"{sum(u.count for u in result.unplaceable)} jobs fit none of the node types --max-nodes allows "
-            f"({first.reason}); pass --node-types with a type that fits them, or leave them out of the workload"
-        )
-
-
-def _settings_toml(settings: ClusterSettings) -> str:
-    lines = []
-    for key, value in settings.to_mapping().items():
-        if isinstance(value, str):
-            lines.append(f"{key} = {json.dumps(value)}")
-        elif isinstance(value, bool):
-            lines.append(f"{key} = {'true' if value else 'false'}")
-        else:
-            lines.append(f"{key} = {value!r}")
-    return "\n".join(lines) + "\n"
 
 
 class Demo:
@@ -165,13 +85,14 @@ class Demo:
         self.offers = offers_for(self.settings)
         self._check_workload()
         self.workdir = options.workdir
-        self.clock = SimClock(options.speed)
+        self.clock: SimClock | LockstepClock = self._make_clock()
+        self.settle_timeouts = 0  # lockstep steps whose ended jobs were not settled in time
         self.timeline = Timeline()
         self.problems: list[str] = []
         self.phases: dict[str, float] = {}
         self.executions: dict[str, dict[str, object]] = {}
         self._lambda_log: TextIO | None = None
-        self._bursts = _split(options.jobs, options.bursts)
+        self._bursts = split_bursts(options.jobs, options.bursts)
         self._submitted: list[Job] = []
         self._runs: dict[str, int] = {}
         self._records: dict[str, tuple[str, int]] = {}
@@ -180,11 +101,21 @@ class Demo:
         self._next_burst = 0
         self._last_progress = 0.0
         self._ec2: Any = None
+        self._known: dict[str, InstanceView] = {}  # instance id -> as last seen
+        self._described: tuple[int, bool] | None = None  # (handler invocations, executing) when last described
+        self._executing = False  # a state machine runs: it may change EC2 itself
         self._sfn: Any = None
         self.lambdas: LocalLambdas
         self.router: EventRouter
         self.nodes: LocalNodes
         self.outputs: dict[str, str] = {}
+
+    def _make_clock(self) -> SimClock | LockstepClock:
+        """Lockstep, unless the jobs run their own commands (those take real time, not simulated) or chaos runs
+        (its faults are injected on the accelerated clock, and have not been tried on the lockstep one)."""
+        if self.options.real or self.options.chaos is not None:
+            return SimClock(self.options.speed)
+        return LockstepClock(self.options.speed, step=self.options.step)
 
     def _check_workload(self) -> None:
         check_workload(self.options.jobs, self.offers, self.settings.target_time)
@@ -202,7 +133,9 @@ class Demo:
     def run(self) -> DemoResult:
         started = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        work_root = Path(tempfile.mkdtemp(prefix="shoal-demo-nodes-"))
+        keep = self.options.keep_work
+        work_root = keep if keep is not None else Path(tempfile.mkdtemp(prefix="shoal-demo-nodes-"))
+        work_root.mkdir(parents=True, exist_ok=True)
         self._lambda_log = (self.workdir / "lambda.log").open("w", encoding="utf-8")
         self.lambdas = LocalLambdas(clock=self.clock, region=self.settings.region, log_stream=self._lambda_log)
         self.router = EventRouter(
@@ -229,7 +162,8 @@ class Demo:
                 self.lambdas.close()
                 cloud.stop()
                 self._lambda_log.close()
-                shutil.rmtree(work_root, ignore_errors=True)
+                if keep is None:
+                    shutil.rmtree(work_root, ignore_errors=True)
         report_path = self.options.report_path or self.workdir / "report.json"
         plot_path = self.options.plot_path or self.workdir / "demand.png"
         report["report_path"] = str(report_path)
@@ -240,13 +174,14 @@ class Demo:
         )
         return DemoResult(report=report, report_path=report_path, plot_path=plot_path, workdir=self.workdir,
                           ok=not self.problems,
-                          problems=list(self.problems), runs=dict(self._runs), records=dict(self._records))  # fmt: skip
+                          problems=list(self.problems), runs=dict(self._runs), records=dict(self._records),
+                          work_root=keep)  # fmt: skip
 
     # ---- phases ----------------------------------------------------------------------------------------
 
     def _deploy(self, cloud: LocalCloud) -> None:
         settings_file = self.workdir / "shoal-demo.toml"
-        settings_file.write_text(_settings_toml(self.settings), encoding="utf-8")
+        settings_file.write_text(settings_toml(self.settings), encoding="utf-8")
         runner = CdkRunner(environ=cloud.environ, workdir=self.workdir, context={"settings": str(settings_file)})
         deployment = runner.deploy(f"shoal-{self.settings.name}", ACCOUNT_ID)
         self.outputs = dict(deployment.outputs)
@@ -275,6 +210,7 @@ class Demo:
             node_storage=self.settings.node_storage,
             work_root=work_root,
             real=self.options.real,
+            lockstep=self._lockstep(work_root),
             **self._node_options(),
         )
         self.queue = SqsJobQueue(self.outputs["QueueUrl"], region=self.settings.region)
@@ -291,6 +227,11 @@ class Demo:
         self.clock.restart()  # simulated time starts now: everything before was set-up
         self.router.discover()
         self._real_start = time.monotonic()
+
+    def _lockstep(self, work_root: Path) -> Lockstep | None:
+        if not isinstance(self.clock, LockstepClock):
+            return None
+        return Lockstep(gate=StepGate(), timer=JobTimer(self.clock, work_root / "fifos"))
 
     def _launch(self) -> None:
         arn = self.outputs.get("LaunchClusterStateMachineArn")
@@ -316,13 +257,16 @@ class Demo:
         status = "RUNNING"
         description: dict[str, Any] = {}
         deadline = started + self.options.time_limit
+        self._executing = True
         while status == "RUNNING":
             self._tick()
             description = self._sfn.describe_execution(executionArn=execution_arn)
             status = str(description["status"])
             if time.monotonic() > deadline:
                 raise DemoError(f"{name} did not finish within {self.options.time_limit:g}s; see {execution_arn}")
-            time.sleep(EXECUTION_POLL_SECONDS)
+            if not isinstance(self.clock, LockstepClock):  # the lockstep clock paces itself
+                time.sleep(EXECUTION_POLL_SECONDS)
+        self._executing = False
         history = self._sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
         steps = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
         record: dict[str, Any] = {
@@ -342,6 +286,9 @@ class Demo:
     def _run_workload(self) -> None:
         started = time.monotonic()
         deadline = started + self.options.time_limit
+        if isinstance(self.clock, LockstepClock):
+            # The launch took as many steps as its state machine took real time: start on the rounds' grid.
+            self.clock.align(self.settings.scale_interval)
         self._workload_start = self.clock.elapsed()
         self._submit_due()
         while True:
@@ -353,7 +300,8 @@ class Demo:
                 self.problems.append(f"the workload did not finish within {self.options.time_limit:g}s real time")
                 self._say(f"stopping: the workload did not finish within {self.options.time_limit:g}s real time")
                 break
-            time.sleep(TICK_SECONDS)
+            if not isinstance(self.clock, LockstepClock):
+                time.sleep(TICK_SECONDS)
         self.phases["workload_seconds"] = round(time.monotonic() - started, 1)
         self.phases["workload_simulated_seconds"] = round(self.clock.elapsed(), 1)
         self._progress(force=True)
@@ -361,15 +309,24 @@ class Demo:
     # ---- the loop -------------------------------------------------------------------------------------
 
     def _tick(self) -> None:
-        instances = describe_instances(self.settings.region, self._ec2)
+        """One pass of the loop; on the lockstep clock, one step: time moves on, the jobs due end, the rounds
+        due run, the agents receive; the next step waits for all of it."""
+        if isinstance(self.clock, LockstepClock):
+            self.clock.advance()
+            if not self.nodes.end_due_jobs():
+                self.settle_timeouts += 1
+        instances = demo_timeline.instances(self)
         self.router.tick({i.instance_id: i.state for i in instances})
         self.nodes.tick(instances)
-        self._sample(instances)
+        if self.nodes.lockstep is not None:
+            self.nodes.receive_round(messages_waiting=self.queue.depth().visible > 0)
+        demo_timeline.sample(self, instances)
         self._progress()
 
     def _submit_due(self) -> None:
         while (
-            self._next_burst < len(self._bursts) and self.clock.elapsed() >= self._next_burst * self.options.burst_gap
+            self._next_burst < len(self._bursts)
+            and self.clock.elapsed() - self._workload_start >= self._next_burst * self.options.burst_gap
         ):
             burst = self._bursts[self._next_burst]
             result = self.client.submit(burst)
@@ -393,48 +350,6 @@ class Demo:
         floor = sum(max(a, b) for a, b in _pairs(self.settings.min_nodes, self.settings.static_nodes))
         return live[0].total_nodes <= floor and self.nodes.booting() == 0
 
-    def _sample(self, instances: Sequence[InstanceView]) -> None:
-        now = self.clock.elapsed()
-        counts: Counter[str] = Counter()
-        for view in instances:
-            if view.cluster != self.settings.name:
-                continue
-            span = self.timeline.spans.get(view.instance_id)
-            if view.state in LIVE:
-                counts[view.instance_type] += 1
-                if span is None:
-                    self.timeline.spans[view.instance_id] = NodeSpan(
-                        instance_id=view.instance_id,
-                        instance_type=view.instance_type,
-                        hourly_price=self._price(view),
-                        started=now,
-                    )
-            elif span is not None and span.ended is None:
-                span.ended = now
-        waiting = self.queue.depth().visible
-        self.timeline.samples.append(
-            Sample(
-                t=now,
-                waiting=waiting,
-                running=self.nodes.busy_jobs(),
-                done=self._done(),
-                nodes=dict(counts),
-                booting=self.nodes.booting(),
-            )
-        )
-
-    def _done(self) -> int:
-        with self.nodes.executions_log.open(encoding="utf-8") as log:
-            return sum(1 for _ in log)
-
-    def _price(self, view: InstanceView) -> float:
-        offer_key = view.tags.get(OFFER_TAG, view.instance_type)
-        market = Market.SPOT if view.tags.get(MARKET_TAG) == Market.SPOT else Market.ON_DEMAND
-        record = NodeRecord(instance_id=view.instance_id, offer_key=offer_key, instance_type=view.instance_type,
-                            market=market, state=NodeState.ACTIVE)  # fmt: skip
-        offer = next((o for o in self.offers if o.key == offer_key), None)
-        return node_hourly_price(record, offer, self.settings.region)
-
     def _progress(self, *, force: bool = False) -> None:
         every = self.options.progress_every
         if not self.timeline.samples or (not force and (every <= 0 or time.monotonic() - self._last_progress < every)):
@@ -452,143 +367,10 @@ class Demo:
     # ---- after the run --------------------------------------------------------------------------------
 
     def _left_after_teardown(self) -> dict[str, list[str]]:
-        """Everything still tagged for the cluster that costs money: live instances, volumes, spot requests."""
-        tag = [{"Name": f"tag:{CLUSTER_TAG}", "Values": [self.settings.name]}]
-        left: dict[str, list[str]] = {}
-        instances = [
-            i.instance_id
-            for i in describe_instances(self.settings.region, self._ec2)
-            if i.cluster == self.settings.name and i.state not in ("terminated", "shutting-down")
-        ]
-        volumes = [v["VolumeId"] for v in self._ec2.describe_volumes(Filters=tag).get("Volumes", [])]
-        spot = [
-            r["SpotInstanceRequestId"]
-            for r in self._ec2.describe_spot_instance_requests(Filters=tag).get("SpotInstanceRequests", [])
-            if r.get("State") in ("open", "active")
-        ]
-        for name, ids in (("instances", instances), ("volumes", volumes), ("spot_requests", spot)):
-            if ids:
-                left[name] = ids
-        if left:
-            self.problems.append(f"teardown left {sum(len(v) for v in left.values())} tagged resources: {left}")
-        return left
+        return demo_report.left_after_teardown(self)
 
     def _report(self, left: dict[str, list[str]], real_seconds: float) -> dict[str, object]:
-        runs = Counter(line.strip() for line in self.nodes.executions_log.read_text(encoding="utf-8").splitlines())
-        self._runs = dict(runs)
-        waits: list[float] = []
-        status: Counter[str] = Counter()
-        with (self.workdir / "agents.log").open(encoding="utf-8", errors="replace") as agent_log:
-            starts = starts_in_agent_log(agent_log)  # the agents' own account, not the records'
-        started_twice = sorted(job_id for job_id, count in starts.items() if count > 1)
-        for job in self._submitted:
-            record = self.job_store.get_job(job.id)
-            if record is None:
-                status["missing"] += 1
-                continue
-            self._records[job.id] = (str(record.status), record.attempts)
-            status[record.status] += 1
-            if record.status is JobStatus.SUCCEEDED and record.started_at is not None:
-                waits.append(self._wait_seconds(record.submitted_at, record.started_at))
-        completed = status[JobStatus.SUCCEEDED]
-        failed = status[JobStatus.FAILED]
-        cancelled = status[JobStatus.CANCELLED]  # withdrawn by their submitter (Toil's killBatchJobs): not lost
-        ran_twice = sorted(job_id for job_id, count in runs.items() if count > 1)
-        never_ran = [job.id for job in self._submitted if runs.get(job.id, 0) == 0]
-        end = self.clock.elapsed()
-        hours, cost = node_usage(self.timeline.spans, end)
-        decisions = self._decisions()
-        busy = list(self.nodes.busy_terminations)
-        if busy:
-            self.problems.append(f"{len(busy)} nodes were terminated with jobs running: {busy}")
-        lost = len(self._submitted) - completed - failed - cancelled
-        if failed:
-            self.problems.append(f"{failed} jobs failed (their records hold the exit status and output)")
-        if lost:
-            self.problems.append(f"{lost} jobs were lost")
-        if ran_twice:
-            self.problems.append(f"{len(ran_twice)} jobs ran more than once")
-        if self.router.stats.failed or self.lambdas.errors:
-            self.problems.extend(f"handler failed: {e}" for e in self.lambdas.errors[:5])
-        samples = self.timeline.samples
-        workload_end = next((s.t for s in reversed(samples) if s.waiting or s.running), 0.0)
-        return {
-            "jobs_submitted": len(self._submitted),
-            "jobs_completed": completed,
-            "jobs_failed": failed,
-            "jobs_cancelled": cancelled,
-            "jobs_lost": lost,
-            "jobs_run_more_than_once": len(ran_twice),
-            "jobs_started_more_than_once": len(started_twice),
-            "jobs_never_ran": len(never_ran),
-            "p50_wait_seconds": round(percentile(waits, 0.50), 1),
-            "p95_wait_seconds": round(percentile(waits, 0.95), 1),
-            "max_wait_seconds": round(max(waits, default=0.0), 1),
-            "node_hours": round(hours, 3),
-            "cost": round(cost, 4),
-            "max_nodes": self.timeline.max_nodes(),
-            "min_nodes": sum(max(a, b) for a, b in _pairs(self.settings.min_nodes, self.settings.static_nodes)),
-            "nodes_at_end": samples[-1].total_nodes if samples else 0,
-            "nodes_launched": len(self.timeline.spans),
-            "busy_nodes_terminated": busy,
-            "resources_left_after_teardown": sum(len(v) for v in left.values()),
-            "resources_left": left,
-            "decisions": decisions,
-            "rounds": len(self._all_decisions),
-            "executions": self.executions,
-            "events_delivered": dict(self.router.stats.delivered),
-            "scheduled_rounds_fired": self.router.stats.scheduled,
-            "alarm_state_changes": self.router.stats.alarm_changes,
-            "ec2_state_events": self.router.stats.ec2_events,
-            "lambda_invocations": dict(self.lambdas.invocations),
-            "lambda_errors": list(self.lambdas.errors),
-            "settings": self.settings.to_mapping(),
-            "target_time_seconds": self.settings.target_time,
-            "speed": self.options.speed,
-            "boot_delay_seconds": self.options.boot_delay,
-            "bursts": len(self._bursts),
-            "burst_gap_seconds": self.options.burst_gap,
-            "workload_simulated_seconds": round(workload_end, 1),
-            "simulated_seconds": round(end, 1),
-            "real_seconds": round(real_seconds, 1),
-            "phases": self.phases,
-            "problems": list(self.problems),
-            "timeline": [
-                {"t": round(s.t, 1), "waiting": s.waiting, "running": s.running, "done": s.done, "nodes": dict(s.nodes)}
-                for s in samples[:: max(1, len(samples) // 400)]
-            ],
-        }
-
-    def _decisions(self) -> list[dict[str, object]]:
-        entries = DynamoDecisionLog(self.table).recent(10_000)
-        self._all_decisions = entries
-        out = []
-        for entry in reversed(entries):  # oldest first
-            decision = entry.get("decision")
-            passes = [decision] if isinstance(decision, dict) else []
-            later = entry.get("later_passes")
-            if isinstance(later, list):
-                passes += [p for p in later if isinstance(p, dict)]
-            actions = [a for p in passes for a in _list(p.get("actions"))]
-            if not actions and not entry.get("errors"):
-                continue
-            first = passes[0] if passes else {}
-            at = entry.get("at")
-            out.append(
-                {
-                    "at_seconds": round(float(at) - self.clock.start, 1) if isinstance(at, int | float) else None,
-                    "round_id": entry.get("round_id"),
-                    "trigger": entry.get("trigger"),
-                    "queued_jobs": first.get("queued_jobs"),
-                    "running_jobs": first.get("running_jobs"),
-                    "wanted": first.get("wanted"),
-                    "actions": actions,
-                    "reasons": first.get("reasons"),
-                    "errors": entry.get("errors") or [],
-                    "hourly_cost": entry.get("hourly_cost"),
-                }
-            )
-        return out
+        return demo_report.build_report(self, left, real_seconds)
 
     # ---- output ---------------------------------------------------------------------------------------
 
@@ -606,14 +388,3 @@ def run_demo(options: DemoOptions, out: TextIO) -> DemoResult:
 
         return ChaosDemo(options, out).run()
     return Demo(options, out).run()
-
-
-def _split(jobs: Sequence[Job], bursts: int) -> list[list[Job]]:
-    bursts = max(1, min(bursts, len(jobs)))
-    size, extra = divmod(len(jobs), bursts)
-    out, start = [], 0
-    for index in range(bursts):
-        end = start + size + (1 if index < extra else 0)
-        out.append(list(jobs[start:end]))
-        start = end
-    return out

@@ -33,7 +33,7 @@ def summary(result: DemoResult) -> list[str]:
         f"decisions: {len(_list(r['decisions']))} rounds acted (of {r['rounds']}); "
         f"teardown left {r['resources_left_after_teardown']} tagged resources",
         f"simulated {_clock_time(float(str(r['simulated_seconds'])))} in {r['real_seconds']}s real "
-        f"(speed {r['speed']}x); report {result.report_path}, plot {result.plot_path}",
+        f"({_clock(r)}); report {result.report_path}, plot {result.plot_path}",
         f"logs: {result.workdir / 'lambda.log'} (handlers), agents.log (nodes), cdk-*.log (CDK CLI)",
     ]
     if "chaos_summary" in r:
@@ -96,3 +96,11 @@ def _quiet_moto() -> Iterator[None]:
         finally:
             for name, level in levels.items():
                 logging.getLogger(name).setLevel(level)
+
+
+def _clock(r: dict[str, object]) -> str:
+    if r.get("clock") != "lockstep":
+        return f"speed {r['speed']}x"
+    overruns = f", {r['clock_overruns']} overran" if r.get("clock_overruns") else ""
+    steps = f"{r.get('clock_steps')} steps of {r.get('clock_step_seconds')}s"
+    return f"lockstep clock: {steps}, at most {r['speed']}x{overruns}"

@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 import boto3
 
-from shared.local.clock import SimClock
+from shared.local.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class Invocation:
 class LocalLambdas:
     """Invokes deployed functions' handlers in-process; ``invocations`` counts them by function name."""
 
-    def __init__(self, *, clock: SimClock, region: str, log_stream: TextIO) -> None:
+    def __init__(self, *, clock: Clock, region: str, log_stream: TextIO) -> None:
         self.clock = clock
         self.region = region
         self.log_stream = log_stream

@@ -4,7 +4,9 @@ moto's instances are ``running`` at once and run nothing. Here each running inst
 after a simulated boot delay, a ``shared.worker.Agent`` thread configured as the appliance would be on
 that instance type: its capacity is the catalog's usable capacity, its node id the instance id, and it
 talks to the deployed queue and table. Jobs run as real processes: ``sleep`` for their simulated
-duration (``wall_time / speed``), or their own command with ``real=True``. Each successful execution
+duration (``wall_time / speed``) on the accelerated clock, a wait for their simulated end on the lockstep
+clock (``shared/local/lockstep.py``: the agents then receive once per step), or their own command with
+``real=True``. Each successful execution
 appends the job id to ``executions.log``, an independent witness of how often each job really ran, and
 every run holds an ``flock`` on its job's lock file in all its processes; a copy that finds it taken (two
 copies at once) appends the job id to ``overlaps.log``.
@@ -32,7 +34,8 @@ import boto3
 from shared.adapters.ec2_fleet import CLUSTER_TAG
 from shared.domain.catalog import instance_type
 from shared.domain.jobs import Job
-from shared.local.clock import SimClock
+from shared.local.clock import Clock
+from shared.local.lockstep import JobTimer, StepGate, SteppedAgent, wait_settled
 from shared.services.job_message import decode_job_message
 from shared.services.ports import RuntimeRecorder
 from shared.wiring.agent import build_agent_ports
@@ -56,11 +59,12 @@ class InstanceView:
     tags: Mapping[str, str]
 
 
-def describe_instances(region: str, client: Any = None) -> list[InstanceView]:
-    """Every instance in the region (one paginated DescribeInstances)."""
+def describe_instances(region: str, client: Any = None, *, states: Sequence[str] = ()) -> list[InstanceView]:
+    """Every instance in the region (one paginated DescribeInstances), or only those in ``states``."""
     ec2 = client if client is not None else boto3.client("ec2", region_name=region)
     views = []
-    for page in ec2.get_paginator("describe_instances").paginate():
+    filters: list[Any] = [{"Name": "instance-state-name", "Values": list(states)}] if states else []
+    for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
         for reservation in page.get("Reservations", []):
             for raw in reservation.get("Instances", []):
                 tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
@@ -84,6 +88,24 @@ class _ScaledRuntimes:
 
     def record_runtime(self, name: str, seconds: float, count: int = 1) -> None:
         self._store.record_runtime(name, seconds * self._speed, count)
+
+
+class _TimedRuntimes:
+    """Learned runtimes in simulated seconds, as the lockstep's job timer ended them."""
+
+    def __init__(self, store: RuntimeRecorder, timer: JobTimer) -> None:
+        self._store, self._timer = store, timer
+
+    def record_runtime(self, name: str, seconds: float, count: int = 1) -> None:
+        self._timer.record_runtime(self._store, name, count)
+
+
+@dataclass(frozen=True, slots=True)
+class Lockstep:
+    """The lockstep clock's parts the nodes take part in: the agents' gate and the jobs' timer."""
+
+    gate: StepGate
+    timer: JobTimer
 
 
 @dataclass(slots=True)
@@ -112,13 +134,14 @@ class LocalNodes:
         *,
         cluster: str,
         endpoints: NodeEndpoints,
-        clock: SimClock,
+        clock: Clock,
         boot_delay: float,
         node_storage: int,
         work_root: Path,
         real: bool = False,
         enforce_memory: bool | None = None,
         job_env: Mapping[str, str] | None = None,
+        lockstep: Lockstep | None = None,
     ) -> None:
         self.cluster = cluster
         self.endpoints = endpoints
@@ -150,7 +173,12 @@ class LocalNodes:
             region=endpoints.region,
         )
         self._jobs, self._node_store, self._queue = ports.jobs, ports.nodes, ports.queue
-        self._runtimes = _ScaledRuntimes(ports.runtimes, clock.speed)
+        self.lockstep = lockstep
+        self._runtimes: RuntimeRecorder = (
+            _ScaledRuntimes(ports.runtimes, clock.speed)
+            if lockstep is None
+            else _TimedRuntimes(ports.runtimes, lockstep.timer)
+        )
 
     def tick(self, instances: Sequence[InstanceView]) -> None:
         now = self.clock.now()
@@ -174,6 +202,27 @@ class LocalNodes:
 
     def busy_jobs(self) -> int:
         return sum(len(n.agent.running_job_ids()) for n in self._nodes.values() if n.agent is not None)
+
+    def running_on(self, instance_id: str) -> list[str]:
+        """The jobs the node's agent runs now (none if it has no agent)."""
+        node = self._nodes.get(instance_id)
+        return [] if node is None or node.agent is None else node.agent.running_job_ids()
+
+    def stepped_agents(self) -> list[SteppedAgent]:
+        return [n.agent for n in self._nodes.values() if isinstance(n.agent, SteppedAgent)]
+
+    def end_due_jobs(self) -> bool:
+        """Lockstep: end the jobs whose simulated end has come, and wait until their agents settled them."""
+        if self.lockstep is None:
+            return True
+        ended = self.lockstep.timer.end_due(self.running_on)
+        return wait_settled(ended, self.running_on)
+
+    def receive_round(self, *, messages_waiting: bool = True) -> bool:
+        """Lockstep: let every agent that takes work receive (when messages wait) and do its timed work due now."""
+        if self.lockstep is None:
+            return True
+        return self.lockstep.gate.run_step(self.stepped_agents(), self.clock.now(), receive=messages_waiting)
 
     def busy_agents(self) -> list[str]:
         """The instances whose agent runs jobs now."""
@@ -230,21 +279,24 @@ class LocalNodes:
             visibility_timeout=AGENT_VISIBILITY_TIMEOUT,
             poll_wait=0,
             heartbeat_interval=AGENT_HEARTBEAT,
-            empty_poll_pause=EMPTY_POLL_PAUSE,
-            declined_backoff=0.5,
+            # In lockstep the gate paces the receives: no pause inside one.
+            empty_poll_pause=EMPTY_POLL_PAUSE if self.lockstep is None else 0.0,
+            declined_backoff=0.5 if self.lockstep is None else 0.0,
             kill_grace=1.0,
             enforce_memory=self.enforce_memory,
         )
-        agent = Agent(
+        stepped: dict[str, Any] = {} if self.lockstep is None else {"gate": self.lockstep.gate}
+        agent = (Agent if self.lockstep is None else SteppedAgent)(
             settings,
             queue=self._queue,
             jobs=self._jobs,
             nodes=self._node_store,
             decode=decode_job_message,
-            run_as=self._as_simulated,
+            run_as=lambda job: self._as_simulated(job, node.instance_id),
             runtimes=self._runtimes,
             clock=self.clock.now,
             base_env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work), **self.job_env},
+            **stepped,
         )
         thread = threading.Thread(target=agent.run, name=f"agent-{node.instance_id}", daemon=True)
         node.agent, node.thread = agent, thread
@@ -266,12 +318,12 @@ class LocalNodes:
             self.left_behind.append(f"{node.instance_id}: {left} process(es)")
             process_tree.end_matching(process_tree.owned_by(node.owner), grace=0.0)
 
-    def _as_simulated(self, job: Job) -> Job:
+    def _as_simulated(self, job: Job, instance_id: str) -> Job:
         """The job as the appliance would run it: its simulated duration, or its own command with ``real``."""
         # The detail (where, when) says, of a job that completed twice, whether its node died before its end was
         # recorded (an at-least-once rerun no system can avoid) or Shoal ran it again.
         detail = f'"$SHOAL_JOB_ID $SHOAL_JOB_WORK_DIR $(date +%s.%N)" >> {shlex.quote(str(self.completions_log))}'
-        witness = f'echo "$SHOAL_JOB_ID" >> {shlex.quote(str(self.executions_log))}; echo {detail}'
+        witness = f'{{ echo "$SHOAL_JOB_ID" >> {shlex.quote(str(self.executions_log))}; echo {detail}; }}'
         lock = ""
         if self._flock is not None:
             # Every process of the run inherits fd 9, so the lock is held until the whole tree is gone.
@@ -281,6 +333,9 @@ class LocalNodes:
         if self.real and (job.command is not None or job.image is not None):
             command = f"{lock}( {job.command} ) && {witness}" if job.command is not None and job.image is None else None
             return job if command is None else replace(job, command=command)
+        if self.lockstep is not None:
+            wait = self.lockstep.timer.command(job, instance_id)
+            return replace(job, command=f"{lock}{wait} && {witness}", image=None, timeout=None)
         seconds = self.clock.real_seconds(job.shape.wall_time)
         timeout = None if job.timeout is None else self.clock.real_seconds(job.timeout)
         return replace(job, command=f"{lock}sleep {seconds:.3f} && {witness}", image=None, timeout=timeout)

@@ -30,7 +30,7 @@ from typing import Any
 
 import boto3
 
-from shared.local.clock import SimClock
+from shared.local.clock import Clock
 from shared.local.lambdas import Invocation, LocalLambdas
 
 RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
@@ -102,7 +102,7 @@ class RouterStats:
 class EventRouter:
     """Fires the deployed schedules, alarms and EC2 events on ``clock`` and delivers them to handlers."""
 
-    def __init__(self, *, clock: SimClock, lambdas: LocalLambdas, region: str, account: str) -> None:
+    def __init__(self, *, clock: Clock, lambdas: LocalLambdas, region: str, account: str) -> None:
         self.clock = clock
         self.lambdas = lambdas
         self.region = region

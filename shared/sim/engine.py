@@ -25,10 +25,12 @@ What is modelled, and how it maps to the deployed stack:
   which a round may terminate it once idle. Cost is charged per second from launch to termination.
 
 Not modelled: network and API latency (a round takes no time), SQS visibility timeouts and receive
-order beyond "oldest first", job failures and retries, zones, the warm pool's stop/start latency.
+order beyond "oldest first", job failures and retries, the warm pool's stop/start latency. Zones only when a
+Spot Placement Score or a capacity error names one (``placement``).
 
 Modules: ``model`` (options, jobs, nodes, events), ``state`` (what a run holds), ``jobs`` (queue and
-admission), ``fleet`` (EC2, node records, actions), ``report`` (the report and the lower bound), and here the
+admission), ``fleet`` (EC2, node records, actions), ``placement`` (zones, Spot Placement Scores),
+``report`` (the report and the lower bound), and here the
 event loop and the round.
 """
 
@@ -66,6 +68,7 @@ from shared.sim.model import (
     interned_shape,
     two_digits,
 )
+from shared.sim.placement import score_reason
 from shared.sim.report import build_report, lower_bound_cost, percentile
 from shared.sim.trace import TraceJob
 
@@ -104,7 +107,7 @@ class Simulation(Fleet):
             self._charge(node)
         self._sample(self.now)
         report = build_report(self, time.perf_counter() - started)
-        report.update(self.ledger.report(self.now), **self._never_started())
+        report.update(self.ledger.report(self.now), **self._never_started(), **self._zones_report())
         report["cpu_seconds"] = round(time.process_time() - cpu, 3)  # the machine may be shared: CPU time too
         return SimResult(report=report, samples=tuple(self.samples))
 
@@ -202,6 +205,7 @@ class Simulation(Fleet):
                 empties_at=self._empties_at(), spent=self.ledger.spent(self.now),
                 quotas=quota_view(self.options.vcpu_quotas, self.options.quota_aware),
                 on_demand_only=past_budget(self.jobs, self.demoted, self._shape_of),
+                zones=self.options.zones, placement_scores=self.options.placement_scores,
             )  # fmt: skip
             decision = self.decide(
                 snapshot, self.settings, self.offers, self.scaler_state, unavailable, now=self.now,
@@ -209,6 +213,8 @@ class Simulation(Fleet):
             )  # fmt: skip
             self.decide_calls += 1
             passes += 1
+            if self.placement_reason is None and self.options.placement_scores:
+                self.placement_reason = score_reason(decision.reasons)
             if not decision.actions:
                 break
             if (passes > 1 and not refused) or passes > len(self.offers) + 2:
@@ -239,6 +245,15 @@ class Simulation(Fleet):
 
     def _never_started(self) -> dict[str, int]:
         return {"never_started": sum(1 for j in self.jobs if not j.starts)} if self.ledger.on else {}
+
+    def _zones_report(self) -> dict[str, object]:
+        if not self.options.zones:
+            return {}
+        return {
+            "launches_by_zone": dict(sorted(self.launches_by_zone.items())),
+            "capacity_refusals": self.capacity_refusals,
+            "placement_reason": self.placement_reason,
+        }
 
     def _empties_at(self) -> dict[str, float]:
         """When each busy node is expected to be empty: its jobs' start times plus their expected runtimes."""

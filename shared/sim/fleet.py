@@ -27,6 +27,7 @@ from shared.domain.scaling import ANY_ZONE
 from shared.sim.guardrails import count_preemptions, over_quota
 from shared.sim.jobs import JobFlow
 from shared.sim.model import ACK, GONE, READY, RECORD_REFRESH, SPOT_WARNING, WARN, Outage, SimNode, next_heartbeat
+from shared.sim.placement import capacity_error_rate
 
 
 class Fleet(JobFlow):
@@ -41,17 +42,18 @@ class Fleet(JobFlow):
                 self.quota_refusals += 1
                 refused = True
                 continue
-            rate = self.options.capacity_errors.get(option.instance_type, 0.0)
+            rate = capacity_error_rate(self.options.capacity_errors, option.instance_type, option.zone)
             if rate > 0 and self.rng.random() < rate:
-                outage = Outage(instance_type=option.instance_type, zone=ANY_ZONE, market=action.market)
+                outage = Outage(instance_type=option.instance_type, zone=option.zone or ANY_ZONE, market=action.market)
                 self.outages[outage] = self.now + self.settings.capacity_failure_ttl
+                self.capacity_refusals += 1
                 refused = True
                 continue
-            self.create_nodes(offer, option.instance_type, action.count)
+            self.create_nodes(offer, option.instance_type, action.count, zone=option.zone)
             break
         return refused
 
-    def create_nodes(self, offer: Offer, type_name: str, count: int) -> list[str]:
+    def create_nodes(self, offer: Offer, type_name: str, count: int, *, zone: str | None = None) -> list[str]:
         """``count`` new instances of ``type_name`` for ``offer``: booting now, ready after the boot delay."""
         kind = instance_type(type_name)
         market = Market.SPOT if offer.spot else Market.ON_DEMAND
@@ -64,13 +66,15 @@ class Fleet(JobFlow):
             ready = self.now + self.options.boot_delay
             self.nodes[node_id] = SimNode(
                 node_id=node_id, offer_key=offer.key, type_name=type_name, market=market, price=price,
-                capacity=capacity, launched_at=self.now, ready_at=ready, priority=self.rng.random(),
+                capacity=capacity, launched_at=self.now, ready_at=ready, priority=self.rng.random(), zone=zone,
             )  # fmt: skip
             self._push(ready, READY, node_id)
             if market is Market.SPOT and self.options.spot_interruptions > 0:
                 after = self.rng.expovariate(self.options.spot_interruptions) * 3600
                 self._push(self.now + after, WARN, node_id)
             ids.append(node_id)
+        if zone is not None:
+            self.launches_by_zone[zone] = self.launches_by_zone.get(zone, 0) + count
         live = sum(1 for n in self.nodes.values() if n.state is not NodeState.STOPPED)
         self.peak_nodes = max(self.peak_nodes, live)
         return ids
@@ -111,6 +115,7 @@ class Fleet(JobFlow):
                     offer_key=node.offer_key,
                     instance_type=node.instance_type,
                     market=node.market,
+                    zone=node.zone,
                     state=node.state,
                     launched_at=node.launched_at,
                     heartbeat_at=self.now if self.now >= node.ready_at else None,
@@ -132,6 +137,7 @@ class Fleet(JobFlow):
                     instance_type=node.instance_type,
                     state=InstanceState.STOPPED if node.state is NodeState.STOPPED else InstanceState.RUNNING,
                     market=node.market,
+                    zone=node.zone,
                     offer_key=node.offer_key,
                     launched_at=node.launched_at,
                 )

@@ -23,6 +23,8 @@ class JobFlow(SimState):
 
     def _dispatch(self) -> None:
         """Each ready node takes the oldest queued jobs that the agent's rule lets it start."""
+        if not self.queued:
+            return  # most calls (a job ended, nothing waits): no node list to build
         accepting = sorted(
             (n for n in self.nodes.values() if n.state is NodeState.ACTIVE and n.free.cores > 1e-9),
             key=lambda n: n.priority,

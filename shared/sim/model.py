@@ -27,7 +27,10 @@ class SimOptions:
     boot_delay: float = 90.0
     seed: int = 0
     spot_interruptions: float = 0.0  # per spot node-hour
-    capacity_errors: Mapping[str, float] = field(default_factory=dict)  # instance type -> failure probability
+    # instance type (or TYPE@ZONE) -> failure probability
+    capacity_errors: Mapping[str, float] = field(default_factory=dict)
+    zones: tuple[str, ...] = ()  # where launches may go (shared.sim.placement); () means no zones at all
+    placement_scores: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # offer key -> zone -> 1-10
     sample_interval: float = 60.0  # seconds between the timeline's samples
     consolidate: bool = True  # tell the scaler when each busy node is expected to empty
     wait_aware: bool = True  # tell the scaler when the oldest queued job of each shape was queued
@@ -119,15 +122,17 @@ class SimNode:
         "record_at",
         "running",
         "state",
+        "zone",
     )  # fmt: skip
 
     def __init__(
         self, *, node_id: str, offer_key: str, type_name: str, market: Market, price: float, capacity: Resources,
-        launched_at: float, ready_at: float, priority: float,
+        launched_at: float, ready_at: float, priority: float, zone: str | None = None,
     ) -> None:  # fmt: skip
         self.id = node_id
         self.offer_key = offer_key
         self.instance_type = type_name
+        self.zone = zone
         self.market = market
         self.price = price
         self.capacity = capacity

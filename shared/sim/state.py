@@ -77,6 +77,9 @@ class SimState:
         self.preemptions = 0  # spot reclaims counted against jobs' preemption budgets
         self.demoted: set[int] = set()  # jobs past their budget, not finished
         self.quota_refusals = 0
+        self.capacity_refusals = 0  # launches EC2 refused for capacity
+        self.launches_by_zone: dict[str, int] = {}  # nodes launched per zone (only when zones are simulated)
+        self.placement_reason: str | None = None  # the first reason a round gave for a Spot Placement Score order
 
     # ---- the event loop --------------------------------------------------------------------------
 

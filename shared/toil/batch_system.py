@@ -36,12 +36,6 @@ from toil.common import Config
 from toil.job import JobDescription, Requirer
 from toil.resource import Resource
 
-from shared.adapters import aws
-from shared.adapters.cluster_directory import CloudFormationClusterDirectory
-from shared.adapters.cluster_store import DynamoClusterStore
-from shared.adapters.job_feed import DynamoJobFeed
-from shared.adapters.job_store import DynamoJobStore
-from shared.adapters.state_table import StateTable
 from shared.domain.jobs import Job, Shape
 from shared.domain.node_types import Offer
 from shared.domain.packing import short_resource, why_unplaceable
@@ -50,6 +44,7 @@ from shared.domain.scaling import offers_for
 from shared.toil.settings import OPTIONS, ShoalToilConfigError, ShoalToilSettings, static_key_warning
 from shared.toil.tracker import Finished, JobTracker, TrackerSettings
 from shared.wiring.clients import build_submit_client
+from shared.wiring.cluster_cli import build_toil_ports, cluster_directory, default_region
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +65,17 @@ class ShoalBatchSystem(BatchSystemCleanupSupport):  # type: ignore[misc]  # Toil
         except ShoalToilConfigError as error:
             raise RuntimeError(str(error)) from None
         submit_config = self.settings.submit_config(_stack_outputs)
-        table = StateTable(submit_config.table_name, region=submit_config.region)
         run = uuid.uuid4().hex[:8]
         workflow = str(config.workflowID)
         self._id_prefix = f"toil-{workflow[:8]}-{run}-"
         self.feed = f"toil-{workflow}-{run}"
         self.user_script: Resource | None = None
-        self._offers = _offers(DynamoClusterStore(table))
+        ports = build_toil_ports(submit_config.table_name, submit_config.region, self.feed)
+        self._offers = _offers(ports.clusters)
         self._tracker = JobTracker(
             client=build_submit_client(submit_config),
-            store=DynamoJobStore(table),
-            feed=DynamoJobFeed(table, self.feed),
+            store=ports.jobs,
+            feed=ports.feed,
             settings=TrackerSettings(poll_interval=self.settings.poll_interval),
         )
         self._tracker.start()
@@ -272,6 +267,5 @@ def _offers(clusters: Any) -> list[Offer] | None:
 
 
 def _stack_outputs(cluster: str, region: str | None) -> tuple[str, str, str]:
-    name = region or aws.client("sts").meta.region_name
-    outputs = CloudFormationClusterDirectory(name).outputs(cluster)
+    outputs = cluster_directory(region or default_region()).outputs(cluster)
     return outputs.table_name, outputs.queue_url, outputs.region

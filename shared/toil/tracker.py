@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from shared.adapters.job_feed import FeedEvent, FeedEventKind
 from shared.domain.cluster_state import JobRecord, JobStatus
 from shared.domain.jobs import Job
+from shared.formats.job_feed import FeedEvent, FeedEventKind
 from shared.services.ports import Now
 from shared.services.submit import SubmitResult
 

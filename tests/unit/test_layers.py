@@ -50,18 +50,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "app": frozenset({"cdk", "shared.domain"}),
 }
 # Wrong-way arrows that exist today: (importing file, imported package) → the change that removes it.
-CLI_WIRING = "build the command's adapters in shared/wiring/clients.py (and catch its errors from there)"
-TOIL_WIRING = "build the plugin's job store, queue and feed in shared/wiring/clients.py"
-KNOWN_WRONG_WAY: dict[tuple[str, str], str] = {
-    ("shared/cli/cluster_access_cmd.py", "shared.adapters"): CLI_WIRING,
-    ("shared/cli/cluster_cmd.py", "shared.adapters"): CLI_WIRING,
-    ("shared/cli/cluster_common.py", "shared.adapters"): CLI_WIRING,
-    ("shared/cli/cluster_launch.py", "shared.adapters"): CLI_WIRING,
-    ("shared/cli/guardrails_cmd.py", "shared.adapters"): CLI_WIRING,
-    ("shared/cli/submit.py", "shared.adapters"): CLI_WIRING,
-    ("shared/toil/batch_system.py", "shared.adapters"): TOIL_WIRING,
-    ("shared/toil/tracker.py", "shared.adapters"): TOIL_WIRING,
-}
+KNOWN_WRONG_WAY: dict[tuple[str, str], str] = {}
 
 
 def package_of(module: str) -> str:

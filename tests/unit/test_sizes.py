@@ -29,8 +29,6 @@ LONG_FUNCTIONS: dict[tuple[str, str], str] = {
     ("cdk/triggers.py", "ScalingTriggers.__init__"): CDK_BUILDER,
     ("cdk/workers.py", "WorkerFleet.__init__"): CDK_BUILDER,
     ("shared/domain/scaling.py", "_target"): "owned by the policy engineer this session (scaling.py)",
-    ("shared/domain/scaling.py", "_reconcile_records"): "owned by the policy engineer this session (scaling.py)",
-    ("shared/local/demo.py", "Demo._report"): "owned by the democlock engineer this session (shared/local/demo*.py)",
 }
 
 
