@@ -110,6 +110,36 @@ def parse_job(obj: object) -> Job:
     """A ``Job`` from a decoded JSON object, or ``JobSpecError`` naming the first bad field."""
     if not isinstance(obj, dict):
         raise JobSpecError(f"a job must be a JSON object, got {type(obj).__name__}")
+    _check_fields(obj)
+    job_id = _job_id(obj["id"])
+    shape = _parse_shape(obj)
+    command = _optional_str(obj, "command")
+    image = _optional_str(obj, "image")
+    name = _optional_str(obj, "name")
+    feed = _optional_str(obj, "feed")
+    env = _parse_env(obj)
+    max_attempts, max_preemptions = _parse_attempts(obj)
+    timeout = _duration(obj, "timeout") if obj.get("timeout") is not None else None
+    if timeout is not None and timeout <= 0:
+        raise JobSpecError(
+            f"field 'timeout' must be a positive number of seconds (leave it out for no limit), got {obj['timeout']!r}"
+        )
+    return Job(
+        id=job_id,
+        shape=shape,
+        command=command,
+        image=image,
+        name=name,
+        env=env,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        feed=feed,
+        max_preemptions=max_preemptions,
+    )
+
+
+def _check_fields(obj: Mapping[str, object]) -> None:
+    """No unknown field (with the closest known one as a hint), and every required one."""
     for key in obj:
         if key not in _KNOWN_FIELDS:
             close = difflib.get_close_matches(str(key), _KNOWN_FIELDS, n=1)
@@ -119,7 +149,9 @@ def parse_job(obj: object) -> Job:
         if key not in obj:
             raise JobSpecError(f"missing field {key!r}; every job needs {', '.join(REQUIRED_FIELDS)}")
 
-    job_id = _job_id(obj["id"])
+
+def _parse_shape(obj: Mapping[str, object]) -> Shape:
+    """What the job needs: its resources, wall time and whether it may run on spot."""
     cores = _number(obj, "cores")
     if cores <= 0:
         raise JobSpecError(f"field 'cores' must be positive, got {_cut(obj['cores'])}")
@@ -138,47 +170,40 @@ def parse_job(obj: object) -> Job:
     preemptible = obj.get("preemptible", False)
     if not isinstance(preemptible, bool):
         raise JobSpecError(f"field 'preemptible' must be true or false, got {preemptible!r}")
+    return _shape(cores, memory, disk, accelerators, wall_time, preemptible)
 
-    command = _optional_str(obj, "command")
-    image = _optional_str(obj, "image")
-    name = _optional_str(obj, "name")
-    feed = _optional_str(obj, "feed")
+
+def _parse_env(obj: Mapping[str, object]) -> dict[str, str]:
+    """The job's own environment variables: strings with no control characters."""
     env = obj.get("env") or {}
     if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise JobSpecError("field 'env' must be an object of string values")
     for key, value in env.items():
         _text(f"env {_cut(key)}", key)
         _text(f"env {_cut(key)}", value)
+    return env
+
+
+def _parse_attempts(obj: Mapping[str, object]) -> tuple[int, int | None]:
+    """How many times the job may be tried, and how many spot reclaims it may suffer (None: the cluster's)."""
     max_attempts = obj.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
     if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or not 1 <= max_attempts <= MAX_ATTEMPTS:
         raise JobSpecError(
             f"field 'max_attempts' must be a whole number from 1 to {MAX_ATTEMPTS}, got {max_attempts!r}"
         )
     max_preemptions = obj.get("max_preemptions")
-    whole = isinstance(max_preemptions, int) and not isinstance(max_preemptions, bool)
-    if max_preemptions is not None and not (whole and 1 <= max_preemptions <= MAX_ATTEMPTS):
+    if max_preemptions is None:
+        return max_attempts, None
+    if (
+        isinstance(max_preemptions, bool)
+        or not isinstance(max_preemptions, int)
+        or not 1 <= max_preemptions <= MAX_ATTEMPTS
+    ):
         raise JobSpecError(
             f"field 'max_preemptions' must be a whole number from 1 to {MAX_ATTEMPTS} (leave it out for the "
             f"cluster's setting), got {_cut(max_preemptions)}"
         )
-    timeout = _duration(obj, "timeout") if obj.get("timeout") is not None else None
-    if timeout is not None and timeout <= 0:
-        raise JobSpecError(
-            f"field 'timeout' must be a positive number of seconds (leave it out for no limit), got {obj['timeout']!r}"
-        )
-
-    return Job(
-        id=job_id,
-        shape=_shape(cores, memory, disk, accelerators, wall_time, preemptible),
-        command=command,
-        image=image,
-        name=name,
-        env=env,
-        max_attempts=max_attempts,
-        timeout=timeout,
-        feed=feed,
-        max_preemptions=max_preemptions,
-    )
+    return max_attempts, max_preemptions
 
 
 @lru_cache(maxsize=65536)

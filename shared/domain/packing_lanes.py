@@ -4,8 +4,8 @@ A lane reserves a resource vector and runs its jobs back to back, each starting 
 jobs of one shape fill whole lanes of that shape; the rest are ordered so that neighbours are alike and
 mixed in windows, each job joining the open lane whose reservation grows least.
 
-``_time_pack`` is longer than 60 lines on purpose: it is the innermost loop of a 100,000-shape plan, kept in
-one function so its locals stay locals.
+``_time_lanes`` is the innermost loop of a 100,000-shape plan: one function, so its locals stay locals
+(``_time_pack`` turns its lanes into lane types).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ LaneType = tuple[float, int, int, int, bool, tuple[tuple[Shape, int], ...]]
 Family = tuple[bool, int, float]  # on-demand only, accelerators, cores: the kind of job a reason names
 Capacity = tuple[float, int, int, int]  # cores, memory, disk, accelerators
 Cheapest = Callable[..., "int | None"]  # (cores, memory, disk, accelerators, on_demand=) → offer index
+_Row = tuple[float, int, int, float, Shape]  # a job in a window: cores, memory, disk, wall time, shape
 
 
 def lane_depth(wall_time: float, target_time: float) -> int:
@@ -217,7 +218,7 @@ def _fits_any(c: float, m: int, d: int, nodes: Sequence[tuple[float, int, int, i
 
 
 def _time_pack(
-    window: list[tuple[float, int, int, float, Shape]],
+    window: list[_Row],
     target: float,
     acc: int,
     cap: tuple[float, int, int, int],
@@ -230,18 +231,39 @@ def _time_pack(
     A lane can take a job while all its jobs but the longest fit within the target time back to back:
     the longest runs last, so every job starts by the target (the last one may run past it). A lane
     grows only while some node type of its market (``nodes``) can still hold it. ``window`` holds
-    (cores, memory, disk, wall time, shape) rows.
+    (cores, memory, disk, wall time, shape) rows; each lane lists its jobs shortest first, in runs of one shape.
     """
-    unit_c = 1.0 / (cap[0] or 1)
-    unit_m = 1.0 / (cap[1] or 1)
-    unit_d = 1.0 / (cap[2] or 1)
+    cores, memory, disk, members = _time_lanes(window, target, cap, nodes)
+    for i, jobs in enumerate(members):
+        if len(jobs) == 1:
+            runs: tuple[tuple[Shape, int], ...] = ((jobs[0][4], 1),)
+        elif len(jobs) == 2:
+            one, two = jobs
+            runs = ((one[4], 1), (two[4], 1)) if one[3] <= two[3] else ((two[4], 1), (one[4], 1))
+        else:
+            jobs.sort(key=_WALL)
+            merged: list[tuple[Shape, int]] = []
+            for *_, shape in jobs:
+                if merged and merged[-1][0] is shape:
+                    merged[-1] = (shape, merged[-1][1] + 1)
+                else:
+                    merged.append((shape, 1))
+            runs = tuple(merged)
+        yield (cores[i], memory[i], disk[i], acc, on_demand, runs), 1
+
+
+def _time_lanes(
+    window: list[_Row], target: float, cap: tuple[float, int, int, int], nodes: Sequence[tuple[float, int, int, int]]
+) -> tuple[list[float], list[int], list[int], list[list[_Row]]]:
+    """``_time_pack``'s lanes: each one's reserved cores, memory and disk, and its jobs (one function: locals stay)."""
+    unit_c, unit_m, unit_d = 1.0 / (cap[0] or 1), 1.0 / (cap[1] or 1), 1.0 / (cap[2] or 1)
     # One entry per lane in each list: reserved cores, memory, disk; total and longest wall; its jobs.
     cores: list[float] = []
     memory: list[int] = []
     disk: list[int] = []
     total: list[float] = []
     longest: list[float] = []
-    members: list[list[tuple[float, int, int, float, Shape]]] = []
+    members: list[list[_Row]] = []
     limit = target + 1e-9
     opened = 0
     for row in window:
@@ -278,8 +300,7 @@ def _time_pack(
             members.append([row])
             opened += 1
             continue
-        # Conditionals, not max(): this is the innermost loop of a 100,000-shape plan.
-        if c > cores[best]:  # noqa: PLR1730
+        if c > cores[best]:  # noqa: PLR1730 - conditionals, not max(): the innermost loop of a 100,000-shape plan
             cores[best] = c
         if m > memory[best]:  # noqa: PLR1730
             memory[best] = m
@@ -289,22 +310,7 @@ def _time_pack(
         if wall > longest[best]:  # noqa: PLR1730
             longest[best] = wall
         members[best].append(row)
-    for i, jobs in enumerate(members):
-        if len(jobs) == 1:
-            runs: tuple[tuple[Shape, int], ...] = ((jobs[0][4], 1),)
-        elif len(jobs) == 2:
-            one, two = jobs
-            runs = ((one[4], 1), (two[4], 1)) if one[3] <= two[3] else ((two[4], 1), (one[4], 1))
-        else:
-            jobs.sort(key=_WALL)
-            merged: list[tuple[Shape, int]] = []
-            for *_, shape in jobs:
-                if merged and merged[-1][0] is shape:
-                    merged[-1] = (shape, merged[-1][1] + 1)
-                else:
-                    merged.append((shape, 1))
-            runs = tuple(merged)
-        yield (cores[i], memory[i], disk[i], acc, on_demand, runs), 1
+    return cores, memory, disk, members
 
 
 _WALL = itemgetter(3)

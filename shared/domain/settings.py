@@ -68,6 +68,17 @@ class ClusterSettings:
         return self.job_store_bucket or f"{self.name}--toil"
 
     def validate(self) -> ClusterSettings:
+        """These settings, if every one can be used; else a ``SettingsError`` naming the first that cannot."""
+        self._check_names()
+        self._check_node_types()
+        self._check_numbers()
+        problem = guardrail_problem(self)
+        if problem:
+            raise SettingsError(problem)
+        return self
+
+    def _check_names(self) -> None:
+        """The cluster's name, where it runs, its network, its job store and what its jobs may reach."""
         if not CLUSTER_NAME.fullmatch(self.name):
             raise SettingsError(
                 f"cluster name {self.name!r} is not valid; use 1-32 lowercase letters, digits and dashes, "
@@ -93,6 +104,9 @@ class ClusterSettings:
                 f"jobs_may_reach {self.jobs_may_reach!r} may list only {', '.join(JOB_ALLOWANCES)} "
                 "(see docs/toil.md, 'What a job can touch')"
             )
+
+    def _check_node_types(self) -> None:
+        """The node types (Toil's --nodeTypes) priced in the region, and the node counts per type."""
         try:
             classes = parse_node_types(self.node_types)
             build_offers(
@@ -106,6 +120,9 @@ class ClusterSettings:
             raise SettingsError(str(error)) from None
         if len(self.static_nodes) > len(classes) or any(n < 0 for n in self.static_nodes):
             raise SettingsError("static_nodes needs one non-negative number per node type")
+
+    def _check_numbers(self) -> None:
+        """The scaler's numbers, each within its range."""
         checks = [
             (self.target_time >= 0, "target_time must be >= 0 seconds"),
             (0.0 <= self.beta_inertia < 1.0, "beta_inertia must be in [0, 1)"),
@@ -124,10 +141,6 @@ class ClusterSettings:
         for ok, message in checks:
             if not ok:
                 raise SettingsError(message)
-        problem = guardrail_problem(self)
-        if problem:
-            raise SettingsError(problem)
-        return self
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, object]) -> ClusterSettings:

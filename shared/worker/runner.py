@@ -227,40 +227,18 @@ class JobProcess:
     def run(self) -> RunResult:
         started = self._monotonic()
         try:
-            argv, env = self.argv()
-            self.work_dir.mkdir(parents=True, exist_ok=False)
-            exit_file = str(self.work_root / f"{self.name}{EXIT_SUFFIX}")
-            # Under the lock: an agent abandoned (a simulated crash) never starts a process afterwards.
-            with self._lock, self.output_path.open("wb") as output:
-                if self._abandoned:
-                    self._ended.set()
-                    return RunResult(exit_code=None, duration=0.0, output_tail="", cancelled=True)
-                # The ticket exists before any process of the job does: a crash never leaves one unaccounted for.
-                (self.work_root / f"{self.name}{TICKET_SUFFIX}").write_text(self.ticket.to_json(), encoding="utf-8")
-                process = subprocess.Popen(
-                    ["sh", "-c", _EXIT_WRAPPER, "shoal-job", exit_file, *argv],
-                    cwd=self.work_dir,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-                self._process = process
-                cancelled_before_start = self._cancelled
+            begun = self._start()
         except (OSError, ValueError) as error:
             self._cleanup()
             self._tree_gone = True
             self._ended.set()
             return RunResult(exit_code=None, duration=self._monotonic() - started, output_tail="", error=str(error))
+        if begun is None:
+            return RunResult(exit_code=None, duration=0.0, output_tail="", cancelled=True)
+        process, cancelled_before_start = begun
         if cancelled_before_start:
             self._signal_tree(signal.SIGKILL)
-        timed_out = False
-        try:
-            process.wait(timeout=self.job.timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            self._terminate(process)
+        timed_out = self._wait(process)
         with self._lock:
             cancelled, abandoned = self._cancelled, self._abandoned
         if abandoned:
@@ -268,6 +246,47 @@ class JobProcess:
             self._ended.set()
             return RunResult(exit_code=process.returncode, duration=self._monotonic() - started, output_tail="",
                              cancelled=True)  # fmt: skip
+        return self._finish(process, started=started, cancelled=cancelled, timed_out=timed_out)
+
+    def _start(self) -> tuple[subprocess.Popen[bytes], bool] | None:
+        """Start the job's process (and its ticket) under the lock; None if the agent was abandoned first.
+
+        Returns the process and whether ``cancel()`` came before it started."""
+        argv, env = self.argv()
+        self.work_dir.mkdir(parents=True, exist_ok=False)
+        exit_file = str(self.work_root / f"{self.name}{EXIT_SUFFIX}")
+        # Under the lock: an agent abandoned (a simulated crash) never starts a process afterwards.
+        with self._lock, self.output_path.open("wb") as output:
+            if self._abandoned:
+                self._ended.set()
+                return None
+            # The ticket exists before any process of the job does: a crash never leaves one unaccounted for.
+            (self.work_root / f"{self.name}{TICKET_SUFFIX}").write_text(self.ticket.to_json(), encoding="utf-8")
+            process = subprocess.Popen(
+                ["sh", "-c", _EXIT_WRAPPER, "shoal-job", exit_file, *argv],
+                cwd=self.work_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            self._process = process
+            return process, self._cancelled
+
+    def _wait(self, process: subprocess.Popen[bytes]) -> bool:
+        """Wait for the job's first process to end, within its timeout; True if it timed out (and was ended)."""
+        try:
+            process.wait(timeout=self.job.timeout)
+        except subprocess.TimeoutExpired:
+            self._terminate(process)
+            return True
+        return False
+
+    def _finish(
+        self, process: subprocess.Popen[bytes], *, started: float, cancelled: bool, timed_out: bool
+    ) -> RunResult:
+        """End what is left of the job's tree, tidy its working directory, and record the result."""
         # Whatever the job left running (background children, daemons in sessions of their own) ends with it.
         left = self.end_tree(grace=0.0 if cancelled or timed_out else self._kill_grace)
         self._tree_gone = left == 0

@@ -28,12 +28,7 @@ LONG_FUNCTIONS: dict[tuple[str, str], str] = {
     ("cdk/stack.py", "ShoalStack.__init__"): CDK_BUILDER,
     ("cdk/triggers.py", "ScalingTriggers.__init__"): CDK_BUILDER,
     ("cdk/workers.py", "WorkerFleet.__init__"): CDK_BUILDER,
-    ("shared/domain/jobs.py", "parse_job"): "owned by the speed engineer this session (the jobs reader)",
-    ("shared/domain/packing_lanes.py", "_time_pack"): "owned by the speed engineer this session (packing)",
     ("shared/domain/scaling.py", "_target"): "owned by the policy engineer this session (scaling.py)",
-    ("shared/domain/settings.py", "ClusterSettings.validate"): "shared/domain is outside #11's part this session",
-    ("shared/local/demo.py", "Demo._report"): "owned by the democlock engineer this session (shared/local/demo*.py)",
-    ("shared/worker/runner.py", "JobProcess.run"): "owned by the integrator this session (shared/worker)",
 }
 
 
