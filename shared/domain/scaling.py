@@ -35,6 +35,7 @@ from shared.domain.budget import budget_drains, guard_spend
 from shared.domain.decision import (
     Action,
     Decision,
+    LaunchOption,
     Snapshot,
     Unavailable,
 )
@@ -132,45 +133,11 @@ def _target(
     """Nodes wanted per offer key: plan → smooth → compensate → clamp, around unavailable offers."""
     reasons: list[str] = []
     live = fleet.live_counts
-    options = {o.key: blocked.options(o) for o in offers}
-    unavailable_offers = tuple(o.key for o in offers if not options[o.key])
-    capped = {
-        o.key: replace(
-            o, min_nodes=min(o.min_nodes, live.get(o.key, 0)), max_nodes=min(o.max_nodes, live.get(o.key, 0))
-        )
-        for o in offers
-        if not options[o.key]
-    }
-    reasons.extend(
-        f"{key}: every instance type is in the capacity-failure cache; held at its {live.get(key, 0)} live nodes "
-        "and its jobs re-planned onto the next-cheapest offer that fits"
-        for key in unavailable_offers
-    )
-
+    options, unavailable_offers, capped = _availability(offers, blocked, live, reasons)
     options = placement.rank(options, snapshot.placement_scores, reasons)
-    observed = preemption.demote(snapshot.demand, snapshot.on_demand_only, settings.max_preemptions, reasons)
-    planning_offers = [capped.get(o.key, o) for o in offers]
-    if observed is not snapshot.demand:
-        snapshot = replace(snapshot, demand=observed)
-    demand = _urgent(snapshot, settings, now, reasons)
-    target_time = settings.target_time
-    result, planning_offers = quotas.plan_within(
-        demand,
-        planning_offers,
-        snapshot.quotas,
-        live=live,
-        plan_fn=lambda d, o: _plan(d, o, target_time=target_time),
-        reasons=reasons,
+    result, planning_offers, estimates = _estimate(
+        snapshot, settings, offers, capped=capped, live=live, now=now, reasons=reasons
     )
-    estimates = result.node_counts()
-    if any(o.spot for o in offers if o.key in capped):
-        estimates = _limit_on_demand_stand_ins(
-            demand, offers, capped, estimates, target_time=target_time, settings=settings, reasons=reasons
-        )
-    reasons.extend(result.reasons)
-    reasons.extend(f"{u.count} jobs cannot run: {u.reason}" for u in result.unplaceable)
-    reasons.extend(f"{u.count} jobs wait: {u.reason}" for u in result.deferred)
-
     advance = smoothed_at is None or now - smoothed_at >= settings.scale_interval
     counts, new_state = _smooth(estimates, state, settings.beta_inertia, advance=advance)
     for key in unavailable_offers:  # smoothing must not ask an unavailable offer for more than it has
@@ -200,6 +167,64 @@ def _target(
         smoothed_at=now if advance else smoothed_at,
         reasons=reasons,
     )
+
+
+def _availability(
+    offers: Sequence[Offer], blocked: Blocked, live: Mapping[str, int], reasons: list[str]
+) -> tuple[dict[str, tuple[LaunchOption, ...]], tuple[str, ...], dict[str, Offer]]:
+    """Each offer's launch options, the offers with none left (every type in the capacity-failure cache), and
+    those offers capped at their live nodes so the plan moves their jobs elsewhere."""
+    options = {o.key: blocked.options(o) for o in offers}
+    unavailable_offers = tuple(o.key for o in offers if not options[o.key])
+    capped = {
+        o.key: replace(
+            o, min_nodes=min(o.min_nodes, live.get(o.key, 0)), max_nodes=min(o.max_nodes, live.get(o.key, 0))
+        )
+        for o in offers
+        if not options[o.key]
+    }
+    reasons.extend(
+        f"{key}: every instance type is in the capacity-failure cache; held at its {live.get(key, 0)} live nodes "
+        "and its jobs re-planned onto the next-cheapest offer that fits"
+        for key in unavailable_offers
+    )
+    return options, unavailable_offers, capped
+
+
+def _estimate(
+    snapshot: Snapshot,
+    settings: ClusterSettings,
+    offers: Sequence[Offer],
+    *,
+    capped: Mapping[str, Offer],
+    live: Mapping[str, int],
+    now: float,
+    reasons: list[str],
+) -> tuple[Plan, list[Offer], dict[str, int]]:
+    """The plan of what runs and waits (within the quotas), the offers it planned on, and its node counts."""
+    observed = preemption.demote(snapshot.demand, snapshot.on_demand_only, settings.max_preemptions, reasons)
+    planning_offers = [capped.get(o.key, o) for o in offers]
+    if observed is not snapshot.demand:
+        snapshot = replace(snapshot, demand=observed)
+    demand = _urgent(snapshot, settings, now, reasons)
+    target_time = settings.target_time
+    result, planning_offers = quotas.plan_within(
+        demand,
+        planning_offers,
+        snapshot.quotas,
+        live=live,
+        plan_fn=lambda d, o: _plan(d, o, target_time=target_time),
+        reasons=reasons,
+    )
+    estimates = result.node_counts()
+    if any(o.spot for o in offers if o.key in capped):
+        estimates = _limit_on_demand_stand_ins(
+            demand, offers, capped, estimates, target_time=target_time, settings=settings, reasons=reasons
+        )
+    reasons.extend(result.reasons)
+    reasons.extend(f"{u.count} jobs cannot run: {u.reason}" for u in result.unplaceable)
+    reasons.extend(f"{u.count} jobs wait: {u.reason}" for u in result.deferred)
+    return result, planning_offers, estimates
 
 
 def _urgent(snapshot: Snapshot, settings: ClusterSettings, now: float, reasons: list[str]) -> dict[Shape, int]:

@@ -28,7 +28,6 @@ LONG_FUNCTIONS: dict[tuple[str, str], str] = {
     ("cdk/stack.py", "ShoalStack.__init__"): CDK_BUILDER,
     ("cdk/triggers.py", "ScalingTriggers.__init__"): CDK_BUILDER,
     ("cdk/workers.py", "WorkerFleet.__init__"): CDK_BUILDER,
-    ("shared/domain/scaling.py", "_target"): "owned by the policy engineer this session (scaling.py)",
 }
 
 
