@@ -9,6 +9,8 @@ on one line, exit status 1), not a bug.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from shared.adapters import aws
 from shared.adapters.aws import AwsConfigError
 from shared.adapters.cluster_directory import (
@@ -78,15 +80,15 @@ def default_region() -> str:
     return str(aws.client("sts").meta.region_name)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ToilPorts:
     """What the Toil plugin reads besides its submit client: the job records, its completion feed, the settings."""
 
-    def __init__(self, table_name: str, region: str | None, feed: str) -> None:
-        table = StateTable(table_name, region=region)
-        self.jobs = DynamoJobStore(table)
-        self.feed = DynamoJobFeed(table, feed)
-        self.clusters = DynamoClusterStore(table)
+    jobs: DynamoJobStore
+    feed: DynamoJobFeed
+    clusters: DynamoClusterStore
 
 
 def build_toil_ports(table_name: str, region: str | None, feed: str) -> ToilPorts:
-    return ToilPorts(table_name, region, feed)
+    table = StateTable(table_name, region=region)
+    return ToilPorts(jobs=DynamoJobStore(table), feed=DynamoJobFeed(table, feed), clusters=DynamoClusterStore(table))
