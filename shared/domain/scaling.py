@@ -95,9 +95,8 @@ def decide(
     )  # maxHourlyCost and the budget
     target = replace(target, wanted=wanted, reasons=target.reasons + spend_reasons)
     changes = Changes(fleet, blocked, target, settings, actions)
-    # Consolidate only with nothing queued: a queued job would rather start on a busy node than wait for a new one.
-    if not any(c.queued for c in snapshot.demand.values()):
-        changes.empties_at = snapshot.empties_at
+    changes.empties_at = snapshot.empties_at
+    changes.queued = any(c.queued for c in snapshot.demand.values())
     changes.now = now
     changes.waiting = policy.queued_needs(snapshot.demand)
     for key in sorted(set(target.wanted) | set(fleet.live) | set(fleet.draining)):

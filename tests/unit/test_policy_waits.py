@@ -1,5 +1,5 @@
 """The policy steps issue #14 added: what is left of the target time, runtimes learned from running jobs too,
-late shapes planned as longer, and busy surplus nodes drained while nothing is queued."""
+late shapes planned as longer, and busy surplus nodes drained (spot ones only while nothing is queued)."""
 
 from __future__ import annotations
 
@@ -110,14 +110,17 @@ def _decide_with(empties_at: dict[str, float], queued: int) -> list[Drain]:
     return [a for a in decision.actions if isinstance(a, Drain)]
 
 
-def test_busy_surplus_nodes_whose_jobs_end_soon_are_drained_while_nothing_is_queued() -> None:
+def test_busy_on_demand_surplus_nodes_whose_jobs_end_soon_are_drained() -> None:
     # GIVEN three busy r5.4xlarge for three small jobs that one m5.2xlarge could run
     soon = {"i-0": NOW + 60, "i-1": NOW + CONSOLIDATE_WITHIN + 1, "i-2": NOW + 120}
     # WHEN nothing is queued THEN the ones that empty soon are drained, the long one is kept
     drains = _decide_with(soon, queued=0)
     assert sorted(i for d in drains for i in d.instance_ids) == ["i-0", "i-2"]
-    # WHEN jobs are queued, or nothing says when nodes empty THEN no busy node is drained
-    assert _decide_with(soon, queued=2) == []
+    # WHEN jobs are queued THEN they are drained too: the plan puts the queued jobs on the cheaper m5.2xlarge, and
+    # they would keep the surplus r5.4xlarge alive
+    drains = _decide_with(soon, queued=2)
+    assert sorted(i for d in drains for i in d.instance_ids) == ["i-0", "i-2"]
+    # WHEN nothing says when nodes empty THEN no busy node is drained
     assert _decide_with({}, queued=0) == []
 
 
@@ -169,6 +172,10 @@ def test_busy_spot_surplus_nodes_are_consolidated_too() -> None:
     # THEN the surplus ones are drained (they run their jobs to the end; none is killed)
     drained = [i for a in decision.actions if isinstance(a, Drain) for i in a.instance_ids]
     assert len(drained) == 2
+    # WHEN jobs are queued THEN busy spot nodes are kept: a queued job would rather start on one than wait for a new one
+    queued = replace(snapshot, demand={replace(SMALL, preemptible=True): DemandCount(queued=2, running=3)})
+    decision = decide(queued, settings, offers_for(settings), ScalerState(), (), now=NOW)
+    assert not [a for a in decision.actions if isinstance(a, Drain)]
 
 
 def test_an_idle_node_a_queued_job_fits_is_not_drained_when_the_estimate_dips() -> None:
