@@ -139,10 +139,18 @@ def summary(result: SimResult) -> list[str]:
         f"idle node-hours {r['idle_node_hours']:.1f}, peak nodes {r['peak_nodes']}",
         f"{r['decisions']} rounds over {float(str(r['simulated_seconds'])) / 3600:.1f} simulated hours "
         f"in {r['elapsed_seconds']:.1f} s",
+        _waste_line(r),
         *_budget_line(r),
         *_lease_line(r),
         *_preemption_line(r),
     ]
+
+
+def _waste_line(r: dict[str, object]) -> str:
+    waste = r["waste"]
+    assert isinstance(waste, dict)
+    parts = ", ".join(f"{key.replace('_', ' ')} ${dollars:.2f}" for key, dollars in waste.items() if dollars)
+    return f"where the money went (sampled each minute): {parts}"
 
 
 def _budget_line(r: dict[str, object]) -> list[str]:

@@ -44,6 +44,7 @@ def build_report(sim: SimState, elapsed: float) -> dict[str, object]:
         "preemptions": sim.preemptions,
         "most_preemptions_of_a_job": max((j.preemptions for j in sim.jobs), default=0),
         "quota_refusals": sim.quota_refusals,
+        "waste": {key: round(dollars, 2) for key, dollars in sim.waste.items()},
     }
 
 

@@ -20,6 +20,21 @@ from shared.sim.ledger import SimLedger
 from shared.sim.model import Outage, Sample, SimJob, SimNode, SimOptions
 from shared.sim.trace import TraceJob
 
+# Where the money went, as the report's ``waste`` gives it: the jobs' share of busy nodes, the room they leave
+# (nodes taking work, with and without jobs waiting; draining nodes), idle and booting nodes.
+WASTE_KEYS = (
+    "jobs", "room_while_queued", "room_nothing_queued", "draining_room", "idle_while_queued", "idle_nothing_queued",
+    "booting",
+)  # fmt: skip
+
+
+def _used_share(capacity: Resources, free: Resources) -> float:
+    """The largest share of a node's usable capacity its jobs take (every node type has cores, memory and disk)."""
+    used = 1.0 - min(free.cores / capacity.cores, free.memory / capacity.memory, free.disk / capacity.disk)
+    if capacity.accelerators:
+        used = max(used, 1.0 - free.accelerators / capacity.accelerators)
+    return used
+
 
 class SimState:
     """What a run holds; the parts (jobs, fleet, rounds) are its subclasses, one module each."""
@@ -72,6 +87,7 @@ class SimState:
         self.cost = 0.0
         self.idle_seconds = 0.0
         self.samples: list[Sample] = []
+        self.waste = dict.fromkeys(WASTE_KEYS, 0.0)  # dollars by where they went, sampled with the timeline
         self.ledger = SimLedger(self.settings, self.by_key)  # the budget's spend ledger (inert without a budget)
         self.last_end = 0.0
         self.preemptions = 0  # spot reclaims counted against jobs' preemption budgets
@@ -120,6 +136,35 @@ class SimState:
                 continue
             by_type[node.instance_type] = by_type.get(node.instance_type, 0) + 1
             booting += node.state is NodeState.PENDING
+        self._spend()
         self.samples.append(
             Sample(t=t, waiting=self.queued, running=self.running, done=self.completed, nodes=by_type, booting=booting)
         )
+
+    def _spend(self) -> None:
+        """Where one sample's worth of the fleet's price went (``waste`` in the report): the share of each busy node
+        its jobs use (the largest of cores, memory, disk, accelerators), the rest as room, split by what the node
+        was doing and whether jobs were waiting. Plain locals: this runs for every node at every sample."""
+        jobs = room = draining = idle = pending = 0.0
+        for node in self.nodes.values():
+            state = node.state
+            if state is NodeState.STOPPED:
+                continue
+            price = node.price
+            if state is NodeState.PENDING:
+                pending += price
+            elif not node.running:
+                idle += price
+            else:
+                used = _used_share(node.capacity, node.free)
+                jobs += price * used
+                if state is NodeState.DRAINING:
+                    draining += price * (1.0 - used)
+                else:
+                    room += price * (1.0 - used)
+        hours, waste, queued = self.options.sample_interval / 3600, self.waste, self.queued > 0
+        waste["jobs"] += jobs * hours
+        waste["room_while_queued" if queued else "room_nothing_queued"] += room * hours
+        waste["draining_room"] += draining * hours
+        waste["idle_while_queued" if queued else "idle_nothing_queued"] += idle * hours
+        waste["booting"] += pending * hours

@@ -166,3 +166,19 @@ def test_the_simulator_imports_the_domain_not_adapters_or_services() -> None:
         shoal = {m for m in modules if m.startswith("shared.")}
         assert all(m.startswith(("shared.domain.", "shared.sim.")) for m in shoal), (path, shoal)
         assert not modules & {"boto3", "botocore", "moto", "threading"}, path
+
+
+def test_the_waste_says_where_the_money_went(tmp_path: Path) -> None:
+    # GIVEN one 2-core job of an hour, alone on a spot c5.4xlarge (its 10 GiB disk is the largest share it uses)
+    lines = [trace_line(0, 0.0, wall=3600.0)]
+    report = simulate(read_trace(write_trace(tmp_path / "t.jsonl", lines)), SimOptions(settings=settings())).report
+    waste = report["waste"]
+    assert isinstance(waste, dict)
+    # THEN the buckets add up to the cost (within one sample's worth: they are sampled each minute)
+    cost = float(report["cost"])  # type: ignore[arg-type]
+    assert sum(waste.values()) == pytest.approx(cost, abs=0.30 / 60 * 2)
+    # AND the job's share is its disk's share of the node, the rest room with nothing waiting, the boot its own
+    usable_disk = 45_097_156_608  # c5.4xlarge's usable disk with the default 50 GiB of node storage
+    assert waste["jobs"] == pytest.approx(0.30 * 10 * GiB / usable_disk, rel=0.05)
+    assert waste["room_nothing_queued"] == pytest.approx(0.30 - waste["jobs"], rel=0.05)
+    assert waste["booting"] > 0 and waste["room_while_queued"] == waste["draining_room"] == 0
