@@ -43,7 +43,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--min-nodes", "--minNodes", default="", help="one number per node type (default: 0 each)")
     parser.add_argument("--max-nodes", "--maxNodes", default="", help="one number per node type (default: 8 each)")
     parser.add_argument("--target-time", "--targetTime", default="30m", help="start every job within this")
-    parser.add_argument("--speed", type=float, default=120.0, help="simulated seconds per real second")
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=120.0,
+        help="at most this many simulated seconds per real second (the lockstep clock waits for the control plane; "
+        "with --real or --chaos: exactly this many)",
+    )
     parser.add_argument(
         "--bursts", type=int, help="submit the workload in this many equal bursts (default: 2, at most one per job)"
     )
