@@ -39,7 +39,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import cast
 
@@ -202,7 +202,7 @@ class Simulation(Fleet):
         while True:
             snapshot = Snapshot(
                 demand=demand, nodes=self._records(), instances=self._instances(), queued_since=self._queued_since(),
-                empties_at=self._empties_at(), spent=self.ledger.spent(self.now),
+                empties_at=_Lazy(self._empties_at), spent=self.ledger.spent(self.now),
                 quotas=quota_view(self.options.vcpu_quotas, self.options.quota_aware),
                 on_demand_only=past_budget(self.jobs, self.demoted, self._shape_of),
                 zones=self.options.zones, placement_scores=self.options.placement_scores,
@@ -296,6 +296,29 @@ class Simulation(Fleet):
         smoothed = last.state.smoothed
         converged = all(smoothed.get(key, 0.0) == float(count) for key, count in last.estimates.items())
         return converged and not any(last.state.spot_deficit.values())
+
+
+class _Lazy(Mapping[str, float]):
+    """A mapping computed on first use: ``decide`` reads when nodes empty only when an offer has surplus nodes,
+    and working it out for every busy node at every round was a tenth of a long replay."""
+
+    def __init__(self, compute: Callable[[], dict[str, float]]) -> None:
+        self._compute: Callable[[], dict[str, float]] | None = compute
+        self._value: dict[str, float] = {}
+
+    def _get(self) -> dict[str, float]:
+        if self._compute is not None:
+            self._value, self._compute = self._compute(), None
+        return self._value
+
+    def __getitem__(self, key: str) -> float:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
 
 
 def simulate(trace: Sequence[TraceJob], options: SimOptions) -> SimResult:
