@@ -77,6 +77,9 @@ def test_running_jobs_are_never_planned_one_after_another() -> None:
     # AND a running job with little left still makes room for the next (it is not planned as alone)
     short = Shape(resources=r, wall_time=T * OWN_LANE_FRACTION / 2, preemptible=False)
     assert running_shape(short, T) == short
+    # AND running jobs past the target are one shape, however far past (how far does not change where they go)
+    long_ones = {running_shape(Shape(resources=r, wall_time=w, preemptible=False), T) for w in (T, 2400.0, 7200.0)}
+    assert len(long_ones) == 1 and next(iter(long_ones)).wall_time > T
 
 
 def _cluster() -> ClusterSettings:
