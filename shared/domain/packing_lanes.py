@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from operator import attrgetter, itemgetter
 
 from shared.domain.jobs import Shape
@@ -92,13 +92,13 @@ def lane_types(
                 same.extend([shape] * keep)
     items: list[tuple[LaneType, int, Family]] = []
     for (on_demand, acc), (full, alike) in sorted(markets.items(), key=_MARKET):
-        items.extend((lane, n, (on_demand, acc, lane[0])) for lane, n in full)
-        cut = _cut(on_demand, acc, alike, target=target_time, caps=caps, caps_of=caps_of, cheapest=cheapest)
-        items.extend((lane, n, (on_demand, acc, lane[0])) for lane, n in cut)
+        items.extend([(lane, n, (on_demand, acc, lane[0])) for lane, n in full])
+        _cut(items, on_demand, acc, alike, target=target_time, caps=caps, caps_of=caps_of, cheapest=cheapest)
     return items, families
 
 
-def _cut(
+def _cut(  # noqa: PLR0917
+    out: list[tuple[LaneType, int, Family]],
     on_demand: bool,
     acc: int,
     alike: dict[tuple[float, int, int], list[Shape]],
@@ -107,9 +107,9 @@ def _cut(
     caps: Sequence[Capacity],
     caps_of: dict[bool, list[Capacity]],
     cheapest: Cheapest,
-) -> Iterator[tuple[LaneType, int]]:
-    """Lanes for the rest of the jobs of one market (``alike``: by cores, memory, disk): jobs that differ only
-    in wall time by best fit on time, then windows of alike jobs mixed."""
+) -> None:
+    """Lanes for the rest of the jobs of one market (``alike``: by cores, memory, disk), added to ``out``: jobs
+    that differ only in wall time by best fit on time, then windows of alike jobs mixed."""
     # Jobs that differ only in wall time share lanes by best fit on time; the rest are mixed in windows.
     # Only keys with several jobs need an order here: the rest are sorted below by keys that tell every
     # (cores, memory, disk) apart, so the order they are gathered in cannot matter.
@@ -123,7 +123,7 @@ def _cut(
             several.append(key)
     several.sort()
     for key in several:
-        yield from _time_fill(alike[key], key, target, acc, on_demand=on_demand)
+        _time_fill(out, alike[key], key, target, acc, on_demand=on_demand)
     if not rest:
         return
     # Neighbours in this order are alike: by cores, then coarse cells of the less scarce of memory and
@@ -140,7 +140,7 @@ def _cut(
     rows = _neighbours(rest, cells, scale, by_memory=by_memory)
     nodes = [node for node in caps_of[not on_demand] if node[3] >= acc]  # largest first
     for begin in range(0, jobs, _WINDOW):
-        yield from _time_pack(rows[begin : begin + _WINDOW], target, acc, cap, nodes, on_demand=on_demand)
+        _time_pack(out, rows[begin : begin + _WINDOW], target, acc, cap, nodes, on_demand=on_demand)
 
 
 def _neighbours(
@@ -176,9 +176,15 @@ def _neighbours(
     return [rest[key & mask] for key in keys]
 
 
-def _time_fill(
-    jobs: list[Shape], need: tuple[float, int, int], target: float, acc: int, *, on_demand: bool
-) -> Iterator[tuple[LaneType, int]]:
+def _time_fill(  # noqa: PLR0917
+    out: list[tuple[LaneType, int, Family]],
+    jobs: list[Shape],
+    need: tuple[float, int, int],
+    target: float,
+    acc: int,
+    *,
+    on_demand: bool,
+) -> None:
     """Lanes for jobs of one resource vector: longest first, each into the lane with the least time left
     that still holds it (best fit decreasing); a lane's first job is its longest, which runs last."""
     jobs.sort(key=_WALL_TIME, reverse=True)
@@ -200,6 +206,7 @@ def _time_fill(
         room.insert(at, left)
         lane_of.insert(at, lane)
     c, m, d = need
+    family = (on_demand, acc, c)
     for lane_jobs in members:
         runs: list[tuple[Shape, int]] = []
         for shape in reversed(lane_jobs):  # shortest first, the longest last
@@ -207,7 +214,7 @@ def _time_fill(
                 runs[-1] = (shape, runs[-1][1] + 1)
             else:
                 runs.append((shape, 1))
-        yield (c, m, d, acc, on_demand, tuple(runs)), 1
+        out.append(((c, m, d, acc, on_demand, tuple(runs)), 1, family))
 
 
 def _fits_any(c: float, m: int, d: int, nodes: Sequence[tuple[float, int, int, int]]) -> bool:
@@ -217,7 +224,8 @@ def _fits_any(c: float, m: int, d: int, nodes: Sequence[tuple[float, int, int, i
     return False
 
 
-def _time_pack(
+def _time_pack(  # noqa: PLR0917
+    out: list[tuple[LaneType, int, Family]],
     window: list[_Row],
     target: float,
     acc: int,
@@ -225,13 +233,14 @@ def _time_pack(
     nodes: Sequence[tuple[float, int, int, int]],
     *,
     on_demand: bool,
-) -> Iterator[tuple[LaneType, int]]:
+) -> None:
     """Lanes for a window of alike jobs, largest first, each joining the lane its reservation grows least.
 
     A lane can take a job while all its jobs but the longest fit within the target time back to back:
     the longest runs last, so every job starts by the target (the last one may run past it). A lane
     grows only while some node type of its market (``nodes``) can still hold it. ``window`` holds
     (cores, memory, disk, wall time, shape) rows; each lane lists its jobs shortest first, in runs of one shape.
+    The lanes are added to ``out``.
     """
     cores, memory, disk, members = _time_lanes(window, target, cap, nodes)
     for i, jobs in enumerate(members):
@@ -249,7 +258,8 @@ def _time_pack(
                 else:
                     merged.append((shape, 1))
             runs = tuple(merged)
-        yield (cores[i], memory[i], disk[i], acc, on_demand, runs), 1
+        c = cores[i]
+        out.append(((c, memory[i], disk[i], acc, on_demand, runs), 1, (on_demand, acc, c)))
 
 
 def _time_lanes(

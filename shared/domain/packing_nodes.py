@@ -109,21 +109,43 @@ class NodePacker:
     # -- pass 2: nodes --------------------------------------------------------------------------------
 
     def pack(self, items: list[tuple[LaneType, int, Family]]) -> None:
-        caps, price = self.caps, self.price
+        caps, price, slots = self.caps, self.price, self._slots
         keyed: list[_Keyed] = []
         weight = [[0.0] * 4 for _ in self.offers]
         left: dict[Family, int] = {}
         low_c, low_m, low_d, low_a = math.inf, math.inf, math.inf, math.inf
-        pending = [(lane, count, family, self._copies_all(lane)) for lane, count, family in items]
+        pending = items
         position = 0
         while position < len(pending):
-            lane, count, family, copies = pending[position]
+            lane, count, family = pending[position]
             position += 1
-            c, m, d, a, on_demand, _ = lane
-            best = self._cheapest_of(copies)
-            if best is None:  # a lane no node holds (lanes are built so this cannot be): one job each then
-                if len(lane[5]) > 1 or lane[5][0][1] > 1:
-                    pending.extend(self.one_job_each([(lane, count, family, copies)]))
+            c, m, d, a, on_demand, runs = lane
+            # _copies_all and _cheapest_of in one loop (once per lane: 33,000 lanes in a 100,000-shape plan).
+            copies_of: list[int] = []
+            best = -1
+            best_each = best_price = 0.0
+            for i, (fc, fm, fd, fa, spot) in enumerate(slots):
+                if (on_demand and spot) or c > fc + CORE_TOLERANCE or m > fm or d > fd or a > fa:
+                    copies_of.append(0)
+                    continue
+                n = int(fc / c + 1e-9) if c > 0 else _UNBOUNDED
+                if m and fm // m < n:
+                    n = fm // m
+                if d and fd // d < n:
+                    n = fd // d
+                if a and fa // a < n:
+                    n = fa // a
+                copies_of.append(n)
+                if n:
+                    each = price[i] / n
+                    if best < 0 or each < best_each or (each == best_each and price[i] < best_price):
+                        best, best_each, best_price = i, each, price[i]
+            copies = tuple(copies_of)
+            if best < 0:  # a lane no node holds (lanes are built so this cannot be): one job each then
+                if len(runs) > 1 or runs[0][1] > 1:
+                    if pending is items:
+                        pending = list(items)
+                    pending.extend([item[:3] for item in self.one_job_each([(lane, count, family, copies)])])
                 else:  # never silently lost: it is reported as waiting
                     self.waiting.append((lane, count, family, copies))
                 continue
@@ -143,8 +165,9 @@ class NodePacker:
             low_m = m if m < low_m else low_m
             low_d = d if d < low_d else low_d
             low_a = a if a < low_a else low_a
-            first = lane[5][0][0]
-            tie = (c, m, d, a, on_demand, first.wall_time, first.resources.memory, first.resources.disk, len(lane[5]))
+            first = runs[0][0]
+            resources = first.resources
+            tie = (c, m, d, a, on_demand, first.wall_time, resources.memory, resources.disk, len(runs))
             # The position breaks ties as a stable sort would, so the lanes themselves are never compared.
             keyed.append((-price[best] * max(shares), tie, len(keyed), lane, count, family, copies))
             left[family] = left.get(family, 0) + count
