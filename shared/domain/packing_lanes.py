@@ -14,6 +14,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from operator import attrgetter, itemgetter
+from typing import Any, NamedTuple
 
 from shared.domain.jobs import Shape
 from shared.domain.packing_plan import CORE_TOLERANCE, MIN_WALL_TIME
@@ -29,8 +30,18 @@ LaneType = tuple[float, int, int, int, bool, tuple[tuple[Shape, int], ...]]
 Family = tuple[bool, int, float]  # on-demand only, accelerators, cores: the kind of job a reason names
 Capacity = tuple[float, int, int, int]  # cores, memory, disk, accelerators
 Cheapest = Callable[..., "int | None"]  # (cores, memory, disk, accelerators, on_demand=) → offer index
-_Row = tuple[float, int, int, float, Shape]
-_Alike = dict[tuple[float, int, int], "Shape | list[Shape]"]  # (cores, memory, disk) → its job, or its jobs  # a job in a window: cores, memory, disk, wall time, shape
+_Row = tuple[float, int, int, float, Shape]  # a job in a window: cores, memory, disk, wall time, shape
+_Alike = dict[tuple[float, int, int], "Shape | list[Shape]"]  # (cores, memory, disk) → its job, or its jobs
+
+
+class FamilySpans(NamedTuple):
+    """What the reasons say of a family's shapes: the first, how many, and the span of each need."""
+
+    first: Shape
+    shapes: int
+    memory: tuple[int, int]
+    disk: tuple[int, int]
+    walls: tuple[float, float]
 
 
 def lane_depth(wall_time: float, target_time: float) -> int:
@@ -56,29 +67,61 @@ def lane_types(
     caps: Sequence[Capacity],
     caps_of: dict[bool, list[Capacity]],
     cheapest: Cheapest,
-) -> tuple[list[tuple[LaneType, int, Family]], dict[Family, list[Shape]]]:
-    """Lane types with their multiplicity, and the shapes of each family (for the reasons)."""
-    # One pass over the shapes (100,000 of them in a continuous queue): by market (on-demand only,
-    # accelerators), full lanes of one shape in the order given, and the rest by (cores, memory, disk).
-    # Per family: its shapes, and its market's full lanes and the rest by (cores, memory, disk); a lone job
-    # of its (cores, memory, disk), as in a continuous queue, is kept as its shape, not a list of one.
-    markets: dict[tuple[bool, int], tuple[list[tuple[LaneType, int]], _Alike]] = {}
-    by_family: dict[Family, tuple[list[Shape], list[tuple[LaneType, int]], _Alike]] = {}
+) -> tuple[list[tuple[LaneType, int, Family]], dict[Family, FamilySpans]]:
+    """Lane types with their multiplicity, and the spans of each family's shapes (for the reasons)."""
+    markets, spans = _gather(placeable, target_time)
+    families = {
+        family: FamilySpans(first=span[0], shapes=span[1], memory=(span[2], span[3]), disk=(span[4], span[5]),
+                            walls=(span[6], span[7]))
+        for family, span in spans.items()
+    }  # fmt: skip
+    items: list[tuple[LaneType, int, Family]] = []
+    for (on_demand, acc), (full, alike) in sorted(markets.items(), key=_MARKET):
+        items.extend([(lane, n, (on_demand, acc, lane[0])) for lane, n in full])
+        _cut(items, on_demand, acc, alike, target=target_time, caps=caps, caps_of=caps_of, cheapest=cheapest)
+    return items, families
+
+
+_Market = tuple[list[tuple[LaneType, int]], _Alike]  # full lanes of one shape; the rest by (cores, memory, disk)
+
+
+def _gather(
+    placeable: Sequence[tuple[Shape, int]], target_time: float
+) -> tuple[dict[tuple[bool, int], _Market], dict[Family, list[Any]]]:
+    """The jobs by market (on-demand only, accelerators), and the spans of each family's shapes."""
+    # One pass over the shapes (100,000 in a continuous queue). A lone job of its (cores, memory, disk) is kept
+    # as its shape, not a list of one. A family's spans are updated in place: [first shape, shapes, memory low,
+    # high, disk low, high, wall low, high] (its shapes read back for their spans cost five times as much).
+    markets: dict[tuple[bool, int], _Market] = {}
+    by_family: dict[Family, tuple[list[Any], list[tuple[LaneType, int]], _Alike]] = {}
     depth_of: dict[float, int] = {}
     for shape, count in placeable:
         r = shape.resources
         on_demand, acc, c = not shape.preemptible, r.accelerators, r.cores
+        m, d, wall = r.memory, r.disk, shape.wall_time
         entry = by_family.get((on_demand, acc, c))
         if entry is None:
             market = markets.get((on_demand, acc))
             if market is None:
                 market = markets[on_demand, acc] = ([], {})
-            entry = by_family[on_demand, acc, c] = ([], *market)
-        entry[0].append(shape)
+            entry = by_family[on_demand, acc, c] = ([shape, 0, m, m, d, d, wall, wall], *market)
+        span = entry[0]
+        span[1] += 1
+        if m < span[2]:
+            span[2] = m
+        elif m > span[3]:
+            span[3] = m
+        if d < span[4]:
+            span[4] = d
+        elif d > span[5]:
+            span[5] = d
+        if wall < span[6]:
+            span[6] = wall
+        elif wall > span[7]:
+            span[7] = wall
         if count == 1:  # one job: it is mixed (whatever its lane depth)
             keep = 1
         else:
-            wall = shape.wall_time
             depth = depth_of.get(wall)
             if depth is None:
                 depth = depth_of[wall] = lane_depth(wall, target_time)
@@ -86,9 +129,9 @@ def lane_types(
             # lane of shorter ones) are mixed in _cut.
             keep = count % depth if depth > 1 else min(count, _WINDOW)
             if count > keep:
-                entry[1].append(((c, r.memory, r.disk, acc, on_demand, ((shape, depth),)), (count - keep) // depth))
+                entry[1].append(((c, m, d, acc, on_demand, ((shape, depth),)), (count - keep) // depth))
         if keep:
-            key = (c, r.memory, r.disk)
+            key = (c, m, d)
             alike = entry[2]
             same = alike.get(key)
             if same is None:
@@ -97,15 +140,10 @@ def lane_types(
                 same.extend([shape] * keep)
             else:
                 alike[key] = [same, *([shape] * keep)]  # type: ignore[list-item]
-    families = {family: entry[0] for family, entry in by_family.items()}
-    items: list[tuple[LaneType, int, Family]] = []
-    for (on_demand, acc), (full, alike) in sorted(markets.items(), key=_MARKET):
-        items.extend([(lane, n, (on_demand, acc, lane[0])) for lane, n in full])
-        _cut(items, on_demand, acc, alike, target=target_time, caps=caps, caps_of=caps_of, cheapest=cheapest)
-    return items, families
+    return markets, {family: entry[0] for family, entry in by_family.items()}
 
 
-def _cut(  # noqa: PLR0917
+def _cut(
     out: list[tuple[LaneType, int, Family]],
     on_demand: bool,
     acc: int,
@@ -124,13 +162,15 @@ def _cut(  # noqa: PLR0917
     rest: list[tuple[float, int, int, float, Shape]] = []  # (cores, memory, disk, wall, shape)
     several: list[tuple[float, int, int]] = []
     for key, same in alike.items():
-        if type(same) is list:
+        if isinstance(same, list):
             several.append(key)
         else:
-            rest.append((key[0], key[1], key[2], same.wall_time, same))  # type: ignore[union-attr]
+            rest.append((key[0], key[1], key[2], same.wall_time, same))
     several.sort()
     for key in several:
-        _time_fill(out, alike[key], key, target, acc, on_demand=on_demand)  # type: ignore[arg-type]
+        several_jobs = alike[key]
+        assert isinstance(several_jobs, list)
+        _time_fill(out, several_jobs, key, target, acc, on_demand=on_demand)
     if not rest:
         return
     # Neighbours in this order are alike: by cores, then coarse cells of the less scarce of memory and
@@ -162,7 +202,7 @@ def _neighbours(
     buckets: dict[tuple[float, int], list[tuple[float, int, int, float, Shape]]] = {}
     less = 2 if by_memory else 1  # the less scarce resource: its cell orders the rows first
     for row in rest:
-        cell = int(row[less] * scale)
+        cell = int(row[less] * scale)  # type: ignore[operator]  # row[1] or row[2]: a size
         key = (row[0], cell if cell < top else top)
         bucket = buckets.get(key)
         if bucket is None:
@@ -178,7 +218,7 @@ def _neighbours(
     return rows
 
 
-def _time_fill(  # noqa: PLR0917
+def _time_fill(
     out: list[tuple[LaneType, int, Family]],
     jobs: list[Shape],
     need: tuple[float, int, int],

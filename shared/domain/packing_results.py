@@ -7,7 +7,7 @@ from itertools import repeat
 from shared.domain.packing_lanes import Family, LaneType
 from shared.domain.packing_nodes import NodePacker, fits
 from shared.domain.packing_plan import MIN_WALL_TIME, Lane, NodeGroup, NodeLoad, Run
-from shared.domain.packing_reasons import shape_ranges
+from shared.domain.packing_reasons import span_text
 from shared.domain.resources import Resources
 
 
@@ -105,12 +105,13 @@ def explain(packer: NodePacker) -> list[str]:
 def _family_text(packer: NodePacker, family: Family) -> str:
     text = packer._texts.get(family)
     if text is None:
-        shapes = packer.family_shapes.get(family, [])
-        if len(shapes) == 1:
-            text = shapes[0].describe()
+        spans = packer.family_shapes[family]
+        if spans.shapes == 1:
+            text = spans.first.describe()
         else:  # a family's shapes share their cores and market
             on_demand, _, cores = family
-            text = f"{len(shapes)} shapes ({shape_ranges(shapes, cores=cores, preemptible=not on_demand)})"
+            ranges = span_text((cores, cores), spans.memory, spans.disk, spans.walls, {not on_demand})
+            text = f"{spans.shapes} shapes ({ranges})"
         packer._texts[family] = text
     return text
 
