@@ -17,7 +17,7 @@ from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 from shared.domain.jobs import Shape
-from shared.domain.packing_plan import CORE_TOLERANCE, MIN_WALL_TIME
+from shared.domain.packing_plan import CORE_TOLERANCE, MIN_WALL_TIME, Run
 
 _EXACT_DEPTH = 16  # lane depths up to this are exact; deeper ones keep four significant bits
 _WINDOW = 128  # jobs mixed into lanes together: alike in size, any wall time
@@ -25,7 +25,7 @@ _LANE_CHOICES = 8  # open lanes of a window a job may join
 
 # Plain tuples inside (the hot path: 100,000 distinct shapes); frozen dataclasses at the boundary.
 # A lane type: (cores, memory, disk, accelerators, on_demand_only, runs), where runs is a tuple of
-# (shape, jobs) run back to back.
+# (shape, jobs) run back to back: ``Run``s, made here once, so the plan's lanes take the tuple as it is.
 LaneType = tuple[float, int, int, int, bool, tuple[tuple[Shape, int], ...]]
 Family = tuple[bool, int, float]  # on-demand only, accelerators, cores: the kind of job a reason names
 Capacity = tuple[float, int, int, int]  # cores, memory, disk, accelerators
@@ -129,7 +129,7 @@ def _gather(
             # lane of shorter ones) are mixed in _cut.
             keep = count % depth if depth > 1 else min(count, _WINDOW)
             if count > keep:
-                entry[1].append(((c, m, d, acc, on_demand, ((shape, depth),)), (count - keep) // depth))
+                entry[1].append(((c, m, d, acc, on_demand, (_run(Run, (shape, depth)),)), (count - keep) // depth))
         if keep:
             key = (c, m, d)
             alike = entry[2]
@@ -253,9 +253,9 @@ def _time_fill(
         runs: list[tuple[Shape, int]] = []
         for shape in reversed(lane_jobs):  # shortest first, the longest last
             if runs and runs[-1][0] is shape:
-                runs[-1] = (shape, runs[-1][1] + 1)
+                runs[-1] = _run(Run, (shape, runs[-1][1] + 1))
             else:
-                runs.append((shape, 1))
+                runs.append(_run(Run, (shape, 1)))
         out.append(((c, m, d, acc, on_demand, tuple(runs)), 1, family))
 
 
@@ -287,18 +287,20 @@ def _time_pack(  # noqa: PLR0917
     cores, memory, disk, members = _time_lanes(window, target, cap, nodes)
     for i, jobs in enumerate(members):
         if len(jobs) == 1:
-            runs: tuple[tuple[Shape, int], ...] = ((jobs[0][4], 1),)
+            runs: tuple[tuple[Shape, int], ...] = (_run(Run, (jobs[0][4], 1)),)
         elif len(jobs) == 2:
             one, two = jobs
-            runs = ((one[4], 1), (two[4], 1)) if one[3] <= two[3] else ((two[4], 1), (one[4], 1))
+            if one[3] > two[3]:
+                one, two = two, one
+            runs = (_run(Run, (one[4], 1)), _run(Run, (two[4], 1)))
         else:
             jobs.sort(key=_WALL)
             merged: list[tuple[Shape, int]] = []
             for *_, shape in jobs:
                 if merged and merged[-1][0] is shape:
-                    merged[-1] = (shape, merged[-1][1] + 1)
+                    merged[-1] = _run(Run, (shape, merged[-1][1] + 1))
                 else:
-                    merged.append((shape, 1))
+                    merged.append(_run(Run, (shape, 1)))
             runs = tuple(merged)
         c = cores[i]
         out.append(((c, memory[i], disk[i], acc, on_demand, runs), 1, (on_demand, acc, c)))
@@ -366,6 +368,7 @@ def _time_lanes(
 
 
 _WALL = itemgetter(3)
+_run = tuple.__new__  # _run(Run, (shape, jobs)): a Run without a Python-level __new__ call
 _MEMORY_DISK = itemgetter(1, 2)
 _DISK_MEMORY = itemgetter(2, 1)
 _MARKET = itemgetter(0)

@@ -15,7 +15,7 @@ from operator import itemgetter
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
 from shared.domain.packing_lanes import Family, FamilySpans, LaneType, lane_types
-from shared.domain.packing_plan import CORE_TOLERANCE
+from shared.domain.packing_plan import CORE_TOLERANCE, Run
 
 _LOOK_PAST = 6  # distinct free vectors examined per type past the bisection point before buying a new node
 _LOOK_AT = 96  # and at most this many open nodes
@@ -194,7 +194,7 @@ class NodePacker:
                 continue
             for shape, n in lane[5]:
                 r = shape.resources
-                single: LaneType = (r.cores, r.memory, r.disk, r.accelerators, not shape.preemptible, ((shape, 1),))
+                single: LaneType = (r.cores, r.memory, r.disk, r.accelerators, not shape.preemptible, (Run(shape, 1),))
                 fits_on = self._offers_for(r.cores, r.memory, r.disk, r.accelerators, not shape.preemptible)[0]
                 out.append((single, n * count, (not shape.preemptible, r.accelerators, r.cores), fits_on))
         return out

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from itertools import repeat
-
 from shared.domain.packing_lanes import Family, LaneType
 from shared.domain.packing_nodes import NodePacker, fits
-from shared.domain.packing_plan import MIN_WALL_TIME, Lane, NodeGroup, NodeLoad, Run
+from shared.domain.packing_plan import MIN_WALL_TIME, Lane, NodeGroup, NodeLoad
 from shared.domain.packing_reasons import span_text
 from shared.domain.resources import Resources
 
@@ -116,9 +114,6 @@ def _family_text(packer: NodePacker, family: Family) -> str:
     return text
 
 
-_make_run = tuple.__new__  # Run from a (shape, count) pair without a Python-level __new__ call
-
-
 def _lane(lane: LaneType) -> Lane:
     """``Lane(reserved=Resources(...), runs=..., end=...)``, built field by field: a 100,000-shape plan makes
     30,000 of them, and a frozen dataclass's ``__init__`` (``object.__setattr__`` per field) is a third of it."""
@@ -130,7 +125,7 @@ def _lane(lane: LaneType) -> Lane:
         end = sum([(s.wall_time if s.wall_time > MIN_WALL_TIME else MIN_WALL_TIME) * n for s, n in runs])
     made = _new(Lane)
     _RESERVED(made, _resources(c, m, d, a))
-    _RUNS(made, tuple(map(_make_run, repeat(Run, len(runs)), runs)))
+    _RUNS(made, runs)  # Runs already (``shared.domain.packing_lanes``)
     _END(made, end)
     return made
 
