@@ -60,7 +60,12 @@ class NodePacker:
         self.target_time = target_time
         self.caps = [(o.usable.cores, o.usable.memory, o.usable.disk, o.usable.accelerators) for o in offers]
         self.spot = [o.spot for o in offers]
-        self._slots = [(*cap, spot) for cap, spot in zip(self.caps, self.spot, strict=True)]
+        self.price = [o.hourly_price for o in offers]
+        # What _offers_for reads of each offer: its index, usable capacity, market and price.
+        self._slots = [
+            (i, *cap, spot, price)
+            for i, (cap, spot, price) in enumerate(zip(self.caps, self.spot, self.price, strict=True))
+        ]
         self.scale = [tuple(1.0 / (x or 1) for x in cap) for cap in self.caps]
         # Node capacities a job may use, by whether it is preemptible; largest first, so checks end early.
         by_size = sorted(self.caps, key=lambda cap: (-cap[0], -cap[1], -cap[2], -cap[3]))
@@ -70,7 +75,6 @@ class NodePacker:
                 cap for cap in by_size if any(c == cap and not s for c, s in zip(self.caps, self.spot, strict=True))
             ],
         }
-        self.price = [o.hourly_price for o in offers]
         self.room = [o.max_nodes - o.min_nodes for o in offers]
         self.entries: dict[int, OpenGroup] = {}
         # Per offer, the open groups with room, sorted by what is free of the offer's scarcest resource.
@@ -178,7 +182,7 @@ class NodePacker:
                 left[family] -= placed
                 count -= placed
             while count:
-                opened = self._open(lane, count, copies, family_left=left[family], family=family, jobs=jobs_per_lane)
+                opened = self._open(lane, count, copies, left[family], family, jobs_per_lane)
                 if not opened:
                     self.waiting.append((lane, count, family, copies))
                     break
@@ -205,23 +209,28 @@ class NodePacker:
         copies: list[int] = []
         best = -1
         best_each = best_price = 0.0
-        price = self.price
-        for i, (fc, fm, fd, fa, spot) in enumerate(self._slots):
+        for i, fc, fm, fd, fa, spot, price in self._slots:
             if (on_demand and spot) or c > fc + CORE_TOLERANCE or m > fm or d > fd or a > fa:
                 copies.append(0)
                 continue
             n = int(fc / c + 1e-9) if c > 0 else _UNBOUNDED
-            if m and fm // m < n:
-                n = fm // m
-            if d and fd // d < n:
-                n = fd // d
-            if a and fa // a < n:
-                n = fa // a
+            if m:
+                q = fm // m
+                if q < n:  # noqa: PLR1730 - once per lane and offer: no min()
+                    n = q
+            if d:
+                q = fd // d
+                if q < n:  # noqa: PLR1730
+                    n = q
+            if a:
+                q = fa // a
+                if q < n:  # noqa: PLR1730
+                    n = q
             copies.append(n)
             if n:
-                each = price[i] / n
-                if best < 0 or each < best_each or (each == best_each and price[i] < best_price):
-                    best, best_each, best_price = i, each, price[i]
+                each = price / n
+                if best < 0 or each < best_each or (each == best_each and price < best_price):
+                    best, best_each, best_price = i, each, price
         return tuple(copies), best
 
     def _fill(self, lane: LaneType, count: int, copies: tuple[int, ...]) -> int:
@@ -290,8 +299,8 @@ class NodePacker:
                 del self.entries[group.id]
         return count
 
-    def _open(
-        self, lane: LaneType, count: int, copies_of: tuple[int, ...], *, family_left: int, family: Family, jobs: int
+    def _open(  # noqa: PLR0917 - positional: once per node bought, 18,000 times in a 100,000-shape plan
+        self, lane: LaneType, count: int, copies_of: tuple[int, ...], family_left: int, family: Family, jobs: int
     ) -> int:
         """Buy nodes for up to ``count`` lanes; return how many lanes they took (0: maxNodes everywhere)."""
         best = -1
@@ -316,12 +325,17 @@ class NodePacker:
         taken = nodes * copies if nodes else count
         nodes = nodes or 1
         self.room[i] -= nodes
-        group = self._new_group(nodes, list(self.caps[i]), i, [], index=False)
+        group = OpenGroup(nodes, list(self.caps[i]), i, [], self._next_id)
+        self._next_id += 1
+        self.entries[group.id] = group
         group.add(lane, taken // nodes)
         self.reindex(group)
-        record = self.opened.setdefault((family, i), [0, 0])
-        record[0] += nodes
-        record[1] += taken * jobs
+        record = self.opened.get((family, i))
+        if record is None:
+            self.opened[family, i] = [nodes, taken * jobs]
+        else:
+            record[0] += nodes
+            record[1] += taken * jobs
         return taken
 
     def _cheapest(self, c: float, m: int, d: int, a: int, *, on_demand: bool) -> int | None:
