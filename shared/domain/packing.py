@@ -109,17 +109,12 @@ def plan(demand: Mapping[Shape, int], offers: Sequence[Offer], *, target_time: f
 
 def _plan(demand: Mapping[Shape, int], offers: Sequence[Offer], *, target_time: float) -> Plan:
     packer = NodePacker(offers, max(0.0, target_time))
-    unplaceable: list[UnplacedShape] = []
-    placeable: list[tuple[Shape, int]] = []
     # No sort here: every later order is by the shapes' own numbers, so equal demands in any order give
     # equal plans.
-    for shape, count in demand.items():
-        if count <= 0:
-            continue
-        if packer.eligible(shape):
-            placeable.append((shape, count))
-        else:
-            unplaceable.append(UnplacedShape(shape=shape, count=count, reason=why_unplaceable(shape, offers)))
+    placeable, unfit = packer.split(demand.items())
+    unplaceable = [
+        UnplacedShape(shape=shape, count=count, reason=why_unplaceable(shape, offers)) for shape, count in unfit
+    ]
     unplaceable.sort(key=lambda u: _shape_order((u.shape, u.count)))
     packer.pack(packer.lanes(placeable))
     right_size(packer)

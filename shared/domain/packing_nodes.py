@@ -9,49 +9,22 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from operator import itemgetter
 
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
+from shared.domain.packing_groups import UNBOUNDED, OpenGroup, copies_in
 from shared.domain.packing_lanes import Family, FamilySpans, LaneType, lane_types
 from shared.domain.packing_plan import CORE_TOLERANCE, Run
 
 _LOOK_PAST = 6  # distinct free vectors examined per type past the bisection point before buying a new node
 _LOOK_AT = 96  # and at most this many open nodes
-_UNBOUNDED = 1 << 30
 _JOBS = itemgetter(1)  # of a run: (shape, jobs)
 
 Item = tuple[LaneType, int, Family, tuple[int, ...]]  # a lane type, how many, its family, copies per offer
-# A lane's place in the order of pass 2: its price key, ties broken by its numbers, then its position; the item.
-_Keyed = tuple[
-    float, tuple[float, int, int, int, bool, float, int, int, int], int, LaneType, int, Family, tuple[int, ...]
-]
-
-
-class OpenGroup:
-    """``count`` identical open nodes of one offer: what is free on each and which lanes each runs."""
-
-    __slots__ = ("count", "free", "id", "lanes", "offer", "on_demand_only")
-
-    def __init__(
-        self, count: int, free: list[float], offer: int, lanes: list[tuple[LaneType, int]], ident: int
-    ) -> None:
-        self.count = count
-        self.free = free  # cores, memory, disk, accelerators
-        self.offer = offer
-        self.lanes = lanes  # (lane type, copies per node)
-        self.on_demand_only = False
-        self.id = ident
-
-    def add(self, lane: LaneType, copies: int) -> None:
-        free = self.free
-        free[0] -= lane[0] * copies
-        free[1] -= lane[1] * copies
-        free[2] -= lane[2] * copies
-        free[3] -= lane[3] * copies
-        self.lanes.append((lane, copies))
-        self.on_demand_only = self.on_demand_only or lane[4]
+# A lane's place in the order of pass 2: its price key and position (ties: see _break_ties); the item.
+_Keyed = tuple[float, int, LaneType, int, Family, tuple[int, ...]]
 
 
 class NodePacker:
@@ -103,6 +76,23 @@ class NodePacker:
                 return True
         return False
 
+    def split(self, demand: Iterable[tuple[Shape, int]]) -> tuple[list[tuple[Shape, int]], list[tuple[Shape, int]]]:
+        """``demand`` (positive counts only) as (what some offer holds, what none does): ``eligible`` inline."""
+        placeable, unfit = [], []
+        caps_of = self.caps_of
+        for shape, count in demand:
+            if count <= 0:
+                continue
+            r = shape.resources
+            c, m, d, a = r.cores - CORE_TOLERANCE, r.memory, r.disk, r.accelerators
+            for cc, cm, cd, ca in caps_of[shape.preemptible]:
+                if c <= cc and m <= cm and d <= cd and a <= ca:
+                    placeable.append((shape, count))
+                    break
+            else:
+                unfit.append((shape, count))
+        return placeable, unfit
+
     def lanes(self, placeable: Sequence[tuple[Shape, int]]) -> list[tuple[LaneType, int, Family]]:
         """Lane types with their multiplicity (pass 1, ``shared.domain.packing_lanes``)."""
         items, self.family_shapes = lane_types(
@@ -149,11 +139,8 @@ class NodePacker:
             low_m = m if m < low_m else low_m
             low_d = d if d < low_d else low_d
             low_a = a if a < low_a else low_a
-            first = runs[0][0]
-            resources = first.resources
-            tie = (c, m, d, a, on_demand, first.wall_time, resources.memory, resources.disk, len(runs))
             # The position breaks ties as a stable sort would, so the lanes themselves are never compared.
-            keyed.append((-price[best] * max(shares), tie, len(keyed), lane, count, family, copies))
+            keyed.append((-price[best] * max(shares), len(keyed), lane, count, family, copies))
             left[family] = left.get(family, 0) + count
         self.key_dim = [max(range(4), key=lambda dim, w=w: (w[dim], -dim)) for w in weight]  # type: ignore[misc]
         if keyed:
@@ -165,7 +152,7 @@ class NodePacker:
             self.reindex(group)
         keyed.sort()
         self.left = left
-        self.place([(lane, count, family, copies) for _, _, _, lane, count, family, copies in keyed])
+        self.place(_break_ties(keyed))
 
     def place(self, items: list[Item]) -> None:
         """Place lanes in this order; what maxNodes leaves no room for waits in ``self.waiting``."""
@@ -213,7 +200,7 @@ class NodePacker:
             if (on_demand and spot) or c > fc + CORE_TOLERANCE or m > fm or d > fd or a > fa:
                 copies.append(0)
                 continue
-            n = int(fc / c + 1e-9) if c > 0 else _UNBOUNDED
+            n = int(fc / c + 1e-9) if c > 0 else UNBOUNDED
             if m:
                 q = fm // m
                 if q < n:  # noqa: PLR1730 - once per lane and offer: no min()
@@ -277,7 +264,7 @@ class NodePacker:
     def _put(self, group: OpenGroup, lane: LaneType, count: int) -> int:
         """Add up to ``count`` lanes to a group's nodes (splitting the group); return how many were added."""
         free = group.free
-        per_node = min(count, _copies(lane[0], lane[1], lane[2], lane[3], free[0], free[1], free[2], free[3]))
+        per_node = min(count, copies_in(lane[0], lane[1], lane[2], lane[3], free[0], free[1], free[2], free[3]))
         if count >= per_node * group.count:
             self.unindex(group)
             group.add(lane, per_node)
@@ -375,19 +362,25 @@ class NodePacker:
         del members[at]
 
 
-def fits(c: float, m: int, d: int, a: int, fc: float, fm: int, fd: int, fa: int) -> bool:  # noqa: PLR0917
-    return c <= fc + CORE_TOLERANCE and m <= fm and d <= fd and a <= fa
+def _break_ties(keyed: list[_Keyed]) -> list[Item]:
+    """Lanes sorted by price key and position, as sorted by (price key, ``_tie``, position): lanes of equal keys
+    (few: the keys are prices of continuous shares) are put in order by their numbers, and only they."""
+    out: list[Item] = []
+    start, total = 0, len(keyed)
+    while start < total:
+        key = keyed[start][0]
+        end = start + 1
+        while end < total and keyed[end][0] == key:
+            end += 1
+        run = keyed[start:end] if end - start == 1 else sorted(keyed[start:end], key=_tie)
+        out.extend([(lane, count, family, copies) for _, _, lane, count, family, copies in run])
+        start = end
+    return out
 
 
-def _copies(c: float, m: float, d: float, a: float, fc: float, fm: float, fd: float, fa: float) -> int:  # noqa: PLR0917
-    """How many of (c, m, d, a) fit side by side in (fc, fm, fd, fa)."""
-    if c > fc + CORE_TOLERANCE or m > fm or d > fd or a > fa:
-        return 0
-    n = math.floor(fc / c + 1e-9) if c > 0 else _UNBOUNDED
-    if m:
-        n = min(n, int(fm // m))
-    if d:
-        n = min(n, int(fd // d))
-    if a:
-        n = min(n, int(fa // a))
-    return n
+def _tie(item: _Keyed) -> tuple[tuple[float, int, int, int, bool, float, int, int, int], int]:
+    lane, position = item[2], item[1]
+    c, m, d, a, on_demand, runs = lane
+    first = runs[0][0]
+    resources = first.resources
+    return (c, m, d, a, on_demand, first.wall_time, resources.memory, resources.disk, len(runs)), position

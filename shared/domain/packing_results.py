@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from shared.domain.packing_groups import fits
 from shared.domain.packing_lanes import Family, LaneType
-from shared.domain.packing_nodes import NodePacker, fits
+from shared.domain.packing_nodes import NodePacker
 from shared.domain.packing_plan import MIN_WALL_TIME, Lane, NodeGroup, NodeLoad
 from shared.domain.packing_reasons import span_text
 from shared.domain.resources import Resources
