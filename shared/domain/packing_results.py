@@ -122,6 +122,11 @@ def _lane(lane: LaneType) -> Lane:
     if len(runs) == 1:
         shape, n = runs[0]
         end = max(shape.wall_time, MIN_WALL_TIME) * n
+    elif len(runs) == 2:  # the most common lane of a continuous queue; x + y is what sum([x, y]) gives
+        (one, n), (two, k) = runs
+        end = ((w if (w := one.wall_time) > MIN_WALL_TIME else MIN_WALL_TIME) * n) + (
+            (w if (w := two.wall_time) > MIN_WALL_TIME else MIN_WALL_TIME) * k
+        )
     else:
         end = sum([(s.wall_time if s.wall_time > MIN_WALL_TIME else MIN_WALL_TIME) * n for s, n in runs])
     made = _new(Lane)
