@@ -259,13 +259,6 @@ def _time_fill(
         out.append(((c, m, d, acc, on_demand, tuple(runs)), 1, family))
 
 
-def _fits_any(c: float, m: int, d: int, nodes: Sequence[tuple[float, int, int, int]]) -> bool:
-    for fc, fm, fd, _ in nodes:  # noqa: SIM110 - a loop is faster than any()
-        if c <= fc + CORE_TOLERANCE and m <= fm and d <= fd:
-            return True
-    return False
-
-
 def _time_pack(  # noqa: PLR0917
     out: list[tuple[LaneType, int, Family]],
     window: list[_Row],
@@ -284,8 +277,7 @@ def _time_pack(  # noqa: PLR0917
     (cores, memory, disk, wall time, shape) rows; each lane lists its jobs shortest first, in runs of one shape.
     The lanes are added to ``out``.
     """
-    cores, memory, disk, members = _time_lanes(window, target, cap, nodes)
-    for i, jobs in enumerate(members):
+    for c, m, d, _, _, jobs in _time_lanes(window, target, cap, nodes):
         if len(jobs) == 1:
             runs: tuple[tuple[Shape, int], ...] = (_run(Run, (jobs[0][4], 1)),)
         elif len(jobs) == 2:
@@ -302,37 +294,30 @@ def _time_pack(  # noqa: PLR0917
                 else:
                     merged.append(_run(Run, (shape, 1)))
             runs = tuple(merged)
-        c = cores[i]
-        out.append(((c, memory[i], disk[i], acc, on_demand, runs), 1, (on_demand, acc, c)))
+        out.append(((c, m, d, acc, on_demand, runs), 1, (on_demand, acc, c)))
 
 
 def _time_lanes(
     window: list[_Row], target: float, cap: tuple[float, int, int, int], nodes: Sequence[tuple[float, int, int, int]]
-) -> tuple[list[float], list[int], list[int], list[list[_Row]]]:
-    """``_time_pack``'s lanes: each one's reserved cores, memory and disk, and its jobs (one function: locals stay)."""
+) -> list[list[Any]]:
+    """``_time_pack``'s lanes, each [reserved cores, memory, disk, total wall, longest wall, its jobs] (one list
+    per lane, unpacked at once; one function, so its locals stay locals)."""
     unit_c, unit_m, unit_d = 1.0 / (cap[0] or 1), 1.0 / (cap[1] or 1), 1.0 / (cap[2] or 1)
-    # One entry per lane in each list: reserved cores, memory, disk; total and longest wall; its jobs.
-    cores: list[float] = []
-    memory: list[int] = []
-    disk: list[int] = []
-    total: list[float] = []
-    longest: list[float] = []
-    members: list[list[_Row]] = []
+    lanes: list[list[Any]] = []
     limit = target + 1e-9
-    opened = 0
     for row in window:
         c, m, d, wall, _ = row
         if wall < MIN_WALL_TIME:  # noqa: PLR1730 - the innermost loop: no max()
             wall = MIN_WALL_TIME
-        best = -1
+        best: list[Any] | None = None
         best_growth = c * unit_c + m * unit_m + d * unit_d  # what a lane of its own costs
-        for i in range(opened - _LANE_CHOICES if opened > _LANE_CHOICES else 0, opened):
+        for lane in lanes[-_LANE_CHOICES:]:
+            lane_c, lane_m, lane_d, total, longest, _ = lane
             # Everything but the longest job must fit before the target time.
-            if total[i] + wall - (longest[i] if longest[i] > wall else wall) > limit:
+            if total + wall - (longest if longest > wall else wall) > limit:
                 continue
-            lane_c, lane_m, lane_d = cores[i], memory[i], disk[i]
             if c <= lane_c and m <= lane_m and d <= lane_d:  # it grows nothing: no lane can do better
-                best = i
+                best = lane
                 break
             growth = 0.0
             if c > lane_c:
@@ -341,30 +326,29 @@ def _time_lanes(
                 growth += (m - lane_m) * unit_m
             if d > lane_d:
                 growth += (d - lane_d) * unit_d
-            if growth < best_growth and _fits_any(
-                c if c > lane_c else lane_c, m if m > lane_m else lane_m, d if d > lane_d else lane_d, nodes
-            ):
-                best, best_growth = i, growth
-        if best < 0:
-            cores.append(c)
-            memory.append(m)
-            disk.append(d)
-            total.append(wall)
-            longest.append(wall)
-            members.append([row])
-            opened += 1
+            if growth < best_growth:
+                # Only while some node type still holds the grown lane.
+                top_c = c if c > lane_c else lane_c
+                top_m = m if m > lane_m else lane_m
+                top_d = d if d > lane_d else lane_d
+                for fc, fm, fd, _ in nodes:  # largest first
+                    if top_c <= fc + CORE_TOLERANCE and top_m <= fm and top_d <= fd:
+                        best, best_growth = lane, growth
+                        break
+        if best is None:
+            lanes.append([c, m, d, wall, wall, [row]])
             continue
-        if c > cores[best]:  # noqa: PLR1730 - conditionals, not max(): the innermost loop of a 100,000-shape plan
-            cores[best] = c
-        if m > memory[best]:  # noqa: PLR1730
-            memory[best] = m
-        if d > disk[best]:  # noqa: PLR1730
-            disk[best] = d
-        total[best] += wall
-        if wall > longest[best]:  # noqa: PLR1730
-            longest[best] = wall
-        members[best].append(row)
-    return cores, memory, disk, members
+        if c > best[0]:  # noqa: PLR1730 - conditionals, not max(): the innermost loop of a 100,000-shape plan
+            best[0] = c
+        if m > best[1]:  # noqa: PLR1730
+            best[1] = m
+        if d > best[2]:  # noqa: PLR1730
+            best[2] = d
+        best[3] += wall
+        if wall > best[4]:  # noqa: PLR1730
+            best[4] = wall
+        best[5].append(row)
+    return lanes
 
 
 _WALL = itemgetter(3)
