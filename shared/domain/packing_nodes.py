@@ -53,6 +53,7 @@ class NodePacker:
         # Per offer, the open groups with room, sorted by what is free of the offer's scarcest resource.
         self.keys: list[list[float]] = [[] for _ in offers]
         self.members: list[list[OpenGroup]] = [[] for _ in offers]
+        self.frees: list[list[list[float]]] = [[] for _ in offers]  # each member's free list, side by side
         self.key_dim = [0] * len(offers)
         self.deferred: dict[Shape, int] = {}
         self.waiting: list[Item] = []  # lanes maxNodes had no room for
@@ -145,9 +146,10 @@ class NodePacker:
         self.key_dim = [max(range(4), key=lambda dim, w=w: (w[dim], -dim)) for w in weight]  # type: ignore[misc]
         if keyed:
             self.minimum = (low_c, low_m, low_d, low_a)
-        for keys, members in zip(self.keys, self.members, strict=True):  # the search keys changed: index again
+        for keys, members, frees in zip(self.keys, self.members, self.frees, strict=True):  # keys changed: again
             keys.clear()
             members.clear()
+            frees.clear()
         for group in self.entries.values():
             self.reindex(group)
         keyed.sort()
@@ -224,7 +226,7 @@ class NodePacker:
         """Put up to ``count`` lanes into room on open nodes, tightest first; return how many went in."""
         c, m, d, a = lane[0], lane[1], lane[2], lane[3]
         need = (c, m, d, a)
-        all_keys, all_members, key_dim, scale = self.keys, self.members, self.key_dim, self.scale
+        all_keys, all_frees, key_dim, scale = self.keys, self.frees, self.key_dim, self.scale
         placed = 0
         while count:
             best: OpenGroup | None = None
@@ -235,18 +237,20 @@ class NodePacker:
                 dim = key_dim[offer_index]
                 wanted = need[dim]
                 at = bisect_left(keys, wanted - CORE_TOLERANCE)
-                stop = min(at + _LOOK_AT, len(keys))
-                members = all_members[offer_index]
+                stop = at + _LOOK_AT
+                if stop > len(keys):  # noqa: PLR1730 - once per lane and offer: no min()
+                    stop = len(keys)
+                frees = all_frees[offer_index]
                 # Up to _LOOK_PAST distinct free vectors past the bisection point: nodes with the same room
                 # left (many, once a kind of job fills them alike) fail alike, so they count once.
                 budget = _LOOK_PAST
                 failed: list[float] | None = None
                 while at < stop:
-                    free = members[at].free
+                    free = frees[at]
                     if c <= free[0] + CORE_TOLERANCE and m <= free[1] and d <= free[2] and a <= free[3]:
                         slack = (keys[at] - wanted) * scale[offer_index][dim]
                         if slack < best_slack:
-                            best, best_slack = members[at], slack
+                            best, best_slack = self.members[offer_index][at], slack
                         break
                     if free != failed:
                         budget -= 1
@@ -349,6 +353,7 @@ class NodePacker:
         at = bisect_right(keys, key)
         keys.insert(at, key)
         self.members[group.offer].insert(at, group)
+        self.frees[group.offer].insert(at, free)
 
     def unindex(self, group: OpenGroup) -> None:
         keys, members = self.keys[group.offer], self.members[group.offer]
@@ -360,6 +365,7 @@ class NodePacker:
             return
         del keys[at]
         del members[at]
+        del self.frees[group.offer][at]
 
 
 def _break_ties(keyed: list[_Keyed]) -> list[Item]:
