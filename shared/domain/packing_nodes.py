@@ -111,11 +111,16 @@ class NodePacker:
         low_c, low_m, low_d, low_a = math.inf, math.inf, math.inf, math.inf
         pending = items
         position = 0
+        fit_of: dict[tuple[float, int, int, int, bool], tuple[tuple[int, ...], int]] = {}
         while position < len(pending):
             lane, count, family = pending[position]
             position += 1
             c, m, d, a, on_demand, runs = lane
-            copies, best = self._offers_for(c, m, d, a, on_demand)
+            # Lanes of one resource vector (many, when jobs of one size differ in wall time) fit alike.
+            fit = fit_of.get((c, m, d, a, on_demand))
+            if fit is None:
+                fit = fit_of[c, m, d, a, on_demand] = self._offers_for(c, m, d, a, on_demand)
+            copies, best = fit
             if best < 0:  # a lane no node holds (lanes are built so this cannot be): one job each then
                 if len(runs) > 1 or runs[0][1] > 1:
                     if pending is items:
