@@ -15,29 +15,33 @@ def right_size(packer: NodePacker) -> None:
     movable = [-o.min_nodes for o in packer.offers]  # nodes beyond minNodes: those run anyway
     for group in packer.entries.values():
         movable[group.offer] += group.count
+    caps, price, spot, room = packer.caps, packer.price, packer.spot, packer.room
+    # Per offer, the cheaper ones, cheapest first (ties to the first): the first that holds a group is its best.
+    cheaper = [sorted((i for i in range(len(caps)) if price[i] < price[current]), key=lambda i: (price[i], i))
+               for current in range(len(caps))]  # fmt: skip
     for group in packer.entries.values():
         current, count = group.offer, group.count
-        if not group.lanes or movable[current] < count:
+        if not group.lanes or movable[current] < count or not cheaper[current]:
             continue
-        cap = packer.caps[current]
-        used = [cap[k] - group.free[k] for k in range(4)]
-        best: int | None = None
-        for i, other in enumerate(packer.caps):
-            if packer.price[i] >= packer.price[current] or (group.on_demand_only and packer.spot[i]):
+        cap, free = caps[current], group.free
+        used = [cap[0] - free[0], cap[1] - free[1], cap[2] - free[2], cap[3] - free[3]]
+        c, m, d, a = used[0], int(used[1]), int(used[2]), int(used[3])
+        best = -1
+        for i in cheaper[current]:
+            if (group.on_demand_only and spot[i]) or room[i] < count:
                 continue
-            if packer.room[i] < count or not fits(used[0], int(used[1]), int(used[2]), int(used[3]), *other):
-                continue
-            if best is None or (packer.price[i], i) < (packer.price[best], best):
+            if fits(c, m, d, a, *caps[i]):
                 best = i
-        if best is None:
+                break
+        if best < 0:
             continue
         movable[current] -= count
-        packer.room[current] += count
-        packer.room[best] -= count
+        room[current] += count
+        room[best] -= count
         packer.moved[(current, best)] = packer.moved.get((current, best), 0) + count
         packer.unindex(group)
         group.offer = best
-        group.free = [packer.caps[best][k] - used[k] for k in range(4)]
+        group.free = [caps[best][k] - used[k] for k in range(4)]
         packer.reindex(group)
 
 
