@@ -1,13 +1,17 @@
-"""Open nodes while pass 2 of the packing runs (``shared.domain.packing_nodes``): identical nodes as one group."""
+"""Pieces of pass 2 of the packing (``shared.domain.packing_nodes``): open nodes, identical ones as one group, and
+the order lanes are placed in."""
 
 from __future__ import annotations
 
 import math
 
-from shared.domain.packing_lanes import LaneType
+from shared.domain.packing_lanes import Family, LaneType
 from shared.domain.packing_plan import CORE_TOLERANCE
 
 UNBOUNDED = 1 << 30  # copies of a lane that needs none of a resource
+Item = tuple[LaneType, int, Family, tuple[int, ...]]  # a lane type, how many, its family, copies per offer
+# A lane's place in the order of pass 2: its price key and position (ties: see break_ties); the item.
+Keyed = tuple[float, int, LaneType, int, Family, tuple[int, ...]]
 
 
 class OpenGroup:
@@ -51,3 +55,27 @@ def copies_in(c: float, m: float, d: float, a: float, fc: float, fm: float, fd: 
     if a:
         n = min(n, int(fa // a))
     return n
+
+
+def break_ties(keyed: list[Keyed]) -> list[Item]:
+    """Lanes sorted by price key and position, as sorted by (price key, ``_tie``, position): lanes of equal keys
+    (few: the keys are prices of continuous shares) are put in order by their numbers, and only they."""
+    out: list[Item] = []
+    start, total = 0, len(keyed)
+    while start < total:
+        key = keyed[start][0]
+        end = start + 1
+        while end < total and keyed[end][0] == key:
+            end += 1
+        run = keyed[start:end] if end - start == 1 else sorted(keyed[start:end], key=_tie)
+        out.extend([(lane, count, family, copies) for _, _, lane, count, family, copies in run])
+        start = end
+    return out
+
+
+def _tie(item: Keyed) -> tuple[tuple[float, int, int, int, bool, float, int, int, int], int]:
+    lane, position = item[2], item[1]
+    c, m, d, a, on_demand, runs = lane
+    first = runs[0][0]
+    resources = first.resources
+    return (c, m, d, a, on_demand, first.wall_time, resources.memory, resources.disk, len(runs)), position

@@ -14,7 +14,7 @@ from operator import itemgetter
 
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
-from shared.domain.packing_groups import UNBOUNDED, OpenGroup, copies_in
+from shared.domain.packing_groups import UNBOUNDED, Item, Keyed, OpenGroup, break_ties, copies_in
 from shared.domain.packing_lanes import Family, FamilySpans, LaneType, lane_types
 from shared.domain.packing_plan import CORE_TOLERANCE, Run
 
@@ -22,9 +22,8 @@ _LOOK_PAST = 6  # distinct free vectors examined per type past the bisection poi
 _LOOK_AT = 96  # and at most this many open nodes
 _JOBS = itemgetter(1)  # of a run: (shape, jobs)
 
-Item = tuple[LaneType, int, Family, tuple[int, ...]]  # a lane type, how many, its family, copies per offer
-# A lane's place in the order of pass 2: its price key and position (ties: see _break_ties); the item.
-_Keyed = tuple[float, int, LaneType, int, Family, tuple[int, ...]]
+# What pass 2 knows of a resource vector: copies per offer, the cheapest offer, shares of it, the price key.
+_Fit = tuple[tuple[int, ...], int, tuple[float, float, float, float], float]
 
 
 class NodePacker:
@@ -104,14 +103,13 @@ class NodePacker:
     # -- pass 2: nodes --------------------------------------------------------------------------------
 
     def pack(self, items: list[tuple[LaneType, int, Family]]) -> None:
-        caps, price = self.caps, self.price
-        keyed: list[_Keyed] = []
+        keyed: list[Keyed] = []
         weight = [[0.0] * 4 for _ in self.offers]
         left: dict[Family, int] = {}
         low_c, low_m, low_d, low_a = math.inf, math.inf, math.inf, math.inf
         pending = items
         position = 0
-        fit_of: dict[tuple[float, int, int, int, bool], tuple[tuple[int, ...], int]] = {}
+        fit_of: dict[tuple[float, int, int, int, bool], _Fit] = {}
         while position < len(pending):
             lane, count, family = pending[position]
             position += 1
@@ -119,8 +117,13 @@ class NodePacker:
             # Lanes of one resource vector (many, when jobs of one size differ in wall time) fit alike.
             fit = fit_of.get((c, m, d, a, on_demand))
             if fit is None:
-                fit = fit_of[c, m, d, a, on_demand] = self._offers_for(c, m, d, a, on_demand)
-            copies, best = fit
+                fit = fit_of[c, m, d, a, on_demand] = self._fit(c, m, d, a, on_demand)
+                if fit[1] >= 0:  # the smallest needs of what is placed (a vector seen again changes nothing)
+                    low_c = c if c < low_c else low_c
+                    low_m = m if m < low_m else low_m
+                    low_d = d if d < low_d else low_d
+                    low_a = a if a < low_a else low_a
+            copies, best, shares, key = fit
             if best < 0:  # a lane no node holds (lanes are built so this cannot be): one job each then
                 if len(runs) > 1 or runs[0][1] > 1:
                     if pending is items:
@@ -129,24 +132,13 @@ class NodePacker:
                 else:  # never silently lost: it is reported as waiting
                     self.waiting.append((lane, count, family, copies))
                 continue
-            cap = caps[best]
-            shares = (
-                c / cap[0],
-                m / cap[1] if cap[1] else 0.0,
-                d / cap[2] if cap[2] else 0.0,
-                a / cap[3] if cap[3] else 0.0,
-            )
             row = weight[best]
             row[0] += shares[0] * count
             row[1] += shares[1] * count
             row[2] += shares[2] * count
             row[3] += shares[3] * count
-            low_c = c if c < low_c else low_c
-            low_m = m if m < low_m else low_m
-            low_d = d if d < low_d else low_d
-            low_a = a if a < low_a else low_a
             # The position breaks ties as a stable sort would, so the lanes themselves are never compared.
-            keyed.append((-price[best] * max(shares), len(keyed), lane, count, family, copies))
+            keyed.append((key, len(keyed), lane, count, family, copies))
             left[family] = left.get(family, 0) + count
         self.key_dim = [max(range(4), key=lambda dim, w=w: (w[dim], -dim)) for w in weight]  # type: ignore[misc]
         if keyed:
@@ -159,7 +151,7 @@ class NodePacker:
             self.reindex(group)
         keyed.sort()
         self.left = left
-        self.place(_break_ties(keyed))
+        self.place(break_ties(keyed))
 
     def place(self, items: list[Item]) -> None:
         """Place lanes in this order; what maxNodes leaves no room for waits in ``self.waiting``."""
@@ -196,6 +188,20 @@ class NodePacker:
                 fits_on = self._offers_for(r.cores, r.memory, r.disk, r.accelerators, not shape.preemptible)[0]
                 out.append((single, n * count, (not shape.preemptible, r.accelerators, r.cores), fits_on))
         return out
+
+    def _fit(self, c: float, m: int, d: int, a: int, on_demand: bool) -> _Fit:
+        """``_offers_for``, and the lane's share of each resource of its cheapest offer and its price key."""
+        copies, best = self._offers_for(c, m, d, a, on_demand)
+        if best < 0:
+            return copies, best, (0.0, 0.0, 0.0, 0.0), 0.0
+        cap = self.caps[best]
+        shares = (
+            c / cap[0],
+            m / cap[1] if cap[1] else 0.0,
+            d / cap[2] if cap[2] else 0.0,
+            a / cap[3] if cap[3] else 0.0,
+        )
+        return copies, best, shares, -self.price[best] * max(shares)
 
     def _offers_for(self, c: float, m: int, d: int, a: int, on_demand: bool) -> tuple[tuple[int, ...], int]:
         """How many copies of a lane an empty node of each offer holds (0: it does not fit, or wrong market),
@@ -371,27 +377,3 @@ class NodePacker:
         del keys[at]
         del members[at]
         del self.frees[group.offer][at]
-
-
-def _break_ties(keyed: list[_Keyed]) -> list[Item]:
-    """Lanes sorted by price key and position, as sorted by (price key, ``_tie``, position): lanes of equal keys
-    (few: the keys are prices of continuous shares) are put in order by their numbers, and only they."""
-    out: list[Item] = []
-    start, total = 0, len(keyed)
-    while start < total:
-        key = keyed[start][0]
-        end = start + 1
-        while end < total and keyed[end][0] == key:
-            end += 1
-        run = keyed[start:end] if end - start == 1 else sorted(keyed[start:end], key=_tie)
-        out.extend([(lane, count, family, copies) for _, _, lane, count, family, copies in run])
-        start = end
-    return out
-
-
-def _tie(item: _Keyed) -> tuple[tuple[float, int, int, int, bool, float, int, int, int], int]:
-    lane, position = item[2], item[1]
-    c, m, d, a, on_demand, runs = lane
-    first = runs[0][0]
-    resources = first.resources
-    return (c, m, d, a, on_demand, first.wall_time, resources.memory, resources.disk, len(runs)), position
