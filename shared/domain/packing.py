@@ -49,8 +49,8 @@ lane by price per job, not by an exact optimum. It is a heuristic, measured agai
 
 What it does not do yet: plan 100,000 distinct shapes in under a second. It is exact per shape, so a
 continuous queue of 100,000 jobs makes some 33,000 lanes and 18,000 node groups, and every lane costs a few
-microseconds of pure Python in each pass: about 1.2 s of CPU on a quiet machine (pass 1 0.4 s, pass 2 0.45 s,
-the plan's dataclasses 0.15 s; 10,000 jobs: 0.12 s). The constant factors were cut twice without changing
+microseconds of pure Python in each pass: 1.2-1.35 s of CPU on the shared 2-core machine (pass 1 about 0.45 s,
+pass 2 0.5 s, the plan's dataclasses 0.15 s; 10,000 jobs: 0.1 s). The constant factors were cut twice without changing
 any plan (the bench's fingerprints of every queue stay equal): plain tuples and one integer sort key in
 pass 1, no key functions in pass 2's sort; then lists instead of generators, neighbours sorted in (cores,
 cell) buckets, a family's spans kept as the shapes are read (not read back from 100,000 shapes), a mixed
