@@ -234,7 +234,9 @@ def _time_fill(
     lane_of: list[int] = []  # the lane each entry of ``room`` belongs to
     members: list[list[Shape]] = []
     for shape in jobs:
-        wall = max(shape.wall_time, MIN_WALL_TIME)
+        wall = shape.wall_time
+        if wall < MIN_WALL_TIME:  # noqa: PLR1730 - once per job: no max()
+            wall = MIN_WALL_TIME
         at = bisect_left(room, wall)
         if at < len(room):
             lane = lane_of.pop(at)
@@ -251,11 +253,14 @@ def _time_fill(
     family = (on_demand, acc, c)
     for lane_jobs in members:
         runs: list[tuple[Shape, int]] = []
-        for shape in reversed(lane_jobs):  # shortest first, the longest last
-            if runs and runs[-1][0] is shape:
-                runs[-1] = _run(Run, (shape, runs[-1][1] + 1))
+        last, jobs_of_last = lane_jobs[-1], 0
+        for shape in reversed(lane_jobs):  # shortest first, the longest last; one Run per run of one shape
+            if shape is last:
+                jobs_of_last += 1
             else:
-                runs.append(_run(Run, (shape, 1)))
+                runs.append(_run(Run, (last, jobs_of_last)))
+                last, jobs_of_last = shape, 1
+        runs.append(_run(Run, (last, jobs_of_last)))
         out.append(((c, m, d, acc, on_demand, tuple(runs)), 1, family))
 
 

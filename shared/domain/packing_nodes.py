@@ -279,7 +279,8 @@ class NodePacker:
     def _put(self, group: OpenGroup, lane: LaneType, count: int) -> int:
         """Add up to ``count`` lanes to a group's nodes (splitting the group); return how many were added."""
         free = group.free
-        per_node = min(count, copies_in(lane[0], lane[1], lane[2], lane[3], free[0], free[1], free[2], free[3]))
+        # One lane: _fill found that it fits (the copies it would count are at least one).
+        per_node = 1 if count == 1 else min(count, copies_in(*lane[:4], *free))
         if count >= per_node * group.count:
             self.unindex(group)
             group.add(lane, per_node)
