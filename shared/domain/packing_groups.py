@@ -58,24 +58,33 @@ def copies_in(c: float, m: float, d: float, a: float, fc: float, fm: float, fd: 
 
 
 def break_ties(keyed: list[Keyed]) -> list[Item]:
-    """Lanes sorted by price key and position, as sorted by (price key, ``_tie``, position): lanes of equal keys
-    (few: the keys are prices of continuous shares) are put in order by their numbers, and only they."""
+    """Lanes sorted by price key and position, as sorted by (price key, tie, position), where the tie is a lane's
+    numbers (cores, memory, disk, accelerators, market, its first job's wall time, memory and disk, its runs):
+    only lanes of equal keys are put in order by them (few in a continuous queue, most in a small plan of
+    jobs of one size, so the tie is made inline, not by a key function)."""
     out: list[Item] = []
     start, total = 0, len(keyed)
     while start < total:
-        key = keyed[start][0]
+        item = keyed[start]
+        key = item[0]
         end = start + 1
         while end < total and keyed[end][0] == key:
             end += 1
-        run = keyed[start:end] if end - start == 1 else sorted(keyed[start:end], key=_tie)
-        out.extend([(lane, count, family, copies) for _, _, lane, count, family, copies in run])
+        if end - start == 1:
+            out.append((item[2], item[3], item[4], item[5]))
+        else:
+            tied = [
+                (
+                    (lane[0], lane[1], lane[2], lane[3], lane[4], first.wall_time, first.resources.memory,
+                     first.resources.disk, len(lane[5])),
+                    one[1],  # the position: no two are equal, so the items themselves are never compared
+                    one,
+                )
+                for one in keyed[start:end]
+                for lane in [one[2]]
+                for first in [lane[5][0][0]]
+            ]  # fmt: skip
+            tied.sort()
+            out.extend([(one[2], one[3], one[4], one[5]) for _, _, one in tied])
         start = end
     return out
-
-
-def _tie(item: Keyed) -> tuple[tuple[float, int, int, int, bool, float, int, int, int], int]:
-    lane, position = item[2], item[1]
-    c, m, d, a, on_demand, runs = lane
-    first = runs[0][0]
-    resources = first.resources
-    return (c, m, d, a, on_demand, first.wall_time, resources.memory, resources.disk, len(runs)), position
