@@ -18,13 +18,15 @@ Shoal's usable capacities (``assume_zero_overhead``), priced the same, once per 
 has no accelerators: on the gpu queue it packs the accelerator jobs into the accelerator types alone and
 the rest into every type, and the counts are added (a Toil that knew about GPUs could do no better).
 A Toil run longer than ``--toil-timeout`` seconds (wall) is stopped and its row says ``toil > Ns``.
-``speedup`` is Toil's CPU time over Shoal's; ``cost ratio`` is Shoal's $/h over Toil's. The header and each
-row print the machine's 1-minute load average: on a shared machine, read the times with it.
+``speedup`` is Toil's CPU time over Shoal's; ``cost ratio`` is Shoal's $/h over Toil's. The JSON line gives each
+plan's ``fingerprint``: compare them before and after a change to the packing to see whether any plan changed.
+The header and each row print the machine's 1-minute load average: on a shared machine, read the times with it.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import os
@@ -53,6 +55,17 @@ def shoal_plan(jobs: list[Job], offers: list[Offer]) -> Plan:
     return plan(histogram(jobs), offers, target_time=TARGET_TIME)
 
 
+def fingerprint(result: Plan) -> str:
+    """A digest of everything a plan says (groups, lanes, runs, what is left out, the reasons): equal digests
+    before and after a change to the packing mean it changed no plan."""
+    digest = hashlib.sha256()
+    for group in result.groups:
+        lanes = [(lane.reserved, lane.end, [(run.shape, run.count) for run in lane.runs]) for lane in group.load.lanes]
+        digest.update(repr((group.offer.key, group.count, group.load.free, lanes)).encode())
+    digest.update(repr((result.unplaceable, result.deferred, result.reasons)).encode())
+    return digest.hexdigest()[:16]
+
+
 def measure_shoal(jobs: list[Job], offers: list[Offer], repeat: int) -> dict[str, object]:
     times, cpu_times = [], []
     for _ in range(repeat):
@@ -71,6 +84,7 @@ def measure_shoal(jobs: list[Job], offers: list[Offer], repeat: int) -> dict[str
         "hourly_cost": result.hourly_cost,
         "nodes": {k: v for k, v in result.node_counts().items() if v},
         "placed": result.placed_jobs,
+        "fingerprint": fingerprint(result),
         "unplaceable": sum(u.count for u in result.unplaceable),
     }
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from operator import attrgetter, itemgetter
+from typing import Any, NamedTuple
 
 from shared.domain.jobs import Shape
-from shared.domain.packing_plan import CORE_TOLERANCE, MIN_WALL_TIME
+from shared.domain.packing_plan import CORE_TOLERANCE, MIN_WALL_TIME, Run
 
 _EXACT_DEPTH = 16  # lane depths up to this are exact; deeper ones keep four significant bits
 _WINDOW = 128  # jobs mixed into lanes together: alike in size, any wall time
@@ -24,12 +25,23 @@ _LANE_CHOICES = 8  # open lanes of a window a job may join
 
 # Plain tuples inside (the hot path: 100,000 distinct shapes); frozen dataclasses at the boundary.
 # A lane type: (cores, memory, disk, accelerators, on_demand_only, runs), where runs is a tuple of
-# (shape, jobs) run back to back.
+# (shape, jobs) run back to back: ``Run``s, made here once, so the plan's lanes take the tuple as it is.
 LaneType = tuple[float, int, int, int, bool, tuple[tuple[Shape, int], ...]]
 Family = tuple[bool, int, float]  # on-demand only, accelerators, cores: the kind of job a reason names
 Capacity = tuple[float, int, int, int]  # cores, memory, disk, accelerators
 Cheapest = Callable[..., "int | None"]  # (cores, memory, disk, accelerators, on_demand=) → offer index
 _Row = tuple[float, int, int, float, Shape]  # a job in a window: cores, memory, disk, wall time, shape
+_Alike = dict[tuple[float, int, int], "Shape | list[Shape]"]  # (cores, memory, disk) → its job, or its jobs
+
+
+class FamilySpans(NamedTuple):
+    """What the reasons say of a family's shapes: the first, how many, and the span of each need."""
+
+    first: Shape
+    shapes: int
+    memory: tuple[int, int]
+    disk: tuple[int, int]
+    walls: tuple[float, float]
 
 
 def lane_depth(wall_time: float, target_time: float) -> int:
@@ -55,75 +67,110 @@ def lane_types(
     caps: Sequence[Capacity],
     caps_of: dict[bool, list[Capacity]],
     cheapest: Cheapest,
-) -> tuple[list[tuple[LaneType, int, Family]], dict[Family, list[Shape]]]:
-    """Lane types with their multiplicity, and the shapes of each family (for the reasons)."""
-    # One pass over the shapes (100,000 of them in a continuous queue): by market (on-demand only,
-    # accelerators), full lanes of one shape in the order given, and the rest by (cores, memory, disk).
-    markets: dict[tuple[bool, int], tuple[list[tuple[LaneType, int]], dict[tuple[float, int, int], list[Shape]]]]
-    markets = {}
-    families: dict[Family, list[Shape]] = {}
+) -> tuple[list[tuple[LaneType, int, Family]], dict[Family, FamilySpans]]:
+    """Lane types with their multiplicity, and the spans of each family's shapes (for the reasons)."""
+    markets, spans = _gather(placeable, target_time)
+    families = {
+        family: FamilySpans(first=span[0], shapes=span[1], memory=(span[2], span[3]), disk=(span[4], span[5]),
+                            walls=(span[6], span[7]))
+        for family, span in spans.items()
+    }  # fmt: skip
+    items: list[tuple[LaneType, int, Family]] = []
+    for (on_demand, acc), (full, alike) in sorted(markets.items(), key=_MARKET):
+        items.extend([(lane, n, (on_demand, acc, lane[0])) for lane, n in full])
+        _cut(items, on_demand, acc, alike, target=target_time, caps=caps, caps_of=caps_of, cheapest=cheapest)
+    return items, families
+
+
+_Market = tuple[list[tuple[LaneType, int]], _Alike]  # full lanes of one shape; the rest by (cores, memory, disk)
+
+
+def _gather(
+    placeable: Sequence[tuple[Shape, int]], target_time: float
+) -> tuple[dict[tuple[bool, int], _Market], dict[Family, list[Any]]]:
+    """The jobs by market (on-demand only, accelerators), and the spans of each family's shapes."""
+    # One pass over the shapes (100,000 in a continuous queue). A lone job of its (cores, memory, disk) is kept
+    # as its shape, not a list of one. A family's spans are updated in place: [first shape, shapes, memory low,
+    # high, disk low, high, wall low, high] (its shapes read back for their spans cost five times as much).
+    markets: dict[tuple[bool, int], _Market] = {}
+    by_family: dict[Family, tuple[list[Any], list[tuple[LaneType, int]], _Alike]] = {}
     depth_of: dict[float, int] = {}
     for shape, count in placeable:
         r = shape.resources
         on_demand, acc, c = not shape.preemptible, r.accelerators, r.cores
-        family = families.get((on_demand, acc, c))
-        if family is None:
-            families[on_demand, acc, c] = [shape]
+        m, d, wall = r.memory, r.disk, shape.wall_time
+        entry = by_family.get((on_demand, acc, c))
+        if entry is None:
+            market = markets.get((on_demand, acc))
+            if market is None:
+                market = markets[on_demand, acc] = ([], {})
+            entry = by_family[on_demand, acc, c] = ([shape, 0, m, m, d, d, wall, wall], *market)
+        span = entry[0]
+        span[1] += 1
+        if m < span[2]:
+            span[2] = m
+        elif m > span[3]:
+            span[3] = m
+        if d < span[4]:
+            span[4] = d
+        elif d > span[5]:
+            span[5] = d
+        if wall < span[6]:
+            span[6] = wall
+        elif wall > span[7]:
+            span[7] = wall
+        if count == 1:  # one job: it is mixed (whatever its lane depth)
+            keep = 1
         else:
-            family.append(shape)
-        market = markets.get((on_demand, acc))
-        if market is None:
-            market = markets[on_demand, acc] = ([], {})
-        wall = shape.wall_time
-        depth = depth_of.get(wall)
-        if depth is None:
-            depth = depth_of[wall] = lane_depth(wall, target_time)
-        # Full lanes of one shape; the rest (and a few jobs longer than the target, which may end a
-        # lane of shorter ones) are mixed in _cut.
-        keep = count % depth if depth > 1 else min(count, _WINDOW)
-        if count > keep:
-            market[0].append(((c, r.memory, r.disk, acc, on_demand, ((shape, depth),)), (count - keep) // depth))
+            depth = depth_of.get(wall)
+            if depth is None:
+                depth = depth_of[wall] = lane_depth(wall, target_time)
+            # Full lanes of one shape; the rest (and a few jobs longer than the target, which may end a
+            # lane of shorter ones) are mixed in _cut.
+            keep = count % depth if depth > 1 else min(count, _WINDOW)
+            if count > keep:
+                entry[1].append(((c, m, d, acc, on_demand, (_run(Run, (shape, depth)),)), (count - keep) // depth))
         if keep:
-            key = (c, r.memory, r.disk)
-            same = market[1].get(key)
+            key = (c, m, d)
+            alike = entry[2]
+            same = alike.get(key)
             if same is None:
-                market[1][key] = [shape] * keep
-            else:
+                alike[key] = shape if keep == 1 else [shape] * keep
+            elif type(same) is list:
                 same.extend([shape] * keep)
-    items: list[tuple[LaneType, int, Family]] = []
-    for (on_demand, acc), (full, alike) in sorted(markets.items(), key=_MARKET):
-        items.extend((lane, n, (on_demand, acc, lane[0])) for lane, n in full)
-        cut = _cut(on_demand, acc, alike, target=target_time, caps=caps, caps_of=caps_of, cheapest=cheapest)
-        items.extend((lane, n, (on_demand, acc, lane[0])) for lane, n in cut)
-    return items, families
+            else:
+                alike[key] = [same, *([shape] * keep)]  # type: ignore[list-item]
+    return markets, {family: entry[0] for family, entry in by_family.items()}
 
 
 def _cut(
+    out: list[tuple[LaneType, int, Family]],
     on_demand: bool,
     acc: int,
-    alike: dict[tuple[float, int, int], list[Shape]],
+    alike: _Alike,
     *,
     target: float,
     caps: Sequence[Capacity],
     caps_of: dict[bool, list[Capacity]],
     cheapest: Cheapest,
-) -> Iterator[tuple[LaneType, int]]:
-    """Lanes for the rest of the jobs of one market (``alike``: by cores, memory, disk): jobs that differ only
-    in wall time by best fit on time, then windows of alike jobs mixed."""
+) -> None:
+    """Lanes for the rest of the jobs of one market (``alike``: by cores, memory, disk), added to ``out``: jobs
+    that differ only in wall time by best fit on time, then windows of alike jobs mixed."""
     # Jobs that differ only in wall time share lanes by best fit on time; the rest are mixed in windows.
     # Only keys with several jobs need an order here: the rest are sorted below by keys that tell every
     # (cores, memory, disk) apart, so the order they are gathered in cannot matter.
     rest: list[tuple[float, int, int, float, Shape]] = []  # (cores, memory, disk, wall, shape)
     several: list[tuple[float, int, int]] = []
     for key, same in alike.items():
-        if len(same) == 1:
-            shape = same[0]
-            rest.append((key[0], key[1], key[2], shape.wall_time, shape))
-        else:
+        if isinstance(same, list):
             several.append(key)
+        else:
+            rest.append((key[0], key[1], key[2], same.wall_time, same))
     several.sort()
     for key in several:
-        yield from _time_fill(alike[key], key, target, acc, on_demand=on_demand)
+        several_jobs = alike[key]
+        assert isinstance(several_jobs, list)
+        _time_fill(out, several_jobs, key, target, acc, on_demand=on_demand)
     if not rest:
         return
     # Neighbours in this order are alike: by cores, then coarse cells of the less scarce of memory and
@@ -140,7 +187,7 @@ def _cut(
     rows = _neighbours(rest, cells, scale, by_memory=by_memory)
     nodes = [node for node in caps_of[not on_demand] if node[3] >= acc]  # largest first
     for begin in range(0, jobs, _WINDOW):
-        yield from _time_pack(rows[begin : begin + _WINDOW], target, acc, cap, nodes, on_demand=on_demand)
+        _time_pack(out, rows[begin : begin + _WINDOW], target, acc, cap, nodes, on_demand=on_demand)
 
 
 def _neighbours(
@@ -148,37 +195,38 @@ def _neighbours(
 ) -> list[tuple[float, int, int, float, Shape]]:
     """``rest`` largest first by (cores, cell of the less scarce resource, the scarcer, the less scarce).
 
-    No two rows share (cores, memory, disk), so this order has no ties. It is sorted as one integer per row
-    (the rank of its cores, its cell, both sizes and its index, bit fields side by side): a third faster
-    than sorting 100,000 tuples.
+    No two rows share (cores, memory, disk), so this order has no ties. Rows are gathered by (cores, cell),
+    a few hundred buckets, and each bucket sorted by two plain numbers: twice as fast as one key per row.
     """
-    rank = {c: i for i, c in enumerate(sorted({row[0] for row in rest}))}
-    largest = max([row[1] if row[1] > row[2] else row[2] for row in rest])
-    size_bits = max(largest, 1).bit_length()
-    index_bits = len(rest).bit_length()
     top = cells - 1
-    if by_memory:
-        keys = [
-            (((rank[c] << 7 | (cell if (cell := int(d * scale)) < top else top)) << size_bits | m) << size_bits | d)
-            << index_bits
-            | i
-            for i, (c, m, d, _, _) in enumerate(rest)
-        ]
-    else:
-        keys = [
-            (((rank[c] << 7 | (cell if (cell := int(m * scale)) < top else top)) << size_bits | d) << size_bits | m)
-            << index_bits
-            | i
-            for i, (c, m, d, _, _) in enumerate(rest)
-        ]
-    keys.sort(reverse=True)
-    mask = (1 << index_bits) - 1
-    return [rest[key & mask] for key in keys]
+    buckets: dict[tuple[float, int], list[tuple[float, int, int, float, Shape]]] = {}
+    less = 2 if by_memory else 1  # the less scarce resource: its cell orders the rows first
+    for row in rest:
+        cell = int(row[less] * scale)  # type: ignore[operator]  # row[1] or row[2]: a size
+        key = (row[0], cell if cell < top else top)
+        bucket = buckets.get(key)
+        if bucket is None:
+            buckets[key] = [row]
+        else:
+            bucket.append(row)
+    within = _MEMORY_DISK if by_memory else _DISK_MEMORY
+    rows: list[tuple[float, int, int, float, Shape]] = []
+    for key in sorted(buckets, reverse=True):
+        bucket = buckets[key]
+        bucket.sort(key=within, reverse=True)
+        rows.extend(bucket)
+    return rows
 
 
 def _time_fill(
-    jobs: list[Shape], need: tuple[float, int, int], target: float, acc: int, *, on_demand: bool
-) -> Iterator[tuple[LaneType, int]]:
+    out: list[tuple[LaneType, int, Family]],
+    jobs: list[Shape],
+    need: tuple[float, int, int],
+    target: float,
+    acc: int,
+    *,
+    on_demand: bool,
+) -> None:
     """Lanes for jobs of one resource vector: longest first, each into the lane with the least time left
     that still holds it (best fit decreasing); a lane's first job is its longest, which runs last."""
     jobs.sort(key=_WALL_TIME, reverse=True)
@@ -186,7 +234,9 @@ def _time_fill(
     lane_of: list[int] = []  # the lane each entry of ``room`` belongs to
     members: list[list[Shape]] = []
     for shape in jobs:
-        wall = max(shape.wall_time, MIN_WALL_TIME)
+        wall = shape.wall_time
+        if wall < MIN_WALL_TIME:  # noqa: PLR1730 - once per job: no max()
+            wall = MIN_WALL_TIME
         at = bisect_left(room, wall)
         if at < len(room):
             lane = lane_of.pop(at)
@@ -200,24 +250,22 @@ def _time_fill(
         room.insert(at, left)
         lane_of.insert(at, lane)
     c, m, d = need
+    family = (on_demand, acc, c)
     for lane_jobs in members:
         runs: list[tuple[Shape, int]] = []
-        for shape in reversed(lane_jobs):  # shortest first, the longest last
-            if runs and runs[-1][0] is shape:
-                runs[-1] = (shape, runs[-1][1] + 1)
+        last, jobs_of_last = lane_jobs[-1], 0
+        for shape in reversed(lane_jobs):  # shortest first, the longest last; one Run per run of one shape
+            if shape is last:
+                jobs_of_last += 1
             else:
-                runs.append((shape, 1))
-        yield (c, m, d, acc, on_demand, tuple(runs)), 1
+                runs.append(_run(Run, (last, jobs_of_last)))
+                last, jobs_of_last = shape, 1
+        runs.append(_run(Run, (last, jobs_of_last)))
+        out.append(((c, m, d, acc, on_demand, tuple(runs)), 1, family))
 
 
-def _fits_any(c: float, m: int, d: int, nodes: Sequence[tuple[float, int, int, int]]) -> bool:
-    for fc, fm, fd, _ in nodes:  # noqa: SIM110 - a loop is faster than any()
-        if c <= fc + CORE_TOLERANCE and m <= fm and d <= fd:
-            return True
-    return False
-
-
-def _time_pack(
+def _time_pack(  # noqa: PLR0917
+    out: list[tuple[LaneType, int, Family]],
     window: list[_Row],
     target: float,
     acc: int,
@@ -225,60 +273,56 @@ def _time_pack(
     nodes: Sequence[tuple[float, int, int, int]],
     *,
     on_demand: bool,
-) -> Iterator[tuple[LaneType, int]]:
+) -> None:
     """Lanes for a window of alike jobs, largest first, each joining the lane its reservation grows least.
 
     A lane can take a job while all its jobs but the longest fit within the target time back to back:
     the longest runs last, so every job starts by the target (the last one may run past it). A lane
     grows only while some node type of its market (``nodes``) can still hold it. ``window`` holds
     (cores, memory, disk, wall time, shape) rows; each lane lists its jobs shortest first, in runs of one shape.
+    The lanes are added to ``out``.
     """
-    cores, memory, disk, members = _time_lanes(window, target, cap, nodes)
-    for i, jobs in enumerate(members):
+    for c, m, d, _, _, jobs in _time_lanes(window, target, cap, nodes):
         if len(jobs) == 1:
-            runs: tuple[tuple[Shape, int], ...] = ((jobs[0][4], 1),)
+            runs: tuple[tuple[Shape, int], ...] = (_run(Run, (jobs[0][4], 1)),)
         elif len(jobs) == 2:
             one, two = jobs
-            runs = ((one[4], 1), (two[4], 1)) if one[3] <= two[3] else ((two[4], 1), (one[4], 1))
+            if one[3] > two[3]:
+                one, two = two, one
+            runs = (_run(Run, (one[4], 1)), _run(Run, (two[4], 1)))
         else:
             jobs.sort(key=_WALL)
             merged: list[tuple[Shape, int]] = []
             for *_, shape in jobs:
                 if merged and merged[-1][0] is shape:
-                    merged[-1] = (shape, merged[-1][1] + 1)
+                    merged[-1] = _run(Run, (shape, merged[-1][1] + 1))
                 else:
-                    merged.append((shape, 1))
+                    merged.append(_run(Run, (shape, 1)))
             runs = tuple(merged)
-        yield (cores[i], memory[i], disk[i], acc, on_demand, runs), 1
+        out.append(((c, m, d, acc, on_demand, runs), 1, (on_demand, acc, c)))
 
 
 def _time_lanes(
     window: list[_Row], target: float, cap: tuple[float, int, int, int], nodes: Sequence[tuple[float, int, int, int]]
-) -> tuple[list[float], list[int], list[int], list[list[_Row]]]:
-    """``_time_pack``'s lanes: each one's reserved cores, memory and disk, and its jobs (one function: locals stay)."""
+) -> list[list[Any]]:
+    """``_time_pack``'s lanes, each [reserved cores, memory, disk, total wall, longest wall, its jobs] (one list
+    per lane, unpacked at once; one function, so its locals stay locals)."""
     unit_c, unit_m, unit_d = 1.0 / (cap[0] or 1), 1.0 / (cap[1] or 1), 1.0 / (cap[2] or 1)
-    # One entry per lane in each list: reserved cores, memory, disk; total and longest wall; its jobs.
-    cores: list[float] = []
-    memory: list[int] = []
-    disk: list[int] = []
-    total: list[float] = []
-    longest: list[float] = []
-    members: list[list[_Row]] = []
+    lanes: list[list[Any]] = []
     limit = target + 1e-9
-    opened = 0
     for row in window:
         c, m, d, wall, _ = row
         if wall < MIN_WALL_TIME:  # noqa: PLR1730 - the innermost loop: no max()
             wall = MIN_WALL_TIME
-        best = -1
+        best: list[Any] | None = None
         best_growth = c * unit_c + m * unit_m + d * unit_d  # what a lane of its own costs
-        for i in range(opened - _LANE_CHOICES if opened > _LANE_CHOICES else 0, opened):
+        for lane in lanes[-_LANE_CHOICES:]:
+            lane_c, lane_m, lane_d, total, longest, _ = lane
             # Everything but the longest job must fit before the target time.
-            if total[i] + wall - (longest[i] if longest[i] > wall else wall) > limit:
+            if total + wall - (longest if longest > wall else wall) > limit:
                 continue
-            lane_c, lane_m, lane_d = cores[i], memory[i], disk[i]
             if c <= lane_c and m <= lane_m and d <= lane_d:  # it grows nothing: no lane can do better
-                best = i
+                best = lane
                 break
             growth = 0.0
             if c > lane_c:
@@ -287,32 +331,34 @@ def _time_lanes(
                 growth += (m - lane_m) * unit_m
             if d > lane_d:
                 growth += (d - lane_d) * unit_d
-            if growth < best_growth and _fits_any(
-                c if c > lane_c else lane_c, m if m > lane_m else lane_m, d if d > lane_d else lane_d, nodes
-            ):
-                best, best_growth = i, growth
-        if best < 0:
-            cores.append(c)
-            memory.append(m)
-            disk.append(d)
-            total.append(wall)
-            longest.append(wall)
-            members.append([row])
-            opened += 1
+            if growth < best_growth:
+                # Only while some node type still holds the grown lane.
+                top_c = c if c > lane_c else lane_c
+                top_m = m if m > lane_m else lane_m
+                top_d = d if d > lane_d else lane_d
+                for fc, fm, fd, _ in nodes:  # largest first
+                    if top_c <= fc + CORE_TOLERANCE and top_m <= fm and top_d <= fd:
+                        best, best_growth = lane, growth
+                        break
+        if best is None:
+            lanes.append([c, m, d, wall, wall, [row]])
             continue
-        if c > cores[best]:  # noqa: PLR1730 - conditionals, not max(): the innermost loop of a 100,000-shape plan
-            cores[best] = c
-        if m > memory[best]:  # noqa: PLR1730
-            memory[best] = m
-        if d > disk[best]:  # noqa: PLR1730
-            disk[best] = d
-        total[best] += wall
-        if wall > longest[best]:  # noqa: PLR1730
-            longest[best] = wall
-        members[best].append(row)
-    return cores, memory, disk, members
+        if c > best[0]:  # noqa: PLR1730 - conditionals, not max(): the innermost loop of a 100,000-shape plan
+            best[0] = c
+        if m > best[1]:  # noqa: PLR1730
+            best[1] = m
+        if d > best[2]:  # noqa: PLR1730
+            best[2] = d
+        best[3] += wall
+        if wall > best[4]:  # noqa: PLR1730
+            best[4] = wall
+        best[5].append(row)
+    return lanes
 
 
 _WALL = itemgetter(3)
+_run = tuple.__new__  # _run(Run, (shape, jobs)): a Run without a Python-level __new__ call
+_MEMORY_DISK = itemgetter(1, 2)
+_DISK_MEMORY = itemgetter(2, 1)
 _MARKET = itemgetter(0)
 _WALL_TIME = attrgetter("wall_time")

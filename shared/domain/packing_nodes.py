@@ -9,49 +9,21 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from operator import itemgetter
 
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
-from shared.domain.packing_lanes import Family, LaneType, lane_types
-from shared.domain.packing_plan import CORE_TOLERANCE
+from shared.domain.packing_groups import UNBOUNDED, Item, Keyed, OpenGroup, break_ties, copies_in
+from shared.domain.packing_lanes import Family, FamilySpans, LaneType, lane_types
+from shared.domain.packing_plan import CORE_TOLERANCE, Run
 
 _LOOK_PAST = 6  # distinct free vectors examined per type past the bisection point before buying a new node
 _LOOK_AT = 96  # and at most this many open nodes
-_UNBOUNDED = 1 << 30
 _JOBS = itemgetter(1)  # of a run: (shape, jobs)
 
-Item = tuple[LaneType, int, Family, tuple[int, ...]]  # a lane type, how many, its family, copies per offer
-# A lane's place in the order of pass 2: its price key, ties broken by its numbers, then its position; the item.
-_Keyed = tuple[
-    float, tuple[float, int, int, int, bool, float, int, int, int], int, LaneType, int, Family, tuple[int, ...]
-]
-
-
-class OpenGroup:
-    """``count`` identical open nodes of one offer: what is free on each and which lanes each runs."""
-
-    __slots__ = ("count", "free", "id", "lanes", "offer", "on_demand_only")
-
-    def __init__(
-        self, count: int, free: list[float], offer: int, lanes: list[tuple[LaneType, int]], ident: int
-    ) -> None:
-        self.count = count
-        self.free = free  # cores, memory, disk, accelerators
-        self.offer = offer
-        self.lanes = lanes  # (lane type, copies per node)
-        self.on_demand_only = False
-        self.id = ident
-
-    def add(self, lane: LaneType, copies: int) -> None:
-        free = self.free
-        free[0] -= lane[0] * copies
-        free[1] -= lane[1] * copies
-        free[2] -= lane[2] * copies
-        free[3] -= lane[3] * copies
-        self.lanes.append((lane, copies))
-        self.on_demand_only = self.on_demand_only or lane[4]
+# What pass 2 knows of a resource vector: copies per offer, the cheapest offer, shares of it, the price key.
+_Fit = tuple[tuple[int, ...], int, tuple[float, float, float, float], float]
 
 
 class NodePacker:
@@ -60,7 +32,12 @@ class NodePacker:
         self.target_time = target_time
         self.caps = [(o.usable.cores, o.usable.memory, o.usable.disk, o.usable.accelerators) for o in offers]
         self.spot = [o.spot for o in offers]
-        self._slots = [(*cap, spot) for cap, spot in zip(self.caps, self.spot, strict=True)]
+        self.price = [o.hourly_price for o in offers]
+        # What _offers_for reads of each offer: its index, usable capacity, market and price.
+        self._slots = [
+            (i, *cap, spot, price)
+            for i, (cap, spot, price) in enumerate(zip(self.caps, self.spot, self.price, strict=True))
+        ]
         self.scale = [tuple(1.0 / (x or 1) for x in cap) for cap in self.caps]
         # Node capacities a job may use, by whether it is preemptible; largest first, so checks end early.
         by_size = sorted(self.caps, key=lambda cap: (-cap[0], -cap[1], -cap[2], -cap[3]))
@@ -70,19 +47,19 @@ class NodePacker:
                 cap for cap in by_size if any(c == cap and not s for c, s in zip(self.caps, self.spot, strict=True))
             ],
         }
-        self.price = [o.hourly_price for o in offers]
         self.room = [o.max_nodes - o.min_nodes for o in offers]
         self.entries: dict[int, OpenGroup] = {}
         # Per offer, the open groups with room, sorted by what is free of the offer's scarcest resource.
         self.keys: list[list[float]] = [[] for _ in offers]
         self.members: list[list[OpenGroup]] = [[] for _ in offers]
+        self.frees: list[list[list[float]]] = [[] for _ in offers]  # each member's free list, side by side
         self.key_dim = [0] * len(offers)
         self.deferred: dict[Shape, int] = {}
         self.waiting: list[Item] = []  # lanes maxNodes had no room for
         self.left: dict[Family, int] = {}  # lanes of each family not placed yet
         self.opened: dict[tuple[Family, int], list[int]] = {}  # (family, offer) → [nodes, jobs]
         self.filled: dict[Family, int] = {}  # jobs placed into room on nodes already planned
-        self.family_shapes: dict[Family, list[Shape]] = {}
+        self.family_shapes: dict[Family, FamilySpans] = {}
         self._texts: dict[Family, str] = {}
         self.moved: dict[tuple[int, int], int] = {}  # right-sizing (from, to) → nodes
         self.minimum: tuple[float, float, float, float] = (0.0, 0, 0, 0)
@@ -99,6 +76,23 @@ class NodePacker:
                 return True
         return False
 
+    def split(self, demand: Iterable[tuple[Shape, int]]) -> tuple[list[tuple[Shape, int]], list[tuple[Shape, int]]]:
+        """``demand`` (positive counts only) as (what some offer holds, what none does): ``eligible`` inline."""
+        placeable, unfit = [], []
+        caps_of = self.caps_of
+        for shape, count in demand:
+            if count <= 0:
+                continue
+            r = shape.resources
+            c, m, d, a = r.cores - CORE_TOLERANCE, r.memory, r.disk, r.accelerators
+            for cc, cm, cd, ca in caps_of[shape.preemptible]:
+                if c <= cc and m <= cm and d <= cd and a <= ca:
+                    placeable.append((shape, count))
+                    break
+            else:
+                unfit.append((shape, count))
+        return placeable, unfit
+
     def lanes(self, placeable: Sequence[tuple[Shape, int]]) -> list[tuple[LaneType, int, Family]]:
         """Lane types with their multiplicity (pass 1, ``shared.domain.packing_lanes``)."""
         items, self.family_shapes = lane_types(
@@ -109,56 +103,55 @@ class NodePacker:
     # -- pass 2: nodes --------------------------------------------------------------------------------
 
     def pack(self, items: list[tuple[LaneType, int, Family]]) -> None:
-        caps, price = self.caps, self.price
-        keyed: list[_Keyed] = []
+        keyed: list[Keyed] = []
         weight = [[0.0] * 4 for _ in self.offers]
         left: dict[Family, int] = {}
         low_c, low_m, low_d, low_a = math.inf, math.inf, math.inf, math.inf
-        pending = [(lane, count, family, self._copies_all(lane)) for lane, count, family in items]
+        pending = items
         position = 0
+        fit_of: dict[tuple[float, int, int, int, bool], _Fit] = {}
         while position < len(pending):
-            lane, count, family, copies = pending[position]
+            lane, count, family = pending[position]
             position += 1
-            c, m, d, a, on_demand, _ = lane
-            best = self._cheapest_of(copies)
-            if best is None:  # a lane no node holds (lanes are built so this cannot be): one job each then
-                if len(lane[5]) > 1 or lane[5][0][1] > 1:
-                    pending.extend(self.one_job_each([(lane, count, family, copies)]))
+            c, m, d, a, on_demand, runs = lane
+            # Lanes of one resource vector (many, when jobs of one size differ in wall time) fit alike.
+            fit = fit_of.get((c, m, d, a, on_demand))
+            if fit is None:
+                fit = fit_of[c, m, d, a, on_demand] = self._fit(c, m, d, a, on_demand)
+                if fit[1] >= 0:  # the smallest needs of what is placed (a vector seen again changes nothing)
+                    low_c = c if c < low_c else low_c
+                    low_m = m if m < low_m else low_m
+                    low_d = d if d < low_d else low_d
+                    low_a = a if a < low_a else low_a
+            copies, best, shares, key = fit
+            if best < 0:  # a lane no node holds (lanes are built so this cannot be): one job each then
+                if len(runs) > 1 or runs[0][1] > 1:
+                    if pending is items:
+                        pending = list(items)
+                    pending.extend([item[:3] for item in self.one_job_each([(lane, count, family, copies)])])
                 else:  # never silently lost: it is reported as waiting
                     self.waiting.append((lane, count, family, copies))
                 continue
-            cap = caps[best]
-            shares = (
-                c / cap[0],
-                m / cap[1] if cap[1] else 0.0,
-                d / cap[2] if cap[2] else 0.0,
-                a / cap[3] if cap[3] else 0.0,
-            )
             row = weight[best]
             row[0] += shares[0] * count
             row[1] += shares[1] * count
             row[2] += shares[2] * count
             row[3] += shares[3] * count
-            low_c = c if c < low_c else low_c
-            low_m = m if m < low_m else low_m
-            low_d = d if d < low_d else low_d
-            low_a = a if a < low_a else low_a
-            first = lane[5][0][0]
-            tie = (c, m, d, a, on_demand, first.wall_time, first.resources.memory, first.resources.disk, len(lane[5]))
             # The position breaks ties as a stable sort would, so the lanes themselves are never compared.
-            keyed.append((-price[best] * max(shares), tie, len(keyed), lane, count, family, copies))
+            keyed.append((key, len(keyed), lane, count, family, copies))
             left[family] = left.get(family, 0) + count
         self.key_dim = [max(range(4), key=lambda dim, w=w: (w[dim], -dim)) for w in weight]  # type: ignore[misc]
         if keyed:
             self.minimum = (low_c, low_m, low_d, low_a)
-        for keys, members in zip(self.keys, self.members, strict=True):  # the search keys changed: index again
+        for keys, members, frees in zip(self.keys, self.members, self.frees, strict=True):  # keys changed: again
             keys.clear()
             members.clear()
+            frees.clear()
         for group in self.entries.values():
             self.reindex(group)
         keyed.sort()
         self.left = left
-        self.place([(lane, count, family, copies) for _, _, _, lane, count, family, copies in keyed])
+        self.place(break_ties(keyed))
 
     def place(self, items: list[Item]) -> None:
         """Place lanes in this order; what maxNodes leaves no room for waits in ``self.waiting``."""
@@ -175,7 +168,7 @@ class NodePacker:
                 left[family] -= placed
                 count -= placed
             while count:
-                opened = self._open(lane, count, copies, family_left=left[family], family=family, jobs=jobs_per_lane)
+                opened = self._open(lane, count, copies, left[family], family, jobs_per_lane)
                 if not opened:
                     self.waiting.append((lane, count, family, copies))
                     break
@@ -191,47 +184,60 @@ class NodePacker:
                 continue
             for shape, n in lane[5]:
                 r = shape.resources
-                single: LaneType = (r.cores, r.memory, r.disk, r.accelerators, not shape.preemptible, ((shape, 1),))
-                out.append(
-                    (single, n * count, (not shape.preemptible, r.accelerators, r.cores), self._copies_all(single))
-                )
+                single: LaneType = (r.cores, r.memory, r.disk, r.accelerators, not shape.preemptible, (Run(shape, 1),))
+                fits_on = self._offers_for(r.cores, r.memory, r.disk, r.accelerators, not shape.preemptible)[0]
+                out.append((single, n * count, (not shape.preemptible, r.accelerators, r.cores), fits_on))
         return out
 
-    def _copies_all(self, lane: LaneType) -> tuple[int, ...]:
-        """How many copies of the lane an empty node of each offer holds (0: it does not fit, or wrong market)."""
-        c, m, d, a, on_demand, _ = lane
-        out = []
-        for fc, fm, fd, fa, spot in self._slots:
-            if (on_demand and spot) or c > fc + CORE_TOLERANCE or m > fm or d > fd or a > fa:
-                out.append(0)
-                continue
-            n = int(fc / c + 1e-9) if c > 0 else _UNBOUNDED
-            if m and fm // m < n:
-                n = fm // m
-            if d and fd // d < n:
-                n = fd // d
-            if a and fa // a < n:
-                n = fa // a
-            out.append(n)
-        return tuple(out)
+    def _fit(self, c: float, m: int, d: int, a: int, on_demand: bool) -> _Fit:
+        """``_offers_for``, and the lane's share of each resource of its cheapest offer and its price key."""
+        copies, best = self._offers_for(c, m, d, a, on_demand)
+        if best < 0:
+            return copies, best, (0.0, 0.0, 0.0, 0.0), 0.0
+        cap = self.caps[best]
+        shares = (
+            c / cap[0],
+            m / cap[1] if cap[1] else 0.0,
+            d / cap[2] if cap[2] else 0.0,
+            a / cap[3] if cap[3] else 0.0,
+        )
+        return copies, best, shares, -self.price[best] * max(shares)
 
-    def _cheapest_of(self, copies: tuple[int, ...]) -> int | None:
-        """The offer with the lowest price per copy; ties to the lower price, then the first offer."""
+    def _offers_for(self, c: float, m: int, d: int, a: int, on_demand: bool) -> tuple[tuple[int, ...], int]:
+        """How many copies of a lane an empty node of each offer holds (0: it does not fit, or wrong market),
+        and the offer with the lowest price per copy (ties to the lower price, then the first; -1: none)."""
+        copies: list[int] = []
         best = -1
         best_each = best_price = 0.0
-        price = self.price
-        for i, n in enumerate(copies):
+        for i, fc, fm, fd, fa, spot, price in self._slots:
+            if (on_demand and spot) or c > fc + CORE_TOLERANCE or m > fm or d > fd or a > fa:
+                copies.append(0)
+                continue
+            n = int(fc / c + 1e-9) if c > 0 else UNBOUNDED
+            if m:
+                q = fm // m
+                if q < n:  # noqa: PLR1730 - once per lane and offer: no min()
+                    n = q
+            if d:
+                q = fd // d
+                if q < n:  # noqa: PLR1730
+                    n = q
+            if a:
+                q = fa // a
+                if q < n:  # noqa: PLR1730
+                    n = q
+            copies.append(n)
             if n:
-                each = price[i] / n
-                if best < 0 or each < best_each or (each == best_each and price[i] < best_price):
-                    best, best_each, best_price = i, each, price[i]
-        return None if best < 0 else best
+                each = price / n
+                if best < 0 or each < best_each or (each == best_each and price < best_price):
+                    best, best_each, best_price = i, each, price
+        return tuple(copies), best
 
     def _fill(self, lane: LaneType, count: int, copies: tuple[int, ...]) -> int:
         """Put up to ``count`` lanes into room on open nodes, tightest first; return how many went in."""
         c, m, d, a = lane[0], lane[1], lane[2], lane[3]
         need = (c, m, d, a)
-        all_keys, all_members, key_dim, scale = self.keys, self.members, self.key_dim, self.scale
+        all_keys, all_frees, key_dim, scale = self.keys, self.frees, self.key_dim, self.scale
         placed = 0
         while count:
             best: OpenGroup | None = None
@@ -242,18 +248,20 @@ class NodePacker:
                 dim = key_dim[offer_index]
                 wanted = need[dim]
                 at = bisect_left(keys, wanted - CORE_TOLERANCE)
-                stop = min(at + _LOOK_AT, len(keys))
-                members = all_members[offer_index]
+                stop = at + _LOOK_AT
+                if stop > len(keys):  # noqa: PLR1730 - once per lane and offer: no min()
+                    stop = len(keys)
+                frees = all_frees[offer_index]
                 # Up to _LOOK_PAST distinct free vectors past the bisection point: nodes with the same room
                 # left (many, once a kind of job fills them alike) fail alike, so they count once.
                 budget = _LOOK_PAST
                 failed: list[float] | None = None
                 while at < stop:
-                    free = members[at].free
+                    free = frees[at]
                     if c <= free[0] + CORE_TOLERANCE and m <= free[1] and d <= free[2] and a <= free[3]:
                         slack = (keys[at] - wanted) * scale[offer_index][dim]
                         if slack < best_slack:
-                            best, best_slack = members[at], slack
+                            best, best_slack = self.members[offer_index][at], slack
                         break
                     if free != failed:
                         budget -= 1
@@ -271,7 +279,8 @@ class NodePacker:
     def _put(self, group: OpenGroup, lane: LaneType, count: int) -> int:
         """Add up to ``count`` lanes to a group's nodes (splitting the group); return how many were added."""
         free = group.free
-        per_node = min(count, _copies(lane[0], lane[1], lane[2], lane[3], free[0], free[1], free[2], free[3]))
+        # One lane: _fill found that it fits (the copies it would count are at least one).
+        per_node = 1 if count == 1 else min(count, copies_in(*lane[:4], *free))
         if count >= per_node * group.count:
             self.unindex(group)
             group.add(lane, per_node)
@@ -293,8 +302,8 @@ class NodePacker:
                 del self.entries[group.id]
         return count
 
-    def _open(
-        self, lane: LaneType, count: int, copies_of: tuple[int, ...], *, family_left: int, family: Family, jobs: int
+    def _open(  # noqa: PLR0917 - positional: once per node bought, 18,000 times in a 100,000-shape plan
+        self, lane: LaneType, count: int, copies_of: tuple[int, ...], family_left: int, family: Family, jobs: int
     ) -> int:
         """Buy nodes for up to ``count`` lanes; return how many lanes they took (0: maxNodes everywhere)."""
         best = -1
@@ -319,17 +328,23 @@ class NodePacker:
         taken = nodes * copies if nodes else count
         nodes = nodes or 1
         self.room[i] -= nodes
-        group = self._new_group(nodes, list(self.caps[i]), i, [], index=False)
+        group = OpenGroup(nodes, list(self.caps[i]), i, [], self._next_id)
+        self._next_id += 1
+        self.entries[group.id] = group
         group.add(lane, taken // nodes)
         self.reindex(group)
-        record = self.opened.setdefault((family, i), [0, 0])
-        record[0] += nodes
-        record[1] += taken * jobs
+        record = self.opened.get((family, i))
+        if record is None:
+            self.opened[family, i] = [nodes, taken * jobs]
+        else:
+            record[0] += nodes
+            record[1] += taken * jobs
         return taken
 
     def _cheapest(self, c: float, m: int, d: int, a: int, *, on_demand: bool) -> int | None:
         """The offer with the lowest price per copy of this lane on an otherwise empty node."""
-        return self._cheapest_of(self._copies_all((c, m, d, a, on_demand, ())))
+        best = self._offers_for(c, m, d, a, on_demand)[1]
+        return None if best < 0 else best
 
     def _new_group(
         self, count: int, free: list[float], offer: int, lanes: list[tuple[LaneType, int]], *, index: bool = True
@@ -350,6 +365,7 @@ class NodePacker:
         at = bisect_right(keys, key)
         keys.insert(at, key)
         self.members[group.offer].insert(at, group)
+        self.frees[group.offer].insert(at, free)
 
     def unindex(self, group: OpenGroup) -> None:
         keys, members = self.keys[group.offer], self.members[group.offer]
@@ -361,21 +377,4 @@ class NodePacker:
             return
         del keys[at]
         del members[at]
-
-
-def fits(c: float, m: int, d: int, a: int, fc: float, fm: int, fd: int, fa: int) -> bool:  # noqa: PLR0917
-    return c <= fc + CORE_TOLERANCE and m <= fm and d <= fd and a <= fa
-
-
-def _copies(c: float, m: float, d: float, a: float, fc: float, fm: float, fd: float, fa: float) -> int:  # noqa: PLR0917
-    """How many of (c, m, d, a) fit side by side in (fc, fm, fd, fa)."""
-    if c > fc + CORE_TOLERANCE or m > fm or d > fd or a > fa:
-        return 0
-    n = math.floor(fc / c + 1e-9) if c > 0 else _UNBOUNDED
-    if m:
-        n = min(n, int(fm // m))
-    if d:
-        n = min(n, int(fd // d))
-    if a:
-        n = min(n, int(fa // a))
-    return n
+        del self.frees[group.offer][at]

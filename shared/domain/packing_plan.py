@@ -6,7 +6,7 @@ The types ``shared.domain.packing.plan`` returns (and the constants of the lane 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
@@ -72,8 +72,16 @@ class Plan:
     def node_counts(self) -> dict[str, int]:
         """Nodes per offer key (every offer present, zero included)."""
         counts = {offer.key: 0 for offer in self.offers}
+        # Summed by offer first: a plan has hundreds of groups and a handful of offers (the scaler asks often).
+        nodes: dict[int, list[Any]] = {}  # id(offer) → [offer, nodes]
         for group in self.groups:
-            counts[group.offer.key] = counts.get(group.offer.key, 0) + group.count
+            seen = nodes.get(id(group.offer))
+            if seen is None:
+                nodes[id(group.offer)] = [group.offer, group.count]
+            else:
+                seen[1] += group.count
+        for offer, count in nodes.values():
+            counts[offer.key] = counts.get(offer.key, 0) + count
         return counts
 
     @property

@@ -85,20 +85,37 @@ def shape_ranges(
     memory = list(map(attrgetter("memory"), resources))
     disk = list(map(attrgetter("disk"), resources))
     walls = list(map(attrgetter("wall_time"), shapes))
+    markets = {preemptible} if preemptible is not None else set(map(attrgetter("preemptible"), shapes))
+    return span_text(
+        (min(all_cores), max(all_cores)),
+        (min(memory), max(memory)),
+        (min(disk), max(disk)),
+        (min(walls), max(walls)),
+        markets,
+    )
+
+
+def span_text(
+    cores: tuple[float, float],
+    memory: tuple[int, int],
+    disk: tuple[int, int],
+    walls: tuple[float, float],
+    markets: set[bool],
+) -> str:
+    """``shape_ranges`` from the lowest and highest of each need and the set of markets (preemptible or not)."""
     parts = [
-        _span(all_cores, lambda v: f"{v:g}", "cores"),
+        _span(cores, lambda v: f"{v:g}", "cores"),
         _span(memory, format_size, "memory"),
         _span(disk, format_size, "disk"),
         _span(walls, format_duration, ""),
     ]
-    markets = {preemptible} if preemptible is not None else set(map(attrgetter("preemptible"), shapes))
     parts.append("preemptible" if markets == {True} else "on-demand only" if markets == {False} else "either market")
     return ", ".join(p for p in parts if p)
 
 
-def _span(values: Sequence[float], show: object, noun: str) -> str:
+def _span(values: tuple[float, float], show: object, noun: str) -> str:
     assert callable(show)
-    low, high = min(values), max(values)
+    low, high = values
     text = show(low) if low == high else f"{show(low)}–{show(high)}"
     return f"{text} {noun}".rstrip()
 

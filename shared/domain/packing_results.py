@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from shared.domain.packing_groups import fits
 from shared.domain.packing_lanes import Family, LaneType
-from shared.domain.packing_nodes import NodePacker, fits
-from shared.domain.packing_plan import MIN_WALL_TIME, Lane, NodeGroup, NodeLoad, Run
-from shared.domain.packing_reasons import shape_ranges
+from shared.domain.packing_nodes import NodePacker
+from shared.domain.packing_plan import MIN_WALL_TIME, Lane, NodeGroup, NodeLoad
+from shared.domain.packing_reasons import span_text
 from shared.domain.resources import Resources
 
 
@@ -14,54 +15,72 @@ def right_size(packer: NodePacker) -> None:
     movable = [-o.min_nodes for o in packer.offers]  # nodes beyond minNodes: those run anyway
     for group in packer.entries.values():
         movable[group.offer] += group.count
+    caps, price, spot, room = packer.caps, packer.price, packer.spot, packer.room
+    # Per offer, the cheaper ones, cheapest first (ties to the first): the first that holds a group is its best.
+    cheaper = [sorted((i for i in range(len(caps)) if price[i] < price[current]), key=lambda i: (price[i], i))
+               for current in range(len(caps))]  # fmt: skip
     for group in packer.entries.values():
         current, count = group.offer, group.count
-        if not group.lanes or movable[current] < count:
+        if not group.lanes or movable[current] < count or not cheaper[current]:
             continue
-        cap = packer.caps[current]
-        used = [cap[k] - group.free[k] for k in range(4)]
-        best: int | None = None
-        for i, other in enumerate(packer.caps):
-            if packer.price[i] >= packer.price[current] or (group.on_demand_only and packer.spot[i]):
+        cap, free = caps[current], group.free
+        used = [cap[0] - free[0], cap[1] - free[1], cap[2] - free[2], cap[3] - free[3]]
+        c, m, d, a = used[0], int(used[1]), int(used[2]), int(used[3])
+        best = -1
+        for i in cheaper[current]:
+            if (group.on_demand_only and spot[i]) or room[i] < count:
                 continue
-            if packer.room[i] < count or not fits(used[0], int(used[1]), int(used[2]), int(used[3]), *other):
-                continue
-            if best is None or (packer.price[i], i) < (packer.price[best], best):
+            if fits(c, m, d, a, *caps[i]):
                 best = i
-        if best is None:
+                break
+        if best < 0:
             continue
         movable[current] -= count
-        packer.room[current] += count
-        packer.room[best] -= count
+        room[current] += count
+        room[best] -= count
         packer.moved[(current, best)] = packer.moved.get((current, best), 0) + count
         packer.unindex(group)
         group.offer = best
-        group.free = [packer.caps[best][k] - used[k] for k in range(4)]
+        group.free = [caps[best][k] - used[k] for k in range(4)]
         packer.reindex(group)
 
 
 def node_groups(packer: NodePacker) -> tuple[NodeGroup, ...]:
     """The plan's node groups. A 100,000-shape plan has 20,000 of them and 30,000 lanes: the frozen dataclasses
-    are built slot by slot (see ``_lane``), a third of the time of their ``__init__``."""
+    are built slot by slot (see ``_lane``), a third of the time of their ``__init__``; one loop, so its
+    names stay locals."""
     made: dict[int, Lane] = {}
     out = []
     offers = packer.offers
+    new, lane_of, resources = _new, _lane, _resources
+    set_lanes, set_free, set_offer, set_count, set_load = _LANES, _FREE, _OFFER, _COUNT, _LOAD
     for group in packer.entries.values():
-        built: list[Lane] = []
-        for lane, copies in group.lanes:
+        lanes = group.lanes
+        if len(lanes) == 1 and lanes[0][1] == 1:  # most nodes of a continuous queue run one lane
+            lane = lanes[0][0]
             made_lane = made.get(id(lane))
             if made_lane is None:
-                made_lane = made[id(lane)] = _lane(lane)
-            built.extend([made_lane] * copies)
+                made_lane = made[id(lane)] = lane_of(lane)
+            built: tuple[Lane, ...] = (made_lane,)
+        else:
+            every: list[Lane] = []
+            for lane, copies in lanes:
+                made_lane = made.get(id(lane))
+                if made_lane is None:
+                    made_lane = made[id(lane)] = lane_of(lane)
+                if copies == 1:
+                    every.append(made_lane)
+                else:
+                    every.extend([made_lane] * copies)
+            built = tuple(every)
         fc, fm, fd, fa = group.free
-        free = _resources(fc, int(fm), int(fd), int(fa))
-        load = _new(NodeLoad)
-        _LANES(load, tuple(built))
-        _FREE(load, free)
-        made_group = _new(NodeGroup)
-        _OFFER(made_group, offers[group.offer])
-        _COUNT(made_group, group.count)
-        _LOAD(made_group, load)
+        load = new(NodeLoad)
+        set_lanes(load, built)
+        set_free(load, resources(fc, int(fm), int(fd), int(fa)))
+        made_group = new(NodeGroup)
+        set_offer(made_group, offers[group.offer])
+        set_count(made_group, group.count)
+        set_load(made_group, load)
         out.append(made_group)
     return tuple(out)
 
@@ -89,17 +108,15 @@ def explain(packer: NodePacker) -> list[str]:
 def _family_text(packer: NodePacker, family: Family) -> str:
     text = packer._texts.get(family)
     if text is None:
-        shapes = packer.family_shapes.get(family, [])
-        if len(shapes) == 1:
-            text = shapes[0].describe()
+        spans = packer.family_shapes[family]
+        if spans.shapes == 1:
+            text = spans.first.describe()
         else:  # a family's shapes share their cores and market
             on_demand, _, cores = family
-            text = f"{len(shapes)} shapes ({shape_ranges(shapes, cores=cores, preemptible=not on_demand)})"
+            ranges = span_text((cores, cores), spans.memory, spans.disk, spans.walls, {not on_demand})
+            text = f"{spans.shapes} shapes ({ranges})"
         packer._texts[family] = text
     return text
-
-
-_make_run = tuple.__new__  # Run from a (shape, count) pair without a Python-level __new__ call
 
 
 def _lane(lane: LaneType) -> Lane:
@@ -109,11 +126,16 @@ def _lane(lane: LaneType) -> Lane:
     if len(runs) == 1:
         shape, n = runs[0]
         end = max(shape.wall_time, MIN_WALL_TIME) * n
+    elif len(runs) == 2:  # the most common lane of a continuous queue; x + y is what sum([x, y]) gives
+        (one, n), (two, k) = runs
+        end = ((w if (w := one.wall_time) > MIN_WALL_TIME else MIN_WALL_TIME) * n) + (
+            (w if (w := two.wall_time) > MIN_WALL_TIME else MIN_WALL_TIME) * k
+        )
     else:
         end = sum([(s.wall_time if s.wall_time > MIN_WALL_TIME else MIN_WALL_TIME) * n for s, n in runs])
     made = _new(Lane)
     _RESERVED(made, _resources(c, m, d, a))
-    _RUNS(made, tuple([_make_run(Run, run) for run in runs]))
+    _RUNS(made, runs)  # Runs already (``shared.domain.packing_lanes``)
     _END(made, end)
     return made
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli.main import COMMANDS, build_parser
+from shared.cli.main import COMMANDS, SUMMARIES, build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("moto", "matplotlib", "boto3", "botocore")
@@ -75,3 +75,22 @@ def test_the_command_table_matches_what_each_module_adds() -> None:
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     # THEN the table names exactly the commands the modules add (a new command must be listed)
     assert list(subparsers.choices) == list(COMMANDS)
+
+
+@pytest.mark.parametrize("argv", [["--help"], [], ["no-such-command"]])
+def test_the_list_of_commands_imports_no_command_module(argv: list[str]) -> None:
+    # GIVEN `shoal --help`, `shoal` alone or a mistyped command: only the list of commands is shown
+    # WHEN the parser for it is built
+    loaded = heavy_imports(f"from shared.cli.main import build_parser\nbuild_parser({argv!r})")
+    # THEN not even the AWS SDK is imported (the list comes from SUMMARIES)
+    assert loaded == []
+
+
+def test_each_summary_is_what_its_module_says() -> None:
+    # GIVEN every command's own parser, and the light list `shoal --help` shows
+    full = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    light = next(a for a in build_parser(["--help"])._actions if isinstance(a, argparse._SubParsersAction))
+    # THEN both list the same commands with the same one-line help, in the same order
+    own = [(action.dest, action.help) for action in full._choices_actions]
+    assert [(action.dest, action.help) for action in light._choices_actions] == own
+    assert list(SUMMARIES) == list(COMMANDS)

@@ -1,6 +1,7 @@
-"""The packing's speed tricks change nothing a plan promises: the integer sort key orders jobs exactly as the
-tuple it replaces, and queues large enough to be mixed in many windows (the path the small properties of
-test_packing_mixing.py never reach) are still planned feasibly, completely and alike in any order."""
+"""The packing's speed tricks change nothing a plan promises: the bucket sort orders jobs exactly as the tuple
+it replaces, ties of pass 2's price keys are broken as the full sort key did, and queues large enough to be
+mixed in many windows (the path the small properties of test_packing_mixing.py never reach) are still planned
+feasibly, completely and alike in any order."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from hypothesis import strategies as st
 
 from shared.domain.jobs import Shape
 from shared.domain.packing import plan, why_unplaceable
+from shared.domain.packing_groups import Keyed, break_ties
 from shared.domain.packing_lanes import _neighbours
+from shared.domain.packing_plan import Run
 from shared.domain.resources import Resources
 from tests.unit.test_packing_mixing import FLEET, feasible
 
@@ -21,7 +24,7 @@ SHAPE = Shape(resources=Resources(cores=1, memory=1, disk=1), wall_time=60.0)
 
 
 def reference_order(rows: list[Row], cells: int, scale: float, *, by_memory: bool) -> list[Row]:
-    """The order before the integer key: (cores, cell of the less scarce, the scarcer, the less scarce, wall)."""
+    """The order before the buckets: (cores, cell of the less scarce, the scarcer, the less scarce, wall)."""
 
     def key(row: Row) -> tuple[float, int, int, int, float]:
         c, m, d, wall, _ = row
@@ -47,7 +50,7 @@ def reference_order(rows: list[Row], cells: int, scale: float, *, by_memory: boo
     capacity=st.integers(min_value=1, max_value=2**63),
     by_memory=st.booleans(),
 )
-def test_the_integer_sort_key_orders_rows_as_the_tuple_did(
+def test_the_bucket_sort_orders_rows_as_the_tuple_did(
     needs: list[tuple[float, int, int]], cells: int, capacity: int, *, by_memory: bool
 ) -> None:
     rows: list[Row] = [(c, m, d, 60.0 * (i % 7 + 1), SHAPE) for i, (c, m, d) in enumerate(needs)]
@@ -104,3 +107,37 @@ def test_a_queue_mixed_in_many_windows_is_planned_feasibly_and_completely(seed: 
     shuffled = list(demand.items())
     random.Random(seed).shuffle(shuffled)
     assert plan(dict(shuffled), FLEET, target_time=target) == result
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lanes=st.lists(
+        st.tuples(
+            st.sampled_from([-3.0, -1.5, -0.5, 0.0]),  # price keys, few, so that many tie
+            st.sampled_from([1.0, 2.0]),
+            st.integers(min_value=1, max_value=3),
+            st.sampled_from([60.0, 600.0]),
+            st.integers(min_value=1, max_value=3),
+        ),
+        max_size=40,
+    )
+)
+def test_ties_are_broken_as_the_full_sort_key_did(lanes: list[tuple[float, float, int, float, int]]) -> None:
+    # GIVEN lanes with their price keys, in the order pass 1 made them
+    keyed: list[Keyed] = []
+    for position, (key, cores, memory, wall, runs) in enumerate(lanes):
+        shape = Shape(resources=Resources(cores=cores, memory=memory * GiB, disk=GiB), wall_time=wall)
+        lane = (cores, memory * GiB, GiB, 0, False, tuple(Run(shape, 1) for _ in range(runs)))
+        keyed.append((key, position, lane, 1, (False, 0, cores), (1,)))
+
+    def full_key(item: Keyed) -> tuple[object, ...]:  # the sort key pass 2 used before
+        key, position, lane = item[0], item[1], item[2]
+        c, m, d, a, on_demand, runs = lane
+        first = runs[0][0]
+        tie = (c, m, d, a, on_demand, first.wall_time, first.resources.memory, first.resources.disk, len(runs))
+        return (key, tie, position)
+
+    # WHEN they are sorted by key and position and the ties broken
+    placed = break_ties(sorted(keyed))
+    # THEN the order is the full sort key's
+    assert placed == [(lane, n, family, copies) for _, _, lane, n, family, copies in sorted(keyed, key=full_key)]
