@@ -230,10 +230,11 @@ def _urgent(snapshot: Snapshot, settings: ClusterSettings, now: float, reasons: 
     """What the plan packs: queued jobs of each late shape with their wall time stretched by target / what is
     left of it (``policy.remaining_target``), so the plan gives them lanes that start them all within what is
     left for the longest-waiting one; shapes on time as they are; running jobs as ``policy.running_shape``
-    (each in a lane of its own: they run side by side now, never one after another)."""
+    (each in a lane of its own: they run side by side now, never one after another); any wall time past the target
+    as just past it (``policy.past_target``)."""
     target = settings.target_time
     out: dict[Shape, int] = {}
-    late = 0
+    late = long = 0
     for shape, count in snapshot.demand.items():
         if count.running > 0:
             running = policy.running_shape(shape, target)
@@ -246,11 +247,19 @@ def _urgent(snapshot: Snapshot, settings: ClusterSettings, now: float, reasons: 
         if left < target and left > 0:
             planned = replace(shape, wall_time=shape.wall_time * target / left)
             late += count.queued
+        if planned.wall_time > target:
+            planned = policy.past_target(planned, target)
+            long += count.queued
         out[planned] = out.get(planned, 0) + count.queued
     if late:
         reasons.append(
             f"{late} queued jobs are of shapes whose oldest has waited beyond {policy.WAIT_GRACE_FRACTION:.0%} of the "
             "target time: planned as if longer, so that all start within what is left of it"
+        )
+    if long:
+        reasons.append(
+            f"{long} queued jobs run past the target time: planned as running just past it (each is the last of its "
+            "lane however long it runs)"
         )
     return out
 

@@ -195,3 +195,20 @@ def test_an_idle_node_a_queued_job_fits_is_not_drained_when_the_estimate_dips() 
     # THEN with a queued job that fits them, neither is drained; with none queued, the surplus is
     assert drains(1) == []
     assert len(drains(0)) == 2
+
+
+def test_queued_jobs_past_the_target_are_planned_as_one_wall_time_and_said_so() -> None:
+    # GIVEN queued jobs of one size expected to run 40 min, 2 h and 5 h (past the 30 min target)
+    settings = ClusterSettings(name="t", node_types="m5.2xlarge", beta_inertia=0.0).validate()
+    r = Resources(cores=2, memory=4 * GiB, disk=GiB)
+    demand = {
+        Shape(resources=r, wall_time=w, preemptible=False): DemandCount(queued=5) for w in (2400.0, 7200.0, 18000.0)
+    }
+    decision = decide(
+        Snapshot(demand=demand, nodes=[], instances=[]), settings, offers_for(settings), ScalerState(), (), now=NOW
+    )
+    # THEN the plan sees one shape of 15 jobs, each the last of its own lane (4 per node: 4 nodes), and a reason says why
+    planned = {run.shape.wall_time for g in decision.plan.groups for lane in g.load.lanes for run in lane.runs}
+    assert planned == {T + 1}
+    assert decision.wanted["m5.2xlarge"] == 4
+    assert any("15 queued jobs run past the target time" in reason for reason in decision.reasons)
