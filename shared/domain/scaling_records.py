@@ -76,17 +76,15 @@ def _sort(record: NodeRecord, instance: Instance | None, *, leaving: bool, now: 
             into.nodes.append(record)  # launched moments ago: DescribeInstances may not show it yet
         else:
             into.gone.append(record)
-    elif (
-        not instance.running
-        and record.state is not NodeState.STOPPED
-        and (record.busy or record.state is not NodeState.INTERRUPTED)
+    elif not (running := instance.running) and (
+        record.state is not NodeState.STOPPED and (record.busy or record.state is not NodeState.INTERRUPTED)
     ):
         into.stopped.append(record)
         into.nodes.append(replace(record, state=NodeState.STOPPED, running_jobs=MappingProxyType({})))
-    elif instance.running and record.state is NodeState.STOPPED:
+    elif running and record.state is NodeState.STOPPED:
         into.started.append(record)
         into.nodes.append(replace(record, state=NodeState.PENDING))
-    elif instance.running and _agent_is_dead(record, now):
+    elif running and _agent_is_dead(record, now):
         into.silent.append(record)
         if record.static:  # kept (never scaled in), but its jobs must not wait for it
             into.nodes.append(replace(record, running_jobs=MappingProxyType({})))

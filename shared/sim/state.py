@@ -129,30 +129,21 @@ class SimState:
         return counter
 
     def _sample(self, t: float) -> None:
+        """One point of the timeline, and where that minute's money went (``waste`` in the report): the share of
+        each busy node its jobs use (the largest of cores, memory, disk, accelerators), the rest as room, split by
+        what the node was doing and whether jobs were waiting. One pass, plain locals: it visits every node."""
         by_type: dict[str, int] = {}
         booting = 0
-        for node in self.nodes.values():
-            if node.state is NodeState.STOPPED:
-                continue
-            by_type[node.instance_type] = by_type.get(node.instance_type, 0) + 1
-            booting += node.state is NodeState.PENDING
-        self._spend()
-        self.samples.append(
-            Sample(t=t, waiting=self.queued, running=self.running, done=self.completed, nodes=by_type, booting=booting)
-        )
-
-    def _spend(self) -> None:
-        """Where one sample's worth of the fleet's price went (``waste`` in the report): the share of each busy node
-        its jobs use (the largest of cores, memory, disk, accelerators), the rest as room, split by what the node
-        was doing and whether jobs were waiting. Plain locals: this runs for every node at every sample."""
         jobs = room = draining = idle = pending = 0.0
         for node in self.nodes.values():
             state = node.state
             if state is NodeState.STOPPED:
                 continue
+            by_type[node.instance_type] = by_type.get(node.instance_type, 0) + 1
             price = node.price
             if state is NodeState.PENDING:
                 pending += price
+                booting += 1
             elif not node.running:
                 idle += price
             else:
@@ -168,3 +159,6 @@ class SimState:
         waste["draining_room"] += draining * hours
         waste["idle_while_queued" if queued else "idle_nothing_queued"] += idle * hours
         waste["booting"] += pending * hours
+        self.samples.append(
+            Sample(t=t, waiting=self.queued, running=self.running, done=self.completed, nodes=by_type, booting=booting)
+        )
