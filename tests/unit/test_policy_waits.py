@@ -207,7 +207,8 @@ def test_queued_jobs_past_the_target_are_planned_as_one_wall_time_and_said_so() 
     decision = decide(
         Snapshot(demand=demand, nodes=[], instances=[]), settings, offers_for(settings), ScalerState(), (), now=NOW
     )
-    # THEN the plan sees one shape of 15 jobs, each the last of its own lane (4 per node: 4 nodes), and a reason says why
+    # THEN the plan sees one shape of 15 jobs, each the last of its own lane (4 per node: 4 nodes),
+    # and a reason says why
     planned = {run.shape.wall_time for g in decision.plan.groups for lane in g.load.lanes for run in lane.runs}
     assert planned == {T + 1}
     assert decision.wanted["m5.2xlarge"] == 4
