@@ -12,6 +12,7 @@ import pytest
 
 from shared.domain.jobs import Job, Shape
 from shared.domain.resources import Resources
+from shared.domain.scaling import offers_for
 from shared.domain.settings import ClusterSettings
 from shared.sim.engine import SimOptions, lower_bound_cost, simulate
 from shared.sim.trace import TraceError, TraceJob, read_trace
@@ -178,7 +179,7 @@ def test_the_waste_says_where_the_money_went(tmp_path: Path) -> None:
     cost = float(report["cost"])  # type: ignore[arg-type]
     assert sum(waste.values()) == pytest.approx(cost, abs=0.30 / 60 * 2)
     # AND the job's share is its disk's share of the node, the rest room with nothing waiting, the boot its own
-    usable_disk = 45_097_156_608  # c5.4xlarge's usable disk with the default 50 GiB of node storage
-    assert waste["jobs"] == pytest.approx(0.30 * 10 * GiB / usable_disk, rel=0.05)
+    spot = next(o for o in offers_for(settings()) if o.spot)
+    assert waste["jobs"] == pytest.approx(0.30 * 10 * GiB / spot.usable.disk, rel=0.05)
     assert waste["room_nothing_queued"] == pytest.approx(0.30 - waste["jobs"], rel=0.05)
     assert waste["booting"] > 0 and waste["room_while_queued"] == waste["draining_room"] == 0
