@@ -64,6 +64,7 @@ class MemoryNodeStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._nodes: dict[str, NodeRecord] = {}
+        self._retiring: set[str] = set()
 
     def put_node(self, node: NodeRecord) -> None:
         self.put_nodes([node])
@@ -125,9 +126,11 @@ class MemoryNodeStore:
             return self.mark_draining(instance_id, now)
         with self._lock:
             node = self._nodes.get(instance_id)
-            if node is None:
-                return False
             taking_work = new_state in (NodeState.ACTIVE, NodeState.PENDING)
+            if node is None or (taking_work and instance_id in self._retiring):
+                return False
+            if new_state is NodeState.STOPPED:
+                self._retiring.discard(instance_id)
             self._nodes[instance_id] = replace(
                 node,
                 state=new_state,
@@ -136,6 +139,19 @@ class MemoryNodeStore:
             )
             return True
 
+    def claim_idle(self, instance_ids: Sequence[str], now: float) -> list[str]:
+        with self._lock:
+            claimed = []
+            for instance_id in instance_ids:
+                node = self._nodes.get(instance_id)
+                if node is None:
+                    continue
+                drained_idle = node.state is NodeState.DRAINING and node.drain_acknowledged and not node.busy
+                if drained_idle or node.state is NodeState.STOPPED:
+                    self._retiring.add(instance_id)
+                    claimed.append(instance_id)
+            return claimed
+
     def remove_node(self, instance_id: str) -> None:
         self.remove_nodes([instance_id])
 
@@ -143,6 +159,7 @@ class MemoryNodeStore:
         with self._lock:
             for instance_id in instance_ids:
                 self._nodes.pop(instance_id, None)
+                self._retiring.discard(instance_id)
 
 
 class MemoryScalerStateStore:

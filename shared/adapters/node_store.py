@@ -2,7 +2,9 @@
 
 State changes are conditional Updates, so the scaler and an agent writing at once cannot undo each
 other: a heartbeat moves PENDING to ACTIVE but never wakes a DRAINING node, and a static node is never
-drained.
+drained. A node about to be stopped or terminated is first *claimed* (``retiring``), under the same
+condition the round decided on, and a retiring node never takes work again: two rounds that overlap (a
+lease that ran out) cannot terminate a node that the other undrained and gave a job.
 """
 
 from __future__ import annotations
@@ -120,22 +122,48 @@ class DynamoNodeStore:
         return current is not None and current.state is NodeState.DRAINING and not current.static
 
     def mark_state(self, instance_id: str, state: str, now: float) -> bool:
-        """Set the node's state (False if there is no such node). DRAINING goes through ``mark_draining``."""
+        """Set the node's state (False if there is no such node, or it is retiring and the state would give it
+        work). DRAINING goes through ``mark_draining``."""
         new_state = NodeState(state)  # ValueError names a state that does not exist
         if new_state is NodeState.DRAINING:
             return self.mark_draining(instance_id, now)
-        expression = "SET #state = :state"
-        taking_work = new_state in (NodeState.ACTIVE, NodeState.PENDING)
-        if taking_work:
+        expression, condition, names = "SET #state = :state", "attribute_exists(#pk)", ["state", "pk"]
+        if new_state in (NodeState.ACTIVE, NodeState.PENDING):
             expression += " REMOVE #draining_since, #drain_acknowledged"
+            condition += " AND attribute_not_exists(#retiring)"
+            names += ["draining_since", "drain_acknowledged", "retiring"]
+        elif new_state is NodeState.STOPPED:
+            expression += " REMOVE #retiring"  # stopped into the warm pool: it may be started again
+            names.append("retiring")
         item = self._table.update(
-            node_key(instance_id),
-            expression,
-            condition="attribute_exists(#pk)",
-            names=attr_names("state", "pk", *(["draining_since", "drain_acknowledged"] if taking_work else [])),
+            node_key(instance_id), expression, condition=condition, names=attr_names(*names),
             values={":state": s(new_state)},
-        )
+        )  # fmt: skip
         return item is not None
+
+    def claim_idle(self, instance_ids: Sequence[str], now: float) -> list[str]:
+        """Those of ``instance_ids`` that are still idle, now claimed for a stop or a termination: drained with an
+        empty report from an agent that knew of the drain (``drain_acknowledged``), or stopped in the warm pool.
+        One conditional Update each; a node that changed since the round read it (undrained, busy, gone) is left
+        out, and once claimed no undrain or start can give it work."""
+        claimed = []
+        for instance_id in instance_ids:
+            item = self._table.update(
+                node_key(instance_id),
+                "SET #retiring = :true",
+                condition="(#state = :draining AND #drain_acknowledged = :true"
+                " AND (attribute_not_exists(#running_jobs) OR size(#running_jobs) = :zero)) OR #state = :stopped",
+                names=attr_names("retiring", "state", "drain_acknowledged", "running_jobs"),
+                values={
+                    ":true": b(True),
+                    ":draining": s(NodeState.DRAINING),
+                    ":stopped": s(NodeState.STOPPED),
+                    ":zero": n(0),
+                },
+            )
+            if item is not None:
+                claimed.append(instance_id)
+        return claimed
 
     def remove_node(self, instance_id: str) -> None:
         self._table.delete(node_key(instance_id))

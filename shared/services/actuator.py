@@ -148,10 +148,10 @@ class Actuator:
                 result = self.ports.fleet.start(action.instance_ids)
                 counts.started += self._switched("start", result, NodeState.PENDING, InstanceState.PENDING)
             case Stop():
-                result = self.ports.fleet.stop(action.instance_ids)
+                result = self.ports.fleet.stop(self._claim("stop", action.instance_ids))
                 counts.stopped += self._switched("stop", result, NodeState.STOPPED, InstanceState.STOPPING)
             case Terminate():
-                self.terminate(action.instance_ids)
+                self.terminate(self._claim("terminate", action.instance_ids))
         return False
 
     # ---- jobs of a lost node ---------------------------------------------------------------------
@@ -217,6 +217,17 @@ class Actuator:
                 self.instances[instance_id] = replace(self.instances[instance_id], state=instance)
         self._failed(verb, result.failed)
         return len(result.done)
+
+    def _claim(self, verb: str, instance_ids: Sequence[str]) -> list[str]:
+        """The idle nodes the decision chose, claimed so that nothing starts on them: a round decides on what it
+        read at its start, and one that overlapped it may have undrained a node and given it a job since."""
+        claimed = self.ports.nodes.claim_idle(instance_ids, self.now)
+        self.tally.errors += [
+            f"{verb} {i}: left running: it took work or changed after this round read it"
+            for i in instance_ids
+            if i not in claimed
+        ]
+        return claimed
 
     def terminate(self, instance_ids: Sequence[str]) -> None:
         result = self.ports.fleet.terminate(instance_ids)

@@ -184,6 +184,33 @@ def test_a_drain_is_acknowledged_only_by_a_report_made_knowing_of_it(node_store:
     assert again is not None and not again.drain_acknowledged and again.state is NodeState.ACTIVE
 
 
+def test_only_idle_nodes_are_claimed_and_a_claimed_node_never_takes_work_again(node_store: Store) -> None:
+    # GIVEN drained nodes whose agents knew of the drain: one idle, one busy; a drained node whose agent has not
+    # said so yet; an active idle node; a stopped warm-pool node; and one that is not there at all
+    idle: dict[str, str] = {}
+    for instance_id in ("i-idle", "i-busy", "i-unaware", "i-active"):
+        node_store.put_node(node(instance_id, state=NodeState.ACTIVE))
+    for instance_id in ("i-idle", "i-busy", "i-unaware"):
+        node_store.mark_draining(instance_id, NOW)
+    node_store.heartbeat("i-idle", free=Resources(), running_jobs=idle, now=NOW + 1, draining=True)
+    node_store.heartbeat("i-busy", free=Resources(), running_jobs={"job-1": "r-1"}, now=NOW + 1, draining=True)
+    node_store.put_node(node("i-pool", state=NodeState.STOPPED))
+
+    # WHEN a round claims all of them for termination
+    claimed = node_store.claim_idle(["i-idle", "i-busy", "i-unaware", "i-active", "i-pool", "i-missing"], NOW + 2)
+
+    # THEN only the confirmed-idle drained node and the stopped one are claimed, and nothing gives them work
+    # again (an overlapping round's undrain or warm-pool start is refused), while the others stay free to
+    assert claimed == ["i-idle", "i-pool"]
+    assert not node_store.mark_state("i-idle", NodeState.ACTIVE, NOW + 3)
+    assert not node_store.mark_state("i-pool", NodeState.PENDING, NOW + 3)
+    assert node_store.mark_state("i-busy", NodeState.ACTIVE, NOW + 3)
+    assert node_store.get_node("i-missing") is None  # a claim creates nothing
+    # AND a claimed node stopped into the warm pool may be started again later
+    assert node_store.mark_state("i-idle", NodeState.STOPPED, NOW + 4)
+    assert node_store.mark_state("i-idle", NodeState.PENDING, NOW + 5)
+
+
 def test_mark_state_draining_follows_the_draining_rules(node_store: Store) -> None:
     # GIVEN a static node  WHEN it is marked DRAINING through mark_state  THEN it is refused
     node_store.put_node(node("i-static", state=NodeState.ACTIVE, static=True))

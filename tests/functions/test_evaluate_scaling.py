@@ -16,6 +16,7 @@ from shared.domain.decision import Snapshot
 from shared.domain.policy import ScalerState
 from shared.domain.scaling import decide, offers_for
 from shared.domain.settings import ClusterSettings
+from shared.services import reconcile
 from tests.functions.harness import FOUR_SHAPES, REGION, Cluster, load_event, shape, sqs_batch
 
 
@@ -291,3 +292,46 @@ def test_a_node_whose_agent_went_silent_gives_its_jobs_back_and_is_replaced(clus
     assert sorted(json.loads(m.body)["job"]["id"] for m in redelivered) == sorted(running)
     assert node.instance_id not in {i["InstanceId"] for i in cluster.instances()}
     assert result["launched"] == 1
+
+
+def test_a_node_an_overlapping_round_undrained_and_gave_a_job_is_not_terminated(
+    make_cluster: Callable[..., Cluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN two nodes for 4 queued jobs; the jobs go elsewhere, and both nodes drain and report idle
+    cluster = make_cluster(min_nodes=(0, 0, 0, 0), max_nodes=(0, 0, 2, 0))
+    cluster.submit({shape(4, 8, 3600): 4})
+    cluster.scale()
+    nodes = [n.instance_id for n in cluster.nodes.list_nodes()]
+    for instance_id in nodes:
+        cluster.heartbeat(instance_id)
+    cluster.clock.advance(60)
+    cluster.finish_queued()
+    assert cluster.scale()["drained"] == 2
+    for instance_id in nodes:
+        cluster.heartbeat(instance_id)  # idle, knowing of the drain
+    raced = nodes[0]
+
+    # WHEN, after the next round decided to terminate both and before it acts, an overlapping round (its
+    # lease ran out) undrains one node and its agent starts a new job there
+    real_decide, overlapped = reconcile.decide, []
+
+    def decide_then_overlap(*args: Any, **kwargs: Any) -> Any:
+        decision = real_decide(*args, **kwargs)
+        if not overlapped:
+            overlapped.append(raced)
+            assert cluster.nodes.mark_state(raced, NodeState.ACTIVE, cluster.clock.now)
+            (late,) = cluster.submit({shape(4, 8, 3600): 1}, prefix="late")
+            assert cluster.jobs.start_job(late, raced, cluster.clock.now) is not None
+            cluster.heartbeat(raced, {late.id: "receipt-late"})
+        return decision
+
+    monkeypatch.setattr(reconcile, "decide", decide_then_overlap)
+    cluster.clock.advance(60)
+    result = cluster.scale()
+
+    # THEN the node running the new job is left running (the round says why); the other one is terminated
+    running = {i["InstanceId"] for i in cluster.instances("pending", "running")}
+    assert running == {raced}
+    assert result["terminated"] == 1
+    assert overlapped
+    assert any(raced in e and "left running" in e for e in result["errors"]), result["errors"]
