@@ -274,8 +274,13 @@ class ChaosDemo(Demo):
         }
         failed = [name for name, held in invariants.items() if not held]
         injected = sum(self.chaos.injected.values())
+        # Which of the scaler's actions named each busy node that went away, so a failure says why it happened.
+        ended_by = {
+            b: _actions_naming(b.split(":", 1)[0], report.get("decisions")) for b in self.nodes.busy_terminations
+        }
         for name in failed:
-            self.problems.append(f"chaos invariant failed: {name}")
+            why = f" ({json.dumps(ended_by)})" if name == "no_busy_node_terminated" else ""
+            self.problems.append(f"chaos invariant failed: {name}{why}")
         report["problems"] = list(self.problems)
         report["chaos"] = {
             "seed": self.chaos.settings.seed,
@@ -287,6 +292,7 @@ class ChaosDemo(Demo):
             "completed_more_than_once": twice,  # job id -> "node at real time" of each completion
             "processes_left_behind": list(self.nodes.left_behind) + [f"pid {pid}" for pid in sorted(still)],
             "busy_nodes_chaos_ended": chaos_ended,
+            "busy_nodes_ended_by": ended_by,
         }
         report["chaos_summary"] = (
             f"chaos (seed {self.chaos.settings.seed}): {injected} faults injected, "
@@ -304,3 +310,13 @@ class ChaosDemo(Demo):
             if len(parts) == 3 and parts[0] == job_id:
                 found.append(f"{Path(parts[1]).parent.name} at {parts[2]}")
         return found
+
+
+def _actions_naming(instance_id: str, decisions: object) -> list[str]:
+    """The scaler's recorded actions that named ``instance_id`` (kind and reason), oldest first."""
+    named = []
+    for entry in decisions if isinstance(decisions, list) else []:
+        for action in entry.get("actions", []) if isinstance(entry, dict) else []:
+            if instance_id in json.dumps(action):
+                named.append(f"{action.get('action')} at {entry.get('at_seconds')} s: {action.get('reason')}")
+    return named
