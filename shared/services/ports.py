@@ -150,13 +150,10 @@ class NodeStore(Protocol):
         """ACTIVE/PENDING → DRAINING; refused (False) for a static node."""
         ...
 
-    def mark_state(self, instance_id: str, state: str, now: float) -> bool:
-        """Set the node's state; refused (False) for a missing node, or a retiring one the state would give work."""
-        ...
+    def mark_state(self, instance_id: str, state: str, now: float) -> bool: ...  # False: missing, or retiring
 
     def claim_idle(self, instance_ids: Sequence[str], now: float) -> list[str]:
-        """Those still idle (drained and reported idle by an agent that knew of the drain, or stopped), now
-        retiring: never given work again. A round claims nodes before it stops or terminates them."""
+        """Those still idle (drained, reported idle knowing of it; or stopped), now retiring: never given work again."""
         ...
 
     def remove_node(self, instance_id: str) -> None: ...
