@@ -17,6 +17,7 @@ from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 from shared.domain.jobs import Shape
+from shared.domain.packing_bundles import ROUND_FROM, Bundle, bundle, bundled_lanes, rounder
 from shared.domain.packing_plan import CORE_TOLERANCE, MIN_WALL_TIME, Run
 
 _EXACT_DEPTH = 16  # lane depths up to this are exact; deeper ones keep four significant bits
@@ -67,8 +68,10 @@ def lane_types(
     caps: Sequence[Capacity],
     caps_of: dict[bool, list[Capacity]],
     cheapest: Cheapest,
+    registry: dict[int, Bundle],
 ) -> tuple[list[tuple[LaneType, int, Family]], dict[Family, FamilySpans]]:
-    """Lane types with their multiplicity, and the spans of each family's shapes (for the reasons)."""
+    """Lane types with their multiplicity, and the spans of each family's shapes (for the reasons); the bundles
+    among them go into ``registry`` (by the id of their lane type)."""
     markets, spans = _gather(placeable, target_time)
     families = {
         family: FamilySpans(first=span[0], shapes=span[1], memory=(span[2], span[3]), disk=(span[4], span[5]),
@@ -78,7 +81,8 @@ def lane_types(
     items: list[tuple[LaneType, int, Family]] = []
     for (on_demand, acc), (full, alike) in sorted(markets.items(), key=_MARKET):
         items.extend([(lane, n, (on_demand, acc, lane[0])) for lane, n in full])
-        _cut(items, on_demand, acc, alike, target=target_time, caps=caps, caps_of=caps_of, cheapest=cheapest)
+        _cut(items, on_demand, acc, alike, target=target_time, caps=caps, caps_of=caps_of, cheapest=cheapest,
+             registry=registry)  # fmt: skip
     return items, families
 
 
@@ -153,6 +157,7 @@ def _cut(
     caps: Sequence[Capacity],
     caps_of: dict[bool, list[Capacity]],
     cheapest: Cheapest,
+    registry: dict[int, Bundle],
 ) -> None:
     """Lanes for the rest of the jobs of one market (``alike``: by cores, memory, disk), added to ``out``: jobs
     that differ only in wall time by best fit on time, then windows of alike jobs mixed."""
@@ -186,8 +191,19 @@ def _cut(
     scale = cells / ((cap[2] if by_memory else cap[1]) or 1)
     rows = _neighbours(rest, cells, scale, by_memory=by_memory)
     nodes = [node for node in caps_of[not on_demand] if node[3] >= acc]  # largest first
+    if jobs < ROUND_FROM:
+        for begin in range(0, jobs, _WINDOW):
+            _time_pack(out, rows[begin : begin + _WINDOW], target, acc, cap, nodes, on_demand=on_demand)
+        return
+    bundles: dict[tuple[float, int, int], list[tuple[tuple[Shape, int], ...]]] = {}
+    steps = rounder(nodes)
+    lanes: list[tuple[LaneType, int, Family]] = []
     for begin in range(0, jobs, _WINDOW):
-        _time_pack(out, rows[begin : begin + _WINDOW], target, acc, cap, nodes, on_demand=on_demand)
+        lanes.clear()
+        _time_pack(lanes, rows[begin : begin + _WINDOW], target, acc, cap, nodes, on_demand=on_demand)
+        for lane, _, _ in lanes:
+            bundle(bundles, steps, lane[0], lane[1], lane[2], lane[5])
+    bundled_lanes(out, bundles, registry, acc, on_demand=on_demand)
 
 
 def _neighbours(
