@@ -17,7 +17,7 @@ from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 from shared.domain.jobs import Shape
-from shared.domain.packing_bundles import ROUND_FROM, Bundle, bundle, bundled_lanes, rounder
+from shared.domain.packing_bundles import ROUND_FROM, Bundle, Runs, bundle, bundled_lanes, rounder
 from shared.domain.packing_plan import CORE_TOLERANCE, MIN_WALL_TIME, Run
 
 _EXACT_DEPTH = 16  # lane depths up to this are exact; deeper ones keep four significant bits
@@ -195,14 +195,11 @@ def _cut(
         for begin in range(0, jobs, _WINDOW):
             _time_pack(out, rows[begin : begin + _WINDOW], target, acc, cap, nodes, on_demand=on_demand)
         return
-    bundles: dict[tuple[float, int, int], list[tuple[tuple[Shape, int], ...]]] = {}
+    bundles: dict[tuple[float, int, int], list[Runs]] = {}
     steps = rounder(nodes)
-    lanes: list[tuple[LaneType, int, Family]] = []
     for begin in range(0, jobs, _WINDOW):
-        lanes.clear()
-        _time_pack(lanes, rows[begin : begin + _WINDOW], target, acc, cap, nodes, on_demand=on_demand)
-        for lane, _, _ in lanes:
-            bundle(bundles, steps, lane[0], lane[1], lane[2], lane[5])
+        window = rows[begin : begin + _WINDOW]
+        _time_pack(out, window, target, acc, cap, nodes, on_demand=on_demand, bundles=bundles, steps=steps)
     bundled_lanes(out, bundles, registry, acc, on_demand=on_demand)
 
 
@@ -289,18 +286,21 @@ def _time_pack(  # noqa: PLR0917
     nodes: Sequence[tuple[float, int, int, int]],
     *,
     on_demand: bool,
+    bundles: dict[tuple[float, int, int], list[Runs]] | None = None,
+    steps: list[tuple[float, int, int, int, int]] | None = None,
 ) -> None:
     """Lanes for a window of alike jobs, largest first, each joining the lane its reservation grows least.
 
     A lane can take a job while all its jobs but the longest fit within the target time back to back:
     the longest runs last, so every job starts by the target (the last one may run past it). A lane
     grows only while some node type of its market (``nodes``) can still hold it. ``window`` holds
-    (cores, memory, disk, wall time, shape) rows; each lane lists its jobs shortest first, in runs of one shape.
-    The lanes are added to ``out``.
+    (cores, memory, disk, wall time, shape) rows, one per shape (``_cut`` gives each (cores, memory, disk) of
+    one job a row), so each lane lists its jobs shortest first, one ``Run`` each. The lanes are added to
+    ``out``, or to ``bundles`` by their rounded reservation (``shared.domain.packing_bundles``).
     """
     for c, m, d, _, _, jobs in _time_lanes(window, target, cap, nodes):
         if len(jobs) == 1:
-            runs: tuple[tuple[Shape, int], ...] = (_run(Run, (jobs[0][4], 1)),)
+            runs: Runs = (_run(Run, (jobs[0][4], 1)),)
         elif len(jobs) == 2:
             one, two = jobs
             if one[3] > two[3]:
@@ -308,14 +308,11 @@ def _time_pack(  # noqa: PLR0917
             runs = (_run(Run, (one[4], 1)), _run(Run, (two[4], 1)))
         else:
             jobs.sort(key=_WALL)
-            merged: list[tuple[Shape, int]] = []
-            for *_, shape in jobs:
-                if merged and merged[-1][0] is shape:
-                    merged[-1] = _run(Run, (shape, merged[-1][1] + 1))
-                else:
-                    merged.append(_run(Run, (shape, 1)))
-            runs = tuple(merged)
-        out.append(((c, m, d, acc, on_demand, runs), 1, (on_demand, acc, c)))
+            runs = tuple([_run(Run, (row[4], 1)) for row in jobs])
+        if bundles is None:
+            out.append(((c, m, d, acc, on_demand, runs), 1, (on_demand, acc, c)))
+        else:
+            bundle(bundles, steps, c, m, d, runs)  # type: ignore[arg-type]  # steps come with bundles
 
 
 def _time_lanes(
