@@ -70,16 +70,8 @@ class NodePacker:
             if offer.min_nodes:
                 self._new_group(offer.min_nodes, list(self.caps[i]), i, [])
 
-    def eligible(self, shape: Shape) -> bool:
-        r = shape.resources
-        c, m, d, a = r.cores - CORE_TOLERANCE, r.memory, r.disk, r.accelerators
-        for cc, cm, cd, ca in self.caps_of[shape.preemptible]:  # noqa: SIM110 - a loop is faster than any()
-            if c <= cc and m <= cm and d <= cd and a <= ca:
-                return True
-        return False
-
     def split(self, demand: Iterable[tuple[Shape, int]]) -> tuple[list[tuple[Shape, int]], list[tuple[Shape, int]]]:
-        """``demand`` (positive counts only) as (what some offer holds, what none does): ``eligible`` inline."""
+        """``demand`` (positive counts only) as (what some offer holds, what none does)."""
         placeable, unfit = [], []
         caps_of = self.caps_of
         for shape, count in demand:
