@@ -24,6 +24,7 @@ ROUND_FROM = 2048  # mixed jobs in a market from which lanes are rounded and bun
 GRID = 8  # steps of a node type's memory and disk that a mixed lane's reservation is rounded up to
 
 Runs = tuple[tuple[Shape, int], ...]
+Member = tuple[Runs, float]  # a bundled lane's runs and its end (the sum of its jobs' wall times, from pass 1)
 
 
 class Bundle:
@@ -32,12 +33,12 @@ class Bundle:
 
     __slots__ = ("jobs", "lane", "members", "placed")
 
-    def __init__(self, lane: LaneType, members: list[Runs]) -> None:
+    def __init__(self, lane: LaneType, members: list[Member]) -> None:
         self.lane = lane  # held, so no other lane type can take its id while the registry lives
         self.members = members
         jobs = [0]
         total = 0
-        for runs in members:
+        for runs, _ in members:
             for run in runs:
                 total += run[1]
             jobs.append(total)
@@ -50,7 +51,7 @@ class Bundle:
         self.placed = start + lanes
         return self.jobs[start + lanes] - self.jobs[start]
 
-    def rest(self) -> list[Runs]:
+    def rest(self) -> list[Member]:
         """The members not placed, removed from this bundle (they wait for room)."""
         rest = self.members[self.placed :]
         del self.members[self.placed :]
@@ -64,12 +65,12 @@ def rounder(nodes: Sequence[tuple[float, int, int, int]]) -> list[tuple[float, i
 
 
 def bundle(  # noqa: PLR0917 - positional: once per mixed lane, 30,000 times in a 100,000-shape plan
-    bundles: dict[tuple[float, int, int], list[Runs]],
+    bundles: dict[tuple[float, int, int], list[Member]],
     steps: list[tuple[float, int, int, int, int]],
     c: float,
     m: int,
     d: int,
-    runs: Runs,
+    member: Member,
 ) -> None:
     """Add a lane to ``bundles`` under its reservation rounded up on the smallest node type that holds it."""
     for fc, fm, fd, sm, sd in steps:
@@ -82,14 +83,14 @@ def bundle(  # noqa: PLR0917 - positional: once per mixed lane, 30,000 times in 
     key = (c, m, d)
     members = bundles.get(key)
     if members is None:
-        bundles[key] = [runs]
+        bundles[key] = [member]
     else:
-        members.append(runs)
+        members.append(member)
 
 
 def bundled_lanes(
     out: list[tuple[LaneType, int, Family]],
-    bundles: dict[tuple[float, int, int], list[Runs]],
+    bundles: dict[tuple[float, int, int], list[Member]],
     registry: dict[int, Bundle],
     acc: int,
     *,
@@ -97,7 +98,7 @@ def bundled_lanes(
 ) -> None:
     """One lane type per reservation, with its members' count, added to ``out``; a lone member is a plain lane."""
     for (c, m, d), members in bundles.items():
-        lane: LaneType = (c, m, d, acc, on_demand, members[0])
+        lane: LaneType = (c, m, d, acc, on_demand, members[0][0])
         if len(members) > 1:
             registry[id(lane)] = Bundle(lane, members)
         out.append((lane, len(members), (on_demand, acc, c)))

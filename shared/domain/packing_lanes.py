@@ -17,7 +17,7 @@ from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 from shared.domain.jobs import Shape
-from shared.domain.packing_bundles import ROUND_FROM, Bundle, Runs, bundle, bundled_lanes, rounder
+from shared.domain.packing_bundles import ROUND_FROM, Bundle, Member, Runs, bundle, bundled_lanes, rounder
 from shared.domain.packing_plan import CORE_TOLERANCE, MIN_WALL_TIME, Run
 
 _EXACT_DEPTH = 16  # lane depths up to this are exact; deeper ones keep four significant bits
@@ -195,7 +195,7 @@ def _cut(
         for begin in range(0, jobs, _WINDOW):
             _time_pack(out, rows[begin : begin + _WINDOW], target, acc, cap, nodes, on_demand=on_demand)
         return
-    bundles: dict[tuple[float, int, int], list[Runs]] = {}
+    bundles: dict[tuple[float, int, int], list[Member]] = {}
     steps = rounder(nodes)
     for begin in range(0, jobs, _WINDOW):
         window = rows[begin : begin + _WINDOW]
@@ -286,7 +286,7 @@ def _time_pack(  # noqa: PLR0917
     nodes: Sequence[tuple[float, int, int, int]],
     *,
     on_demand: bool,
-    bundles: dict[tuple[float, int, int], list[Runs]] | None = None,
+    bundles: dict[tuple[float, int, int], list[Member]] | None = None,
     steps: list[tuple[float, int, int, int, int]] | None = None,
 ) -> None:
     """Lanes for a window of alike jobs, largest first, each joining the lane its reservation grows least.
@@ -298,7 +298,7 @@ def _time_pack(  # noqa: PLR0917
     one job a row), so each lane lists its jobs shortest first, one ``Run`` each. The lanes are added to
     ``out``, or to ``bundles`` by their rounded reservation (``shared.domain.packing_bundles``).
     """
-    for c, m, d, _, _, jobs in _time_lanes(window, target, cap, nodes):
+    for c, m, d, end, _, jobs in _time_lanes(window, target, cap, nodes):
         if len(jobs) == 1:
             runs: Runs = (_run(Run, (jobs[0][4], 1)),)
         elif len(jobs) == 2:
@@ -312,7 +312,7 @@ def _time_pack(  # noqa: PLR0917
         if bundles is None:
             out.append(((c, m, d, acc, on_demand, runs), 1, (on_demand, acc, c)))
         else:
-            bundle(bundles, steps, c, m, d, runs)  # type: ignore[arg-type]  # steps come with bundles
+            bundle(bundles, steps, c, m, d, (runs, end))  # type: ignore[arg-type]  # steps come with bundles
 
 
 def _time_lanes(

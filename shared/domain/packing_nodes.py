@@ -187,7 +187,7 @@ class NodePacker:
         members = self.bundles.get(id(lane))
         if members is not None:
             rest = members.rest()
-            lane = (*lane[:5], rest[0])
+            lane = (*lane[:5], rest[0][0])
             self.bundles[id(lane)] = Bundle(lane, rest)
         self.waiting.append((lane, count, family, copies))
 
@@ -197,7 +197,7 @@ class NodePacker:
         for lane, count, family, copies in items:
             members = self.bundles.get(id(lane))
             if members is not None:
-                every = [run for runs in members.members for run in runs]
+                every = [run for runs, _ in members.members for run in runs]
             elif len(lane[5]) == 1 and lane[5][0][1] == 1:
                 out.append((lane, count, family, copies))
                 continue

@@ -103,7 +103,8 @@ def _dealt(
             continue
         start = dealt[key]
         dealt[key] = start + copies
-        every.extend([_lane(reserved.reserved, runs) for runs in members.members[start : start + copies]])
+        shared = reserved.reserved
+        every.extend([_ended(shared, runs, end) for runs, end in members.members[start : start + copies]])
     return tuple(every)
 
 
@@ -169,6 +170,15 @@ def _lane(reserved: Resources, runs: Runs) -> Lane:
     made = _new(Lane)
     _RESERVED(made, reserved)
     _RUNS(made, runs)  # Runs already (``shared.domain.packing_lanes``)
+    _END(made, end)
+    return made
+
+
+def _ended(reserved: Resources, runs: Runs, end: float) -> Lane:
+    """``_lane`` with its end known (a bundle's member carries it from pass 1)."""
+    made = _new(Lane)
+    _RESERVED(made, reserved)
+    _RUNS(made, runs)
     _END(made, end)
     return made
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +20,7 @@ from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
 from shared.domain.packing import plan, why_unplaceable
 from shared.domain.packing_bundles import ROUND_FROM
-from shared.domain.packing_plan import Plan
+from shared.domain.packing_plan import MIN_WALL_TIME, Plan
 from tests.unit.test_packing_mixing import FLEET, continuous, feasible
 from tests.unit.test_packing_speed import mixed_queue
 
@@ -89,9 +90,11 @@ def test_a_large_queue_is_bundled_feasibly_alike_in_any_order_and_the_reasons_co
     assert not result.deferred
     counted = sum(int(line.split(" jobs of ", 1)[0]) for line in result.reasons if " jobs of " in line)
     assert counted == result.placed_jobs
-    # AND some lanes were bundled: several nodes share one reservation
-    reservations = [lane.reserved for g in result.groups for lane in g.load.lanes]
-    assert len(set(reservations)) < len(reservations) / 2
+    # AND some lanes were bundled: several nodes share one reservation; each lane ends when its jobs have run
+    lanes = [lane for g in result.groups for lane in g.load.lanes]
+    assert len({lane.reserved for lane in lanes}) < len(lanes) / 2
+    for lane in lanes:
+        assert lane.end == pytest.approx(sum(max(r.shape.wall_time, MIN_WALL_TIME) * r.count for r in lane.runs))
     # AND the same demand in another order gives the same plan
     shuffled = list(demand.items())
     random.Random(seed).shuffle(shuffled)
