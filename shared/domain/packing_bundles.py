@@ -1,12 +1,12 @@
 """Bundles: many mixed lanes that pass 2 places as one item (see ``shared.domain.packing``).
 
-A continuous queue makes tens of thousands of mixed lanes, no two alike. Above ``ROUND_FROM`` mixed jobs in a
-market, each mixed lane's reservation is rounded *up* onto a grid of ``GRID`` steps of the smallest node type
-that holds it (its jobs still fit: a reservation only grows, and never past that node), so many lanes share
-one reservation. Lanes of one reservation are interchangeable to pass 2: it places them as one lane type with
-a count (a *bundle*), and only when the plan is written are its members dealt out, in order, to the nodes
-that took its copies. Few-shape queues and small plans (the simulator's) never reach ``ROUND_FROM``: their
-plans are exact as before.
+A continuous queue makes tens of thousands of mixed lanes, no two alike. From ``ROUND_FROM`` resource vectors
+(cores, memory, disk) left to mix in a market (once whole lanes of one shape are taken out), each such lane's
+reservation is rounded *up* onto a grid of ``GRID`` steps of the smallest node type that holds it (its jobs
+still fit: a reservation only grows, and never past that node), so many lanes share one reservation. Lanes of
+one reservation are interchangeable to pass 2: it places them as one lane type with a count (a *bundle*), and
+only when the plan is written are its members dealt out, in order, to the nodes that took its copies.
+Few-shape queues and small plans (the simulator's) never reach ``ROUND_FROM``: their plans are exact as before.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from shared.domain.jobs import Shape
-from shared.domain.packing_plan import CORE_TOLERANCE
+from shared.domain.packing_plan import CORE_TOLERANCE, MIN_WALL_TIME
 
 if TYPE_CHECKING:
     from shared.domain.packing_lanes import Family, LaneType
 
-ROUND_FROM = 2048  # mixed jobs in a market from which lanes are rounded and bundled
+ROUND_FROM = 2048  # resource vectors left to mix in a market from which its mixed lanes are rounded and bundled
 GRID = 8  # steps of a node type's memory and disk that a mixed lane's reservation is rounded up to
 
 Runs = tuple[tuple[Shape, int], ...]
@@ -102,3 +102,16 @@ def bundled_lanes(
         if len(members) > 1:
             registry[id(lane)] = Bundle(lane, members)
         out.append((lane, len(members), (on_demand, acc, c)))
+
+
+def lane_end(runs: Runs) -> float:
+    """When a lane's jobs have all run: the sum of their wall times (each at least ``MIN_WALL_TIME``)."""
+    if len(runs) == 1:
+        shape, n = runs[0]
+        return max(shape.wall_time, MIN_WALL_TIME) * n
+    if len(runs) == 2:  # the most common lane of a continuous queue; x + y is what sum([x, y]) gives
+        (one, n), (two, k) = runs
+        return ((w if (w := one.wall_time) > MIN_WALL_TIME else MIN_WALL_TIME) * n) + (
+            (w if (w := two.wall_time) > MIN_WALL_TIME else MIN_WALL_TIME) * k
+        )
+    return sum([(s.wall_time if s.wall_time > MIN_WALL_TIME else MIN_WALL_TIME) * n for s, n in runs])

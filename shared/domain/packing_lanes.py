@@ -17,7 +17,7 @@ from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 from shared.domain.jobs import Shape
-from shared.domain.packing_bundles import ROUND_FROM, Bundle, Member, Runs, bundle, bundled_lanes, rounder
+from shared.domain.packing_bundles import ROUND_FROM, Bundle, Member, Runs, bundle, bundled_lanes, lane_end, rounder
 from shared.domain.packing_plan import CORE_TOLERANCE, MIN_WALL_TIME, Run
 
 _EXACT_DEPTH = 16  # lane depths up to this are exact; deeper ones keep four significant bits
@@ -160,8 +160,8 @@ def _cut(
     registry: dict[int, Bundle],
 ) -> None:
     """Lanes for the rest of the jobs of one market (``alike``: by cores, memory, disk), added to ``out``: jobs
-    that differ only in wall time by best fit on time, then windows of alike jobs mixed."""
-    # Jobs that differ only in wall time share lanes by best fit on time; the rest are mixed in windows.
+    that differ only in wall time by best fit on time, then windows of alike jobs mixed; bundled when the
+    market has ``ROUND_FROM`` such resource vectors or more (``shared.domain.packing_bundles``)."""
     # Only keys with several jobs need an order here: the rest are sorted below by keys that tell every
     # (cores, memory, disk) apart, so the order they are gathered in cannot matter.
     rest: list[tuple[float, int, int, float, Shape]] = []  # (cores, memory, disk, wall, shape)
@@ -172,35 +172,33 @@ def _cut(
         else:
             rest.append((key[0], key[1], key[2], same.wall_time, same))
     several.sort()
+    nodes = [node for node in caps_of[not on_demand] if node[3] >= acc]  # largest first
+    bundles: dict[tuple[float, int, int], list[Member]] | None = None
+    steps: list[tuple[float, int, int, int, int]] | None = None
+    if len(rest) + len(several) >= ROUND_FROM:
+        bundles, steps = {}, rounder(nodes)
     for key in several:
         several_jobs = alike[key]
         assert isinstance(several_jobs, list)
-        _time_fill(out, several_jobs, key, target, acc, on_demand=on_demand)
-    if not rest:
-        return
-    # Neighbours in this order are alike: by cores, then coarse cells of the less scarce of memory and
-    # disk (on the cheapest node type for an average job), then the scarcer one.
-    jobs = len(rest)
-    mean_memory = sum([row[1] for row in rest]) / jobs
-    mean_disk = sum([row[2] for row in rest]) / jobs
-    mean_cores = sum([row[0] for row in rest]) / jobs
-    best = cheapest(mean_cores, math.ceil(mean_memory), math.ceil(mean_disk), acc, on_demand=on_demand)
-    cap = caps[best] if best is not None else (1.0, 1, 1, 1)
-    by_memory = (mean_memory / cap[1] if cap[1] else 0.0) >= (mean_disk / cap[2] if cap[2] else 0.0)
-    cells = max(1, min(64, math.isqrt(jobs // _WINDOW)))
-    scale = cells / ((cap[2] if by_memory else cap[1]) or 1)
-    rows = _neighbours(rest, cells, scale, by_memory=by_memory)
-    nodes = [node for node in caps_of[not on_demand] if node[3] >= acc]  # largest first
-    if jobs < ROUND_FROM:
+        _time_fill(out, several_jobs, key, target, acc, on_demand=on_demand, bundles=bundles, steps=steps)
+    if rest:
+        # Neighbours in this order are alike: by cores, then coarse cells of the less scarce of memory and
+        # disk (on the cheapest node type for an average job), then the scarcer one.
+        jobs = len(rest)
+        mean_memory = sum([row[1] for row in rest]) / jobs
+        mean_disk = sum([row[2] for row in rest]) / jobs
+        mean_cores = sum([row[0] for row in rest]) / jobs
+        best = cheapest(mean_cores, math.ceil(mean_memory), math.ceil(mean_disk), acc, on_demand=on_demand)
+        cap = caps[best] if best is not None else (1.0, 1, 1, 1)
+        by_memory = (mean_memory / cap[1] if cap[1] else 0.0) >= (mean_disk / cap[2] if cap[2] else 0.0)
+        cells = max(1, min(64, math.isqrt(jobs // _WINDOW)))
+        scale = cells / ((cap[2] if by_memory else cap[1]) or 1)
+        rows = _neighbours(rest, cells, scale, by_memory=by_memory)
         for begin in range(0, jobs, _WINDOW):
-            _time_pack(out, rows[begin : begin + _WINDOW], target, acc, cap, nodes, on_demand=on_demand)
-        return
-    bundles: dict[tuple[float, int, int], list[Member]] = {}
-    steps = rounder(nodes)
-    for begin in range(0, jobs, _WINDOW):
-        window = rows[begin : begin + _WINDOW]
-        _time_pack(out, window, target, acc, cap, nodes, on_demand=on_demand, bundles=bundles, steps=steps)
-    bundled_lanes(out, bundles, registry, acc, on_demand=on_demand)
+            window = rows[begin : begin + _WINDOW]
+            _time_pack(out, window, target, acc, cap, nodes, on_demand=on_demand, bundles=bundles, steps=steps)
+    if bundles is not None:
+        bundled_lanes(out, bundles, registry, acc, on_demand=on_demand)
 
 
 def _neighbours(
@@ -239,9 +237,12 @@ def _time_fill(
     acc: int,
     *,
     on_demand: bool,
+    bundles: dict[tuple[float, int, int], list[Member]] | None,
+    steps: list[tuple[float, int, int, int, int]] | None,
 ) -> None:
     """Lanes for jobs of one resource vector: longest first, each into the lane with the least time left
-    that still holds it (best fit decreasing); a lane's first job is its longest, which runs last."""
+    that still holds it (best fit decreasing); a lane's first job is its longest, which runs last. Added to
+    ``out``, or to ``bundles`` as ``_time_pack`` does."""
     jobs.sort(key=_WALL_TIME, reverse=True)
     room: list[float] = []  # time left for further jobs in each open lane, ascending
     lane_of: list[int] = []  # the lane each entry of ``room`` belongs to
@@ -274,7 +275,11 @@ def _time_fill(
                 runs.append(_run(Run, (last, jobs_of_last)))
                 last, jobs_of_last = shape, 1
         runs.append(_run(Run, (last, jobs_of_last)))
-        out.append(((c, m, d, acc, on_demand, tuple(runs)), 1, family))
+        if bundles is None:
+            out.append(((c, m, d, acc, on_demand, tuple(runs)), 1, family))
+        else:
+            made = tuple(runs)
+            bundle(bundles, steps, c, m, d, (made, lane_end(made)))  # type: ignore[arg-type]  # steps come with bundles
 
 
 def _time_pack(  # noqa: PLR0917
@@ -286,8 +291,8 @@ def _time_pack(  # noqa: PLR0917
     nodes: Sequence[tuple[float, int, int, int]],
     *,
     on_demand: bool,
-    bundles: dict[tuple[float, int, int], list[Member]] | None = None,
-    steps: list[tuple[float, int, int, int, int]] | None = None,
+    bundles: dict[tuple[float, int, int], list[Member]] | None,
+    steps: list[tuple[float, int, int, int, int]] | None,
 ) -> None:
     """Lanes for a window of alike jobs, largest first, each joining the lane its reservation grows least.
 

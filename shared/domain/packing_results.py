@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from shared.domain.node_types import Offer
-from shared.domain.packing_bundles import Bundle, Runs
+from shared.domain.packing_bundles import Bundle, Runs, lane_end
 from shared.domain.packing_groups import fits
 from shared.domain.packing_lanes import Family, LaneType
 from shared.domain.packing_nodes import NodePacker
-from shared.domain.packing_plan import MIN_WALL_TIME, Lane, NodeGroup, NodeLoad
+from shared.domain.packing_plan import Lane, NodeGroup, NodeLoad
 from shared.domain.packing_reasons import span_text
 from shared.domain.resources import Resources
 
@@ -157,21 +157,7 @@ def _family_text(packer: NodePacker, family: Family) -> str:
 def _lane(reserved: Resources, runs: Runs) -> Lane:
     """``Lane(reserved=..., runs=..., end=...)``, built field by field: a 100,000-shape plan makes 30,000 of
     them, and a frozen dataclass's ``__init__`` (``object.__setattr__`` per field) is a third of it."""
-    if len(runs) == 1:
-        shape, n = runs[0]
-        end = max(shape.wall_time, MIN_WALL_TIME) * n
-    elif len(runs) == 2:  # the most common lane of a continuous queue; x + y is what sum([x, y]) gives
-        (one, n), (two, k) = runs
-        end = ((w if (w := one.wall_time) > MIN_WALL_TIME else MIN_WALL_TIME) * n) + (
-            (w if (w := two.wall_time) > MIN_WALL_TIME else MIN_WALL_TIME) * k
-        )
-    else:
-        end = sum([(s.wall_time if s.wall_time > MIN_WALL_TIME else MIN_WALL_TIME) * n for s, n in runs])
-    made = _new(Lane)
-    _RESERVED(made, reserved)
-    _RUNS(made, runs)  # Runs already (``shared.domain.packing_lanes``)
-    _END(made, end)
-    return made
+    return _ended(reserved, runs, lane_end(runs))
 
 
 def _ended(reserved: Resources, runs: Runs, end: float) -> Lane:

@@ -7,6 +7,7 @@ lowered so that small generated demands take it too."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from unittest import mock
@@ -20,7 +21,7 @@ from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
 from shared.domain.packing import plan, why_unplaceable
 from shared.domain.packing_bundles import ROUND_FROM
-from shared.domain.packing_plan import MIN_WALL_TIME, Plan
+from shared.domain.packing_plan import MIN_WALL_TIME, Lane, Plan
 from tests.unit.test_packing_mixing import FLEET, continuous, feasible
 from tests.unit.test_packing_speed import mixed_queue
 
@@ -41,6 +42,12 @@ def assert_complete(result: Plan, demand: dict[Shape, int], offers: list[Offer])
         assert fits == (s not in unplaceable)
     for u in result.unplaceable:
         assert u.reason == why_unplaceable(u.shape, offers)
+
+
+def assert_bundled(lanes: list[Lane]) -> None:
+    """Some reservations were rounded up past every job of their lane, and many lanes share one."""
+    assert any(lane.reserved.memory > max(run.shape.resources.memory for run in lane.runs) for lane in lanes)
+    assert Counter(lane.reserved for lane in lanes).most_common(1)[0][1] >= 10
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -90,9 +97,9 @@ def test_a_large_queue_is_bundled_feasibly_alike_in_any_order_and_the_reasons_co
     assert not result.deferred
     counted = sum(int(line.split(" jobs of ", 1)[0]) for line in result.reasons if " jobs of " in line)
     assert counted == result.placed_jobs
-    # AND some lanes were bundled: several nodes share one reservation; each lane ends when its jobs have run
+    # AND lanes were bundled; each lane ends when its jobs have run
     lanes = [lane for g in result.groups for lane in g.load.lanes]
-    assert len({lane.reserved for lane in lanes}) < len(lanes) / 2
+    assert_bundled(lanes)
     for lane in lanes:
         assert lane.end == pytest.approx(sum(max(r.shape.wall_time, MIN_WALL_TIME) * r.count for r in lane.runs))
     # AND the same demand in another order gives the same plan
@@ -110,3 +117,19 @@ def test_below_the_threshold_nothing_is_rounded() -> None:
             needs = [run.shape.resources for run in lane.runs]
             assert lane.reserved.memory == max(r.memory for r in needs)
             assert lane.reserved.disk == max(r.disk for r in needs)
+
+
+def test_jobs_alike_but_for_wall_time_are_bundled_too() -> None:
+    # GIVEN thousands of resource vectors, each wanted by two jobs of different wall times (lanes by best fit on
+    # time, not windows), in markets past the threshold
+    demand: dict[Shape, int] = {}
+    for shape in mixed_queue(2 * ROUND_FROM + 500, seed=11):
+        for wall in (300.0, 3600.0):
+            twin = Shape(resources=shape.resources, wall_time=wall, preemptible=shape.preemptible)
+            demand[twin] = demand.get(twin, 0) + 1
+    # WHEN planned
+    result = plan(demand, FLEET, target_time=1800)
+    # THEN it is complete and feasible, and those lanes share reservations too
+    assert_complete(result, demand, FLEET)
+    assert not result.deferred
+    assert_bundled([lane for g in result.groups for lane in g.load.lanes])
