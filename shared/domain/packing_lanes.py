@@ -265,6 +265,7 @@ def _time_fill(
         lane_of.insert(at, lane)
     c, m, d = need
     family = (on_demand, acc, c)
+    first = len(out)  # lanes alike (many jobs longer than the target, each its own lane) are one item
     for lane_jobs in members:
         runs: list[tuple[Shape, int]] = []
         last, jobs_of_last = lane_jobs[-1], 0
@@ -275,10 +276,13 @@ def _time_fill(
                 runs.append(_run(Run, (last, jobs_of_last)))
                 last, jobs_of_last = shape, 1
         runs.append(_run(Run, (last, jobs_of_last)))
+        made = tuple(runs)
         if bundles is None:
-            out.append(((c, m, d, acc, on_demand, tuple(runs)), 1, family))
+            if len(out) > first and out[-1][0][5] == made:
+                out[-1] = (out[-1][0], out[-1][1] + 1, family)
+            else:
+                out.append(((c, m, d, acc, on_demand, made), 1, family))
         else:
-            made = tuple(runs)
             bundle(bundles, steps, c, m, d, (made, lane_end(made)))  # type: ignore[arg-type]  # steps come with bundles
 
 
