@@ -62,18 +62,20 @@ best fit on time are one item since this change: 1,000 shapes of 100 jobs each w
 and 7 % cheaper; the few-shape queue and the traces keep their nodes and cost, in fewer groups (141 → 14).
 It is a heuristic, measured against Toil by ``benchmarks/bench_plan.py``.
 
-Where the time goes (100,000 mixed jobs, the 2-core shared machine, CPU): 0.75-0.85 s in all, was
-1.2-2.2 s. Pass 1 about 0.5 s (ordering, the windows' lane choice: about 3 µs of pure Python per job),
-pass 2 0.01 s (701 bundles instead of 32,696 lanes; it was 0.5 s), the plan's dataclasses 0.15 s (17,868
-node groups and 32,696 lanes, each its own: the jobs differ), the split by fit 0.03 s; the bench's
-histogram adds 0.06 s. The constant factors were cut twice before without changing any plan (plain
-tuples, one integer sort key, no key functions in pass 2's sort, lists for generators, neighbours sorted
-in (cores, cell) buckets, a family's spans kept as the shapes are read, runs made as ``Run`` once, an
-offer's fit found once per resource vector, tie-breaking only among equal price keys). Quantizing *job*
-shapes onto a round-up grid before packing was tried and cost 7-20 % more on the mixed queue without
-being faster until coarse: a job's grid cell is fixed before it finds partners, a lane's only after.
-numpy is not used: the passes are greedy, one lane after another, and the domain ships in a Lambda
-layer. Below 0.5 s would need a cheaper pass 1 (fewer lane choices cost 3.5 % for no measurable gain).
+Where the time goes (100,000 mixed jobs, the 2-core shared machine, CPU; half of what it was, side by side in
+the same window): 0.6-0.8 s in all at load 2-3, 0.9-1.1 s at load 3.5 (was 1.5-2.2 s then). Pass 1 about 0.5 s
+(ordering, the windows' lane choice: about 3 µs of pure Python per job), pass 2 0.01 s (701 bundles instead of
+32,696 lanes; it was 0.5 s), the plan's dataclasses 0.06 s (17,868 node groups and 32,696 lanes, each its own
+since the jobs differ; a bundled lane brings its end from pass 1; it was 0.15 s), the split by fit 0.03 s; the
+bench's histogram adds 0.06 s (was 0.15 s). Trying a finer grid: 32 steps cost 1.5 % less at 100,000 jobs but
+0.1 s more in pass 2 (6,049 bundles). The constant factors were cut twice before without changing any plan
+(plain tuples, one integer sort key, no key functions in pass 2's sort, lists for generators, neighbours sorted
+in (cores, cell) buckets, a family's spans kept as the shapes are read, runs made as ``Run`` once, an offer's
+fit found once per resource vector, tie-breaking only among equal price keys). Quantizing *job* shapes onto a
+round-up grid before packing was tried and cost 7-20 % more on the mixed queue without being faster until
+coarse: a job's grid cell is fixed before it finds partners, a lane's only after. numpy is not used: the passes
+are greedy, one lane after another, and the domain ships in a Lambda layer. Below 0.5 s would need a cheaper
+pass 1 (fewer lane choices cost 3.5 % for no measurable gain).
 """
 
 from __future__ import annotations
