@@ -32,7 +32,8 @@ Family = tuple[bool, int, float]  # on-demand only, accelerators, cores: the kin
 Capacity = tuple[float, int, int, int]  # cores, memory, disk, accelerators
 Cheapest = Callable[..., "int | None"]  # (cores, memory, disk, accelerators, on_demand=) → offer index
 _Row = tuple[float, int, int, float, Shape]  # a job in a window: cores, memory, disk, wall time, shape
-_Alike = dict[tuple[float, int, int], "Shape | list[Shape]"]  # (cores, memory, disk) → its job, or its jobs
+# (cores, memory, disk) → its job as a row, or its jobs
+_Alike = dict[tuple[float, int, int], "_Row | list[Shape]"]
 
 
 class FamilySpans(NamedTuple):
@@ -94,7 +95,7 @@ def _gather(
 ) -> tuple[dict[tuple[bool, int], _Market], dict[Family, list[Any]]]:
     """The jobs by market (on-demand only, accelerators), and the spans of each family's shapes."""
     # One pass over the shapes (100,000 in a continuous queue). A lone job of its (cores, memory, disk) is kept
-    # as its shape, not a list of one. A family's spans are updated in place: [first shape, shapes, memory low,
+    # as its row, not a list of one. A family's spans are updated in place: [first shape, shapes, memory low,
     # high, disk low, high, wall low, high] (its shapes read back for their spans cost five times as much).
     markets: dict[tuple[bool, int], _Market] = {}
     by_family: dict[Family, tuple[list[Any], list[tuple[LaneType, int]], _Alike]] = {}
@@ -138,12 +139,12 @@ def _gather(
             key = (c, m, d)
             alike = entry[2]
             same = alike.get(key)
-            if same is None:
-                alike[key] = shape if keep == 1 else [shape] * keep
+            if same is None:  # a lone job is kept as its row for the windows (see _cut), not a list of one
+                alike[key] = (c, m, d, wall, shape) if keep == 1 else [shape] * keep
             elif type(same) is list:
                 same.extend([shape] * keep)
             else:
-                alike[key] = [same, *([shape] * keep)]  # type: ignore[list-item]
+                alike[key] = [same[4], *([shape] * keep)]
     return markets, {family: entry[0] for family, entry in by_family.items()}
 
 
@@ -167,10 +168,10 @@ def _cut(
     rest: list[tuple[float, int, int, float, Shape]] = []  # (cores, memory, disk, wall, shape)
     several: list[tuple[float, int, int]] = []
     for key, same in alike.items():
-        if isinstance(same, list):
+        if type(same) is list:
             several.append(key)
         else:
-            rest.append((key[0], key[1], key[2], same.wall_time, same))
+            rest.append(same)  # type: ignore[arg-type]  # a row
     several.sort()
     nodes = [node for node in caps_of[not on_demand] if node[3] >= acc]  # largest first
     bundles: dict[tuple[float, int, int], list[Member]] | None = None
