@@ -29,7 +29,11 @@ Member = tuple[Runs, float]  # a bundled lane's runs and its end (the sum of its
 
 class Bundle:
     """The lanes behind one bundled lane type: each member's runs, jobs counted up to each member, and how
-    many members pass 2 has placed (it places them in order, so placed members are a prefix)."""
+    many members pass 2 has placed (it places them in order, so placed members are a prefix).
+
+    The reasons count a placement's jobs from the members next in this order, while the plan deals members
+    to nodes in the order of its groups: per bundle the counts agree, but a reason line (jobs → new nodes of
+    one type) may name a few jobs more or fewer than the lanes of equal reservation those nodes run."""
 
     __slots__ = ("jobs", "lane", "members", "placed")
 
