@@ -226,12 +226,16 @@ def describe_json_error(error: json.JSONDecodeError) -> str:
 
 def histogram(jobs: Iterable[Job]) -> dict[Shape, int]:
     """Demand as the scaler sees it: how many jobs of each shape."""
-    jobs = list(jobs)
-    # Parsed jobs share one Shape object per shape (``_shape``), so count identities (cheap) before
-    # hashing each distinct shape once.
-    shape_of = {id(job.shape): job.shape for job in jobs}
+    shapes = [job.shape for job in jobs]
+    # Parsed jobs share one Shape object per shape (``_shape``): when they are few, count identities (cheap)
+    # and hash each distinct shape once; when nearly every job is its own shape, hashing each is cheaper than
+    # counting twice.
+    identities = Counter(map(id, shapes))
+    if 2 * len(identities) > len(shapes):
+        return dict(Counter(shapes))
+    shape_of = dict(zip(map(id, shapes), shapes, strict=True))
     counts: dict[Shape, int] = {}
-    for identity, count in Counter(id(job.shape) for job in jobs).items():
+    for identity, count in identities.items():
         shape = shape_of[identity]
         counts[shape] = counts.get(shape, 0) + count
     return counts

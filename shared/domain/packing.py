@@ -10,16 +10,21 @@ The model (Toil's ``--targetTime`` semantics, made explicit so a checker can rep
 
 How a plan is found, in three passes, each near-linear in the number of distinct shapes:
 
-1. **Lanes** (the time dimension). Jobs are split by market (may it run on spot) and accelerators.
-   Many jobs of one shape first fill whole lanes of that shape: a lane holds ``⌊target / wall⌋ + 1``
-   of them back to back (exact up to 16 further starts, deeper ones rounded *down* to four significant
-   bits: at most 6 % fewer starts, only for jobs shorter than 1/16 of the target). The rest, which is
-   every job of a continuous queue, is ordered so that neighbours are alike (by cores, then coarse
-   cells of the less scarce of memory and disk, then the scarcer) and taken in windows of 128: largest
-   first, each job joins the open lane of its window whose reservation grows least, as long as all of
-   the lane's jobs but its longest fit back to back before the target time (the longest runs last: it
-   only has to start by then, so a two-hour job can end a lane of one-minute ones) and some node type
-   still holds the lane. A lane reserves the component-wise maximum of its jobs.
+1. **Lanes** (the time dimension). Jobs are split by market (may it run on spot) and accelerators. Many jobs
+   of one shape first fill whole lanes of that shape: a lane holds ``⌊target / wall⌋ + 1`` of them back to
+   back (exact up to 16 further starts, deeper ones rounded *down* to four significant bits: at most 6 % fewer
+   starts, only for jobs shorter than 1/16 of the target). Jobs of one resource vector that are left (or
+   longer than the target) share lanes by best fit on time, alike lanes as one item with a count. The rest,
+   which is every job of a continuous queue, is ordered so that neighbours are alike (by cores, then coarse
+   cells of the less scarce of memory and disk, then the scarcer) and taken in windows of 128: largest first,
+   each job joins the open lane of its window whose reservation grows least, as long as all of the lane's jobs
+   but its longest fit back to back before the target time (the longest runs last: it only has to start by
+   then, so a two-hour job can end a lane of one-minute ones) and some node type still holds the lane. A lane
+   reserves the component-wise maximum of its jobs. A market with 2,048 or more resource vectors left to mix
+   (``shared.domain.packing_bundles``) then rounds each of these lanes' memory and disk *up* to eighths of the
+   smallest node type that holds it (never past it), so its ~30,000 lanes share a few hundred reservations,
+   and lanes of one reservation are one *bundle*: pass 2 places it as one lane type with a count, and each
+   member is dealt out, in order, to a node that took a copy when the plan is written.
 2. **Nodes** (the resource dimensions). Lanes go largest first (by what they would cost on the node
    type that is cheapest for them). Each takes the tightest open node with room, of any type its
    market allows, found by bisection on each type's scarcest resource and a bounded look past that
@@ -34,34 +39,43 @@ How a plan is found, in three passes, each near-linear in the number of distinct
 What it guarantees: every plan is feasible for the exact, unrounded jobs (lanes and nodes are checked
 against exact needs; only reservations and wall-time buckets round, and only up), which the replaying
 checker in the tests proves; every job that fits some offered node is placed unless ``maxNodes`` leaves
-no room on every type that fits it (then it is *deferred*, alone, never because of a lane partner); a
-job is *unplaceable* only when no offered node of its market holds its exact needs, with a one-line
-reason; equal demands give equal plans whatever their order. Cost: O(S log S + L·T·(log N + k)) for
-S shapes, L lanes, T node types, N open groups and a look-past of k; memory O(S + L). Identical
-nodes are one group, identical lanes one item, so few-shape queues cost next to nothing.
+no room on every type that fits it (then it is *deferred*, alone, never because of a lane partner or a
+bundle); a job is *unplaceable* only when no offered node of its market holds its exact needs, with a
+one-line reason (rounding happens after that verdict, on lanes, and never past a node that holds the
+lane); equal demands give equal plans whatever their order. Cost: O(S log S + B·T·(log N + k)) for S
+shapes, B lane types (bundles count once), T node types, N open groups and a look-past of k; memory
+O(S + L) for L lanes. Identical nodes are one group, identical lanes one item, so few-shape queues cost
+next to nothing.
 
 What it trades: lanes keep time simple (a lane's jobs run back to back in a fixed reservation) where
 Toil's time slices let a node's free room change shape over time; a lane of unlike jobs reserves its
 largest member in each resource; mixing is local to a window and a few candidate lanes and nodes, so
 a node with room is sometimes missed (costing a node, never feasibility); node types are chosen per
-lane by price per job, not by an exact optimum. It is a heuristic, measured against Toil by
-``benchmarks/bench_plan.py``.
+lane by price per job, not by an exact optimum. Bundling trades up to an eighth of a node's memory and
+disk per mixed lane for speed: against the exact lanes it cost +4 % on 5,000 and +3.3 % on 10,000 mixed
+jobs, nothing on 30,000 and 100,000 (+0.4 %, +0.0 %), -1.2 % on the gpu queue and -4.8 % on the
+on-demand one at 100,000, +0.7 % on too-big (rounded reservations line nodes up as often as they waste
+room). Jobs alike but for wall time are bundled too: 100,000 jobs of 50,000 resource vectors with two wall
+times each, or 33,334 shapes of three jobs each, took 1.5-1.8 s unbundled and take 0.6-0.8 s, 5-7 % cheaper.
+Queues under the threshold (few-shape queues, the simulator's small plans) are not rounded. Lanes alike by
+best fit on time are one item since this change: 1,000 shapes of 100 jobs each went from 1.2 s to 0.08 s
+and 7 % cheaper; the few-shape queue and the traces keep their nodes and cost, in fewer groups (141 → 14).
+It is a heuristic, measured against Toil by ``benchmarks/bench_plan.py``.
 
-What it does not do yet: plan 100,000 distinct shapes in under a second. It is exact per shape, so a continuous
-queue of 100,000 jobs makes some 33,000 lanes and 18,000 node groups, and every lane costs a few microseconds of
-pure Python in each pass: 1.2-1.35 s of CPU on the shared 2-core machine (pass 1 about 0.45 s, pass 2 0.5 s, the
-plan's dataclasses 0.15 s; 10,000 jobs: 0.1 s). The constant factors were cut twice without changing any plan
-(the bench's fingerprints of every queue stay equal): plain tuples and one integer sort key in pass 1, no key
-functions in pass 2's sort; then lists instead of generators, neighbours sorted in (cores, cell) buckets, a
-family's spans kept as the shapes are read (not read back from 100,000 shapes), a mixed lane as one list, runs
-made as ``Run`` once, an offer's fit found once per resource vector and plan, free vectors beside the search
-keys, tie-breaking only among equal price keys, right-sizing stopping at the first cheaper offer that fits, one
-``Run`` per run of a lane, not per job (small plans, as the simulator makes 10,000 of, gained most: 40 % on a
-sample of the RICC replay's). Quantizing shapes onto a round-up grid before packing was tried again and cost
-7-20 % more on the mixed queue (32 MiB / 256 MiB cells: +10.5 %, 256 MiB / 2 GiB: +20 %), and it is not faster
-until the grid is coarse, so it is not used. numpy is not used either: the passes are greedy, one lane after
-another, so only the sort keys and shares would vectorize (a tenth of the time), and the domain ships in a
-Lambda layer. Under a second needs fewer lanes (which changes plans) or a compiled inner loop.
+Where the time goes (100,000 mixed jobs, the 2-core shared machine, CPU; half of what it was, side by side in
+the same window): 0.6-0.8 s in all at load 2-3, 0.9-1.1 s at load 3.5 (was 1.5-2.2 s then). Pass 1 about 0.5 s
+(ordering, the windows' lane choice: about 3 µs of pure Python per job), pass 2 0.01 s (701 bundles instead of
+32,696 lanes; it was 0.5 s), the plan's dataclasses 0.06 s (17,868 node groups and 32,696 lanes, each its own
+since the jobs differ; a bundled lane brings its end from pass 1; it was 0.15 s), the split by fit 0.03 s; the
+bench's histogram adds 0.06 s (was 0.15 s). Trying a finer grid: 32 steps cost 1.5 % less at 100,000 jobs but
+0.1 s more in pass 2 (6,049 bundles). The constant factors were cut twice before without changing any plan
+(plain tuples, one integer sort key, no key functions in pass 2's sort, lists for generators, neighbours sorted
+in (cores, cell) buckets, a family's spans kept as the shapes are read, runs made as ``Run`` once, an offer's
+fit found once per resource vector, tie-breaking only among equal price keys). Quantizing *job* shapes onto a
+round-up grid before packing was tried and cost 7-20 % more on the mixed queue without being faster until
+coarse: a job's grid cell is fixed before it finds partners, a lane's only after. numpy is not used: the passes
+are greedy, one lane after another, and the domain ships in a Lambda layer. Below 0.5 s would need a cheaper
+pass 1 (fewer lane choices cost 3.5 % for no measurable gain).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 from shared.domain.jobs import Shape
+from shared.domain.packing_bundles import ROUND_FROM, Bundle, Member, Runs, bundle, bundled_lanes, lane_end, rounder
 from shared.domain.packing_plan import CORE_TOLERANCE, MIN_WALL_TIME, Run
 
 _EXACT_DEPTH = 16  # lane depths up to this are exact; deeper ones keep four significant bits
@@ -31,7 +32,8 @@ Family = tuple[bool, int, float]  # on-demand only, accelerators, cores: the kin
 Capacity = tuple[float, int, int, int]  # cores, memory, disk, accelerators
 Cheapest = Callable[..., "int | None"]  # (cores, memory, disk, accelerators, on_demand=) → offer index
 _Row = tuple[float, int, int, float, Shape]  # a job in a window: cores, memory, disk, wall time, shape
-_Alike = dict[tuple[float, int, int], "Shape | list[Shape]"]  # (cores, memory, disk) → its job, or its jobs
+# (cores, memory, disk) → its job as a row, or its jobs
+_Alike = dict[tuple[float, int, int], "_Row | list[Shape]"]
 
 
 class FamilySpans(NamedTuple):
@@ -67,8 +69,10 @@ def lane_types(
     caps: Sequence[Capacity],
     caps_of: dict[bool, list[Capacity]],
     cheapest: Cheapest,
+    registry: dict[int, Bundle],
 ) -> tuple[list[tuple[LaneType, int, Family]], dict[Family, FamilySpans]]:
-    """Lane types with their multiplicity, and the spans of each family's shapes (for the reasons)."""
+    """Lane types with their multiplicity, and the spans of each family's shapes (for the reasons); the bundles
+    among them go into ``registry`` (by the id of their lane type)."""
     markets, spans = _gather(placeable, target_time)
     families = {
         family: FamilySpans(first=span[0], shapes=span[1], memory=(span[2], span[3]), disk=(span[4], span[5]),
@@ -78,7 +82,8 @@ def lane_types(
     items: list[tuple[LaneType, int, Family]] = []
     for (on_demand, acc), (full, alike) in sorted(markets.items(), key=_MARKET):
         items.extend([(lane, n, (on_demand, acc, lane[0])) for lane, n in full])
-        _cut(items, on_demand, acc, alike, target=target_time, caps=caps, caps_of=caps_of, cheapest=cheapest)
+        _cut(items, on_demand, acc, alike, target=target_time, caps=caps, caps_of=caps_of, cheapest=cheapest,
+             registry=registry)  # fmt: skip
     return items, families
 
 
@@ -90,7 +95,7 @@ def _gather(
 ) -> tuple[dict[tuple[bool, int], _Market], dict[Family, list[Any]]]:
     """The jobs by market (on-demand only, accelerators), and the spans of each family's shapes."""
     # One pass over the shapes (100,000 in a continuous queue). A lone job of its (cores, memory, disk) is kept
-    # as its shape, not a list of one. A family's spans are updated in place: [first shape, shapes, memory low,
+    # as its row, not a list of one. A family's spans are updated in place: [first shape, shapes, memory low,
     # high, disk low, high, wall low, high] (its shapes read back for their spans cost five times as much).
     markets: dict[tuple[bool, int], _Market] = {}
     by_family: dict[Family, tuple[list[Any], list[tuple[LaneType, int]], _Alike]] = {}
@@ -134,12 +139,12 @@ def _gather(
             key = (c, m, d)
             alike = entry[2]
             same = alike.get(key)
-            if same is None:
-                alike[key] = shape if keep == 1 else [shape] * keep
+            if same is None:  # a lone job is kept as its row for the windows (see _cut), not a list of one
+                alike[key] = (c, m, d, wall, shape) if keep == 1 else [shape] * keep
             elif type(same) is list:
                 same.extend([shape] * keep)
             else:
-                alike[key] = [same, *([shape] * keep)]  # type: ignore[list-item]
+                alike[key] = [same[4], *([shape] * keep)]
     return markets, {family: entry[0] for family, entry in by_family.items()}
 
 
@@ -153,41 +158,48 @@ def _cut(
     caps: Sequence[Capacity],
     caps_of: dict[bool, list[Capacity]],
     cheapest: Cheapest,
+    registry: dict[int, Bundle],
 ) -> None:
     """Lanes for the rest of the jobs of one market (``alike``: by cores, memory, disk), added to ``out``: jobs
-    that differ only in wall time by best fit on time, then windows of alike jobs mixed."""
-    # Jobs that differ only in wall time share lanes by best fit on time; the rest are mixed in windows.
+    that differ only in wall time by best fit on time, then windows of alike jobs mixed; bundled when the
+    market has ``ROUND_FROM`` such resource vectors or more (``shared.domain.packing_bundles``)."""
     # Only keys with several jobs need an order here: the rest are sorted below by keys that tell every
     # (cores, memory, disk) apart, so the order they are gathered in cannot matter.
     rest: list[tuple[float, int, int, float, Shape]] = []  # (cores, memory, disk, wall, shape)
     several: list[tuple[float, int, int]] = []
     for key, same in alike.items():
-        if isinstance(same, list):
+        if type(same) is list:
             several.append(key)
         else:
-            rest.append((key[0], key[1], key[2], same.wall_time, same))
+            rest.append(same)  # type: ignore[arg-type]  # a row
     several.sort()
+    nodes = [node for node in caps_of[not on_demand] if node[3] >= acc]  # largest first
+    bundles: dict[tuple[float, int, int], list[Member]] | None = None
+    steps: list[tuple[float, int, int, int, int]] | None = None
+    if len(rest) + len(several) >= ROUND_FROM:
+        bundles, steps = {}, rounder(nodes)
     for key in several:
         several_jobs = alike[key]
         assert isinstance(several_jobs, list)
-        _time_fill(out, several_jobs, key, target, acc, on_demand=on_demand)
-    if not rest:
-        return
-    # Neighbours in this order are alike: by cores, then coarse cells of the less scarce of memory and
-    # disk (on the cheapest node type for an average job), then the scarcer one.
-    jobs = len(rest)
-    mean_memory = sum([row[1] for row in rest]) / jobs
-    mean_disk = sum([row[2] for row in rest]) / jobs
-    mean_cores = sum([row[0] for row in rest]) / jobs
-    best = cheapest(mean_cores, math.ceil(mean_memory), math.ceil(mean_disk), acc, on_demand=on_demand)
-    cap = caps[best] if best is not None else (1.0, 1, 1, 1)
-    by_memory = (mean_memory / cap[1] if cap[1] else 0.0) >= (mean_disk / cap[2] if cap[2] else 0.0)
-    cells = max(1, min(64, math.isqrt(jobs // _WINDOW)))
-    scale = cells / ((cap[2] if by_memory else cap[1]) or 1)
-    rows = _neighbours(rest, cells, scale, by_memory=by_memory)
-    nodes = [node for node in caps_of[not on_demand] if node[3] >= acc]  # largest first
-    for begin in range(0, jobs, _WINDOW):
-        _time_pack(out, rows[begin : begin + _WINDOW], target, acc, cap, nodes, on_demand=on_demand)
+        _time_fill(out, several_jobs, key, target, acc, on_demand=on_demand, bundles=bundles, steps=steps)
+    if rest:
+        # Neighbours in this order are alike: by cores, then coarse cells of the less scarce of memory and
+        # disk (on the cheapest node type for an average job), then the scarcer one.
+        jobs = len(rest)
+        mean_memory = sum([row[1] for row in rest]) / jobs
+        mean_disk = sum([row[2] for row in rest]) / jobs
+        mean_cores = sum([row[0] for row in rest]) / jobs
+        best = cheapest(mean_cores, math.ceil(mean_memory), math.ceil(mean_disk), acc, on_demand=on_demand)
+        cap = caps[best] if best is not None else (1.0, 1, 1, 1)
+        by_memory = (mean_memory / cap[1] if cap[1] else 0.0) >= (mean_disk / cap[2] if cap[2] else 0.0)
+        cells = max(1, min(64, math.isqrt(jobs // _WINDOW)))
+        scale = cells / ((cap[2] if by_memory else cap[1]) or 1)
+        rows = _neighbours(rest, cells, scale, by_memory=by_memory)
+        for begin in range(0, jobs, _WINDOW):
+            window = rows[begin : begin + _WINDOW]
+            _time_pack(out, window, target, acc, cap, nodes, on_demand=on_demand, bundles=bundles, steps=steps)
+    if bundles is not None:
+        bundled_lanes(out, bundles, registry, acc, on_demand=on_demand)
 
 
 def _neighbours(
@@ -226,9 +238,12 @@ def _time_fill(
     acc: int,
     *,
     on_demand: bool,
+    bundles: dict[tuple[float, int, int], list[Member]] | None,
+    steps: list[tuple[float, int, int, int, int]] | None,
 ) -> None:
     """Lanes for jobs of one resource vector: longest first, each into the lane with the least time left
-    that still holds it (best fit decreasing); a lane's first job is its longest, which runs last."""
+    that still holds it (best fit decreasing); a lane's first job is its longest, which runs last. Added to
+    ``out``, or to ``bundles`` as ``_time_pack`` does."""
     jobs.sort(key=_WALL_TIME, reverse=True)
     room: list[float] = []  # time left for further jobs in each open lane, ascending
     lane_of: list[int] = []  # the lane each entry of ``room`` belongs to
@@ -251,6 +266,7 @@ def _time_fill(
         lane_of.insert(at, lane)
     c, m, d = need
     family = (on_demand, acc, c)
+    first = len(out)  # lanes alike (many jobs longer than the target, each its own lane) are one item
     for lane_jobs in members:
         runs: list[tuple[Shape, int]] = []
         last, jobs_of_last = lane_jobs[-1], 0
@@ -261,7 +277,14 @@ def _time_fill(
                 runs.append(_run(Run, (last, jobs_of_last)))
                 last, jobs_of_last = shape, 1
         runs.append(_run(Run, (last, jobs_of_last)))
-        out.append(((c, m, d, acc, on_demand, tuple(runs)), 1, family))
+        made = tuple(runs)
+        if bundles is None:
+            if len(out) > first and out[-1][0][5] == made:
+                out[-1] = (out[-1][0], out[-1][1] + 1, family)
+            else:
+                out.append(((c, m, d, acc, on_demand, made), 1, family))
+        else:
+            bundle(bundles, steps, c, m, d, (made, lane_end(made)))  # type: ignore[arg-type]  # steps come with bundles
 
 
 def _time_pack(  # noqa: PLR0917
@@ -273,18 +296,21 @@ def _time_pack(  # noqa: PLR0917
     nodes: Sequence[tuple[float, int, int, int]],
     *,
     on_demand: bool,
+    bundles: dict[tuple[float, int, int], list[Member]] | None,
+    steps: list[tuple[float, int, int, int, int]] | None,
 ) -> None:
     """Lanes for a window of alike jobs, largest first, each joining the lane its reservation grows least.
 
     A lane can take a job while all its jobs but the longest fit within the target time back to back:
     the longest runs last, so every job starts by the target (the last one may run past it). A lane
     grows only while some node type of its market (``nodes``) can still hold it. ``window`` holds
-    (cores, memory, disk, wall time, shape) rows; each lane lists its jobs shortest first, in runs of one shape.
-    The lanes are added to ``out``.
+    (cores, memory, disk, wall time, shape) rows, one per shape (``_cut`` gives each (cores, memory, disk) of
+    one job a row), so each lane lists its jobs shortest first, one ``Run`` each. The lanes are added to
+    ``out``, or to ``bundles`` by their rounded reservation (``shared.domain.packing_bundles``).
     """
-    for c, m, d, _, _, jobs in _time_lanes(window, target, cap, nodes):
+    for c, m, d, end, _, jobs in _time_lanes(window, target, cap, nodes):
         if len(jobs) == 1:
-            runs: tuple[tuple[Shape, int], ...] = (_run(Run, (jobs[0][4], 1)),)
+            runs: Runs = (_run(Run, (jobs[0][4], 1)),)
         elif len(jobs) == 2:
             one, two = jobs
             if one[3] > two[3]:
@@ -292,14 +318,11 @@ def _time_pack(  # noqa: PLR0917
             runs = (_run(Run, (one[4], 1)), _run(Run, (two[4], 1)))
         else:
             jobs.sort(key=_WALL)
-            merged: list[tuple[Shape, int]] = []
-            for *_, shape in jobs:
-                if merged and merged[-1][0] is shape:
-                    merged[-1] = _run(Run, (shape, merged[-1][1] + 1))
-                else:
-                    merged.append(_run(Run, (shape, 1)))
-            runs = tuple(merged)
-        out.append(((c, m, d, acc, on_demand, runs), 1, (on_demand, acc, c)))
+            runs = tuple([_run(Run, (row[4], 1)) for row in jobs])
+        if bundles is None:
+            out.append(((c, m, d, acc, on_demand, runs), 1, (on_demand, acc, c)))
+        else:
+            bundle(bundles, steps, c, m, d, (runs, end))  # type: ignore[arg-type]  # steps come with bundles
 
 
 def _time_lanes(

@@ -14,6 +14,7 @@ from operator import itemgetter
 
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
+from shared.domain.packing_bundles import Bundle
 from shared.domain.packing_groups import UNBOUNDED, Item, Keyed, OpenGroup, break_ties, copies_in
 from shared.domain.packing_lanes import Family, FamilySpans, LaneType, lane_types
 from shared.domain.packing_plan import CORE_TOLERANCE, Run
@@ -60,6 +61,7 @@ class NodePacker:
         self.opened: dict[tuple[Family, int], list[int]] = {}  # (family, offer) → [nodes, jobs]
         self.filled: dict[Family, int] = {}  # jobs placed into room on nodes already planned
         self.family_shapes: dict[Family, FamilySpans] = {}
+        self.bundles: dict[int, Bundle] = {}  # id of a bundled lane type → its members
         self._texts: dict[Family, str] = {}
         self.moved: dict[tuple[int, int], int] = {}  # right-sizing (from, to) → nodes
         self.minimum: tuple[float, float, float, float] = (0.0, 0, 0, 0)
@@ -68,16 +70,8 @@ class NodePacker:
             if offer.min_nodes:
                 self._new_group(offer.min_nodes, list(self.caps[i]), i, [])
 
-    def eligible(self, shape: Shape) -> bool:
-        r = shape.resources
-        c, m, d, a = r.cores - CORE_TOLERANCE, r.memory, r.disk, r.accelerators
-        for cc, cm, cd, ca in self.caps_of[shape.preemptible]:  # noqa: SIM110 - a loop is faster than any()
-            if c <= cc and m <= cm and d <= cd and a <= ca:
-                return True
-        return False
-
     def split(self, demand: Iterable[tuple[Shape, int]]) -> tuple[list[tuple[Shape, int]], list[tuple[Shape, int]]]:
-        """``demand`` (positive counts only) as (what some offer holds, what none does): ``eligible`` inline."""
+        """``demand`` (positive counts only) as (what some offer holds, what none does)."""
         placeable, unfit = [], []
         caps_of = self.caps_of
         for shape, count in demand:
@@ -96,7 +90,12 @@ class NodePacker:
     def lanes(self, placeable: Sequence[tuple[Shape, int]]) -> list[tuple[LaneType, int, Family]]:
         """Lane types with their multiplicity (pass 1, ``shared.domain.packing_lanes``)."""
         items, self.family_shapes = lane_types(
-            placeable, target_time=self.target_time, caps=self.caps, caps_of=self.caps_of, cheapest=self._cheapest
+            placeable,
+            target_time=self.target_time,
+            caps=self.caps,
+            caps_of=self.caps_of,
+            cheapest=self._cheapest,
+            registry=self.bundles,
         )
         return items
 
@@ -158,35 +157,57 @@ class NodePacker:
         left = self.left
         for _, count, family, _ in items:  # lanes retried after right-sizing may belong to new families
             left.setdefault(family, count)
+        bundles = self.bundles
         for lane, wanted, family, copies in items:
             count = wanted
             runs = lane[5]
             jobs_per_lane = runs[0][1] if len(runs) == 1 else sum(map(_JOBS, runs))
+            members = bundles.get(id(lane)) if bundles else None
             placed = self._fill(lane, count, copies)
             if placed:
-                self.filled[family] = self.filled.get(family, 0) + placed * jobs_per_lane
+                jobs = members.take(placed) if members else placed * jobs_per_lane
+                self.filled[family] = self.filled.get(family, 0) + jobs
                 left[family] -= placed
                 count -= placed
             while count:
-                opened = self._open(lane, count, copies, left[family], family, jobs_per_lane)
+                opened, offer, nodes = self._open(lane, count, copies, left[family])
                 if not opened:
-                    self.waiting.append((lane, count, family, copies))
+                    self._wait(lane, count, family, copies)
                     break
+                record = self.opened.get((family, offer))
+                if record is None:
+                    record = self.opened[family, offer] = [0, 0]
+                record[0] += nodes
+                record[1] += members.take(opened) if members else opened * jobs_per_lane
                 count -= opened
                 left[family] -= opened
+
+    def _wait(self, lane: LaneType, count: int, family: Family, copies: tuple[int, ...]) -> None:
+        """``count`` lanes wait for room; a bundle's unplaced members become a bundle of their own."""
+        members = self.bundles.get(id(lane))
+        if members is not None:
+            rest = members.rest()
+            lane = (*lane[:5], rest[0][0])
+            self.bundles[id(lane)] = Bundle(lane, rest)
+        self.waiting.append((lane, count, family, copies))
 
     def one_job_each(self, items: list[Item]) -> list[Item]:
         """Waiting lanes taken apart: a small job must not wait because it shared a lane with a big one."""
         out = []
         for lane, count, family, copies in items:
-            if len(lane[5]) == 1 and lane[5][0][1] == 1:
+            members = self.bundles.get(id(lane))
+            if members is not None:
+                every = [run for runs, _ in members.members for run in runs]
+            elif len(lane[5]) == 1 and lane[5][0][1] == 1:
                 out.append((lane, count, family, copies))
                 continue
-            for shape, n in lane[5]:
+            else:
+                every = [(shape, n * count) for shape, n in lane[5]]
+            for shape, n in every:
                 r = shape.resources
                 single: LaneType = (r.cores, r.memory, r.disk, r.accelerators, not shape.preemptible, (Run(shape, 1),))
                 fits_on = self._offers_for(r.cores, r.memory, r.disk, r.accelerators, not shape.preemptible)[0]
-                out.append((single, n * count, (not shape.preemptible, r.accelerators, r.cores), fits_on))
+                out.append((single, n, (not shape.preemptible, r.accelerators, r.cores), fits_on))
         return out
 
     def _fit(self, c: float, m: int, d: int, a: int, on_demand: bool) -> _Fit:
@@ -302,10 +323,9 @@ class NodePacker:
                 del self.entries[group.id]
         return count
 
-    def _open(  # noqa: PLR0917 - positional: once per node bought, 18,000 times in a 100,000-shape plan
-        self, lane: LaneType, count: int, copies_of: tuple[int, ...], family_left: int, family: Family, jobs: int
-    ) -> int:
-        """Buy nodes for up to ``count`` lanes; return how many lanes they took (0: maxNodes everywhere)."""
+    def _open(self, lane: LaneType, count: int, copies_of: tuple[int, ...], family_left: int) -> tuple[int, int, int]:
+        """Buy nodes for up to ``count`` lanes; return how many lanes they took (0: maxNodes everywhere), the
+        offer and how many nodes."""
         best = -1
         best_each = best_price = 0.0
         price, room, offers = self.price, self.room, self.offers
@@ -322,7 +342,7 @@ class NodePacker:
             ):
                 best, best_each, best_price = i, each, price[i]
         if best < 0:
-            return 0
+            return 0, -1, 0
         i, copies = best, copies_of[best]
         nodes = min(count // copies, self.room[i])
         taken = nodes * copies if nodes else count
@@ -333,13 +353,7 @@ class NodePacker:
         self.entries[group.id] = group
         group.add(lane, taken // nodes)
         self.reindex(group)
-        record = self.opened.get((family, i))
-        if record is None:
-            self.opened[family, i] = [nodes, taken * jobs]
-        else:
-            record[0] += nodes
-            record[1] += taken * jobs
-        return taken
+        return taken, i, nodes
 
     def _cheapest(self, c: float, m: int, d: int, a: int, *, on_demand: bool) -> int | None:
         """The offer with the lowest price per copy of this lane on an otherwise empty node."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from shared.domain.node_types import Offer
+from shared.domain.packing_bundles import Bundle, Runs, lane_end
 from shared.domain.packing_groups import fits
 from shared.domain.packing_lanes import Family, LaneType
 from shared.domain.packing_nodes import NodePacker
-from shared.domain.packing_plan import MIN_WALL_TIME, Lane, NodeGroup, NodeLoad
+from shared.domain.packing_plan import Lane, NodeGroup, NodeLoad
 from shared.domain.packing_reasons import span_text
 from shared.domain.resources import Resources
 
@@ -48,41 +50,74 @@ def right_size(packer: NodePacker) -> None:
 def node_groups(packer: NodePacker) -> tuple[NodeGroup, ...]:
     """The plan's node groups. A 100,000-shape plan has 20,000 of them and 30,000 lanes: the frozen dataclasses
     are built slot by slot (see ``_lane``), a third of the time of their ``__init__``; one loop, so its
-    names stay locals."""
+    names stay locals. A group holding bundled lanes is written node by node, each taking its bundles' next
+    members (``shared.domain.packing_bundles``)."""
     made: dict[int, Lane] = {}
-    out = []
-    offers = packer.offers
-    new, lane_of, resources = _new, _lane, _resources
-    set_lanes, set_free, set_offer, set_count, set_load = _LANES, _FREE, _OFFER, _COUNT, _LOAD
+    out: list[NodeGroup] = []
+    offers, bundles = packer.offers, packer.bundles
+    dealt = dict.fromkeys(bundles, 0)  # members of each bundle dealt out so far
+    lane_of, resources = _lane, _resources
     for group in packer.entries.values():
         lanes = group.lanes
+        fc, fm, fd, fa = group.free
+        free = resources(fc, int(fm), int(fd), int(fa))
+        offer = offers[group.offer]
+        if bundles and any(id(lane) in bundles for lane, _ in lanes):
+            for _ in range(group.count):
+                out.append(_group(offer, 1, free, _dealt(lanes, bundles, dealt, made)))
+            continue
         if len(lanes) == 1 and lanes[0][1] == 1:  # most nodes of a continuous queue run one lane
             lane = lanes[0][0]
             made_lane = made.get(id(lane))
             if made_lane is None:
-                made_lane = made[id(lane)] = lane_of(lane)
+                made_lane = made[id(lane)] = lane_of(resources(*lane[:4]), lane[5])
             built: tuple[Lane, ...] = (made_lane,)
         else:
             every: list[Lane] = []
             for lane, copies in lanes:
                 made_lane = made.get(id(lane))
                 if made_lane is None:
-                    made_lane = made[id(lane)] = lane_of(lane)
+                    made_lane = made[id(lane)] = lane_of(resources(*lane[:4]), lane[5])
                 if copies == 1:
                     every.append(made_lane)
                 else:
                     every.extend([made_lane] * copies)
             built = tuple(every)
-        fc, fm, fd, fa = group.free
-        load = new(NodeLoad)
-        set_lanes(load, built)
-        set_free(load, resources(fc, int(fm), int(fd), int(fa)))
-        made_group = new(NodeGroup)
-        set_offer(made_group, offers[group.offer])
-        set_count(made_group, group.count)
-        set_load(made_group, load)
-        out.append(made_group)
+        out.append(_group(offer, group.count, free, built))
     return tuple(out)
+
+
+def _dealt(
+    lanes: list[tuple[LaneType, int]], bundles: dict[int, Bundle], dealt: dict[int, int], made: dict[int, Lane]
+) -> tuple[Lane, ...]:
+    """One node's lanes: a bundle's copies are its next members, each a lane of the bundle's reservation."""
+    every: list[Lane] = []
+    for lane, copies in lanes:
+        key = id(lane)
+        members = bundles.get(key)
+        reserved = made.get(key)
+        if reserved is None:
+            reserved = made[key] = _lane(_resources(*lane[:4]), lane[5])
+        if members is None:
+            every.extend([reserved] * copies)
+            continue
+        start = dealt[key]
+        dealt[key] = start + copies
+        shared = reserved.reserved
+        every.extend([_ended(shared, runs, end) for runs, end in members.members[start : start + copies]])
+    return tuple(every)
+
+
+def _group(offer: Offer, count: int, free: Resources, lanes: tuple[Lane, ...]) -> NodeGroup:
+    """``NodeGroup(offer=..., count=..., load=NodeLoad(lanes=..., free=...))``, slot by slot."""
+    load = _new(NodeLoad)
+    _LANES(load, lanes)
+    _FREE(load, free)
+    made = _new(NodeGroup)
+    _OFFER(made, offer)
+    _COUNT(made, count)
+    _LOAD(made, load)
+    return made
 
 
 def explain(packer: NodePacker) -> list[str]:
@@ -119,23 +154,17 @@ def _family_text(packer: NodePacker, family: Family) -> str:
     return text
 
 
-def _lane(lane: LaneType) -> Lane:
-    """``Lane(reserved=Resources(...), runs=..., end=...)``, built field by field: a 100,000-shape plan makes
-    30,000 of them, and a frozen dataclass's ``__init__`` (``object.__setattr__`` per field) is a third of it."""
-    c, m, d, a, _, runs = lane
-    if len(runs) == 1:
-        shape, n = runs[0]
-        end = max(shape.wall_time, MIN_WALL_TIME) * n
-    elif len(runs) == 2:  # the most common lane of a continuous queue; x + y is what sum([x, y]) gives
-        (one, n), (two, k) = runs
-        end = ((w if (w := one.wall_time) > MIN_WALL_TIME else MIN_WALL_TIME) * n) + (
-            (w if (w := two.wall_time) > MIN_WALL_TIME else MIN_WALL_TIME) * k
-        )
-    else:
-        end = sum([(s.wall_time if s.wall_time > MIN_WALL_TIME else MIN_WALL_TIME) * n for s, n in runs])
+def _lane(reserved: Resources, runs: Runs) -> Lane:
+    """``Lane(reserved=..., runs=..., end=...)``, built field by field: a 100,000-shape plan makes 30,000 of
+    them, and a frozen dataclass's ``__init__`` (``object.__setattr__`` per field) is a third of it."""
+    return _ended(reserved, runs, lane_end(runs))
+
+
+def _ended(reserved: Resources, runs: Runs, end: float) -> Lane:
+    """``_lane`` with its end known (a bundle's member carries it from pass 1)."""
     made = _new(Lane)
-    _RESERVED(made, _resources(c, m, d, a))
-    _RUNS(made, runs)  # Runs already (``shared.domain.packing_lanes``)
+    _RESERVED(made, reserved)
+    _RUNS(made, runs)
     _END(made, end)
     return made
 

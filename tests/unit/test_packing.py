@@ -84,6 +84,15 @@ def test_many_short_jobs_share_one_node_over_time() -> None:
     assert feasible(result) == 400
 
 
+def test_jobs_longer_than_the_target_fill_identical_nodes_as_one_group() -> None:
+    # GIVEN 100 jobs of one shape, each longer than the target: each its own lane, 4 lanes per node
+    result = plan({shape(4, 2, 7200): 100}, [C5_4XL], target_time=1800)
+    # THEN their 25 identical nodes are one group (their lanes were one item with a count, not 100 items)
+    assert result.node_counts() == {"c5.4xlarge": 25}
+    assert [(group.count, len(group.load.lanes)) for group in result.groups] == [(25, 4)]
+    assert feasible(result) == 100
+
+
 def test_cost_not_size_order_chooses_the_type() -> None:
     # GIVEN memory-heavy jobs: m5.2xlarge holds 1 (30 GiB), r5.2xlarge holds 2 (61 GiB) at 1.3× the price
     demand = {shape(2, 28, 3600): 20}
