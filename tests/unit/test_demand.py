@@ -1,0 +1,62 @@
+"""From demand counters to planned demand (``shared.domain.demand``): the rule the deployed round and the
+simulator share."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from shared.domain.cluster_state import DemandCount
+from shared.domain.demand import empties_at, expected_end, planned, two_digits
+from shared.domain.jobs import Shape
+from shared.domain.resources import Resources
+from shared.domain.runtimes import Runtimes
+
+GiB = 2**30
+ASKED = Shape(resources=Resources(cores=2, memory=4 * GiB, disk=10 * GiB), wall_time=600.0, preemptible=True)
+LEARNED = Runtimes(by_name=MappingProxyType({"align": (4, 4 * 1234.0)}), jobs=4, seconds=4 * 1234.0)
+
+
+def as_planned(wall: float) -> Shape:
+    return Shape(resources=ASKED.resources, wall_time=wall, preemptible=ASKED.preemptible)
+
+
+def test_a_queued_job_with_a_learned_runtime_is_planned_with_it() -> None:
+    # GIVEN two queued jobs of a name whose finished jobs took 1234 s on average, though they ask for 600 s
+    # WHEN the counters are planned
+    plan = planned({(ASKED, "align"): (2, 0)}, {}, LEARNED, now=0.0)
+    # THEN they are planned at the learned runtime, to two digits
+    assert plan.counts == {as_planned(1200.0): DemandCount(queued=2)}
+    assert plan.shape_of == {(ASKED, "align"): as_planned(1200.0)}
+
+
+def test_a_name_nothing_is_known_of_is_planned_as_asked() -> None:
+    plan = planned({(ASKED, "new"): (1, 0)}, {}, Runtimes(), now=0.0)
+    assert plan.counts == {ASKED: DemandCount(queued=1)}
+
+
+def test_running_jobs_are_planned_as_what_is_left_of_them() -> None:
+    # GIVEN one running job of the name, started 300 s ago (expected 1200 s in all)
+    plan = planned({(ASKED, "align"): (0, 1)}, {"align": (1, 500.0)}, LEARNED, now=800.0)
+    # THEN it is demand for what is left of it
+    running = {shape: count for shape, count in plan.counts.items() if count.running}
+    assert running == {as_planned(900.0): DemandCount(running=1)}
+
+
+def test_queued_since_is_the_earliest_mark_of_the_keys_planned_alike_and_empty_keys_are_cleared() -> None:
+    other = Shape(resources=ASKED.resources, wall_time=900.0, preemptible=True)  # asks otherwise, same name
+    counters = {(ASKED, "align"): (1, 0), (other, "align"): (3, 0), (ASKED, "sort"): (0, 2)}
+    since = {(ASKED, "align"): 50.0, (other, "align"): 20.0, (ASKED, "sort"): 10.0}
+    plan = planned(counters, {}, LEARNED, now=100.0, since=since)
+    assert plan.queued_since == {as_planned(1200.0): 20.0}
+    assert plan.emptied == [(ASKED, "sort")]  # nothing of it is queued: its mark goes
+
+
+def test_a_node_empties_when_its_last_job_is_expected_to_end() -> None:
+    plan = planned({(ASKED, "align"): (0, 2)}, {}, LEARNED, now=0.0)
+    jobs = {"i-1": [((ASKED, "align"), 100.0), ((ASKED, "unplanned"), 900.0)], "i-2": [((ASKED, "align"), -5000.0)]}
+    assert expected_end((ASKED, "align"), 100.0, plan.shape_of) == 1300.0
+    assert empties_at(jobs, plan.shape_of, now=1000.0) == {"i-1": 1500.0, "i-2": 1000.0}
+
+
+def test_two_digits() -> None:
+    assert [two_digits(s) for s in (0.0, 1234.0, 56.7, 0.4)] == [1.0, 1200.0, 57.0, 1.0]
