@@ -7,8 +7,11 @@ jobs become demand of what is left of them (``policy.running_remaining``). The d
 (``shared.services.reconcile``) feeds it the state table's counters, the learned runtimes and the running
 jobs' start times; the simulator (``shared.sim.engine``) feeds it its own, so the two cannot drift apart.
 
-``queued_since`` is what a store can keep exactly without a read on the hot path: per key, the first
-enqueue since a round last saw that key's queue empty (``emptied`` lists the keys whose mark a round clears).
+``queued_since`` (when the oldest queued job of a shape was queued) comes from what a store can count without
+a read on the hot path: per key, how many jobs were ever enqueued (an ``ADD`` on every enqueue). Each round
+keeps checkpoints (its time, that count); as a key's queue is first in, first out, its oldest queued job is
+the one numbered ``enqueued - queued + 1``, and the first checkpoint that counts it says when it was queued,
+to the gap between two rounds (``queue_marks``). A queued job is never taken for older than it is.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from shared.domain.resources import Resources
 from shared.domain.runtimes import Runtimes
 
 DemandKey = tuple[Shape, str | None]  # the job's requested shape, and its name (None: unnamed)
+Checkpoints = tuple[tuple[float, int], ...]  # (a round's time, jobs of the key ever enqueued by then), oldest first
+MAX_CHECKPOINTS = 32  # per key; beyond it the closest two merge (their jobs then look younger, never older)
 
 
 def two_digits(seconds: float) -> float:
@@ -45,8 +50,7 @@ class Planned:
 
     counts: dict[Shape, DemandCount]
     shape_of: dict[DemandKey, Shape]  # the shape a key's queued jobs are planned as (its full expected runtime)
-    queued_since: dict[Shape, float]  # per planned shape, the earliest mark of its keys with jobs queued
-    emptied: list[DemandKey]  # keys with a queued-since mark and nothing queued: the mark is to be cleared
+    queued_since: dict[Shape, float]  # per planned shape, the earliest mark of its keys (``queue_marks``)
 
 
 def planned(
@@ -61,7 +65,8 @@ def planned(
     shape: Callable[[Resources, float, bool], Shape] = _shape,
 ) -> Planned:
     """``counters``: (queued, running) per key; ``running``: per name, (jobs running, sum of their start times);
-    ``since``: per key, its queued-since mark. ``shape`` may intern the shapes it builds (the simulator does)."""
+    ``since``: per key, when its oldest queued job was queued. ``shape`` may intern the shapes it builds (the
+    simulator does)."""
     counts: dict[Shape, list[int]] = {}
     shape_of: dict[DemandKey, Shape] = {}
     for key, (queued, running_jobs) in counters.items():
@@ -79,29 +84,47 @@ def planned(
             counts.setdefault(shape(resources, left, spot), [0, 0])[1] += running_jobs
         else:
             total[1] += max(0, running_jobs)
-    marks, emptied = _queued_since(counters, shape_of, since or {})
+    queued_since: dict[Shape, float] = {}
+    for key, mark in (since or {}).items():
+        marked = shape_of.get(key)
+        if marked is not None and (marked not in queued_since or mark < queued_since[marked]):
+            queued_since[marked] = mark
     return Planned(
         counts={s: DemandCount(queued=q, running=r) for s, (q, r) in counts.items()},
         shape_of=shape_of,
-        queued_since=marks,
-        emptied=emptied,
+        queued_since=queued_since,
     )
 
 
-def _queued_since(
-    counters: Mapping[DemandKey, Sequence[int]], shape_of: Mapping[DemandKey, Shape], since: Mapping[DemandKey, float]
-) -> tuple[dict[Shape, float], list[DemandKey]]:
-    out: dict[Shape, float] = {}
-    emptied: list[DemandKey] = []
-    for key, mark in since.items():
-        count = counters.get(key)
-        if count is None or count[0] <= 0:
-            emptied.append(key)
-            continue
-        planned_as = shape_of.get(key)
-        if planned_as is not None and (planned_as not in out or mark < out[planned_as]):
-            out[planned_as] = mark
-    return out, emptied
+def checkpoint(marks: Checkpoints, *, enqueued: int, queued: int, now: float) -> Checkpoints:
+    """One key's checkpoints after a round at ``now`` that read its counters: the ones that still count a
+    queued job, and this round's if jobs were enqueued since the last one."""
+    if queued <= 0:
+        return ()
+    left = enqueued - queued  # jobs that ever left the queue: started, cancelled (FIFO: the oldest first)
+    kept = [mark for mark in marks if mark[1] > left]
+    if not kept or kept[-1][1] < enqueued:
+        kept.append((now, enqueued))
+    if len(kept) > MAX_CHECKPOINTS:
+        # the later of the two closest rounds (never the first) stands for both: its jobs look younger by the gap
+        closest = min(range(1, len(kept) - 1), key=lambda i: kept[i + 1][0] - kept[i][0])
+        del kept[closest]
+    return tuple(kept)
+
+
+def queue_marks(
+    marks: Mapping[DemandKey, Checkpoints],
+    counters: Mapping[DemandKey, Sequence[int]],
+    enqueued: Mapping[DemandKey, int],
+    now: float,
+) -> dict[DemandKey, Checkpoints]:
+    """Every key's checkpoints after a round at ``now`` (keys with nothing queued have none); the first one's
+    time is when the key's oldest queued job was queued (``since``)."""
+    out: dict[DemandKey, Checkpoints] = {}
+    for key, count in counters.items():
+        if count[0] > 0:
+            out[key] = checkpoint(marks.get(key, ()), enqueued=enqueued.get(key, 0), queued=count[0], now=now)
+    return out
 
 
 def expected_end(key: DemandKey, started_at: float, shape_of: Mapping[DemandKey, Shape]) -> float:

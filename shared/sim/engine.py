@@ -46,7 +46,7 @@ from typing import cast
 
 from shared.domain.cluster_state import DemandCount, NodeState
 from shared.domain.decision import Drain, Snapshot
-from shared.domain.demand import DemandKey, expected_end, planned
+from shared.domain.demand import expected_end, planned, queue_marks
 from shared.domain.jobs import Shape
 from shared.sim.fleet import Fleet
 from shared.sim.guardrails import past_budget, quota_view
@@ -156,9 +156,12 @@ class Simulation(Fleet):
 
     def _demand(self) -> dict[Shape, DemandCount]:
         """The deployed round's rule (``shared.domain.demand.planned``) on the simulator's counters."""
-        before = self._shape_of
+        before, since = self._shape_of, None
+        if self.wait_aware:
+            self.marks = queue_marks(self.marks, self.counters, self.enqueued, self.now)
+            since = {key: marks[0][0] for key, marks in self.marks.items()}
         plan = planned(
-            self.counters, self.started, self.runtimes, self.now, since=self._queue_heads(),
+            self.counters, self.started, self.runtimes, self.now, since=since,
             learn_from_running=self.learn_from_running, plan_remaining=self.plan_remaining, shape=interned_shape,
         )  # fmt: skip
         self._shape_of, self.queued_since = plan.shape_of, plan.queued_since
@@ -260,12 +263,6 @@ class Simulation(Fleet):
             job = jobs[index]
             latest = max(latest, expected_end(job.key, job.started_at, shape_of))
         return latest
-
-    def _queue_heads(self) -> dict[DemandKey, float]:
-        """When the oldest queued job of each key was queued (FIFO: the head was queued first)."""
-        if not self.wait_aware:
-            return {}
-        return {key: self.jobs[queue[0]].queued_at for key, queue in self.queues.items() if queue}
 
     def _same_as_last_round(self, demand: Mapping[Shape, DemandCount]) -> bool:
         last = self.settled

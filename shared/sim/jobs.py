@@ -18,6 +18,7 @@ class JobFlow(SimState):
         job.queued_at = self.now
         job.node = None
         self.queues.setdefault(job.key, deque()).append(index)
+        self.enqueued[job.key] = self.enqueued.get(job.key, 0) + 1  # what the state table counts
         self.queued += 1
         self._counter(job)[0] += 1
 
