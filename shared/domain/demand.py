@@ -8,10 +8,12 @@ jobs become demand of what is left of them (``policy.running_remaining``). The d
 jobs' start times; the simulator (``shared.sim.engine``) feeds it its own, so the two cannot drift apart.
 
 ``queued_since`` (when the oldest queued job of a shape was queued) comes from what a store can count without
-a read on the hot path: per key, how many jobs were ever enqueued (an ``ADD`` on every enqueue). Each round
-keeps checkpoints (its time, that count); as a key's queue is first in, first out, its oldest queued job is
-the one numbered ``enqueued - queued + 1``, and the first checkpoint that counts it says when it was queued,
-to the gap between two rounds (``queue_marks``). A queued job is never taken for older than it is.
+a read on the hot path: per key, how many jobs were ever enqueued and when the last was (an ``ADD`` and a
+``SET`` in the update every enqueue already makes). Each round keeps checkpoints (that time, that count); as
+a key's queue is first in, first out, its oldest queued job is the one numbered ``enqueued - queued + 1``, and
+the first checkpoint that counts it says when it was queued: exactly when it came last before a round (a
+batch submitted at once), else to within the gap between two rounds (``queue_marks``). A queued job is never
+taken for older than it is.
 """
 
 from __future__ import annotations
@@ -27,8 +29,36 @@ from shared.domain.resources import Resources
 from shared.domain.runtimes import Runtimes
 
 DemandKey = tuple[Shape, str | None]  # the job's requested shape, and its name (None: unnamed)
-Checkpoints = tuple[tuple[float, int], ...]  # (a round's time, jobs of the key ever enqueued by then), oldest first
+Checkpoints = tuple[tuple[float, int], ...]  # (when the last was enqueued, jobs of the key ever enqueued), oldest first
+Enqueued = tuple[int, float]  # jobs of a key ever enqueued, and when the last of them was
 MAX_CHECKPOINTS = 32  # per key; beyond it the closest two merge (their jobs then look younger, never older)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Counters:
+    """The demand counters as a store keeps them."""
+
+    counts: dict[DemandKey, tuple[int, int]]  # (queued, running) per key
+    enqueued: dict[DemandKey, Enqueued]  # per key (``queue_marks``)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunningJob:
+    """A running job as the round needs it: its counter's key, when it started and where."""
+
+    job_id: str
+    key: DemandKey
+    started_at: float
+    node: str
+
+
+def running_by_name(jobs: Iterable[RunningJob]) -> dict[str | None, tuple[int, float]]:
+    """Per job name, how many of ``jobs`` run and the sum of their start times (``planned``'s ``running``)."""
+    out: dict[str | None, tuple[int, float]] = {}
+    for job in jobs:
+        count, total = out.get(job.key[1], (0, 0.0))
+        out[job.key[1]] = (count + 1, total + job.started_at)
+    return out
 
 
 def two_digits(seconds: float) -> float:
@@ -96,15 +126,16 @@ def planned(
     )
 
 
-def checkpoint(marks: Checkpoints, *, enqueued: int, queued: int, now: float) -> Checkpoints:
+def checkpoint(marks: Checkpoints, *, enqueued: Enqueued, queued: int, now: float) -> Checkpoints:
     """One key's checkpoints after a round at ``now`` that read its counters: the ones that still count a
-    queued job, and this round's if jobs were enqueued since the last one."""
+    queued job, and a new one if jobs were enqueued since the last."""
     if queued <= 0:
         return ()
-    left = enqueued - queued  # jobs that ever left the queue: started, cancelled (FIFO: the oldest first)
+    count, last_at = enqueued
+    left = count - queued  # jobs that ever left the queue: started, cancelled (FIFO: the oldest first)
     kept = [mark for mark in marks if mark[1] > left]
-    if not kept or kept[-1][1] < enqueued:
-        kept.append((now, enqueued))
+    if not kept or kept[-1][1] < count:
+        kept.append((min(now, last_at), count))
     if len(kept) > MAX_CHECKPOINTS:
         # the later of the two closest rounds (never the first) stands for both: its jobs look younger by the gap
         closest = min(range(1, len(kept) - 1), key=lambda i: kept[i + 1][0] - kept[i][0])
@@ -115,7 +146,7 @@ def checkpoint(marks: Checkpoints, *, enqueued: int, queued: int, now: float) ->
 def queue_marks(
     marks: Mapping[DemandKey, Checkpoints],
     counters: Mapping[DemandKey, Sequence[int]],
-    enqueued: Mapping[DemandKey, int],
+    enqueued: Mapping[DemandKey, Enqueued],
     now: float,
 ) -> dict[DemandKey, Checkpoints]:
     """Every key's checkpoints after a round at ``now`` (keys with nothing queued have none); the first one's
@@ -123,7 +154,7 @@ def queue_marks(
     out: dict[DemandKey, Checkpoints] = {}
     for key, count in counters.items():
         if count[0] > 0:
-            out[key] = checkpoint(marks.get(key, ()), enqueued=enqueued.get(key, 0), queued=count[0], now=now)
+            out[key] = checkpoint(marks.get(key, ()), enqueued=enqueued.get(key, (0, now)), queued=count[0], now=now)
     return out
 
 

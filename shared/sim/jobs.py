@@ -18,7 +18,7 @@ class JobFlow(SimState):
         job.queued_at = self.now
         job.node = None
         self.queues.setdefault(job.key, deque()).append(index)
-        self.enqueued[job.key] = self.enqueued.get(job.key, 0) + 1  # what the state table counts
+        self.enqueued[job.key] = (self.enqueued.get(job.key, (0, 0.0))[0] + 1, self.now)  # as the state table does
         self.queued += 1
         self._counter(job)[0] += 1
 

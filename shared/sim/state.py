@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from shared.domain.cluster_state import DemandCount, NodeState
 from shared.domain.decision import Decision
-from shared.domain.demand import Checkpoints, DemandKey
+from shared.domain.demand import Checkpoints, DemandKey, Enqueued
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
 from shared.domain.policy import ScalerState
@@ -75,7 +75,7 @@ class SimState:
         self._shapes_version = 0  # moves when the expected runtimes the scaler sees move
         self._shape_of: dict[DemandKey, Shape] = {}
         self.queued_since: dict[Shape, float] = {}  # the last round's, per shape it planned
-        self.enqueued: dict[DemandKey, int] = {}  # jobs ever enqueued per key, and the rounds' checkpoints of it:
+        self.enqueued: dict[DemandKey, Enqueued] = {}  # per key (how many, the last when), the rounds' checkpoints:
         self.marks: dict[DemandKey, Checkpoints] = {}  # when its oldest queued job was queued (demand.queue_marks)
         # what the report counts
         self.rounds = 0

@@ -60,29 +60,32 @@ def test_queued_since_is_the_earliest_mark_of_the_keys_planned_alike() -> None:
 
 def test_the_oldest_queued_job_is_dated_by_the_first_round_that_counted_it() -> None:
     # GIVEN 3 jobs enqueued before a round at 10 s and 2 more before one at 20 s
-    marks = checkpoint((), enqueued=3, queued=3, now=10.0)
-    marks = checkpoint(marks, enqueued=5, queued=5, now=20.0)
-    assert marks == ((10.0, 3), (20.0, 5))
+    marks = checkpoint((), enqueued=(3, 10.0), queued=3, now=10.0)
+    marks = checkpoint(marks, enqueued=(5, 15.0), queued=5, now=20.0)  # the last of the two came at 15 s
+    assert marks == ((10.0, 3), (15.0, 5))
     # WHEN 3 have started by the round at 30 s (first in, first out): the oldest queued is the 4th
-    marks = checkpoint(marks, enqueued=5, queued=2, now=30.0)
-    # THEN it is dated by the round at 20 s, the first that counted it
-    assert marks == ((20.0, 5),)
+    marks = checkpoint(marks, enqueued=(5, 15.0), queued=2, now=30.0)
+    # THEN it is dated by the first checkpoint that counted it: no earlier than it came
+    assert marks == ((15.0, 5),)
     # and a queue seen empty keeps nothing
-    assert checkpoint(marks, enqueued=5, queued=0, now=40.0) == ()
+    assert checkpoint(marks, enqueued=(5, 15.0), queued=0, now=40.0) == ()
 
 
 def test_checkpoints_are_bounded_by_merging_the_closest_rounds_into_the_later() -> None:
     marks: Checkpoints = ()
     for i in range(MAX_CHECKPOINTS + 1):
-        marks = checkpoint(marks, enqueued=i + 1, queued=i + 1, now=float(i * i))  # rounds further and further apart
+        marks = checkpoint(
+            marks, enqueued=(i + 1, i * i), queued=i + 1, now=i * i
+        )  # enqueues further and further apart
     assert len(marks) == MAX_CHECKPOINTS
     assert marks[0] == (0.0, 1) and (1.0, 2) not in marks and (4.0, 3) in marks  # 0 stays; 1 → 4 was the closest
 
 
 def test_queue_marks_keep_checkpoints_of_queued_keys_only() -> None:
     counters = {(ASKED, "align"): (2, 0), (ASKED, "sort"): (0, 1)}
-    marks = queue_marks({(ASKED, "sort"): ((5.0, 1),)}, counters, {(ASKED, "align"): 2, (ASKED, "sort"): 1}, 9.0)
-    assert marks == {(ASKED, "align"): ((9.0, 2),)}
+    enqueued = {(ASKED, "align"): (2, 8.0), (ASKED, "sort"): (1, 5.0)}
+    marks = queue_marks({(ASKED, "sort"): ((5.0, 1),)}, counters, enqueued, 9.0)
+    assert marks == {(ASKED, "align"): ((8.0, 2),)}
 
 
 def test_a_node_empties_when_its_last_job_is_expected_to_end() -> None:
