@@ -53,18 +53,29 @@ class _Keys:
 
 
 def read_counters(table: StateTable) -> Counters:
-    """One Query of the ``DEMAND`` partition: the counters that hold jobs (negative counts read as none)."""
-    counts: dict[DemandKey, tuple[int, int]] = {}
+    """One Query of the ``DEMAND`` partition: the counters that hold jobs.
+
+    Counters were once kept per shape alone (the sort key an unnamed job's counter still has): a named job
+    counted there before an upgrade moves its name's counter below zero when it starts or ends after it. The
+    counts of one shape always sum to its jobs, so a named counter's deficit is taken from the shape's unnamed
+    one; what is still negative then reads as none."""
+    raw: dict[DemandKey, list[int]] = {}
     enqueued: dict[DemandKey, Enqueued] = {}
     keys = _Keys()
     for item in table.query("DEMAND", sk_prefix="SHAPE#"):
-        queued = max(0, get_int(item, "queued") or 0)
-        running = max(0, get_int(item, "running") or 0)
-        if queued or running:
-            counter = keys.of(need_str(item, "sk"))
-            counts[counter] = (queued, running)
-            enqueued[counter] = (get_int(item, "enqueued") or 0, get_float(item, "enqueued_at") or 0.0)
-    return Counters(counts=counts, enqueued=enqueued)
+        counter = keys.of(need_str(item, "sk"))
+        raw[counter] = [get_int(item, "queued") or 0, get_int(item, "running") or 0]
+        at = get_float(item, "enqueued_at")
+        if at is not None:  # counters from before ``enqueued`` was kept: the round dates their jobs itself
+            enqueued[counter] = (get_int(item, "enqueued") or 0, at)
+    for (shape, name), count in raw.items():
+        if name is not None and min(count) < 0 and (shape, None) in raw:
+            unnamed = raw[shape, None]
+            for i in (0, 1):
+                if count[i] < 0:
+                    unnamed[i], count[i] = unnamed[i] + count[i], 0
+    counts = {k: (max(0, q), max(0, r)) for k, (q, r) in raw.items() if q > 0 or r > 0}
+    return Counters(counts=counts, enqueued={k: v for k, v in enqueued.items() if k in counts})
 
 
 class DynamoDemandStore:

@@ -15,7 +15,9 @@ What is modelled, and how it maps to the deployed stack:
   is the expected runtime (``shared.domain.runtimes``: learned per job name from finished jobs), never
   the job's real runtime, which only the simulated node knows. Running jobs are demand of a shape
   whose wall time is what is left of them (``policy.running_remaining``), unless ``plan_remaining`` is off.
-  Counters become demand by the deployed round's own rule (``shared.domain.demand.planned``).
+  Counters become demand by the deployed round's own rule (``shared.domain.demand.planned``), and when a
+  shape's oldest queued job was queued is known as the state table knows it (``demand.queue_marks``: the
+  rounds' checkpoints of jobs ever enqueued), not read off the simulated queue.
 - EC2: a launch tries the offer's options in order; each try fails with probability ``capacity_errors``
   of its instance type (InsufficientInstanceCapacity: the offering is skipped for ``capacity_failure_ttl``).
   A node's agent is ready ``boot_delay`` after launch. A spot node is interrupted after an exponential

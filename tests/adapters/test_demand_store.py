@@ -10,7 +10,7 @@ import pytest
 from shared.adapters.cluster_store import DynamoClusterStore
 from shared.adapters.demand_store import DynamoDemandStore
 from shared.adapters.job_store import DynamoJobStore
-from shared.adapters.state_table import StateTable, StateTableError, demand_key, get_float, get_int
+from shared.adapters.state_table import StateTable, StateTableError, demand_key, get_float, get_int, n
 from shared.domain.cluster_state import DemandCount, Market, NodeRecord, NodeState, shape_key
 from shared.domain.demand import Checkpoints, Counters, DemandKey, RunningJob
 from shared.domain.jobs import Job
@@ -41,6 +41,23 @@ def test_counters_are_kept_per_shape_and_name_and_count_every_enqueue(table: Sta
     # and the start moved the counters without touching when the last job came
     item = table.get(demand_key(shape_key(a.shape), "align"))
     assert item is not None and get_int(item, "enqueued") == 3 and get_float(item, "enqueued_at") == NOW + 9
+
+
+def test_jobs_counted_before_the_counters_had_names_are_not_counted_twice(table: StateTable) -> None:
+    # GIVEN a named job recorded by the previous version: counted on its shape's counter alone, no enqueue time
+    jobs = DynamoJobStore(table)
+    a = make_job("a", 0, name="align")
+    jobs.put_jobs([a], NOW)
+    old = demand_key(shape_key(a.shape), "align")
+    table.delete(old)
+    table.update(demand_key(shape_key(a.shape)), "ADD #queued :one", names={"#queued": "queued"}, values={":one": n(1)})
+    assert DynamoDemandStore(table).counters().counts == {(a.shape, None): (1, 0)}
+    assert DynamoDemandStore(table).counters().enqueued == {}  # the round dates it when it first sees it
+    # WHEN it starts under this version (its name's counter goes below zero)
+    assert jobs.start_job(a, "i-1", NOW + 5) == 1
+    # THEN it is one running job, not a running one and a ghost queued one
+    assert DynamoDemandStore(table).counters().counts == {key_of(a): (0, 1)}
+    assert jobs.demand() == {a.shape: DemandCount(running=1)}
 
 
 def test_cancelling_moves_the_named_counter(table: StateTable) -> None:

@@ -97,3 +97,9 @@ def test_a_node_empties_when_its_last_job_is_expected_to_end() -> None:
 
 def test_two_digits() -> None:
     assert [two_digits(s) for s in (0.0, 1234.0, 56.7, 0.4)] == [1.0, 1200.0, 57.0, 1.0]
+
+
+def test_while_a_names_first_jobs_run_its_queued_ones_are_not_planned_below_what_they_asked() -> None:
+    # nothing has finished: twice the time so far, but never less than the job's own estimate
+    assert Runtimes().expected("new", 3600.0, running=(1, 60.0)) == 3600.0
+    assert Runtimes().expected("new", 1.0, running=(1, 60.0)) == 120.0
