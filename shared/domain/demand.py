@@ -94,15 +94,16 @@ def planned(
     plan_remaining: bool = True,
     shape: Callable[[Resources, float, bool], Shape] = _shape,
 ) -> Planned:
-    """``counters``: (queued, running) per key; ``running``: per name, (jobs running, sum of their start times);
-    ``since``: per key, when its oldest queued job was queued. ``shape`` may intern the shapes it builds (the
-    simulator does)."""
+    """``counters``: (queued, running) per key; ``running``: per name, (jobs running, sum of their start times;
+    unnamed jobs are not pooled); ``since``: per key, when its oldest queued job was queued. ``shape`` may
+    intern the shapes it builds (the simulator does)."""
     counts: dict[Shape, list[int]] = {}
     shape_of: dict[DemandKey, Shape] = {}
     for key, (queued, running_jobs) in counters.items():
         if queued <= 0 and running_jobs <= 0:
             continue
-        (requested, name), started = key, running.get(key[1])
+        requested, name = key
+        started = running.get(name) if name is not None else None  # unnamed jobs have nothing in common
         so_far = (int(started[0]), started[0] * now - started[1]) if started and learn_from_running else (0, 0.0)
         resources, spot = requested.resources, requested.preemptible
         planned_as = shape(resources, two_digits(runtimes.expected(name, requested.wall_time, so_far)), spot)

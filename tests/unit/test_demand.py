@@ -103,3 +103,8 @@ def test_while_a_names_first_jobs_run_its_queued_ones_are_not_planned_below_what
     # nothing has finished: twice the time so far, but never less than the job's own estimate
     assert Runtimes().expected("new", 3600.0, running=(1, 60.0)) == 3600.0
     assert Runtimes().expected("new", 1.0, running=(1, 60.0)) == 120.0
+
+
+def test_unnamed_jobs_do_not_share_what_running_ones_have_run() -> None:
+    plan = planned({(ASKED, None): (1, 1)}, {None: (1, -7200.0)}, Runtimes(), now=0.0)
+    assert plan.shape_of == {(ASKED, None): ASKED}
