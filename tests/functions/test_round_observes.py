@@ -9,10 +9,15 @@ from typing import Any
 import pytest
 
 from shared.adapters.cluster_store import DynamoClusterStore
+from shared.adapters.decision_log import DynamoDecisionLog
 from shared.adapters.events import EventBridgeDemandEvents
+from shared.adapters.state_table import StateTableError
 from shared.domain.cluster_state import NodeState
 from shared.domain.decision import Decision, Snapshot
 from shared.domain.jobs import Job, Shape
+from shared.domain.runtimes import Runtimes
+from shared.domain.scaling import decide
+from shared.formats.decision_record import DecisionRecord
 from shared.services import reconcile
 from shared.services.submit import submit_jobs
 from tests.functions.harness import REGION, Cluster, shape
@@ -32,11 +37,10 @@ def submit_named(cluster: Cluster, name: str, job_shape: Shape, count: int, *, p
 def snapshots(monkeypatch: pytest.MonkeyPatch) -> list[Snapshot]:
     """Every Snapshot the deployed round hands to ``decide``."""
     seen: list[Snapshot] = []
-    real = reconcile.decide
 
     def spy(snapshot: Snapshot, *args: Any, **kwargs: Any) -> Decision:
         seen.append(snapshot)
-        return real(snapshot, *args, **kwargs)
+        return decide(snapshot, *args, **kwargs)
 
     monkeypatch.setattr(reconcile, "decide", spy)
     return seen
@@ -98,3 +102,26 @@ def test_a_busy_surplus_on_demand_node_whose_jobs_end_soon_is_drained(
     assert result["drained"] == 1
     assert sorted(cluster.node_states()[n] for n in nodes) == [NodeState.ACTIVE, NodeState.DRAINING]
     assert set(snapshots[-1].empties_at) == set(nodes)
+
+
+def test_a_round_whose_learned_runtimes_cannot_be_read_goes_on_without_them_and_logs_why(
+    make_cluster: Callable[..., Cluster], snapshots: list[Snapshot], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.adapters.demand_store import DynamoDemandStore  # here: the other tests also run on main as is
+
+    # GIVEN the RUNTIME Query fails (throttled, denied)
+    cluster = make_cluster(**ON_DEMAND_ONLY)
+    DynamoClusterStore(cluster.table).record_runtime("align", 4 * 600.0, 4)
+
+    def denied(self: DynamoDemandStore) -> Runtimes:
+        raise StateTableError("Query on table shoal-test-state: AccessDeniedException")
+
+    monkeypatch.setattr(DynamoDemandStore, "runtimes", denied)
+    submit_named(cluster, "align", shape(4, 8, 6 * 3600), 8, prefix="align")
+    # WHEN a round runs
+    result = cluster.scale()
+    # THEN it plans the jobs as they asked (6 hours, to two digits: 4 nodes), and its record says what it lacked
+    assert {(s.wall_time, c.queued) for s, c in snapshots[0].demand.items()} == {(22000.0, 8)}
+    assert result["launched"] == 4
+    (entry,) = DynamoDecisionLog(cluster.table).recent(1)
+    assert any("learned runtimes" in e and "AccessDeniedException" in e for e in DecisionRecord.from_json(entry).errors)
