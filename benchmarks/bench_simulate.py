@@ -185,8 +185,9 @@ class ToilSimulation(Simulation):
         self.decide_calls += 1
         toil, scaler = self.toil, self.scaler
         job_shapes = []
-        for (resources, spot, name), (queued, running) in self.counters.items():
+        for (requested, name), (queued, running) in self.counters.items():
             if queued + running > 0:  # Leader.getJobs: every issued job, queued or running
+                resources, spot = requested.resources, requested.preemptible
                 shape = toil.Shape(scaler.getAverageRuntime(jobName=name), resources.memory, resources.cores,
                                    resources.disk, spot)  # fmt: skip
                 job_shapes.extend([shape] * (queued + running))

@@ -6,7 +6,8 @@ which the state machines that also write it are built from.
 
 A status change may name the statuses it is allowed from (``expected``), so the launch and teardown
 state machines cannot, say, mark a cluster ACTIVE that a teardown already started on. Runtimes are
-two atomic counters per name (``count``, ``total_seconds``): concurrent agents never lose an update.
+two atomic counters per name (``count``, ``total_seconds``): concurrent agents never lose an update; each
+scaling round reads them all (``demand_store.DynamoDemandStore.runtimes``).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from shared.adapters.state_table import (
     StateTableError,
     TransactionCancelledError,
     attr_names,
+    get_str,
     job_key,
     n,
     need_str,
@@ -27,7 +28,8 @@ from shared.domain.cluster_state import JobStatus
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
-Live = tuple[str, tuple[JobStatus, str]]  # job id → (its status, its shape key)
+Counter = tuple[str, str | None]  # a demand counter: the job's shape key and name
+Live = tuple[str, tuple[JobStatus, Counter]]  # job id → (its status, its counter)
 
 
 def cancel_jobs(table: StateTable, job_ids: Sequence[str], *, reason: str, now: float) -> dict[str, JobStatus]:
@@ -64,20 +66,20 @@ def _cancel(table: StateTable, chunk: Sequence[Live], reason: str, now: float) -
     return True
 
 
-def _live(table: StateTable, job_ids: Sequence[str]) -> dict[str, tuple[JobStatus, str]]:
+def _live(table: StateTable, job_ids: Sequence[str]) -> dict[str, tuple[JobStatus, Counter]]:
     """The QUEUED or RUNNING ones among ``job_ids``: status and shape key."""
-    items = table.batch_get([job_key(i) for i in job_ids], projection=("status", "shape"))
-    live: dict[str, tuple[JobStatus, str]] = {}
+    items = table.batch_get([job_key(i) for i in job_ids], projection=("status", "shape", "name"))
+    live: dict[str, tuple[JobStatus, Counter]] = {}
     for item in items:
         status = JobStatus(need_str(item, "status"))
         if status in (JobStatus.QUEUED, JobStatus.RUNNING):
-            live[need_str(item, "pk").removeprefix("JOB#")] = (status, need_str(item, "shape"))
+            live[need_str(item, "pk").removeprefix("JOB#")] = (status, (need_str(item, "shape"), get_str(item, "name")))
     return live
 
 
 def _cancel_ops(table: StateTable, chunk: Sequence[Live], reason: str, now: float) -> list[TransactWriteItemTypeDef]:
     ops: list[TransactWriteItemTypeDef] = []
-    deltas: dict[str, tuple[int, int]] = {}
+    deltas: dict[Counter, tuple[int, int]] = {}
     for job_id, (status, shape) in chunk:
         ops.append(
             table.update_item_op(
@@ -90,14 +92,14 @@ def _cancel_ops(table: StateTable, chunk: Sequence[Live], reason: str, now: floa
         )
         queued, running = deltas.get(shape, (0, 0))
         deltas[shape] = (queued - (status is JobStatus.QUEUED), running - (status is JobStatus.RUNNING))
-    ops += [count_op(table, shape, queued=queued, running=running) for shape, (queued, running) in deltas.items()]
+    ops += [count_op(table, *counter, queued=queued, running=running) for counter, (queued, running) in deltas.items()]
     return ops
 
 
 def _cancel_chunks(live: Sequence[Live]) -> Iterator[list[Live]]:
     """Groups whose Updates and one counter Update per distinct shape fit in one transaction."""
     chunk: list[Live] = []
-    shapes: set[str] = set()
+    shapes: set[Counter] = set()
     for entry in live:
         shape = entry[1][1]
         if chunk and len(chunk) + 1 + len(shapes | {shape}) > TRANSACTION_LIMIT:

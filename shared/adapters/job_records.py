@@ -67,13 +67,25 @@ def record_from_item(item: Item, table_name: str) -> JobRecord:
     )
 
 
-def count_op(table: StateTable, shape_key: str, *, queued: int = 0, running: int = 0) -> TransactWriteItemTypeDef:
-    """The Update that moves one shape's ``DEMAND`` counters, in the same transaction as the job's change."""
+def count_op(
+    table: StateTable, shape_key: str, name: str | None, *, queued: int = 0, running: int = 0, now: float = 0.0
+) -> TransactWriteItemTypeDef:
+    """The Update that moves the ``DEMAND`` counters of one requested shape and job name, in the same transaction
+    as the job's change. An enqueue (submitted, retried, requeued: ``queued`` > 0) also counts in ``enqueued``
+    and sets ``enqueued_at`` to ``now``, so the round can tell when the oldest queued job came
+    (``shared.domain.demand.queue_marks``); the same one Update either way."""
+    if queued <= 0:
+        return table.update_item_op(
+            demand_key(shape_key, name),
+            "ADD #queued :queued, #running :running",
+            names=attr_names("queued", "running"),
+            values={":queued": n(queued), ":running": n(running)},
+        )
     return table.update_item_op(
-        demand_key(shape_key),
-        "ADD #queued :queued, #running :running",
-        names=attr_names("queued", "running"),
-        values={":queued": n(queued), ":running": n(running)},
+        demand_key(shape_key, name),
+        "SET #enqueued_at = :now ADD #queued :queued, #running :running, #enqueued :queued",
+        names=attr_names("queued", "running", "enqueued", "enqueued_at"),
+        values={":queued": n(queued), ":running": n(running), ":now": n(now)},
     )
 
 

@@ -2,7 +2,8 @@
 
 Every status change is one ``TransactWriteItems``: an Update of ``JOB#{id}`` whose condition says the job
 is where the caller thinks it is (QUEUED to start; RUNNING on that node to finish, fail or requeue), and
-an ``ADD`` on its shape's ``DEMAND`` counter. Two workers racing for one job, or a duplicate message,
+an ``ADD`` on the ``DEMAND`` counter of its shape and name (``job_records.count_op``; the round reads the
+counters with ``demand_store``). Two workers racing for one job, or a duplicate message,
 therefore change the counters once: the loser's condition fails and it is told so (None / False).
 
 Submission (``record_jobs``, ``mark_enqueued``) is ``job_submissions``; cancellation is
@@ -27,6 +28,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from shared.adapters import job_cancellation
+from shared.adapters.demand_store import read_counters
 from shared.adapters.job_feed import FeedEventKind
 from shared.adapters.job_records import (
     OUTPUT_TAIL_LIMIT,
@@ -54,7 +56,7 @@ from shared.adapters.state_table import (
     ttl,
 )
 from shared.domain import preemption
-from shared.domain.cluster_state import DemandCount, JobRecord, JobStatus, Market, NodeState, shape_from_key, shape_key
+from shared.domain.cluster_state import DemandCount, JobRecord, JobStatus, Market, NodeState, shape_key
 from shared.domain.jobs import Job, Shape
 from shared.domain.preemption import DEFAULT_MAX_PREEMPTIONS
 from shared.services.ports import RecordedJobs
@@ -100,14 +102,11 @@ class DynamoJobStore:
         return None if item is None else self._record(item)
 
     def demand(self) -> dict[Shape, DemandCount]:
+        """Queued and running jobs per requested shape (the counters of its job names summed)."""
         counts: dict[Shape, DemandCount] = {}
-        for item in self._table.query("DEMAND", sk_prefix="SHAPE#"):
-            queued = max(0, get_int(item, "queued") or 0)
-            running = max(0, get_int(item, "running") or 0)
-            if queued or running:
-                counts[shape_from_key(need_str(item, "sk").removeprefix("SHAPE#"))] = DemandCount(
-                    queued=queued, running=running
-                )
+        for (shape, _), (queued, running) in read_counters(self._table).counts.items():
+            have = counts.get(shape, DemandCount())
+            counts[shape] = DemandCount(queued=have.queued + queued, running=have.running + running)
         return counts
 
     # --- transitions ----------------------------------------------------------------------------------
@@ -244,7 +243,7 @@ class DynamoJobStore:
         retry = self._fail_op(job, node_id, start=attempt, retry=True, reason=reason, exit_code=exit_code,
                               output_tail=output_tail, now=now)  # fmt: skip
         try:
-            self._table.transact([retry, self._count(job, queued=+1, running=-1)])
+            self._table.transact([retry, self._count(job, queued=+1, running=-1, now=now)])
         except TransactionCancelledError as cancelled:
             if not cancelled.condition_failed:
                 raise
@@ -340,7 +339,7 @@ class DynamoJobStore:
         job_update = self._table.update_item_op(
             job_key(job_id), expression, condition="#status = :running AND #node = :node", names=names, values=values
         )
-        return self._transition(job_update, self._count(record.job, queued=+1, running=-1), *extra)
+        return self._transition(job_update, self._count(record.job, queued=+1, running=-1, now=now), *extra)
 
     def preempted_jobs(self) -> list[JobRecord]:
         """The queued and running jobs that were preempted at least once (markers of settled ones are removed)."""
@@ -387,8 +386,8 @@ class DynamoJobStore:
     def _transition(self, *items: TransactWriteItemTypeDef) -> bool:
         return transact_if_conditions_hold(self._table, items)
 
-    def _count(self, job: Job, *, queued: int = 0, running: int = 0) -> TransactWriteItemTypeDef:
-        return count_op(self._table, shape_key(job.shape), queued=queued, running=running)
+    def _count(self, job: Job, *, queued: int = 0, running: int = 0, now: float = 0.0) -> TransactWriteItemTypeDef:
+        return count_op(self._table, shape_key(job.shape), job.name, queued=queued, running=running, now=now)
 
     def _record(self, item: Item) -> JobRecord:
         return record_from_item(item, self._table.name)

@@ -124,11 +124,11 @@ class DynamoSubmissions:
 
     def _record_ops(self, jobs: Sequence[Job], batch_id: str, now: float) -> list[TransactWriteItemTypeDef]:
         """Puts of the jobs, one counter Update per shape, and the batch's ``pending`` marker."""
-        per_shape: dict[str, int] = {}
+        per_shape: dict[tuple[str, str | None], int] = {}
         ops: list[TransactWriteItemTypeDef] = []
         for job in jobs:
             key_of_shape = shape_key(job.shape)
-            per_shape[key_of_shape] = per_shape.get(key_of_shape, 0) + 1
+            per_shape[key_of_shape, job.name] = per_shape.get((key_of_shape, job.name), 0) + 1
             item: Item = {
                 **job_key(job.id),
                 "status": s(JobStatus.QUEUED),
@@ -142,7 +142,7 @@ class DynamoSubmissions:
             if job.name is not None:
                 item["name"] = s(job.name)
             ops.append(self._table.put_item_op(item, condition="attribute_not_exists(#pk)", names={"#pk": "pk"}))
-        ops += [count_op(self._table, key_of_shape, queued=count) for key_of_shape, count in per_shape.items()]
+        ops += [count_op(self._table, *counter, queued=count, now=now) for counter, count in per_shape.items()]
         marker: Item = {**submission_key(batch_id), "pending": {"SS": [job.id for job in jobs]}, "created_at": n(now)}
         ops.append(self._table.put_item_op(marker))
         return ops
@@ -169,15 +169,15 @@ class DynamoSubmissions:
 
 
 def _transaction_chunks(jobs: Sequence[Job]) -> Iterator[list[Job]]:
-    """Groups whose Puts, one counter Update per distinct shape and the marker fit in one transaction."""
+    """Groups whose Puts, one counter Update per distinct shape and name and the marker fit in one transaction."""
     chunk: list[Job] = []
-    shapes: set[Shape] = set()
+    shapes: set[tuple[Shape, str | None]] = set()
     for job in jobs:
-        extra_shape = 0 if job.shape in shapes else 1
+        extra_shape = 0 if (job.shape, job.name) in shapes else 1
         if chunk and len(chunk) + 1 + len(shapes) + extra_shape + MARKER_ITEMS > TRANSACTION_LIMIT:
             yield chunk
             chunk, shapes = [], set()
         chunk.append(job)
-        shapes.add(job.shape)
+        shapes.add((job.shape, job.name))
     if chunk:
         yield chunk

@@ -12,9 +12,14 @@ pk                         sk                          holds (access pattern)
                                                        (its demand key), ``batch`` (its recording batch)
 ``SUBMISSION``             ``{batch id}``              ``pending``: ids of one recording transaction whose
                                                        messages are not yet confirmed in the queue
-``DEMAND``                 ``SHAPE#{shape_key}``       ``queued``, ``running``: changed in the same
-                                                       TransactWriteItems as every job status change, so a
-                                                       round reads demand with one Query, O(shapes)
+``DEMAND``                 ``SHAPE#{shape_key}``       ``queued``, ``running``, ``enqueued`` (jobs ever
+                           [``#{job name}``]           enqueued) per requested shape and job name: changed
+                                                       in the same TransactWriteItems as every job status
+                                                       change, so a round reads demand with one Query,
+                                                       O(shapes × names)
+``MARKS``                  ``SHAPE#{shape_key}``       ``checkpoints``: the rounds' (time, enqueued) of a
+                           [``#{job name}``]           queued counter (``shared.domain.demand.queue_marks``);
+                                                       written by the round only, never on the hot path
 ``NODE``                   ``{instance id}``           one node record; the fleet is one Query
 ``SCALER``                 ``STATE``                   smoothed estimates, spot deficit, ``version``
                                                        (saved only if the version is unchanged)
@@ -73,6 +78,8 @@ __all__ = [
     "attr_names",
     "b",
     "demand_key",
+    "demand_of_sort_key",
+    "demand_sort_key",
     "get_bool",
     "get_float",
     "get_int",
@@ -106,8 +113,19 @@ def job_key(job_id: str) -> Item:
     return key(f"JOB#{job_id}", "JOB")
 
 
-def demand_key(shape_key: str) -> Item:
-    return key("DEMAND", f"SHAPE#{shape_key}")
+def demand_sort_key(shape_key: str, name: str | None) -> str:
+    """A counter's sort key: the requested shape, and the job name if it has one (a shape key has no ``#``)."""
+    return f"SHAPE#{shape_key}" if name is None else f"SHAPE#{shape_key}#{name}"
+
+
+def demand_of_sort_key(sort_key: str) -> tuple[str, str | None]:
+    """The shape key and job name a counter's sort key names."""
+    shape_key, _, name = sort_key.removeprefix("SHAPE#").partition("#")
+    return shape_key, (name if name else None)
+
+
+def demand_key(shape_key: str, name: str | None = None) -> Item:
+    return key("DEMAND", demand_sort_key(shape_key, name))
 
 
 def key(pk: str, sk: str) -> Item:

@@ -44,17 +44,23 @@ def why_on_demand(job: Job, preemptions: int, default: int) -> str:
     )
 
 
-def past_budget(records: Iterable[JobRecord], default: int) -> dict[Shape, DemandCount]:
-    """Queued and running jobs past their budget, per (preemptible) shape, from the records of preempted jobs."""
+def past_budget(
+    records: Iterable[JobRecord], default: int, shape_of: Mapping[tuple[Shape, str | None], Shape] | None = None
+) -> dict[Shape, DemandCount]:
+    """Queued and running jobs past their budget, per (preemptible) shape, from the records of preempted jobs.
+    ``shape_of``: the shape the round's demand plans each (requested shape, job name) as (``demand.planned``)."""
     out: dict[Shape, DemandCount] = {}
     for record in records:
         if record.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
             continue
         if not on_demand_only(record.job, record.preemptions, default):
             continue
-        count = out.get(record.job.shape, DemandCount())
+        shape = record.job.shape
+        if shape_of is not None:
+            shape = shape_of.get((shape, record.job.name), shape)
+        count = out.get(shape, DemandCount())
         queued = record.status is JobStatus.QUEUED
-        out[record.job.shape] = DemandCount(queued=count.queued + queued, running=count.running + (not queued))
+        out[shape] = DemandCount(queued=count.queued + queued, running=count.running + (not queued))
     return out
 
 

@@ -10,7 +10,8 @@ average of finished jobs alone starts low and stays low while the long ones run 
 PHANTOMPEAKQUALTOOLS looked like 155 s while 21 of its jobs had run for minutes; they take 27 min).
 A running job has run at least as long as it has been running: the expectation is at least the mean
 time the running jobs of that name have run so far, and while none of that name has ended, twice that
-(``RUNNING_FACTOR``: a job that has run for a time is expected to run about as long again).
+(``RUNNING_FACTOR``: a job that has run for a time is expected to run about as long again), but no less than
+what it would be expected to take were none running.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Runtimes:
                 return max(learned[1] / learned[0], so_far)
         if so_far > 0:  # none of this name has ended: they are expected to run as long again (RUNNING_FACTOR)
             so_far *= RUNNING_FACTOR
-            return max(so_far, self.seconds / self.jobs) if self.jobs > 0 else so_far
+            return max(so_far, self.seconds / self.jobs if self.jobs > 0 else submitted)
         if self.jobs > 0:
             return self.seconds / self.jobs
         return submitted

@@ -8,20 +8,23 @@ offerings go into the capacity-failure cache and the round decides again at once
 in the same round. The last pass decides after acting; its state is what the next round starts from,
 and any action it still proposes (say, a terminate EC2 refused) is logged for the next round to retry.
 
-Nothing here imports boto3: the round talks to ``ports``. What an EC2 event does to a node is
-``shared.services.instance_events``.
+What the round observes of demand (demand planned at learned runtimes, when each shape's oldest job was
+queued, when each busy node is expected to be empty) is ``shared.services.round_demand``, by the rule the
+simulator uses too. Nothing here imports boto3: the round talks to ``ports``. What an EC2 event does to a
+node is ``shared.services.instance_events``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from shared.domain import preemption
 from shared.domain.cluster_state import DemandCount, JobRecord, NodeRecord, NodeState
 from shared.domain.decision import Action, Decision, Snapshot, describe_action
+from shared.domain.demand import DemandKey
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
 from shared.domain.policy import ScalerState
@@ -44,6 +47,7 @@ from shared.services.ports import (
     QuotaSource,
     ScalerStateStore,
 )
+from shared.services.round_demand import DemandSource, ObservedDemand, observe_demand
 from shared.services.round_report import RoundResult, failure_dict
 
 LEASE_TTL = 300.0  # seconds; longer than a round may run (the Lambda timeout must not exceed it)
@@ -64,6 +68,8 @@ class ControlPlane:
     guardrails: Guardrails | None = None  # budget, maxHourlyCost's ledger, leases (shared.services.guardrails)
     quotas: QuotaSource | None = None  # None: no quota is known, nothing is capped
     placement: PlacementScores | None = None  # None: spot launches in price order
+    # None: demand per requested shape (``jobs.demand()``), no learned runtimes, queued_since or empties_at
+    demand: DemandSource | None = None
 
     def fleet_ports(self) -> FleetPorts:
         """What the actuator acts on."""
@@ -119,7 +125,10 @@ class _Round:
         plane = self.plane
         state, version = plane.scaler_state.load()
         smoothed_at = _last_smoothed_at(plane.decisions)
-        demand = plane.jobs.demand()
+        nodes = plane.nodes.list_nodes()
+        source = plane.demand
+        observed = observe_demand(source, nodes, self.now) if source else ObservedDemand(demand=plane.jobs.demand())
+        self.actuator.tally.errors.extend(observed.errors)
         guard = guardrails.before_round(plane.guardrails, self.now)
         self.actuator.instances = {i.instance_id: i for i in plane.fleet.describe()}
         zones = plane.fleet.zones()
@@ -128,13 +137,17 @@ class _Round:
             state=state,
             version=version,
             smoothed_at=smoothed_at,
-            demand=demand,
+            demand=observed.demand,
+            queued_since=observed.queued_since,
+            empties_at=observed.empties_at,
             guard=guard,
             zones=zones,
             preempted=preempted,
-            extras=_observed_extras(plane, self.settings, self.offers, zones, self.now, preempted=preempted),
+            extras=_observed_extras(
+                plane, self.settings, self.offers, zones, self.now, preempted=preempted, shape_of=observed.shape_of
+            ),
             unavailable=set(plane.capacity.unavailable(self.now)),
-            nodes=plane.nodes.list_nodes(),
+            nodes=nodes,
         )
 
     def _decide_and_act(self, seen: _Observed) -> _Passes:
@@ -149,6 +162,8 @@ class _Round:
                 nodes=nodes,
                 instances=tuple(actuator.instances.values()),
                 zones=seen.zones,
+                queued_since=seen.queued_since,
+                empties_at=seen.empties_at,
                 spent=seen.guard.spent,
                 **seen.extras,
             )
@@ -233,6 +248,8 @@ class _Observed:
     version: int
     smoothed_at: float | None
     demand: dict[Shape, DemandCount]
+    queued_since: dict[Shape, float]
+    empties_at: dict[str, float]
     guard: guardrails.Before
     zones: tuple[str, ...]
     preempted: Sequence[JobRecord]
@@ -261,13 +278,14 @@ def _observed_extras(
     now: float,
     *,
     preempted: Sequence[JobRecord],
+    shape_of: Mapping[DemandKey, Shape],
 ) -> dict[str, Any]:
     """What a round observes beyond demand and the fleet: quotas, Spot Placement Scores, jobs past their
     preemption budget. Each source says "unknown" (None / {}) rather than fail the round."""
     return {
         "quotas": plane.quotas.read(now) if plane.quotas is not None else None,
         "placement_scores": plane.placement.scores(offers, zones, now) if plane.placement is not None else {},
-        "on_demand_only": preemption.past_budget(preempted, settings.max_preemptions),
+        "on_demand_only": preemption.past_budget(preempted, settings.max_preemptions, shape_of),
     }
 
 

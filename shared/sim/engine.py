@@ -15,6 +15,9 @@ What is modelled, and how it maps to the deployed stack:
   is the expected runtime (``shared.domain.runtimes``: learned per job name from finished jobs), never
   the job's real runtime, which only the simulated node knows. Running jobs are demand of a shape
   whose wall time is what is left of them (``policy.running_remaining``), unless ``plan_remaining`` is off.
+  Counters become demand by the deployed round's own rule (``shared.domain.demand.planned``), and when a
+  shape's oldest queued job was queued is known as the state table knows it (``demand.queue_marks``: the
+  rounds' checkpoints of jobs ever enqueued), not read off the simulated queue.
 - EC2: a launch tries the offer's options in order; each try fails with probability ``capacity_errors``
   of its instance type (InsufficientInstanceCapacity: the offering is skipped for ``capacity_failure_ttl``).
   A node's agent is ready ``boot_delay`` after launch. A spot node is interrupted after an exponential
@@ -45,15 +48,14 @@ from typing import cast
 
 from shared.domain.cluster_state import DemandCount, NodeState
 from shared.domain.decision import Drain, Snapshot
+from shared.domain.demand import expected_end, planned, queue_marks
 from shared.domain.jobs import Shape
-from shared.domain.policy import running_remaining
 from shared.sim.fleet import Fleet
 from shared.sim.guardrails import past_budget, quota_view
 from shared.sim.model import (
     ACK,
     DEMAND_DEBOUNCE,
     END,
-    FIRST_GUESS,
     GONE,
     READY,
     ROUND,
@@ -66,7 +68,6 @@ from shared.sim.model import (
     SimResult,
     batches,
     interned_shape,
-    two_digits,
 )
 from shared.sim.placement import score_reason
 from shared.sim.report import build_report, lower_bound_cost, percentile
@@ -156,29 +157,19 @@ class Simulation(Fleet):
     # ---- a round ---------------------------------------------------------------------------------
 
     def _demand(self) -> dict[Shape, DemandCount]:
-        counts: dict[Shape, list[int]] = {}
-        before, self._shape_of = self._shape_of, {}
-        for (resources, spot, name), (queued, running) in self.counters.items():
-            if queued <= 0 and running <= 0:
-                continue
-            started = self.started.get(name)
-            so_far = (
-                (int(started[0]), started[0] * self.now - started[1])
-                if started and self.learn_from_running
-                else (0, 0.0)
-            )
-            shape = interned_shape(resources, two_digits(self.runtimes.expected(name, FIRST_GUESS, so_far)), spot)
-            self._shape_of[(resources, spot, name)] = shape
-            total = counts.setdefault(shape, [0, 0])
-            total[0] += queued
-            if running > 0 and so_far[0] > 0 and self.plan_remaining:
-                left = two_digits(running_remaining(shape.wall_time, so_far))
-                counts.setdefault(interned_shape(resources, left, spot), [0, 0])[1] += running
-            else:
-                total[1] += running
+        """The deployed round's rule (``shared.domain.demand.planned``) on the simulator's counters."""
+        before, since = self._shape_of, None
+        if self.wait_aware:
+            self.marks = queue_marks(self.marks, self.counters, self.enqueued, self.now)
+            since = {key: marks[0][0] for key, marks in self.marks.items()}
+        plan = planned(
+            self.counters, self.started, self.runtimes, self.now, since=since,
+            learn_from_running=self.learn_from_running, plan_remaining=self.plan_remaining, shape=interned_shape,
+        )  # fmt: skip
+        self._shape_of, self.queued_since = plan.shape_of, plan.queued_since
         if self._shape_of != before:
             self._shapes_version += 1
-        return {shape: DemandCount(queued=q, running=r) for shape, (q, r) in counts.items()}
+        return plan.counts
 
     def _round(self, trigger: str) -> None:
         self.rounds += 1
@@ -201,7 +192,7 @@ class Simulation(Fleet):
         acted = False
         while True:
             snapshot = Snapshot(
-                demand=demand, nodes=self._records(), instances=self._instances(), queued_since=self._queued_since(),
+                demand=demand, nodes=self._records(), instances=self._instances(), queued_since=self.queued_since,
                 empties_at=_Lazy(self._empties_at), spent=self.ledger.spent(self.now),
                 quotas=quota_view(self.options.vcpu_quotas, self.options.quota_aware),
                 on_demand_only=past_budget(self.jobs, self.demoted, self._shape_of),
@@ -269,25 +260,11 @@ class Simulation(Fleet):
         return out
 
     def _latest_end(self, node: SimNode) -> float:
-        latest = -math.inf
+        latest, jobs, shape_of = -math.inf, self.jobs, self._shape_of
         for index in node.running:
-            job = self.jobs[index]
-            shape = self._shape_of.get((job.resources, job.spot, job.name))
-            latest = max(latest, job.started_at + (shape.wall_time if shape is not None else FIRST_GUESS))
+            job = jobs[index]
+            latest = max(latest, expected_end(job.key, job.started_at, shape_of))
         return latest
-
-    def _queued_since(self) -> dict[Shape, float]:
-        """When the oldest queued job of each shape the scaler sees was queued."""
-        if not self.wait_aware:
-            return {}
-        out: dict[Shape, float] = {}
-        for key, queue in self.queues.items():
-            shape = self._shape_of.get(key)
-            if queue and shape is not None:
-                since = self.jobs[queue[0]].queued_at  # FIFO: the head was queued first
-                if shape not in out or since < out[shape]:
-                    out[shape] = since
-        return out
 
     def _same_as_last_round(self, demand: Mapping[Shape, DemandCount]) -> bool:
         last = self.settled

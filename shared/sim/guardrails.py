@@ -16,10 +16,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from shared.domain.cluster_state import DemandCount, Market
+from shared.domain.demand import DemandKey
 from shared.domain.jobs import Job, Shape
 from shared.domain.preemption import on_demand_only
 from shared.domain.quotas import QUOTA_CODES, STANDARD, QuotaView, quota_code, vcpus
-from shared.domain.resources import Resources
 from shared.sim.trace import TraceJob
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 class _Job(Protocol):
     trace: TraceJob
+    key: DemandKey
     node: str | None
     done: int
     preemptions: int
@@ -82,7 +83,7 @@ def count_preemptions(node: _Node, jobs: Sequence[_Job], default: int, demoted: 
 
 
 def past_budget(
-    jobs: Sequence[_Job], demoted: set[int], shape_of: Mapping[tuple[Resources, bool, str | None], Shape]
+    jobs: Sequence[_Job], demoted: set[int], shape_of: Mapping[DemandKey, Shape]
 ) -> dict[Shape, DemandCount]:
     """Queued and running jobs past their budget, per shape as the round's demand names it (finished ones
     leave ``demoted``)."""
@@ -92,8 +93,7 @@ def past_budget(
         if job.done:
             demoted.discard(index)
             continue
-        spec = _job_of(job)
-        shape = shape_of.get((spec.shape.resources, spec.shape.preemptible, spec.name))
+        shape = shape_of.get(job.key)
         if shape is None:
             continue
         count = out.get(shape, DemandCount())

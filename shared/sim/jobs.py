@@ -7,7 +7,7 @@ from collections import deque
 
 from shared.domain.admission import admit
 from shared.domain.cluster_state import JobRecord, JobStatus, Market, NodeState
-from shared.domain.resources import Resources
+from shared.domain.jobs import Shape
 from shared.sim.model import END, SimJob, SimNode
 from shared.sim.state import SimState
 
@@ -17,7 +17,8 @@ class JobFlow(SimState):
         job = self.jobs[index]
         job.queued_at = self.now
         job.node = None
-        self.queues.setdefault((job.resources, job.spot, job.name), deque()).append(index)
+        self.queues.setdefault(job.key, deque()).append(index)
+        self.enqueued[job.key] = (self.enqueued.get(job.key, (0, 0.0))[0] + 1, self.now)  # as the state table does
         self.queued += 1
         self._counter(job)[0] += 1
 
@@ -33,18 +34,18 @@ class JobFlow(SimState):
             return
         heads = [(q[0], key) for key, q in self.queues.items() if q]
         heapq.heapify(heads)
-        stuck: set[tuple[Resources, bool]] = set()  # needs that fit no accepting node (free room only shrinks here)
+        stuck: set[Shape] = set()  # requested shapes that fit no accepting node (free room only shrinks here)
         while heads and accepting:
             _, key = heapq.heappop(heads)
             queue = self.queues[key]
-            if key[:2] in stuck:
+            if key[0] in stuck:
                 continue
             while queue:
                 index = queue[0]
                 job = self.jobs[index]
                 node_id = self._place(job, accepting)
                 if node_id is None:
-                    stuck.add(key[:2])
+                    stuck.add(key[0])
                     break  # nothing of this shape fits anywhere now
                 queue.popleft()
                 self._start(job, node_id)

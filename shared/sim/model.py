@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from shared.domain.cluster_state import Market, NodeRecord, NodeState
 from shared.domain.decision import Instance
+from shared.domain.demand import DemandKey
 from shared.domain.jobs import Shape
 from shared.domain.resources import Resources
 from shared.domain.settings import ClusterSettings
@@ -69,6 +70,7 @@ class SimJob:
         "attempt",
         "done",
         "index",
+        "key",
         "name",
         "node",
         "preemptions",
@@ -88,6 +90,8 @@ class SimJob:
         self.resources = trace.job.shape.resources
         self.spot = trace.job.shape.preemptible
         self.name = trace.job.name
+        # its demand counter's key: the trace's wall time is the true runtime, which the scaler never sees
+        self.key: DemandKey = (interned_shape(self.resources, FIRST_GUESS, self.spot), self.name)
         self.wall = trace.wall_time
         self.attempt = 0
         self.started_at = 0.0
@@ -166,15 +170,6 @@ def interned_shape(resources: Resources, wall_time: float, preemptible: bool) ->
     if shape is None:
         shape = SHAPES[key] = Shape(resources=resources, wall_time=wall_time, preemptible=preemptible)
     return shape
-
-
-def two_digits(seconds: float) -> float:
-    """An expected runtime to two significant digits: finer than anyone knows it, and coarse enough that
-    rounds with the same demand plan alike (``scaling`` remembers plans per demand)."""
-    if seconds <= 0:
-        return 1.0
-    scale = 10.0 ** (math.floor(math.log10(seconds)) - 1)
-    return max(1.0, round(seconds / scale) * scale)
 
 
 def batches(jobs: Sequence[SimJob]) -> list[tuple[float, list[int]]]:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from shared.domain.cluster_state import DemandCount, NodeState
 from shared.domain.decision import Decision
+from shared.domain.demand import Checkpoints, DemandKey, Enqueued
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
 from shared.domain.policy import ScalerState
@@ -50,8 +51,8 @@ class SimState:
         self.now = 0.0
         self.events: list[tuple[float, int, int, object]] = []
         self._seq = 0
-        # the queue: per (resources, preemptible, name), FIFO of job indices (the head is the longest queued)
-        self.queues: dict[tuple[Resources, bool, str | None], deque[int]] = {}
+        # the queue: per demand key (requested shape, name), FIFO of job indices (the head is the longest queued)
+        self.queues: dict[DemandKey, deque[int]] = {}
         self.queued = 0
         self.running = 0
         self.completed = 0
@@ -63,8 +64,8 @@ class SimState:
         self.smoothed_at: float | None = None
         self.outages: dict[Outage, float] = {}  # until when
         self.last_demand_event = -math.inf
-        # demand counters per (resources, preemptible, name): [queued, running]
-        self.counters: dict[tuple[Resources, bool, str | None], list[int]] = {}
+        # demand counters per demand key: [queued, running]
+        self.counters: dict[DemandKey, list[int]] = {}
         # running jobs per name: [how many, sum of their start times] (what the job records' started_at say)
         self.started: dict[str | None, list[float]] = {}
         self.learn_from_running = options.learn_from_running
@@ -72,7 +73,10 @@ class SimState:
         self.consolidate = options.consolidate
         self.plan_remaining = options.plan_remaining
         self._shapes_version = 0  # moves when the expected runtimes the scaler sees move
-        self._shape_of: dict[tuple[Resources, bool, str | None], Shape] = {}
+        self._shape_of: dict[DemandKey, Shape] = {}
+        self.queued_since: dict[Shape, float] = {}  # the last round's, per shape it planned
+        self.enqueued: dict[DemandKey, Enqueued] = {}  # per key (how many, the last when), the rounds' checkpoints:
+        self.marks: dict[DemandKey, Checkpoints] = {}  # when its oldest queued job was queued (demand.queue_marks)
         # what the report counts
         self.rounds = 0
         self.decide_calls = 0
@@ -122,7 +126,7 @@ class SimState:
         node.charged_from = self.now
 
     def _counter(self, job: SimJob) -> list[int]:
-        key = (job.resources, job.spot, job.name)
+        key = job.key
         counter = self.counters.get(key)
         if counter is None:
             counter = self.counters[key] = [0, 0]

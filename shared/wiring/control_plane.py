@@ -9,6 +9,7 @@ from shared.adapters import aws
 from shared.adapters.capacity_cache import DynamoCapacityCache
 from shared.adapters.cluster_store import DynamoClusterStore
 from shared.adapters.decision_log import DynamoDecisionLog
+from shared.adapters.demand_store import DynamoDemandStore
 from shared.adapters.ec2_fleet import Ec2Fleet
 from shared.adapters.ec2_quotas import ServiceQuotaReader, SpotPlacementScorer
 from shared.adapters.image_cache import EcrImageCache
@@ -52,6 +53,7 @@ def build_control_plane(env: FunctionEnvironment) -> ControlPlane:
         guardrails=build_guardrails(env, table),
         quotas=ServiceQuotaReader(cluster=env.cluster.name, region=region, ttl=env.cluster.quota_ttl),
         placement=SpotPlacementScorer(region=region, ttl=env.cluster.quota_ttl),
+        demand=DynamoDemandStore(table),
     )
 
 

@@ -1,0 +1,144 @@
+"""What a round reads to plan demand (``shared.domain.demand``), all in the state table: the counters per
+requested shape and job name, the runtimes learned per name, the running jobs' start times, and the rounds'
+queue checkpoints.
+
+Cost per round, by call: one Query of ``DEMAND`` (O(counters)); one Query of ``RUNTIME`` (O(job names)); one
+Query of ``MARKS`` and, for the keys whose checkpoints changed, one BatchWriteItem per 25; one BatchGetItem
+per 100 running jobs the node records list (the round bounds how many: ``round_demand.MAX_RUNNING_READ``).
+None of it is on the jobs' hot path: the workers' transitions write only the counters, as before.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+
+from shared.adapters.cluster_store import RUNTIME_PARTITION
+from shared.adapters.state_table import (
+    StateTable,
+    StateTableError,
+    demand_of_sort_key,
+    demand_sort_key,
+    get_float,
+    get_int,
+    get_str,
+    job_key,
+    key,
+    need_str,
+    s,
+)
+from shared.domain.cluster_state import JobStatus, shape_from_key, shape_key
+from shared.domain.demand import Checkpoints, Counters, DemandKey, Enqueued, RunningJob
+from shared.domain.jobs import Shape
+from shared.domain.runtimes import Runtimes
+
+MARKS_PARTITION = "MARKS"
+
+
+class _Keys:
+    """Counter keys from sort keys, each shape key parsed once."""
+
+    def __init__(self) -> None:
+        self._shapes: dict[str, Shape] = {}
+
+    def of(self, sort_key: str) -> DemandKey:
+        text, name = demand_of_sort_key(sort_key)
+        return self.shape(text), name
+
+    def shape(self, text: str) -> Shape:
+        shape = self._shapes.get(text)
+        if shape is None:
+            shape = self._shapes[text] = shape_from_key(text)
+        return shape
+
+
+def read_counters(table: StateTable) -> Counters:
+    """One Query of the ``DEMAND`` partition: the counters that hold jobs.
+
+    Counters were once kept per shape alone (the sort key an unnamed job's counter still has): a named job
+    counted there before an upgrade moves its name's counter below zero when it starts or ends after it. The
+    counts of one shape always sum to its jobs, so a named counter's deficit is taken from the shape's unnamed
+    one; what is still negative then reads as none."""
+    raw: dict[DemandKey, list[int]] = {}
+    enqueued: dict[DemandKey, Enqueued] = {}
+    keys = _Keys()
+    for item in table.query("DEMAND", sk_prefix="SHAPE#"):
+        counter = keys.of(need_str(item, "sk"))
+        raw[counter] = [get_int(item, "queued") or 0, get_int(item, "running") or 0]
+        at = get_float(item, "enqueued_at")
+        if at is not None:  # counters from before ``enqueued`` was kept: the round dates their jobs itself
+            enqueued[counter] = (get_int(item, "enqueued") or 0, at)
+    for (shape, name), count in raw.items():
+        if name is not None and min(count) < 0 and (shape, None) in raw:
+            unnamed = raw[shape, None]
+            for i in (0, 1):
+                if count[i] < 0:
+                    unnamed[i], count[i] = unnamed[i] + count[i], 0
+    counts = {k: (max(0, q), max(0, r)) for k, (q, r) in raw.items() if q > 0 or r > 0}
+    return Counters(counts=counts, enqueued={k: v for k, v in enqueued.items() if k in counts})
+
+
+class DynamoDemandStore:
+    """``round_demand.DemandSource`` on the state table."""
+
+    def __init__(self, table: StateTable) -> None:
+        self._table = table
+
+    def counters(self) -> Counters:
+        return read_counters(self._table)
+
+    def runtimes(self) -> Runtimes:
+        """The runtimes agents recorded per job name (``ClusterStore.record_runtime``), one Query."""
+        by_name: dict[str, tuple[int, float]] = {}
+        for item in self._table.query(RUNTIME_PARTITION):
+            count = get_int(item, "count") or 0
+            if count > 0:
+                by_name[need_str(item, "sk")] = (count, get_float(item, "total_seconds") or 0.0)
+        jobs = sum(count for count, _ in by_name.values())
+        return Runtimes(by_name=by_name, jobs=jobs, seconds=sum(seconds for _, seconds in by_name.values()))
+
+    def running_jobs(self, job_ids: Sequence[str]) -> list[RunningJob]:
+        """The records among ``job_ids`` that are RUNNING and have started: a BatchGetItem per 100 ids."""
+        ids = list(dict.fromkeys(job_ids))
+        items = self._table.batch_get([job_key(i) for i in ids], ("status", "node", "started_at", "shape", "name"))
+        keys, out = _Keys(), []
+        for item in items:
+            started_at, node = get_float(item, "started_at"), get_str(item, "node")
+            if get_str(item, "status") != JobStatus.RUNNING or started_at is None or node is None:
+                continue
+            counter = (keys.shape(need_str(item, "shape")), get_str(item, "name"))
+            out.append(RunningJob(job_id=need_str(item, "pk").removeprefix("JOB#"), key=counter,
+                                  started_at=started_at, node=node))  # fmt: skip
+        return out
+
+    def marks(self) -> dict[DemandKey, Checkpoints]:
+        """The checkpoints the last round kept, one Query."""
+        keys, out = _Keys(), {}
+        for item in self._table.query(MARKS_PARTITION):
+            try:
+                pairs = json.loads(need_str(item, "checkpoints"))
+                out[keys.of(need_str(item, "sk"))] = tuple((float(t), int(e)) for t, e in pairs)
+            except (ValueError, TypeError) as error:
+                raise StateTableError(
+                    f"queue checkpoints in table {self._table.name!r} are not valid: {error}"
+                ) from None
+        return out
+
+    def save_marks(self, marks: Mapping[DemandKey, Checkpoints], before: Mapping[DemandKey, Checkpoints]) -> None:
+        """Write the checkpoints that changed since ``before``, delete those of keys no longer queued."""
+        puts = [
+            {**key(MARKS_PARTITION, _sort_key(k)), "checkpoints": s(json.dumps([list(m) for m in marks[k]]))}
+            for k in marks
+            if marks[k] != before.get(k)
+        ]
+        deletes = [key(MARKS_PARTITION, _sort_key(k)) for k in _gone(before, marks)]
+        if puts or deletes:
+            self._table.batch_write(puts=puts, deletes=deletes)
+
+
+def _sort_key(counter: DemandKey) -> str:
+    return demand_sort_key(shape_key(counter[0]), counter[1])
+
+
+def _gone(before: Iterable[DemandKey], marks: Mapping[DemandKey, Checkpoints]) -> list[DemandKey]:
+    return [k for k in before if k not in marks]
