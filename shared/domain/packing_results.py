@@ -121,16 +121,21 @@ def _group(offer: Offer, count: int, free: Resources, lanes: tuple[Lane, ...]) -
 
 
 def explain(packer: NodePacker) -> list[str]:
-    """Why each node was bought, one line per kind of job and node type, however many shapes."""
+    """Why each node was bought, one line per kind of lane and node type, however many shapes.
+
+    A line counts the jobs in lanes *led by* a kind of job (the largest in cores, which sets the lane's
+    reservation): smaller jobs that share those lanes are counted there, not under their own kind."""
     reasons = []
     for (family, i), (nodes, jobs) in sorted(packer.opened.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         offer = packer.offers[i]
         reasons.append(
-            f"{jobs} jobs of {_family_text(packer, family)} → {nodes} new {offer.key} "
+            f"{jobs} jobs in lanes led by {_family_text(packer, family)} → {nodes} new {offer.key} "
             f"(${offer.hourly_price:.4f}/h, {jobs / nodes:.3g} such jobs per node within the target time)"
         )
     for family, jobs in sorted(packer.filled.items()):
-        reasons.append(f"{jobs} jobs of {_family_text(packer, family)} fill room left on nodes already planned")
+        reasons.append(
+            f"{jobs} jobs in lanes led by {_family_text(packer, family)} fill room left on nodes already planned"
+        )
     for (source, target), nodes in sorted(packer.moved.items()):
         a, b = packer.offers[source], packer.offers[target]
         reasons.append(

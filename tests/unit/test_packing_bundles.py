@@ -95,7 +95,7 @@ def test_a_large_queue_is_bundled_feasibly_alike_in_any_order_and_the_reasons_co
     # THEN it is complete and feasible, and the reasons count each placed job once
     assert_complete(result, demand, FLEET)
     assert not result.deferred
-    counted = sum(int(line.split(" jobs of ", 1)[0]) for line in result.reasons if " jobs of " in line)
+    counted = sum(int(line.split(" jobs in lanes led by ", 1)[0]) for line in result.reasons if " led by " in line)
     assert counted == result.placed_jobs
     # AND lanes were bundled; each lane ends when its jobs have run
     lanes = [lane for g in result.groups for lane in g.load.lanes]

@@ -247,3 +247,13 @@ def test_room_on_a_node_is_found_behind_many_nodes_left_alike() -> None:
     placed = packer._fill(lane, 1, (4,))
     # THEN it finds the roomy node: nodes that fail alike count once against the bounded look past
     assert placed == 1 and roomy.lanes == [(lane, 1)]
+
+
+def test_a_reason_counts_the_jobs_in_lanes_led_by_a_shape_not_only_that_shape() -> None:
+    # GIVEN a 4-core job and a 2-core job of ten minutes each, which one lane runs back to back
+    demand = {shape(4, 4, 600): 1, shape(2, 2, 600): 1}
+    result = plan(demand, [SMALL, BIG], target_time=1800)
+    # THEN the reason counts both jobs under the lane's leader, and says so (not "2 jobs of 4 cores")
+    assert len(result.groups) == 1 and result.placed_jobs == 2
+    (line,) = result.reasons
+    assert line.startswith("2 jobs in lanes led by 4 cores, 4 GiB memory"), line
