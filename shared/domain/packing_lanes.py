@@ -186,9 +186,14 @@ def _cut(
         # Neighbours in this order are alike: by cores, then coarse cells of the less scarce of memory and
         # disk (on the cheapest node type for an average job), then the scarcer one.
         jobs = len(rest)
-        mean_memory = sum([row[1] for row in rest]) / jobs
-        mean_disk = sum([row[2] for row in rest]) / jobs
-        mean_cores = sum([row[0] for row in rest]) / jobs
+        # One pass over the rows for the whole numbers (three cost twice as much: each row is a fetch from
+        # memory); the cores, floats, are summed by sum() as before, so the mean is the same to the last bit.
+        total_memory = total_disk = 0
+        for _, m, d, _, _ in rest:
+            total_memory += m
+            total_disk += d
+        mean_memory, mean_disk = total_memory / jobs, total_disk / jobs
+        mean_cores = sum(map(_CORES, rest)) / jobs
         best = cheapest(mean_cores, math.ceil(mean_memory), math.ceil(mean_disk), acc, on_demand=on_demand)
         cap = caps[best] if best is not None else (1.0, 1, 1, 1)
         by_memory = (mean_memory / cap[1] if cap[1] else 0.0) >= (mean_disk / cap[2] if cap[2] else 0.0)
@@ -385,6 +390,7 @@ def _time_lanes(
 
 _WALL = itemgetter(3)
 _run = tuple.__new__  # _run(Run, (shape, jobs)): a Run without a Python-level __new__ call
+_CORES = itemgetter(0)
 _MEMORY = itemgetter(1)
 _DISK = itemgetter(2)
 _MARKET = itemgetter(0)
