@@ -8,6 +8,7 @@ import json.scanner
 from collections import Counter
 from collections.abc import ItemsView, Iterator, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from shared.domain.jobs import (
     MAX_ACCELERATORS,
@@ -116,28 +117,12 @@ class _Pairs(ItemsView[Shape, int]):
         return iter(self._pairs)
 
 
-class PlanJobs:
-    """What ``shoal plan`` needs of a jobs file: ids and shapes in file order, and how many of each shape.
+class PlanJobs(NamedTuple):
+    """What ``shoal plan`` needs of a jobs file: ids and shapes in file order, and how many of each shape."""
 
-    ``shapes`` (one per job) is made when first asked for: only the jobs a plan leaves out, or
-    ``--assignments``, need it; the plan itself needs only ``demand``.
-    """
-
-    __slots__ = ("_keys", "_made", "_shapes", "demand", "ids")
-
-    def __init__(self, ids: list[str], keys: list[_Key], made: dict[_Key, Shape], demand: ShapeCounts) -> None:
-        self.ids = ids
-        self.demand = demand
-        self._keys = keys
-        self._made = made
-        self._shapes: list[Shape] | None = None
-
-    @property
-    def shapes(self) -> list[Shape]:
-        if self._shapes is None:
-            made = self._made
-            self._shapes = [made[key] for key in self._keys]
-        return self._shapes
+    ids: list[str]
+    shapes: list[Shape]
+    demand: ShapeCounts
 
 
 def read_plan_jobs(path: Path) -> PlanJobs:
@@ -189,12 +174,9 @@ def _read_plan_jobs(path: Path) -> PlanJobs:
         ids.append(job_id)
         keys.append(key)
     counts = Counter(keys)  # counted by plain tuples: hashing a Shape dataclass costs ten times as much
-    if made:
-        made.update({key: _shape(key) for key in counts if key not in made})
-    else:  # every line was plain
-        made = {key: _shape(key) for key in counts}
+    made |= {key: _shape(key) for key in counts if key not in made}  # one comprehension, not a loop of stores
     pairs = [(made[k], n) for k, n in counts.items()]
-    return PlanJobs(ids, keys, made, ShapeCounts(pairs))
+    return PlanJobs(ids=ids, shapes=list(map(made.__getitem__, keys)), demand=ShapeCounts(pairs))
 
 
 _Key = tuple[float, int, int, int, float, bool]
