@@ -63,8 +63,8 @@ and 7 % cheaper; the few-shape queue and the traces keep their nodes and cost, i
 It is a heuristic, measured against Toil by ``benchmarks/bench_plan.py``.
 
 Where the time goes (100,000 mixed jobs, the 2-core shared machine, CPU, side by side in the same window): the
-bench's histogram + plan 0.78 s, median of six runs (0.56-0.92 s) at load 2.8-3.4, against 0.89 s (0.60-0.99 s)
-before the last round; ``shoal plan`` 1.74 s in all, 0.94 of before (1.6-1.9 s at load 2-4). Pass 1 about 0.5 s:
+bench's histogram + plan 0.80 s, median of 12 runs (0.64-0.92 s) at load 2.4-3.9, against 0.90 s (0.63-0.99 s)
+before the last round (0.93 of it pair by pair); ``shoal plan`` 1.74 s in all, 0.94 of before. Pass 1 about 0.5 s:
 gathering the shapes 0.07-0.10 s, ordering neighbours 0.10-0.13 s, the windows' lane choice 0.15-0.19 s (600,000
 tries of a lane for 100,000 jobs, four in five refused on time alone: about 0.3 µs a try), their runs and bundles
 0.09 s; pass 2 0.015 s (701 bundles instead of 32,696 lanes; it was 0.5 s), the plan's dataclasses 0.06-0.08 s
