@@ -174,11 +174,12 @@ def _read_plan_jobs(path: Path) -> PlanJobs:
         ids.append(job_id)
         keys.append(key)
     counts = Counter(keys)  # counted by plain tuples: hashing a Shape dataclass costs ten times as much
-    for key in counts:
-        if key not in made:
-            made[key] = _shape(key)
+    if made:  # some lines took the slow way: their shapes are parse_job's
+        made.update((key, _shape(key)) for key in counts if key not in made)
+    else:  # one comprehension, not a loop of stores (nor a second dict of them all, as ``|=`` would make)
+        made = {key: _shape(key) for key in counts}
     pairs = [(made[k], n) for k, n in counts.items()]
-    return PlanJobs(ids=ids, shapes=[made[key] for key in keys], demand=ShapeCounts(pairs))
+    return PlanJobs(ids=ids, shapes=list(map(made.__getitem__, keys)), demand=ShapeCounts(pairs))
 
 
 _Key = tuple[float, int, int, int, float, bool]

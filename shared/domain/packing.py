@@ -62,16 +62,27 @@ best fit on time are one item since this change: 1,000 shapes of 100 jobs each w
 and 7 % cheaper; the few-shape queue and the traces keep their nodes and cost, in fewer groups (141 → 14).
 It is a heuristic, measured against Toil by ``benchmarks/bench_plan.py``.
 
-Where the time goes (100,000 mixed jobs, the 2-core shared machine, CPU; half of what it was, side by side in
-the same window): 0.6-0.8 s in all at load 2-3, 0.9-1.1 s at load 3.5 (was 1.5-2.2 s then). Pass 1 about 0.5 s
-(ordering, the windows' lane choice: about 3 µs of pure Python per job), pass 2 0.01 s (701 bundles instead of
-32,696 lanes; it was 0.5 s), the plan's dataclasses 0.06 s (17,868 node groups and 32,696 lanes, each its own
-since the jobs differ; a bundled lane brings its end from pass 1; it was 0.15 s), the split by fit 0.03 s; the
-bench's histogram adds 0.06 s (was 0.15 s). Trying a finer grid: 32 steps cost 1.5 % less at 100,000 jobs but
-0.1 s more in pass 2 (6,049 bundles). The constant factors were cut twice before without changing any plan
-(plain tuples, one integer sort key, no key functions in pass 2's sort, lists for generators, neighbours sorted
-in (cores, cell) buckets, a family's spans kept as the shapes are read, runs made as ``Run`` once, an offer's
-fit found once per resource vector, tie-breaking only among equal price keys). Quantizing *job* shapes onto a
+Where the time goes (100,000 mixed jobs, the 2-core shared machine, CPU, side by side in the same window): the
+bench's histogram + plan 0.80 s, median of 12 runs (0.64-0.92 s) at load 2.4-3.9, against 0.90 s (0.63-0.99 s)
+before the last round (0.93 of it pair by pair); ``shoal plan`` 1.74 s in all, 0.94 of before. Pass 1 about 0.5 s:
+gathering the shapes 0.07-0.10 s, ordering neighbours 0.10-0.13 s, the windows' lane choice 0.15-0.19 s (600,000
+tries of a lane for 100,000 jobs, four in five refused on time alone: about 0.3 µs a try), their runs and bundles
+0.09 s; pass 2 0.015 s (701 bundles instead of 32,696 lanes; it was 0.5 s), the plan's dataclasses 0.06-0.08 s
+(17,868 node groups and 32,696 lanes, each its own since the jobs differ), the split by fit 0.03 s; the bench's
+histogram 0.065 s, nearly all of it hashing each Shape once (two generated ``__hash__`` calls: one flat hash is
+no faster, and a cached one would only move the cost into parsing). Freeing a plan takes 0.035 s more. The last
+round cut, without changing any plan: a bucket's neighbours sorted by two stable sorts on one integer each
+(0.03 s), a continuous queue told from its first 1,024 jobs by the histogram (0.02 s), a market's mean sizes in one
+pass over its rows (0.02 s: each row is a fetch from memory), a lone node's lanes written without a search. It
+tried, for nothing: skipping lanes full for every job left in the window (a window's shortest job, often one
+minute, leaves almost no lane full), one composite integer sort key for the neighbours (twice as slow), the
+cores of a family's rows shared as one object. ``shoal plan`` reads 100,000 lines in 0.6 s, 0.25 s of it
+``json``'s own decoding; decoding 2,048 lines as one array was no faster in all. Trying a finer grid: 32
+steps cost 1.5 % less at 100,000 jobs but 0.1 s more in pass 2 (6,049 bundles). The constant factors were cut
+twice before without changing any plan (plain tuples, one integer sort key, no key functions in pass 2's sort,
+lists for generators, neighbours sorted in (cores, cell) buckets, a family's spans kept as the shapes are read,
+runs made as ``Run`` once, an offer's fit found once per resource vector, tie-breaking only among equal price
+keys). Quantizing *job* shapes onto a
 round-up grid before packing was tried and cost 7-20 % more on the mixed queue without being faster until
 coarse: a job's grid cell is fixed before it finds partners, a lane's only after. numpy is not used: the passes
 are greedy, one lane after another, and the domain ships in a Lambda layer. Below 0.5 s would need a cheaper
