@@ -29,6 +29,7 @@ from shared.adapters.state_table import (
     s,
 )
 from shared.domain.cluster_state import ClusterStatus, ClusterStatusRecord
+from shared.domain.runtimes import Runtimes
 from shared.domain.settings import ClusterSettings, SettingsError
 from shared.formats import cluster_status
 
@@ -111,10 +112,15 @@ class DynamoClusterStore:
             values={":count": n(count), ":seconds": n(max(0.0, float(seconds)))},
         )
 
-    def average_runtimes(self) -> dict[str, float]:
-        averages: dict[str, float] = {}
+    def runtimes(self) -> Runtimes:
+        """What agents recorded per job name (jobs, seconds in all), and over every named job: one Query."""
+        by_name: dict[str, tuple[int, float]] = {}
         for item in self._table.query(RUNTIME_PARTITION):
             count = get_int(item, "count") or 0
             if count > 0:
-                averages[need_str(item, "sk")] = (get_float(item, "total_seconds") or 0.0) / count
-        return averages
+                by_name[need_str(item, "sk")] = (count, get_float(item, "total_seconds") or 0.0)
+        jobs = sum(count for count, _ in by_name.values())
+        return Runtimes(by_name=by_name, jobs=jobs, seconds=sum(seconds for _, seconds in by_name.values()))
+
+    def average_runtimes(self) -> dict[str, float]:
+        return {name: total / count for name, (count, total) in self.runtimes().by_name.items()}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 
-from shared.adapters.cluster_store import RUNTIME_PARTITION
+from shared.adapters.cluster_store import DynamoClusterStore
 from shared.adapters.state_table import (
     StateTable,
     StateTableError,
@@ -89,13 +89,7 @@ class DynamoDemandStore:
 
     def runtimes(self) -> Runtimes:
         """The runtimes agents recorded per job name (``ClusterStore.record_runtime``), one Query."""
-        by_name: dict[str, tuple[int, float]] = {}
-        for item in self._table.query(RUNTIME_PARTITION):
-            count = get_int(item, "count") or 0
-            if count > 0:
-                by_name[need_str(item, "sk")] = (count, get_float(item, "total_seconds") or 0.0)
-        jobs = sum(count for count, _ in by_name.values())
-        return Runtimes(by_name=by_name, jobs=jobs, seconds=sum(seconds for _, seconds in by_name.values()))
+        return DynamoClusterStore(self._table).runtimes()
 
     def running_jobs(self, job_ids: Sequence[str]) -> list[RunningJob]:
         """The records among ``job_ids`` that are RUNNING and have started: a BatchGetItem per 100 ids."""
