@@ -1,6 +1,11 @@
 """Shoal's policy and Toil 9.6's on the same simulated runs: cost and waits per trace, beside the lower bound.
 
-    python benchmarks/bench_simulate.py [--traces DIR] [--only NAME] [--seed N] [--json OUT]
+    python benchmarks/bench_simulate.py [--traces DIR] [--only NAME] [--seed N | --seeds N,N,..] [--json OUT]
+
+With ``--seeds``, each trace runs once per seed (the seed moves spot interruptions' and agents' draws, so one
+seed's cost can sit 1-2 % from another's) and a ``median`` row per policy follows, with the per-seed ratio of
+Shoal's cost to Toil's and how many seeds each policy was cheaper in: a policy change is judged on those, not on
+one seed's figures.
 
 Both run inside ``shared.sim`` (same trace, node types, boot delay, scale interval, agents admitting jobs
 by ``shared.domain.admission``, EC2 model, cost accounting and report). Only the scaler differs.
@@ -207,34 +212,92 @@ def run_one(path: Path, settings: ClusterSettings, *, seed: int, toil: bool) -> 
     return simulation.run().report
 
 
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+MEDIAN_KEYS = ("cost", "cost_over_lower_bound", "wait_p50_seconds", "wait_p95_seconds", "wait_max_seconds",
+               "idle_node_hours", "peak_nodes", "lost", "killed_by_scale_in")  # fmt: skip
+
+
+def over_seeds(shoal: Sequence[dict[str, Any]], toil: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per policy, the median of each figure over seeds; for Shoal also the median of its cost over Toil's on the
+    same seed, and in how many seeds it cost less (the runs of one seed share their trace and their draws)."""
+    if len(shoal) != len(toil) or not shoal:
+        raise ValueError(f"one report per seed for each policy: got {len(shoal)} Shoal and {len(toil)} Toil")
+    out = {name: {k: median([float(r[k]) for r in runs]) for k in MEDIAN_KEYS}
+           for name, runs in (("shoal", shoal), ("toil", toil))}  # fmt: skip
+    ratios = [float(s["cost"]) / float(t["cost"]) for s, t in zip(shoal, toil, strict=True)]
+    out["shoal"]["cost_over_toil"] = median(ratios)
+    out["shoal"]["cheaper_seeds"] = float(sum(ratio < 1.0 for ratio in ratios))
+    out["shoal"]["p95_within_toil_seeds"] = float(
+        sum(float(s["wait_p95_seconds"]) <= float(t["wait_p95_seconds"]) for s, t in zip(shoal, toil, strict=True))
+    )
+    return out
+
+
+def _row(trace: str, policy: str, r: dict[str, Any], seconds: float | None) -> str:
+    return (
+        f"{trace:<22}{policy:<7}{r['cost']:>10.2f}{r['cost_over_lower_bound']:>9.3f}"
+        f"{r['wait_p50_seconds']:>8.0f}{r['wait_p95_seconds']:>8.0f}{r['wait_max_seconds']:>8.0f}"
+        f"{r['idle_node_hours']:>9.1f}{r['peak_nodes']:>6.0f}{r['lost']:>5.0f}{r['killed_by_scale_in']:>5.0f}"
+        + (f"{seconds:>7.1f}" if seconds is not None else "")
+    )
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give whole numbers separated by commas, e.g. 0,1,2") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least one seed, e.g. 0,1,2")
+    return seeds
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--traces", type=Path, default=TRACES)
     parser.add_argument("--only", help="only traces whose file name contains this")
-    parser.add_argument("--seed", type=int, default=0)
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0)
+    seeds.add_argument("--seeds", type=_seeds, help="several seeds, comma-separated: adds a median row per policy")
     parser.add_argument("--json", type=Path, help="write every report here")
     args = parser.parse_args(argv)
     logging.disable(logging.CRITICAL)
     settings = ClusterSettings(name="bench", node_types=NODE_TYPES).validate()
-    rows: dict[str, dict[str, dict[str, object]]] = {}
+    runs = args.seeds or [args.seed]
+    rows: dict[str, dict[str, object]] = {}
     print(f"{'trace':<22}{'policy':<7}{'cost $':>10}{'× bound':>9}{'p50 s':>8}{'p95 s':>8}{'max s':>8}"
-          f"{'idle nh':>9}{'peak':>6}{'lost':>5}{'kill':>5}{'sec':>7}")  # fmt: skip
+          f"{'idle nh':>9}{'peak':>6}{'lost':>5}{'kill':>5}{'sec':>7}" + ("  seed" if args.seeds else ""))  # fmt: skip
     for path in sorted(args.traces.glob("*.jsonl")):
         if args.only and args.only not in path.name:
             continue
-        rows[path.name] = {}
-        for policy in ("shoal", "toil"):
-            started = time.perf_counter()
-            r = run_one(path, settings, seed=args.seed, toil=policy == "toil")
-            rows[path.name][policy] = r
+        reports: dict[str, list[dict[str, Any]]] = {"shoal": [], "toil": []}
+        for seed in runs:
+            for policy in ("shoal", "toil"):
+                started = time.perf_counter()
+                r = run_one(path, settings, seed=seed, toil=policy == "toil")
+                reports[policy].append(r)
+                seconds = time.perf_counter() - started
+                print(_row(path.name, policy, r, seconds) + (f"  {seed:>4}" if args.seeds else ""), flush=True)
+        print(f"{path.name:<22}{'bound':<7}{reports['shoal'][0]['lower_bound_cost']:>10.2f}", flush=True)
+        if args.seeds:
+            summary = over_seeds(reports["shoal"], reports["toil"])
+            for policy in ("shoal", "toil"):
+                print(_row(path.name, "median", summary[policy], None) + f"  {policy}", flush=True)
+            mine = summary["shoal"]
             print(
-                f"{path.name:<22}{policy:<7}{r['cost']:>10.2f}{r['cost_over_lower_bound']:>9.3f}"
-                f"{r['wait_p50_seconds']:>8.0f}{r['wait_p95_seconds']:>8.0f}{r['wait_max_seconds']:>8.0f}"
-                f"{r['idle_node_hours']:>9.1f}{r['peak_nodes']:>6}{r['lost']:>5}{r['killed_by_scale_in']:>5}"
-                f"{time.perf_counter() - started:>7.1f}",
+                f"{path.name:<22}Shoal's cost over Toil's, median of {len(runs)} seeds: {mine['cost_over_toil']:.4f}; "
+                f"cheaper in {mine['cheaper_seeds']:.0f}, "
+                f"p95 no longer than Toil's in {mine['p95_within_toil_seeds']:.0f}",
                 flush=True,
             )
-        print(f"{path.name:<22}{'bound':<7}{rows[path.name]['shoal']['lower_bound_cost']:>10.2f}", flush=True)
+            rows[path.name] = {"seeds": runs, **reports, "median": summary}
+        else:
+            rows[path.name] = {"shoal": reports["shoal"][0], "toil": reports["toil"][0]}
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     return 0
