@@ -247,7 +247,7 @@ def _row(trace: str, policy: str, r: dict[str, Any], seconds: float | None) -> s
     )
 
 
-def _seeds(text: str) -> list[int]:
+def parse_seeds(text: str) -> list[int]:
     try:
         seeds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -263,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", help="only traces whose file name contains this")
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, default=0)
-    seeds.add_argument("--seeds", type=_seeds, help="several seeds, comma-separated: adds a median row per policy")
+    seeds.add_argument("--seeds", type=parse_seeds, help="several seeds, comma-separated: adds a median row per policy")
     parser.add_argument("--json", type=Path, help="write every report here")
     args = parser.parse_args(argv)
     logging.disable(logging.CRITICAL)

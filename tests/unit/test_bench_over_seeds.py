@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench_simulate import _seeds, median, over_seeds
+from benchmarks.bench_simulate import median, over_seeds, parse_seeds
 from shared.sim.engine import SimOptions, simulate
 from shared.sim.trace import read_trace
 from tests.unit.test_simulate import bursty, settings, write_trace
@@ -50,4 +50,4 @@ def test_median_of_an_even_count_is_the_mean_of_the_middle_two() -> None:
 @pytest.mark.parametrize("text", ["0,x", ",", ""])
 def test_bad_seeds_are_named_in_the_error(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=repr(text)):
-        _seeds(text)
+        parse_seeds(text)

@@ -1,0 +1,167 @@
+"""What-if replays behind ``docs/simulate.md``'s "Session 9": Shoal's policy with one rule changed, over seeds.
+
+    python benchmarks/bench_policy_variants.py [--only NAME] [--variants V,V,..] [--seeds 0,1,2]
+
+Each variant changes one rule (or what the scaler knows) for the length of a run by patching it, and is reported
+beside Shoal as it is, seed by seed, with the median. None of them was kept: a kept change is code, not a patch.
+
+- ``as-is``: Shoal as it is.
+- ``cap-N``: spot c5.4xlarge/c5a.4xlarge only, at most N nodes (a fleet that cannot surge; nf-chipseq runs on
+  nothing else, uncapped it is ``as-is`` to the cent).
+- ``oracle`` / ``oracle-T``: the scaler knows each job name's true mean runtime from the start (``-T``: and plans
+  for a target of T seconds; the waits are still judged against 30 minutes).
+- ``triage``: a shape whose oldest job already waited the whole target is planned with the whole target again,
+  instead of the tightest plan (money is not spent on jobs that are late anyway).
+- ``overrun-F``: a running job that has run F times its expected runtime or more is expected to run as long
+  again as it has, instead of ending at once, when the round asks when its node empties (consolidation).
+- ``overrun-6h``: the same, only for jobs that have run 6 hours or more (no nf-core job does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import logging
+import math
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from benchmarks.bench_simulate import NODE_TYPES, TRACES, median, parse_seeds
+from shared.domain import policy, scaling
+from shared.domain.runtimes import Runtimes
+from shared.domain.settings import ClusterSettings
+from shared.sim.engine import SimOptions, Simulation
+from shared.sim.model import SimNode
+from shared.sim.trace import TraceJob, read_trace
+
+SPOT_C5 = "c5.4xlarge/c5a.4xlarge:0.30"
+DEFAULT_VARIANTS = "as-is,cap-30,cap-34,oracle,oracle-2600,triage,overrun-1,overrun-1.5,overrun-6h"
+
+Patch = Callable[[Sequence[TraceJob]], contextlib.AbstractContextManager[Any]]
+
+
+def _nothing(trace: Sequence[TraceJob]) -> contextlib.AbstractContextManager[Any]:
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _oracle(trace: Sequence[TraceJob]) -> Iterator[None]:
+    totals: dict[str | None, list[float]] = collections.defaultdict(lambda: [0, 0.0])
+    for job in trace:
+        totals[job.job.name][0] += 1
+        totals[job.job.name][1] += job.wall_time
+
+    def expected(self: Runtimes, name: str | None, submitted: float, running: tuple[int, float] = (0, 0.0)) -> float:
+        count, seconds = totals.get(name, (0, 0.0))
+        return seconds / count if count else submitted
+
+    with mock.patch.object(Runtimes, "expected", expected):
+        yield
+
+
+@contextlib.contextmanager
+def _triage(trace: Sequence[TraceJob]) -> Iterator[None]:
+    tightest = policy.remaining_target
+
+    def remaining_target(target_time: float, waited: float) -> float:
+        return target_time if waited >= target_time else tightest(target_time, waited)
+
+    with mock.patch.object(scaling, "remaining_target", remaining_target):
+        yield
+
+
+def _overrun(factor: float, at_least: float = 0.0) -> Patch:
+    @contextlib.contextmanager
+    def patch(trace: Sequence[TraceJob]) -> Iterator[None]:
+        def latest_end(self: Simulation, node: SimNode) -> float:
+            latest = -math.inf
+            for index in node.running:
+                job = self.jobs[index]
+                planned = self._shape_of.get(job.key)
+                wall = planned.wall_time if planned is not None else job.key[0].wall_time
+                ran = self.now - job.started_at
+                overran = ran >= wall * factor and ran >= at_least
+                latest = max(latest, job.started_at + (2 * ran if overran else wall))
+            return latest
+
+        original = Simulation._empties_at
+
+        def empties_at(self: Simulation) -> dict[str, float]:
+            for node in self.nodes.values():
+                node.empties = None  # the cache keys on the learned runtimes, and this estimate moves with time
+            return original(self)
+
+        with (
+            mock.patch.object(Simulation, "_latest_end", latest_end),
+            mock.patch.object(Simulation, "_empties_at", empties_at),
+        ):
+            yield
+
+    return patch
+
+
+def variant(name: str) -> tuple[Patch, dict[str, object]]:
+    """The patch and the settings overrides of the variant called ``name``."""
+    if name == "as-is":
+        return _nothing, {}
+    if name.startswith("cap-"):
+        return _nothing, {"node_types": SPOT_C5, "max_nodes": (int(name[4:]),)}
+    if name == "oracle":
+        return _oracle, {}
+    if name.startswith("oracle-"):
+        return _oracle, {"target_time": float(name[7:])}
+    if name == "triage":
+        return _triage, {}
+    if name == "overrun-6h":
+        return _overrun(1.0, at_least=6 * 3600.0), {}
+    if name.startswith("overrun-"):
+        return _overrun(float(name[8:])), {}
+    raise ValueError(f"variant {name!r}: use one of {DEFAULT_VARIANTS} (cap-N, oracle-T, overrun-F for any number)")
+
+
+def run(path: Path, name: str, seed: int) -> dict[str, Any]:
+    patch, overrides = variant(name)
+    values: dict[str, object] = {"name": "bench", "node_types": NODE_TYPES, **overrides}
+    settings = ClusterSettings(**values).validate()  # type: ignore[arg-type]
+    trace = read_trace(path)
+    with patch(trace):
+        return dict(Simulation(trace, SimOptions(settings=settings, boot_delay=90.0, seed=seed)).run().report)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--traces", type=Path, default=TRACES)
+    parser.add_argument("--only", help="only traces whose file name contains this")
+    parser.add_argument("--variants", default=DEFAULT_VARIANTS)
+    parser.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2])
+    args = parser.parse_args(argv)
+    names = [v for v in args.variants.split(",") if v]
+    for name in names:
+        try:
+            variant(name)
+        except ValueError as error:
+            parser.error(str(error))
+    logging.disable(logging.CRITICAL)
+    print(f"{'trace':<18}{'variant':<14}" + "".join(f"{'$ seed ' + str(s):>13}" for s in args.seeds)
+          + f"{'median $':>11}{'p95 s (max of seeds)':>22}{'lost+twice+killed':>19}")  # fmt: skip
+    for path in sorted(args.traces.glob("*.jsonl")):
+        if args.only and args.only not in path.name:
+            continue
+        for name in names:
+            reports = [run(path, name, seed) for seed in args.seeds]
+            costs = [float(r["cost"]) for r in reports]
+            bad = sum(int(r["lost"]) + int(r["run_twice"]) + int(r["killed_by_scale_in"]) for r in reports)
+            print(
+                f"{path.stem[:17]:<18}{name:<14}" + "".join(f"{c:>13.2f}" for c in costs)
+                + f"{median(costs):>11.2f}{max(float(r['wait_p95_seconds']) for r in reports):>22.0f}{bad:>19}",
+                flush=True,
+            )  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
