@@ -3,7 +3,8 @@
     python benchmarks/bench_policy_variants.py [--only NAME] [--variants V,V,..] [--seeds 0,1,2]
 
 Each variant changes one rule (or what the scaler knows) for the length of a run by patching it, and is reported
-beside Shoal as it is, seed by seed, with the median. None of them was kept: a kept change is code, not a patch.
+beside Shoal as it is, seed by seed, with the median. One was kept (``overrun-2``, now Shoal's rule, so ``as-is``);
+the others were not: a kept change is code, not a patch.
 
 - ``as-is``: Shoal as it is.
 - ``cap-N``: spot c5.4xlarge/c5a.4xlarge only, at most N nodes (a fleet that cannot surge; nf-chipseq runs on
@@ -12,9 +13,9 @@ beside Shoal as it is, seed by seed, with the median. None of them was kept: a k
   for a target of T seconds; the waits are still judged against 30 minutes).
 - ``triage``: a shape whose oldest job already waited the whole target is planned with the whole target again,
   instead of the tightest plan (money is not spent on jobs that are late anyway).
-- ``overrun-F``: a running job that has run F times its expected runtime or more is expected to run as long
-  again as it has, instead of ending at once, when the round asks when its node empties (consolidation).
-- ``overrun-6h``: the same, only for jobs that have run 6 hours or more (no nf-core job does).
+- ``overrun-F``: a running job is an outlier once it has run F times its expected runtime (Shoal: 2, kept this
+  session, ``demand.OVERRUN_FACTOR``): from then on its node is expected to empty when it has run as long again,
+  not at once. ``overrun-inf``: never, as before this session.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import argparse
 import collections
 import contextlib
 import logging
-import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -31,15 +31,15 @@ from typing import Any
 from unittest import mock
 
 from benchmarks.bench_simulate import NODE_TYPES, TRACES, median, parse_seeds
-from shared.domain import policy, scaling
+from shared.domain import demand, policy, scaling
 from shared.domain.runtimes import Runtimes
 from shared.domain.settings import ClusterSettings
+from shared.sim import engine
 from shared.sim.engine import SimOptions, Simulation
-from shared.sim.model import SimNode
 from shared.sim.trace import TraceJob, read_trace
 
 SPOT_C5 = "c5.4xlarge/c5a.4xlarge:0.30"
-DEFAULT_VARIANTS = "as-is,cap-30,cap-34,oracle,oracle-2600,triage,overrun-1,overrun-1.5,overrun-6h"
+DEFAULT_VARIANTS = "as-is,cap-30,cap-34,oracle,oracle-2600,triage,overrun-inf,overrun-1,overrun-1.5"
 
 Patch = Callable[[Sequence[TraceJob]], contextlib.AbstractContextManager[Any]]
 
@@ -74,31 +74,10 @@ def _triage(trace: Sequence[TraceJob]) -> Iterator[None]:
         yield
 
 
-def _overrun(factor: float, at_least: float = 0.0) -> Patch:
+def _overrun(factor: float) -> Patch:
     @contextlib.contextmanager
     def patch(trace: Sequence[TraceJob]) -> Iterator[None]:
-        def latest_end(self: Simulation, node: SimNode) -> float:
-            latest = -math.inf
-            for index in node.running:
-                job = self.jobs[index]
-                planned = self._shape_of.get(job.key)
-                wall = planned.wall_time if planned is not None else job.key[0].wall_time
-                ran = self.now - job.started_at
-                overran = ran >= wall * factor and ran >= at_least
-                latest = max(latest, job.started_at + (2 * ran if overran else wall))
-            return latest
-
-        original = Simulation._empties_at
-
-        def empties_at(self: Simulation) -> dict[str, float]:
-            for node in self.nodes.values():
-                node.empties = None  # the cache keys on the learned runtimes, and this estimate moves with time
-            return original(self)
-
-        with (
-            mock.patch.object(Simulation, "_latest_end", latest_end),
-            mock.patch.object(Simulation, "_empties_at", empties_at),
-        ):
+        with mock.patch.object(demand, "OVERRUN_FACTOR", factor), mock.patch.object(engine, "OVERRUN_FACTOR", factor):
             yield
 
     return patch
@@ -116,8 +95,6 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
         return _oracle, {"target_time": float(name[7:])}
     if name == "triage":
         return _triage, {}
-    if name == "overrun-6h":
-        return _overrun(1.0, at_least=6 * 3600.0), {}
     if name.startswith("overrun-"):
         return _overrun(float(name[8:])), {}
     raise ValueError(f"variant {name!r}: use one of {DEFAULT_VARIANTS} (cap-N, oracle-T, overrun-F for any number)")

@@ -48,7 +48,7 @@ from typing import cast
 
 from shared.domain.cluster_state import DemandCount, NodeState
 from shared.domain.decision import Drain, Snapshot
-from shared.domain.demand import expected_end, planned, queue_marks
+from shared.domain.demand import OVERRUN_FACTOR, expected_end, planned, queue_marks
 from shared.domain.jobs import Shape
 from shared.sim.fleet import Fleet
 from shared.sim.guardrails import past_budget, quota_view
@@ -63,6 +63,7 @@ from shared.sim.model import (
     TAIL_LIMIT,
     WARN,
     Sample,
+    SimJob,
     SimNode,
     SimOptions,
     SimResult,
@@ -255,16 +256,26 @@ class Simulation(Fleet):
         for node_id, node in self.nodes.items():
             if node.running and node.state is NodeState.ACTIVE:
                 if node.empties is None or node.empties[0] != version:
-                    node.empties = (version, self._latest_end(node))
-                out[node_id] = max(self.now, node.empties[1])
+                    node.empties = (version, *self._latest_end(node))
+                _, latest, overrun_at = node.empties
+                if self.now >= overrun_at:  # a job became an outlier: its expected end moves with the clock
+                    latest = max(expected_end(j.key, j.started_at, self._shape_of, self.now) for j in self._on(node))
+                out[node_id] = max(self.now, latest)
         return out
 
-    def _latest_end(self, node: SimNode) -> float:
-        latest, jobs, shape_of = -math.inf, self.jobs, self._shape_of
-        for index in node.running:
-            job = jobs[index]
-            latest = max(latest, expected_end(job.key, job.started_at, shape_of))
-        return latest
+    def _latest_end(self, node: SimNode) -> tuple[float, float]:
+        """The latest end of ``node``'s jobs by their expected runtimes, and from when one of them is an outlier
+        (``demand.OVERRUN_FACTOR``): until then the first is what ``demand.expected_end`` gives."""
+        latest, overrun_at = -math.inf, math.inf
+        for job in self._on(node):
+            planned = self._shape_of.get(job.key)
+            wall = planned.wall_time if planned is not None else job.key[0].wall_time
+            latest = max(latest, job.started_at + wall)
+            overrun_at = min(overrun_at, job.started_at + wall * OVERRUN_FACTOR)
+        return latest, overrun_at
+
+    def _on(self, node: SimNode) -> list[SimJob]:
+        return [self.jobs[index] for index in node.running]
 
     def _same_as_last_round(self, demand: Mapping[Shape, DemandCount]) -> bool:
         last = self.settled

@@ -154,7 +154,8 @@ class SimNode:
         self.instance: Instance | None = None
         self.record: NodeRecord | None = None
         self.record_at = -math.inf
-        self.empties: tuple[int, float] | None = None  # (shapes version, latest expected end): a round's cache
+        # (shapes version, latest expected end, when a job becomes an outlier): a round's cache
+        self.empties: tuple[int, float, float] | None = None
 
 
 # Event kinds, in the order they are handled at one instant: jobs end before rounds look at the fleet.

@@ -104,6 +104,35 @@ def test_a_busy_surplus_on_demand_node_whose_jobs_end_soon_is_drained(
     assert set(snapshots[-1].empties_at) == set(nodes)
 
 
+def test_of_two_busy_surplus_nodes_the_one_whose_job_ends_soon_is_drained_not_the_one_running_an_outlier(
+    make_cluster: Callable[..., Cluster], snapshots: list[Snapshot]
+) -> None:
+    # GIVEN two on-demand nodes: A's "short" job has run 15 minutes, B's has just started, and finished "short"
+    # jobs took 5 minutes: the name is expected at 7.5 minutes (the mean its running jobs have run), A's is an outlier
+    cluster = make_cluster(**ON_DEMAND_ONLY)
+    submit_named(cluster, "short", shape(4, 8, 3600), 4, prefix="short")
+    assert cluster.scale()["launched"] == 2
+    a, b = [n.instance_id for n in cluster.nodes.list_nodes()]
+    cluster.heartbeat(a)
+    on_a = cluster.run_jobs_on(a, 1)
+    started_a = cluster.clock.now
+    cluster.clock.advance(900)
+    cluster.heartbeat(a, on_a)
+    cluster.heartbeat(b)
+    cluster.run_jobs_on(b, 1)
+    cluster.finish_queued()
+    DynamoClusterStore(cluster.table).record_runtime("short", 2 * 300.0, 2)
+    # WHEN a round runs: the two jobs need one node
+    result = cluster.scale()
+    # THEN A is expected to empty when its job has run as long again (30 minutes in), past the 10-minute window,
+    # and B is drained: its job is expected to end in 7.5 minutes. (Taken to end at once, A's was drained first,
+    # and B went on taking work while A's room stood unused.)
+    assert snapshots[-1].empties_at[a] == pytest.approx(started_a + 1800.0, abs=2.0)
+    assert result["drained"] == 1
+    assert cluster.node_states()[a] is NodeState.ACTIVE
+    assert cluster.node_states()[b] is NodeState.DRAINING
+
+
 def test_a_round_whose_learned_runtimes_cannot_be_read_goes_on_without_them_and_logs_why(
     make_cluster: Callable[..., Cluster], snapshots: list[Snapshot], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,6 +8,7 @@ from types import MappingProxyType
 from shared.domain.cluster_state import DemandCount
 from shared.domain.demand import (
     MAX_CHECKPOINTS,
+    OVERRUN_FACTOR,
     Checkpoints,
     checkpoint,
     empties_at,
@@ -90,9 +91,21 @@ def test_queue_marks_keep_checkpoints_of_queued_keys_only() -> None:
 
 def test_a_node_empties_when_its_last_job_is_expected_to_end() -> None:
     plan = planned({(ASKED, "align"): (0, 2)}, {}, LEARNED, now=0.0)
-    jobs = {"i-1": [((ASKED, "align"), 100.0), ((ASKED, "unplanned"), 900.0)], "i-2": [((ASKED, "align"), -5000.0)]}
-    assert expected_end((ASKED, "align"), 100.0, plan.shape_of) == 1300.0
+    jobs = {"i-1": [((ASKED, "align"), 100.0), ((ASKED, "unplanned"), 900.0)], "i-2": [((ASKED, "align"), -1000.0)]}
+    assert expected_end((ASKED, "align"), 100.0, plan.shape_of, now=1000.0) == 1300.0
+    # i-2's job was expected at 1,200 s and has run 2,000: overdue, not yet an outlier, so it ends "now"
     assert empties_at(jobs, plan.shape_of, now=1000.0) == {"i-1": 1500.0, "i-2": 1000.0}
+
+
+def test_a_job_past_twice_its_expected_runtime_is_expected_to_run_as_long_again() -> None:
+    # GIVEN align expected at 1,200 s (LEARNED), and a job of it running for 6,000 s (an outlier of its name)
+    plan = planned({(ASKED, "align"): (0, 1)}, {}, LEARNED, now=0.0)
+    assert OVERRUN_FACTOR * plan.shape_of[(ASKED, "align")].wall_time <= 6000.0
+    # THEN its node is expected to empty when it has run as long again, not at once (it was drained as "ending")
+    assert expected_end((ASKED, "align"), -5000.0, plan.shape_of, now=1000.0) == 7000.0
+    assert empties_at({"i-2": [((ASKED, "align"), -5000.0)]}, plan.shape_of, now=1000.0) == {"i-2": 7000.0}
+    # and a minute before it turned an outlier it was still expected at its runtime
+    assert expected_end((ASKED, "align"), -1340.0, plan.shape_of, now=1000.0) == -140.0
 
 
 def test_two_digits() -> None:
