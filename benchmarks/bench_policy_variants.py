@@ -11,8 +11,8 @@ the others were not: a kept change is code, not a patch.
   nothing else, uncapped it is ``as-is`` to the cent).
 - ``oracle`` / ``oracle-T``: the scaler knows each job name's true mean runtime from the start (``-T``: and plans
   for a target of T seconds; the waits are still judged against 30 minutes).
-- ``triage``: a shape whose oldest job already waited the whole target is planned with the whole target again,
-  instead of the tightest plan (money is not spent on jobs that are late anyway).
+- ``triage`` / ``triage-X``: a shape whose oldest job already waited the whole target (``-X``: X times it) is
+  planned with the whole target again, instead of the tightest plan (money is not spent on jobs late anyway).
 - ``overrun-F``: a running job is an outlier once it has run F times its expected runtime (Shoal: 2, kept this
   session, ``demand.OVERRUN_FACTOR``): from then on its node is expected to empty when it has run as long again,
   not at once. ``overrun-inf``: never, as before this session.
@@ -63,15 +63,18 @@ def _oracle(trace: Sequence[TraceJob]) -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def _triage(trace: Sequence[TraceJob]) -> Iterator[None]:
-    tightest = policy.remaining_target
+def _triage(late: float) -> Patch:
+    @contextlib.contextmanager
+    def patch(trace: Sequence[TraceJob]) -> Iterator[None]:
+        tightest = policy.remaining_target
 
-    def remaining_target(target_time: float, waited: float) -> float:
-        return target_time if waited >= target_time else tightest(target_time, waited)
+        def remaining_target(target_time: float, waited: float) -> float:
+            return target_time if waited >= target_time * late else tightest(target_time, waited)
 
-    with mock.patch.object(scaling, "remaining_target", remaining_target):
-        yield
+        with mock.patch.object(scaling, "remaining_target", remaining_target):
+            yield
+
+    return patch
 
 
 def _overrun(factor: float) -> Patch:
@@ -94,10 +97,12 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
     if name.startswith("oracle-"):
         return _oracle, {"target_time": float(name[7:])}
     if name == "triage":
-        return _triage, {}
+        return _triage(1.0), {}
+    if name.startswith("triage-"):
+        return _triage(float(name[7:])), {}
     if name.startswith("overrun-"):
         return _overrun(float(name[8:])), {}
-    raise ValueError(f"variant {name!r}: use one of {DEFAULT_VARIANTS} (cap-N, oracle-T, overrun-F for any number)")
+    raise ValueError(f"variant {name!r}: use one of {DEFAULT_VARIANTS} (or cap-N, oracle-T, triage-X, overrun-F)")
 
 
 def run(path: Path, name: str, seed: int) -> dict[str, Any]:
