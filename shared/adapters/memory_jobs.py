@@ -1,4 +1,5 @@
-"""The in-memory twin of ``DynamoJobStore``: the job records and the demand counters, with the same conditions.
+"""The in-memory twin of ``DynamoJobStore``: the job records and the demand counters (per requested shape and job
+name, with the jobs ever enqueued, as ``DynamoDemandStore`` reads them), with the same conditions.
 
 One lock stands in for DynamoDB's per-item atomicity (and its transactions). Nothing here survives the
 process: tests, benchmarks and the local cloud only (left out of the Lambda asset and the node code).
@@ -12,7 +13,8 @@ from dataclasses import replace
 
 from shared.adapters.job_records import OUTPUT_TAIL_LIMIT
 from shared.domain import preemption
-from shared.domain.cluster_state import DemandCount, JobRecord, JobStatus, shape_from_key, shape_key
+from shared.domain.cluster_state import DemandCount, JobRecord, JobStatus
+from shared.domain.demand import Counters, DemandKey, Enqueued, RunningJob
 from shared.domain.jobs import Job, Shape
 from shared.domain.preemption import DEFAULT_MAX_PREEMPTIONS
 from shared.services.ports import RecordedJobs
@@ -25,7 +27,8 @@ class MemoryJobStore:
         self._lock = threading.Lock()
         self._records: dict[str, JobRecord] = {}
         self._enqueued: dict[str, bool] = {}
-        self._counts: dict[str, DemandCount] = {}
+        self._counts: dict[DemandKey, tuple[int, int]] = {}  # (queued, running) per requested shape and name
+        self._ever: dict[DemandKey, Enqueued] = {}
         self._demand_event_at: float | None = None
 
     def put_jobs(self, jobs: Sequence[Job], now: float) -> list[str]:
@@ -43,7 +46,7 @@ class MemoryJobStore:
                     continue
                 self._records[job.id] = JobRecord(job=job, status=JobStatus.QUEUED, submitted_at=now)
                 self._enqueued[job.id] = False
-                self._add(job.shape, queued=+1)
+                self._add(job, now, queued=+1)
                 new.append(job.id)
         return RecordedJobs(new=tuple(new), not_enqueued=tuple(not_enqueued))
 
@@ -65,8 +68,29 @@ class MemoryJobStore:
             return self._records.get(job_id)
 
     def demand(self) -> dict[Shape, DemandCount]:
+        out: dict[Shape, DemandCount] = {}
         with self._lock:
-            return {shape_from_key(k): c for k, c in self._counts.items() if c.queued > 0 or c.running > 0}
+            for (shape, _), (queued, running) in self._counts.items():
+                if queued > 0 or running > 0:
+                    count = out.get(shape, DemandCount())
+                    out[shape] = DemandCount(queued=count.queued + queued, running=count.running + running)
+        return out
+
+    def counters(self) -> Counters:
+        """The counters per requested shape and job name (``round_demand.DemandSource.counters``)."""
+        with self._lock:
+            counts = {k: c for k, c in self._counts.items() if c[0] > 0 or c[1] > 0}
+            return Counters(counts=counts, enqueued={k: e for k, e in self._ever.items() if k in counts})
+
+    def running_jobs(self, job_ids: Sequence[str]) -> list[RunningJob]:
+        """The RUNNING records among ``job_ids`` (``round_demand.DemandSource.running_jobs``)."""
+        with self._lock:
+            records = [(i, r) for i in dict.fromkeys(job_ids) if (r := self._records.get(i)) is not None]
+        return [
+            RunningJob(job_id=i, key=(r.job.shape, r.job.name), started_at=r.started_at, node=r.node)
+            for i, r in records
+            if r.status is JobStatus.RUNNING and r.started_at is not None and r.node is not None
+        ]
 
     def running_on(self, node_id: str) -> list[str]:
         with self._lock:
@@ -86,7 +110,7 @@ class MemoryJobStore:
                 attempts=record.attempts + 1,
                 starts=start,
             )
-            self._add(record.job.shape, queued=-1, running=+1)
+            self._add(record.job, now, queued=-1, running=+1)
             return start
 
     def finish_job(self, job: Job, node_id: str, *, attempt: int, exit_code: int, output_tail: str, now: float) -> bool:
@@ -101,7 +125,7 @@ class MemoryJobStore:
                 exit_code=exit_code,
                 output_tail=output_tail[-OUTPUT_TAIL_LIMIT:],
             )
-            self._add(record.job.shape, running=-1)
+            self._add(record.job, now, running=-1)
             return True
 
     def fail_job(
@@ -130,7 +154,7 @@ class MemoryJobStore:
                 output_tail=output_tail[-OUTPUT_TAIL_LIMIT:],
                 reason=reason,
             )
-            self._add(record.job.shape, queued=+1 if retry else 0, running=-1)
+            self._add(record.job, now, queued=+1 if retry else 0, running=-1)
             return status
 
     def requeue_job(
@@ -158,7 +182,7 @@ class MemoryJobStore:
                 on_demand_only=record.on_demand_only
                 or (preempted and preemption.on_demand_only(record.job, preemptions, max_preemptions)),
             )
-            self._add(record.job.shape, queued=+1, running=-1)
+            self._add(record.job, now, queued=+1, running=-1)
             return True
 
     def preempted_jobs(self) -> list[JobRecord]:
@@ -176,7 +200,7 @@ class MemoryJobStore:
                     continue
                 self._records[job_id] = replace(record, status=JobStatus.CANCELLED, cancelled_at=now, reason=reason)
                 queued = record.status is JobStatus.QUEUED
-                self._add(record.job.shape, queued=-1 if queued else 0, running=0 if queued else -1)
+                self._add(record.job, now, queued=-1 if queued else 0, running=0 if queued else -1)
                 cancelled[job_id] = record.status
         return cancelled
 
@@ -198,7 +222,11 @@ class MemoryJobStore:
             return None
         return record if attempt is None or record.starts == attempt else None
 
-    def _add(self, shape: Shape, *, queued: int = 0, running: int = 0) -> None:
-        key = shape_key(shape)
-        count = self._counts.get(key, DemandCount())
-        self._counts[key] = DemandCount(queued=count.queued + queued, running=count.running + running)
+    def _add(self, job: Job, now: float, *, queued: int = 0, running: int = 0) -> None:
+        """Move the counter of ``job``'s requested shape and name, as ``job_records.demand_update`` does; an
+        enqueue (``queued`` > 0) also counts in the jobs ever enqueued, and when the last was."""
+        key = (job.shape, job.name)
+        count = self._counts.get(key, (0, 0))
+        self._counts[key] = (count[0] + queued, count[1] + running)
+        if queued > 0:
+            self._ever[key] = (self._ever.get(key, (0, now))[0] + queued, now)

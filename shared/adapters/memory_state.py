@@ -24,8 +24,10 @@ from shared.domain.cluster_state import (
     NodeRecord,
     NodeState,
 )
+from shared.domain.demand import Checkpoints, Counters, DemandKey, RunningJob
 from shared.domain.policy import ScalerState
 from shared.domain.resources import Resources
+from shared.domain.runtimes import Runtimes
 from shared.domain.settings import ClusterSettings
 from shared.services.ports import Offering
 
@@ -33,6 +35,7 @@ __all__ = [
     "MemoryCapacityCache",
     "MemoryClusterStore",
     "MemoryDecisionLog",
+    "MemoryDemandStore",
     "MemoryJobStore",
     "MemoryLease",
     "MemoryNodeStore",
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
     from shared.adapters.capacity_cache import DynamoCapacityCache
     from shared.adapters.cluster_store import DynamoClusterStore
     from shared.adapters.decision_log import DynamoDecisionLog
+    from shared.adapters.demand_store import DynamoDemandStore
     from shared.adapters.job_store import DynamoJobStore
     from shared.adapters.node_store import DynamoNodeStore
     from shared.adapters.scaler_store import DynamoLease, DynamoScalerStateStore
@@ -56,6 +60,7 @@ if TYPE_CHECKING:
         ScalerStateStore,
         SubmissionStore,
     )
+    from shared.services.round_demand import DemandSource
 
 
 class MemoryNodeStore:
@@ -313,8 +318,44 @@ class MemoryClusterStore:
             self._runtimes[name] = (runs + count, total + max(0.0, float(seconds)))
 
     def average_runtimes(self) -> dict[str, float]:
+        return {name: total / count for name, (count, total) in self.runtimes().by_name.items()}
+
+    def runtimes(self) -> Runtimes:
+        """What agents recorded per job name, and over every named job (as ``DynamoClusterStore.runtimes``)."""
         with self._lock:
-            return {name: total / count for name, (count, total) in self._runtimes.items() if count}
+            by_name = {name: c for name, c in self._runtimes.items() if c[0] > 0}
+        jobs = sum(count for count, _ in by_name.values())
+        return Runtimes(by_name=by_name, jobs=jobs, seconds=sum(seconds for _, seconds in by_name.values()))
+
+
+class MemoryDemandStore:
+    """``round_demand.DemandSource`` in memory, the twin of ``DynamoDemandStore``: the job store's counters and
+    running records, the cluster store's learned runtimes, and the rounds' queue checkpoints."""
+
+    def __init__(self, jobs: MemoryJobStore, cluster: MemoryClusterStore) -> None:
+        self._jobs, self._cluster = jobs, cluster
+        self._lock = threading.Lock()
+        self._marks: dict[DemandKey, Checkpoints] = {}
+
+    def counters(self) -> Counters:
+        return self._jobs.counters()
+
+    def runtimes(self) -> Runtimes:
+        return self._cluster.runtimes()
+
+    def running_jobs(self, job_ids: Sequence[str]) -> list[RunningJob]:
+        return self._jobs.running_jobs(job_ids)
+
+    def marks(self) -> dict[DemandKey, Checkpoints]:
+        with self._lock:
+            return dict(self._marks)
+
+    def save_marks(self, marks: Mapping[DemandKey, Checkpoints], before: Mapping[DemandKey, Checkpoints]) -> None:
+        """Keep ``marks``; the keys of ``before`` no longer in them are gone (as the table's are deleted)."""
+        with self._lock:
+            for gone in (k for k in before if k not in marks):
+                self._marks.pop(gone, None)
+            self._marks.update(marks)
 
 
 if TYPE_CHECKING:  # mypy checks that the twins and the DynamoDB stores implement the same ports
@@ -327,4 +368,8 @@ if TYPE_CHECKING:  # mypy checks that the twins and the DynamoDB stores implemen
         caches: list[CapacityCache] = [MemoryCapacityCache(), DynamoCapacityCache(table)]
         logs: list[DecisionLog] = [MemoryDecisionLog(), DynamoDecisionLog(table)]
         clusters: list[ClusterStore] = [MemoryClusterStore(), DynamoClusterStore(table)]
-        del job_stores, node_stores, scaler_stores, leases, caches, logs, clusters
+        sources: list[DemandSource] = [
+            MemoryDemandStore(MemoryJobStore(), MemoryClusterStore()),
+            DynamoDemandStore(table),
+        ]
+        del job_stores, node_stores, scaler_stores, leases, caches, logs, clusters, sources

@@ -7,7 +7,8 @@ Cost per round (``DemandSource`` on the state table, ``shared.adapters.demand_st
 (counters, learned runtimes, queue checkpoints), a BatchWriteItem per 25 changed checkpoints, and a
 BatchGetItem per 100 running jobs the node records list (2,000 at most: 20 calls). Only the counters are
 indispensable, as they were: any other read that fails is "unknown" (the round goes on without it and logs
-why), as ``reconcile._observed_extras`` does for quotas and placement scores.
+why), as ``reconcile._observed_extras`` does for quotas and placement scores. In memory (tests):
+``memory_state.MemoryDemandStore``, over the in-memory job and cluster stores.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from shared.adapters import aws
 from shared.adapters.capacity_cache import DynamoCapacityCache
 from shared.adapters.cluster_store import DynamoClusterStore
 from shared.adapters.decision_log import DynamoDecisionLog
+from shared.adapters.demand_store import DynamoDemandStore
 from shared.adapters.events import EventBridgeDemandEvents
 from shared.adapters.job_queue import SqsJobQueue
 from shared.adapters.job_store import DynamoJobStore
@@ -25,6 +26,7 @@ from shared.adapters.memory_state import (
     MemoryCapacityCache,
     MemoryClusterStore,
     MemoryDecisionLog,
+    MemoryDemandStore,
     MemoryJobStore,
     MemoryLease,
     MemoryNodeStore,
@@ -221,3 +223,21 @@ def make_job(job_id: str, shape: int = 0, **fields: Any) -> Job:
 @pytest.fixture
 def job() -> Callable[..., Job]:
     return make_job
+
+
+@dataclass
+class DemandStores:
+    """A job store, a cluster store and the demand source that reads them, on one backend."""
+
+    jobs: DynamoJobStore | MemoryJobStore
+    cluster: DynamoClusterStore | MemoryClusterStore
+    demand: DynamoDemandStore | MemoryDemandStore
+
+
+@pytest.fixture(params=BACKENDS)
+def demand_stores(request: pytest.FixtureRequest) -> DemandStores:
+    table = _backend(request)
+    if table is None:
+        jobs, cluster = MemoryJobStore(), MemoryClusterStore()
+        return DemandStores(jobs=jobs, cluster=cluster, demand=MemoryDemandStore(jobs, cluster))
+    return DemandStores(jobs=DynamoJobStore(table), cluster=DynamoClusterStore(table), demand=DynamoDemandStore(table))

@@ -13,7 +13,9 @@ import pytest
 from shared.adapters.memory_fleet import MemoryFleet
 from shared.adapters.memory_state import (
     MemoryCapacityCache,
+    MemoryClusterStore,
     MemoryDecisionLog,
+    MemoryDemandStore,
     MemoryJobStore,
     MemoryLease,
     MemoryNodeStore,
@@ -53,6 +55,7 @@ class Cluster:
         self.nodes = MemoryNodeStore()
         self.capacity = MemoryCapacityCache()
         self.decisions = MemoryDecisionLog()
+        self.cluster_store = MemoryClusterStore()
         self.plane = ControlPlane(
             jobs=self.jobs,
             nodes=self.nodes,
@@ -62,6 +65,7 @@ class Cluster:
             decisions=self.decisions,
             queue=RecordingReturns(),
             fleet=self.fleet,
+            demand=MemoryDemandStore(self.jobs, self.cluster_store),
         )
         self.rounds = 0
 
@@ -103,6 +107,24 @@ def test_queued_jobs_launch_nodes_once_and_the_round_is_recorded(cluster: Cluste
     launched = len(cluster.fleet.launches)
     again = run_round(cluster.plane, SETTINGS, offers_for(SETTINGS), now=NOW + 60, round_id="r2")
     assert again.counts.launched == 0 and len(cluster.fleet.launches) == launched
+
+
+def test_the_memory_plane_plans_named_jobs_at_the_runtime_learned_for_their_name() -> None:
+    # GIVEN two clusters with 8 queued "align" jobs asking 6 hours each; in one, finished "align" jobs took 10 min
+    def vcpus_launched(learned: bool) -> int:
+        cluster = Cluster()
+        if learned:
+            cluster.cluster_store.record_runtime("align", 4 * 600.0, 4)
+        long = Shape(resources=SMALL.resources, wall_time=6 * 3600.0)
+        cluster.jobs.put_jobs([Job(id=f"a{i}", shape=long, name="align") for i in range(8)], NOW)
+        # WHEN a round runs on each
+        cluster.round(NOW)
+        cores = {"c5.4xlarge": 16, "m5.2xlarge": 8, "r5.2xlarge": 8}
+        return sum(cores[t] * n for t, n in cluster.running().items())
+
+    # THEN the one that learned plans them at 10 minutes, as a deployed round does: fewer cores for the same jobs
+    # (at 6 hours each job is alone in its lane: 32 cores)
+    assert vcpus_launched(learned=True) < vcpus_launched(learned=False) == 32
 
 
 def test_an_idle_node_is_drained_then_terminated_once_its_agent_says_so(cluster: Cluster) -> None:
