@@ -34,7 +34,6 @@ from benchmarks.bench_simulate import NODE_TYPES, TRACES, median, parse_seeds
 from shared.domain import demand, policy, scaling
 from shared.domain.runtimes import Runtimes
 from shared.domain.settings import ClusterSettings
-from shared.sim import engine
 from shared.sim.engine import SimOptions, Simulation
 from shared.sim.trace import TraceJob, read_trace
 
@@ -80,7 +79,7 @@ def _triage(late: float) -> Patch:
 def _overrun(factor: float) -> Patch:
     @contextlib.contextmanager
     def patch(trace: Sequence[TraceJob]) -> Iterator[None]:
-        with mock.patch.object(demand, "OVERRUN_FACTOR", factor), mock.patch.object(engine, "OVERRUN_FACTOR", factor):
+        with mock.patch.object(demand, "OVERRUN_FACTOR", factor):
             yield
 
     return patch

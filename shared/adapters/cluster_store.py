@@ -119,8 +119,7 @@ class DynamoClusterStore:
             count = get_int(item, "count") or 0
             if count > 0:
                 by_name[need_str(item, "sk")] = (count, get_float(item, "total_seconds") or 0.0)
-        jobs = sum(count for count, _ in by_name.values())
-        return Runtimes(by_name=by_name, jobs=jobs, seconds=sum(seconds for _, seconds in by_name.values()))
+        return Runtimes.of_names(by_name)
 
     def average_runtimes(self) -> dict[str, float]:
         return {name: total / count for name, (count, total) in self.runtimes().by_name.items()}

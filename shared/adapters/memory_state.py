@@ -323,9 +323,7 @@ class MemoryClusterStore:
     def runtimes(self) -> Runtimes:
         """What agents recorded per job name, and over every named job (as ``DynamoClusterStore.runtimes``)."""
         with self._lock:
-            by_name = {name: c for name, c in self._runtimes.items() if c[0] > 0}
-        jobs = sum(count for count, _ in by_name.values())
-        return Runtimes(by_name=by_name, jobs=jobs, seconds=sum(seconds for _, seconds in by_name.values()))
+            return Runtimes.of_names({name: c for name, c in self._runtimes.items() if c[0] > 0})
 
 
 class MemoryDemandStore:

@@ -168,13 +168,24 @@ def queue_marks(
 OVERRUN_FACTOR = 2.0
 
 
-def expected_end(key: DemandKey, started_at: float, shape_of: Mapping[DemandKey, Shape], now: float) -> float:
-    """When a job of ``key`` that started at ``started_at`` is expected to end, seen at ``now`` (a key the round
-    did not plan: by the wall time the job asked for; an outlier, ``OVERRUN_FACTOR``: as long again as it ran)."""
+def expected_runtime(key: DemandKey, shape_of: Mapping[DemandKey, Shape]) -> float:
+    """How long a job of ``key`` is expected to run: as the round planned it (a key the round did not plan: the
+    wall time the job asked for)."""
     planned_as = shape_of.get(key)
-    wall = planned_as.wall_time if planned_as is not None else key[0].wall_time
-    ran = now - started_at
-    return started_at + 2.0 * ran if ran >= wall * OVERRUN_FACTOR else started_at + wall
+    return planned_as.wall_time if planned_as is not None else key[0].wall_time
+
+
+def outlier_from(key: DemandKey, started_at: float, shape_of: Mapping[DemandKey, Shape]) -> float:
+    """When a job of ``key`` that started at ``started_at`` becomes an outlier (``OVERRUN_FACTOR``)."""
+    return started_at + expected_runtime(key, shape_of) * OVERRUN_FACTOR
+
+
+def expected_end(key: DemandKey, started_at: float, shape_of: Mapping[DemandKey, Shape], now: float) -> float:
+    """When a job of ``key`` that started at ``started_at`` is expected to end, seen at ``now``: after its expected
+    runtime, or, an outlier, when it has run as long again as it has."""
+    if now >= outlier_from(key, started_at, shape_of):
+        return started_at + 2.0 * (now - started_at)
+    return started_at + expected_runtime(key, shape_of)
 
 
 def empties_at(

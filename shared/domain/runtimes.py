@@ -50,6 +50,15 @@ class Runtimes:
             return self.seconds / self.jobs
         return submitted
 
+    @staticmethod
+    def of_names(by_name: Mapping[str, tuple[int, float]]) -> Runtimes:
+        """What stores keep (jobs, seconds in all, per name), with the totals over every named job."""
+        return Runtimes(
+            by_name=MappingProxyType(dict(by_name)),
+            jobs=sum(count for count, _ in by_name.values()),
+            seconds=sum(seconds for _, seconds in by_name.values()),
+        )
+
     def add(self, name: str | None, seconds: float) -> Runtimes:
         by_name = dict(self.by_name)
         if name is not None:

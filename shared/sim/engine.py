@@ -48,7 +48,7 @@ from typing import cast
 
 from shared.domain.cluster_state import DemandCount, NodeState
 from shared.domain.decision import Drain, Snapshot
-from shared.domain.demand import OVERRUN_FACTOR, expected_end, planned, queue_marks
+from shared.domain.demand import expected_end, expected_runtime, outlier_from, planned, queue_marks
 from shared.domain.jobs import Shape
 from shared.sim.fleet import Fleet
 from shared.sim.guardrails import past_budget, quota_view
@@ -265,13 +265,11 @@ class Simulation(Fleet):
 
     def _latest_end(self, node: SimNode) -> tuple[float, float]:
         """The latest end of ``node``'s jobs by their expected runtimes, and from when one of them is an outlier
-        (``demand.OVERRUN_FACTOR``): until then the first is what ``demand.expected_end`` gives."""
-        latest, overrun_at = -math.inf, math.inf
+        (``demand.outlier_from``): until then the first is what ``demand.expected_end`` gives."""
+        latest, overrun_at, shape_of = -math.inf, math.inf, self._shape_of
         for job in self._on(node):
-            planned = self._shape_of.get(job.key)
-            wall = planned.wall_time if planned is not None else job.key[0].wall_time
-            latest = max(latest, job.started_at + wall)
-            overrun_at = min(overrun_at, job.started_at + wall * OVERRUN_FACTOR)
+            latest = max(latest, job.started_at + expected_runtime(job.key, shape_of))
+            overrun_at = min(overrun_at, outlier_from(job.key, job.started_at, shape_of))
         return latest, overrun_at
 
     def _on(self, node: SimNode) -> list[SimJob]:
