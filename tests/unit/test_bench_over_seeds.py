@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench_simulate import median, over_seeds, parse_seeds
+from benchmarks.bench_simulate import median, over_seeds, parse_seeds, parse_targets, waits_no_worse
 from shared.sim.engine import SimOptions, simulate
 from shared.sim.trace import read_trace
 from tests.unit.test_simulate import bursty, settings, write_trace
@@ -51,3 +51,39 @@ def test_median_of_an_even_count_is_the_mean_of_the_middle_two() -> None:
 def test_bad_seeds_are_named_in_the_error(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=repr(text)):
         parse_seeds(text)
+
+
+def test_toil_at_equal_waits_is_the_cheapest_target_that_waits_no_longer(tmp_path: Path) -> None:
+    # GIVEN real medians of one policy at three targets (a ladder) and of a reference at a middle target
+    path = write_trace(tmp_path / "t.jsonl", bursty())
+    seeds = [0, 1, 2]
+    reference = over_seeds(_reports(path, seeds, target_time=1200.0), _reports(path, seeds, target_time=1200.0))
+    ladder = {t: over_seeds(_reports(path, seeds, target_time=t), _reports(path, seeds))["shoal"]
+              for t in (300.0, 1200.0, 3600.0)}  # fmt: skip
+    # WHEN the cheapest entry that waits no longer is looked for
+    match = waits_no_worse(reference["shoal"], ladder)
+    # THEN it waits no longer (p50 and p95), and every cheaper entry waits longer somewhere
+    assert match is not None
+    target, figures = match
+    mine = reference["shoal"]
+    assert figures["wait_p50_seconds"] <= mine["wait_p50_seconds"]
+    assert figures["wait_p95_seconds"] <= mine["wait_p95_seconds"]
+    for other in ladder.values():
+        if other["cost"] < figures["cost"]:
+            assert other["wait_p50_seconds"] > mine["wait_p50_seconds"] or other["wait_p95_seconds"] > mine[
+                "wait_p95_seconds"]  # fmt: skip
+    assert ladder[3600.0]["cost"] < figures["cost"]  # the loosest is cheaper, and waits longer: not the match
+    assert target == 1200.0
+
+
+def test_no_target_waits_no_longer_gives_none() -> None:
+    ladder = {1800.0: {"cost": 1.0, "wait_p50_seconds": 10.0, "wait_p95_seconds": 30.0}}
+    assert waits_no_worse({"cost": 2.0, "wait_p50_seconds": 10.0, "wait_p95_seconds": 29.0}, ladder) is None
+    assert waits_no_worse({"cost": 2.0, "wait_p50_seconds": 10.0, "wait_p95_seconds": 30.0}, ladder) == (
+        1800.0, ladder[1800.0])  # fmt: skip
+
+
+@pytest.mark.parametrize("text", ["x", "0", "1200,-5", ""])
+def test_bad_toil_targets_are_named_in_the_error(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=repr(text)):
+        parse_targets(text)
