@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench_simulate import median, over_seeds, parse_seeds, parse_targets, waits_no_worse
+from benchmarks.bench_simulate import WAITS, median, over_seeds, parse_seeds, parse_targets, waits_no_worse
 from shared.sim.engine import SimOptions, simulate
 from shared.sim.trace import read_trace
 from tests.unit.test_simulate import bursty, settings, write_trace
@@ -78,6 +78,8 @@ def test_toil_at_equal_waits_is_the_cheapest_target_that_waits_no_longer(tmp_pat
 
 def test_no_target_waits_no_longer_gives_none() -> None:
     ladder = {1800.0: {"cost": 1.0, "wait_p50_seconds": 10.0, "wait_p95_seconds": 30.0}}
+    assert waits_no_worse({"cost": 2.0, "wait_p50_seconds": 9.0, "wait_p95_seconds": 30.0}, ladder) is None
+    assert waits_no_worse({"cost": 2.0, "wait_p50_seconds": 9.0, "wait_p95_seconds": 30.0}, ladder, WAITS["p95"])
     assert waits_no_worse({"cost": 2.0, "wait_p50_seconds": 10.0, "wait_p95_seconds": 29.0}, ladder) is None
     assert waits_no_worse({"cost": 2.0, "wait_p50_seconds": 10.0, "wait_p95_seconds": 30.0}, ladder) == (
         1800.0, ladder[1800.0])  # fmt: skip
