@@ -16,6 +16,9 @@ the others were not: a kept change is code, not a patch.
 - ``overrun-F``: a running job is an outlier once it has run F times its expected runtime (Shoal: 2, kept this
   session, ``demand.OVERRUN_FACTOR``): from then on its node is expected to empty when it has run as long again,
   not at once. ``overrun-inf``: never, as before this session.
+- ``longest-first`` / ``late-first-F``: the agents start the queued jobs expected to run longest first (by the
+  runtimes learned per name, as the scaler sees them), instead of the oldest first (``-F``: except that jobs of a
+  name whose oldest queued job has waited F times the target go first, oldest first). Session 10.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import argparse
 import collections
 import contextlib
 import logging
+import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -32,13 +36,18 @@ from unittest import mock
 
 from benchmarks.bench_simulate import NODE_TYPES, TRACES, median, parse_seeds
 from shared.domain import demand, policy, scaling
+from shared.domain.cluster_state import NodeState
+from shared.domain.jobs import Shape
 from shared.domain.runtimes import Runtimes
 from shared.domain.settings import ClusterSettings
 from shared.sim.engine import SimOptions, Simulation
+from shared.sim.jobs import JobFlow
 from shared.sim.trace import TraceJob, read_trace
 
 SPOT_C5 = "c5.4xlarge/c5a.4xlarge:0.30"
-DEFAULT_VARIANTS = "as-is,cap-30,cap-34,oracle,oracle-2600,triage,overrun-inf,overrun-1,overrun-1.5"
+DEFAULT_VARIANTS = (
+    "as-is,cap-30,cap-34,oracle,oracle-2600,triage,overrun-inf,overrun-1,overrun-1.5,longest-first,late-first-0.5"
+)
 
 Patch = Callable[[Sequence[TraceJob]], contextlib.AbstractContextManager[Any]]
 
@@ -85,6 +94,44 @@ def _overrun(factor: float) -> Patch:
     return patch
 
 
+def _longest_first(late: float) -> Patch:
+    """Agents that take the queued jobs with the longest expected runtime first; a key whose oldest queued job has
+    waited ``late`` × the target goes before them all, oldest first (``math.inf``: never)."""
+
+    def dispatch(self: JobFlow) -> None:
+        accepting = sorted(
+            (n for n in self.nodes.values() if n.state is NodeState.ACTIVE and n.free.cores > 1e-9),
+            key=lambda n: n.priority,
+        )
+        if not self.queued or not accepting:
+            return
+        overdue = self.now - late * self.settings.target_time
+
+        def order(key: tuple[Shape, str | None]) -> tuple[int, float, int]:
+            head = self.queues[key][0]
+            if self.jobs[head].queued_at <= overdue:
+                return (0, 0.0, head)
+            return (1, -self.runtimes.expected(key[1], key[0].wall_time), head)
+
+        stuck: set[Shape] = set()
+        for key in sorted((k for k, q in self.queues.items() if q), key=order):
+            queue = self.queues[key]
+            while queue and accepting and key[0] not in stuck:
+                node_id = self._place(self.jobs[queue[0]], accepting)
+                if node_id is None:
+                    stuck.add(key[0])
+                    break
+                self._start(self.jobs[queue.popleft()], node_id)
+                accepting = [n for n in accepting if n.free.cores > 1e-9]
+
+    @contextlib.contextmanager
+    def patch(trace: Sequence[TraceJob]) -> Iterator[None]:
+        with mock.patch.object(JobFlow, "_dispatch", dispatch):
+            yield
+
+    return patch
+
+
 def variant(name: str) -> tuple[Patch, dict[str, object]]:
     """The patch and the settings overrides of the variant called ``name``."""
     if name == "as-is":
@@ -101,7 +148,13 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
         return _triage(float(name[7:])), {}
     if name.startswith("overrun-"):
         return _overrun(float(name[8:])), {}
-    raise ValueError(f"variant {name!r}: use one of {DEFAULT_VARIANTS} (or cap-N, oracle-T, triage-X, overrun-F)")
+    if name == "longest-first":
+        return _longest_first(math.inf), {}
+    if name.startswith("late-first-"):
+        return _longest_first(float(name[11:])), {}
+    raise ValueError(
+        f"variant {name!r}: use one of {DEFAULT_VARIANTS} (or cap-N, oracle-T, triage-X, overrun-F, late-first-F)"
+    )
 
 
 def run(path: Path, name: str, seed: int) -> dict[str, Any]:

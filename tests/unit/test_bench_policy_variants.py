@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,10 @@ import pytest
 from benchmarks.bench_policy_variants import DEFAULT_VARIANTS, run, variant
 from shared.domain import demand, scaling
 from shared.domain.runtimes import Runtimes
-from shared.sim.trace import read_trace
-from tests.unit.test_simulate import bursty, write_trace
+from shared.sim.engine import SimOptions, Simulation
+from shared.sim.jobs import JobFlow
+from shared.sim.trace import TraceJob, read_trace
+from tests.unit.test_simulate import bursty, settings, trace_line, write_trace
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,13 +32,13 @@ def test_the_oracle_knows_each_names_true_mean_inside_the_run_only(tmp_path: Pat
 
 def test_every_variant_runs_and_restores_what_it_patched(tmp_path: Path) -> None:
     path = write_trace(tmp_path / "t.jsonl", bursty())
-    before = (demand.OVERRUN_FACTOR, Runtimes.expected, scaling.remaining_target)
+    before = (demand.OVERRUN_FACTOR, Runtimes.expected, scaling.remaining_target, JobFlow._dispatch)
     for name in DEFAULT_VARIANTS.split(","):
         report = run(path, name, seed=0)
         # (cap-N offers spot c5 alone: the trace's six 60 GiB on-demand jobs fit nothing there)
         assert report["completed"] == report["jobs"] - (6 if name.startswith("cap-") else 0), name
         assert report["run_twice"] == report["killed_by_scale_in"] == 0, name
-        assert (demand.OVERRUN_FACTOR, Runtimes.expected, scaling.remaining_target) == before
+        assert (demand.OVERRUN_FACTOR, Runtimes.expected, scaling.remaining_target, JobFlow._dispatch) == before
 
 
 def test_an_unknown_variant_is_named_with_the_choices_and_exit_2() -> None:
@@ -57,3 +60,35 @@ def test_an_overrun_variant_sets_the_factor_the_round_and_the_simulator_read(tmp
         assert demand.OVERRUN_FACTOR == 1.5
         assert demand.outlier_from(key, 0.0, {}) == 1.5 * key[0].wall_time
     assert demand.OVERRUN_FACTOR == 2.0
+
+
+def _burst_waits(trace: Sequence[TraceJob], name: str) -> dict[str, float]:
+    """The long job's wait and the first short one's, among the jobs submitted together at the end."""
+    patch, _ = variant(name)
+    with patch(trace):  # one 8-core node at most: the agents' order is the only thing that moves the waits
+        sim = Simulation(trace, SimOptions(settings=settings(node_types="m5.2xlarge", max_nodes=(1,)), seed=0))
+        assert sim.run().report["completed"] == len(trace)
+    burst = [job for job in sim.jobs if job.trace.submit == BURST]
+    return {
+        "long": next(job.wait for job in burst if job.name == "long"),
+        "first short": min(job.wait for job in burst if job.name == "short"),
+    }
+
+
+BURST = 800.0
+
+
+def test_longest_first_agents_start_the_longest_queued_job_before_older_short_ones(tmp_path: Path) -> None:
+    # GIVEN a one-minute and a ten-minute job that teach their names' runtimes, then three one-minute jobs queued
+    # with a ten-minute one, all at once, each taking a whole node of which there is one
+    lines = [trace_line(0, 0.0, cores=8, wall=60, name="short"), trace_line(1, 1.0, cores=8, wall=600, name="long")]
+    lines += [trace_line(2 + i, BURST, cores=8, wall=60, name="short") for i in range(3)]
+    lines += [trace_line(5, BURST, cores=8, wall=600, name="long")]
+    trace = read_trace(write_trace(tmp_path / "t.jsonl", lines))
+    # WHEN replayed with the agents as they are, longest first, and late-first with every job already late
+    oldest, longest = _burst_waits(trace, "as-is"), _burst_waits(trace, "longest-first")
+    late = _burst_waits(trace, "late-first-0")
+    # THEN as they are the long job waits for the three short ones; longest first it starts first
+    assert oldest["long"] >= oldest["first short"] + 3 * 60
+    assert longest["long"] < longest["first short"]
+    assert late == oldest  # every job overdue: oldest first again
