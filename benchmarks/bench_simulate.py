@@ -297,7 +297,8 @@ def _compare(
             started = time.perf_counter()
             r = run_one(path, settings, seed=seed, toil=policy == "toil")
             reports[policy].append(r)
-            print(_row(path.name, policy, r, time.perf_counter() - started) + (f"  {seed:>4}" if seeded else ""))
+            seconds = time.perf_counter() - started
+            print(_row(path.name, policy, r, seconds) + (f"  {seed:>4}" if seeded else ""), flush=True)
     print(f"{path.name:<22}{'bound':<10}{reports['shoal'][0]['lower_bound_cost']:>10.2f}", flush=True)
     summary = over_seeds(reports["shoal"], reports["toil"])
     if seeded:
