@@ -19,6 +19,7 @@ the others were not: a kept change is code, not a patch.
 - ``longest-first`` / ``late-first-F``: the agents start the queued jobs expected to run longest first (by the
   runtimes learned per name, as the scaler sees them), instead of the oldest first (``-F``: except that jobs of a
   name whose oldest queued job has waited F times the target go first, oldest first). Session 10.
+- ``no-spot-consolidation``: busy surplus spot nodes are never drained (on-demand ones still are). Session 10.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from typing import Any
 from unittest import mock
 
 from benchmarks.bench_simulate import NODE_TYPES, TRACES, median, parse_seeds
-from shared.domain import demand, policy, scaling
+from shared.domain import demand, policy, scaling, scaling_changes
 from shared.domain.cluster_state import NodeState
 from shared.domain.jobs import Shape
+from shared.domain.node_types import Offer
 from shared.domain.runtimes import Runtimes
 from shared.domain.settings import ClusterSettings
 from shared.sim.engine import SimOptions, Simulation
@@ -46,7 +48,8 @@ from shared.sim.trace import TraceJob, read_trace
 
 SPOT_C5 = "c5.4xlarge/c5a.4xlarge:0.30"
 DEFAULT_VARIANTS = (
-    "as-is,cap-30,cap-34,oracle,oracle-2600,triage,overrun-inf,overrun-1,overrun-1.5,longest-first,late-first-0.5"
+    "as-is,cap-30,cap-34,oracle,oracle-2600,triage,overrun-inf,overrun-1,overrun-1.5,longest-first,late-first-0.5,"
+    "no-spot-consolidation"
 )
 
 Patch = Callable[[Sequence[TraceJob]], contextlib.AbstractContextManager[Any]]
@@ -132,6 +135,17 @@ def _longest_first(late: float) -> Patch:
     return patch
 
 
+@contextlib.contextmanager
+def _no_spot_consolidation(trace: Sequence[TraceJob]) -> Iterator[None]:
+    consolidate = scaling_changes.Changes._stragglers
+
+    def stragglers(self: scaling_changes.Changes, have: Any, offer: Offer | None, count: int) -> list[Any]:
+        return [] if offer is not None and offer.spot else consolidate(self, have, offer, count)
+
+    with mock.patch.object(scaling_changes.Changes, "_stragglers", stragglers):
+        yield
+
+
 def variant(name: str) -> tuple[Patch, dict[str, object]]:
     """The patch and the settings overrides of the variant called ``name``."""
     if name == "as-is":
@@ -148,6 +162,8 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
         return _triage(float(name[7:])), {}
     if name.startswith("overrun-"):
         return _overrun(float(name[8:])), {}
+    if name == "no-spot-consolidation":
+        return _no_spot_consolidation, {}
     if name == "longest-first":
         return _longest_first(math.inf), {}
     if name.startswith("late-first-"):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench_policy_variants import DEFAULT_VARIANTS, run, variant
-from shared.domain import demand, scaling
+from shared.domain import demand, scaling, scaling_changes
 from shared.domain.runtimes import Runtimes
 from shared.sim.engine import SimOptions, Simulation
 from shared.sim.jobs import JobFlow
@@ -30,15 +30,21 @@ def test_the_oracle_knows_each_names_true_mean_inside_the_run_only(tmp_path: Pat
     assert Runtimes().expected("step0", 60.0) == 60.0  # nothing learned, as it was
 
 
+def _patched() -> tuple[object, ...]:
+    """Everything a variant patches."""
+    return (demand.OVERRUN_FACTOR, Runtimes.expected, scaling.remaining_target, JobFlow._dispatch,
+            scaling_changes.Changes._stragglers)  # fmt: skip
+
+
 def test_every_variant_runs_and_restores_what_it_patched(tmp_path: Path) -> None:
     path = write_trace(tmp_path / "t.jsonl", bursty())
-    before = (demand.OVERRUN_FACTOR, Runtimes.expected, scaling.remaining_target, JobFlow._dispatch)
+    before = _patched()
     for name in DEFAULT_VARIANTS.split(","):
         report = run(path, name, seed=0)
         # (cap-N offers spot c5 alone: the trace's six 60 GiB on-demand jobs fit nothing there)
         assert report["completed"] == report["jobs"] - (6 if name.startswith("cap-") else 0), name
         assert report["run_twice"] == report["killed_by_scale_in"] == 0, name
-        assert (demand.OVERRUN_FACTOR, Runtimes.expected, scaling.remaining_target, JobFlow._dispatch) == before
+        assert _patched() == before, name
 
 
 def test_an_unknown_variant_is_named_with_the_choices_and_exit_2() -> None:
