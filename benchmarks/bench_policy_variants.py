@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as error:
             parser.error(str(error))
     logging.disable(logging.CRITICAL)
-    print(f"{'trace':<18}{'variant':<14}" + "".join(f"{'$ seed ' + str(s):>13}" for s in args.seeds)
+    print(f"{'trace':<18}{'variant':<24}" + "".join(f"{'$ seed ' + str(s):>13}" for s in args.seeds)
           + f"{'median $':>11}{'p95 s (max of seeds)':>22}{'lost+twice+killed':>19}")  # fmt: skip
     for path in sorted(args.traces.glob("*.jsonl")):
         if args.only and args.only not in path.name:
@@ -206,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             costs = [float(r["cost"]) for r in reports]
             bad = sum(int(r["lost"]) + int(r["run_twice"]) + int(r["killed_by_scale_in"]) for r in reports)
             print(
-                f"{path.stem[:17]:<18}{name:<14}" + "".join(f"{c:>13.2f}" for c in costs)
+                f"{path.stem[:17]:<18}{name:<24}" + "".join(f"{c:>13.2f}" for c in costs)
                 + f"{median(costs):>11.2f}{max(float(r['wait_p95_seconds']) for r in reports):>22.0f}{bad:>19}",
                 flush=True,
             )  # fmt: skip
