@@ -82,14 +82,19 @@ def test_queued_since_reaches_the_snapshot_and_follows_the_oldest_queued_job(
     assert list(snapshots[-1].queued_since.values()) == [t0 + 120]
 
 
+def _two_on_demand_nodes_for_short_jobs(make_cluster: Callable[..., Cluster]) -> tuple[Cluster, list[str]]:
+    """Four queued "short" jobs (asking an hour each) and the two on-demand nodes a round launched for them."""
+    cluster = make_cluster(**ON_DEMAND_ONLY)
+    submit_named(cluster, "short", shape(4, 8, 3600), 4, prefix="short")
+    assert cluster.scale()["launched"] == 2
+    return cluster, [n.instance_id for n in cluster.nodes.list_nodes()]
+
+
 def test_a_busy_surplus_on_demand_node_whose_jobs_end_soon_is_drained(
     make_cluster: Callable[..., Cluster], snapshots: list[Snapshot]
 ) -> None:
     # GIVEN two on-demand nodes, each running one "short" job (they ask for an hour; finished ones took 5 minutes)
-    cluster = make_cluster(**ON_DEMAND_ONLY)
-    submit_named(cluster, "short", shape(4, 8, 3600), 4, prefix="short")
-    assert cluster.scale()["launched"] == 2
-    nodes = [n.instance_id for n in cluster.nodes.list_nodes()]
+    cluster, nodes = _two_on_demand_nodes_for_short_jobs(make_cluster)
     for node in nodes:
         cluster.heartbeat(node)
         cluster.run_jobs_on(node, 1)
@@ -109,10 +114,7 @@ def test_of_two_busy_surplus_nodes_the_one_whose_job_ends_soon_is_drained_not_th
 ) -> None:
     # GIVEN two on-demand nodes: A's "short" job has run 15 minutes, B's has just started, and finished "short"
     # jobs took 5 minutes: the name is expected at 7.5 minutes (the mean its running jobs have run), A's is an outlier
-    cluster = make_cluster(**ON_DEMAND_ONLY)
-    submit_named(cluster, "short", shape(4, 8, 3600), 4, prefix="short")
-    assert cluster.scale()["launched"] == 2
-    a, b = [n.instance_id for n in cluster.nodes.list_nodes()]
+    cluster, (a, b) = _two_on_demand_nodes_for_short_jobs(make_cluster)
     cluster.heartbeat(a)
     on_a = cluster.run_jobs_on(a, 1)
     started_a = cluster.clock.now
