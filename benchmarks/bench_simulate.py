@@ -15,7 +15,8 @@ same 30-minute target as Shoal's) Toil's p95 misses the target on the nf-core tr
 equal waits.
 
 Both run inside ``shared.sim`` (same trace, node types, boot delay, scale interval, agents admitting jobs
-by ``shared.domain.admission``, EC2 model, cost accounting and report). Only the scaler differs.
+by ``shared.domain.admission``, EC2 model, cost accounting and report). The scaler differs, and where a node
+with room for a job lets a cheaper one take it (see Placement below).
 
 What of Toil's loop is modelled (``toil.provisioners.clusterScaler``, imported from the installed Toil 9.6):
 
@@ -30,10 +31,15 @@ What of Toil's loop is modelled (``toil.provisioners.clusterScaler``, imported f
   reported to ``getNodes`` once their agent is up, ``ignoreNode`` stops a node taking jobs, a node's
   billing interval runs on the simulated clock.
 
-Not modelled: Toil's leader, job store and batch-system scheduling (jobs are placed by the same agent rule
-as Shoal's), Toil's own node overhead estimate (both policies get the same usable node capacity:
-``assume_zero_overhead``), equivalence classes (Toil launches the class's first type, as Shoal does when
-nothing fails), the static-node and JobTooBig paths, and preemptible compensation (0 for both).
+Placement: Toil's batch systems (Mesos, Kubernetes, Slurm without node weights) start a job on whichever
+node with room takes it; Toil's nodes here do the same (any node with room, in a random order per run), while
+Shoal's agents leave a young job to cheaper node types (``shared.domain.cheaper_first``). ``--toil-cheaper-first``
+gives Toil's nodes Shoal's rule too: how much of the difference is placement, how much the scaler.
+
+Not modelled: Toil's leader, job store and batch-system scheduling beyond placement, Toil's own node overhead
+estimate (both policies get the same usable node capacity: ``assume_zero_overhead``), equivalence classes
+(Toil launches the class's first type, as Shoal does when nothing fails), the static-node and JobTooBig paths,
+and preemptible compensation (0 for both).
 """
 
 from __future__ import annotations
@@ -213,9 +219,14 @@ class ToilSimulation(Simulation):
         self._dispatch()  # un-ignored nodes take work once the round is over
 
 
-def run_one(path: Path, settings: ClusterSettings, *, seed: int, toil: bool) -> dict[str, object]:
+def run_one(
+    path: Path, settings: ClusterSettings, *, seed: int, toil: bool, cheaper_first: bool | None = None
+) -> dict[str, object]:
+    """One run. ``cheaper_first``: do nodes leave young jobs to cheaper node types (default: Shoal's do, Toil's
+    batch systems place a job on any node with room)."""
     trace = read_trace(path)
-    options = SimOptions(settings=settings, boot_delay=90.0, seed=seed)
+    chosen = not toil if cheaper_first is None else cheaper_first
+    options = SimOptions(settings=settings, boot_delay=90.0, seed=seed, cheaper_first=chosen)
     simulation = ToilSimulation(trace, options) if toil else Simulation(trace, options)
     return simulation.run().report
 
@@ -288,14 +299,22 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def _compare(
-    path: Path, settings: ClusterSettings, runs: list[int], *, seeded: bool, toil_targets: Sequence[float]
+    path: Path,
+    settings: ClusterSettings,
+    runs: list[int],
+    *,
+    seeded: bool,
+    toil_targets: Sequence[float],
+    toil_cheaper_first: bool = False,
 ) -> dict[str, object]:
-    """Both policies on one trace, seed by seed; with ``toil_targets``, Toil at each of them too."""
+    """Both policies on one trace, seed by seed; with ``toil_targets``, Toil at each of them too.
+    ``toil_cheaper_first``: Toil's nodes leave young jobs to cheaper node types, as Shoal's agents do."""
     reports: dict[str, list[dict[str, Any]]] = {"shoal": [], "toil": []}
     for seed in runs:
         for policy in ("shoal", "toil"):
             started = time.perf_counter()
-            r = run_one(path, settings, seed=seed, toil=policy == "toil")
+            toil = policy == "toil"
+            r = run_one(path, settings, seed=seed, toil=toil, cheaper_first=not toil or toil_cheaper_first)
             reports[policy].append(r)
             seconds = time.perf_counter() - started
             print(_row(path.name, policy, r, seconds) + (f"  {seed:>4}" if seeded else ""), flush=True)
@@ -314,8 +333,9 @@ def _compare(
         "shoal": reports["shoal"][0], "toil": reports["toil"][0]}  # fmt: skip
     if toil_targets:
         row["toil_targets"] = _toil_ladder(
-            path, settings, runs, shoal=reports["shoal"], summary=summary, targets=toil_targets
-        )
+            path, settings, runs, shoal=reports["shoal"], summary=summary, targets=toil_targets,
+            cheaper_first=toil_cheaper_first,
+        )  # fmt: skip
     return row
 
 
@@ -327,6 +347,7 @@ def _toil_ladder(
     shoal: list[dict[str, Any]],
     summary: dict[str, dict[str, float]],
     targets: Sequence[float],
+    cheaper_first: bool = False,
 ) -> dict[str, object]:
     """Toil at each ``targetTime`` of ``targets``, and the cheapest of them (or its default) waiting no longer."""
     ladder: dict[float, Mapping[str, float]] = {settings.target_time: summary["toil"]}
@@ -335,7 +356,8 @@ def _toil_ladder(
         runs_at = []
         for seed in runs:
             started = time.perf_counter()
-            r = run_one(path, replace(settings, target_time=target).validate(), seed=seed, toil=True)
+            at_target = replace(settings, target_time=target).validate()
+            r = run_one(path, at_target, seed=seed, toil=True, cheaper_first=cheaper_first)
             runs_at.append(r)
             print(_row(path.name, f"toil@{target:g}", r, time.perf_counter() - started) + f"  {seed:>4}", flush=True)
         at = over_seeds(shoal, runs_at)
@@ -367,6 +389,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds.add_argument("--seed", type=int, default=0)
     seeds.add_argument("--seeds", type=parse_seeds, help="several seeds, comma-separated: adds a median row per policy")
     parser.add_argument("--toil-targets", type=parse_targets, default=[], help="Toil's targetTime values to try too")
+    parser.add_argument(
+        "--toil-cheaper-first", action="store_true", help="Toil's nodes leave young jobs to cheaper types too"
+    )
     parser.add_argument("--json", type=Path, help="write every report here")
     args = parser.parse_args(argv)
     logging.disable(logging.CRITICAL)
@@ -377,7 +402,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{'idle nh':>9}{'peak':>6}{'lost':>5}{'kill':>5}{'sec':>7}" + ("  seed" if args.seeds else ""))  # fmt: skip
     for path in sorted(args.traces.glob("*.jsonl")):
         if not args.only or args.only in path.name:
-            rows[path.name] = _compare(path, settings, runs, seeded=bool(args.seeds), toil_targets=args.toil_targets)
+            rows[path.name] = _compare(
+                path, settings, runs, seeded=bool(args.seeds), toil_targets=args.toil_targets,
+                toil_cheaper_first=args.toil_cheaper_first,
+            )  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -8,6 +8,8 @@ message and why:
 - the job already runs here (a second copy of its message): hide the copy until this run settles;
 - capacity: a job that does not fit what is free goes back at once (it fits the node later, or never),
   before the job store is asked anything (as the agent does: it reserves, then writes);
+- cheaper nodes first: a young job a cheaper node type runs for less goes back at once, for a cheaper node
+  with room to take (``shared.domain.cheaper_first``; the caller says why, or None);
 - the job record says it is not this node's to run: a settled (or cancelled) job's duplicate is deleted
   (success) or dead-lettered (failure), one running elsewhere is looked at again later, a message that does
   not match its record is dead-lettered; a queued job starts, one with no record is recorded and started;
@@ -36,6 +38,7 @@ class Verdict(enum.StrEnum):
     REFUSED = "refused"  # the store would not start a queued job here (the node drains): visible again at once
     DECLINE_LATER = "decline-later"  # fits this node, not beside what runs now: visible again at once
     DECLINE_NEVER = "decline-never"  # larger than the whole node, or on-demand only: visible again at once
+    LEAVE = "leave"  # fits, but a cheaper node type runs it for less: visible again at once, for one of those
     RUNNING_HERE = "running-here"  # a second copy of a message whose job runs here: hide it a while
     RUNNING_ELSEWHERE = "running-elsewhere"  # another node runs it: hide the message a while
     DELETE_DUPLICATE = "delete-duplicate"  # the job already succeeded (or was cancelled): delete the message
@@ -66,23 +69,33 @@ def admit(
     running_here: bool = False,
     spot_node: bool = False,
     max_preemptions: int = DEFAULT_MAX_PREEMPTIONS,
+    leave: str | None = None,
 ) -> Admission:
     """The verdict on one received message of ``job`` at a node with ``free`` of its ``capacity`` left.
 
     ``record`` is the job store's record of the job (None: there is none); ``draining`` means the node was
     told to take no new work (or is stopping); ``running_here`` means this node's agent runs the job now.
     On a ``spot_node``, a job past its preemption budget (``shared.domain.preemption``; ``max_preemptions``
-    is the cluster's default) is declined. The node's own checks (``admit_here``) come before the record's
-    (``admit_record``).
+    is the cluster's default) is declined. ``leave``: why a cheaper node should take it (``cheaper_first``).
+    The node's own checks (``admit_here``) come before the record's (``admit_record``).
     """
-    here = admit_here(job, free=free, capacity=capacity, draining=draining, node_id=node_id, running_here=running_here)
+    here = admit_here(
+        job, free=free, capacity=capacity, draining=draining, node_id=node_id, running_here=running_here, leave=leave
+    )
     if here is not None:
         return here
     return admit_record(job, record=record, node_id=node_id, spot_node=spot_node, max_preemptions=max_preemptions)
 
 
 def admit_here(
-    job: Job, *, free: Resources, capacity: Resources, draining: bool, node_id: str, running_here: bool = False
+    job: Job,
+    *,
+    free: Resources,
+    capacity: Resources,
+    draining: bool,
+    node_id: str,
+    running_here: bool = False,
+    leave: str | None = None,
 ) -> Admission | None:
     """What the node alone says of ``job``: give it back (draining, already here, no room), or None: the record
     decides. The agent asks this before it reserves the job's resources and asks the job store anything."""
@@ -99,6 +112,8 @@ def admit_here(
         return Admission(
             verdict=Verdict.DECLINE_LATER, reason=f"job {job.id} fits this node, but not beside the jobs running now"
         )
+    if leave is not None:
+        return Admission(verdict=Verdict.LEAVE, reason=f"job {job.id} fits node {node_id}, but {leave}")
     return None
 
 

@@ -23,7 +23,8 @@ What is modelled, and how it maps to the deployed stack:
   A node's agent is ready ``boot_delay`` after launch. A spot node is interrupted after an exponential
   time with rate ``spot_interruptions`` per node-hour: the two-minute warning returns its jobs to the
   queue at once (the agent evacuates), and the instance is gone two minutes later.
-- Nodes admit queued jobs by the agent's rule (``shared.domain.admission.admit``), oldest job first;
+- Nodes admit queued jobs by the agent's rule (``shared.domain.admission.admit``), oldest job first,
+  a node that a cheaper node type undercuts leaving a job its first seconds (``shared.domain.cheaper_first``);
   a draining node starts nothing and acknowledges the drain at its next heartbeat (every 30 s), after
   which a round may terminate it once idle. Cost is charged per second from launch to termination.
 
@@ -61,6 +62,7 @@ from shared.sim.model import (
     ROUND,
     SUBMIT,
     TAIL_LIMIT,
+    WAKE,
     WARN,
     Sample,
     SimJob,
@@ -147,6 +149,8 @@ class Simulation(Fleet):
             if node is not None and node.state is NodeState.DRAINING and node.drain_gen == gen:
                 node.acked = True
                 node.record = None
+        elif kind == WAKE:
+            self._dispatch()
         elif kind == WARN:
             self._interrupted(str(payload))
         elif kind == GONE:

@@ -6,9 +6,10 @@ import heapq
 from collections import deque
 
 from shared.domain.admission import admit
+from shared.domain.cheaper_first import HOLD_OFF
 from shared.domain.cluster_state import JobRecord, JobStatus, Market, NodeState
 from shared.domain.jobs import Shape
-from shared.sim.model import END, SimJob, SimNode
+from shared.sim.model import END, WAKE, SimJob, SimNode
 from shared.sim.state import SimState
 
 
@@ -56,19 +57,29 @@ class JobFlow(SimState):
 
     def _place(self, job: SimJob, accepting: list[SimNode]) -> str | None:
         need = job.resources
+        waited = self.now - job.queued_at
+        left = False
         for node in accepting:
             if job.spot is False and node.market is Market.SPOT:
                 continue
             if not need.fits_in(node.free):  # cheap pre-check; the agent's rule decides
                 continue
             node_id = node.id
+            leave = None
+            if waited < HOLD_OFF and self.options.cheaper_first:
+                leave = self.cheaper.leave(need, job.spot, waited=waited, price=node.price, usable=node.capacity)
             record = JobRecord(job=job.trace.job, status=JobStatus.QUEUED, preemptions=job.preemptions)
             verdict = admit(
                 job.trace.job, free=node.free, capacity=node.capacity, record=record, draining=False, node_id=node_id,
-                spot_node=node.market is Market.SPOT, max_preemptions=self.settings.max_preemptions,
+                spot_node=node.market is Market.SPOT, max_preemptions=self.settings.max_preemptions, leave=leave,
             )  # fmt: skip
             if verdict.starts:
                 return node_id
+            left = left or leave is not None
+        wake = job.queued_at + HOLD_OFF
+        if left and wake not in self.wakes:  # no cheaper node took it: once its hold-off is over, any node may
+            self.wakes.add(wake)
+            self._push(wake, WAKE)
         return None
 
     def _start(self, job: SimJob, node_id: str) -> None:

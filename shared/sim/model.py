@@ -40,6 +40,9 @@ class SimOptions:
     learn_from_running: bool = True  # expected runtimes count the running jobs' time so far (shared.domain.runtimes)
     vcpu_quotas: Mapping[str, float] = field(default_factory=dict)  # quota code -> vCPUs (shared.sim.guardrails)
     quota_aware: bool = True  # the scaler is told the quotas (else it learns only from refused launches)
+    # nodes leave a young job to cheaper node types (Shoal's agents, shared.domain.cheaper_first); off: any node
+    # with room takes it, as Toil's batch systems place jobs
+    cheaper_first: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +161,9 @@ class SimNode:
         self.empties: tuple[int, float, float] | None = None
 
 
-# Event kinds, in the order they are handled at one instant: jobs end before rounds look at the fleet.
-END, READY, ACK, WARN, GONE, SUBMIT, ROUND = range(7)
+# Event kinds, in the order they are handled at one instant: jobs end before rounds look at the fleet. WAKE: a job
+# left to cheaper nodes (``cheaper_first``) may now start on any node.
+END, READY, ACK, WARN, GONE, SUBMIT, WAKE, ROUND = range(8)
 
 
 SHAPES: dict[tuple[Resources, float, bool], Shape] = {}

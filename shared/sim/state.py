@@ -8,6 +8,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
+from shared.domain.cheaper_first import CheaperFirst
 from shared.domain.cluster_state import DemandCount, NodeState
 from shared.domain.decision import Decision
 from shared.domain.demand import Checkpoints, DemandKey, Enqueued
@@ -45,6 +46,8 @@ class SimState:
         self.settings = options.settings
         self.offers: list[Offer] = offers_for(self.settings)
         self.by_key = {o.key: o for o in self.offers}
+        self.cheaper = CheaperFirst(self.offers)  # the agents' rule: a job's first seconds are for cheaper nodes
+        self.wakes: set[float] = set()  # when jobs left to cheaper nodes may start anywhere (one event each)
         self.rng = random.Random(options.seed)
         self.decide = decide_fn
         self.jobs = [SimJob(i, t) for i, t in enumerate(trace)]
@@ -53,9 +56,7 @@ class SimState:
         self._seq = 0
         # the queue: per demand key (requested shape, name), FIFO of job indices (the head is the longest queued)
         self.queues: dict[DemandKey, deque[int]] = {}
-        self.queued = 0
-        self.running = 0
-        self.completed = 0
+        self.queued = self.running = self.completed = 0  # jobs now queued and running, and ever completed
         self.nodes: dict[str, SimNode] = {}
         self._node_ids = 0
         self.runtimes = Runtimes()
