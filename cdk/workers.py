@@ -259,6 +259,9 @@ class WorkerFleet(Construct):
             "SHOAL_TABLE_NAME": table.table_name,
             "SHOAL_WORK_DIR": work,
             "SHOAL_MAX_PREEMPTIONS": str(self._max_preemptions),  # the agent's reclaims count against it
+            # what every node type costs: an agent leaves young jobs to cheaper types (shared.domain.cheaper_first)
+            "SHOAL_NODE_TYPES": self._settings.node_types,
+            "SHOAL_NODE_STORAGE": str(self._settings.node_storage),
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,
             "SHOAL_JOB_IMAGE": image,

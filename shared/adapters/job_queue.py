@@ -9,7 +9,7 @@ is retried by botocore's standard retry mode; nothing here matches error strings
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -156,19 +156,11 @@ class SqsJobQueue:
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=max(1, min(BATCH_ENTRIES, max_messages)),
                 WaitTimeSeconds=max(0, min(20, wait_seconds)),
-                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
                 MessageAttributeNames=["All"],
                 **kwargs,
             )
-        return [
-            ReceivedMessage(
-                message_id=message["MessageId"],
-                receipt_handle=message["ReceiptHandle"],
-                body=message.get("Body", ""),
-                receive_count=int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
-            )
-            for message in response.get("Messages", [])
-        ]
+        return [_received(message) for message in response.get("Messages", [])]
 
     def change_visibility(self, receipt_handles: Sequence[str], seconds: int) -> list[str]:
         """Hide the messages ``seconds`` more from now (0: put them back at once). Returns the handles that failed."""
@@ -290,3 +282,15 @@ if TYPE_CHECKING:  # mypy checks that the adapter serves both ends of the queue
         returns: JobReturns = queue
         worker_queue: WorkerQueue = queue
         del sender, returns, worker_queue
+
+
+def _received(message: Mapping[str, Any]) -> ReceivedMessage:
+    attributes = message.get("Attributes", {})
+    sent = attributes.get("SentTimestamp")  # milliseconds since the epoch
+    return ReceivedMessage(
+        message_id=message["MessageId"],
+        receipt_handle=message["ReceiptHandle"],
+        body=message.get("Body", ""),
+        receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
+        sent_at=int(sent) / 1000 if sent and str(sent).isdigit() else None,
+    )

@@ -71,3 +71,24 @@ class CheaperFirst:
             f"a cheaper node type runs it for ${cheapest:.4f}/h against ${here:.4f}/h here; "
             f"left to one for its first {HOLD_OFF:g} s in the queue"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCost:
+    """One node's side of the rule, as its agent holds it: what the node costs, what it gives jobs, the cluster's
+    offers. ``of`` finds the node's own offer by its instance type and market."""
+
+    rule: CheaperFirst
+    price: float
+    usable: Resources
+
+    @classmethod
+    def of(cls, offers: Sequence[Offer], instance_type: str, *, spot: bool) -> NodeCost | None:
+        """None: no offer of the cluster has this type on this market (the node then takes any job)."""
+        own = next((o for o in offers if o.spot == spot and instance_type in o.instance_types), None)
+        if own is None:
+            return None
+        return cls(rule=CheaperFirst(offers), price=own.hourly_price, usable=own.usable)
+
+    def leave(self, need: Resources, preemptible: bool, *, waited: float) -> str | None:
+        return self.rule.leave(need, preemptible, waited=waited, price=self.price, usable=self.usable)

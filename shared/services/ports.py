@@ -368,6 +368,7 @@ class ReceivedMessage:
     receipt_handle: str
     body: str
     receive_count: int = 1
+    sent_at: float | None = None  # when it was sent (epoch seconds; SQS's SentTimestamp), if known
 
 
 # The agent's own ports (``shared/worker``): the queue as a worker uses it, and where learned runtimes go.

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from shared.domain.catalog import DEFAULT_NODE_STORAGE
 from shared.domain.resources import Resources
 from shared.domain.settings import ClusterSettings
 from shared.domain.units import UnitError, parse_size
@@ -135,6 +136,10 @@ class InstanceMetadata(Protocol):
 
     def region(self) -> str: ...
 
+    def instance_type(self) -> str: ...
+
+    def lifecycle(self) -> str: ...  # "spot" or "on-demand"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerEnvironment:
@@ -151,6 +156,12 @@ class WorkerEnvironment:
     enforce_memory: bool
     max_preemptions: int  # spot reclaims a job may suffer before it runs on on-demand nodes only
     imds_url: str | None  # None: IMDS off
+    # the cluster's node types, and this node's type and market: "" when SHOAL_NODE_TYPES is not set (then the
+    # agent takes any job that fits; with it, it leaves young jobs to cheaper types: shared.domain.cheaper_first)
+    node_types: str = ""
+    node_storage: int = 0
+    instance_type: str = ""
+    spot: bool = False
 
 
 def read_worker_environment(
@@ -186,6 +197,7 @@ def read_worker_environment(
     except OSError as failure:
         raise error(f"SHOAL_WORK_DIR {str(work_root)!r} cannot be created: {failure}") from None
     region = env.get("AWS_REGION") or from_imds("AWS_DEFAULT_REGION", "AWS region", lambda c: c.region())
+    node_types, node_storage, instance_type, spot = _node_type(env, from_imds)
     capacity = Resources(
         cores=env.number("SHOAL_CORES", default=float(_cpu_count()), positive=True),
         memory=env.size("SHOAL_MEMORY", default=lambda: _memory_bytes(meminfo, cgroup_memory)),
@@ -206,7 +218,25 @@ def read_worker_environment(
         enforce_memory=env.get("SHOAL_ENFORCE_MEMORY", "1").lower() not in ("0", "false", "no"),
         max_preemptions=int(env.number("SHOAL_MAX_PREEMPTIONS", default=2.0, whole=True, positive=True)),
         imds_url=None if client is None else client.base_url,
+        node_types=node_types,
+        node_storage=node_storage,
+        instance_type=instance_type,
+        spot=spot,
     )
+
+
+def _node_type(env: Environment, from_imds: Callable[..., str]) -> tuple[str, int, str, bool]:
+    """The cluster's node types, node storage, and this node's own type and market (spot?), when the user data
+    names the node types; else nothing."""
+    node_types = env.get("SHOAL_NODE_TYPES")
+    if not node_types:
+        return "", 0, "", False
+    market = from_imds("SHOAL_MARKET", "instance market (spot or on-demand)", lambda c: c.lifecycle())
+    if market not in ("spot", "on-demand"):
+        raise env.error(f"SHOAL_MARKET={market[:40]!r} must be spot or on-demand")
+    storage = env.size("SHOAL_NODE_STORAGE", default=lambda: DEFAULT_NODE_STORAGE)
+    instance_type = from_imds("SHOAL_INSTANCE_TYPE", "instance type", lambda c: c.instance_type())
+    return node_types, storage, instance_type, market == "spot"
 
 
 def _cpu_count() -> int:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from shared.domain.cheaper_first import NodeCost
 from shared.domain.jobs import Job
 from shared.domain.preemption import DEFAULT_MAX_PREEMPTIONS
 from shared.domain.resources import Resources
@@ -61,6 +62,7 @@ class AgentSettings:
     enforce_memory: bool = True
     keep_work_dirs: bool = False
     max_preemptions: int = DEFAULT_MAX_PREEMPTIONS  # the cluster's budget (a job's own max_preemptions wins)
+    cheaper_first: NodeCost | None = None  # leave young jobs to cheaper node types (None: take any job that fits)
 
     def __post_init__(self) -> None:
         if not 1 <= self.visibility_timeout <= MAX_VISIBILITY_TIMEOUT:

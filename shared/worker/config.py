@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.wiring.settings import DEFAULT_WORK_DIR, IMDS_OFF, IMDS_URL_VARIABLE, read_worker_environment
+from shared.domain.cheaper_first import NodeCost
+from shared.domain.node_types import NodeTypeSpecError, build_offers, parse_node_types
+from shared.wiring.settings import (
+    DEFAULT_WORK_DIR,
+    IMDS_OFF,
+    IMDS_URL_VARIABLE,
+    WorkerEnvironment,
+    read_worker_environment,
+)
 from shared.worker.agent import AgentSettings, AgentSettingsError
 from shared.worker.imds import ImdsClient, ImdsError
 from shared.worker.isolation import JOB_CREDENTIALS, JOB_IMAGE, JOB_NETWORK, JOBS_MAY_REACH, Isolation
@@ -34,6 +42,10 @@ VARIABLES = (
     "SHOAL_HEARTBEAT_INTERVAL",
     "SHOAL_ENFORCE_MEMORY",
     "SHOAL_MAX_PREEMPTIONS",
+    "SHOAL_NODE_TYPES",
+    "SHOAL_NODE_STORAGE",
+    "SHOAL_INSTANCE_TYPE",
+    "SHOAL_MARKET",
     IMDS_URL_VARIABLE,
     JOB_IMAGE,
     JOB_NETWORK,
@@ -63,6 +75,18 @@ class _Metadata:
     def region(self) -> str:
         try:
             return self.client.region()
+        except ImdsError as error:
+            raise LookupError(str(error)) from None
+
+    def instance_type(self) -> str:
+        try:
+            return self.client.instance_type()
+        except ImdsError as error:
+            raise LookupError(str(error)) from None
+
+    def lifecycle(self) -> str:
+        try:
+            return self.client.lifecycle()
         except ImdsError as error:
             raise LookupError(str(error)) from None
 
@@ -105,6 +129,7 @@ class WorkerConfig:
                 heartbeat_interval=read.heartbeat_interval,
                 enforce_memory=read.enforce_memory,
                 max_preemptions=read.max_preemptions,
+                cheaper_first=_node_cost(read),
             )
         except AgentSettingsError as error:
             raise WorkerConfigError(str(error)) from None
@@ -116,3 +141,15 @@ class WorkerConfig:
             agent=agent,
             imds_url=read.imds_url,
         )
+
+
+def _node_cost(read: WorkerEnvironment) -> NodeCost | None:
+    """This node's side of ``cheaper_first``, from the cluster's node types (None: not set, or this node's type
+    and market are not among them: it takes any job that fits)."""
+    if not read.node_types:
+        return None
+    try:
+        offers = build_offers(parse_node_types(read.node_types), region=read.region, node_storage=read.node_storage)
+    except (NodeTypeSpecError, KeyError, ValueError) as error:
+        raise WorkerConfigError(f"SHOAL_NODE_TYPES={read.node_types[:80]!r}: {error}") from None
+    return NodeCost.of(offers, read.instance_type, spot=read.spot)

@@ -69,6 +69,14 @@ class ImdsClient:
     def region(self) -> str:
         return self._need("/latest/meta-data/placement/region")
 
+    def instance_type(self) -> str:
+        return self._need("/latest/meta-data/instance-type")
+
+    def lifecycle(self) -> str:
+        """ "spot" or "on-demand" (EC2 writes "normal" for some on-demand launches)."""
+        value = self._need("/latest/meta-data/instance-life-cycle")
+        return "on-demand" if value == "normal" else value
+
     def _need(self, path: str) -> str:
         body = self._get(path)
         if body is None:

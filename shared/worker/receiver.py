@@ -106,6 +106,7 @@ class Receiver:
                     draining=state.takes_no_work(),
                     node_id=state.node_id,
                     running_here=job.id in state.running,
+                    leave=self._leave(job, message),
                 )
                 if here is None:
                     state.ledger.reserve(job.id, job.shape.resources)
@@ -118,12 +119,24 @@ class Receiver:
         log.info("job %s started (attempt %d)", job.id, attempt)
         return Outcome.STARTED
 
+    def _leave(self, job: Job, message: ReceivedMessage) -> str | None:
+        """Why a cheaper node type should take this job (``shared.domain.cheaper_first``), or None."""
+        cost = self._state.settings.cheaper_first
+        if cost is None or message.sent_at is None:
+            return None
+        waited = self._state.clock() - message.sent_at
+        return cost.leave(job.shape.resources, job.shape.preemptible, waited=waited)
+
     def _give_back(self, job: Job, message: ReceivedMessage, admission: Admission, free: Resources) -> Outcome:
         """Carry out the node's own verdict on a job it does not start (nothing reserved, no record read)."""
         queue, receipt = self._state.queue, message.receipt_handle
         if admission.verdict is Verdict.RETURN:
             queue.change_visibility([receipt], 0)
             return Outcome.RETURNED
+        if admission.verdict is Verdict.LEAVE:
+            log.info("%s", admission.reason)
+            queue.change_visibility([receipt], 0)
+            return Outcome.DECLINED  # a receive of nothing but these backs off, so a cheaper node can take them
         if admission.verdict is Verdict.RUNNING_HERE:
             # A second copy of a message whose job runs here now: look again once this run is settled.
             queue.change_visibility([receipt], self._state.settings.busy_delay)

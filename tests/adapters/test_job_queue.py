@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -181,6 +182,14 @@ def test_receive_change_visibility_and_delete(job_queue: SqsJobQueue) -> None:
     assert [(decode_job_message(m.body).id, m.receive_count) for m in again] == [("a", 2)]
     depth = job_queue.depth()
     assert (depth.visible, depth.in_flight, depth.total) == (0, 2, 2)
+
+
+def test_a_received_message_says_when_it_was_sent(job_queue: SqsJobQueue) -> None:
+    # GIVEN a job sent now  WHEN received  THEN its send time (SQS's SentTimestamp) comes with it, in seconds
+    before = time.time()
+    job_queue.send_jobs([make_job("a")])
+    (message,) = job_queue.receive(max_messages=1, wait_seconds=0)
+    assert message.sent_at is not None and before - 1 <= message.sent_at <= time.time() + 1
 
 
 def test_stale_receipt_handles_are_returned_not_raised(job_queue: SqsJobQueue) -> None:

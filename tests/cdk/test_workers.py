@@ -17,9 +17,11 @@ from cdk.node_code import NodeCode
 from cdk.staging import StagingBucket
 from cdk.workers import WorkerFleet
 from shared.appliance import toil_image_defaults
+from shared.domain.resources import Resources
 from shared.domain.settings import ClusterSettings
+from shared.domain.units import GiB
 from shared.worker.config import WorkerConfig, WorkerConfigError
-from tests.cdk.conftest import CLUSTER, Synthesized
+from tests.cdk.conftest import CLUSTER, NODE_TYPES, Synthesized
 
 
 def _launch_template_data(s: Synthesized) -> dict[str, Any]:
@@ -146,6 +148,7 @@ def test_user_data_gives_the_agent_every_variable_it_requires(synthesized: Synth
             environ[key] = value or "x"
     # WHEN the worker reads its configuration from exactly these (IMDS off, as in a test)
     environ |= {"SHOAL_IMDS_URL": "off", "SHOAL_WORK_DIR": "/tmp/shoal-cdk-test-work", "SHOAL_NODE_ID": "i-1"}
+    environ |= {"SHOAL_INSTANCE_TYPE": "m5.2xlarge", "SHOAL_MARKET": "on-demand"}  # from IMDS on a node
     # THEN nothing it needs is missing
     try:
         config = WorkerConfig.from_env(environ)
@@ -155,6 +158,10 @@ def test_user_data_gives_the_agent_every_variable_it_requires(synthesized: Synth
     for name in ("SHOAL_QUEUE_URL", "SHOAL_DLQ_URL", "SHOAL_TABLE_NAME", "AWS_REGION", "SHOAL_JOB_IMAGE"):
         assert name in environ
     assert config.agent.max_preemptions == 2  # the cluster's setting, for the reclaims the agent counts
+    # AND the cluster's node types: an on-demand m5.2xlarge leaves a young small preemptible job to spot c5
+    assert environ["SHOAL_NODE_TYPES"] == NODE_TYPES
+    cost = config.agent.cheaper_first
+    assert cost is not None and cost.leave(Resources(cores=1, memory=GiB, disk=GiB), True, waited=0.0) is not None
 
 
 def test_an_ecr_appliance_gets_a_login_and_pull_rights_for_that_repository_only() -> None:

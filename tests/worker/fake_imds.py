@@ -14,9 +14,21 @@ TOKEN = "fake-imds-token"
 
 
 class FakeImds:
-    def __init__(self, instance_id: str = "i-0fake", region: str = "us-east-1") -> None:
+    def __init__(
+        self,
+        instance_id: str = "i-0fake",
+        region: str = "us-east-1",
+        instance_type: str = "m5.24xlarge",
+        lifecycle: str = "normal",
+    ) -> None:
         self.instance_id = instance_id
         self.region = region
+        self.paths = {
+            "/latest/meta-data/instance-id": instance_id,
+            "/latest/meta-data/placement/region": region,
+            "/latest/meta-data/instance-type": instance_type,
+            "/latest/meta-data/instance-life-cycle": lifecycle,
+        }
         self.notice: dict[str, str] | None = None
         self.requests: list[tuple[str, str]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -55,10 +67,8 @@ def _handler_for(imds: FakeImds) -> type[BaseHTTPRequestHandler]:
             if self.headers.get("X-aws-ec2-metadata-token") != TOKEN:
                 self._reply(401, "IMDSv2 token required")
                 return
-            if self.path == "/latest/meta-data/instance-id":
-                self._reply(200, imds.instance_id)
-            elif self.path == "/latest/meta-data/placement/region":
-                self._reply(200, imds.region)
+            if self.path in imds.paths:
+                self._reply(200, imds.paths[self.path])
             elif self.path == "/latest/meta-data/spot/instance-action" and imds.notice is not None:
                 self._reply(200, json.dumps(imds.notice))
             else:

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from shared.domain.catalog import instance_type
+from shared.domain.cheaper_first import HOLD_OFF
+from shared.domain.resources import Resources
 from shared.domain.units import GiB
 from shared.worker.config import WorkerConfig, WorkerConfigError
 from shared.worker.imds import ImdsClient
@@ -82,9 +85,39 @@ def test_node_id_and_region_come_from_instance_metadata(tmp_path: Path, imds: Fa
     assert (config.agent.node_id, config.region, config.imds_url) == ("i-from-imds", "eu-west-1", imds.url)
 
 
+def test_node_type_and_market_come_from_instance_metadata(tmp_path: Path, imds: FakeImds) -> None:
+    # GIVEN the cluster's node types in the environment, an on-demand m5.24xlarge in IMDS ("normal" life cycle)
+    env = base_env(
+        tmp_path, SHOAL_IMDS_URL=imds.url, SHOAL_NODE_TYPES="c5.4xlarge:0.30,m5.24xlarge", AWS_REGION="us-east-1"
+    )
+    # WHEN the settings are read
+    cost = WorkerConfig.from_env(env, imds=ImdsClient(imds.url)).agent.cheaper_first
+    # THEN the agent knows what it costs (m5.24xlarge on demand) and leaves a young small job to spot
+    assert cost is not None and cost.price == instance_type("m5.24xlarge").price("us-east-1")
+    small = Resources(cores=1, memory=GiB, disk=GiB)
+    assert cost.leave(small, True, waited=0.0) is not None
+    assert cost.leave(small, True, waited=HOLD_OFF) is None
+
+
+def test_without_node_types_or_with_a_type_not_among_them_the_agent_takes_any_job(tmp_path: Path) -> None:
+    assert WorkerConfig.from_env(base_env(tmp_path)).agent.cheaper_first is None
+    env = base_env(tmp_path, SHOAL_NODE_TYPES="c5.4xlarge:0.30", SHOAL_INSTANCE_TYPE="t3.large", SHOAL_MARKET="spot")
+    env["AWS_REGION"] = "us-east-1"
+    assert WorkerConfig.from_env(env).agent.cheaper_first is None
+    env["SHOAL_INSTANCE_TYPE"] = "c5.4xlarge"
+    assert WorkerConfig.from_env(env).agent.cheaper_first is not None
+
+
+NODE_TYPES = {"SHOAL_NODE_TYPES": "c5.4xlarge:0.30,m5.24xlarge", "SHOAL_INSTANCE_TYPE": "m5.24xlarge"}
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
+        ({**NODE_TYPES, "SHOAL_MARKET": "reserved"}, "SHOAL_MARKET='reserved' must be spot or on-demand"),
+        ({**NODE_TYPES, "SHOAL_MARKET": ""}, "SHOAL_MARKET is not set and SHOAL_IMDS_URL=off"),
+        ({**NODE_TYPES, "SHOAL_MARKET": "spot", "SHOAL_NODE_TYPES": "c5.4xlarge:x"}, "SHOAL_NODE_TYPES='c5.4xlarge:x'"),
+        ({**NODE_TYPES, "SHOAL_MARKET": "spot"}, "no on-demand price for m5.24xlarge in region 'eu-west-1'"),
         ({"SHOAL_QUEUE_URL": ""}, "SHOAL_QUEUE_URL is not set"),
         ({"SHOAL_TABLE_NAME": ""}, "SHOAL_TABLE_NAME is not set"),
         ({"SHOAL_NODE_ID": ""}, "SHOAL_NODE_ID is not set and SHOAL_IMDS_URL=off"),
