@@ -20,6 +20,9 @@ the others were not: a kept change is code, not a patch.
   runtimes learned per name, as the scaler sees them), instead of the oldest first (``-F``: except that jobs of a
   name whose oldest queued job has waited F times the target go first, oldest first). Session 10.
 - ``no-spot-consolidation``: busy surplus spot nodes are never drained (on-demand ones still are). Session 10.
+- ``any-node``: a job starts on any node with room, in the agents' random order, as before session 11 (Shoal's
+  agents now leave a young job to cheaper node types: ``shared.domain.cheaper_first``). ``hold-off-S``: they leave
+  it for S seconds instead of ``cheaper_first.HOLD_OFF``.
 """
 
 from __future__ import annotations
@@ -36,12 +39,13 @@ from typing import Any
 from unittest import mock
 
 from benchmarks.bench_simulate import NODE_TYPES, TRACES, median, parse_seeds
-from shared.domain import demand, policy, scaling, scaling_changes
+from shared.domain import cheaper_first, demand, policy, scaling, scaling_changes
 from shared.domain.cluster_state import NodeState
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
 from shared.domain.runtimes import Runtimes
 from shared.domain.settings import ClusterSettings
+from shared.sim import jobs
 from shared.sim.engine import SimOptions, Simulation
 from shared.sim.jobs import JobFlow
 from shared.sim.trace import TraceJob, read_trace
@@ -49,7 +53,7 @@ from shared.sim.trace import TraceJob, read_trace
 SPOT_C5 = "c5.4xlarge/c5a.4xlarge:0.30"
 DEFAULT_VARIANTS = (
     "as-is,cap-30,cap-34,oracle,oracle-2600,triage,overrun-inf,overrun-1,overrun-1.5,longest-first,late-first-0.5,"
-    "no-spot-consolidation"
+    "no-spot-consolidation,any-node,hold-off-30"
 )
 
 Patch = Callable[[Sequence[TraceJob]], contextlib.AbstractContextManager[Any]]
@@ -146,6 +150,17 @@ def _no_spot_consolidation(trace: Sequence[TraceJob]) -> Iterator[None]:
         yield
 
 
+def _hold_off(seconds: float) -> Patch:
+    """The agents leave a young job to cheaper node types for ``seconds`` (0: never)."""
+
+    @contextlib.contextmanager
+    def patch(trace: Sequence[TraceJob]) -> Iterator[None]:
+        with mock.patch.object(cheaper_first, "HOLD_OFF", seconds), mock.patch.object(jobs, "HOLD_OFF", seconds):
+            yield
+
+    return patch
+
+
 def variant(name: str) -> tuple[Patch, dict[str, object]]:
     """The patch and the settings overrides of the variant called ``name``."""
     if name == "as-is":
@@ -164,12 +179,17 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
         return _overrun(float(name[8:])), {}
     if name == "no-spot-consolidation":
         return _no_spot_consolidation, {}
+    if name == "any-node":
+        return _hold_off(0.0), {}
+    if name.startswith("hold-off-"):
+        return _hold_off(float(name[9:])), {}
     if name == "longest-first":
         return _longest_first(math.inf), {}
     if name.startswith("late-first-"):
         return _longest_first(float(name[11:])), {}
     raise ValueError(
-        f"variant {name!r}: use one of {DEFAULT_VARIANTS} (or cap-N, oracle-T, triage-X, overrun-F, late-first-F)"
+        f"variant {name!r}: use one of {DEFAULT_VARIANTS} "
+        "(or cap-N, oracle-T, triage-X, overrun-F, late-first-F, hold-off-S)"
     )
 
 

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench_policy_variants import DEFAULT_VARIANTS, run, variant
-from shared.domain import demand, scaling, scaling_changes
+from shared.domain import cheaper_first, demand, scaling, scaling_changes
 from shared.domain.runtimes import Runtimes
+from shared.sim import jobs
 from shared.sim.engine import SimOptions, Simulation
 from shared.sim.jobs import JobFlow
 from shared.sim.trace import TraceJob, read_trace
+from tests.unit.test_cheaper_first import two_nodes
 from tests.unit.test_simulate import bursty, settings, trace_line, write_trace
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +35,7 @@ def test_the_oracle_knows_each_names_true_mean_inside_the_run_only(tmp_path: Pat
 def _patched() -> tuple[object, ...]:
     """Everything a variant patches."""
     return (demand.OVERRUN_FACTOR, Runtimes.expected, scaling.remaining_target, JobFlow._dispatch,
-            scaling_changes.Changes._stragglers)  # fmt: skip
+            scaling_changes.Changes._stragglers, cheaper_first.HOLD_OFF, jobs.HOLD_OFF)  # fmt: skip
 
 
 def test_every_variant_runs_and_restores_what_it_patched(tmp_path: Path) -> None:
@@ -98,3 +100,15 @@ def test_longest_first_agents_start_the_longest_queued_job_before_older_short_on
     assert oldest["long"] >= oldest["first short"] + 3 * 60
     assert longest["long"] < longest["first short"]
     assert late == oldest  # every job overdue: oldest first again
+
+
+@pytest.mark.parametrize(("name", "where"), [("as-is", "spot"), ("any-node", "big"), ("hold-off-30", "spot")])
+def test_the_placement_variants_switch_the_cheaper_first_rule(tmp_path: Path, name: str, where: str) -> None:
+    # GIVEN a free m5.24xlarge first in the agents' order and a free spot node  WHEN a small job is queued
+    patch, _ = variant(name)
+    sim, big, spot = two_nodes(tmp_path, True)
+    with patch([]):
+        sim._enqueue(0)
+        sim._dispatch()
+    # THEN as-is (and holding off longer) it starts on the spot node; any-node on the first node with room
+    assert sim.jobs[0].node == {"spot": spot, "big": big}[where]

@@ -81,7 +81,7 @@ def test_admission_leaves_only_a_job_that_fits() -> None:
     assert admit_here(job, free=node, capacity=node, draining=False, node_id="i-big") is None
 
 
-def _two_nodes(tmp_path: Path, cheaper_first: bool) -> tuple[Simulation, str, str]:
+def two_nodes(tmp_path: Path, cheaper_first: bool) -> tuple[Simulation, str, str]:
     """A simulation with a ready m5.24xlarge that the agents' random order puts first, and a ready spot c5."""
     trace = read_trace(write_trace(tmp_path / "t.jsonl", [trace_line(0, 0.0, cores=1, memory_gib=2, wall=600)]))
     sim = Simulation(trace, SimOptions(settings=SETTINGS, seed=0, cheaper_first=cheaper_first))
@@ -100,7 +100,7 @@ def test_simulated_agents_start_a_young_job_on_the_cheaper_node(
     tmp_path: Path, cheaper_first: bool, where: str
 ) -> None:
     # GIVEN both nodes free, the m5.24xlarge first in the agents' order  WHEN a small job is queued
-    sim, big, spot = _two_nodes(tmp_path, cheaper_first)
+    sim, big, spot = two_nodes(tmp_path, cheaper_first)
     sim._enqueue(0)
     sim._dispatch()
     # THEN Shoal's agents start it on the spot node; without the rule, on whichever node comes first
@@ -109,7 +109,7 @@ def test_simulated_agents_start_a_young_job_on_the_cheaper_node(
 
 def test_a_left_job_starts_on_the_dear_node_when_its_hold_off_ends(tmp_path: Path) -> None:
     # GIVEN the spot node full
-    sim, big, spot = _two_nodes(tmp_path, True)
+    sim, big, spot = two_nodes(tmp_path, True)
     sim.nodes[spot].free = Resources()
     # WHEN a small job is queued: THEN nothing starts it now, and a wake-up is due when its hold-off ends
     sim._enqueue(0)
