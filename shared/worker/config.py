@@ -8,7 +8,7 @@ override it, with sizes in human units (``30GiB``).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,26 +67,20 @@ class _Metadata:
         self.client, self.base_url = client, client.base_url
 
     def instance_id(self) -> str:
-        try:
-            return self.client.instance_id()
-        except ImdsError as error:
-            raise LookupError(str(error)) from None
+        return self._ask(ImdsClient.instance_id)
 
     def region(self) -> str:
-        try:
-            return self.client.region()
-        except ImdsError as error:
-            raise LookupError(str(error)) from None
+        return self._ask(ImdsClient.region)
 
     def instance_type(self) -> str:
-        try:
-            return self.client.instance_type()
-        except ImdsError as error:
-            raise LookupError(str(error)) from None
+        return self._ask(ImdsClient.instance_type)
 
     def lifecycle(self) -> str:
+        return self._ask(ImdsClient.lifecycle)
+
+    def _ask(self, read: Callable[[ImdsClient], str]) -> str:
         try:
-            return self.client.lifecycle()
+            return read(self.client)
         except ImdsError as error:
             raise LookupError(str(error)) from None
 

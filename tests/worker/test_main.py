@@ -99,6 +99,13 @@ def test_node_type_and_market_come_from_instance_metadata(tmp_path: Path, imds: 
     assert cost.leave(small, True, waited=HOLD_OFF) is None
 
 
+def test_an_instance_type_missing_from_instance_metadata_is_named(tmp_path: Path, imds: FakeImds) -> None:
+    del imds.paths["/latest/meta-data/instance-type"]
+    env = base_env(tmp_path, SHOAL_IMDS_URL=imds.url, SHOAL_NODE_TYPES="m5.24xlarge", AWS_REGION="us-east-1")
+    with pytest.raises(WorkerConfigError, match="SHOAL_INSTANCE_TYPE is not set and the instance type is not in"):
+        WorkerConfig.from_env(env, imds=ImdsClient(imds.url))
+
+
 def test_without_node_types_or_with_a_type_not_among_them_the_agent_takes_any_job(tmp_path: Path) -> None:
     assert WorkerConfig.from_env(base_env(tmp_path)).agent.cheaper_first is None
     env = base_env(tmp_path, SHOAL_NODE_TYPES="c5.4xlarge:0.30", SHOAL_INSTANCE_TYPE="t3.large", SHOAL_MARKET="spot")
