@@ -2,12 +2,12 @@
 
 Nodes take queued jobs in whatever order the queue hands them out, so a one-core job lands in a big on-demand
 node's spare room as readily as on the spot node the plan launched for it, and then keeps the big node alive long
-after the job it was launched for has ended (the RICC week: $3,260 of m5.24xlarge room spent draining, against
-Toil's $2,528; docs/simulate.md, session 11). Slurm's node weights and Kubernetes' scoring put work on the
-cheapest suitable node first. A queue cannot rank its pollers, so each node asks itself: would the share of me
-this job takes cost more than ``SLACK`` over its share of the cheapest node type that can run it? Then it gives
-the job back for the job's first ``HOLD_OFF`` seconds in the queue: a cheaper node with room takes it meanwhile,
-and if none has room, it starts here after all, a few seconds late.
+after the job it was launched for has ended (the RICC week's m5.24xlarge nodes: docs/simulate.md, session 11).
+Slurm's node weights and Kubernetes' scoring put work on the cheapest suitable node first. A queue cannot rank
+its pollers, so each node asks itself: would the share of me this job takes cost more than ``SLACK`` over its
+share of the cheapest node type that can run it? Then it gives the job back for the job's first ``HOLD_OFF``
+seconds in the queue: a cheaper node with room takes it meanwhile, and if none has room, it starts here after
+all, a few seconds late.
 
 A job's cost on a node type is the type's hourly price times the largest share of its usable capacity the job
 needs (cores, memory, disk, accelerators): the measure the simulator's lower bound uses.
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from shared.domain.node_types import Offer
 from shared.domain.resources import Resources
 
-HOLD_OFF = 5.0  # seconds a job is left to cheaper nodes (measured: 0 to 30 s differ by less than the seeds do)
+HOLD_OFF = 5.0  # seconds a job is left to cheaper nodes (0, 10 and 30 s measured no better: docs/simulate.md)
 SLACK = 0.25  # a node this much dearer per job still takes it at once (near-equal types need no detour)
 
 
