@@ -15,8 +15,8 @@ same 30-minute target as Shoal's) Toil's p95 misses the target on the nf-core tr
 equal waits.
 
 Both run inside ``shared.sim`` (same trace, node types, boot delay, scale interval, agents admitting jobs
-by ``shared.domain.admission``, EC2 model, cost accounting and report). The scaler differs, and where a node
-with room for a job lets a cheaper one take it (see Placement below).
+by ``shared.domain.admission``, EC2 model, cost accounting and report). Only the scaler differs, unless
+``--toil-any-node`` (see Placement below).
 
 What of Toil's loop is modelled (``toil.provisioners.clusterScaler``, imported from the installed Toil 9.6):
 
@@ -31,10 +31,10 @@ What of Toil's loop is modelled (``toil.provisioners.clusterScaler``, imported f
   reported to ``getNodes`` once their agent is up, ``ignoreNode`` stops a node taking jobs, a node's
   billing interval runs on the simulated clock.
 
-Placement: Toil's batch systems (Mesos, Kubernetes, Slurm without node weights) start a job on whichever
-node with room takes it; Toil's nodes here do the same (any node with room, in a random order per run), while
-Shoal's agents leave a young job to cheaper node types (``shared.domain.cheaper_first``). ``--toil-cheaper-first``
-gives Toil's nodes Shoal's rule too: how much of the difference is placement, how much the scaler.
+Placement: by default Toil's nodes follow Shoal's agents' rule too (a young job is left to cheaper node types,
+``shared.domain.cheaper_first``), so only the scaler differs. Toil's own batch systems (Mesos, Kubernetes,
+Slurm without node weights) start a job on whichever node with room takes it: ``--toil-any-node`` places Toil's
+jobs so (any node with room, in a random order per run), which compares the two as deployed.
 
 Not modelled: Toil's leader, job store and batch-system scheduling beyond placement, Toil's own node overhead
 estimate (both policies get the same usable node capacity: ``assume_zero_overhead``), equivalence classes
@@ -220,13 +220,12 @@ class ToilSimulation(Simulation):
 
 
 def run_one(
-    path: Path, settings: ClusterSettings, *, seed: int, toil: bool, cheaper_first: bool | None = None
+    path: Path, settings: ClusterSettings, *, seed: int, toil: bool, cheaper_first: bool = True
 ) -> dict[str, object]:
-    """One run. ``cheaper_first``: do nodes leave young jobs to cheaper node types (default: Shoal's do, Toil's
-    batch systems place a job on any node with room)."""
+    """One run. ``cheaper_first``: the nodes leave young jobs to cheaper node types, as Shoal's agents do (off: a
+    job starts on any node with room, as Toil's batch systems place jobs)."""
     trace = read_trace(path)
-    chosen = not toil if cheaper_first is None else cheaper_first
-    options = SimOptions(settings=settings, boot_delay=90.0, seed=seed, cheaper_first=chosen)
+    options = SimOptions(settings=settings, boot_delay=90.0, seed=seed, cheaper_first=cheaper_first)
     simulation = ToilSimulation(trace, options) if toil else Simulation(trace, options)
     return simulation.run().report
 
@@ -305,16 +304,16 @@ def _compare(
     *,
     seeded: bool,
     toil_targets: Sequence[float],
-    toil_cheaper_first: bool = False,
+    toil_any_node: bool = False,
 ) -> dict[str, object]:
     """Both policies on one trace, seed by seed; with ``toil_targets``, Toil at each of them too.
-    ``toil_cheaper_first``: Toil's nodes leave young jobs to cheaper node types, as Shoal's agents do."""
+    ``toil_any_node``: Toil's nodes start a job wherever there is room (Shoal's leave it to cheaper types)."""
     reports: dict[str, list[dict[str, Any]]] = {"shoal": [], "toil": []}
     for seed in runs:
         for policy in ("shoal", "toil"):
             started = time.perf_counter()
             toil = policy == "toil"
-            r = run_one(path, settings, seed=seed, toil=toil, cheaper_first=not toil or toil_cheaper_first)
+            r = run_one(path, settings, seed=seed, toil=toil, cheaper_first=not (toil and toil_any_node))
             reports[policy].append(r)
             seconds = time.perf_counter() - started
             print(_row(path.name, policy, r, seconds) + (f"  {seed:>4}" if seeded else ""), flush=True)
@@ -334,7 +333,7 @@ def _compare(
     if toil_targets:
         row["toil_targets"] = _toil_ladder(
             path, settings, runs, shoal=reports["shoal"], summary=summary, targets=toil_targets,
-            cheaper_first=toil_cheaper_first,
+            cheaper_first=not toil_any_node,
         )  # fmt: skip
     return row
 
@@ -347,7 +346,7 @@ def _toil_ladder(
     shoal: list[dict[str, Any]],
     summary: dict[str, dict[str, float]],
     targets: Sequence[float],
-    cheaper_first: bool = False,
+    cheaper_first: bool = True,
 ) -> dict[str, object]:
     """Toil at each ``targetTime`` of ``targets``, and the cheapest of them (or its default) waiting no longer."""
     ladder: dict[float, Mapping[str, float]] = {settings.target_time: summary["toil"]}
@@ -389,9 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds.add_argument("--seed", type=int, default=0)
     seeds.add_argument("--seeds", type=parse_seeds, help="several seeds, comma-separated: adds a median row per policy")
     parser.add_argument("--toil-targets", type=parse_targets, default=[], help="Toil's targetTime values to try too")
-    parser.add_argument(
-        "--toil-cheaper-first", action="store_true", help="Toil's nodes leave young jobs to cheaper types too"
-    )
+    parser.add_argument("--toil-any-node", action="store_true", help="Toil's nodes start a job wherever there is room")
     parser.add_argument("--json", type=Path, help="write every report here")
     args = parser.parse_args(argv)
     logging.disable(logging.CRITICAL)
@@ -404,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.only or args.only in path.name:
             rows[path.name] = _compare(
                 path, settings, runs, seeded=bool(args.seeds), toil_targets=args.toil_targets,
-                toil_cheaper_first=args.toil_cheaper_first,
+                toil_any_node=args.toil_any_node,
             )  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
