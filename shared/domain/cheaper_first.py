@@ -10,7 +10,7 @@ seconds in the queue: a cheaper node with room takes it meanwhile, and if none h
 all, a few seconds late.
 
 A job's cost on a node type is the type's hourly price times the largest share of its usable capacity the job
-needs (cores, memory, disk, accelerators): the measure the simulator's lower bound uses.
+needs (``Resources.share_of``: the simulator's lower bound prices a job the same way, on raw capacity).
 """
 
 from __future__ import annotations
@@ -23,14 +23,6 @@ from shared.domain.resources import Resources
 
 HOLD_OFF = 5.0  # seconds a job is left to cheaper nodes (0, 10 and 30 s measured no better: docs/simulate.md)
 SLACK = 0.25  # a node this much dearer per job still takes it at once (near-equal types need no detour)
-
-
-def share(need: Resources, usable: Resources) -> float:
-    """The largest share of ``usable`` that ``need`` takes."""
-    taken = max(need.cores / usable.cores, need.memory / usable.memory, need.disk / usable.disk)
-    if need.accelerators:
-        taken = max(taken, need.accelerators / usable.accelerators if usable.accelerators else float("inf"))
-    return taken
 
 
 @dataclass(slots=True)
@@ -46,7 +38,7 @@ class CheaperFirst:
         if key not in self._cheapest:
             self._cheapest[key] = min(
                 (
-                    o.hourly_price * share(need, o.usable)
+                    o.hourly_price * need.share_of(o.usable)
                     for o in self.offers
                     if need.fits_in(o.usable) and (preemptible or not o.spot)
                 ),
@@ -64,7 +56,7 @@ class CheaperFirst:
         cheapest = self.cheapest(need, preemptible)
         if cheapest is None:
             return None
-        here = price * share(need, usable)
+        here = price * need.share_of(usable)
         if here <= cheapest * (1.0 + SLACK):
             return None
         return (

@@ -49,6 +49,13 @@ class Resources:
             accelerators=self.accelerators * factor,
         )
 
+    def share_of(self, capacity: Resources) -> float:
+        """The largest share of ``capacity`` that ``self`` takes (cores, memory, disk, accelerators); a resource
+        needed that ``capacity`` lacks counts as infinite."""
+        pairs = ((self.cores, capacity.cores), (self.memory, capacity.memory), (self.disk, capacity.disk),
+                 (self.accelerators, capacity.accelerators))  # fmt: skip
+        return max(need / have if have else (math.inf if need else 0.0) for need, have in pairs)
+
     def copies_in(self, capacity: Resources) -> int:
         """How many of ``self`` fit side by side in ``capacity`` (a very large number for a zero vector)."""
         limits = [

@@ -69,19 +69,11 @@ def lower_bound_cost(trace: Sequence[TraceJob], offers: Sequence[Offer], setting
             rate = 0.0
             for offer in by_price:
                 if (shape.preemptible or not offer.spot) and shape.resources.fits_in(offer.usable):
-                    rate = offer.hourly_price * _largest_share(shape.resources, raw[offer.key])
+                    rate = offer.hourly_price * min(1.0, shape.resources.share_of(raw[offer.key]))
                     break
             per_shape[key] = rate
         total += rate * shape.wall_time / 3600
     return total
-
-
-def _largest_share(need: Resources, raw: Resources) -> float:
-    shares = [need.cores / raw.cores if raw.cores else 0.0, need.memory / raw.memory if raw.memory else 0.0]
-    shares.append(need.disk / raw.disk if raw.disk else 0.0)
-    if need.accelerators:
-        shares.append(need.accelerators / raw.accelerators if raw.accelerators else 1.0)
-    return min(1.0, max(shares))
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared.domain.admission import Verdict, admit_here
-from shared.domain.cheaper_first import HOLD_OFF, CheaperFirst, share
+from shared.domain.cheaper_first import HOLD_OFF, CheaperFirst
 from shared.domain.cluster_state import NodeState
 from shared.domain.jobs import Job, Shape
 from shared.domain.node_types import Offer
@@ -42,7 +42,7 @@ def test_a_dear_node_leaves_a_young_small_job_to_spot_and_takes_it_once_the_hold
     # GIVEN a one-core job an on-demand m5.24xlarge would run for several times what a spot c5.4xlarge would
     offers = _offers()
     spot, big = offers["c5.4xlarge:spot"], offers["m5.24xlarge"]
-    on_spot, on_big = (o.hourly_price * share(SMALL, o.usable) for o in (spot, big))
+    on_spot, on_big = (o.hourly_price * SMALL.share_of(o.usable) for o in (spot, big))
     assert on_big > 2 * on_spot
     # WHEN the big node looks at it just queued, and again once it has waited the hold-off
     young, old = _leave(SMALL, "m5.24xlarge"), _leave(SMALL, "m5.24xlarge", waited=HOLD_OFF)
@@ -67,8 +67,8 @@ def test_a_node_takes_a_job_no_other_type_runs_for_less(need: Resources, node: s
 
 def test_a_jobs_cost_is_its_largest_share() -> None:
     usable = Resources(cores=16, memory=32 * GiB, disk=100 * GiB)
-    assert share(Resources(cores=1, memory=16 * GiB, disk=GiB), usable) == 0.5  # memory dominates
-    assert share(Resources(cores=1, memory=GiB, disk=GiB, accelerators=1), usable) == float("inf")
+    assert Resources(cores=1, memory=16 * GiB, disk=GiB).share_of(usable) == 0.5  # memory dominates
+    assert Resources(cores=1, memory=GiB, disk=GiB, accelerators=1).share_of(usable) == float("inf")
 
 
 def test_admission_leaves_only_a_job_that_fits() -> None:
