@@ -17,6 +17,9 @@ from shared.local.demo import DEFAULT_WORKLOAD, DemoOptions, run_demo
 
 JOBS = 40
 SEED = 1
+# Real seconds: about 110 on a quiet machine. A busy CI machine took 433 s, ran out of a 400 s limit with jobs
+# still queued, and reported that as a job not completed; a genuinely lost job still fails, only later.
+TIME_LIMIT = 1500
 
 
 @pytest.mark.slow
@@ -26,7 +29,7 @@ def test_a_chaos_run_keeps_every_invariant(tmp_path: Path) -> None:
     # ten minutes of silence to the scaler), with chaos seeded
     jobs = read_jobs(DEFAULT_WORKLOAD)[:JOBS]
     options = DemoOptions(
-        jobs=jobs, speed=60, bursts=2, burst_gap=300, boot_delay=60, workdir=tmp_path, time_limit=400, chaos=SEED
+        jobs=jobs, speed=60, bursts=2, burst_gap=300, boot_delay=60, workdir=tmp_path, time_limit=TIME_LIMIT, chaos=SEED
     )
 
     # WHEN the demo runs with faults injected
@@ -46,7 +49,7 @@ def test_a_chaos_run_keeps_every_invariant(tmp_path: Path) -> None:
         "no_busy_node_terminated": True,
         "no_process_left_behind": True,
         "nothing_left_after_teardown": True,
-    }, chaos
+    }, (result.problems, chaos)
     assert chaos["faults_survived"] == chaos["faults_injected"] > 0
     assert result.ok, result.problems
     assert result.runs == dict.fromkeys((job.id for job in jobs), 1)
