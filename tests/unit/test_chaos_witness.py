@@ -1,11 +1,12 @@
-"""The chaos run's witness names the scaler's actions behind a busy node that went away, from the decision log's
-own action records (``describe_action``), so a failed invariant says why it failed."""
+"""The chaos run's witness tells a rerun its faults caused from a defect, and names the scaler's actions behind
+a busy node that went away (from the decision log's own action records, ``describe_action``), so a failed
+invariant says why it failed."""
 
 from __future__ import annotations
 
 from shared.domain.cluster_state import Market, NodeRecord, NodeState
 from shared.domain.decision import Drain, Evict, describe_action
-from shared.local.chaos import _actions_naming
+from shared.local.chaos import RERUN_WINDOW, _actions_naming, rerun_after_fault
 
 
 def test_the_actions_that_named_a_node_are_found_oldest_first() -> None:
@@ -26,3 +27,16 @@ def test_the_actions_that_named_a_node_are_found_oldest_first() -> None:
     assert _actions_naming("i-1", decisions) == ["drain at 60.0 s: surplus"]
     assert _actions_naming("i-3", decisions) == []
     assert _actions_naming("i-1", None) == []
+
+
+def test_a_second_completion_is_the_faults_doing_only_if_one_hit_the_first_ones_node_near_it() -> None:
+    # GIVEN a job completed on i-1 at 1000.0 s (real time), then on i-2, and a fault on i-1 five seconds later
+    where = ["i-1 at 1000.0", "i-2 at 1090.5"]
+    # WHEN the witness judges it  THEN the rerun is the fault's doing (the record never heard of the first end)
+    assert rerun_after_fault(where, {"i-1": [1005.0]})
+    # AND not when the fault hit another node, or the same node long before or after
+    assert not rerun_after_fault(where, {"i-2": [1005.0]})
+    assert not rerun_after_fault(where, {"i-1": [1000.0 - RERUN_WINDOW - 1, 1000.0 + RERUN_WINDOW + 1]})
+    assert not rerun_after_fault(["i-1 at ?", "i-2 at 1090.5"], {"i-1": [1000.0]})
+    # AND a job completed once needs no explaining
+    assert rerun_after_fault(["i-1 at 1000.0"], {})
