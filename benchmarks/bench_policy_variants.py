@@ -23,6 +23,10 @@ the others were not: a kept change is code, not a patch.
 - ``any-node``: a job starts on any node with room, in the agents' random order, as before session 11 (Shoal's
   agents now leave a young job to cheaper node types: ``shared.domain.cheaper_first``). ``hold-off-S``: they leave
   it for S seconds instead of ``cheaper_first.HOLD_OFF``.
+- ``consolidate-S``: busy surplus on-demand nodes are drained when their jobs are expected to end within S seconds
+  (``inf``: whenever), not ``scaling_changes.CONSOLIDATE_WITHIN``; spot ones as before. ``beta-X``: the
+  ``beta_inertia`` setting is X (Shoal's and Toil's default: 0.1; higher keeps nodes longer on the way down).
+  Session 12.
 """
 
 from __future__ import annotations
@@ -161,6 +165,25 @@ def _hold_off(seconds: float) -> Patch:
     return patch
 
 
+def _consolidate_within(seconds: float) -> Patch:
+    """Busy surplus on-demand nodes drained when their jobs are expected to end within ``seconds``."""
+
+    @contextlib.contextmanager
+    def patch(trace: Sequence[TraceJob]) -> Iterator[None]:
+        consolidate = scaling_changes.Changes._stragglers
+
+        def stragglers(self: scaling_changes.Changes, have: Any, offer: Offer | None, count: int) -> list[Any]:
+            if offer is not None and offer.spot:
+                return consolidate(self, have, offer, count)
+            with mock.patch.object(scaling_changes, "CONSOLIDATE_WITHIN", seconds):
+                return consolidate(self, have, offer, count)
+
+        with mock.patch.object(scaling_changes.Changes, "_stragglers", stragglers):
+            yield
+
+    return patch
+
+
 def variant(name: str) -> tuple[Patch, dict[str, object]]:
     """The patch and the settings overrides of the variant called ``name``."""
     if name == "as-is":
@@ -183,13 +206,17 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
         return _hold_off(0.0), {}
     if name.startswith("hold-off-"):
         return _hold_off(float(name[9:])), {}
+    if name.startswith("consolidate-"):
+        return _consolidate_within(float(name[12:])), {}
+    if name.startswith("beta-"):
+        return _nothing, {"beta_inertia": float(name[5:])}
     if name == "longest-first":
         return _longest_first(math.inf), {}
     if name.startswith("late-first-"):
         return _longest_first(float(name[11:])), {}
     raise ValueError(
         f"variant {name!r}: use one of {DEFAULT_VARIANTS} "
-        "(or cap-N, oracle-T, triage-X, overrun-F, late-first-F, hold-off-S)"
+        "(or cap-N, oracle-T, triage-X, overrun-F, late-first-F, hold-off-S, consolidate-S, beta-X)"
     )
 
 

@@ -13,11 +13,13 @@ import pytest
 from benchmarks.bench_policy_variants import DEFAULT_VARIANTS, run, variant
 from shared.domain import cheaper_first, demand, scaling, scaling_changes
 from shared.domain.runtimes import Runtimes
+from shared.domain.scaling_changes import CONSOLIDATE_WITHIN
 from shared.sim import jobs
 from shared.sim.engine import SimOptions, Simulation
 from shared.sim.jobs import JobFlow
 from shared.sim.trace import TraceJob, read_trace
 from tests.unit.test_cheaper_first import two_nodes
+from tests.unit.test_policy_waits import NOW, _decide_with
 from tests.unit.test_simulate import bursty, settings, trace_line, write_trace
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,8 +109,27 @@ def test_the_placement_variants_switch_the_cheaper_first_rule(tmp_path: Path, na
     # GIVEN a free m5.24xlarge first in the agents' order and a free spot node  WHEN a small job is queued
     patch, _ = variant(name)
     sim, big, spot = two_nodes(tmp_path, True)
-    with patch([]):
+    with patch(()):
         sim._enqueue(0)
         sim._dispatch()
     # THEN as-is (and holding off longer) it starts on the spot node; any-node on the first node with room
     assert sim.jobs[0].node == {"spot": spot, "big": big}[where]
+
+
+def test_a_consolidate_variant_drains_on_demand_nodes_that_empty_later_inside_the_run_only() -> None:
+    # GIVEN three busy surplus on-demand nodes, one expected to empty just after the 10-minute window
+    soon = {"i-0": NOW + 60, "i-1": NOW + CONSOLIDATE_WITHIN + 1, "i-2": NOW + 120}
+    patch, overrides = variant("consolidate-inf")
+    # WHEN the variant's window is "whenever"  THEN all three are drained
+    with patch(()):
+        assert sorted(i for d in _decide_with(soon, queued=0) for i in d.instance_ids) == ["i-0", "i-1", "i-2"]
+    # AND afterwards the window is Shoal's again
+    assert sorted(i for d in _decide_with(soon, queued=0) for i in d.instance_ids) == ["i-0", "i-2"]
+    assert overrides == {}
+
+
+def test_a_beta_variant_sets_the_clusters_beta_inertia(tmp_path: Path) -> None:
+    _, overrides = variant("beta-0.5")
+    assert overrides == {"beta_inertia": 0.5}
+    report = run(write_trace(tmp_path / "t.jsonl", bursty()), "beta-0.5", seed=0)
+    assert report["completed"] == report["jobs"] and report["run_twice"] == report["killed_by_scale_in"] == 0
