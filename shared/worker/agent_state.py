@@ -50,9 +50,6 @@ class AgentSettings:
     poll_wait: int = 20  # SQS long poll, seconds
     receive_batch: int = MAX_RECEIVE_BATCH
     heartbeat_interval: float = 30.0  # node record: free resources, running jobs; the answer says "draining"
-    # A job's start is on the node record within this, not a heartbeat later: a scaling round that missed it
-    # would take a node that just started a long job for idle, or for one whose jobs end soon, and drain it.
-    start_report_delay: float = 2.0
     # One batched read of the running jobs' records (any CANCELLED?) this often; None: with each node heartbeat.
     cancel_check_interval: float | None = None
     interruption_poll_interval: float = 5.0  # IMDS spot/instance-action; EC2 gives two minutes' notice
@@ -134,14 +131,8 @@ class AgentState:
         self.evacuation = threading.Lock()  # taken once, by whichever thread evacuates, never released
         self.interrupt_reason: str | None = None  # set from a signal handler: no locks on that path
         self.draining = False
-        self.started_since_report = False  # a job started since the last node heartbeat
         self.wake = threading.Event()  # only the keeper thread waits on it
         self.gone = threading.Event()  # set by ``abandon`` (a simulated crash); waits that must end with it use it
-
-    def report_started(self) -> None:
-        """A job started: the keeper reports the node within ``start_report_delay``."""
-        self.started_since_report = True
-        self.wake.set()
 
     @property
     def abandoned(self) -> bool:

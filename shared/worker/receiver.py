@@ -117,7 +117,6 @@ class Receiver:
             return Outcome.DUPLICATE
         # The demo's witness of how often a job really started reads this line (shared/local/report.py).
         log.info("job %s started (attempt %d)", job.id, attempt)
-        self._state.report_started()
         return Outcome.STARTED
 
     def _leave(self, job: Job, message: ReceivedMessage) -> str | None:
