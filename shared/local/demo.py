@@ -124,6 +124,10 @@ class Demo:
         """Extra ``LocalNodes`` arguments (``shoal local run`` gives its jobs' environment)."""
         return {}
 
+    def _rerun_explained(self, job_id: str) -> bool:
+        """Was a second completion of ``job_id`` a fault's doing, not Shoal's (the chaos run knows its faults)?"""
+        return False
+
     def _wait_seconds(self, submitted_at: float, started_at: float) -> float:
         """A job's queue wait: both times are simulated here (the submitter runs on the simulated clock)."""
         return max(0.0, started_at - submitted_at)

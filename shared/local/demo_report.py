@@ -99,8 +99,9 @@ def _problems(demo: Demo, tally: _Tally, lost: int) -> list[str]:
         problems.append(f"{tally.failed} jobs failed (their records hold the exit status and output)")
     if lost:
         problems.append(f"{lost} jobs were lost")
-    if tally.ran_twice:
-        problems.append(f"{len(tally.ran_twice)} jobs ran more than once")
+    reruns = [job_id for job_id in tally.ran_twice if not demo._rerun_explained(job_id)]
+    if reruns:
+        problems.append(f"{len(reruns)} jobs ran more than once")
     if demo.router.stats.failed or demo.lambdas.errors:
         problems.extend(f"handler failed: {e}" for e in demo.lambdas.errors[:5])
     return problems
