@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench_policy_variants import DEFAULT_VARIANTS, run, variant
-from shared.domain import cheaper_first, demand, scaling, scaling_changes
+from shared.domain import busy_first, cheaper_first, demand, scaling, scaling_changes
 from shared.domain.runtimes import Runtimes
 from shared.domain.scaling_changes import CONSOLIDATE_WITHIN
 from shared.sim import jobs
 from shared.sim.engine import SimOptions, Simulation
 from shared.sim.jobs import JobFlow
 from shared.sim.trace import TraceJob, read_trace
+from tests.unit import test_busy_first
 from tests.unit.test_cheaper_first import two_nodes
 from tests.unit.test_policy_waits import NOW, _decide_with
 from tests.unit.test_simulate import bursty, settings, trace_line, write_trace
@@ -37,7 +38,8 @@ def test_the_oracle_knows_each_names_true_mean_inside_the_run_only(tmp_path: Pat
 def _patched() -> tuple[object, ...]:
     """Everything a variant patches."""
     return (demand.OVERRUN_FACTOR, Runtimes.expected, scaling.remaining_target, JobFlow._dispatch,
-            scaling_changes.Changes._stragglers, cheaper_first.HOLD_OFF, jobs.HOLD_OFF)  # fmt: skip
+            scaling_changes.Changes._stragglers, cheaper_first.HOLD_OFF, jobs.HOLD_OFF, busy_first.leave,
+            busy_first.HOLD_OFF)  # fmt: skip
 
 
 def test_every_variant_runs_and_restores_what_it_patched(tmp_path: Path) -> None:
@@ -114,6 +116,22 @@ def test_the_placement_variants_switch_the_cheaper_first_rule(tmp_path: Path, na
         sim._dispatch()
     # THEN as-is (and holding off longer) it starts on the spot node; any-node on the first node with room
     assert sim.jobs[0].node == {"spot": spot, "big": big}[where]
+
+
+@pytest.mark.parametrize(
+    ("name", "where"),
+    [("as-is", "running"), ("no-busy-first", "idle"), ("fullest-first", "running"), ("latest-first", "running"),
+     ("emptiest-busy-first", "running"), ("any-node", "idle")],
+)  # fmt: skip
+def test_the_node_order_variants_switch_the_busy_first_rule(tmp_path: Path, name: str, where: str) -> None:
+    # GIVEN an idle node first in the agents' random order and a node with room beside its job  WHEN a job is queued
+    patch, _ = variant(name)
+    sim, idle, running = test_busy_first.two_nodes(tmp_path, True)
+    with patch(()):
+        sim._enqueue(1)
+        sim._dispatch()
+    # THEN as-is it starts beside the running job; without the rule, on the first node of the variant's order
+    assert sim.jobs[1].node == {"running": running, "idle": idle}[where]
 
 
 def test_a_consolidate_variant_drains_on_demand_nodes_that_empty_later_inside_the_run_only() -> None:
