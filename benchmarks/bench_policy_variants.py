@@ -27,12 +27,12 @@ the others were not: a kept change is code, not a patch.
   (``inf``: whenever), not ``scaling_changes.CONSOLIDATE_WITHIN``; spot ones as before. ``beta-X``: the
   ``beta_inertia`` setting is X (Shoal's and Toil's default: 0.1; higher keeps nodes longer on the way down).
   Session 12.
-- ``no-busy-first``: an idle node takes a young job as readily as a busy one (Shoal's agents now leave it to busy
-  nodes: ``shared.domain.busy_first``). ``busy-first-at-once``, ``fullest-first``, ``emptiest-busy-first``,
-  ``latest-first``: without that rule, the agents take jobs in this order of nodes instead of the queue's random
-  one, with no hold-off (no queue can rank its pollers so; what an order could give at best): busy nodes first;
-  the fullest first (by the largest share used); busy ones first, the emptiest of them first; busy ones first, the
-  one whose jobs are expected to end latest first. Session 13.
+- ``busy-first-at-once``, ``fullest-first``, ``emptiest-busy-first``, ``latest-first``: the agents take jobs in
+  this order of nodes instead of the queue's random one, with no hold-off (no queue can rank its pollers so: what
+  an order could give at best): nodes running jobs before idle ones; the fullest first (by the largest share
+  used); busy ones first, the emptiest of them first; busy ones first, the one whose jobs are expected to end
+  latest first. The rule an agent could follow, an idle node leaving a young job to busy nodes for 2 s, was
+  measured at ecff1f5 and reverted. Session 13.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from typing import Any
 from unittest import mock
 
 from benchmarks.bench_simulate import NODE_TYPES, TRACES, median, parse_seeds
-from shared.domain import busy_first, cheaper_first, demand, policy, scaling, scaling_changes
+from shared.domain import cheaper_first, demand, policy, scaling, scaling_changes
 from shared.domain.cluster_state import NodeState
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
@@ -58,12 +58,13 @@ from shared.domain.settings import ClusterSettings
 from shared.sim import jobs
 from shared.sim.engine import SimOptions, Simulation
 from shared.sim.jobs import JobFlow
+from shared.sim.model import SimNode
 from shared.sim.trace import TraceJob, read_trace
 
 SPOT_C5 = "c5.4xlarge/c5a.4xlarge:0.30"
 DEFAULT_VARIANTS = (
     "as-is,cap-30,cap-34,oracle,oracle-2600,triage,overrun-inf,overrun-1,overrun-1.5,longest-first,late-first-0.5,"
-    "no-spot-consolidation,any-node,hold-off-30,no-busy-first,fullest-first,latest-first"
+    "no-spot-consolidation,any-node,hold-off-30,busy-first-at-once,fullest-first,latest-first"
 )
 
 Patch = Callable[[Sequence[TraceJob]], contextlib.AbstractContextManager[Any]]
@@ -161,16 +162,11 @@ def _no_spot_consolidation(trace: Sequence[TraceJob]) -> Iterator[None]:
 
 
 def _hold_off(seconds: float) -> Patch:
-    """The agents leave a young job to cheaper node types for ``seconds`` (0: never; idle nodes then leave it to
-    busy ones never either, as they never do for longer than that)."""
+    """The agents leave a young job to cheaper node types for ``seconds`` (0: never)."""
 
     @contextlib.contextmanager
     def patch(trace: Sequence[TraceJob]) -> Iterator[None]:
-        with (
-            mock.patch.object(cheaper_first, "HOLD_OFF", seconds),
-            mock.patch.object(busy_first, "HOLD_OFF", min(seconds, busy_first.HOLD_OFF)),
-            mock.patch.object(jobs, "HOLD_OFF", seconds),
-        ):
+        with mock.patch.object(cheaper_first, "HOLD_OFF", seconds), mock.patch.object(jobs, "HOLD_OFF", seconds):
             yield
 
     return patch
@@ -195,17 +191,14 @@ def _consolidate_within(seconds: float) -> Patch:
     return patch
 
 
-def _node_order(key: Callable[[Any, Any], Any] | None) -> Patch:
-    """Without the busy-first rule, the agents take jobs in the order ``key`` sorts the accepting nodes (None: each
-    node's random priority, the queue's order)."""
+def _node_order(key: Callable[[JobFlow, SimNode], Any]) -> Patch:
+    """The agents take jobs in the order ``key`` sorts the accepting nodes (not each node's random priority)."""
 
     @contextlib.contextmanager
     def patch(trace: Sequence[TraceJob]) -> Iterator[None]:
         original = JobFlow._dispatch
 
         def dispatch(self: JobFlow) -> None:
-            if key is None:
-                return original(self)
             drawn = {node_id: node.priority for node_id, node in self.nodes.items()}
             for node in self.nodes.values():
                 node.priority = key(self, node)
@@ -215,16 +208,13 @@ def _node_order(key: Callable[[Any, Any], Any] | None) -> Patch:
                 for node_id, node in self.nodes.items():
                     node.priority = drawn.get(node_id, node.priority)
 
-        with (
-            mock.patch.object(busy_first, "leave", return_value=None),
-            mock.patch.object(JobFlow, "_dispatch", dispatch),
-        ):
+        with mock.patch.object(JobFlow, "_dispatch", dispatch):
             yield
 
     return patch
 
 
-def _used_share(node: Any) -> float:
+def _used_share(node: SimNode) -> float:
     return (node.capacity - node.free).share_of(node.capacity)
 
 
@@ -254,8 +244,6 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
         return _consolidate_within(float(name[12:])), {}
     if name.startswith("beta-"):
         return _nothing, {"beta_inertia": float(name[5:])}
-    if name == "no-busy-first":
-        return _node_order(None), {}
     if name == "busy-first-at-once":
         return _node_order(lambda f, n: (not n.running, n.priority)), {}
     if name == "fullest-first":
@@ -270,7 +258,7 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
         return _longest_first(float(name[11:])), {}
     raise ValueError(
         f"variant {name!r}: use one of {DEFAULT_VARIANTS} "
-        "(or cap-N, oracle-T, triage-X, overrun-F, late-first-F, hold-off-S, consolidate-S, beta-X, no-busy-first, "
+        "(or cap-N, oracle-T, triage-X, overrun-F, late-first-F, hold-off-S, consolidate-S, beta-X, "
         "busy-first-at-once, fullest-first, emptiest-busy-first, latest-first)"
     )
 

@@ -31,9 +31,8 @@ What of Toil's loop is modelled (``toil.provisioners.clusterScaler``, imported f
   reported to ``getNodes`` once their agent is up, ``ignoreNode`` stops a node taking jobs, a node's
   billing interval runs on the simulated clock.
 
-Placement: by default Toil's nodes follow Shoal's agents' rules too (a young job is left to cheaper node types,
-``shared.domain.cheaper_first``, and by idle nodes to busy ones, ``shared.domain.busy_first``), so only the scaler
-differs. Toil's own batch systems (Mesos, Kubernetes,
+Placement: by default Toil's nodes follow Shoal's agents' rule too (a young job is left to cheaper node types,
+``shared.domain.cheaper_first``), so only the scaler differs. Toil's own batch systems (Mesos, Kubernetes,
 Slurm without node weights) start a job on whichever node with room takes it: ``--toil-any-node`` places Toil's
 jobs so (any node with room, in a random order per run), which compares the two as deployed.
 
@@ -223,12 +222,10 @@ class ToilSimulation(Simulation):
 def run_one(
     path: Path, settings: ClusterSettings, *, seed: int, toil: bool, cheaper_first: bool = True
 ) -> dict[str, object]:
-    """One run. ``cheaper_first``: the nodes place jobs as Shoal's agents do, leaving a young job to cheaper node
-    types and to busy nodes (off: a job starts on any node with room, as Toil's batch systems place jobs)."""
+    """One run. ``cheaper_first``: the nodes leave young jobs to cheaper node types, as Shoal's agents do (off: a
+    job starts on any node with room, as Toil's batch systems place jobs)."""
     trace = read_trace(path)
-    options = SimOptions(
-        settings=settings, boot_delay=90.0, seed=seed, cheaper_first=cheaper_first, busy_first=cheaper_first
-    )
+    options = SimOptions(settings=settings, boot_delay=90.0, seed=seed, cheaper_first=cheaper_first)
     simulation = ToilSimulation(trace, options) if toil else Simulation(trace, options)
     return simulation.run().report
 

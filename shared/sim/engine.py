@@ -24,8 +24,7 @@ What is modelled, and how it maps to the deployed stack:
   time with rate ``spot_interruptions`` per node-hour: the two-minute warning returns its jobs to the
   queue at once (the agent evacuates), and the instance is gone two minutes later.
 - Nodes admit queued jobs by the agent's rule (``shared.domain.admission.admit``), oldest job first,
-  a node that a cheaper node type undercuts leaving a job its first seconds (``shared.domain.cheaper_first``),
-  an idle node leaving it to busy ones for fewer (``shared.domain.busy_first``);
+  a node that a cheaper node type undercuts leaving a job its first seconds (``shared.domain.cheaper_first``);
   a draining node starts nothing and acknowledges the drain at its next heartbeat (every 30 s), after
   which a round may terminate it once idle. Cost is charged per second from launch to termination.
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import heapq
-import math
 from collections import deque
 
-from shared.domain import busy_first
 from shared.domain.admission import admit
 from shared.domain.cheaper_first import HOLD_OFF
 from shared.domain.cluster_state import JobRecord, JobStatus, Market, NodeState
@@ -60,7 +58,7 @@ class JobFlow(SimState):
     def _place(self, job: SimJob, accepting: list[SimNode]) -> str | None:
         need = job.resources
         waited = self.now - job.queued_at
-        wake = math.inf  # when the first node that left it would take it
+        left = False
         for node in accepting:
             if job.spot is False and node.market is Market.SPOT:
                 continue
@@ -70,12 +68,6 @@ class JobFlow(SimState):
             leave = None
             if waited < HOLD_OFF and self.options.cheaper_first:
                 leave = self.cheaper.leave(need, job.spot, waited=waited, price=node.price, usable=node.capacity)
-                if leave is not None:
-                    wake = min(wake, job.queued_at + HOLD_OFF)
-            if leave is None and self.options.busy_first:
-                leave = busy_first.leave(idle=not node.running, waited=waited)
-                if leave is not None:
-                    wake = min(wake, job.queued_at + busy_first.HOLD_OFF)
             record = JobRecord(job=job.trace.job, status=JobStatus.QUEUED, preemptions=job.preemptions)
             verdict = admit(
                 job.trace.job, free=node.free, capacity=node.capacity, record=record, draining=False, node_id=node_id,
@@ -83,7 +75,9 @@ class JobFlow(SimState):
             )  # fmt: skip
             if verdict.starts:
                 return node_id
-        if wake < math.inf and wake not in self.wakes:  # no node took it: once a hold-off is over, that node may
+            left = left or leave is not None
+        wake = job.queued_at + HOLD_OFF
+        if left and wake not in self.wakes:  # no cheaper node took it: once its hold-off is over, any node may
             self.wakes.add(wake)
             self._push(wake, WAKE)
         return None

@@ -43,8 +43,6 @@ class SimOptions:
     # nodes leave a young job to cheaper node types (Shoal's agents, shared.domain.cheaper_first); off: any node
     # with room takes it, as Toil's batch systems place jobs
     cheaper_first: bool = True
-    # a node running no job leaves a young job to busy nodes (Shoal's agents, shared.domain.busy_first); off as above
-    busy_first: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +162,7 @@ class SimNode:
 
 
 # Event kinds, in the order they are handled at one instant: jobs end before rounds look at the fleet. WAKE: a job
-# left to cheaper or busy nodes (``cheaper_first``, ``busy_first``): a node that left it may now start it.
+# left to cheaper nodes (``cheaper_first``) may now start on any node.
 END, READY, ACK, WARN, GONE, SUBMIT, WAKE, ROUND = range(8)
 
 

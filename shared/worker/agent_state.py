@@ -63,9 +63,6 @@ class AgentSettings:
     keep_work_dirs: bool = False
     max_preemptions: int = DEFAULT_MAX_PREEMPTIONS  # the cluster's budget (a job's own max_preemptions wins)
     cheaper_first: NodeCost | None = None  # leave young jobs to cheaper node types (None: take any job that fits)
-    # While running no job, leave young jobs to busy nodes (shared.domain.busy_first): on in a fleet the scaler
-    # shrinks, where it lets an idle node empty out; off for a lone worker, where it would only delay each job.
-    busy_first: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.visibility_timeout <= MAX_VISIBILITY_TIMEOUT:

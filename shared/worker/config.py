@@ -124,7 +124,6 @@ class WorkerConfig:
                 enforce_memory=read.enforce_memory,
                 max_preemptions=read.max_preemptions,
                 cheaper_first=_node_cost(read),
-                busy_first=bool(read.node_types),  # the user data of a scaled fleet's workers sets them
             )
         except AgentSettingsError as error:
             raise WorkerConfigError(str(error)) from None

@@ -13,7 +13,6 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 
-from shared.domain import busy_first
 from shared.domain.admission import Admission, Verdict, admit_here, admit_record
 from shared.domain.jobs import Job
 from shared.domain.resources import Resources
@@ -121,17 +120,12 @@ class Receiver:
         return Outcome.STARTED
 
     def _leave(self, job: Job, message: ReceivedMessage) -> str | None:
-        """Why a cheaper node type (``shared.domain.cheaper_first``) or a busy node (``shared.domain.busy_first``)
-        should take this job, or None. Called under the state's lock."""
-        state = self._state
-        cost, busy = state.settings.cheaper_first, state.settings.busy_first
-        if message.sent_at is None or (cost is None and not busy):
+        """Why a cheaper node type should take this job (``shared.domain.cheaper_first``), or None."""
+        cost = self._state.settings.cheaper_first
+        if cost is None or message.sent_at is None:
             return None
-        waited = state.clock() - message.sent_at
-        why = cost.leave(job.shape.resources, job.shape.preemptible, waited=waited) if cost is not None else None
-        if why is None and busy:
-            why = busy_first.leave(idle=not state.running, waited=waited)
-        return why
+        waited = self._state.clock() - message.sent_at
+        return cost.leave(job.shape.resources, job.shape.preemptible, waited=waited)
 
     def _give_back(self, job: Job, message: ReceivedMessage, admission: Admission, free: Resources) -> Outcome:
         """Carry out the node's own verdict on a job it does not start (nothing reserved, no record read)."""

@@ -11,19 +11,22 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench_policy_variants import DEFAULT_VARIANTS, run, variant
-from shared.domain import busy_first, cheaper_first, demand, scaling, scaling_changes
+from shared.domain import cheaper_first, demand, scaling, scaling_changes
+from shared.domain.cluster_state import NodeState
 from shared.domain.runtimes import Runtimes
+from shared.domain.scaling import offers_for
 from shared.domain.scaling_changes import CONSOLIDATE_WITHIN
+from shared.domain.settings import ClusterSettings
 from shared.sim import jobs
 from shared.sim.engine import SimOptions, Simulation
 from shared.sim.jobs import JobFlow
 from shared.sim.trace import TraceJob, read_trace
-from tests.unit import test_busy_first
 from tests.unit.test_cheaper_first import two_nodes
 from tests.unit.test_policy_waits import NOW, _decide_with
 from tests.unit.test_simulate import bursty, settings, trace_line, write_trace
 
 ROOT = Path(__file__).resolve().parents[2]
+M5_24 = ClusterSettings(name="t", node_types="m5.24xlarge").validate()
 
 
 def test_the_oracle_knows_each_names_true_mean_inside_the_run_only(tmp_path: Path) -> None:
@@ -38,8 +41,7 @@ def test_the_oracle_knows_each_names_true_mean_inside_the_run_only(tmp_path: Pat
 def _patched() -> tuple[object, ...]:
     """Everything a variant patches."""
     return (demand.OVERRUN_FACTOR, Runtimes.expected, scaling.remaining_target, JobFlow._dispatch,
-            scaling_changes.Changes._stragglers, cheaper_first.HOLD_OFF, jobs.HOLD_OFF, busy_first.leave,
-            busy_first.HOLD_OFF)  # fmt: skip
+            scaling_changes.Changes._stragglers, cheaper_first.HOLD_OFF, jobs.HOLD_OFF)  # fmt: skip
 
 
 def test_every_variant_runs_and_restores_what_it_patched(tmp_path: Path) -> None:
@@ -118,20 +120,38 @@ def test_the_placement_variants_switch_the_cheaper_first_rule(tmp_path: Path, na
     assert sim.jobs[0].node == {"spot": spot, "big": big}[where]
 
 
+def _idle_and_busy(tmp_path: Path) -> tuple[Simulation, str, str]:
+    """Two ready m5.24xlarge: an idle one first in the agents' random order, and one running an 8-core job."""
+    lines = [trace_line(0, 0.0, cores=8, memory_gib=8, wall=3600), trace_line(1, 0.0, cores=8, memory_gib=8, wall=600)]
+    sim = Simulation(read_trace(write_trace(tmp_path / "t.jsonl", lines)), SimOptions(settings=M5_24, seed=0))
+    idle, busy = sim.create_nodes(offers_for(M5_24)[0], "m5.24xlarge", 2)
+    sim.nodes[idle].priority, sim.nodes[busy].priority = 0.0, 1.0
+    sim.nodes[busy].state = NodeState.ACTIVE
+    sim._enqueue(0)
+    sim.now = 100.0
+    sim._dispatch()
+    assert sim.jobs[0].node == busy
+    sim.nodes[idle].state = NodeState.ACTIVE
+    return sim, idle, busy
+
+
 @pytest.mark.parametrize(
     ("name", "where"),
-    [("as-is", "running"), ("no-busy-first", "idle"), ("fullest-first", "running"), ("latest-first", "running"),
-     ("emptiest-busy-first", "running"), ("any-node", "idle")],
+    [("as-is", "idle"), ("busy-first-at-once", "busy"), ("fullest-first", "busy"), ("latest-first", "busy"),
+     ("emptiest-busy-first", "busy")],
 )  # fmt: skip
-def test_the_node_order_variants_switch_the_busy_first_rule(tmp_path: Path, name: str, where: str) -> None:
+def test_the_node_order_variants_start_a_job_on_the_first_node_of_their_order(
+    tmp_path: Path, name: str, where: str
+) -> None:
     # GIVEN an idle node first in the agents' random order and a node with room beside its job  WHEN a job is queued
     patch, _ = variant(name)
-    sim, idle, running = test_busy_first.two_nodes(tmp_path, True)
+    sim, idle, busy = _idle_and_busy(tmp_path)
     with patch(()):
         sim._enqueue(1)
         sim._dispatch()
-    # THEN as-is it starts beside the running job; without the rule, on the first node of the variant's order
-    assert sim.jobs[1].node == {"running": running, "idle": idle}[where]
+    # THEN as-is it starts on the idle node (the random order); each variant's order puts the busy node first
+    assert sim.jobs[1].node == {"busy": busy, "idle": idle}[where]
+    assert [n.priority for n in sim.nodes.values()] == [0.0, 1.0]  # the random order is back after the dispatch
 
 
 def test_a_consolidate_variant_drains_on_demand_nodes_that_empty_later_inside_the_run_only() -> None:

@@ -84,8 +84,7 @@ def test_admission_leaves_only_a_job_that_fits() -> None:
 def two_nodes(tmp_path: Path, cheaper_first: bool) -> tuple[Simulation, str, str]:
     """A simulation with a ready m5.24xlarge that the agents' random order puts first, and a ready spot c5."""
     trace = read_trace(write_trace(tmp_path / "t.jsonl", [trace_line(0, 0.0, cores=1, memory_gib=2, wall=600)]))
-    # Both nodes idle: the busy-first rule (tests/unit/test_busy_first.py) would leave the job to neither.
-    sim = Simulation(trace, SimOptions(settings=SETTINGS, seed=0, cheaper_first=cheaper_first, busy_first=False))
+    sim = Simulation(trace, SimOptions(settings=SETTINGS, seed=0, cheaper_first=cheaper_first))
     offers = _offers()
     (big,) = sim.create_nodes(offers["m5.24xlarge"], "m5.24xlarge", 1)
     (spot,) = sim.create_nodes(offers["c5.4xlarge:spot"], "c5.4xlarge", 1)

@@ -115,14 +115,6 @@ def test_without_node_types_or_with_a_type_not_among_them_the_agent_takes_any_jo
     assert WorkerConfig.from_env(env).agent.cheaper_first is not None
 
 
-def test_busy_first_is_on_in_a_scaled_fleet_only(tmp_path: Path) -> None:
-    # A lone worker (no cluster node types) takes every job at once; a fleet's worker leaves young jobs to busy nodes
-    assert WorkerConfig.from_env(base_env(tmp_path)).agent.busy_first is False
-    env = base_env(tmp_path, SHOAL_NODE_TYPES="c5.4xlarge:0.30", SHOAL_INSTANCE_TYPE="t3.large", SHOAL_MARKET="spot")
-    env["AWS_REGION"] = "us-east-1"
-    assert WorkerConfig.from_env(env).agent.busy_first is True
-
-
 NODE_TYPES = {"SHOAL_NODE_TYPES": "c5.4xlarge:0.30,m5.24xlarge", "SHOAL_INSTANCE_TYPE": "m5.24xlarge"}
 
 
