@@ -27,6 +27,8 @@ the others were not: a kept change is code, not a patch.
   (``inf``: whenever), not ``scaling_changes.CONSOLIDATE_WITHIN``; spot ones as before. ``beta-X``: the
   ``beta_inertia`` setting is X (Shoal's and Toil's default: 0.1; higher keeps nodes longer on the way down).
   Session 12.
+- ``consolidate-fewest``: busy surplus on-demand nodes are drained whenever the plan wants fewer, those running the
+  fewest jobs first (Toil's scale-in choice), however long their jobs are expected to run. Session 13.
 - ``busy-first-at-once``, ``fullest-first``, ``emptiest-busy-first``, ``latest-first``: the agents take jobs in
   this order of nodes instead of the queue's random one, with no hold-off (no queue can rank its pollers so: what
   an order could give at best): nodes running jobs before idle ones; the fullest first (by the largest share
@@ -191,6 +193,23 @@ def _consolidate_within(seconds: float) -> Patch:
     return patch
 
 
+@contextlib.contextmanager
+def _consolidate_fewest(trace: Sequence[TraceJob]) -> Iterator[None]:
+    """Busy surplus on-demand nodes drained whenever the plan wants fewer, those running the fewest jobs first
+    (Toil's scale-in choice), not only those expected to empty soon; spot ones as before."""
+    consolidate = scaling_changes.Changes._stragglers
+
+    def stragglers(self: scaling_changes.Changes, have: Any, offer: Offer | None, count: int) -> list[Any]:
+        if (offer is not None and offer.spot) or count <= 0:
+            return consolidate(self, have, offer, count)
+        busy = [n for n in have if n.busy and not n.static]
+        busy.sort(key=lambda n: (len(n.running_jobs), self.empties_at.get(n.instance_id, math.inf), n.instance_id))
+        return busy[:count]
+
+    with mock.patch.object(scaling_changes.Changes, "_stragglers", stragglers):
+        yield
+
+
 def _node_order(key: Callable[[JobFlow, SimNode], Any]) -> Patch:
     """The agents take jobs in the order ``key`` sorts the accepting nodes (not each node's random priority)."""
 
@@ -240,6 +259,8 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
         return _hold_off(0.0), {}
     if name.startswith("hold-off-"):
         return _hold_off(float(name[9:])), {}
+    if name == "consolidate-fewest":
+        return _consolidate_fewest, {}
     if name.startswith("consolidate-"):
         return _consolidate_within(float(name[12:])), {}
     if name.startswith("beta-"):
@@ -259,7 +280,7 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
     raise ValueError(
         f"variant {name!r}: use one of {DEFAULT_VARIANTS} "
         "(or cap-N, oracle-T, triage-X, overrun-F, late-first-F, hold-off-S, consolidate-S, beta-X, "
-        "busy-first-at-once, fullest-first, emptiest-busy-first, latest-first)"
+        "busy-first-at-once, fullest-first, emptiest-busy-first, latest-first, consolidate-fewest)"
     )
 
 

@@ -1,7 +1,10 @@
 """Shoal's policy and Toil 9.6's on the same simulated runs: cost and waits per trace, beside the lower bound.
 
     python benchmarks/bench_simulate.py [--traces DIR] [--only NAME] [--seed N | --seeds N,N,..]
-                                        [--toil-targets SECONDS,..] [--json OUT]
+                                        [--toil-targets SECONDS,..] [--toil-any-node] [--jobs N] [--json OUT]
+
+``--jobs N`` runs N simulations side by side in processes (the RICC week's Toil run takes 4-8 minutes alone): the
+reports are the same, in the same order; only each row's seconds (``sec``) grow with the load.
 
 With ``--seeds``, each trace runs once per seed (the seed moves spot interruptions' and agents' draws, so one
 seed's cost can sit 1-2 % from another's) and a ``median`` row per policy follows, with the per-seed ratio of
@@ -45,12 +48,14 @@ and preemptible compensation (0 for both).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import logging
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -230,6 +235,25 @@ def run_one(
     return simulation.run().report
 
 
+Task = tuple[Path, ClusterSettings, int, bool, bool]  # path, settings, seed, toil, cheaper_first
+
+
+def _run_task(task: Task) -> tuple[dict[str, object], float]:
+    path, settings, seed, toil, cheaper_first = task
+    started = time.perf_counter()
+    report = run_one(path, settings, seed=seed, toil=toil, cheaper_first=cheaper_first)
+    return report, time.perf_counter() - started
+
+
+def run_all(tasks: Sequence[Task], pool: Executor | None) -> Iterator[tuple[dict[str, object], float]]:
+    """Each task's report and its seconds, in the tasks' order; with a pool, the runs go side by side (each run is
+    deterministic, so only the seconds change)."""
+    if pool is None:
+        yield from map(_run_task, tasks)
+        return
+    yield from (future.result() for future in [pool.submit(_run_task, task) for task in tasks])
+
+
 def median(values: Sequence[float]) -> float:
     ordered = sorted(values)
     middle = len(ordered) // 2
@@ -287,6 +311,12 @@ def parse_targets(text: str) -> list[float]:
     return targets
 
 
+def _jobs(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give how many runs go side by side, a whole number from 1, e.g. 2")
+    return int(text)
+
+
 def parse_seeds(text: str) -> list[int]:
     try:
         seeds = [int(part) for part in text.split(",") if part.strip()]
@@ -305,18 +335,16 @@ def _compare(
     seeded: bool,
     toil_targets: Sequence[float],
     toil_any_node: bool = False,
+    pool: Executor | None = None,
 ) -> dict[str, object]:
     """Both policies on one trace, seed by seed; with ``toil_targets``, Toil at each of them too.
     ``toil_any_node``: Toil's nodes start a job wherever there is room (Shoal's leave it to cheaper types)."""
     reports: dict[str, list[dict[str, Any]]] = {"shoal": [], "toil": []}
-    for seed in runs:
-        for policy in ("shoal", "toil"):
-            started = time.perf_counter()
-            toil = policy == "toil"
-            r = run_one(path, settings, seed=seed, toil=toil, cheaper_first=not (toil and toil_any_node))
-            reports[policy].append(r)
-            seconds = time.perf_counter() - started
-            print(_row(path.name, policy, r, seconds) + (f"  {seed:>4}" if seeded else ""), flush=True)
+    order = [(seed, policy) for seed in runs for policy in ("shoal", "toil")]
+    tasks = [(path, settings, seed, p == "toil", not (p == "toil" and toil_any_node)) for seed, p in order]
+    for (seed, policy), (r, seconds) in zip(order, run_all(tasks, pool), strict=True):
+        reports[policy].append(r)
+        print(_row(path.name, policy, r, seconds) + (f"  {seed:>4}" if seeded else ""), flush=True)
     print(f"{path.name:<22}{'bound':<10}{reports['shoal'][0]['lower_bound_cost']:>10.2f}", flush=True)
     summary = over_seeds(reports["shoal"], reports["toil"])
     if seeded:
@@ -333,7 +361,7 @@ def _compare(
     if toil_targets:
         row["toil_targets"] = _toil_ladder(
             path, settings, runs, shoal=reports["shoal"], summary=summary, targets=toil_targets,
-            cheaper_first=not toil_any_node,
+            cheaper_first=not toil_any_node, pool=pool,
         )  # fmt: skip
     return row
 
@@ -347,18 +375,20 @@ def _toil_ladder(
     summary: dict[str, dict[str, float]],
     targets: Sequence[float],
     cheaper_first: bool = True,
+    pool: Executor | None = None,
 ) -> dict[str, object]:
     """Toil at each ``targetTime`` of ``targets``, and the cheapest of them (or its default) waiting no longer."""
     ladder: dict[float, Mapping[str, float]] = {settings.target_time: summary["toil"]}
     reports: dict[str, object] = {}
+    order = [(target, seed) for target in targets for seed in runs]
+    tasks = [(path, replace(settings, target_time=t).validate(), seed, True, cheaper_first) for t, seed in order]
+    done = run_all(tasks, pool)
     for target in targets:
         runs_at = []
         for seed in runs:
-            started = time.perf_counter()
-            at_target = replace(settings, target_time=target).validate()
-            r = run_one(path, at_target, seed=seed, toil=True, cheaper_first=cheaper_first)
+            r, seconds = next(done)
             runs_at.append(r)
-            print(_row(path.name, f"toil@{target:g}", r, time.perf_counter() - started) + f"  {seed:>4}", flush=True)
+            print(_row(path.name, f"toil@{target:g}", r, seconds) + f"  {seed:>4}", flush=True)
         at = over_seeds(shoal, runs_at)
         ladder[target] = {**at["toil"], "shoal_cost_over": at["shoal"]["cost_over_toil"]}
         reports[f"{target:g}"] = runs_at
@@ -390,6 +420,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--toil-targets", type=parse_targets, default=[], help="Toil's targetTime values to try too")
     parser.add_argument("--toil-any-node", action="store_true", help="Toil's nodes start a job wherever there is room")
     parser.add_argument("--json", type=Path, help="write every report here")
+    parser.add_argument(
+        "--jobs", type=_jobs, default=1, help="runs side by side (processes); the reports do not change, only `sec`"
+    )
     args = parser.parse_args(argv)
     logging.disable(logging.CRITICAL)
     settings = ClusterSettings(name="bench", node_types=NODE_TYPES).validate()
@@ -397,12 +430,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: dict[str, dict[str, object]] = {}
     print(f"{'trace':<22}{'policy':<10}{'cost $':>10}{'× bound':>9}{'p50 s':>8}{'p95 s':>8}{'max s':>8}"
           f"{'idle nh':>9}{'peak':>6}{'lost':>5}{'kill':>5}{'sec':>7}" + ("  seed" if args.seeds else ""))  # fmt: skip
-    for path in sorted(args.traces.glob("*.jsonl")):
-        if not args.only or args.only in path.name:
-            rows[path.name] = _compare(
-                path, settings, runs, seeded=bool(args.seeds), toil_targets=args.toil_targets,
-                toil_any_node=args.toil_any_node,
-            )  # fmt: skip
+    with ProcessPoolExecutor(args.jobs) if args.jobs > 1 else contextlib.nullcontext() as pool:
+        for path in sorted(args.traces.glob("*.jsonl")):
+            if not args.only or args.only in path.name:
+                rows[path.name] = _compare(
+                    path, settings, runs, seeded=bool(args.seeds), toil_targets=args.toil_targets,
+                    toil_any_node=args.toil_any_node, pool=pool,
+                )  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -4,10 +4,12 @@ simulator's own reports, seed by seed (a policy change is judged over seeds, not
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
 
+from benchmarks import bench_simulate
 from benchmarks.bench_simulate import WAITS, median, over_seeds, parse_seeds, parse_targets, waits_no_worse
 from shared.sim.engine import SimOptions, simulate
 from shared.sim.trace import read_trace
@@ -89,3 +91,32 @@ def test_no_target_waits_no_longer_gives_none() -> None:
 def test_bad_toil_targets_are_named_in_the_error(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=repr(text)):
         parse_targets(text)
+
+
+def _without_timings(rows: object) -> object:
+    """The reports as written, less what a run's own seconds are."""
+    if isinstance(rows, dict):
+        return {k: _without_timings(v) for k, v in rows.items() if k not in ("elapsed_seconds", "cpu_seconds")}
+    if isinstance(rows, list):
+        return [_without_timings(v) for v in rows]
+    return rows
+
+
+def test_runs_side_by_side_give_the_same_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN a small trace  WHEN both policies run over two seeds one after another, and two at a time
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    write_trace(traces / "small.jsonl", bursty(60))
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    args = ["--traces", str(traces), "--seeds", "0,1", "--toil-targets", "900"]
+    assert bench_simulate.main([*args, "--json", str(one)]) == 0
+    assert bench_simulate.main([*args, "--json", str(two), "--jobs", "2"]) == 0
+    # THEN every report is the same, in the same order, and both printed a row per run
+    assert _without_timings(json.loads(two.read_text())) == _without_timings(json.loads(one.read_text()))
+    printed = capsys.readouterr().out
+    assert printed.count("toil@900") == 4 and printed.count("small.jsonl           shoal") == 4
+
+
+def test_a_bad_jobs_count_is_named() -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="'0'"):
+        bench_simulate._jobs("0")

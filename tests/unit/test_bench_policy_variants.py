@@ -166,6 +166,15 @@ def test_a_consolidate_variant_drains_on_demand_nodes_that_empty_later_inside_th
     assert overrides == {}
 
 
+def test_consolidate_fewest_drains_busy_surplus_on_demand_nodes_whenever_they_end_inside_the_run_only() -> None:
+    soon = {"i-0": NOW + 60, "i-1": NOW + CONSOLIDATE_WITHIN + 1, "i-2": NOW + 120}
+    patch, _ = variant("consolidate-fewest")
+    with patch(()):
+        assert sorted(i for d in _decide_with(soon, queued=0) for i in d.instance_ids) == ["i-0", "i-1", "i-2"]
+        assert sorted(i for d in _decide_with({}, queued=0) for i in d.instance_ids) == ["i-0", "i-1", "i-2"]
+    assert sorted(i for d in _decide_with(soon, queued=0) for i in d.instance_ids) == ["i-0", "i-2"]
+
+
 def test_a_beta_variant_sets_the_clusters_beta_inertia(tmp_path: Path) -> None:
     _, overrides = variant("beta-0.5")
     assert overrides == {"beta_inertia": 0.5}
