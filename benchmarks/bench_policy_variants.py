@@ -29,6 +29,8 @@ the others were not: a kept change is code, not a patch.
   Session 12.
 - ``consolidate-fewest``: busy surplus on-demand nodes are drained whenever the plan wants fewer, those running the
   fewest jobs first (Toil's scale-in choice), however long their jobs are expected to run. Session 13.
+- ``undrain-overrun``: a busy draining on-demand node whose jobs are now expected to run on past the consolidation
+  window (they overran what drained it) takes work again. Session 13.
 - ``busy-first-at-once``, ``fullest-first``, ``emptiest-busy-first``, ``latest-first``: the agents take jobs in
   this order of nodes instead of the queue's random one, with no hold-off (no queue can rank its pollers so: what
   an order could give at best): nodes running jobs before idle ones; the fullest first (by the largest share
@@ -53,6 +55,7 @@ from unittest import mock
 from benchmarks.bench_simulate import NODE_TYPES, TRACES, median, parse_seeds
 from shared.domain import cheaper_first, demand, policy, scaling, scaling_changes
 from shared.domain.cluster_state import NodeState
+from shared.domain.decision import Undrain
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
 from shared.domain.runtimes import Runtimes
@@ -210,6 +213,45 @@ def _consolidate_fewest(trace: Sequence[TraceJob]) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _undrain_overrun(trace: Sequence[TraceJob]) -> Iterator[None]:
+    """A busy draining on-demand node whose jobs are now expected to run on past the consolidation window (they
+    overran what drained it) takes work again: it stays up for them anyway, and its room is paid for."""
+    resize = scaling_changes.Changes.resize
+
+    def patched_resize(self: scaling_changes.Changes, key: str) -> None:
+        resize(self, key)
+        offer = self.target.offers.get(key)
+        if offer is None or offer.spot:
+            return
+        late = tuple(
+            n.instance_id
+            for n in self.fleet.draining.get(key, [])
+            if n.busy and not n.static and n.instance_id not in self.undrained
+            and self.empties_at.get(n.instance_id, -math.inf) - self.now > scaling_changes.CONSOLIDATE_WITHIN
+        )  # fmt: skip
+        if late:
+            self.undrained.update(late)
+            self.actions.append(Undrain(offer_key=key, instance_ids=late, reason=f"{key}: jobs overran the drain"))
+
+    def empties_at(self: Simulation) -> dict[str, float]:
+        draining = [n for n in self.nodes.values() if n.state is NodeState.DRAINING and n.running]
+        for node in draining:
+            node.state = NodeState.ACTIVE
+        try:
+            return original_empties(self)
+        finally:
+            for node in draining:
+                node.state = NodeState.DRAINING
+
+    original_empties = Simulation._empties_at
+    with (
+        mock.patch.object(scaling_changes.Changes, "resize", patched_resize),
+        mock.patch.object(Simulation, "_empties_at", empties_at),
+    ):
+        yield
+
+
 def _node_order(key: Callable[[JobFlow, SimNode], Any]) -> Patch:
     """The agents take jobs in the order ``key`` sorts the accepting nodes (not each node's random priority)."""
 
@@ -259,6 +301,8 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
         return _hold_off(0.0), {}
     if name.startswith("hold-off-"):
         return _hold_off(float(name[9:])), {}
+    if name == "undrain-overrun":
+        return _undrain_overrun, {}
     if name == "consolidate-fewest":
         return _consolidate_fewest, {}
     if name.startswith("consolidate-"):
@@ -280,7 +324,8 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
     raise ValueError(
         f"variant {name!r}: use one of {DEFAULT_VARIANTS} "
         "(or cap-N, oracle-T, triage-X, overrun-F, late-first-F, hold-off-S, consolidate-S, beta-X, "
-        "busy-first-at-once, fullest-first, emptiest-busy-first, latest-first, consolidate-fewest)"
+        "busy-first-at-once, fullest-first, emptiest-busy-first, latest-first, consolidate-fewest, "
+        "undrain-overrun)"
     )
 
 

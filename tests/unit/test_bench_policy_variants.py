@@ -6,15 +6,18 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from benchmarks.bench_policy_variants import DEFAULT_VARIANTS, run, variant
 from shared.domain import cheaper_first, demand, scaling, scaling_changes
-from shared.domain.cluster_state import NodeState
+from shared.domain.cluster_state import DemandCount, NodeState
+from shared.domain.decision import Snapshot, Undrain
+from shared.domain.policy import ScalerState
 from shared.domain.runtimes import Runtimes
-from shared.domain.scaling import offers_for
+from shared.domain.scaling import decide, offers_for
 from shared.domain.scaling_changes import CONSOLIDATE_WITHIN
 from shared.domain.settings import ClusterSettings
 from shared.sim import jobs
@@ -22,7 +25,7 @@ from shared.sim.engine import SimOptions, Simulation
 from shared.sim.jobs import JobFlow
 from shared.sim.trace import TraceJob, read_trace
 from tests.unit.test_cheaper_first import two_nodes
-from tests.unit.test_policy_waits import NOW, _decide_with
+from tests.unit.test_policy_waits import NOW, SMALL, _decide_with, _node
 from tests.unit.test_simulate import bursty, settings, trace_line, write_trace
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,6 +176,29 @@ def test_consolidate_fewest_drains_busy_surplus_on_demand_nodes_whenever_they_en
         assert sorted(i for d in _decide_with(soon, queued=0) for i in d.instance_ids) == ["i-0", "i-1", "i-2"]
         assert sorted(i for d in _decide_with({}, queued=0) for i in d.instance_ids) == ["i-0", "i-1", "i-2"]
     assert sorted(i for d in _decide_with(soon, queued=0) for i in d.instance_ids) == ["i-0", "i-2"]
+
+
+def _undrains(empties_at: dict[str, float]) -> list[str]:
+    """Which of two busy draining r5.4xlarge (i-0, i-1) a round takes back, nothing queued."""
+    settings = ClusterSettings(name="t", node_types="m5.2xlarge,r5.4xlarge", beta_inertia=0.0).validate()
+    pairs = [_node(f"i-{n}", "r5.4xlarge", busy=True) for n in range(2)]
+    nodes = [replace(record, state=NodeState.DRAINING, draining_since=NOW - 3600) for record, _ in pairs]
+    snapshot = Snapshot(
+        demand={SMALL: DemandCount(running=2)}, nodes=nodes, instances=[i for _, i in pairs], empties_at=empties_at
+    )
+    decision = decide(snapshot, settings, offers_for(settings), ScalerState(), (), now=NOW)
+    return sorted(i for a in decision.actions if isinstance(a, Undrain) for i in a.instance_ids)
+
+
+def test_undrain_overrun_takes_back_a_drained_node_whose_jobs_run_on_inside_the_run_only() -> None:
+    # GIVEN two busy drained on-demand nodes: one still expected to empty within the window, one not
+    ends = {"i-0": NOW + 60, "i-1": NOW + CONSOLIDATE_WITHIN + 600}
+    patch, _ = variant("undrain-overrun")
+    # WHEN the variant decides  THEN the one whose jobs run on takes work again
+    with patch(()):
+        assert _undrains(ends) == ["i-1"]
+    # AND Shoal as it is keeps both drained
+    assert _undrains(ends) == []
 
 
 def test_a_beta_variant_sets_the_clusters_beta_inertia(tmp_path: Path) -> None:
