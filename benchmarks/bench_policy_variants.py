@@ -29,6 +29,10 @@ the others were not: a kept change is code, not a patch.
   Session 12.
 - ``consolidate-fewest``: busy surplus on-demand nodes are drained whenever the plan wants fewer, those running the
   fewest jobs first (Toil's scale-in choice), however long their jobs are expected to run. Session 13.
+- ``records-at-heartbeat``: the scaler sees each node's jobs as its agent reported them at its last heartbeat (every
+  30 s), as a deployed round sees node records, not the moment a job starts or ends; ``deployed-records``: the
+  same, except that a node whose last job ended is seen idle at once, as the agent now reports within a second
+  (``AgentSettings.idle_report_delay``). Session 13.
 - ``undrain-overrun``: a busy draining on-demand node whose jobs are now expected to run on past the consolidation
   window (they overran what drained it) takes work again. Session 13.
 - ``busy-first-at-once``, ``fullest-first``, ``emptiest-busy-first``, ``latest-first``: the agents take jobs in
@@ -44,17 +48,20 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import functools
 import logging
 import math
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from unittest import mock
 
 from benchmarks.bench_simulate import NODE_TYPES, TRACES, median, parse_seeds
 from shared.domain import cheaper_first, demand, policy, scaling, scaling_changes
-from shared.domain.cluster_state import NodeState
+from shared.domain.cluster_state import NodeRecord, NodeState
 from shared.domain.decision import Undrain
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
@@ -62,14 +69,16 @@ from shared.domain.runtimes import Runtimes
 from shared.domain.settings import ClusterSettings
 from shared.sim import jobs
 from shared.sim.engine import SimOptions, Simulation
+from shared.sim.fleet import Fleet
 from shared.sim.jobs import JobFlow
-from shared.sim.model import SimNode
+from shared.sim.model import HEARTBEAT_INTERVAL, SimNode
 from shared.sim.trace import TraceJob, read_trace
 
 SPOT_C5 = "c5.4xlarge/c5a.4xlarge:0.30"
 DEFAULT_VARIANTS = (
     "as-is,cap-30,cap-34,oracle,oracle-2600,triage,overrun-inf,overrun-1,overrun-1.5,longest-first,late-first-0.5,"
-    "no-spot-consolidation,any-node,hold-off-30,busy-first-at-once,fullest-first,latest-first"
+    "no-spot-consolidation,any-node,hold-off-30,busy-first-at-once,fullest-first,latest-first,consolidate-fewest,"
+    "undrain-overrun,records-at-heartbeat,deployed-records"
 )
 
 Patch = Callable[[Sequence[TraceJob]], contextlib.AbstractContextManager[Any]]
@@ -252,6 +261,63 @@ def _undrain_overrun(trace: Sequence[TraceJob]) -> Iterator[None]:
         yield
 
 
+def _records_at_heartbeat(idle_at_once: bool) -> Patch:
+    """The scaler sees each node's jobs and free room as its agent last reported them, at its heartbeat (every 30 s),
+    as a deployed round does, not the moment a job starts or ends; the rest of a record (state, drain) is the
+    control plane's own and stays current. ``idle_at_once``: except that a node whose last job ended is seen idle
+    at once (Shoal's agent reports that within a second: ``AgentSettings.idle_report_delay``)."""
+    return functools.partial(_lagged_records, idle_at_once=idle_at_once)
+
+
+@contextlib.contextmanager
+def _lagged_records(trace: Sequence[TraceJob], *, idle_at_once: bool) -> Iterator[None]:
+    ended: dict[str, list[tuple[int, float, float]]] = {}  # node -> (job, started, ended) of runs ended lately
+    job_ended, requeue, records = JobFlow._job_ended, JobFlow._requeue_jobs, Fleet._records
+
+    def note_end(self: JobFlow, node_id: str, indices: Iterable[int]) -> None:
+        recent = [e for e in ended.get(node_id, []) if e[2] > self.now - 2 * HEARTBEAT_INTERVAL]
+        recent += [(i, self.jobs[i].started_at, self.now) for i in indices]
+        ended[node_id] = recent
+
+    def patched_job_ended(self: JobFlow, index: int, attempt: int, node_id: str) -> None:
+        job = self.jobs[index]
+        if job.attempt == attempt and job.node == node_id:
+            note_end(self, node_id, [index])
+        job_ended(self, index, attempt, node_id)
+
+    def patched_requeue(self: JobFlow, node: SimNode) -> int:
+        note_end(self, node.id, list(node.running))
+        return requeue(self, node)
+
+    def patched_records(self: Fleet) -> list[NodeRecord]:
+        out = []
+        for record in records(self):
+            node = self.nodes[record.instance_id]
+            if self.now < node.ready_at:
+                out.append(record)
+                continue
+            beat = node.ready_at + math.floor((self.now - node.ready_at) / HEARTBEAT_INTERVAL) * HEARTBEAT_INTERVAL
+            seen = [i for i in node.running if self.jobs[i].started_at <= beat]
+            if node.running or not idle_at_once:  # what ended since the last report is still on it
+                seen += [i for i, started, end in ended.get(node.id, []) if started <= beat < end]
+            free = node.capacity
+            for i in seen:
+                free = free - self.jobs[i].resources
+            out.append(
+                replace(
+                    record, free=free, heartbeat_at=beat, running_jobs=MappingProxyType({str(i): str(i) for i in seen})
+                )
+            )
+        return out
+
+    with (
+        mock.patch.object(JobFlow, "_job_ended", patched_job_ended),
+        mock.patch.object(JobFlow, "_requeue_jobs", patched_requeue),
+        mock.patch.object(Fleet, "_records", patched_records),
+    ):
+        yield
+
+
 def _node_order(key: Callable[[JobFlow, SimNode], Any]) -> Patch:
     """The agents take jobs in the order ``key`` sorts the accepting nodes (not each node's random priority)."""
 
@@ -301,6 +367,10 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
         return _hold_off(0.0), {}
     if name.startswith("hold-off-"):
         return _hold_off(float(name[9:])), {}
+    if name == "records-at-heartbeat":
+        return _records_at_heartbeat(idle_at_once=False), {}
+    if name == "deployed-records":
+        return _records_at_heartbeat(idle_at_once=True), {}
     if name == "undrain-overrun":
         return _undrain_overrun, {}
     if name == "consolidate-fewest":
@@ -325,7 +395,7 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
         f"variant {name!r}: use one of {DEFAULT_VARIANTS} "
         "(or cap-N, oracle-T, triage-X, overrun-F, late-first-F, hold-off-S, consolidate-S, beta-X, "
         "busy-first-at-once, fullest-first, emptiest-busy-first, latest-first, consolidate-fewest, "
-        "undrain-overrun)"
+        "undrain-overrun, records-at-heartbeat, deployed-records)"
     )
 
 

@@ -22,6 +22,7 @@ from shared.domain.scaling_changes import CONSOLIDATE_WITHIN
 from shared.domain.settings import ClusterSettings
 from shared.sim import jobs
 from shared.sim.engine import SimOptions, Simulation
+from shared.sim.fleet import Fleet
 from shared.sim.jobs import JobFlow
 from shared.sim.trace import TraceJob, read_trace
 from tests.unit.test_cheaper_first import two_nodes
@@ -44,7 +45,8 @@ def test_the_oracle_knows_each_names_true_mean_inside_the_run_only(tmp_path: Pat
 def _patched() -> tuple[object, ...]:
     """Everything a variant patches."""
     return (demand.OVERRUN_FACTOR, Runtimes.expected, scaling.remaining_target, JobFlow._dispatch,
-            scaling_changes.Changes._stragglers, cheaper_first.HOLD_OFF, jobs.HOLD_OFF)  # fmt: skip
+            scaling_changes.Changes._stragglers, cheaper_first.HOLD_OFF, jobs.HOLD_OFF, JobFlow._job_ended,
+            JobFlow._requeue_jobs, Fleet._records, scaling_changes.Changes.resize, Simulation._empties_at)  # fmt: skip
 
 
 def test_every_variant_runs_and_restores_what_it_patched(tmp_path: Path) -> None:
@@ -206,3 +208,39 @@ def test_a_beta_variant_sets_the_clusters_beta_inertia(tmp_path: Path) -> None:
     assert overrides == {"beta_inertia": 0.5}
     report = run(write_trace(tmp_path / "t.jsonl", bursty()), "beta-0.5", seed=0)
     assert report["completed"] == report["jobs"] and report["run_twice"] == report["killed_by_scale_in"] == 0
+
+
+def _busy_in_records(sim: Simulation) -> bool:
+    (record,) = sim._records()
+    return record.busy
+
+
+def test_the_record_variants_show_a_nodes_jobs_as_of_its_last_heartbeat(tmp_path: Path) -> None:
+    # GIVEN a node up since 0 s (heartbeats at 0, 30, 60 s) that starts a job at 10 s and sees it end at 50 s
+    lines = [trace_line(0, 10.0, cores=8, memory_gib=8, wall=40)]
+    seen: dict[str, list[bool]] = {}
+    for name in ("as-is", "records-at-heartbeat", "deployed-records"):
+        patch, _ = variant(name)
+        with patch(()):
+            sim = Simulation(read_trace(write_trace(tmp_path / "t.jsonl", lines)), SimOptions(settings=M5_24, seed=0))
+            (node_id,) = sim.create_nodes(offers_for(M5_24)[0], "m5.24xlarge", 1)
+            node = sim.nodes[node_id]
+            node.ready_at, node.state = 0.0, NodeState.ACTIVE
+            sim.now = 10.0
+            sim._enqueue(0)
+            sim._dispatch()
+            seen[name] = []
+            for now in (20.0, 40.0):  # before the next heartbeat, after it
+                sim.now = now
+                seen[name].append(_busy_in_records(sim))
+            sim.now = 50.0
+            sim._job_ended(0, sim.jobs[0].attempt, node_id)
+            sim.now = 55.0
+            seen[name].append(_busy_in_records(sim))
+    # THEN as-is the scaler sees the start and the end at once; at heartbeats it sees the job from 30 s and still
+    # at 55 s; as deployed now, the end of the node's last job at once
+    assert seen == {
+        "as-is": [True, True, False],
+        "records-at-heartbeat": [False, True, True],
+        "deployed-records": [False, True, False],
+    }
