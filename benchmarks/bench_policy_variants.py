@@ -30,9 +30,10 @@ the others were not: a kept change is code, not a patch.
 - ``consolidate-fewest``: busy surplus on-demand nodes are drained whenever the plan wants fewer, those running the
   fewest jobs first (Toil's scale-in choice), however long their jobs are expected to run. Session 13.
 - ``records-at-heartbeat``: the scaler sees each node's jobs as its agent reported them at its last heartbeat (every
-  30 s), as a deployed round sees node records, not the moment a job starts or ends; ``deployed-records``: the
-  same, except that a node whose last job ended is seen idle at once, as the agent now reports within a second
-  (``AgentSettings.idle_report_delay``). Session 13.
+  30 s), as a deployed round sees node records, not the moment a job starts or ends (and when a node empties from
+  the jobs its record lists that still run); ``deployed-records``: the same, except that a node whose last job
+  ended is seen idle at once, as an agent reporting within a second of it would (tried, measured no cheaper, and
+  reverted: docs/simulate.md, session 13). Session 13.
 - ``undrain-overrun``: a busy draining on-demand node whose jobs are now expected to run on past the consolidation
   window (they overran what drained it) takes work again. Session 13.
 - ``busy-first-at-once``, ``fullest-first``, ``emptiest-busy-first``, ``latest-first``: the agents take jobs in
@@ -63,6 +64,7 @@ from benchmarks.bench_simulate import NODE_TYPES, TRACES, median, parse_seeds
 from shared.domain import cheaper_first, demand, policy, scaling, scaling_changes
 from shared.domain.cluster_state import NodeRecord, NodeState
 from shared.domain.decision import Undrain
+from shared.domain.demand import expected_end
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
 from shared.domain.runtimes import Runtimes
@@ -289,6 +291,9 @@ def _lagged_records(trace: Sequence[TraceJob], *, idle_at_once: bool) -> Iterato
         note_end(self, node.id, list(node.running))
         return requeue(self, node)
 
+    def last_beat(node: SimNode, now: float) -> float:
+        return node.ready_at + math.floor((now - node.ready_at) / HEARTBEAT_INTERVAL) * HEARTBEAT_INTERVAL
+
     def patched_records(self: Fleet) -> list[NodeRecord]:
         out = []
         for record in records(self):
@@ -296,7 +301,7 @@ def _lagged_records(trace: Sequence[TraceJob], *, idle_at_once: bool) -> Iterato
             if self.now < node.ready_at:
                 out.append(record)
                 continue
-            beat = node.ready_at + math.floor((self.now - node.ready_at) / HEARTBEAT_INTERVAL) * HEARTBEAT_INTERVAL
+            beat = last_beat(node, self.now)
             seen = [i for i in node.running if self.jobs[i].started_at <= beat]
             if node.running or not idle_at_once:  # what ended since the last report is still on it
                 seen += [i for i, started, end in ended.get(node.id, []) if started <= beat < end]
@@ -310,7 +315,24 @@ def _lagged_records(trace: Sequence[TraceJob], *, idle_at_once: bool) -> Iterato
             )
         return out
 
+    def patched_empties_at(self: Simulation) -> dict[str, float]:
+        """A deployed round reads the records of the jobs its node records list, and keeps those still running
+        there: a job started since the node's last report is not among them, nor is a node none of whose listed
+        jobs still runs."""
+        out = {}
+        for node_id in empties_at(self):
+            node = self.nodes[node_id]
+            beat = last_beat(node, self.now)
+            listed = [j for j in self._on(node) if j.started_at <= beat]
+            if listed:
+                out[node_id] = max(
+                    self.now, *(expected_end(j.key, j.started_at, self._shape_of, self.now) for j in listed)
+                )
+        return out
+
+    empties_at = Simulation._empties_at
     with (
+        mock.patch.object(Simulation, "_empties_at", patched_empties_at),
         mock.patch.object(JobFlow, "_job_ended", patched_job_ended),
         mock.patch.object(JobFlow, "_requeue_jobs", patched_requeue),
         mock.patch.object(Fleet, "_records", patched_records),
