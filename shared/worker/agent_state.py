@@ -50,10 +50,6 @@ class AgentSettings:
     poll_wait: int = 20  # SQS long poll, seconds
     receive_batch: int = MAX_RECEIVE_BATCH
     heartbeat_interval: float = 30.0  # node record: free resources, running jobs; the answer says "draining"
-    # Once its last job ends, the node record says the node is idle within this, not a heartbeat later: a round
-    # that missed it keeps (or keeps draining) an empty node. The simulator, on whose figures the policy was tuned,
-    # sees ends at once.
-    idle_report_delay: float = 1.0
     # One batched read of the running jobs' records (any CANCELLED?) this often; None: with each node heartbeat.
     cancel_check_interval: float | None = None
     interruption_poll_interval: float = 5.0  # IMDS spot/instance-action; EC2 gives two minutes' notice
@@ -135,14 +131,8 @@ class AgentState:
         self.evacuation = threading.Lock()  # taken once, by whichever thread evacuates, never released
         self.interrupt_reason: str | None = None  # set from a signal handler: no locks on that path
         self.draining = False
-        self.idle_since_report = False  # the last job ended since the last node heartbeat
         self.wake = threading.Event()  # only the keeper thread waits on it
         self.gone = threading.Event()  # set by ``abandon`` (a simulated crash); waits that must end with it use it
-
-    def report_idle(self) -> None:
-        """The last running job ended: the keeper reports the node within ``idle_report_delay``."""
-        self.idle_since_report = True
-        self.wake.set()
 
     @property
     def abandoned(self) -> bool:

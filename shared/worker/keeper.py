@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -34,7 +33,6 @@ class Keeper:
         self._thread: threading.Thread | None = None
         self._next_visibility = 0.0
         self._next_heartbeat = 0.0
-        self._last_heartbeat = -math.inf
         self._next_cancel_check = 0.0
         self._next_interruption_check = 0.0
         self._warned_no_node_record = False
@@ -60,9 +58,7 @@ class Keeper:
         if now >= self._next_cancel_check:
             self._next_cancel_check = now + (state.settings.cancel_check_interval or state.settings.heartbeat_interval)
             guarded("checking for cancelled jobs", self._settler.end_cancelled)
-        if now >= self._heartbeat_due():
-            state.idle_since_report = False  # before the report: an end during it asks for the next one
-            self._last_heartbeat = now
+        if now >= self._next_heartbeat:
             self._next_heartbeat = now + state.settings.heartbeat_interval
             guarded("heartbeating the node", lambda: self.report(now))
             guarded("recording runtimes", state.send_runtimes)
@@ -158,20 +154,13 @@ class Keeper:
             state.wake.wait(timeout=self._seconds_to_next_due())
 
     def _seconds_to_next_due(self) -> float:
-        due = [self._next_visibility, self._heartbeat_due(), self._next_cancel_check]
+        due = [self._next_visibility, self._next_heartbeat, self._next_cancel_check]
         if self._interruption_check is not None:
             due.append(self._next_interruption_check)
         # Deletes that the receive loop has not flushed (it may sit in a long poll) go within a second.
         return max(0.01, min(min(due) - self._state.clock(), 1.0))
 
     # ── heartbeats ──────────────────────────────────────────────────────────────────────────────
-
-    def _heartbeat_due(self) -> float:
-        """The interval's next heartbeat, or sooner once the node went idle (at most one per ``idle_report_delay``),
-        unless it took another job meanwhile: a node running short jobs back to back reports at the interval."""
-        if not self._state.idle_since_report or self._state.running:
-            return self._next_heartbeat
-        return min(self._next_heartbeat, self._last_heartbeat + self._state.settings.idle_report_delay)
 
     def _extend_visibility(self) -> None:
         state = self._state

@@ -57,8 +57,6 @@ class Settler:
                 state.ledger.release(held.job.id)
                 state.threads.discard(threading.current_thread())
                 state.settled.notify_all()
-                if not state.running and not state.abandoned:
-                    state.report_idle()
 
     def _settle_until_recorded(self, held: Held, result: RunResult) -> None:
         """``settle``, again and again (backing off) until the store takes it or the agent is gone: the job's

@@ -320,56 +320,6 @@ def test_the_node_heartbeat_reports_free_resources_and_running_jobs(cluster: Clu
     assert cluster.nodes.get_node("i-node1").running_jobs == {}
 
 
-def test_a_node_that_went_idle_says_so_within_a_second_not_a_heartbeat_later(cluster: Cluster, tmp_path: Path) -> None:
-    # GIVEN an agent whose heartbeat at 100 s listed its one job, the next heartbeat due at 130 s
-    go = tmp_path / "go"
-    cluster.submit(make_job("last", f"while [ ! -e {go} ]; do sleep 0.01; done"))
-    agent = cluster.agent(heartbeat_interval=30, idle_report_delay=1)
-    assert agent.step() == [Outcome.STARTED]
-    agent.tick(now=100.0)
-    assert list(cluster.nodes.get_node("i-node1").running_jobs) == ["last"]
-    agent.tick(now=100.5)
-    assert cluster.nodes.get_node("i-node1").heartbeat_at == 100.0
-    # WHEN its job ends
-    go.touch()
-    assert agent.wait_idle(timeout=10)
-    # THEN the node record says it is idle a second after the last report (at most one report per second), not at
-    # 130 s: a round that still saw the job would keep the empty node, or could not retire it once drained
-    agent.tick(now=100.5)
-    assert cluster.nodes.get_node("i-node1").heartbeat_at == 100.0
-    agent.tick(now=101.0)
-    node = cluster.nodes.get_node("i-node1")
-    assert node.running_jobs == {} and node.heartbeat_at == 101.0
-    # AND with nothing more ending, the interval rules again
-    agent.tick(now=110.0)
-    assert cluster.nodes.get_node("i-node1").heartbeat_at == 101.0
-
-
-def test_a_node_that_took_another_job_within_the_second_waits_for_its_heartbeat(
-    cluster: Cluster, tmp_path: Path
-) -> None:
-    # GIVEN an agent whose heartbeat at 100 s listed its one job
-    first, second = tmp_path / "first", tmp_path / "second"
-    cluster.submit(make_job("one", f"while [ ! -e {first} ]; do sleep 0.01; done"))
-    agent = cluster.agent(heartbeat_interval=30, idle_report_delay=1)
-    assert agent.step() == [Outcome.STARTED]
-    agent.tick(now=100.0)
-    # WHEN that job ends and the node starts the next before the idle report is due
-    first.touch()
-    assert agent.wait_idle(timeout=10)
-    cluster.submit(make_job("two", f"while [ ! -e {second} ]; do sleep 0.01; done"))
-    assert agent.step() == [Outcome.STARTED]
-    # THEN it reports nothing early (short jobs back to back would write the record every second), and at its
-    # heartbeat the record lists the job it runs
-    agent.tick(now=101.0)
-    assert cluster.nodes.get_node("i-node1").heartbeat_at == 100.0
-    agent.tick(now=130.0)
-    node = cluster.nodes.get_node("i-node1")
-    assert node.heartbeat_at == 130.0 and list(node.running_jobs) == ["two"]
-    second.touch()
-    assert agent.wait_idle(timeout=10)
-
-
 def test_the_visibility_heartbeat_keeps_a_long_job_hidden(cluster: Cluster, tmp_path: Path) -> None:
     # GIVEN an agent whose messages are hidden for only 1 s at a time, running a 2.5 s job
     done = tmp_path / "done"
