@@ -32,8 +32,10 @@ the others were not: a kept change is code, not a patch.
 - ``records-at-heartbeat``: the scaler sees each node's jobs as its agent reported them at its last heartbeat (every
   30 s), as a deployed round sees node records, not the moment a job starts or ends (and when a node empties from
   the jobs its record lists that still run); ``deployed-records``: the same, except that a node whose last job
-  ended is seen idle at once, as an agent reporting within a second of it would (tried, measured no cheaper, and
-  reverted: docs/simulate.md, session 13). Session 13.
+  ended is seen idle at once, as an agent reporting within a second of it would (tried at 9d2524b, reverted).
+  ``records-with-markers``, ``deployed-with-markers``: the same two, except that a node about to be drained because
+  it empties soon is looked at again with all its running jobs, as a round reading its start markers does (Shoal
+  deployed is ``records-with-markers``). Session 13.
 - ``undrain-overrun``: a busy draining on-demand node whose jobs are now expected to run on past the consolidation
   window (they overran what drained it) takes work again. Session 13.
 - ``busy-first-at-once``, ``fullest-first``, ``emptiest-busy-first``, ``latest-first``: the agents take jobs in
@@ -80,7 +82,7 @@ SPOT_C5 = "c5.4xlarge/c5a.4xlarge:0.30"
 DEFAULT_VARIANTS = (
     "as-is,cap-30,cap-34,oracle,oracle-2600,triage,overrun-inf,overrun-1,overrun-1.5,longest-first,late-first-0.5,"
     "no-spot-consolidation,any-node,hold-off-30,busy-first-at-once,fullest-first,latest-first,consolidate-fewest,"
-    "undrain-overrun,records-at-heartbeat,deployed-records"
+    "undrain-overrun,records-at-heartbeat,deployed-records,records-with-markers,deployed-with-markers"
 )
 
 Patch = Callable[[Sequence[TraceJob]], contextlib.AbstractContextManager[Any]]
@@ -263,16 +265,18 @@ def _undrain_overrun(trace: Sequence[TraceJob]) -> Iterator[None]:
         yield
 
 
-def _records_at_heartbeat(idle_at_once: bool) -> Patch:
+def _records_at_heartbeat(idle_at_once: bool, markers: bool = False) -> Patch:
     """The scaler sees each node's jobs and free room as its agent last reported them, at its heartbeat (every 30 s),
     as a deployed round does, not the moment a job starts or ends; the rest of a record (state, drain) is the
     control plane's own and stays current. ``idle_at_once``: except that a node whose last job ended is seen idle
-    at once (Shoal's agent reports that within a second: ``AgentSettings.idle_report_delay``)."""
-    return functools.partial(_lagged_records, idle_at_once=idle_at_once)
+    at once (as an agent reporting within a second of it would: tried at 9d2524b, reverted). ``markers``: a node
+    that would be drained for emptying soon is looked at again, all its running jobs (as a round reading the
+    node's start markers would find them)."""
+    return functools.partial(_lagged_records, idle_at_once=idle_at_once, markers=markers)
 
 
 @contextlib.contextmanager
-def _lagged_records(trace: Sequence[TraceJob], *, idle_at_once: bool) -> Iterator[None]:
+def _lagged_records(trace: Sequence[TraceJob], *, idle_at_once: bool, markers: bool) -> Iterator[None]:
     ended: dict[str, list[tuple[int, float, float]]] = {}  # node -> (job, started, ended) of runs ended lately
     job_ended, requeue, records = JobFlow._job_ended, JobFlow._requeue_jobs, Fleet._records
 
@@ -320,7 +324,8 @@ def _lagged_records(trace: Sequence[TraceJob], *, idle_at_once: bool) -> Iterato
         there: a job started since the node's last report is not among them, nor is a node none of whose listed
         jobs still runs."""
         out = {}
-        for node_id in empties_at(self):
+        full = empties_at(self)
+        for node_id in full:
             node = self.nodes[node_id]
             beat = last_beat(node, self.now)
             listed = [j for j in self._on(node) if j.started_at <= beat]
@@ -328,6 +333,8 @@ def _lagged_records(trace: Sequence[TraceJob], *, idle_at_once: bool) -> Iterato
                 out[node_id] = max(
                     self.now, *(expected_end(j.key, j.started_at, self._shape_of, self.now) for j in listed)
                 )
+                if markers and out[node_id] - self.now <= scaling_changes.CONSOLIDATE_WITHIN:
+                    out[node_id] = full[node_id]
         return out
 
     empties_at = Simulation._empties_at
@@ -393,6 +400,10 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
         return _records_at_heartbeat(idle_at_once=False), {}
     if name == "deployed-records":
         return _records_at_heartbeat(idle_at_once=True), {}
+    if name == "records-with-markers":
+        return _records_at_heartbeat(idle_at_once=False, markers=True), {}
+    if name == "deployed-with-markers":
+        return _records_at_heartbeat(idle_at_once=True, markers=True), {}
     if name == "undrain-overrun":
         return _undrain_overrun, {}
     if name == "consolidate-fewest":
@@ -417,7 +428,7 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
         f"variant {name!r}: use one of {DEFAULT_VARIANTS} "
         "(or cap-N, oracle-T, triage-X, overrun-F, late-first-F, hold-off-S, consolidate-S, beta-X, "
         "busy-first-at-once, fullest-first, emptiest-busy-first, latest-first, consolidate-fewest, "
-        "undrain-overrun, records-at-heartbeat, deployed-records)"
+        "undrain-overrun, records-at-heartbeat, deployed-records, records-with-markers, deployed-with-markers)"
     )
 
 

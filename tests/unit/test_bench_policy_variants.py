@@ -244,3 +244,35 @@ def test_the_record_variants_show_a_nodes_jobs_as_of_its_last_heartbeat(tmp_path
         "records-at-heartbeat": [False, True, True],
         "deployed-records": [False, True, False],
     }
+
+
+def test_the_marker_variants_see_a_job_started_since_the_last_heartbeat_before_draining(tmp_path: Path) -> None:
+    # GIVEN a node up since 0 s (heartbeats at 0, 30, 60 s) that starts a 5-minute job at 10 s and a 2-hour one at 40 s
+    lines = [
+        trace_line(0, 10.0, cores=8, memory_gib=8, wall=300, name="short"),
+        trace_line(1, 40.0, cores=8, memory_gib=8, wall=7200, name="long"),
+    ]
+    empties: dict[str, float] = {}
+    for name in ("as-is", "records-at-heartbeat", "records-with-markers", "deployed-with-markers"):
+        patch, _ = variant(name)
+        with patch(()):
+            sim = Simulation(read_trace(write_trace(tmp_path / "t.jsonl", lines)), SimOptions(settings=M5_24, seed=0))
+            (node_id,) = sim.create_nodes(offers_for(M5_24)[0], "m5.24xlarge", 1)
+            node = sim.nodes[node_id]
+            node.ready_at, node.state = 0.0, NodeState.ACTIVE
+            # as a round planned them: the names learned to run 5 minutes and 2 hours
+            sim._shape_of = {job.key: replace(job.key[0], wall_time=job.wall) for job in sim.jobs}
+            for index, now in enumerate((10.0, 40.0)):
+                sim.now = now
+                sim._enqueue(index)
+                sim._dispatch()
+            sim.now = 45.0
+            empties[name] = sim._empties_at()[node_id]
+    # THEN from its record alone the node empties at 310 s, within the consolidation window; its start markers show
+    # the 2-hour job, as the simulator's scaler sees it
+    assert empties == {
+        "as-is": 7240.0,
+        "records-at-heartbeat": 310.0,
+        "records-with-markers": 7240.0,
+        "deployed-with-markers": 7240.0,
+    }
