@@ -4,7 +4,9 @@ queue checkpoints.
 
 Cost per round, by call: one Query of ``DEMAND`` (O(counters)); one Query of ``RUNTIME`` (O(job names)); one
 Query of ``MARKS`` and, for the keys whose checkpoints changed, one BatchWriteItem per 25; one BatchGetItem
-per 100 running jobs the node records list (the round bounds how many: ``round_demand.MAX_RUNNING_READ``).
+per 100 running jobs the node records list (the round bounds how many: ``round_demand.MAX_RUNNING_READ``); and
+for each node about to be drained because its jobs end soon, a Query of its start markers and a BatchGetItem
+(``round_demand.MAX_MARKER_READS`` nodes at most).
 None of it is on the jobs' hot path: the workers' transitions write only the counters, as before.
 """
 
@@ -15,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from shared.adapters.cluster_store import DynamoClusterStore
 from shared.adapters.state_table import (
+    Item,
     StateTable,
     StateTableError,
     demand_of_sort_key,
@@ -26,6 +29,7 @@ from shared.adapters.state_table import (
     key,
     need_str,
     s,
+    started_on_partition,
 )
 from shared.domain.cluster_state import JobStatus, shape_from_key, shape_key
 from shared.domain.demand import Checkpoints, Counters, DemandKey, Enqueued, RunningJob
@@ -50,6 +54,22 @@ class _Keys:
         if shape is None:
             shape = self._shapes[text] = shape_from_key(text)
         return shape
+
+
+FINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+def _running(items: Iterable[Item]) -> list[RunningJob]:
+    """The job records among ``items`` that are RUNNING and have started."""
+    keys, out = _Keys(), []
+    for item in items:
+        started_at, node = get_float(item, "started_at"), get_str(item, "node")
+        if get_str(item, "status") != JobStatus.RUNNING or started_at is None or node is None:
+            continue
+        counter = (keys.shape(need_str(item, "shape")), get_str(item, "name"))
+        out.append(RunningJob(job_id=need_str(item, "pk").removeprefix("JOB#"), key=counter,
+                              started_at=started_at, node=node))  # fmt: skip
+    return out
 
 
 def read_counters(table: StateTable) -> Counters:
@@ -93,17 +113,25 @@ class DynamoDemandStore:
 
     def running_jobs(self, job_ids: Sequence[str]) -> list[RunningJob]:
         """The records among ``job_ids`` that are RUNNING and have started: a BatchGetItem per 100 ids."""
+        return _running(self._job_items(job_ids))
+
+    def running_on(self, node_id: str) -> list[RunningJob]:
+        """The jobs RUNNING on ``node_id`` by the start markers its start transactions wrote, listed on its node
+        record yet or not: one Query, a BatchGetItem per 100 markers. Markers of jobs that ended for good are
+        deleted as they are found (a job requeued may start here again, so its marker stays), so the partition
+        holds little more than what runs."""
+        partition = started_on_partition(node_id)
+        items = self._job_items([need_str(item, "sk") for item in self._table.query(partition)])
+        ended = [need_str(item, "pk").removeprefix("JOB#") for item in items if get_str(item, "status") in FINAL]
+        if ended:
+            self._table.batch_write(deletes=[key(partition, job_id) for job_id in ended])
+        return [job for job in _running(items) if job.node == node_id]
+
+    def _job_items(self, job_ids: Sequence[str]) -> list[Item]:
+        if not job_ids:
+            return []
         ids = list(dict.fromkeys(job_ids))
-        items = self._table.batch_get([job_key(i) for i in ids], ("status", "node", "started_at", "shape", "name"))
-        keys, out = _Keys(), []
-        for item in items:
-            started_at, node = get_float(item, "started_at"), get_str(item, "node")
-            if get_str(item, "status") != JobStatus.RUNNING or started_at is None or node is None:
-                continue
-            counter = (keys.shape(need_str(item, "shape")), get_str(item, "name"))
-            out.append(RunningJob(job_id=need_str(item, "pk").removeprefix("JOB#"), key=counter,
-                                  started_at=started_at, node=node))  # fmt: skip
-        return out
+        return self._table.batch_get([job_key(i) for i in ids], ("status", "node", "started_at", "shape", "name"))
 
     def marks(self) -> dict[DemandKey, Checkpoints]:
         """The checkpoints the last round kept, one Query."""

@@ -53,6 +53,7 @@ from shared.adapters.state_table import (
     n,
     need_str,
     s,
+    started_on_partition,
     ttl,
 )
 from shared.domain import preemption
@@ -68,10 +69,6 @@ if TYPE_CHECKING:
 
 PREEMPTED_PARTITION = "PREEMPTED"  # one item per job preempted at least once and not yet settled
 STARTED_ON_TTL = 30 * 86400.0  # a start marker outlives any job run; the table forgets it after this
-
-
-def started_on_partition(node_id: str) -> str:
-    return f"STARTED#{node_id}"
 
 
 class DynamoJobStore:

@@ -344,6 +344,9 @@ class MemoryDemandStore:
     def running_jobs(self, job_ids: Sequence[str]) -> list[RunningJob]:
         return self._jobs.running_jobs(job_ids)
 
+    def running_on(self, node_id: str) -> list[RunningJob]:
+        return self._jobs.running_jobs(self._jobs.running_on(node_id))
+
     def marks(self) -> dict[DemandKey, Checkpoints]:
         with self._lock:
             return dict(self._marks)

@@ -93,6 +93,7 @@ __all__ = [
     "need_str",
     "number_map",
     "s",
+    "started_on_partition",
     "string_map",
     "ttl",
 ]
@@ -111,6 +112,11 @@ class StateTableError(StoreError):
 
 def job_key(job_id: str) -> Item:
     return key(f"JOB#{job_id}", "JOB")
+
+
+def started_on_partition(node_id: str) -> str:
+    """The partition of a node's start markers: one item per job started there (``DynamoJobStore.start_job``)."""
+    return f"STARTED#{node_id}"
 
 
 def demand_sort_key(shape_key: str, name: str | None) -> str:

@@ -4,17 +4,28 @@ learned runtimes, the running jobs' start times and the queue checkpoints; and e
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
 from shared.adapters.cluster_store import DynamoClusterStore
 from shared.adapters.demand_store import DynamoDemandStore
 from shared.adapters.job_store import DynamoJobStore
-from shared.adapters.state_table import StateTable, StateTableError, demand_key, get_float, get_int, n
+from shared.adapters.state_table import (
+    StateTable,
+    StateTableError,
+    demand_key,
+    get_float,
+    get_int,
+    n,
+    need_str,
+    started_on_partition,
+)
 from shared.domain.cluster_state import DemandCount, Market, NodeRecord, NodeState, shape_key
 from shared.domain.demand import Checkpoints, Counters, DemandKey, RunningJob
 from shared.domain.jobs import Job
 from shared.domain.runtimes import Runtimes
+from shared.services import round_demand
 from shared.services.round_demand import observe_demand
 from tests.adapters.conftest import make_job
 
@@ -87,6 +98,30 @@ def test_running_jobs_are_read_with_their_key_start_and_node(table: StateTable) 
     assert running == [RunningJob(job_id="a", key=key_of(a), started_at=NOW + 3, node="i-1")]
 
 
+def test_a_nodes_running_jobs_are_found_by_its_start_markers_and_ended_ones_forgotten(table: StateTable) -> None:
+    # GIVEN four jobs started on node i-1: one runs, one succeeded, one went back to the queue, one moved to i-2
+    jobs = DynamoJobStore(table)
+    runs, done, back, moved = (make_job(i, 0, name="align") for i in ("runs", "done", "back", "moved"))
+    jobs.put_jobs([runs, done, back, moved], NOW)
+    for job in (runs, done, back, moved):
+        assert jobs.start_job(job, "i-1", NOW + 1) == 1
+    assert jobs.finish_job(done, "i-1", attempt=1, exit_code=0, output_tail="", now=NOW + 2)
+    for job in (back, moved):
+        assert jobs.requeue_job(job.id, "i-1", reason="test", now=NOW + 2)
+    assert jobs.start_job(moved, "i-2", NOW + 3) == 2
+    # WHEN the round asks what runs on i-1
+    running = DynamoDemandStore(table).running_on("i-1")
+    # THEN only the running job, with its key and start; the finished job's marker is gone, the requeued job's
+    # stays (it may start on i-1 again)
+    assert running == [RunningJob(job_id="runs", key=key_of(runs), started_at=NOW + 1, node="i-1")]
+    assert sorted(need_str(item, "sk") for item in table.query(started_on_partition("i-1"))) == [
+        "back",
+        "moved",
+        "runs",
+    ]
+    assert DynamoDemandStore(table).running_on("i-3") == []
+
+
 def test_checkpoints_round_trip_and_those_of_empty_queues_are_deleted(table: StateTable) -> None:
     store = DynamoDemandStore(table)
     a, b = key_of(make_job("a", 0, name="align")), key_of(make_job("b", 1))
@@ -118,6 +153,10 @@ class Failing:
         self._check("running_jobs")
         return self.real.running_jobs(job_ids)
 
+    def running_on(self, node_id: str) -> list[RunningJob]:
+        self._check("running_on")
+        return self.real.running_on(node_id)
+
     def marks(self) -> dict[DemandKey, Checkpoints]:
         self._check("marks")
         return self.real.marks()
@@ -147,6 +186,47 @@ def test_all_reads_well_plan_learned_runtimes_queued_since_and_empties(table: St
     assert seen.queued_since == {planned_as: NOW}
     assert seen.empties_at == {"i-1": NOW + 300.0}
     assert seen.errors == ()
+
+
+def test_a_job_started_since_the_nodes_last_report_keeps_it_from_looking_empty(table: StateTable) -> None:
+    # GIVEN a node whose record lists one job due to end in 4 minutes, and which has since started a 2-hour one
+    _, nodes = busy_cluster(table)
+    jobs = DynamoJobStore(table)
+    index = make_job("d", 0, name="index")
+    jobs.put_jobs([index], NOW)
+    DynamoClusterStore(table).record_runtime("index", 7200.0, 1)
+    assert jobs.start_job(index, "i-1", NOW + 30) == 1
+    # WHEN the round observes demand
+    seen = observe_demand(DynamoDemandStore(table), nodes, NOW + 60)
+    # THEN the node empties when the unlisted job ends, not in 4 minutes: it is not drained as emptying soon
+    assert seen.empties_at == {"i-1": NOW + 30 + 7200.0}
+    assert seen.errors == ()
+
+
+def test_a_round_reads_the_start_markers_of_the_nodes_emptying_soonest_and_leaves_the_rest_out(
+    table: StateTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN two nodes emptying soon (one now, one in 4 minutes), and a round that reads one node's markers
+    _, nodes = busy_cluster(table)
+    jobs = DynamoJobStore(table)
+    later = make_job("later", 0, name="align")
+    jobs.put_jobs([later], NOW)
+    assert jobs.start_job(later, "i-2", NOW + 300) == 1
+    nodes.append(replace(nodes[0], instance_id="i-2", running_jobs={"later": "receipt"}))
+    monkeypatch.setattr(round_demand, "MAX_MARKER_READS", 1)
+    # WHEN the round observes demand
+    seen = observe_demand(DynamoDemandStore(table), nodes, NOW + 360)
+    # THEN the one emptying soonest is looked at again and kept; the other is not drained this round
+    assert seen.empties_at == {"i-1": NOW + 360}
+    assert seen.errors == ()
+
+
+def test_a_node_whose_start_markers_cannot_be_read_is_not_drained_on_a_guess(table: StateTable) -> None:
+    _, nodes = busy_cluster(table)
+    seen = observe_demand(Failing(table, "running_on"), nodes, NOW + 60)
+    assert seen.empties_at == {}
+    (error,) = seen.errors
+    assert "start markers of node i-1" in error and "AccessDeniedException" in error
 
 
 @pytest.mark.parametrize(
