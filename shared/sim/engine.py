@@ -29,7 +29,10 @@ What is modelled, and how it maps to the deployed stack:
   which a round may terminate it once idle. Cost is charged per second from launch to termination.
 
 Not modelled: network and API latency (a round takes no time), SQS visibility timeouts and receive
-order beyond "oldest first", job failures and retries, the warm pool's stop/start latency. Zones only when a
+order beyond "oldest first", job failures and retries, the warm pool's stop/start latency. Node records
+change the moment a job starts or ends, where deployed agents write them at their heartbeat (the round reads
+the start markers of the nodes it would drain, so starts are not missed there; a node's last end is seen up to
+30 s late): ``benchmarks/bench_policy_variants.py``'s ``records-with-markers`` replays that. Zones only when a
 Spot Placement Score or a capacity error names one (``placement``).
 
 Modules: ``model`` (options, jobs, nodes, events), ``state`` (what a run holds), ``jobs`` (queue and
