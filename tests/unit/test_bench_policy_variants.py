@@ -215,6 +215,15 @@ def _busy_in_records(sim: Simulation) -> bool:
     return record.busy
 
 
+def _one_node_up_since_0(tmp_path: Path, lines: list[dict[str, object]]) -> tuple[Simulation, str]:
+    """A simulation of ``lines`` with one m5.24xlarge taking work since 0 s (its heartbeats at 0, 30, 60 s...)."""
+    sim = Simulation(read_trace(write_trace(tmp_path / "t.jsonl", lines)), SimOptions(settings=M5_24, seed=0))
+    (node_id,) = sim.create_nodes(offers_for(M5_24)[0], "m5.24xlarge", 1)
+    node = sim.nodes[node_id]
+    node.ready_at, node.state = 0.0, NodeState.ACTIVE
+    return sim, node_id
+
+
 def test_the_record_variants_show_a_nodes_jobs_as_of_its_last_heartbeat(tmp_path: Path) -> None:
     # GIVEN a node up since 0 s (heartbeats at 0, 30, 60 s) that starts a job at 10 s and sees it end at 50 s
     lines = [trace_line(0, 10.0, cores=8, memory_gib=8, wall=40)]
@@ -222,10 +231,7 @@ def test_the_record_variants_show_a_nodes_jobs_as_of_its_last_heartbeat(tmp_path
     for name in ("as-is", "records-at-heartbeat", "deployed-records"):
         patch, _ = variant(name)
         with patch(()):
-            sim = Simulation(read_trace(write_trace(tmp_path / "t.jsonl", lines)), SimOptions(settings=M5_24, seed=0))
-            (node_id,) = sim.create_nodes(offers_for(M5_24)[0], "m5.24xlarge", 1)
-            node = sim.nodes[node_id]
-            node.ready_at, node.state = 0.0, NodeState.ACTIVE
+            sim, node_id = _one_node_up_since_0(tmp_path, lines)
             sim.now = 10.0
             sim._enqueue(0)
             sim._dispatch()
@@ -238,7 +244,7 @@ def test_the_record_variants_show_a_nodes_jobs_as_of_its_last_heartbeat(tmp_path
             sim.now = 55.0
             seen[name].append(_busy_in_records(sim))
     # THEN as-is the scaler sees the start and the end at once; at heartbeats it sees the job from 30 s and still
-    # at 55 s; as deployed now, the end of the node's last job at once
+    # at 55 s; with an agent that reports its node idle at once, the end of the node's last job at once
     assert seen == {
         "as-is": [True, True, False],
         "records-at-heartbeat": [False, True, True],
@@ -256,10 +262,7 @@ def test_the_marker_variants_see_a_job_started_since_the_last_heartbeat_before_d
     for name in ("as-is", "records-at-heartbeat", "records-with-markers", "deployed-with-markers"):
         patch, _ = variant(name)
         with patch(()):
-            sim = Simulation(read_trace(write_trace(tmp_path / "t.jsonl", lines)), SimOptions(settings=M5_24, seed=0))
-            (node_id,) = sim.create_nodes(offers_for(M5_24)[0], "m5.24xlarge", 1)
-            node = sim.nodes[node_id]
-            node.ready_at, node.state = 0.0, NodeState.ACTIVE
+            sim, node_id = _one_node_up_since_0(tmp_path, lines)
             # as a round planned them: the names learned to run 5 minutes and 2 hours
             sim._shape_of = {job.key: replace(job.key[0], wall_time=job.wall) for job in sim.jobs}
             for index, now in enumerate((10.0, 40.0)):
