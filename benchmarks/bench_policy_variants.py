@@ -36,6 +36,9 @@ the others were not: a kept change is code, not a patch.
   ``records-with-markers``, ``deployed-with-markers``: the same two, except that a node about to be drained because
   it empties soon is looked at again with all its running jobs, as a round reading its start markers does (Shoal
   deployed is ``records-with-markers``). Session 13.
+- ``jobs-up-to-S``: a busy node is drained as emptying soon only if none of its jobs is expected to run longer
+  than S seconds (``inf``: whatever its jobs, as before session 13), not ``demand.CONSOLIDATE_JOBS_UP_TO``.
+  Session 13.
 - ``undrain-overrun``: a busy draining on-demand node whose jobs are now expected to run on past the consolidation
   window (they overran what drained it) takes work again. Session 13.
 - ``busy-first-at-once``, ``fullest-first``, ``emptiest-busy-first``, ``latest-first``: the agents take jobs in
@@ -82,6 +85,7 @@ SPOT_C5 = "c5.4xlarge/c5a.4xlarge:0.30"
 DEFAULT_VARIANTS = (
     "as-is,cap-30,cap-34,oracle,oracle-2600,triage,overrun-inf,overrun-1,overrun-1.5,longest-first,late-first-0.5,"
     "no-spot-consolidation,any-node,hold-off-30,busy-first-at-once,fullest-first,latest-first,consolidate-fewest,"
+    "jobs-up-to-inf,jobs-up-to-14400,"
     "undrain-overrun,records-at-heartbeat,deployed-records,records-with-markers,deployed-with-markers"
 )
 
@@ -347,6 +351,15 @@ def _lagged_records(trace: Sequence[TraceJob], *, idle_at_once: bool, markers: b
         yield
 
 
+def _jobs_up_to(seconds: float) -> Patch:
+    @contextlib.contextmanager
+    def patch(trace: Sequence[TraceJob]) -> Iterator[None]:
+        with mock.patch.object(demand, "CONSOLIDATE_JOBS_UP_TO", seconds):
+            yield
+
+    return patch
+
+
 def _node_order(key: Callable[[JobFlow, SimNode], Any]) -> Patch:
     """The agents take jobs in the order ``key`` sorts the accepting nodes (not each node's random priority)."""
 
@@ -406,6 +419,8 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
         return _records_at_heartbeat(idle_at_once=True, markers=True), {}
     if name == "undrain-overrun":
         return _undrain_overrun, {}
+    if name.startswith("jobs-up-to-"):
+        return _jobs_up_to(float(name[11:])), {}
     if name == "consolidate-fewest":
         return _consolidate_fewest, {}
     if name.startswith("consolidate-"):
@@ -426,7 +441,7 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
         return _longest_first(float(name[11:])), {}
     raise ValueError(
         f"variant {name!r}: use one of {DEFAULT_VARIANTS} "
-        "(or cap-N, oracle-T, triage-X, overrun-F, late-first-F, hold-off-S, consolidate-S, beta-X, "
+        "(or cap-N, oracle-T, triage-X, overrun-F, late-first-F, hold-off-S, consolidate-S, beta-X, jobs-up-to-S, "
         "busy-first-at-once, fullest-first, emptiest-busy-first, latest-first, consolidate-fewest, "
         "undrain-overrun, records-at-heartbeat, deployed-records, records-with-markers, deployed-with-markers)"
     )

@@ -2,7 +2,8 @@
 
 To grow: un-drain draining on-demand nodes first, then start stopped warm-pool nodes, then launch. To shrink: drain
 idle, non-static nodes, most expensive first; never a busy one; drain busy surplus nodes whose jobs are expected to
-end soon (consolidation: on-demand ones always, spot ones while nothing is queued). Draining nodes that are confirmed
+end soon (consolidation: on-demand ones always, spot ones while nothing is queued; never one running a long job,
+whose end is not known well enough: ``demand.CONSOLIDATE_JOBS_UP_TO``). Draining nodes that are confirmed
 idle are stopped (on-demand, while the warm pool is below its size) or terminated.
 """
 

@@ -111,10 +111,13 @@ def _with_unlisted_starts(
             except StoreError as error:
                 failed = True
                 errors.append(f"reading the start markers of node {node_id} failed; its consolidation waits: {error}")
-        if jobs:
-            out[node_id] = empties_at({node_id: [(j.key, j.started_at) for j in jobs]}, shape_of, now)[node_id]
-        else:  # unknown, or every job it ran has ended since the round read them: no busy node drained on a guess
+        # None: unknown, every job it ran has ended since the round read them, or one it runs is long
+        # (``demand.CONSOLIDATE_JOBS_UP_TO``): no busy node is drained on a guess
+        at = empties_at({node_id: [(j.key, j.started_at) for j in jobs]}, shape_of, now).get(node_id)
+        if at is None:
             del out[node_id]
+        else:
+            out[node_id] = at
     return out
 
 

@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import cast
 
+import shared.domain.demand as demand_rules
 from shared.domain.cluster_state import DemandCount, NodeState
 from shared.domain.decision import Drain, Snapshot
 from shared.domain.demand import expected_end, expected_runtime, outlier_from, planned, queue_marks
@@ -264,7 +265,11 @@ class Simulation(Fleet):
             if node.running and node.state is NodeState.ACTIVE:
                 if node.empties is None or node.empties[0] != version:
                     node.empties = (version, *self._latest_end(node))
+                    if self._runs_long(node):  # not drained as emptying soon: marked so, with no end
+                        node.empties = (version, math.inf, math.inf)
                 _, latest, overrun_at = node.empties
+                if latest == math.inf:
+                    continue
                 if self.now >= overrun_at:  # a job became an outlier: its expected end moves with the clock
                     latest = max(expected_end(j.key, j.started_at, self._shape_of, self.now) for j in self._on(node))
                 out[node_id] = max(self.now, latest)
@@ -278,6 +283,12 @@ class Simulation(Fleet):
             latest = max(latest, job.started_at + expected_runtime(job.key, shape_of))
             overrun_at = min(overrun_at, outlier_from(job.key, job.started_at, shape_of))
         return latest, overrun_at
+
+    def _runs_long(self, node: SimNode) -> bool:
+        """Does ``node`` run a job expected to run longer than ``demand.CONSOLIDATE_JOBS_UP_TO`` (as
+        ``demand.empties_at`` leaves such a node out)?"""
+        limit = demand_rules.CONSOLIDATE_JOBS_UP_TO  # read at each call: benchmarks vary it
+        return any(expected_runtime(job.key, self._shape_of) > limit for job in self._on(node))
 
     def _on(self, node: SimNode) -> list[SimJob]:
         return [self.jobs[index] for index in node.running]

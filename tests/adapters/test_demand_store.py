@@ -188,18 +188,23 @@ def test_all_reads_well_plan_learned_runtimes_queued_since_and_empties(table: St
     assert seen.errors == ()
 
 
-def test_a_job_started_since_the_nodes_last_report_keeps_it_from_looking_empty(table: StateTable) -> None:
-    # GIVEN a node whose record lists one job due to end in 4 minutes, and which has since started a 2-hour one
+@pytest.mark.parametrize(("hours", "empties"), [(2, {"i-1": NOW + 30 + 7200.0}), (9, {})])
+def test_a_job_started_since_the_nodes_last_report_keeps_it_from_looking_empty(
+    table: StateTable, hours: int, empties: dict[str, float]
+) -> None:
+    # GIVEN a node whose record lists one job due to end in 4 minutes, and which has since started a 2-hour one (or
+    # a 9-hour one, too long to drain a node for: ``demand.CONSOLIDATE_JOBS_UP_TO``)
     _, nodes = busy_cluster(table)
     jobs = DynamoJobStore(table)
     index = make_job("d", 0, name="index")
     jobs.put_jobs([index], NOW)
-    DynamoClusterStore(table).record_runtime("index", 7200.0, 1)
+    DynamoClusterStore(table).record_runtime("index", hours * 3600.0, 1)
     assert jobs.start_job(index, "i-1", NOW + 30) == 1
     # WHEN the round observes demand
     seen = observe_demand(DynamoDemandStore(table), nodes, NOW + 60)
-    # THEN the node empties when the unlisted job ends, not in 4 minutes: it is not drained as emptying soon
-    assert seen.empties_at == {"i-1": NOW + 30 + 7200.0}
+    # THEN the node empties when the unlisted job ends, not in 4 minutes (or is not expected to): it is not drained
+    # as emptying soon
+    assert seen.empties_at == empties
     assert seen.errors == ()
 
 

@@ -279,3 +279,21 @@ def test_the_marker_variants_see_a_job_started_since_the_last_heartbeat_before_d
         "records-with-markers": 7240.0,
         "deployed-with-markers": 7240.0,
     }
+
+
+def test_a_node_running_a_long_job_is_not_consolidated_unless_the_variant_says_so(tmp_path: Path) -> None:
+    # GIVEN a node running a job its name's runtimes say takes 9 hours, 10 minutes from its expected end
+    lines = [trace_line(0, 0.0, cores=8, memory_gib=8, wall=9 * 3600, name="assemble")]
+    empties: dict[str, dict[str, float]] = {}
+    for name in ("as-is", "jobs-up-to-inf", "jobs-up-to-36000"):
+        patch, _ = variant(name)
+        with patch(()):
+            sim, node_id = _one_node_up_since_0(tmp_path, lines)
+            sim._shape_of = {job.key: replace(job.key[0], wall_time=job.wall) for job in sim.jobs}
+            sim._enqueue(0)
+            sim._dispatch()
+            sim.now = 9 * 3600 - 600.0
+            empties[name] = sim._empties_at()
+    # THEN as Shoal is, it is not expected to empty (not drained for that); as before session 13, or with a longer
+    # limit, it is
+    assert empties == {"as-is": {}, "jobs-up-to-inf": {node_id: 9 * 3600.0}, "jobs-up-to-36000": {node_id: 9 * 3600.0}}

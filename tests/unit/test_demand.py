@@ -7,6 +7,7 @@ from types import MappingProxyType
 
 from shared.domain.cluster_state import DemandCount
 from shared.domain.demand import (
+    CONSOLIDATE_JOBS_UP_TO,
     MAX_CHECKPOINTS,
     OVERRUN_FACTOR,
     Checkpoints,
@@ -106,6 +107,19 @@ def test_a_job_past_twice_its_expected_runtime_is_expected_to_run_as_long_again(
     assert empties_at({"i-2": [((ASKED, "align"), -5000.0)]}, plan.shape_of, now=1000.0) == {"i-2": 7000.0}
     # and a minute before it turned an outlier it was still expected at its runtime
     assert expected_end((ASKED, "align"), -1340.0, plan.shape_of, now=1000.0) == -140.0
+
+
+def test_a_node_running_a_long_job_is_not_expected_to_empty_soon() -> None:
+    # GIVEN two nodes whose jobs are all due: one runs align (1,234 s), the other also a job learned to run 9 hours
+    learned = Runtimes.of_names({"align": (4, 4 * 1234.0), "assemble": (2, 2 * 9 * 3600.0)})
+    plan = planned({(ASKED, "align"): (0, 2), (ASKED, "assemble"): (0, 1)}, {}, learned, now=0.0)
+    assert plan.shape_of[(ASKED, "assemble")].wall_time > CONSOLIDATE_JOBS_UP_TO
+    jobs = {
+        "i-1": [((ASKED, "align"), -1000.0)],
+        "i-2": [((ASKED, "align"), -1000.0), ((ASKED, "assemble"), -9 * 3600.0)],
+    }
+    # THEN only the first is expected to empty (now): the second is not drained on a long job's mean runtime
+    assert empties_at(jobs, plan.shape_of, now=1000.0) == {"i-1": 1000.0}
 
 
 def test_two_digits() -> None:
