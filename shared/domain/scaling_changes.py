@@ -7,7 +7,6 @@ whose end is not known well enough: ``demand.CONSOLIDATE_JOBS_UP_TO``). Draining
 idle are stopped (on-demand, while the warm pool is below its size) or terminated.
 """
 
-import math
 from collections.abc import Mapping, Sequence
 
 from shared.domain import policy
@@ -162,11 +161,9 @@ class Changes:
             # them would keep it alive (nf-mag: r5.4xlarge on demand kept busy by jobs that spot c5.4xlarge run
             # for a third of the price per job).
             return []
-        soon = [
-            n
-            for n in have
-            if n.busy and not n.static and self.empties_at.get(n.instance_id, math.inf) - self.now <= CONSOLIDATE_WITHIN
-        ]
+        # A busy node with no expected end (a long job, a record not read) is never one of them.
+        ends = {n.instance_id: self.empties_at.get(n.instance_id) for n in have if n.busy and not n.static}
+        soon = [n for n in have if (at := ends.get(n.instance_id)) is not None and at - self.now <= CONSOLIDATE_WITHIN]
         price = {n.instance_id: node_hourly_price(n, offer, self.settings.region) for n in soon}
         soon.sort(key=lambda n: (-price[n.instance_id], self.empties_at[n.instance_id], n.instance_id))
         return soon[:count]

@@ -166,6 +166,9 @@ def test_a_consolidate_variant_drains_on_demand_nodes_that_empty_later_inside_th
     # WHEN the variant's window is "whenever"  THEN all three are drained
     with patch(()):
         assert sorted(i for d in _decide_with(soon, queued=0) for i in d.instance_ids) == ["i-0", "i-1", "i-2"]
+        # AND a busy node with no expected end (a long job: ``demand.CONSOLIDATE_JOBS_UP_TO``) is not one of them
+        del soon["i-1"]
+        assert sorted(i for d in _decide_with(soon, queued=0) for i in d.instance_ids) == ["i-0", "i-2"]
     # AND afterwards the window is Shoal's again
     assert sorted(i for d in _decide_with(soon, queued=0) for i in d.instance_ids) == ["i-0", "i-2"]
     assert overrides == {}
