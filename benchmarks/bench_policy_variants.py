@@ -125,10 +125,12 @@ def _triage(late: float) -> Patch:
     return patch
 
 
-def _overrun(factor: float) -> Patch:
+def _demand_rule(name: str, value: float) -> Patch:
+    """``shared.domain.demand``'s constant ``name`` is ``value`` for the run."""
+
     @contextlib.contextmanager
     def patch(trace: Sequence[TraceJob]) -> Iterator[None]:
-        with mock.patch.object(demand, "OVERRUN_FACTOR", factor):
+        with mock.patch.object(demand, name, value):
             yield
 
     return patch
@@ -351,15 +353,6 @@ def _lagged_records(trace: Sequence[TraceJob], *, idle_at_once: bool, markers: b
         yield
 
 
-def _jobs_up_to(seconds: float) -> Patch:
-    @contextlib.contextmanager
-    def patch(trace: Sequence[TraceJob]) -> Iterator[None]:
-        with mock.patch.object(demand, "CONSOLIDATE_JOBS_UP_TO", seconds):
-            yield
-
-    return patch
-
-
 def _node_order(key: Callable[[JobFlow, SimNode], Any]) -> Patch:
     """The agents take jobs in the order ``key`` sorts the accepting nodes (not each node's random priority)."""
 
@@ -402,7 +395,7 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
     if name.startswith("triage-"):
         return _triage(float(name[7:])), {}
     if name.startswith("overrun-"):
-        return _overrun(float(name[8:])), {}
+        return _demand_rule("OVERRUN_FACTOR", float(name[8:])), {}
     if name == "no-spot-consolidation":
         return _no_spot_consolidation, {}
     if name == "any-node":
@@ -420,7 +413,7 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
     if name == "undrain-overrun":
         return _undrain_overrun, {}
     if name.startswith("jobs-up-to-"):
-        return _jobs_up_to(float(name[11:])), {}
+        return _demand_rule("CONSOLIDATE_JOBS_UP_TO", float(name[11:])), {}
     if name == "consolidate-fewest":
         return _consolidate_fewest, {}
     if name.startswith("consolidate-"):
