@@ -162,8 +162,12 @@ class Changes:
             # for a third of the price per job).
             return []
         # A busy node with no expected end (a long job, a record not read) is never one of them.
-        ends = {n.instance_id: self.empties_at.get(n.instance_id) for n in have if n.busy and not n.static}
-        soon = [n for n in have if (at := ends.get(n.instance_id)) is not None and at - self.now <= CONSOLIDATE_WITHIN]
+        soon = [
+            n
+            for n in have
+            if n.busy and not n.static and n.instance_id in self.empties_at
+            and self.empties_at[n.instance_id] - self.now <= CONSOLIDATE_WITHIN
+        ]  # fmt: skip
         price = {n.instance_id: node_hourly_price(n, offer, self.settings.region) for n in soon}
         soon.sort(key=lambda n: (-price[n.instance_id], self.empties_at[n.instance_id], n.instance_id))
         return soon[:count]

@@ -50,10 +50,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import cast
 
-import shared.domain.demand as demand_rules
 from shared.domain.cluster_state import DemandCount, NodeState
 from shared.domain.decision import Drain, Snapshot
-from shared.domain.demand import expected_end, expected_runtime, outlier_from, planned, queue_marks
+from shared.domain.demand import expected_end, expected_runtime, outlier_from, planned, queue_marks, runs_long
 from shared.domain.jobs import Shape
 from shared.sim.fleet import Fleet
 from shared.sim.guardrails import past_budget, quota_view
@@ -265,7 +264,7 @@ class Simulation(Fleet):
             if node.running and node.state is NodeState.ACTIVE:
                 if node.empties is None or node.empties[0] != version:
                     node.empties = (version, *self._latest_end(node))
-                    if self._runs_long(node):  # not drained as emptying soon: marked so, with no end
+                    if runs_long((j.key for j in self._on(node)), self._shape_of):  # marked so, with no end
                         node.empties = (version, math.inf, math.inf)
                 _, latest, overrun_at = node.empties
                 if latest == math.inf:
@@ -283,12 +282,6 @@ class Simulation(Fleet):
             latest = max(latest, job.started_at + expected_runtime(job.key, shape_of))
             overrun_at = min(overrun_at, outlier_from(job.key, job.started_at, shape_of))
         return latest, overrun_at
-
-    def _runs_long(self, node: SimNode) -> bool:
-        """Does ``node`` run a job expected to run longer than ``demand.CONSOLIDATE_JOBS_UP_TO`` (as
-        ``demand.empties_at`` leaves such a node out)?"""
-        limit = demand_rules.CONSOLIDATE_JOBS_UP_TO  # read at each call: benchmarks vary it
-        return any(expected_runtime(job.key, self._shape_of) > limit for job in self._on(node))
 
     def _on(self, node: SimNode) -> list[SimJob]:
         return [self.jobs[index] for index in node.running]
