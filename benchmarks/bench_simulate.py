@@ -61,13 +61,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from benchmarks.queues import TRACES
 from shared.domain.cluster_state import NodeState
 from shared.domain.settings import ClusterSettings
 from shared.sim.engine import SimOptions, Simulation
 from shared.sim.trace import read_trace
 
 NODE_TYPES = "c5.4xlarge/c5a.4xlarge:0.30,m5.2xlarge,r5.4xlarge,m5.24xlarge"
-TRACES = Path("/work/shared/traces")
 NODE_WALL_TIME = 3600  # what Toil's AWS provisioner gives a node shape
 EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
