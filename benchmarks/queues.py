@@ -26,13 +26,18 @@ GPU_NODE_TYPES = CONTINUOUS_NODE_TYPES + ",g4dn.xlarge,g4dn.4xlarge"
 FEW_SHAPE_NODE_TYPES = "c5.4xlarge/c5a.4xlarge:0.42,c5.4xlarge,m5.2xlarge,m5.8xlarge,r5.2xlarge,r5.4xlarge"
 
 
+# Where the team's machines keep the shared folder, for a clone that is not beside it (CI clones elsewhere).
+TEAM_TRACES = Path("/work/shared/traces")
+
+
 def _traces_dir() -> Path:
-    """``../shared/traces`` beside the repository (a git worktree sits one level deeper: look up from here)."""
-    for parent in Path(__file__).resolve().parents[1:4]:
-        candidate = parent / "shared" / "traces"
+    """``../shared/traces`` beside the repository (a git worktree sits one level deeper: look up from here), else
+    the team's machines' shared folder."""
+    here = [parent / "shared" / "traces" for parent in Path(__file__).resolve().parents[1:4]]
+    for candidate in [*here, TEAM_TRACES]:
         if candidate.is_dir() and any(candidate.glob("*.jsonl")):
             return candidate
-    return Path(__file__).resolve().parents[2] / "shared" / "traces"
+    return here[1]
 
 
 TRACES = Path(os.environ.get("SHOAL_TRACES", "")) if os.environ.get("SHOAL_TRACES") else _traces_dir()
