@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import statistics
 import subprocess
@@ -54,24 +53,19 @@ def one_run(extra: list[str]) -> tuple[float, dict[str, object]]:
         return elapsed, json.loads(report.read_text())
 
 
-def _spin() -> None:
-    while True:
-        pass
-
-
 @contextmanager
-def cpu_load(processes: int) -> Iterator[None]:
-    """``processes`` busy loops for as long as the block runs (none: the machine as it is)."""
-    spinners = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(processes)]
-    for spinner in spinners:
-        spinner.start()
+def cpu_load(processes: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``processes`` busy loops, each its own interpreter, for as long as the block runs (none: the machine as it is).
+    Fresh interpreters, not forks: a fork inherits its parent's signal handlers, and one that catches SIGTERM spins
+    on (a forked spinner under pytest-xdist hung the test run)."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)]
     try:
-        yield
+        yield spinners
     finally:
         for spinner in spinners:
-            spinner.terminate()
+            spinner.kill()
         for spinner in spinners:
-            spinner.join()
+            spinner.wait()
 
 
 def load_verdict(quiet: Sequence[float], busy: Sequence[float], target: float) -> tuple[bool, str]:

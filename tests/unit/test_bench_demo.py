@@ -3,8 +3,6 @@ the spinning processes that make a machine busy start and stop with the block.""
 
 from __future__ import annotations
 
-import multiprocessing
-
 import pytest
 
 from benchmarks.bench_demo import cpu_load, load_verdict
@@ -26,9 +24,8 @@ def test_the_load_verdict(quiet: list[float], busy: list[float], ok: bool, says:
 
 
 def test_cpu_load_spins_for_the_block_only() -> None:
-    with cpu_load(2):
-        spinning = multiprocessing.active_children()
-        assert len(spinning) == 2 and all(p.is_alive() for p in spinning)
-    assert multiprocessing.active_children() == []
-    with cpu_load(0):
-        assert multiprocessing.active_children() == []
+    with cpu_load(2) as spinners:
+        assert len(spinners) == 2 and all(s.poll() is None for s in spinners)
+    assert all(s.returncode is not None for s in spinners)
+    with cpu_load(0) as none:
+        assert none == []
