@@ -263,9 +263,8 @@ class Simulation(Fleet):
         for node_id, node in self.nodes.items():
             if node.running and node.state is NodeState.ACTIVE:
                 if node.empties is None or node.empties[0] != version:
-                    node.empties = (version, *self._latest_end(node))
-                    if runs_long((j.key for j in self._on(node)), self._shape_of):  # marked so, with no end
-                        node.empties = (version, math.inf, math.inf)
+                    long = runs_long((j.key for j in self._on(node)), self._shape_of)  # no end known well enough
+                    node.empties = (version, math.inf, math.inf) if long else (version, *self._latest_end(node))
                 _, latest, overrun_at = node.empties
                 if latest == math.inf:
                     continue
