@@ -68,6 +68,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--max-preemptions", "--maxPreemptions", default="2",
         help="spot reclaims a job may suffer before it runs on on-demand nodes only (default: %(default)s)",
     )  # fmt: skip
+    parser.add_argument(
+        "--declared-runtimes", action="store_true",
+        help="the scaler sees each job's wall_time as its submitted estimate, as jobs in Shoal's format declare one "
+        "(default: it sees none, as with Toil's jobs, and learns runtimes as they end)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--report", type=Path, help="write the JSON report here")
     parser.add_argument("--plot", type=Path, help="write a PNG of demand and nodes over time here")
@@ -103,6 +108,7 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
         placement_scores=scores,
         vcpu_quotas=guardrails.parse_quotas(args.vcpu_quota),
         quota_aware=not args.quota_blind,
+        declared_runtimes=args.declared_runtimes,
     )
 
 

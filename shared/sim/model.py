@@ -43,6 +43,9 @@ class SimOptions:
     # nodes leave a young job to cheaper node types (Shoal's agents, shared.domain.cheaper_first); off: any node
     # with room takes it, as Toil's batch systems place jobs
     cheaper_first: bool = True
+    # the scaler sees each job's wall time as the estimate it was submitted with, as jobs in Shoal's own format
+    # declare one (``shoal demo``'s do, exactly); off: it sees none, as with Toil's jobs and the real traces
+    declared_runtimes: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,14 +90,16 @@ class SimJob:
         "wall",
     )  # fmt: skip
 
-    def __init__(self, index: int, trace: TraceJob) -> None:
+    def __init__(self, index: int, trace: TraceJob, *, declared: bool = False) -> None:
         self.index = index
         self.trace = trace
         self.resources = trace.job.shape.resources
         self.spot = trace.job.shape.preemptible
         self.name = trace.job.name
-        # its demand counter's key: the trace's wall time is the true runtime, which the scaler never sees
-        self.key: DemandKey = (interned_shape(self.resources, FIRST_GUESS, self.spot), self.name)
+        # its demand counter's key: the trace's wall time is the true runtime, which the scaler never sees unless
+        # the job declares it (``SimOptions.declared_runtimes``)
+        guess = trace.wall_time if declared else FIRST_GUESS
+        self.key: DemandKey = (interned_shape(self.resources, guess, self.spot), self.name)
         self.wall = trace.wall_time
         self.attempt = 0
         self.started_at = 0.0

@@ -41,6 +41,7 @@ def build_report(sim: SimState, elapsed: float) -> dict[str, object]:
         "nodes_at_end": sum(1 for n in sim.nodes.values() if n.state is not NodeState.STOPPED),
         "decide_calls": sim.decide_calls,
         "target_time_seconds": sim.settings.target_time,
+        "declared_runtimes": sim.options.declared_runtimes,
         "preemptions": sim.preemptions,
         "most_preemptions_of_a_job": max((j.preemptions for j in sim.jobs), default=0),
         "quota_refusals": sim.quota_refusals,

@@ -50,7 +50,7 @@ class SimState:
         self.wakes: set[float] = set()  # when jobs left to cheaper nodes may start anywhere (one event each)
         self.rng = random.Random(options.seed)
         self.decide = decide_fn
-        self.jobs = [SimJob(i, t) for i, t in enumerate(trace)]
+        self.jobs = [SimJob(i, t, declared=options.declared_runtimes) for i, t in enumerate(trace)]
         self.now = 0.0
         self.events: list[tuple[float, int, int, object]] = []
         self._seq = 0

@@ -183,3 +183,25 @@ def test_the_waste_says_where_the_money_went(tmp_path: Path) -> None:
     assert waste["jobs"] == pytest.approx(0.30 * 10 * GiB / spot.usable.disk, rel=0.05)
     assert waste["room_nothing_queued"] == pytest.approx(0.30 - waste["jobs"], rel=0.05)
     assert waste["booting"] > 0 and waste["room_while_queued"] == waste["draining_room"] == 0
+
+
+def test_declared_runtimes_let_the_scaler_plan_a_first_burst_for_its_length(tmp_path: Path) -> None:
+    # GIVEN a first burst of 25-minute jobs: no job has ended, so nothing has been learned yet
+    trace = read_trace(write_trace(tmp_path / "t.jsonl", [
+        trace_line(i, 0.0, cores=4, memory_gib=8, wall=1500, name="call") for i in range(48)
+    ]))  # fmt: skip
+    # WHEN replayed with the scaler blind to runtimes (Toil's jobs) and told them (Shoal's own job format)
+    blind = simulate(trace, SimOptions(settings=settings())).report
+    told = simulate(trace, SimOptions(settings=settings(), declared_runtimes=True)).report
+    # THEN the report says which, and jobs planned at their declared length wait less than jobs planned at a
+    # first guess of a second (which the fleet is sized for until the first of them ends)
+    assert blind["declared_runtimes"] is False and told["declared_runtimes"] is True
+    assert told["completed"] == blind["completed"] == 48
+    assert float(told["wait_max_seconds"]) < float(blind["wait_max_seconds"])  # type: ignore[arg-type]
+
+
+def test_the_cli_passes_declared_runtimes_on(tmp_path: Path) -> None:
+    trace = write_trace(tmp_path / "t.jsonl", bursty(20))
+    done = _shoal("--trace", str(trace), "--node-types", NODE_TYPES, "--json", "--declared-runtimes")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["declared_runtimes"] is True
