@@ -152,6 +152,18 @@ def could_start_queued(offer: Offer, needs: Sequence[tuple[Resources, bool]]) ->
     return any((preemptible or not offer.spot) and need.fits_in(offer.usable) for need, preemptible in needs)
 
 
+def only_type_for_queued(offer: Offer, needs: Sequence[tuple[Resources, bool]], offers: Sequence[Offer]) -> bool:
+    """Is ``offer`` the only node type that runs one of the queued jobs ``needs`` describes (``queued_needs``)?"""
+
+    def runs(o: Offer, need: Resources, preemptible: bool) -> bool:
+        return (preemptible or not o.spot) and need.fits_in(o.usable)
+
+    return any(
+        runs(offer, need, preemptible) and not any(o.key != offer.key and runs(o, need, preemptible) for o in offers)
+        for need, preemptible in needs
+    )
+
+
 # Running jobs with at least this share of the target time left are each planned in a lane of their own.
 OWN_LANE_FRACTION = 0.5
 

@@ -17,6 +17,7 @@ from shared.domain.policy import (
     RUNNING_FLOOR_FRACTION,
     WAIT_GRACE_FRACTION,
     ScalerState,
+    only_type_for_queued,
     remaining_target,
     running_remaining,
     running_shape,
@@ -213,3 +214,36 @@ def test_queued_jobs_past_the_target_are_planned_as_one_wall_time_and_said_so() 
     assert planned == {T + 1}
     assert decision.wanted["m5.2xlarge"] == 4
     assert any("15 queued jobs run past the target time" in reason for reason in decision.reasons)
+
+
+BIG = Shape(resources=Resources(cores=4, memory=100 * GiB, disk=GiB), wall_time=1500.0)  # fits r5.4xlarge alone
+
+
+def test_the_only_node_type_a_queued_job_fits() -> None:
+    offers = {o.key: o for o in offers_for(_cluster())}
+    big, small = [(BIG.resources, False)], [(SMALL.resources, False)]
+    assert only_type_for_queued(offers["r5.4xlarge"], big, list(offers.values()))
+    assert not only_type_for_queued(offers["r5.4xlarge"], small, list(offers.values()))  # m5.2xlarge runs it too
+    assert not only_type_for_queued(offers["m5.2xlarge"], big, list(offers.values()))  # it does not fit
+    assert only_type_for_queued(offers["r5.4xlarge"], [*small, *big], list(offers.values()))
+
+
+def test_busy_nodes_of_the_only_type_a_queued_job_fits_are_not_consolidated() -> None:
+    # GIVEN three busy r5.4xlarge whose jobs end within a minute, and the plan wanting fewer
+    settings = _cluster()
+    pairs = [_node(f"i-{n}", "r5.4xlarge", busy=True) for n in range(3)]
+
+    def drains(queued: Shape) -> list[str]:
+        demand = {SMALL: DemandCount(queued=0, running=3)}
+        demand[queued] = DemandCount(queued=1, running=demand.get(queued, DemandCount()).running)
+        snapshot = Snapshot(
+            demand=demand, nodes=[p[0] for p in pairs], instances=[p[1] for p in pairs],
+            empties_at={p[0].instance_id: NOW + 60 for p in pairs},
+        )  # fmt: skip
+        decision = decide(snapshot, settings, offers_for(settings), ScalerState(), (), now=NOW)
+        return [i for a in decision.actions if isinstance(a, Drain) for i in a.instance_ids]
+
+    # WHEN the queued job fits r5.4xlarge alone THEN none is drained: it starts on one as its jobs end
+    assert drains(BIG) == []
+    # WHEN an m5.2xlarge runs it too THEN the plan moves everything to m5.2xlarge and the r5.4xlarge are drained
+    assert sorted(drains(SMALL)) == ["i-0", "i-1", "i-2"]
