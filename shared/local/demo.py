@@ -146,7 +146,10 @@ class Demo:
             clock=self.clock, lambdas=self.lambdas, region=self.settings.region, account=ACCOUNT_ID
         )
         hooks = moto_patches.Hooks(
-            invoke_lambda=self.lambdas.invoke_payload, deliver_event=self.router.deliver, speed=self.options.speed
+            invoke_lambda=self.lambdas.invoke_payload,
+            deliver_event=self.router.deliver,
+            speed=self.options.speed,
+            now=self.clock.now,
         )
         cloud = LocalCloud(region=self.settings.region, speed=self.options.speed, hooks=hooks)
         with _quiet_moto(), _agent_logs(self.workdir / "agents.log"):
@@ -215,6 +218,7 @@ class Demo:
             work_root=work_root,
             real=self.options.real,
             lockstep=self._lockstep(work_root),
+            offers=self.offers,
             **self._node_options(),
         )
         self.queue = SqsJobQueue(self.outputs["QueueUrl"], region=self.settings.region)

@@ -21,6 +21,9 @@ stay registered (they only add support for two resource types).
   second is skipped, and instead every condition of a transaction is checked before any item is written
   (``conditions_first``), so a cancelled transaction still changes nothing, as in DynamoDB.
   ``hot_spots_fixed()`` applies only these two, for benchmarks that run moto in-process.
+- SQS: with a simulated clock (``Hooks.now``) a message's SentTimestamp is stamped with it, since the agents compare
+  it with their own simulated clock (how long a job has been queued: ``shared.domain.cheaper_first``); visibility
+  and retention still run on real time, which a stamp ahead of it only makes retention longer.
 - S3: PutBucketEncryption with a rule that only blocks encryption types (``BlockedEncryptionTypes``, what
   Toil 9's ``aws:`` job store sends to allow SSE-C) is valid in S3, but moto 5.2 requires every rule to set
   ``ApplyServerSideEncryptionByDefault`` and answers MalformedXML. Such a rule is stored with S3's own
@@ -49,7 +52,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.events.models import Rule
 from moto.s3.responses import S3Response
-from moto.sqs.models import SQSBackend
+from moto.sqs.models import Message, SQSBackend
 from moto.stepfunctions.models import StateMachine
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
     StateTaskService,
@@ -70,6 +73,9 @@ class Hooks:
     invoke_lambda: InvokeLambda
     deliver_event: DeliverEvent
     speed: float
+    # The simulated clock (epoch seconds), if the cloud runs on one: SQS stamps a message's SentTimestamp with it,
+    # so an agent's "how long has this job been queued" is in the same time as its own clock.
+    now: Callable[[], float] | None = None
 
 
 class _State:
@@ -149,7 +155,18 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (LambdaSimpleBackend, "invoke", _invoke),
         (Rule, "send_to_targets", _send_to_targets(Rule.send_to_targets)),
         (S3Response, "_encryption_config_from_body", _encryption_config(S3Response._encryption_config_from_body)),
+        (Message, "mark_sent", _sent_on_the_clock(Message.mark_sent)),
     ]
+
+
+def _sent_on_the_clock(original: Callable[..., None]) -> Callable[..., None]:
+    def mark_sent(self: Any, delay_seconds: int | None = None) -> None:
+        original(self, delay_seconds)
+        hooks = _state.hooks
+        if hooks is not None and hooks.now is not None:
+            self.sent_timestamp = int(hooks.now() * 1000)
+
+    return mark_sent
 
 
 # ---- hot spots -------------------------------------------------------------------------------------

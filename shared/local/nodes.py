@@ -31,9 +31,12 @@ from typing import Any
 
 import boto3
 
-from shared.adapters.ec2_fleet import CLUSTER_TAG
+from shared.adapters.ec2_fleet import CLUSTER_TAG, MARKET_TAG
 from shared.domain.catalog import instance_type
+from shared.domain.cheaper_first import NodeCost
+from shared.domain.cluster_state import Market
 from shared.domain.jobs import Job
+from shared.domain.node_types import Offer
 from shared.local.clock import Clock
 from shared.local.lockstep import JobTimer, StepGate, SteppedAgent, wait_settled
 from shared.services.job_message import decode_job_message
@@ -113,6 +116,7 @@ class _Node:
     instance_id: str
     instance_type: str
     ready_at: float  # simulated time the agent starts (boot delay)
+    spot: bool = False
     agent: Agent | None = None
     thread: threading.Thread | None = None
     owner: str = ""  # its agents' job-token prefix
@@ -142,8 +146,12 @@ class LocalNodes:
         enforce_memory: bool | None = None,
         job_env: Mapping[str, str] | None = None,
         lockstep: Lockstep | None = None,
+        offers: Sequence[Offer] = (),
     ) -> None:
         self.cluster = cluster
+        # the cluster's node types, as a deployed worker reads them (SHOAL_NODE_TYPES): each agent leaves young jobs
+        # to cheaper types (``shared.domain.cheaper_first``); none: agents take any job that fits
+        self.offers = list(offers)
         self.endpoints = endpoints
         self.clock = clock
         self.boot_delay = boot_delay
@@ -190,7 +198,8 @@ class LocalNodes:
                 seen.add(view.instance_id)
                 node = self._nodes.get(view.instance_id)
                 if node is None:
-                    node = _Node(view.instance_id, view.instance_type, ready_at=now + self.boot_delay)
+                    spot = view.tags.get(MARKET_TAG) == Market.SPOT
+                    node = _Node(view.instance_id, view.instance_type, ready_at=now + self.boot_delay, spot=spot)
                     self._nodes[view.instance_id] = node
                 if node.agent is None and now >= node.ready_at:
                     self._start(node)
@@ -267,14 +276,11 @@ class LocalNodes:
 
     # ---- one node ----------------------------------------------------------------------------------
 
-    def _start(self, node: _Node) -> None:
-        work = self.work_root / node.instance_id
-        work.mkdir(parents=True, exist_ok=True)
-        node.owner = process_tree.owner_of(node.instance_id, work)
-        self.owners.add(node.owner)
-        settings = AgentSettings(
-            node_id=node.instance_id,
-            capacity=instance_type(node.instance_type).usable(self.node_storage),
+    def agent_settings(self, instance_id: str, type_name: str, *, spot: bool, work: Path) -> AgentSettings:
+        """What a deployed worker's agent would be given on this node (its capacity, its side of cheaper-first)."""
+        return AgentSettings(
+            node_id=instance_id,
+            capacity=instance_type(type_name).usable(self.node_storage),
             work_root=work,
             visibility_timeout=AGENT_VISIBILITY_TIMEOUT,
             poll_wait=0,
@@ -284,7 +290,15 @@ class LocalNodes:
             declined_backoff=0.5 if self.lockstep is None else 0.0,
             kill_grace=1.0,
             enforce_memory=self.enforce_memory,
+            cheaper_first=NodeCost.of(self.offers, type_name, spot=spot) if self.offers else None,
         )
+
+    def _start(self, node: _Node) -> None:
+        work = self.work_root / node.instance_id
+        work.mkdir(parents=True, exist_ok=True)
+        node.owner = process_tree.owner_of(node.instance_id, work)
+        self.owners.add(node.owner)
+        settings = self.agent_settings(node.instance_id, node.instance_type, spot=node.spot, work=work)
         stepped: dict[str, Any] = {} if self.lockstep is None else {"gate": self.lockstep.gate}
         agent = (Agent if self.lockstep is None else SteppedAgent)(
             settings,

@@ -3,6 +3,7 @@ patch lets Toil create an ``aws:`` job store."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from moto import mock_aws
 from moto.dynamodb.models.table import Table
 
 from shared.adapters import aws
+from shared.adapters.job_queue import SqsJobQueue
 from shared.adapters.job_store import DynamoJobStore
 from shared.adapters.state_table import StateTable, TransactionCancelledError, attr_names, key, make_table, n, s
 from shared.domain.cluster_state import DemandCount
@@ -146,3 +148,36 @@ def test_stock_moto_is_back_after_the_local_cloud(monkeypatch: pytest.MonkeyPatc
         s3.create_bucket(Bucket="run--toil")
         with pytest.raises(ClientError, match="MalformedXML"):
             s3.put_bucket_encryption(Bucket="run--toil", ServerSideEncryptionConfiguration=TOIL_RULES)
+
+
+# ---- SQS: SentTimestamp on the simulated clock -------------------------------------------------------
+
+
+@pytest.mark.parametrize("simulated", [True, False])
+def test_a_message_is_stamped_sent_by_the_simulated_clock_when_there_is_one(
+    monkeypatch: pytest.MonkeyPatch, simulated: bool
+) -> None:
+    # GIVEN the local cloud's patches, with a simulated clock two hours ahead of real time (or none)
+    for name, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": REGION}.items():
+        monkeypatch.setenv(name, value)
+    ahead = time.time() + 7200.0
+    hooks = moto_patches.Hooks(
+        invoke_lambda=lambda name, payload: (b"{}", None), deliver_event=no_event, speed=1.0,
+        now=(lambda: ahead) if simulated else None,
+    )  # fmt: skip
+    with mock_aws():
+        moto_patches.activate(hooks)
+        try:
+            url = aws.client("sqs", REGION).create_queue(QueueName="jobs")["QueueUrl"]
+            queue = SqsJobQueue(url, region=REGION)
+            # WHEN a job is sent and received through the real adapter
+            queue.send_jobs([make_job("j-1")])
+            (message,) = queue.receive(max_messages=1, wait_seconds=0)
+        finally:
+            moto_patches.deactivate()
+    # THEN the time it says the job was queued is the simulated clock's (the agents compare it with their own)
+    assert message.sent_at is not None
+    if simulated:
+        assert message.sent_at == pytest.approx(ahead, abs=0.001)
+    else:
+        assert abs(message.sent_at - time.time()) < 60
