@@ -20,6 +20,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks.bench_simulate import parse_seeds
 from shared.cli.jobs_file import read_jobs
 from shared.local.demo_defaults import DEFAULT_WORKLOAD
 from shared.local.demo_setup import DemoOptions, cluster_settings, split_bursts
@@ -32,10 +33,6 @@ def demo_trace(workload: Path, options: DemoOptions) -> list[TraceJob]:
     """The workload as the demo submits it: in ``options.bursts`` bursts, ``options.burst_gap`` apart."""
     bursts = split_bursts(read_jobs(workload), options.bursts)
     return [TraceJob(job=job, submit=index * options.burst_gap) for index, burst in enumerate(bursts) for job in burst]
-
-
-def parse_seeds(text: str) -> list[int]:
-    return [int(s) for s in text.split(",") if s.strip()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -149,19 +149,20 @@ def queued_needs(demand: Mapping[Shape, DemandCount]) -> tuple[tuple[Resources, 
 def could_start_queued(offer: Offer, needs: Sequence[tuple[Resources, bool]]) -> bool:
     """Would an idle node of ``offer`` start one of the queued jobs? Then it is not surplus, whatever the
     estimate says this round: it would be drained now and launched again when the estimate moves back."""
-    return any((preemptible or not offer.spot) and need.fits_in(offer.usable) for need, preemptible in needs)
+    return any(_runs(offer, need, preemptible) for need, preemptible in needs)
 
 
 def only_type_for_queued(offer: Offer, needs: Sequence[tuple[Resources, bool]], offers: Sequence[Offer]) -> bool:
     """Is ``offer`` the only node type that runs one of the queued jobs ``needs`` describes (``queued_needs``)?"""
-
-    def runs(o: Offer, need: Resources, preemptible: bool) -> bool:
-        return (preemptible or not o.spot) and need.fits_in(o.usable)
-
     return any(
-        runs(offer, need, preemptible) and not any(o.key != offer.key and runs(o, need, preemptible) for o in offers)
+        _runs(offer, need, preemptible) and not any(o.key != offer.key and _runs(o, need, preemptible) for o in offers)
         for need, preemptible in needs
     )
+
+
+def _runs(offer: Offer, need: Resources, preemptible: bool) -> bool:
+    """Would a node of ``offer`` run a job needing ``need`` (spot nodes only preemptible ones)?"""
+    return (preemptible or not offer.spot) and need.fits_in(offer.usable)
 
 
 # Running jobs with at least this share of the target time left are each planned in a lane of their own.
