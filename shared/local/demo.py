@@ -317,12 +317,13 @@ class Demo:
     # ---- the loop -------------------------------------------------------------------------------------
 
     def _tick(self) -> None:
-        """One pass of the loop; on the lockstep clock, one step: time moves on, the jobs due end, the rounds
-        due run, the agents receive; the next step waits for all of it."""
+        """One pass of the loop; on the lockstep clock, one step: time moves on, the jobs due end, the agents do
+        their timed work, the rounds due run, the agents receive; the next step waits for all of it."""
         if isinstance(self.clock, LockstepClock):
             self.clock.advance()
             if not self.nodes.end_due_jobs():
                 self.settle_timeouts += 1
+            self.nodes.timed_work()
         instances = demo_timeline.instances(self)
         self.router.tick({i.instance_id: i.state for i in instances})
         self.nodes.tick(instances)

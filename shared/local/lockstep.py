@@ -7,10 +7,13 @@ Here the demo's driver moves a ``LockstepClock`` one step at a time, and within 
 1. the jobs whose simulated end has come end (``JobTimer``): each job's process waits on a FIFO of its own
    instead of sleeping, and the driver writes to it at the job's simulated end; the step waits until the
    job's agent has settled it;
-2. the router fires what is due (scaling rounds run in the driver's thread, so they run to their end);
-3. every agent that takes work does its timed work due now (heartbeats, cancellation checks) and one round
-   of receiving (``StepGate``, ``SteppedAgent``): it receives again while it started something, so a node
-   with room fills up within the step, as a real agent's receive loop would within seconds.
+2. every agent whose keeper runs, draining ones too, does its timed work due now (heartbeats, drain
+   acknowledgements, cancellation checks: ``StepGate.timed_work``), so the rounds of this step read the same
+   node records on any machine (a draining node's heartbeat racing the round decided when it was terminated);
+3. the router fires what is due (scaling rounds run in the driver's thread, so they run to their end);
+4. every agent that takes work receives, one after another (``StepGate.run_step``, ``SteppedAgent``): it
+   receives again while it started something, so a node with room fills up within the step, as a real
+   agent's receive loop would within seconds.
 
 Only then does time move on. A step that waits longer than ``BARRIER_SECONDS`` real seconds for an agent
 moves on anyway and is counted (``StepGate.overruns``): the report says so rather than hanging.
@@ -72,14 +75,26 @@ class StepGate:
             self._done[id(agent)] = step
             self._cond.notify_all()
 
+    def timed_work(self, agents: list[SteppedAgent], now: float) -> bool:
+        """Wait until every agent whose keeper runs has done its timed work due at ``now``. False (an overrun)
+        if one kept the step waiting over ``BARRIER_SECONDS``."""
+        deadline = time.monotonic() + BARRIER_SECONDS
+        with self._cond:
+            ok = self._wait(functools.partial(self._behind, agents, now), deadline)
+        if not ok:
+            self.overruns += 1
+            log.warning("step %d: agents' timed work kept it waiting over %gs; moving on", self.step, BARRIER_SECONDS)
+        return ok
+
     def run_step(self, agents: list[SteppedAgent], now: float, *, receive: bool) -> bool:
-        """One step: every agent that takes work does its timed work due at ``now``, then receives in its turn
-        (if ``receive``). False (an overrun) if an agent kept the step waiting over ``BARRIER_SECONDS``."""
+        """One step: every agent does its timed work due at ``now`` (agents started since ``timed_work``), then
+        each that takes work receives in its turn (if ``receive``). False (an overrun) if an agent kept the step
+        waiting over ``BARRIER_SECONDS``."""
         deadline = time.monotonic() + BARRIER_SECONDS
         with self._cond:
             self.step += 1
             self.receiving = receive
-            ok = self._wait(lambda: [a for a in agents if a.takes_work() and not a.timed_work_done(now)], deadline)
+            ok = self._wait(functools.partial(self._behind, agents, now), deadline)
             for agent in agents:
                 self._turn = id(agent)
                 self._cond.notify_all()
@@ -89,6 +104,10 @@ class StepGate:
             self.overruns += 1
             log.warning("step %d: agents kept it waiting over %gs; moving on", self.step, BARRIER_SECONDS)
         return ok
+
+    @staticmethod
+    def _behind(agents: list[SteppedAgent], now: float) -> list[SteppedAgent]:
+        return [a for a in agents if a.keeps_time() and not a.timed_work_done(now)]
 
     def _owes_turn(self, agent: SteppedAgent) -> list[SteppedAgent]:
         return [agent] if agent.takes_work() and self._done.get(id(agent), -1) < self.step else []
@@ -117,10 +136,13 @@ class SteppedAgent(Agent):
         state = self.state
         return not (state.stopping.is_set() or state.draining or state.interrupt_reason is not None or state.abandoned)
 
+    def keeps_time(self) -> bool:
+        """Whether the agent's keeper still does timed work (a draining node's does: it heartbeats)."""
+        return self._keeper.keeping() and not self.state.abandoned
+
     def timed_work_done(self, now: float) -> bool:
         """Whether the keeper has done what was due at ``now`` (it reads the same clock)."""
-        keeper = self._keeper
-        return min(keeper._next_heartbeat, keeper._next_visibility, keeper._next_cancel_check) > now
+        return self._keeper.done_through(now)
 
     def step(self, wait_seconds: int | None = None) -> list[Outcome | None]:
         step = self._gate.wait_turn(self)

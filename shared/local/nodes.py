@@ -227,6 +227,12 @@ class LocalNodes:
         ended = self.lockstep.timer.end_due(self.running_on)
         return wait_settled(ended, self.running_on)
 
+    def timed_work(self) -> bool:
+        """Lockstep: let every agent whose keeper runs do its timed work due now, before the step's rounds."""
+        if self.lockstep is None:
+            return True
+        return self.lockstep.gate.timed_work(self.stepped_agents(), self.clock.now())
+
     def receive_round(self, *, messages_waiting: bool = True) -> bool:
         """Lockstep: let every agent that takes work receive (when messages wait) and do its timed work due now."""
         if self.lockstep is None:

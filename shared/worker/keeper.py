@@ -36,9 +36,28 @@ class Keeper:
         self._next_cancel_check = 0.0
         self._next_interruption_check = 0.0
         self._warned_no_node_record = False
+        self._ticking = threading.Lock()  # held for a whole tick: the due times move before the work is done
 
     def tick(self, now: float | None = None) -> None:
         """Do whatever timed work is due at ``now``: evacuate, watch for interruption, heartbeats, deletes."""
+        with self._ticking:
+            self._tick(now)
+
+    def done_through(self, now: float) -> bool:
+        """Whether the timed work due at ``now`` is done: no tick is under way and nothing is due by then."""
+        if not self._ticking.acquire(blocking=False):
+            return False
+        try:
+            return min(self._next_heartbeat, self._next_visibility, self._next_cancel_check) > now
+        finally:
+            self._ticking.release()
+
+    def keeping(self) -> bool:
+        """Whether the keeper's thread runs (it stops with the agent, or once the node is evacuated)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive() and not self._state.evacuated.is_set()
+
+    def _tick(self, now: float | None) -> None:
         state = self._state
         now = state.clock() if now is None else now
         if state.evacuated.is_set() or state.abandoned:
