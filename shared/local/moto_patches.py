@@ -24,6 +24,12 @@ stay registered (they only add support for two resource types).
 - SQS: with a simulated clock (``Hooks.now``) a message's SentTimestamp is stamped with it, since the agents compare
   it with their own simulated clock (how long a job has been queued: ``shared.domain.cheaper_first``); visibility
   and retention still run on real time, which a stamp ahead of it only makes retention longer.
+- SQS: a message whose visibility is changed to 0 is visible at once, as in SQS. moto makes it visible only from
+  the next millisecond, so whether the next agent's receive in the same lockstep step saw a returned job depended
+  on how fast the machine was: two runs of the same demo placed a job on different nodes.
+- EC2: instance ids are numbered in launch order instead of drawn at random. The scaler breaks ties between
+  equal nodes by id (which of two idle nodes to drain), so random ids made two runs of the same demo drain
+  different nodes; EC2's own ids are arbitrary, and any order is one EC2 could give.
 - S3: PutBucketEncryption with a rule that only blocks encryption types (``BlockedEncryptionTypes``, what
   Toil 9's ``aws:`` job store sends to allow SSE-C) is valid in S3, but moto 5.2 requires every rule to set
   ``ApplyServerSideEncryptionByDefault`` and answers MalformedXML. Such a rule is stored with S3's own
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -50,8 +57,10 @@ from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import TransactionCanceledException
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
+from moto.ec2.models import instances as ec2_instances
 from moto.events.models import Rule
 from moto.s3.responses import S3Response
+from moto.sqs import models as sqs_models
 from moto.sqs.models import Message, SQSBackend
 from moto.stepfunctions.models import StateMachine
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
@@ -156,6 +165,8 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (Rule, "send_to_targets", _send_to_targets(Rule.send_to_targets)),
         (S3Response, "_encryption_config_from_body", _encryption_config(S3Response._encryption_config_from_body)),
         (Message, "mark_sent", _sent_on_the_clock(Message.mark_sent)),
+        (Message, "change_visibility", _zero_is_at_once(Message.change_visibility)),
+        (ec2_instances, "random_instance_id", _next_instance_id),
     ]
 
 
@@ -167,6 +178,23 @@ def _sent_on_the_clock(original: Callable[..., None]) -> Callable[..., None]:
             self.sent_timestamp = int(hooks.now() * 1000)
 
     return mark_sent
+
+
+_instance_ids = itertools.count(1)  # for the whole process: a second local cloud must not reuse an id
+
+
+def _next_instance_id() -> str:
+    return f"i-{next(_instance_ids):017x}"
+
+
+def _zero_is_at_once(original: Callable[..., None]) -> Callable[..., None]:
+    def change_visibility(self: Any, visibility_timeout: int) -> None:
+        original(self, visibility_timeout)
+        if int(visibility_timeout) == 0:
+            # moto's ``visible`` asks for a later millisecond than this (its own clock, which a test may stop)
+            self.visible_at = sqs_models.unix_time_millis() - 1  # type: ignore[attr-defined]
+
+    return change_visibility
 
 
 # ---- hot spots -------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.dynamodb.models.table import Table
+from moto.sqs import models as sqs_models
 
 from shared.adapters import aws
 from shared.adapters.job_queue import SqsJobQueue
@@ -181,3 +182,63 @@ def test_a_message_is_stamped_sent_by_the_simulated_clock_when_there_is_one(
         assert message.sent_at == pytest.approx(ahead, abs=0.001)
     else:
         assert abs(message.sent_at - time.time()) < 60
+
+
+# ---- SQS: a visibility of 0 is visible at once ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("patched", [True, False])
+def test_a_message_given_back_is_received_again_within_the_same_millisecond(
+    monkeypatch: pytest.MonkeyPatch, patched: bool
+) -> None:
+    # GIVEN moto's SQS clock standing still (every call within one millisecond), with the local cloud's patches or not
+    for name, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": REGION}.items():
+        monkeypatch.setenv(name, value)
+    frozen = time.time() * 1000
+    monkeypatch.setattr(sqs_models, "unix_time_millis", lambda: frozen)
+    hooks = moto_patches.Hooks(invoke_lambda=lambda name, payload: (b"{}", None), deliver_event=no_event, speed=1.0)
+    with mock_aws():
+        if patched:
+            moto_patches.activate(hooks)
+        try:
+            url = aws.client("sqs", REGION).create_queue(QueueName="jobs")["QueueUrl"]
+            queue = SqsJobQueue(url, region=REGION)
+            queue.send_jobs([make_job("j-1")])
+            (message,) = queue.receive(max_messages=1, wait_seconds=0)
+            # WHEN a node gives the job back at once (visibility 0) and the next node receives in the same millisecond
+            queue.change_visibility([message.receipt_handle], 0)
+            again = queue.receive(max_messages=1, wait_seconds=0)
+        finally:
+            if patched:
+                moto_patches.deactivate()
+    # THEN under the patches it gets the job, as from SQS; stock moto hides it until the next millisecond (when
+    # this fails, moto has changed and the patch can go)
+    assert [m.body for m in again] == ([message.body] if patched else [])
+
+
+# ---- EC2: instance ids in launch order -----------------------------------------------------------------
+
+
+def test_instances_are_numbered_in_launch_order_under_the_patches(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the local cloud's patches
+    for name, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": REGION}.items():
+        monkeypatch.setenv(name, value)
+    hooks = moto_patches.Hooks(invoke_lambda=lambda name, payload: (b"{}", None), deliver_event=no_event, speed=1.0)
+    with mock_aws():
+        ec2 = aws.client("ec2", REGION)
+        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        moto_patches.activate(hooks)
+        try:
+            # WHEN instances are launched in two calls
+            first = [i["InstanceId"] for i in ec2.run_instances(ImageId=image, MinCount=3, MaxCount=3)["Instances"]]
+            second = [i["InstanceId"] for i in ec2.run_instances(ImageId=image, MinCount=2, MaxCount=2)["Instances"]]
+        finally:
+            moto_patches.deactivate()
+        stock = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    # THEN their ids are distinct and sort in launch order (the scaler's tie-breaks repeat from run to run);
+    # stock moto's are random again once the local cloud is gone
+    ids = first + second
+    numbers = [int(i.removeprefix("i-"), 16) for i in ids]
+    assert numbers == list(range(numbers[0], numbers[0] + 5)) and ids == sorted(ids)
+    assert all(i.startswith("i-") and len(i) == 19 for i in ids)
+    assert stock not in ids and len(stock) == 19
