@@ -142,6 +142,7 @@ def build_report(demo: Demo, left: dict[str, list[str]], real_seconds: float) ->
         "rounds": len(demo._all_decisions),
         "executions": demo.executions,
         **_run_facts(demo),
+        "workload_started_at_seconds": round(demo._workload_start, 1),  # after set-up: as long as LaunchCluster took
         "workload_simulated_seconds": round(workload_end, 1),
         "simulated_seconds": round(end, 1),
         "real_seconds": round(real_seconds, 1),
