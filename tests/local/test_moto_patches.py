@@ -4,7 +4,7 @@ patch lets Toil create an ``aws:`` job store."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -87,12 +87,9 @@ TOIL_RULES = {"Rules": [{"BlockedEncryptionTypes": {"EncryptionType": ["NONE"]}}
 
 
 @pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(name, value)
-    hooks = moto_patches.Hooks(invoke_lambda=lambda name, payload: (b"{}", None), deliver_event=no_event, speed=1.0)
+def s3(aws_env: None) -> Iterator[Any]:
     with mock_aws():
-        moto_patches.activate(hooks)
+        moto_patches.activate(hooks())
         try:
             yield aws.client("s3", REGION)
         finally:
@@ -101,6 +98,18 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 def no_event(rule: str, target: dict[str, Any], event: dict[str, Any]) -> None:
     raise AssertionError("no event is expected")
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials and a region for boto3 against moto."""
+
+
+def hooks(now: Callable[[], float] | None = None) -> moto_patches.Hooks:
+    """The local cloud's hooks, for patches that need none of them (no Lambda, no event is expected)."""
+    return moto_patches.Hooks(
+        invoke_lambda=lambda name, payload: (b"{}", None), deliver_event=no_event, speed=1.0, now=now
+    )
 
 
 def test_a_rule_that_only_blocks_encryption_types_is_accepted_with_s3s_default(s3: Any) -> None:
@@ -140,10 +149,8 @@ def test_toils_aws_job_store_is_created_under_the_patches(s3: Any) -> None:
     assert s3.get_bucket_encryption(Bucket="shoal-patch--toil")["ServerSideEncryptionConfiguration"]["Rules"]
 
 
-def test_stock_moto_is_back_after_the_local_cloud(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stock_moto_is_back_after_the_local_cloud(aws_env: None) -> None:
     # moto 5.2 refuses Toil's rule; when it stops refusing, this fails and the patch can go.
-    for name, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(name, value)
     with mock_aws():
         s3 = aws.client("s3", REGION)
         s3.create_bucket(Bucket="run--toil")
@@ -155,19 +162,11 @@ def test_stock_moto_is_back_after_the_local_cloud(monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.parametrize("simulated", [True, False])
-def test_a_message_is_stamped_sent_by_the_simulated_clock_when_there_is_one(
-    monkeypatch: pytest.MonkeyPatch, simulated: bool
-) -> None:
+def test_a_message_is_stamped_sent_by_the_simulated_clock_when_there_is_one(aws_env: None, simulated: bool) -> None:
     # GIVEN the local cloud's patches, with a simulated clock two hours ahead of real time (or none)
-    for name, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(name, value)
     ahead = time.time() + 7200.0
-    hooks = moto_patches.Hooks(
-        invoke_lambda=lambda name, payload: (b"{}", None), deliver_event=no_event, speed=1.0,
-        now=(lambda: ahead) if simulated else None,
-    )  # fmt: skip
     with mock_aws():
-        moto_patches.activate(hooks)
+        moto_patches.activate(hooks((lambda: ahead) if simulated else None))
         try:
             url = aws.client("sqs", REGION).create_queue(QueueName="jobs")["QueueUrl"]
             queue = SqsJobQueue(url, region=REGION)
@@ -189,17 +188,14 @@ def test_a_message_is_stamped_sent_by_the_simulated_clock_when_there_is_one(
 
 @pytest.mark.parametrize("patched", [True, False])
 def test_a_message_given_back_is_received_again_within_the_same_millisecond(
-    monkeypatch: pytest.MonkeyPatch, patched: bool
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, patched: bool
 ) -> None:
     # GIVEN moto's SQS clock standing still (every call within one millisecond), with the local cloud's patches or not
-    for name, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(name, value)
     frozen = time.time() * 1000
     monkeypatch.setattr(sqs_models, "unix_time_millis", lambda: frozen)
-    hooks = moto_patches.Hooks(invoke_lambda=lambda name, payload: (b"{}", None), deliver_event=no_event, speed=1.0)
     with mock_aws():
         if patched:
-            moto_patches.activate(hooks)
+            moto_patches.activate(hooks())
         try:
             url = aws.client("sqs", REGION).create_queue(QueueName="jobs")["QueueUrl"]
             queue = SqsJobQueue(url, region=REGION)
@@ -219,15 +215,12 @@ def test_a_message_given_back_is_received_again_within_the_same_millisecond(
 # ---- EC2: instance ids in launch order -----------------------------------------------------------------
 
 
-def test_instances_are_numbered_in_launch_order_under_the_patches(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_instances_are_numbered_in_launch_order_under_the_patches(aws_env: None) -> None:
     # GIVEN the local cloud's patches
-    for name, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(name, value)
-    hooks = moto_patches.Hooks(invoke_lambda=lambda name, payload: (b"{}", None), deliver_event=no_event, speed=1.0)
     with mock_aws():
         ec2 = aws.client("ec2", REGION)
         image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-        moto_patches.activate(hooks)
+        moto_patches.activate(hooks())
         try:
             # WHEN instances are launched in two calls
             first = [i["InstanceId"] for i in ec2.run_instances(ImageId=image, MinCount=3, MaxCount=3)["Instances"]]
