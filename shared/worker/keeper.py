@@ -37,6 +37,7 @@ class Keeper:
         self._next_interruption_check = 0.0
         self._warned_no_node_record = False
         self._ticking = threading.Lock()  # held for a whole tick: the due times move before the work is done
+        self._stopped = False  # stopped, or its thread has ended
 
     def tick(self, now: float | None = None) -> None:
         """Do whatever timed work is due at ``now``: evacuate, watch for interruption, heartbeats, deletes."""
@@ -53,9 +54,12 @@ class Keeper:
             self._ticking.release()
 
     def keeping(self) -> bool:
-        """Whether the keeper's thread runs (it stops with the agent, or once the node is evacuated)."""
+        """Whether the keeper does timed work, or is about to: not stopped, the node not evacuated, and its thread,
+        once started, alive (an agent started a moment ago may not have started its keeper yet)."""
+        if self._stopped or self._state.evacuated.is_set():
+            return False
         thread = self._thread
-        return thread is not None and thread.is_alive() and not self._state.evacuated.is_set()
+        return thread is None or thread.is_alive()
 
     def _tick(self, now: float | None) -> None:
         state = self._state
@@ -160,6 +164,7 @@ class Keeper:
         self._thread.start()
 
     def stop(self) -> None:
+        self._stopped = True
         thread, self._thread = self._thread, None
         if thread is not None:
             self._state.wake.set()
@@ -167,10 +172,13 @@ class Keeper:
 
     def _keep(self) -> None:
         state = self._state
-        while not state.evacuated.is_set() and self._thread is not None and not state.abandoned:
-            state.wake.clear()
-            self.tick()
-            state.wake.wait(timeout=self._seconds_to_next_due())
+        try:
+            while not state.evacuated.is_set() and self._thread is not None and not state.abandoned:
+                state.wake.clear()
+                self.tick()
+                state.wake.wait(timeout=self._seconds_to_next_due())
+        finally:
+            self._stopped = True
 
     def _seconds_to_next_due(self) -> float:
         due = [self._next_visibility, self._next_heartbeat, self._next_cancel_check]

@@ -24,7 +24,9 @@ from tests.worker.conftest import NODE_CAPACITY, Cluster, wait_until
 HEARTBEAT = 20.0  # simulated seconds: one step of the clock below
 
 
-def _stepped(cluster: Cluster, clock: LockstepClock, gate: StepGate, nodes: Any, node_id: str) -> SteppedAgent:
+def _stepped(
+    cluster: Cluster, clock: LockstepClock, gate: StepGate, nodes: Any, node_id: str, *, start: bool = True
+) -> SteppedAgent:
     cluster.add_node(node_id)
     settings = AgentSettings(
         node_id=node_id, capacity=NODE_CAPACITY, work_root=cluster.work_root / node_id, poll_wait=0, retry_delay=0,
@@ -35,7 +37,8 @@ def _stepped(cluster: Cluster, clock: LockstepClock, gate: StepGate, nodes: Any,
         runtimes=cluster.runtimes, clock=clock.now, base_env={"PATH": os.environ["PATH"]}, gate=gate,
     )  # fmt: skip
     cluster.agents.append(agent)
-    cluster.start(agent)
+    if start:
+        cluster.start(agent)
     return agent
 
 
@@ -105,3 +108,23 @@ def test_timed_work_is_not_done_while_a_heartbeat_is_under_way(cluster: Cluster)
     nodes.release.set()
     assert gate.timed_work([agent], clock.now())
     assert _heartbeat_at(cluster, "i-slow") == clock.now()
+
+
+def test_an_agent_started_this_step_is_waited_for_until_its_keeper_has_heartbeated(cluster: Cluster) -> None:
+    # GIVEN a stepped agent whose node has just come up: created, its thread not yet started
+    clock = LockstepClock(1000.0, step=HEARTBEAT)
+    gate = StepGate()
+    agent = _stepped(cluster, clock, gate, cluster.nodes, "i-new", start=False)
+    assert agent.keeps_time() and not agent.timed_work_done(clock.now())
+
+    # WHEN the driver waits for the step's timed work, and the agent's thread starts a moment later
+    results: list[bool] = []
+    waiter = threading.Thread(target=lambda: results.append(gate.timed_work([agent], clock.now())))
+    waiter.start()
+    threading.Event().wait(0.2)  # the wait is under way before the agent starts
+    cluster.start(agent)
+    waiter.join(timeout=15)
+
+    # THEN the wait ended only once the new agent's first heartbeat was written: the round after it reads it
+    assert results == [True]
+    assert _heartbeat_at(cluster, "i-new") == clock.now()
