@@ -10,31 +10,17 @@ time. Here the second run has two processes spinning a CPU each beside it.
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from benchmarks.bench_demo import cpu_load
 from shared.cli.jobs_file import read_jobs
 from shared.local.demo import DEFAULT_WORKLOAD, DemoOptions, run_demo
 
 JOBS = 60
 SPINNERS = 2
-
-
-@contextmanager
-def _busy(processes: int) -> Iterator[None]:
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)]
-    try:
-        yield
-    finally:
-        for spinner in spinners:
-            spinner.kill()
-            spinner.wait()
 
 
 def _run(workdir: Path) -> dict[str, Any]:
@@ -77,7 +63,7 @@ def test_a_busy_machine_and_a_quiet_one_give_the_same_demo_step_by_step(tmp_path
     quiet = _run(tmp_path / "quiet")
 
     # WHEN the same demo runs again beside two processes that each spin a CPU
-    with _busy(SPINNERS):
+    with cpu_load(SPINNERS):
         busy = _run(tmp_path / "busy")
 
     # THEN both runs scaled the same way, step by step, and report the same waits and cost
