@@ -321,10 +321,11 @@ def test_the_node_heartbeat_reports_free_resources_and_running_jobs(cluster: Clu
 
 
 def test_the_visibility_heartbeat_keeps_a_long_job_hidden(cluster: Cluster, tmp_path: Path) -> None:
-    # GIVEN an agent whose messages are hidden for only 1 s at a time, running a 2.5 s job
+    # GIVEN an agent whose messages are hidden for only 2 s at a time, running a 4.5 s job (renewed every 2/3 s, so a
+    # thread starved for more than 1.3 s on a loaded machine shows the message: 1 s left it only 0.67 s)
     done = tmp_path / "done"
-    cluster.submit(make_job("long", f"sleep 2.5; echo x >> {done}"))
-    agent = cluster.agent(visibility_timeout=1)
+    cluster.submit(make_job("long", f"sleep 4.5; echo x >> {done}"))
+    agent = cluster.agent(visibility_timeout=2)
     cluster.start(agent)
     wait_until(lambda: cluster.jobs.get_job("long").status is JobStatus.RUNNING, what="the job to start")
     # WHEN another worker polls the queue the whole time the job runs
