@@ -47,6 +47,15 @@ the others were not: a kept change is code, not a patch.
   used); busy ones first, the emptiest of them first; busy ones first, the one whose jobs are expected to end
   latest first. The rule an agent could follow, an idle node leaving a young job to busy nodes for 2 s, was
   measured at ecff1f5 and reverted. Session 13.
+- ``fill-first-F`` (``-kN``, ``-cN``): each node in the agents' order takes, among the queued jobs that fit it, the
+  one that leaves it fullest (by the largest share used), a job that has waited F × the target first, oldest first
+  (``-kN``: seeing only the N oldest queued jobs that fit it, as an agent sees a batch of messages; ``-cN``: by the
+  job's own share of the node cut into N classes, largest class first and oldest first within it, as queues per
+  size class would give). What choosing from the whole queue is worth: one SQS queue shows an agent only a batch.
+  Session 17.
+
+With ``--toil``, Toil 9.6's scaler (``bench_simulate.ToilSimulation``) runs under each variant too, with the same
+agents, and each row is followed by Toil's and by the median of Shoal's cost over Toil's per seed.
 """
 
 from __future__ import annotations
@@ -55,6 +64,8 @@ import argparse
 import collections
 import contextlib
 import functools
+import heapq
+import itertools
 import logging
 import math
 import sys
@@ -65,7 +76,7 @@ from types import MappingProxyType
 from typing import Any
 from unittest import mock
 
-from benchmarks.bench_simulate import NODE_TYPES, TRACES, median, parse_seeds
+from benchmarks.bench_simulate import NODE_TYPES, TRACES, ToilSimulation, median, parse_seeds
 from shared.domain import cheaper_first, demand, policy, scaling, scaling_changes
 from shared.domain.cluster_state import NodeRecord, NodeState
 from shared.domain.decision import Undrain
@@ -380,6 +391,77 @@ def _used_share(node: SimNode) -> float:
     return (node.capacity - node.free).share_of(node.capacity)
 
 
+def _fill_first(late: float, seen: float = math.inf, classes: int = 0) -> Patch:
+    """Each node in the agents' order takes the queued job that fills it most, a job that waited ``late`` × the
+    target first; ``seen``: of the N oldest queued jobs that fit it only; ``classes``: by the job's own share of the
+    node cut into that many classes (0: by how full the node is with it)."""
+
+    def score(flow: JobFlow, node: SimNode, index: int, overdue: float) -> tuple[float, ...]:
+        job = flow.jobs[index]
+        if job.queued_at <= overdue:
+            return (0, job.queued_at, index)
+        if classes:
+            fill = float(min(int(job.resources.share_of(node.capacity) * classes), classes - 1))
+        else:
+            fill = (node.capacity - node.free + job.resources).share_of(node.capacity)
+        return (1, -fill, job.queued_at, index)
+
+    def oldest(flow: JobFlow, key: tuple[Shape, str | None]) -> Iterator[tuple[float, int, tuple[Shape, str | None]]]:
+        return ((flow.jobs[index].queued_at, index, key) for index in flow.queues[key])
+
+    def dispatch(self: JobFlow) -> None:
+        if not self.queued:
+            return
+        accepting = sorted(
+            (n for n in self.nodes.values() if n.state is NodeState.ACTIVE and n.free.cores > 1e-9),
+            key=lambda n: n.priority,
+        )
+        overdue = self.now - late * self.settings.target_time
+        for node in accepting:
+            refused: set[tuple[Shape, str | None]] = set()  # keys the agent's rule would not start here
+            while self.queued and node.free.cores > 1e-9:
+                keys = [
+                    key
+                    for key, queue in self.queues.items()
+                    if queue and key not in refused and self.jobs[queue[0]].resources.fits_in(node.free)
+                ]
+                if seen < math.inf:
+                    window = itertools.islice(heapq.merge(*(oldest(self, key) for key in keys)), int(seen))
+                    shown = {key for _, _, key in window}
+                    keys = [key for key in keys if key in shown]
+                if not keys:
+                    break
+                key = min(keys, key=lambda k: score(self, node, self.queues[k][0], overdue))
+                job = self.jobs[self.queues[key][0]]
+                if self._place(job, [node]) is None:
+                    refused.add(key)
+                    continue
+                self.queues[key].popleft()
+                self._start(job, node.id)
+
+    @contextlib.contextmanager
+    def patch(trace: Sequence[TraceJob]) -> Iterator[None]:
+        with mock.patch.object(JobFlow, "_dispatch", dispatch):
+            yield
+
+    return patch
+
+
+def _fill_first_variant(options: str) -> Patch:
+    """``F[-kN][-cN]`` → the ``fill-first`` patch."""
+    late, *rest = options.split("-")
+    try:
+        seen = next((float(o[1:]) for o in rest if o.startswith("k")), math.inf)
+        classes = next((int(o[1:]) for o in rest if o.startswith("c")), 0)
+        if any(o[:1] not in ("k", "c") for o in rest):
+            raise ValueError(options)
+        return _fill_first(float(late), seen, classes)
+    except ValueError:
+        raise ValueError(
+            f"variant 'fill-first-{options}': give F, then -kN and -cN if wanted, e.g. fill-first-0.6-k10"
+        ) from None
+
+
 def variant(name: str) -> tuple[Patch, dict[str, object]]:
     """The patch and the settings overrides of the variant called ``name``."""
     if name == "as-is":
@@ -432,21 +514,35 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
         return _longest_first(math.inf), {}
     if name.startswith("late-first-"):
         return _longest_first(float(name[11:])), {}
+    if name.startswith("fill-first-"):
+        return _fill_first_variant(name[11:]), {}
     raise ValueError(
         f"variant {name!r}: use one of {DEFAULT_VARIANTS} "
         "(or cap-N, oracle-T, triage-X, overrun-F, late-first-F, hold-off-S, consolidate-S, beta-X, jobs-up-to-S, "
         "busy-first-at-once, fullest-first, emptiest-busy-first, latest-first, consolidate-fewest, "
+        "fill-first-F[-kN][-cN], "
         "undrain-overrun, records-at-heartbeat, deployed-records, records-with-markers, deployed-with-markers)"
     )
 
 
-def run(path: Path, name: str, seed: int) -> dict[str, Any]:
+def run(path: Path, name: str, seed: int, *, toil: bool = False) -> dict[str, Any]:
+    """One run of the variant; ``toil``: Toil's scaler in Shoal's place, under the same patch."""
     patch, overrides = variant(name)
     values: dict[str, object] = {"name": "bench", "node_types": NODE_TYPES, **overrides}
     settings = ClusterSettings(**values).validate()  # type: ignore[arg-type]
     trace = read_trace(path)
+    kind = ToilSimulation if toil else Simulation
     with patch(trace):
-        return dict(Simulation(trace, SimOptions(settings=settings, boot_delay=90.0, seed=seed)).run().report)
+        return dict(kind(trace, SimOptions(settings=settings, boot_delay=90.0, seed=seed)).run().report)
+
+
+def _line(trace: str, name: str, reports: Sequence[dict[str, Any]]) -> str:
+    costs = [float(r["cost"]) for r in reports]
+    bad = sum(int(r["lost"]) + int(r["run_twice"]) + int(r["killed_by_scale_in"]) for r in reports)
+    return (
+        f"{trace[:17]:<18}{name[:23]:<24}" + "".join(f"{c:>13.2f}" for c in costs)
+        + f"{median(costs):>11.2f}{max(float(r['wait_p95_seconds']) for r in reports):>22.0f}{bad:>19}"
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -455,6 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", help="only traces whose file name contains this")
     parser.add_argument("--variants", default=DEFAULT_VARIANTS)
     parser.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2])
+    parser.add_argument("--toil", action="store_true", help="run Toil's scaler under each variant too")
     args = parser.parse_args(argv)
     names = [v for v in args.variants.split(",") if v]
     for name in names:
@@ -470,13 +567,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         for name in names:
             reports = [run(path, name, seed) for seed in args.seeds]
-            costs = [float(r["cost"]) for r in reports]
-            bad = sum(int(r["lost"]) + int(r["run_twice"]) + int(r["killed_by_scale_in"]) for r in reports)
-            print(
-                f"{path.stem[:17]:<18}{name:<24}" + "".join(f"{c:>13.2f}" for c in costs)
-                + f"{median(costs):>11.2f}{max(float(r['wait_p95_seconds']) for r in reports):>22.0f}{bad:>19}",
-                flush=True,
-            )  # fmt: skip
+            print(_line(path.stem, name, reports), flush=True)
+            if args.toil:
+                toil = [run(path, name, seed, toil=True) for seed in args.seeds]
+                print(_line(path.stem, "  Toil, same agents", toil), flush=True)
+                ratios = [float(s["cost"]) / float(t["cost"]) for s, t in zip(reports, toil, strict=True)]
+                print(f"{'':<18}{'  Shoal / Toil':<24}" + "".join(f"{r:>13.4f}" for r in ratios)
+                      + f"{median(ratios):>11.4f}", flush=True)  # fmt: skip
     return 0
 
 

@@ -300,3 +300,53 @@ def test_a_node_running_a_long_job_is_not_consolidated_unless_the_variant_says_s
     # THEN as Shoal is, it is not expected to empty (not drained for that); as before session 13, or with a longer
     # limit, it is
     assert empties == {"as-is": {}, "jobs-up-to-inf": {node_id: 9 * 3600.0}, "jobs-up-to-36000": {node_id: 9 * 3600.0}}
+
+
+@pytest.mark.parametrize(
+    ("name", "first"),
+    [("as-is", "small"), ("fill-first-inf", "big"), ("fill-first-0", "small"), ("fill-first-inf-k1", "small"),
+     ("fill-first-inf-k2", "big"), ("fill-first-inf-c2", "big")],
+)  # fmt: skip
+def test_fill_first_agents_start_the_job_that_fills_the_node_most_unless_told_otherwise(
+    tmp_path: Path, name: str, first: str
+) -> None:
+    # GIVEN one free 8-core node, and queued on it a 3-core job and, after it, a 6-core one: not both fit
+    lines = [trace_line(0, 0.0, cores=3, memory_gib=2, wall=600), trace_line(1, 1.0, cores=6, memory_gib=2, wall=600)]
+    m5 = settings(node_types="m5.2xlarge")
+    sim = Simulation(read_trace(write_trace(tmp_path / "t.jsonl", lines)), SimOptions(settings=m5, seed=0))
+    (node,) = sim.create_nodes(offers_for(m5)[0], "m5.2xlarge", 1)
+    sim.nodes[node].state = NodeState.ACTIVE
+    sim.now = 100.0
+    patch, _ = variant(name)
+    # WHEN the agents take work
+    with patch(()):
+        sim._enqueue(0)
+        sim._enqueue(1)
+        sim._dispatch()
+    # THEN as-is the oldest starts; fill-first the one that fills the node, unless every job is overdue (F = 0),
+    # the agent sees only the oldest (k1), or by size classes (c2: the 6-core job is in the larger half)
+    started = {i for i, job in enumerate(sim.jobs) if job.node == node}
+    assert started == {{"small": 0, "big": 1}[first]}
+
+
+def test_a_fill_first_variant_with_a_bad_option_is_named_with_the_form() -> None:
+    with pytest.raises(ValueError, match="'fill-first-0.6-x3'.*fill-first-0.6-k10"):
+        variant("fill-first-0.6-x3")
+    with pytest.raises(ValueError, match="'fill-first-soon'"):
+        variant("fill-first-soon")
+
+
+def test_the_toil_flag_runs_toils_scaler_under_the_same_variant(tmp_path: Path) -> None:
+    # GIVEN a small trace  WHEN the harness runs a variant with --toil
+    write_trace(tmp_path / "t.jsonl", bursty(60))
+    done = subprocess.run(
+        [sys.executable, "benchmarks/bench_policy_variants.py", "--traces", str(tmp_path), "--seeds", "0",
+         "--variants", "fill-first-0.6", "--toil"],
+        cwd=ROOT, capture_output=True, text=True, check=False, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    # THEN Shoal's row is followed by Toil's and by the ratio of the two costs
+    assert done.returncode == 0, done.stderr
+    shoal, toil, ratio = done.stdout.splitlines()[1:4]
+    assert shoal.split()[1] == "fill-first-0.6"
+    assert toil.split()[1:4] == ["Toil,", "same", "agents"]
+    assert float(ratio.split()[-1]) == pytest.approx(float(shoal.split()[2]) / float(toil.split()[4]), abs=1e-3)
