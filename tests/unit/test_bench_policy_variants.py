@@ -330,7 +330,7 @@ def test_fill_first_agents_start_the_job_that_fills_the_node_most_unless_told_ot
 
 
 def test_a_fill_first_variant_with_a_bad_option_is_named_with_the_form() -> None:
-    with pytest.raises(ValueError, match="'fill-first-0.6-x3'.*fill-first-0.6-k10"):
+    with pytest.raises(ValueError, match=r"'fill-first-0\.6-x3'.*fill-first-0\.6-k10"):
         variant("fill-first-0.6-x3")
     with pytest.raises(ValueError, match="'fill-first-soon'"):
         variant("fill-first-soon")

@@ -123,18 +123,8 @@ class Cluster:
         interruption_check: Callable[[], str | None] | None = None,
         **settings: Any,
     ) -> Agent:
-        if self.nodes.get_node(node_id) is None:
-            self.add_node(node_id)
-        defaults: dict[str, Any] = {
-            "poll_wait": 0,
-            "retry_delay": 0,
-            "kill_grace": 1.0,
-            "declined_backoff": 0.01,
-            "heartbeat_interval": 3600,
-        }
-        defaults.update(settings)
         agent = Agent(
-            AgentSettings(node_id=node_id, capacity=capacity, work_root=self.work_root / node_id, **defaults),
+            self.settings(node_id, capacity, **settings),
             queue=self.queue,
             jobs=self.jobs,
             nodes=self.nodes,
@@ -145,6 +135,21 @@ class Cluster:
         )
         self.agents.append(agent)
         return agent
+
+    def settings(self, node_id: str, capacity: Resources = NODE_CAPACITY, **settings: Any) -> AgentSettings:
+        """A test agent's settings on ``node_id`` (its node recorded if it is not yet): quick to poll, retry and give
+        up, heartbeating hourly unless ``settings`` say otherwise."""
+        if self.nodes.get_node(node_id) is None:
+            self.add_node(node_id)
+        defaults: dict[str, Any] = {
+            "poll_wait": 0,
+            "retry_delay": 0,
+            "kill_grace": 1.0,
+            "declined_backoff": 0.01,
+            "heartbeat_interval": 3600,
+        }
+        defaults.update(settings)
+        return AgentSettings(node_id=node_id, capacity=capacity, work_root=self.work_root / node_id, **defaults)
 
     def start(self, agent: Agent) -> threading.Thread:
         """Run ``agent.run()`` in a background thread, as ``shoal-worker`` runs it in the foreground."""

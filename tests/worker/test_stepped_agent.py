@@ -18,8 +18,7 @@ from shared.domain.cluster_state import NodeRecord
 from shared.local.clock import LockstepClock
 from shared.local.lockstep import StepGate, SteppedAgent
 from shared.services.job_message import decode_job_message
-from shared.worker.agent import AgentSettings
-from tests.worker.conftest import NODE_CAPACITY, Cluster, wait_until
+from tests.worker.conftest import Cluster, wait_until
 
 HEARTBEAT = 20.0  # simulated seconds: one step of the clock below
 
@@ -27,14 +26,10 @@ HEARTBEAT = 20.0  # simulated seconds: one step of the clock below
 def _stepped(
     cluster: Cluster, clock: LockstepClock, gate: StepGate, nodes: Any, node_id: str, *, start: bool = True
 ) -> SteppedAgent:
-    cluster.add_node(node_id)
-    settings = AgentSettings(
-        node_id=node_id, capacity=NODE_CAPACITY, work_root=cluster.work_root / node_id, poll_wait=0, retry_delay=0,
-        kill_grace=1.0, declined_backoff=0.01, heartbeat_interval=HEARTBEAT,
-    )  # fmt: skip
     agent = SteppedAgent(
-        settings, queue=cluster.queue, jobs=cluster.jobs, nodes=nodes, decode=decode_job_message,
-        runtimes=cluster.runtimes, clock=clock.now, base_env={"PATH": os.environ["PATH"]}, gate=gate,
+        cluster.settings(node_id, heartbeat_interval=HEARTBEAT), queue=cluster.queue, jobs=cluster.jobs, nodes=nodes,
+        decode=decode_job_message, runtimes=cluster.runtimes, clock=clock.now, base_env={"PATH": os.environ["PATH"]},
+        gate=gate,
     )  # fmt: skip
     cluster.agents.append(agent)
     if start:
