@@ -30,7 +30,9 @@ How a plan is found, in three passes, each near-linear in the number of distinct
    market allows, found by bisection on each type's scarcest resource and a bounded look past that
    point for the others (six distinct free vectors, at most 96 nodes: nodes left alike by one kind of
    job fail alike, so they count once); only when none has room is a node bought, of the type with the lowest price
-   per job it will actually hold (its copies, or fewer when only a few jobs of that kind are left). So
+   per job it will actually hold (its copies, or fewer when only a few jobs of that kind are left), a node that
+   holds more jobs counted dearer for the tail it is paid for while its last job runs
+   (``packing_tail.tail_factor``). So
    shapes mix on a node: a memory-heavy job beside a core-heavy one, small jobs in the room a big one
    leaves, preemptible jobs in room on on-demand nodes.
 3. **Right-sizing.** Each group of nodes moves to the cheapest type whose capacity holds its lanes.

@@ -2,7 +2,8 @@
 
 Lanes go largest first; each takes the tightest open node with room, of any type its market allows, found by
 bisection on each type's scarcest resource and a bounded look past that point; only when none has room is a
-node bought, of the type with the lowest price per job it will actually hold. Identical nodes stay one group.
+node bought, of the type with the lowest price per job it will actually hold, its tail counted (``tail_factor``).
+Identical nodes stay one group.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from shared.domain.packing_bundles import Bundle
 from shared.domain.packing_groups import UNBOUNDED, Item, Keyed, OpenGroup, break_ties, copies_in
 from shared.domain.packing_lanes import Family, FamilySpans, LaneType, lane_types
 from shared.domain.packing_plan import CORE_TOLERANCE, Run
+from shared.domain.packing_tail import tail_factor
 
 _LOOK_PAST = 6  # distinct free vectors examined per type past the bisection point before buying a new node
 _LOOK_AT = 96  # and at most this many open nodes
@@ -333,8 +335,9 @@ class NodePacker:
         for i, copies in enumerate(copies_of):
             if not copies or room[i] <= 0:
                 continue
-            # A node's price over the jobs it will really hold: its copies, or what is left of this kind.
-            each = price[i] / (copies if copies < wanted else wanted)
+            # A node's price over the jobs it will really hold (its copies, or what is left of this kind), and its tail.
+            held = copies if copies < wanted else wanted
+            each = price[i] / held * tail_factor(held)
             if (
                 best < 0
                 or each < best_each

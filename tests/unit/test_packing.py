@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from shared.domain.jobs import Shape
 from shared.domain.node_types import UNLIMITED, Offer
 from shared.domain.packing import Plan, placements, plan, why_unplaceable
+from shared.domain.packing_tail import TAIL_SHARE, tail_factor
 from shared.domain.resources import Resources
 from tests.unit.plan_checker import check_feasible
 
@@ -111,13 +112,33 @@ def test_a_small_tail_goes_to_a_small_node() -> None:
     assert result.node_counts() == {"m5.24xlarge": 0, "m5.2xlarge": 1}
 
 
+@pytest.mark.parametrize(("big_price", "expected"), [(4.608, {"r5.4xlarge": 5, "m5.24xlarge": 0}),
+                                                     (3.0, {"r5.4xlarge": 0, "m5.24xlarge": 1})])  # fmt: skip
+def test_a_node_holding_many_jobs_pays_for_its_tail(big_price: float, expected: dict[str, int]) -> None:
+    # GIVEN five 10-core, 64 GiB jobs of an hour; an r5.4xlarge holds one ($1.008 a job), an m5.24xlarge all five
+    r5 = offer("r5.4xlarge", 16, 122, 1.008, disk_gib=92)
+    m5 = offer("m5.24xlarge", 96, 368, big_price, disk_gib=92)
+    result = plan({shape(10, 64, 3600): 5}, [r5, m5], target_time=1800)
+    # THEN at $0.92 a job the big node does not pay for running until the last of five ends (tail factor 1.39);
+    # at $0.60 a job it does
+    assert result.node_counts() == expected
+
+
+def test_the_tail_factor_grows_with_the_jobs_a_node_holds_and_slower_than_them() -> None:
+    factors = [tail_factor(n) for n in (1, 2, 5, 96, 4096, 1 << 30)]
+    assert factors[0] == 1.0
+    assert factors == sorted(factors)
+    assert factors[2] == pytest.approx(1 + TAIL_SHARE * (1 + 1 / 2 + 1 / 3 + 1 / 4 + 1 / 5 - 1))
+    assert all(f < n for f, n in zip(factors[1:], (2, 5, 96, 4096, 1 << 30), strict=True))
+
+
 def test_right_sizing_moves_a_leftover_to_a_cheaper_type() -> None:
-    big = offer("big", 64, 256, 2.0, disk_gib=900)
+    big = offer("big", 64, 256, 1.2, disk_gib=900)  # half the small one's price per job: worth its tail
     small = offer("small", 4, 16, 0.15)
     # 70 jobs of 1 core with target 0: one big node (64) + 6 left, which fit on 2 small ones... or 1 big.
     result = plan({shape(1, 1, 600): 70}, [big, small], target_time=0)
     assert feasible(result) == 70
-    assert result.hourly_cost <= 2.0 + 2 * 0.15 + 1e-9
+    assert result.hourly_cost <= 1.2 + 2 * 0.15 + 1e-9
 
 
 def test_non_preemptible_jobs_never_land_on_spot() -> None:
