@@ -1,6 +1,7 @@
 """What-if replays behind ``docs/simulate.md``'s "Session 9": Shoal's policy with one rule changed, over seeds.
 
-    python benchmarks/bench_policy_variants.py [--only NAME] [--variants V,V,..] [--seeds 0,1,2]
+    python benchmarks/bench_policy_variants.py [--only NAME] [--variants V,V,..] [--seeds 0,1,2] [--toil]
+                                               [--node-storage GIB]
 
 Each variant changes one rule (or what the scaler knows) for the length of a run by patching it, and is reported
 beside Shoal as it is, seed by seed, with the median. One was kept (``overrun-2``, now Shoal's rule, so ``as-is``);
@@ -53,6 +54,10 @@ the others were not: a kept change is code, not a patch.
   job's own share of the node cut into N classes, largest class first and oldest first within it, as queues per
   size class would give). What choosing from the whole queue is worth: one SQS queue shows an agent only a batch.
   Session 17.
+- ``tail-X``: the packing counts a node that holds n jobs at 1 + X × (H(n) − 1) its price per job when it buys
+  one (``packing_tail.TAIL_SHARE``, Shoal: 0.3, session 18); ``tail-0``: at its price per job, as before.
+
+``--node-storage GIB`` gives every node that root volume (default: Toil's 50 GiB), for every variant.
 
 With ``--toil``, Toil 9.6's scaler (``bench_simulate.ToilSimulation``) runs under each variant too, with the same
 agents, and each row is followed by Toil's and by the median of Shoal's cost over Toil's per seed.
@@ -76,8 +81,9 @@ from types import MappingProxyType
 from typing import Any
 from unittest import mock
 
-from benchmarks.bench_simulate import NODE_TYPES, TRACES, ToilSimulation, median, parse_seeds
-from shared.domain import cheaper_first, demand, policy, scaling, scaling_changes
+from benchmarks.bench_simulate import NODE_TYPES, TRACES, ToilSimulation, median, node_storage, parse_seeds
+from shared.domain import cheaper_first, demand, packing_tail, policy, scaling, scaling_changes
+from shared.domain.catalog import DEFAULT_NODE_STORAGE
 from shared.domain.cluster_state import NodeRecord, NodeState
 from shared.domain.decision import Undrain
 from shared.domain.demand import expected_end
@@ -462,6 +468,15 @@ def _fill_first_variant(options: str) -> Patch:
         ) from None
 
 
+def _tail_share(share: float) -> Patch:
+    @contextlib.contextmanager
+    def patch(trace: Sequence[TraceJob]) -> Iterator[None]:
+        with mock.patch.object(packing_tail, "TAIL_SHARE", share):
+            yield
+
+    return patch
+
+
 def variant(name: str) -> tuple[Patch, dict[str, object]]:
     """The patch and the settings overrides of the variant called ``name``."""
     if name == "as-is":
@@ -516,19 +531,23 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
         return _longest_first(float(name[11:])), {}
     if name.startswith("fill-first-"):
         return _fill_first_variant(name[11:]), {}
+    if name.startswith("tail-"):
+        return _tail_share(float(name[5:])), {}
     raise ValueError(
         f"variant {name!r}: use one of {DEFAULT_VARIANTS} "
         "(or cap-N, oracle-T, triage-X, overrun-F, late-first-F, hold-off-S, consolidate-S, beta-X, jobs-up-to-S, "
         "busy-first-at-once, fullest-first, emptiest-busy-first, latest-first, consolidate-fewest, "
-        "fill-first-F[-kN][-cN], "
+        "fill-first-F[-kN][-cN], tail-X, "
         "undrain-overrun, records-at-heartbeat, deployed-records, records-with-markers, deployed-with-markers)"
     )
 
 
-def run(path: Path, name: str, seed: int, *, toil: bool = False) -> dict[str, Any]:
+def run(
+    path: Path, name: str, seed: int, *, toil: bool = False, node_storage: int = DEFAULT_NODE_STORAGE
+) -> dict[str, Any]:
     """One run of the variant; ``toil``: Toil's scaler in Shoal's place, under the same patch."""
     patch, overrides = variant(name)
-    values: dict[str, object] = {"name": "bench", "node_types": NODE_TYPES, **overrides}
+    values: dict[str, object] = {"name": "bench", "node_types": NODE_TYPES, "node_storage": node_storage, **overrides}
     settings = ClusterSettings(**values).validate()  # type: ignore[arg-type]
     trace = read_trace(path)
     kind = ToilSimulation if toil else Simulation
@@ -552,6 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--variants", default=DEFAULT_VARIANTS)
     parser.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2])
     parser.add_argument("--toil", action="store_true", help="run Toil's scaler under each variant too")
+    parser.add_argument("--node-storage", type=node_storage, default=DEFAULT_NODE_STORAGE, help="GiB of root volume")
     args = parser.parse_args(argv)
     names = [v for v in args.variants.split(",") if v]
     for name in names:
@@ -566,10 +586,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.only and args.only not in path.name:
             continue
         for name in names:
-            reports = [run(path, name, seed) for seed in args.seeds]
+            reports = [run(path, name, seed, node_storage=args.node_storage) for seed in args.seeds]
             print(_line(path.stem, name, reports), flush=True)
             if args.toil:
-                toil = [run(path, name, seed, toil=True) for seed in args.seeds]
+                toil = [run(path, name, seed, toil=True, node_storage=args.node_storage) for seed in args.seeds]
                 print(_line(path.stem, "  Toil, same agents", toil), flush=True)
                 ratios = [float(s["cost"]) / float(t["cost"]) for s, t in zip(reports, toil, strict=True)]
                 print(f"{'':<18}{'  Shoal / Toil':<24}" + "".join(f"{r:>13.4f}" for r in ratios)

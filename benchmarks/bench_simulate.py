@@ -1,7 +1,8 @@
 """Shoal's policy and Toil 9.6's on the same simulated runs: cost and waits per trace, beside the lower bound.
 
     python benchmarks/bench_simulate.py [--traces DIR] [--only NAME] [--seed N | --seeds N,N,..]
-                                        [--toil-targets SECONDS,..] [--toil-any-node] [--jobs N] [--json OUT]
+                                        [--toil-targets SECONDS,..] [--toil-any-node] [--node-storage GIB]
+                                        [--jobs N] [--json OUT]
 
 ``--jobs N`` runs N simulations side by side in processes (the RICC week's Toil run takes 4-8 minutes alone): the
 reports are the same, in the same order; only each row's seconds (``sec``) grow with the load.
@@ -16,6 +17,10 @@ for a queued job to wait), and two lines name the cheapest of them whose median 
 no longer than Shoal's: what Toil's policy costs when it waits no longer than Shoal does. At its default (the
 same 30-minute target as Shoal's) Toil's p95 misses the target on the nf-core traces; this is the comparison at
 equal waits.
+
+``--node-storage GIB``: each node's EBS root volume, which is the jobs' disk on these node types (none has an
+instance store). The default is Toil's ``--nodeStorage``, 50 GiB: there a node fits four of the traces' 10 GiB jobs
+whatever its cores, so disk, not cores or memory, fills most nodes. Neither cost counts the volumes' own price.
 
 Both run inside ``shared.sim`` (same trace, node types, boot delay, scale interval, agents admitting jobs
 by ``shared.domain.admission``, EC2 model, cost accounting and report). Only the scaler differs, unless
@@ -62,8 +67,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from benchmarks.queues import TRACES
+from shared.domain.catalog import DEFAULT_NODE_STORAGE
 from shared.domain.cluster_state import NodeState
 from shared.domain.settings import ClusterSettings
+from shared.domain.units import GiB, UnitError, parse_gib
 from shared.sim.engine import SimOptions, Simulation
 from shared.sim.trace import read_trace
 
@@ -317,6 +324,17 @@ def _jobs(text: str) -> int:
     return int(text)
 
 
+def node_storage(text: str) -> int:
+    """``--node-storage``: GiB (a bare number) or a size with a unit, at least 10 GiB."""
+    try:
+        size = parse_gib(text)
+    except UnitError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if size < 10 * GiB:
+        raise argparse.ArgumentTypeError(f"{text!r}: the root volume needs at least 10 GiB, e.g. 100")
+    return size
+
+
 def parse_seeds(text: str) -> list[int]:
     try:
         seeds = [int(part) for part in text.split(",") if part.strip()]
@@ -419,13 +437,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds.add_argument("--seeds", type=parse_seeds, help="several seeds, comma-separated: adds a median row per policy")
     parser.add_argument("--toil-targets", type=parse_targets, default=[], help="Toil's targetTime values to try too")
     parser.add_argument("--toil-any-node", action="store_true", help="Toil's nodes start a job wherever there is room")
+    parser.add_argument("--node-storage", type=node_storage, default=DEFAULT_NODE_STORAGE, help="GiB of root volume")
     parser.add_argument("--json", type=Path, help="write every report here")
     parser.add_argument(
         "--jobs", type=_jobs, default=1, help="runs side by side (processes); the reports do not change, only `sec`"
     )
     args = parser.parse_args(argv)
     logging.disable(logging.CRITICAL)
-    settings = ClusterSettings(name="bench", node_types=NODE_TYPES).validate()
+    settings = ClusterSettings(name="bench", node_types=NODE_TYPES, node_storage=args.node_storage).validate()
     runs = args.seeds or [args.seed]
     rows: dict[str, dict[str, object]] = {}
     print(f"{'trace':<22}{'policy':<10}{'cost $':>10}{'× bound':>9}{'p50 s':>8}{'p95 s':>8}{'max s':>8}"

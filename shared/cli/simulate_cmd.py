@@ -11,7 +11,7 @@ from typing import TextIO
 from shared.domain.catalog import UnknownInstanceTypeError, instance_type
 from shared.domain.scaling import offers_for
 from shared.domain.settings import ClusterSettings, SettingsError
-from shared.domain.units import UnitError, parse_duration
+from shared.domain.units import GiB, UnitError, parse_duration, parse_gib
 from shared.sim import guardrails, placement
 from shared.sim.engine import SimOptions, SimResult, simulate
 from shared.sim.trace import TraceError, read_trace
@@ -34,6 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--target-time", "--targetTime", default="30m", help="start every job within this")
     parser.add_argument("--scale-interval", "--scaleInterval", default="1m", help="the scheduled round's period")
     parser.add_argument("--boot-delay", default="90s", help="from launch to the node's agent taking jobs")
+    parser.add_argument(
+        "--node-storage", "--nodeStorage", default="50", help="GiB of EBS root volume per node (Toil's default: 50)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seeds every random draw (default: %(default)s)")
     parser.add_argument(
         "--spot-interruptions", type=float, default=0.0, metavar="PER_NODE_HOUR",
@@ -89,6 +92,7 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
             "max_nodes": _numbers("--max-nodes", args.max_nodes),
             "target_time": _duration("--target-time", args.target_time),
             "scale_interval": _duration("--scale-interval", args.scale_interval),
+            "node_storage": _size("--node-storage", args.node_storage),  # checked here, so a bad one names the flag
             **_guardrails(args),
             "max_preemptions": args.max_preemptions,
         }
@@ -146,6 +150,7 @@ def summary(result: SimResult) -> list[str]:
         f"{r['decisions']} rounds over {float(str(r['simulated_seconds'])) / 3600:.1f} simulated hours "
         f"in {r['elapsed_seconds']:.1f} s",
         _waste_line(r),
+        _bound_line(r),
         *_budget_line(r),
         *_lease_line(r),
         *_preemption_line(r),
@@ -157,6 +162,13 @@ def _waste_line(r: dict[str, object]) -> str:
     assert isinstance(waste, dict)
     parts = ", ".join(f"{key.replace('_', ' ')} ${dollars:.2f}" for key, dollars in waste.items() if dollars)
     return f"where the money went (sampled each minute): {parts}"
+
+
+def _bound_line(r: dict[str, object]) -> str:
+    by = r["lower_bound_by"]
+    assert isinstance(by, dict)
+    parts = ", ".join(f"{key} ${dollars:.2f}" for key, dollars in by.items() if dollars)
+    return f"the lower bound by the resource each job takes most of: {parts or 'nothing'}"
 
 
 def _budget_line(r: dict[str, object]) -> list[str]:
@@ -228,6 +240,17 @@ def _duration(flag: str, text: str) -> float:
         return parse_duration(text)
     except UnitError as error:
         raise ValueError(f"{flag}: {error}") from None
+
+
+def _size(flag: str, text: str) -> str:
+    """``text`` as the settings read it (a bare number is GiB), once it is a size they accept."""
+    try:
+        size = parse_gib(text)
+    except UnitError as error:
+        raise ValueError(f"{flag}: {error}") from None
+    if size < 10 * GiB:
+        raise ValueError(f"{flag} {text!r} is too small; the root volume needs at least 10 GiB")
+    return text
 
 
 def _rates(text: str) -> dict[str, float]:

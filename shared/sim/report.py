@@ -17,7 +17,8 @@ from shared.sim.trace import TraceJob
 def build_report(sim: SimState, elapsed: float) -> dict[str, object]:
     """Every key of ``shoal simulate --json`` but ``cpu_seconds``, for a finished run."""
     waits = sorted(j.wait for j in sim.jobs if j.done)
-    lower = lower_bound_cost([j.trace for j in sim.jobs], sim.offers, sim.settings)
+    lower_by = lower_bound_by([j.trace for j in sim.jobs], sim.offers, sim.settings)
+    lower = sum(lower_by.values())
     lost = sum(1 for j in sim.jobs if not j.done)
     return {
         "jobs": len(sim.jobs),
@@ -46,12 +47,22 @@ def build_report(sim: SimState, elapsed: float) -> dict[str, object]:
         "most_preemptions_of_a_job": max((j.preemptions for j in sim.jobs), default=0),
         "quota_refusals": sim.quota_refusals,
         "waste": {key: round(dollars, 2) for key, dollars in sim.waste.items()},
+        "lower_bound_by": {key: round(dollars, 4) for key, dollars in lower_by.items()},
     }
+
+
+RESOURCES = ("cores", "memory", "disk", "accelerators")
 
 
 def lower_bound_cost(trace: Sequence[TraceJob], offers: Sequence[Offer], settings: ClusterSettings) -> float:
     """Each job's wall time × the cheapest admissible offer's hourly price × the largest share of that node's
     raw capacity (vCPUs, memory, disk, GPUs) the job needs, summed over jobs. Jobs no offer admits add 0."""
+    return sum(lower_bound_by(trace, offers, settings).values())
+
+
+def lower_bound_by(trace: Sequence[TraceJob], offers: Sequence[Offer], settings: ClusterSettings) -> dict[str, float]:
+    """``lower_bound_cost`` split by the resource each job takes the largest share of (ties to the first of
+    ``RESOURCES``): what would have to grow on the nodes, or shrink in the jobs, for the bound to fall."""
     raw: dict[str, Resources] = {}
     for offer in offers:
         kind = instance_type(offer.instance_types[0])
@@ -60,21 +71,30 @@ def lower_bound_cost(trace: Sequence[TraceJob], offers: Sequence[Offer], setting
             accelerators=kind.gpus,
         )  # fmt: skip
     by_price = sorted(offers, key=lambda o: (o.hourly_price, o.key))
-    per_shape: dict[tuple[Resources, bool], float] = {}
-    total = 0.0
+    per_shape: dict[tuple[Resources, bool], tuple[float, str]] = {}
+    total = dict.fromkeys(RESOURCES, 0.0)
     for item in trace:
         shape = item.job.shape
         key = (shape.resources, shape.preemptible)
         rate = per_shape.get(key)
         if rate is None:
-            rate = 0.0
+            rate = (0.0, RESOURCES[0])
             for offer in by_price:
                 if (shape.preemptible or not offer.spot) and shape.resources.fits_in(offer.usable):
-                    rate = offer.hourly_price * min(1.0, shape.resources.share_of(raw[offer.key]))
+                    rate = (offer.hourly_price * min(1.0, shape.resources.share_of(raw[offer.key])),
+                            _scarcest(shape.resources, raw[offer.key]))  # fmt: skip
                     break
             per_shape[key] = rate
-        total += rate * shape.wall_time / 3600
+        total[rate[1]] += rate[0] * shape.wall_time / 3600
     return total
+
+
+def _scarcest(need: Resources, capacity: Resources) -> str:
+    shares = [need.cores / capacity.cores if capacity.cores else 0.0,
+              need.memory / capacity.memory if capacity.memory else 0.0,
+              need.disk / capacity.disk if capacity.disk else 0.0,
+              need.accelerators / capacity.accelerators if capacity.accelerators else 0.0]  # fmt: skip
+    return RESOURCES[shares.index(max(shares))]
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench_policy_variants import DEFAULT_VARIANTS, run, variant
-from shared.domain import cheaper_first, demand, scaling, scaling_changes
+from shared.domain import cheaper_first, demand, packing_tail, scaling, scaling_changes
 from shared.domain.cluster_state import DemandCount, NodeState
 from shared.domain.decision import Snapshot, Undrain
 from shared.domain.policy import ScalerState
@@ -350,3 +350,24 @@ def test_the_toil_flag_runs_toils_scaler_under_the_same_variant(tmp_path: Path) 
     assert shoal.split()[1] == "fill-first-0.6"
     assert toil.split()[1:4] == ["Toil,", "same", "agents"]
     assert float(ratio.split()[-1]) == pytest.approx(float(shoal.split()[2]) / float(toil.split()[4]), abs=1e-3)
+
+
+def test_a_tail_variant_sets_the_share_the_packing_reads_and_restores_it(tmp_path: Path) -> None:
+    trace = read_trace(write_trace(tmp_path / "t.jsonl", bursty()))
+    patch, _ = variant("tail-0")
+    with patch(trace):
+        assert packing_tail.tail_factor(9) == 1.0  # at its price per job, as before session 18
+    assert packing_tail.tail_factor(9) > 1.5
+
+
+def test_the_node_storage_reaches_every_run_and_a_small_one_is_refused(tmp_path: Path) -> None:
+    # GIVEN 16 one-core jobs of 10 GiB disk at once  THEN a 200 GiB root volume runs them on fewer nodes than 50 GiB
+    path = write_trace(tmp_path / "t.jsonl", [trace_line(i, 0.0, cores=1, wall=3600) for i in range(16)])
+    peaks = [run(path, "as-is", 0, node_storage=gib * 2**30)["peak_nodes"] for gib in (50, 200)]
+    assert peaks[0] > peaks[1]
+    done = subprocess.run(
+        [sys.executable, "benchmarks/bench_policy_variants.py", "--node-storage", "5"],
+        cwd=ROOT, capture_output=True, text=True, check=False, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "'5': the root volume needs at least 10 GiB" in done.stderr

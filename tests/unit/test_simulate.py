@@ -132,6 +132,8 @@ def _shoal(*args: str) -> subprocess.CompletedProcess[str]:
         (["--node-types", NODE_TYPES, "--target-time", "soon"], "--target-time"),
         (["--node-types", NODE_TYPES, "--capacity-errors", "c5.4xlarge=2"], "--capacity-errors"),
         (["--node-types", NODE_TYPES, "--max-nodes", "1,x"], "--max-nodes"),
+        (["--node-types", NODE_TYPES, "--node-storage", "5"], "--node-storage '5' is too small"),
+        (["--node-types", NODE_TYPES, "--node-storage", "big"], "--node-storage"),
     ],
 )
 def test_the_cli_refuses_bad_input_in_one_line_with_status_2_and_writes_nothing(
@@ -155,6 +157,26 @@ def test_the_cli_writes_the_report_and_the_plot(tmp_path: Path) -> None:
     written = json.loads(report.read_text(encoding="utf-8"))
     assert printed == written and printed["completed"] == 66
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_node_storage_is_the_jobs_disk(tmp_path: Path) -> None:
+    # GIVEN 16 one-core jobs of an hour, each needing 10 GiB of disk, submitted at once
+    trace = write_trace(tmp_path / "t.jsonl", [trace_line(i, 0.0, cores=1, memory_gib=1, wall=3600) for i in range(16)])
+
+    def run(node_storage: str) -> dict[str, object]:
+        done = _shoal("--trace", str(trace), "--node-types", NODE_TYPES, "--target-time", "0",
+                      "--node-storage", node_storage, "--json")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        report: dict[str, object] = json.loads(done.stdout)
+        return report
+
+    small, large = run("50"), run("200GiB")
+    # THEN a 50 GiB root volume (Toil's default) holds four of them per c5.4xlarge, 200 GiB all sixteen on one
+    assert (small["peak_nodes"], large["peak_nodes"]) == (4, 1)
+    # AND the lower bound says so: disk is each job's largest share of a 50 GiB node (10/50 > 1/16), cores of 200 GiB
+    assert small["lower_bound_by"] == {"cores": 0, "memory": 0, "disk": small["lower_bound_cost"], "accelerators": 0}
+    assert large["lower_bound_by"] == {"cores": large["lower_bound_cost"], "memory": 0, "disk": 0, "accelerators": 0}
+    assert float(large["lower_bound_cost"]) == pytest.approx(16 * 0.30 / 16)  # type: ignore[arg-type]
 
 
 def test_the_simulator_imports_the_domain_not_adapters_or_services() -> None:

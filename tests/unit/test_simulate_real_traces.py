@@ -1,8 +1,10 @@
 """Issue 14's bar on the real traces beside the repository (``../shared/traces``, or ``SHOAL_TRACES``), through the
 real ``shoal simulate --json`` with the issue's node types (no max, 90 s boot, 1 min interval, 30 min target): every
 job runs, once, none is killed by scale-in, the p95 wait is within the target, and on the two nf-core pipelines the
-cost is within 1.5x the lower bound. The RICC week takes 20-60 s and is in the long tier. Cost against Toil's policy
-is a benchmark (``benchmarks/bench_simulate.py``), not a test: Shoal does not yet win it on every trace."""
+cost is within 1.5x the lower bound, with Toil's default 50 GiB root volume per node and with larger ones (where a
+planner that chose big nodes for their price per job paid for their stragglers). The RICC week takes 20-60 s and is
+in the long tier. Cost against Toil's policy is a benchmark (``benchmarks/bench_simulate.py``), not a test: Shoal
+does not yet win it on every trace."""
 
 from __future__ import annotations
 
@@ -20,13 +22,14 @@ NODE_TYPES = "c5.4xlarge/c5a.4xlarge:0.30,m5.2xlarge,r5.4xlarge,m5.24xlarge"
 TARGET = 1800.0
 
 
-def simulate(trace: str) -> dict[str, object]:
+def simulate(trace: str, node_storage: str = "50") -> dict[str, object]:
     path = TRACES / f"{trace}.jsonl"
     if not path.is_file():
         pytest.skip(f"{path} is missing: set SHOAL_TRACES to the folder of the real traces")
     done = subprocess.run(
         [sys.executable, "-m", "shared.cli.main", "simulate", "--trace", str(path), "--node-types", NODE_TYPES,
-         "--boot-delay", "90s", "--scale-interval", "1m", "--target-time", "30m", "--seed", "0", "--json"],
+         "--boot-delay", "90s", "--scale-interval", "1m", "--target-time", "30m", "--node-storage", node_storage,
+         "--seed", "0", "--json"],
         capture_output=True, text=True, cwd=ROOT, timeout=600, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -41,9 +44,13 @@ def assert_every_job_ran_once_within_the_target(report: dict[str, object]) -> No
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trace", ["nf-chipseq", "nf-mag"])
-def test_an_nf_core_pipeline_meets_the_target_within_one_and_a_half_times_the_lower_bound(trace: str) -> None:
-    report = simulate(trace)
+@pytest.mark.parametrize(
+    ("trace", "node_storage"), [("nf-chipseq", "50"), ("nf-mag", "50"), ("nf-chipseq", "200"), ("nf-mag", "100")]
+)
+def test_an_nf_core_pipeline_meets_the_target_within_one_and_a_half_times_the_lower_bound(
+    trace: str, node_storage: str
+) -> None:
+    report = simulate(trace, node_storage)
     assert_every_job_ran_once_within_the_target(report)
     assert float(report["cost_over_lower_bound"]) <= 1.5  # type: ignore[arg-type]
 
