@@ -67,10 +67,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from benchmarks.queues import TRACES
-from shared.domain.catalog import DEFAULT_NODE_STORAGE
+from shared.domain.catalog import DEFAULT_NODE_STORAGE, parse_node_storage
 from shared.domain.cluster_state import NodeState
 from shared.domain.settings import ClusterSettings
-from shared.domain.units import GiB, UnitError, parse_gib
+from shared.domain.units import UnitError
 from shared.sim.engine import SimOptions, Simulation
 from shared.sim.trace import read_trace
 
@@ -327,12 +327,9 @@ def _jobs(text: str) -> int:
 def node_storage(text: str) -> int:
     """``--node-storage``: GiB (a bare number) or a size with a unit, at least 10 GiB."""
     try:
-        size = parse_gib(text)
+        return parse_node_storage(text)
     except UnitError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-    if size < 10 * GiB:
-        raise argparse.ArgumentTypeError(f"{text!r}: the root volume needs at least 10 GiB, e.g. 100")
-    return size
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -13,11 +13,11 @@ from typing import TextIO
 
 from shared.cli.jobs_file import JobsFileError, PlanJobs, read_plan_jobs
 from shared.cli.output_file import OutputFileError, check_writable, write_atomically
-from shared.domain.catalog import DEFAULT_NODE_STORAGE, REGIONS
+from shared.domain.catalog import DEFAULT_NODE_STORAGE, REGIONS, parse_node_storage
 from shared.domain.jobs import Shape
 from shared.domain.node_types import NodeTypeSpecError, build_offers, parse_node_types
 from shared.domain.packing import Plan, UnplacedShape, placements, plan, summarize_unplaced
-from shared.domain.units import GiB, UnitError, format_duration, format_size, parse_counts, parse_duration, parse_gib
+from shared.domain.units import GiB, UnitError, format_duration, format_size, parse_counts, parse_duration
 
 
 class PlanInputError(ValueError):
@@ -232,12 +232,9 @@ def _target_time(text: str) -> float:
 
 def _node_storage(text: str) -> int:
     try:
-        size = parse_gib(text)
+        return parse_node_storage(text)
     except UnitError as error:
         raise PlanInputError(f"--node-storage: {error}") from None
-    if size < 10 * GiB:
-        raise PlanInputError(f"--node-storage {text!r} is too small; the root volume needs at least 10 GiB")
-    return size
 
 
 def _int_list(flag: str, text: str) -> tuple[int, ...]:

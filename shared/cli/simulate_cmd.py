@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from shared.domain.catalog import UnknownInstanceTypeError, instance_type
+from shared.domain.catalog import UnknownInstanceTypeError, instance_type, parse_node_storage
 from shared.domain.scaling import offers_for
 from shared.domain.settings import ClusterSettings, SettingsError
-from shared.domain.units import GiB, UnitError, parse_duration, parse_gib
+from shared.domain.units import UnitError, parse_duration
 from shared.sim import guardrails, placement
 from shared.sim.engine import SimOptions, SimResult, simulate
 from shared.sim.trace import TraceError, read_trace
@@ -245,11 +245,9 @@ def _duration(flag: str, text: str) -> float:
 def _size(flag: str, text: str) -> str:
     """``text`` as the settings read it (a bare number is GiB), once it is a size they accept."""
     try:
-        size = parse_gib(text)
+        parse_node_storage(text)
     except UnitError as error:
         raise ValueError(f"{flag}: {error}") from None
-    if size < 10 * GiB:
-        raise ValueError(f"{flag} {text!r} is too small; the root volume needs at least 10 GiB")
     return text
 
 

@@ -20,9 +20,20 @@ from types import MappingProxyType
 
 from shared.domain.catalog_data import INSTANCE_ROWS, PRICE_REGIONS
 from shared.domain.resources import Resources
-from shared.domain.units import GiB, MiB
+from shared.domain.units import GiB, MiB, UnitError, parse_gib
 
 DEFAULT_NODE_STORAGE = 50 * GiB
+MIN_NODE_STORAGE = 10 * GiB  # the root volume holds the OS and the appliance too
+
+
+def parse_node_storage(text: str) -> int:
+    """Bytes from Toil's ``--nodeStorage`` as written (a bare number is GiB), or ``UnitError`` saying what to write."""
+    size = parse_gib(text)
+    if size < MIN_NODE_STORAGE:
+        raise UnitError(f"{text!r} is too small; the root volume needs at least 10 GiB, e.g. 50")
+    return size
+
+
 OVERHEAD_MEMORY_FIXED = 512 * MiB
 OVERHEAD_MEMORY_FRACTION = 0.04
 OVERHEAD_ROOT_DISK = 8 * GiB

@@ -60,13 +60,17 @@ def test_every_variant_runs_and_restores_what_it_patched(tmp_path: Path) -> None
         assert _patched() == before, name
 
 
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "benchmarks/bench_policy_variants.py", *args],
+        cwd=ROOT, capture_output=True, text=True, check=False, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+
+
 def test_an_unknown_variant_is_named_with_the_choices_and_exit_2() -> None:
     with pytest.raises(ValueError, match="'capp-3'"):
         variant("capp-3")
-    done = subprocess.run(
-        [sys.executable, "benchmarks/bench_policy_variants.py", "--variants", "as-is,capp-3"],
-        cwd=ROOT, capture_output=True, text=True, check=False, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+    done = _bench("--variants", "as-is,capp-3")
     assert done.returncode == 2
     assert "variant 'capp-3'" in done.stderr
 
@@ -365,9 +369,6 @@ def test_the_node_storage_reaches_every_run_and_a_small_one_is_refused(tmp_path:
     path = write_trace(tmp_path / "t.jsonl", [trace_line(i, 0.0, cores=1, wall=3600) for i in range(16)])
     peaks = [run(path, "as-is", 0, node_storage=gib * 2**30)["peak_nodes"] for gib in (50, 200)]
     assert peaks[0] > peaks[1]
-    done = subprocess.run(
-        [sys.executable, "benchmarks/bench_policy_variants.py", "--node-storage", "5"],
-        cwd=ROOT, capture_output=True, text=True, check=False, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+    done = _bench("--node-storage", "5")
     assert done.returncode == 2
-    assert "'5': the root volume needs at least 10 GiB" in done.stderr
+    assert "'5' is too small; the root volume needs at least 10 GiB" in done.stderr

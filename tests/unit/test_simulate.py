@@ -132,7 +132,7 @@ def _shoal(*args: str) -> subprocess.CompletedProcess[str]:
         (["--node-types", NODE_TYPES, "--target-time", "soon"], "--target-time"),
         (["--node-types", NODE_TYPES, "--capacity-errors", "c5.4xlarge=2"], "--capacity-errors"),
         (["--node-types", NODE_TYPES, "--max-nodes", "1,x"], "--max-nodes"),
-        (["--node-types", NODE_TYPES, "--node-storage", "5"], "--node-storage '5' is too small"),
+        (["--node-types", NODE_TYPES, "--node-storage", "5"], "--node-storage: '5' is too small"),
         (["--node-types", NODE_TYPES, "--node-storage", "big"], "--node-storage"),
     ],
 )
