@@ -19,8 +19,9 @@ same 30-minute target as Shoal's) Toil's p95 misses the target on the nf-core tr
 equal waits.
 
 ``--node-storage GIB``: each node's EBS root volume, which is the jobs' disk on these node types (none has an
-instance store). The default is Toil's ``--nodeStorage``, 50 GiB: there a node fits four of the traces' 10 GiB jobs
-whatever its cores, so disk, not cores or memory, fills most nodes. Neither cost counts the volumes' own price.
+instance store). The default is Toil's ``--nodeStorage``, 50 GiB: there a node fits at most four of the traces' 10 GiB
+jobs whatever its cores (the report's ``lower_bound_by`` says which resource bounds each trace). Neither cost counts
+the volumes' own price.
 
 Both run inside ``shared.sim`` (same trace, node types, boot delay, scale interval, agents admitting jobs
 by ``shared.domain.admission``, EC2 model, cost accounting and report). Only the scaler differs, unless

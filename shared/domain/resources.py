@@ -52,9 +52,21 @@ class Resources:
     def share_of(self, capacity: Resources) -> float:
         """The largest share of ``capacity`` that ``self`` takes (cores, memory, disk, accelerators); a resource
         needed that ``capacity`` lacks counts as infinite."""
-        pairs = ((self.cores, capacity.cores), (self.memory, capacity.memory), (self.disk, capacity.disk),
-                 (self.accelerators, capacity.accelerators))  # fmt: skip
-        return max(need / have if have else (math.inf if need else 0.0) for need, have in pairs)
+        return max(self.shares_of(capacity))
+
+    def scarcest_in(self, capacity: Resources) -> str:
+        """The name (``RESOURCE_NAMES``) of the resource ``self`` takes the largest share of; ties to the first."""
+        shares = self.shares_of(capacity)
+        return RESOURCE_NAMES[shares.index(max(shares))]
+
+    def shares_of(self, capacity: Resources) -> tuple[float, float, float, float]:
+        """The share of ``capacity`` that ``self`` takes of each resource, in ``RESOURCE_NAMES`` order."""
+        return (
+            _share(self.cores, capacity.cores),
+            _share(self.memory, capacity.memory),
+            _share(self.disk, capacity.disk),
+            _share(self.accelerators, capacity.accelerators),
+        )
 
     def copies_in(self, capacity: Resources) -> int:
         """How many of ``self`` fit side by side in ``capacity`` (a very large number for a zero vector)."""
@@ -84,3 +96,7 @@ def _ratio(capacity: float, need: float) -> int:
         return _UNBOUNDED if capacity >= 0 else 0
     # A tiny tolerance so 0.1 + 0.2 cores counts as 0.3.
     return math.floor(capacity / need + 1e-9)
+
+
+def _share(need: float, have: float) -> float:
+    return need / have if have else (math.inf if need else 0.0)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from shared.domain.catalog import instance_type
 from shared.domain.cluster_state import NodeState
 from shared.domain.node_types import Offer
-from shared.domain.resources import Resources
+from shared.domain.resources import RESOURCE_NAMES, Resources
 from shared.domain.settings import ClusterSettings
 from shared.sim.state import SimState
 from shared.sim.trace import TraceJob
@@ -51,9 +51,6 @@ def build_report(sim: SimState, elapsed: float) -> dict[str, object]:
     }
 
 
-RESOURCES = ("cores", "memory", "disk", "accelerators")
-
-
 def lower_bound_cost(trace: Sequence[TraceJob], offers: Sequence[Offer], settings: ClusterSettings) -> float:
     """Each job's wall time × the cheapest admissible offer's hourly price × the largest share of that node's
     raw capacity (vCPUs, memory, disk, GPUs) the job needs, summed over jobs. Jobs no offer admits add 0."""
@@ -62,7 +59,7 @@ def lower_bound_cost(trace: Sequence[TraceJob], offers: Sequence[Offer], setting
 
 def lower_bound_by(trace: Sequence[TraceJob], offers: Sequence[Offer], settings: ClusterSettings) -> dict[str, float]:
     """``lower_bound_cost`` split by the resource each job takes the largest share of (ties to the first of
-    ``RESOURCES``): what would have to grow on the nodes, or shrink in the jobs, for the bound to fall."""
+    ``RESOURCE_NAMES``): what would have to grow on the nodes, or shrink in the jobs, for the bound to fall."""
     raw: dict[str, Resources] = {}
     for offer in offers:
         kind = instance_type(offer.instance_types[0])
@@ -72,29 +69,22 @@ def lower_bound_by(trace: Sequence[TraceJob], offers: Sequence[Offer], settings:
         )  # fmt: skip
     by_price = sorted(offers, key=lambda o: (o.hourly_price, o.key))
     per_shape: dict[tuple[Resources, bool], tuple[float, str]] = {}
-    total = dict.fromkeys(RESOURCES, 0.0)
+    total = dict.fromkeys(RESOURCE_NAMES, 0.0)
     for item in trace:
         shape = item.job.shape
         key = (shape.resources, shape.preemptible)
         rate = per_shape.get(key)
         if rate is None:
-            rate = (0.0, RESOURCES[0])
+            rate = (0.0, RESOURCE_NAMES[0])
             for offer in by_price:
                 if (shape.preemptible or not offer.spot) and shape.resources.fits_in(offer.usable):
-                    rate = (offer.hourly_price * min(1.0, shape.resources.share_of(raw[offer.key])),
-                            _scarcest(shape.resources, raw[offer.key]))  # fmt: skip
+                    capacity = raw[offer.key]
+                    rate = (offer.hourly_price * min(1.0, shape.resources.share_of(capacity)),
+                            shape.resources.scarcest_in(capacity))  # fmt: skip
                     break
             per_shape[key] = rate
         total[rate[1]] += rate[0] * shape.wall_time / 3600
     return total
-
-
-def _scarcest(need: Resources, capacity: Resources) -> str:
-    shares = [need.cores / capacity.cores if capacity.cores else 0.0,
-              need.memory / capacity.memory if capacity.memory else 0.0,
-              need.disk / capacity.disk if capacity.disk else 0.0,
-              need.accelerators / capacity.accelerators if capacity.accelerators else 0.0]  # fmt: skip
-    return RESOURCES[shares.index(max(shares))]
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
