@@ -52,8 +52,8 @@ the others were not: a kept change is code, not a patch.
   one that leaves it fullest (by the largest share used), a job that has waited F × the target first, oldest first
   (``-kN``: seeing only the N oldest queued jobs that fit it, as an agent sees a batch of messages; ``-cN``: by the
   job's own share of the node cut into N classes, largest class first and oldest first within it, as queues per
-  size class would give). What choosing from the whole queue is worth: one SQS queue shows an agent only a batch.
-  Session 17.
+  size class would give; ``-s``: spot nodes only, on-demand ones take the oldest job that fits). What choosing from
+  the whole queue is worth: one SQS queue shows an agent only a batch. Session 17.
 - ``tail-X``: the packing counts a node that holds n jobs at 1 + X × (H(n) − 1) its price per job when it buys
   one (``packing_tail.TAIL_SHARE``, Shoal: 0.3, session 18); ``tail-0``: at its price per job, as before.
 
@@ -84,7 +84,7 @@ from unittest import mock
 from benchmarks.bench_simulate import NODE_TYPES, TRACES, ToilSimulation, median, node_storage, parse_seeds
 from shared.domain import cheaper_first, demand, packing_tail, policy, scaling, scaling_changes
 from shared.domain.catalog import DEFAULT_NODE_STORAGE
-from shared.domain.cluster_state import NodeRecord, NodeState
+from shared.domain.cluster_state import Market, NodeRecord, NodeState
 from shared.domain.decision import Undrain
 from shared.domain.demand import expected_end
 from shared.domain.jobs import Shape
@@ -397,10 +397,11 @@ def _used_share(node: SimNode) -> float:
     return (node.capacity - node.free).share_of(node.capacity)
 
 
-def _fill_first(late: float, seen: float = math.inf, classes: int = 0) -> Patch:
+def _fill_first(late: float, seen: float = math.inf, classes: int = 0, spot_only: bool = False) -> Patch:
     """Each node in the agents' order takes the queued job that fills it most, a job that waited ``late`` × the
     target first; ``seen``: of the N oldest queued jobs that fit it only; ``classes``: by the job's own share of the
-    node cut into that many classes (0: by how full the node is with it)."""
+    node cut into that many classes (0: by how full the node is with it); ``spot_only``: on-demand nodes take the
+    oldest job that fits, as they do today."""
 
     def score(flow: JobFlow, node: SimNode, index: int, overdue: float) -> tuple[float, ...]:
         job = flow.jobs[index]
@@ -424,6 +425,7 @@ def _fill_first(late: float, seen: float = math.inf, classes: int = 0) -> Patch:
         )
         overdue = self.now - late * self.settings.target_time
         for node in accepting:
+            oldest_first = spot_only and node.market is not Market.SPOT
             refused: set[tuple[Shape, str | None]] = set()  # keys the agent's rule would not start here
             while self.queued and node.free.cores > 1e-9:
                 keys = [
@@ -437,7 +439,8 @@ def _fill_first(late: float, seen: float = math.inf, classes: int = 0) -> Patch:
                     keys = [key for key in keys if key in shown]
                 if not keys:
                     break
-                key = min(keys, key=lambda k: score(self, node, self.queues[k][0], overdue))
+                due = math.inf if oldest_first else overdue
+                key = min(keys, key=lambda k: score(self, node, self.queues[k][0], due))
                 job = self.jobs[self.queues[key][0]]
                 if self._place(job, [node]) is None:
                     refused.add(key)
@@ -454,14 +457,14 @@ def _fill_first(late: float, seen: float = math.inf, classes: int = 0) -> Patch:
 
 
 def _fill_first_variant(options: str) -> Patch:
-    """``F[-kN][-cN]`` → the ``fill-first`` patch."""
+    """``F[-kN][-cN][-s]`` → the ``fill-first`` patch."""
     late, *rest = options.split("-")
     try:
         seen = next((float(o[1:]) for o in rest if o.startswith("k")), math.inf)
         classes = next((int(o[1:]) for o in rest if o.startswith("c")), 0)
-        if any(o[:1] not in ("k", "c") for o in rest):
+        if any(o[:1] not in ("k", "c") and o != "s" for o in rest):
             raise ValueError(options)
-        return _fill_first(float(late), seen, classes)
+        return _fill_first(float(late), seen, classes, spot_only="s" in rest)
     except ValueError:
         raise ValueError(
             f"variant 'fill-first-{options}': give F, then -kN and -cN if wanted, e.g. fill-first-0.6-k10"
@@ -537,7 +540,7 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
         f"variant {name!r}: use one of {DEFAULT_VARIANTS} "
         "(or cap-N, oracle-T, triage-X, overrun-F, late-first-F, hold-off-S, consolidate-S, beta-X, jobs-up-to-S, "
         "busy-first-at-once, fullest-first, emptiest-busy-first, latest-first, consolidate-fewest, "
-        "fill-first-F[-kN][-cN], tail-X, "
+        "fill-first-F[-kN][-cN][-s], tail-X, "
         "undrain-overrun, records-at-heartbeat, deployed-records, records-with-markers, deployed-with-markers)"
     )
 

@@ -307,16 +307,18 @@ def test_a_node_running_a_long_job_is_not_consolidated_unless_the_variant_says_s
 
 
 @pytest.mark.parametrize(
-    ("name", "first"),
-    [("as-is", "small"), ("fill-first-inf", "big"), ("fill-first-0", "small"), ("fill-first-inf-k1", "small"),
-     ("fill-first-inf-k2", "big"), ("fill-first-inf-c2", "big")],
+    ("name", "node_type", "first"),
+    [("as-is", "m5.2xlarge", "small"), ("fill-first-inf", "m5.2xlarge", "big"), ("fill-first-0", "m5.2xlarge", "small"),
+     ("fill-first-inf-k1", "m5.2xlarge", "small"), ("fill-first-inf-k2", "m5.2xlarge", "big"),
+     ("fill-first-inf-c2", "m5.2xlarge", "big"), ("fill-first-inf-s", "m5.2xlarge", "small"),
+     ("fill-first-inf-s", "m5.2xlarge:0.2", "big")],
 )  # fmt: skip
 def test_fill_first_agents_start_the_job_that_fills_the_node_most_unless_told_otherwise(
-    tmp_path: Path, name: str, first: str
+    tmp_path: Path, name: str, node_type: str, first: str
 ) -> None:
     # GIVEN one free 8-core node, and queued on it a 3-core job and, after it, a 6-core one: not both fit
     lines = [trace_line(0, 0.0, cores=3, memory_gib=2, wall=600), trace_line(1, 1.0, cores=6, memory_gib=2, wall=600)]
-    m5 = settings(node_types="m5.2xlarge")
+    m5 = settings(node_types=node_type)
     sim = Simulation(read_trace(write_trace(tmp_path / "t.jsonl", lines)), SimOptions(settings=m5, seed=0))
     (node,) = sim.create_nodes(offers_for(m5)[0], "m5.2xlarge", 1)
     sim.nodes[node].state = NodeState.ACTIVE
@@ -328,7 +330,8 @@ def test_fill_first_agents_start_the_job_that_fills_the_node_most_unless_told_ot
         sim._enqueue(1)
         sim._dispatch()
     # THEN as-is the oldest starts; fill-first the one that fills the node, unless every job is overdue (F = 0),
-    # the agent sees only the oldest (k1), or by size classes (c2: the 6-core job is in the larger half)
+    # the agent sees only the oldest (k1), or by size classes (c2: the 6-core job is in the larger half); with -s
+    # only a spot node fills itself, an on-demand one takes the oldest
     started = {i for i, job in enumerate(sim.jobs) if job.node == node}
     assert started == {{"small": 0, "big": 1}[first]}
 
