@@ -20,8 +20,9 @@ equal waits.
 
 ``--node-storage GIB``: each node's EBS root volume, which is the jobs' disk on these node types (none has an
 instance store). The default is Toil's ``--nodeStorage``, 50 GiB: there a node fits at most four of the traces' 10 GiB
-jobs whatever its cores (the report's ``lower_bound_by`` says which resource bounds each trace). Neither cost counts
-the volumes' own price.
+jobs whatever its cores (the report's ``lower_bound_by`` says which resource bounds each trace). Both costs count
+each node's root volume at gp3's price beside its instance's (``catalog.root_volume_price``; the lower bound's prices
+too), so a larger volume is paid for.
 
 Both run inside ``shared.sim`` (same trace, node types, boot delay, scale interval, agents admitting jobs
 by ``shared.domain.admission``, EC2 model, cost accounting and report). Only the scaler differs, unless

@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import TextIO
 
-from shared.domain.catalog import CATALOG, DEFAULT_NODE_STORAGE, REGIONS
-from shared.domain.units import format_size
+from shared.domain.catalog import CATALOG, DEFAULT_NODE_STORAGE, REGIONS, root_volume_price
+from shared.domain.units import GiB, format_size
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,4 +30,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             f"{name:<16} {itype.vcpus:>5} {format_size(itype.memory):>10} {itype.gpus:>4} "
             f"{format_size(usable.memory):>14} {format_size(usable.disk):>12} {itype.price(args.region):>9.4f}\n"
         )
+    volume = root_volume_price(DEFAULT_NODE_STORAGE, args.region)
+    out.write(
+        f"\n$/h is the instance's on-demand price; each node also pays for its gp3 root volume,\n"
+        f"${volume:.4f}/h at {DEFAULT_NODE_STORAGE // GiB} GiB (--nodeStorage; without an instance store, the usable "
+        "disk above)\n"
+    )
     return 0

@@ -196,7 +196,10 @@ def _print_table(report: dict[str, object], result: Plan, out: TextIO) -> None:
             f"{format_size(usable['disk']):>11} {usable['accelerators']:>3}\n"
         )
     total = sum(int(n["count"]) for n in nodes)
-    out.write(f"\n{total} nodes, ${report['hourly_cost']:.4f} per hour; planned in {report['elapsed_seconds']:.3f} s\n")
+    out.write(
+        f"\n{total} nodes, ${report['hourly_cost']:.4f} per hour with their root volumes; "
+        f"planned in {report['elapsed_seconds']:.3f} s\n"
+    )
     if result.reasons:
         out.write("\nwhy:\n")
         for reason in result.reasons:

@@ -113,22 +113,23 @@ def _hours(seconds: float) -> str:
 def offer_ceiling(offer: Offer, region: str) -> float:
     """The most one node of ``offer`` can cost per hour: its bid on spot, its dearest member on demand."""
     if offer.spot:
-        return offer.bid if offer.bid is not None else offer.hourly_price
+        return offer.bid + offer.volume_price if offer.bid is not None else offer.hourly_price
     prices = [offer.hourly_price]
     for name in offer.instance_types:
         try:
-            prices.append(instance_type(name).price(region))
+            prices.append(instance_type(name).price(region) + offer.volume_price)
         except (UnknownInstanceTypeError, UnknownRegionError):
             continue
     return max(prices)
 
 
 def node_ceiling(node: NodeRecord, offer: Offer | None, region: str) -> float:
-    """What a running node can cost per hour: spot at its offer's bid, on-demand at its own type's price."""
+    """What a running node can cost per hour: spot at its offer's bid, on-demand at its own type's price (each with
+    its offer's root volume)."""
     if node.market is Market.SPOT and offer is not None:
         return offer_ceiling(offer, region)
     try:
-        return instance_type(node.instance_type).price(region)
+        return instance_type(node.instance_type).price(region) + (offer.volume_price if offer is not None else 0.0)
     except (UnknownInstanceTypeError, UnknownRegionError):
         return offer_ceiling(offer, region) if offer is not None else 0.0
 

@@ -9,11 +9,15 @@ Usable capacity is what is left for jobs once the appliance runs (the *appliance
   jobs share the EBS root volume of ``node_storage`` bytes (Toil's ``--nodeStorage``, default 50 GiB),
   less 8 GiB for the OS and the appliance image.
 - cores and accelerators: all of them; the agent is idle while jobs run.
+
+What a node costs is its instance's price plus its root volume's (``root_volume_price``): every node has one,
+gp3 as the launch template makes it, ``node_storage`` in size.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -45,6 +49,22 @@ class UnknownInstanceTypeError(ValueError):
 
 class UnknownRegionError(ValueError):
     """A region the catalog has no prices for."""
+
+
+# gp3 storage, USD per GiB-month, in the regions priced here (AWS's price list; IOPS and throughput at the gp3
+# baseline are included). AWS turns monthly prices into hourly ones at 730 hours a month.
+GP3_PRICE_PER_GIB_MONTH: Mapping[str, float] = MappingProxyType({"us-east-1": 0.08, "us-west-2": 0.08})
+HOURS_PER_MONTH = 730
+
+
+def root_volume_price(node_storage: int, region: str) -> float:
+    """USD per hour of one node's gp3 root volume of ``node_storage`` bytes (rounded up to GiB, as launched)."""
+    try:
+        per_gib_month = GP3_PRICE_PER_GIB_MONTH[region]
+    except KeyError:
+        known = ", ".join(sorted(GP3_PRICE_PER_GIB_MONTH))
+        raise UnknownRegionError(f"no gp3 volume price in region {region!r}; known regions: {known}") from None
+    return math.ceil(node_storage / GiB) * per_gib_month / HOURS_PER_MONTH
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,7 +8,7 @@ import math
 import re
 from typing import TYPE_CHECKING
 
-from shared.domain.catalog import UnknownInstanceTypeError, UnknownRegionError, instance_type
+from shared.domain.catalog import UnknownInstanceTypeError, UnknownRegionError, instance_type, root_volume_price
 from shared.domain.node_types import NodeTypeSpecError, parse_node_types
 from shared.domain.units import UnitError
 
@@ -72,12 +72,13 @@ def _floor_cost(settings: ClusterSettings) -> float:
         count = max(low, static)
         if not count:
             continue
-        if node_class.bid is not None:
-            price = node_class.bid
-        else:
-            try:
+        try:
+            volume = root_volume_price(settings.node_storage, settings.region)
+            if node_class.bid is not None:
+                price = node_class.bid
+            else:
                 price = max(instance_type(name).price(settings.region) for name in node_class.instance_types)
-            except (UnknownInstanceTypeError, UnknownRegionError):
-                return 0.0
-        total += count * price
+        except (UnknownInstanceTypeError, UnknownRegionError):
+            return 0.0
+        total += count * (price + volume)
     return total

@@ -12,7 +12,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from shared.domain.catalog import DEFAULT_NODE_STORAGE, UnknownInstanceTypeError, instance_type
+from shared.domain.catalog import (
+    DEFAULT_NODE_STORAGE,
+    InstanceType,
+    UnknownInstanceTypeError,
+    instance_type,
+    root_volume_price,
+)
 from shared.domain.resources import Resources
 
 UNLIMITED = 1 << 31
@@ -49,8 +55,9 @@ class Offer:
     instance_types: tuple[str, ...]  # cheapest first: the order the launcher tries them
     spot: bool
     usable: Resources
-    hourly_price: float
-    bid: float | None = None
+    hourly_price: float  # a node's: its instance's price plus its root volume's (``volume_price``)
+    bid: float | None = None  # USD/h for the instance alone, as Toil's bid is
+    volume_price: float = 0.0  # USD/h of one node's root volume, in ``hourly_price``
     min_nodes: int = 0
     max_nodes: int = UNLIMITED
 
@@ -114,7 +121,8 @@ def build_offers(
 
     ``min_nodes``/``max_nodes`` follow Toil: one number per node type, in order (missing: 0 and
     unlimited). A spot class costs its live price where ``spot_prices`` has one, else its bid, which
-    is the most it can cost. A live price above the bid means the class cannot be had now.
+    is the most it can cost. A live price above the bid means the class cannot be had now. Every node
+    also pays for its root volume of ``node_storage``.
     """
     if len(min_nodes) > len(classes) or len(max_nodes) > len(classes):
         raise NodeTypeSpecError(
@@ -124,13 +132,6 @@ def build_offers(
     offers = []
     for index, node_class in enumerate(classes):
         members = [instance_type(name) for name in node_class.instance_types]
-        usables = [m.usable(node_storage) for m in members]
-        usable = Resources(
-            cores=min(u.cores for u in usables),
-            memory=min(u.memory for u in usables),
-            disk=min(u.disk for u in usables),
-            accelerators=min(u.accelerators for u in usables),
-        )
         low = min_nodes[index] if index < len(min_nodes) else 0
         high = max_nodes[index] if index < len(max_nodes) else UNLIMITED
         if low < 0 or high < 0 or low > high:
@@ -147,16 +148,29 @@ def build_offers(
             price = min(live) if live else node_class.bid
             if live and price > node_class.bid:
                 continue  # outbid right now: nothing of this class can be had
+        volume = root_volume_price(node_storage, region)
         offers.append(
             Offer(
                 name=node_class.name,
                 instance_types=tuple(m.name for m in by_price),
                 spot=node_class.spot,
-                usable=usable,
-                hourly_price=price,
+                usable=_usable_by_all(members, node_storage),
+                hourly_price=price + volume,
                 bid=node_class.bid,
+                volume_price=volume,
                 min_nodes=low,
                 max_nodes=high,
             )
         )
     return offers
+
+
+def _usable_by_all(members: Sequence[InstanceType], node_storage: int) -> Resources:
+    """What every member of a class gives jobs: the class is planned so that any member can be launched."""
+    usables = [m.usable(node_storage) for m in members]
+    return Resources(
+        cores=min(u.cores for u in usables),
+        memory=min(u.memory for u in usables),
+        disk=min(u.disk for u in usables),
+        accelerators=min(u.accelerators for u in usables),
+    )

@@ -83,10 +83,11 @@ class Blocked:
 
 
 def node_hourly_price(node: NodeRecord, offer: Offer | None, region: str) -> float:
-    """What ``node`` costs an hour: its offer's price for spot, its instance type's on-demand price otherwise."""
+    """What ``node`` costs an hour: its offer's price for spot, its instance type's on-demand price otherwise, with
+    its offer's root volume."""
     if offer is not None and (offer.spot or node.instance_type not in offer.instance_types):
         return offer.hourly_price
     try:
-        return instance_type(node.instance_type).price(region)
+        return instance_type(node.instance_type).price(region) + (offer.volume_price if offer is not None else 0.0)
     except (UnknownInstanceTypeError, UnknownRegionError):
         return offer.hourly_price if offer is not None else 0.0

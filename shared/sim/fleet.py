@@ -57,7 +57,7 @@ class Fleet(JobFlow):
         """``count`` new instances of ``type_name`` for ``offer``: booting now, ready after the boot delay."""
         kind = instance_type(type_name)
         market = Market.SPOT if offer.spot else Market.ON_DEMAND
-        price = offer.hourly_price if offer.spot else kind.price(self.settings.region)
+        price = offer.hourly_price if offer.spot else kind.price(self.settings.region) + offer.volume_price
         capacity = kind.usable(self.settings.node_storage)
         ids = []
         for _ in range(count):

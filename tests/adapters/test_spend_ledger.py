@@ -117,9 +117,12 @@ def test_a_round_over_the_budget_reports_budget_exhausted_with_what_was_spent(ta
         rails, settings, before, nodes=[_node("m5.2xlarge", "m5.2xlarge")], offers=offers_for(settings),
         demand={SHAPE: DemandCount(running=1)}, now=NOW,
     ).errors  # fmt: skip
-    # THEN the decision saw $11.10, the ledger keeps it with the fleet's rate, and the status says so
+    # THEN the decision saw $11.10, the ledger keeps it with the fleet's rate (the m5.2xlarge and its 50 GiB root
+    # volume), and the status says so
     assert errors == [] and before.spent == pytest.approx(11.1)
-    assert ledger.load().spent == pytest.approx(11.1) and ledger.load().rate == pytest.approx(0.384)
+    assert ledger.load().spent == pytest.approx(11.1) and ledger.load().rate == pytest.approx(
+        0.384 + 50 * 0.08 / 730, abs=1e-6
+    )
     status = store.get_status()
     assert status is not None and status.status is ClusterStatus.BUDGET_EXHAUSTED
     assert status.reason == "spent $11.10 of the $10 budget"

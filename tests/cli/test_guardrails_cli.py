@@ -51,7 +51,7 @@ def test_status_shows_budget_exhausted_what_was_spent_and_the_leases_left(deploy
     # THEN the status says BUDGET_EXHAUSTED with what was spent, the spend line and the time left on each lease
     assert code == 0, err
     assert "BUDGET_EXHAUSTED since" in out and "spent $11.10 of the $10 budget" in out
-    assert "spend: $11.10 of the $10 budget (111 %); fleet $0.38/h (maxHourlyCost $40/h)" in out
+    assert "spend: $11.10 of the $10 budget (111 %); fleet $0.39/h (maxHourlyCost $40/h)" in out
     assert re.search(r"\nlease: ends \S+ \S+ \((9h59m|10h00m) left\)", out)  # started two hours ago, 12 h long
     assert re.search(r"\nidle lease: ends \S+ \S+ \((1h59m|2h00m) left\)", out)  # busy: the idle clock restarted
     # AND --json carries the same

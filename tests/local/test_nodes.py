@@ -38,8 +38,9 @@ def test_agents_leave_young_jobs_to_cheaper_node_types_as_deployed_ones_do(
     # WHEN an agent starts on a spot c5.4xlarge and on an on-demand r5.2xlarge
     spot = nodes.agent_settings("i-1", "c5.4xlarge", spot=True, work=tmp_path).cheaper_first
     on_demand = nodes.agent_settings("i-2", "r5.2xlarge", spot=False, work=tmp_path).cheaper_first
-    # THEN each knows its own price: the spot node its bid, the r5.2xlarge its on-demand price
-    assert spot is not None and spot.price == pytest.approx(0.30)
+    # THEN each knows its own price: the spot node its bid, the r5.2xlarge its on-demand price (each with its root
+    # volume)
+    assert spot is not None and spot.price == pytest.approx(0.30 + 50 * 0.08 / 730)
     assert on_demand is not None and on_demand.price > spot.price
     # AND the dearer node leaves a young one-core job to the cheaper type, which takes it at once
     one_core = Resources(cores=1, memory=2 * 2**30, disk=2**30)

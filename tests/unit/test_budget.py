@@ -18,8 +18,10 @@ from shared.domain.budget import (
 )
 from shared.domain.cluster_state import NodeState
 from shared.domain.decision import Drain, Terminate
+from shared.domain.guardrail_settings import guardrail_problem
 from shared.domain.policy import ScalerState
-from shared.domain.scaling import decide, offers_for
+from shared.domain.scaling import decide, node_hourly_price, offers_for
+from shared.domain.settings import ClusterSettings
 from tests.unit.test_scaling_decide import (
     BIG_MEM,
     C5,
@@ -83,8 +85,8 @@ def test_the_cap_keeps_the_cheapest_nodes_per_job_first() -> None:
 
 
 def test_spot_counts_at_its_bid_not_at_the_live_price() -> None:
-    # GIVEN spot at a live $0.20 (bid $0.42) and a cap of $0.84: two nodes at the bid
-    settings_ = cluster(max_hourly_cost=0.84, node_types="c5.4xlarge/c5a.4xlarge:0.42")
+    # GIVEN spot at a live $0.20 (bid $0.42) and a cap of $0.86: two nodes at the bid and their root volumes
+    settings_ = cluster(max_hourly_cost=0.86, node_types="c5.4xlarge/c5a.4xlarge:0.42")
     offers = offers_for(settings_, {"c5.4xlarge": 0.2, "c5a.4xlarge": 0.2})
     decision = decide(snap({SMALL_SPOT: 200}), settings_, offers, ScalerState(), set(), now=NOW)
     # THEN two are launched, not four
@@ -92,13 +94,13 @@ def test_spot_counts_at_its_bid_not_at_the_live_price() -> None:
 
 
 def test_busy_nodes_above_the_cap_stay_and_nothing_launches() -> None:
-    # GIVEN three busy c5.4xlarge ($2.04/h) and a queue, with a cap of $1.50/h
+    # GIVEN three busy c5.4xlarge ($2.04/h, $2.06 with their root volumes) and a queue, with a cap of $1.50/h
     busy = [node(C5, jobs=4, heartbeat=NOW) for _ in range(3)]
     decision = run(snap({SMALL_OD: 60}, busy, running={SMALL_OD: 12}), cluster(max_hourly_cost=1.5))
     # THEN nothing launches, nothing busy drains, and the reason says the fixed nodes already cost more
     assert not launched(decision)
     assert not ids(decision, Drain)
-    assert any("already cost $2.04/h" in r for r in decision.reasons)
+    assert any("already cost $2.06/h" in r for r in decision.reasons)
 
 
 def test_a_capped_fleet_is_a_fixed_point() -> None:
@@ -206,7 +208,32 @@ def test_the_lease_clock_shows_the_first_to_run_out() -> None:
 def test_fleet_rate_prices_on_demand_nodes_at_their_type_and_spot_at_the_bid() -> None:
     offers = {o.key: o for o in offers_for(cluster(), {"c5.4xlarge": 0.2, "c5a.4xlarge": 0.2})}
     nodes = [node(C5), node(SPOT), node(C5, instance_type="c5a.4xlarge")]
-    assert fleet_rate(nodes, offers, "us-west-2") == pytest.approx(0.68 + 0.42 + 0.616)
+    # each with its 50 GiB root volume
+    assert fleet_rate(nodes, offers, "us-west-2") == pytest.approx(0.68 + 0.42 + 0.616 + 3 * 50 * 0.08 / 730)
+
+
+def test_a_nodes_hourly_price_has_its_root_volume_beside_its_instance() -> None:
+    # GIVEN root volumes of 100 GiB ($0.011/h at gp3's $0.08 per GiB-month)
+    settings_ = cluster(node_storage=100 * 2**30)
+    offers = {o.key: o for o in offers_for(settings_, {"c5.4xlarge": 0.2, "c5a.4xlarge": 0.2})}
+    volume = 100 * 0.08 / 730
+    # THEN an on-demand node costs its own type's price and the volume, a spot one its offer's (the live price)
+    assert node_hourly_price(node(C5), offers[C5], "us-west-2") == pytest.approx(0.68 + volume)
+    assert node_hourly_price(node(SPOT), offers[SPOT], "us-west-2") == pytest.approx(0.2 + volume)
+
+
+def test_a_cap_under_what_the_min_nodes_volumes_add_is_refused() -> None:
+    # GIVEN two c5.4xlarge kept by minNodes: $1.36/h of instances, $1.37 with their 50 GiB root volumes
+    def problem(cap: float) -> str | None:
+        values = {"name": "test", "node_types": "c5.4xlarge", "region": "us-west-2", "min_nodes": (2,)}
+        return guardrail_problem(ClusterSettings(**values, max_hourly_cost=cap))  # type: ignore[arg-type]
+
+    # THEN a cap between the two is refused with the whole floor named, and one above it is not
+    assert problem(1.365) == (
+        "max_hourly_cost (-c maxHourlyCost) $1.365/h is below what min_nodes and static_nodes alone cost "
+        "($1.37/h); raise it or lower them"
+    )
+    assert problem(1.38) is None
 
 
 def test_budget_exhausted_at_exactly_the_budget() -> None:

@@ -15,6 +15,7 @@ from shared.domain.catalog import (
     UnknownInstanceTypeError,
     UnknownRegionError,
     instance_type,
+    root_volume_price,
 )
 from shared.domain.resources import Resources
 from shared.domain.units import GiB, MiB
@@ -206,3 +207,16 @@ def test_unknown_region_raises_and_lists_the_known_regions() -> None:
     assert "'eu-west-1'" in message
     assert "us-east-1" in message
     assert "us-west-2" in message
+
+
+def test_a_root_volume_costs_its_gib_at_the_gp3_price_of_a_month_of_730_hours() -> None:
+    # GIVEN gp3 at $0.08 per GiB-month in both regions priced  WHEN  50 GiB, and one byte more (launched as 51 GiB)
+    # THEN
+    for region in REGIONS:
+        assert root_volume_price(DEFAULT_NODE_STORAGE, region) == pytest.approx(50 * 0.08 / 730)
+        assert root_volume_price(DEFAULT_NODE_STORAGE + 1, region) == pytest.approx(51 * 0.08 / 730)
+
+
+def test_a_root_volume_in_an_unknown_region_names_the_known_ones() -> None:
+    with pytest.raises(UnknownRegionError, match="no gp3 volume price in region 'eu-west-1'; known regions: us-east-1"):
+        root_volume_price(DEFAULT_NODE_STORAGE, "eu-west-1")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.domain.catalog import instance_type
 from shared.domain.jobs import Job, Shape
 from shared.domain.resources import Resources
 from shared.domain.scaling import offers_for
@@ -96,10 +97,12 @@ def test_lower_bound_prices_each_job_by_its_largest_share_of_the_cheapest_node_i
     from shared.domain.scaling import offers_for
 
     offers = offers_for(s)
-    # spot c5.4xlarge at $0.30: cores 4/16 = 0.25 beats disk 10/50 = 0.2 → 0.075 for an hour
-    assert lower_bound_cost([TraceJob(job=job, submit=0)], offers, s) == pytest.approx(0.30 * 0.25)
+    volume = 50 * 0.08 / 730  # each node's 50 GiB gp3 root volume, per hour
+    # spot c5.4xlarge at $0.30 and its volume: cores 4/16 = 0.25 beats disk 10/50 = 0.2, for an hour
+    assert lower_bound_cost([TraceJob(job=job, submit=0)], offers, s) == pytest.approx((0.30 + volume) * 0.25)
     # not preemptible: m5.2xlarge on demand ($0.384) is the cheapest; memory 16/32 = 0.5, for half an hour
-    assert lower_bound_cost([TraceJob(job=on_demand, submit=0)], offers, s) == pytest.approx(0.384 * 0.5 * 0.5)
+    on_demand_bound = lower_bound_cost([TraceJob(job=on_demand, submit=0)], offers, s)
+    assert on_demand_bound == pytest.approx((0.384 + volume) * 0.5 * 0.5)
 
 
 @pytest.mark.parametrize(
@@ -176,7 +179,8 @@ def test_the_node_storage_is_the_jobs_disk(tmp_path: Path) -> None:
     # AND the lower bound says so: disk is each job's largest share of a 50 GiB node (10/50 > 1/16), cores of 200 GiB
     assert small["lower_bound_by"] == {"cores": 0, "memory": 0, "disk": small["lower_bound_cost"], "accelerators": 0}
     assert large["lower_bound_by"] == {"cores": large["lower_bound_cost"], "memory": 0, "disk": 0, "accelerators": 0}
-    assert float(large["lower_bound_cost"]) == pytest.approx(16 * 0.30 / 16)  # type: ignore[arg-type]
+    # (the node's price: the bid and its 200 GiB volume at $0.08 per GiB-month; the report rounds to 4 places)
+    assert float(large["lower_bound_cost"]) == pytest.approx(16 * (0.30 + 200 * 0.08 / 730) / 16, abs=1e-4)  # type: ignore[arg-type]
 
 
 def test_the_simulator_imports_the_domain_not_adapters_or_services() -> None:
@@ -202,9 +206,21 @@ def test_the_waste_says_where_the_money_went(tmp_path: Path) -> None:
     assert sum(waste.values()) == pytest.approx(cost, abs=0.30 / 60 * 2)
     # AND the job's share is its disk's share of the node, the rest room with nothing waiting, the boot its own
     spot = next(o for o in offers_for(settings()) if o.spot)
-    assert waste["jobs"] == pytest.approx(0.30 * 10 * GiB / spot.usable.disk, rel=0.05)
-    assert waste["room_nothing_queued"] == pytest.approx(0.30 - waste["jobs"], rel=0.05)
+    assert waste["jobs"] == pytest.approx(spot.hourly_price * 10 * GiB / spot.usable.disk, rel=0.05)
+    assert waste["room_nothing_queued"] == pytest.approx(spot.hourly_price - waste["jobs"], rel=0.05)
     assert waste["booting"] > 0 and waste["room_while_queued"] == waste["draining_room"] == 0
+
+
+@pytest.mark.parametrize("gib", [50, 200])
+def test_a_nodes_cost_is_its_instance_and_its_root_volume(tmp_path: Path, gib: int) -> None:
+    # GIVEN one on-demand job of an hour, on root volumes of 50 or 200 GiB
+    lines = [trace_line(0, 0.0, wall=3600.0, spot=False)]
+    options = SimOptions(settings=settings(node_types="m5.2xlarge", node_storage=gib * GiB))
+    report = simulate(read_trace(write_trace(tmp_path / "t.jsonl", lines)), options).report
+    # THEN the run costs its node-hours at the instance's price plus gp3's $0.08 per GiB-month (730 hours)
+    hours = report["node_hours"]["m5.2xlarge|on-demand"]  # type: ignore[index]
+    per_hour = instance_type("m5.2xlarge").price("us-east-1") + gib * 0.08 / 730
+    assert report["cost"] == pytest.approx(hours * per_hour, abs=1e-4)
 
 
 def test_declared_runtimes_let_the_scaler_plan_a_first_burst_for_its_length(tmp_path: Path) -> None:

@@ -93,7 +93,10 @@ def test_node_type_and_market_come_from_instance_metadata(tmp_path: Path, imds: 
     # WHEN the settings are read
     cost = WorkerConfig.from_env(env, imds=ImdsClient(imds.url)).agent.cheaper_first
     # THEN the agent knows what it costs (m5.24xlarge on demand) and leaves a young small job to spot
-    assert cost is not None and cost.price == instance_type("m5.24xlarge").price("us-east-1")
+    # (with its 50 GiB root volume)
+    assert cost is not None and cost.price == pytest.approx(
+        instance_type("m5.24xlarge").price("us-east-1") + 50 * 0.08 / 730
+    )
     small = Resources(cores=1, memory=GiB, disk=GiB)
     assert cost.leave(small, True, waited=0.0) is not None
     assert cost.leave(small, True, waited=HOLD_OFF) is None
@@ -124,7 +127,11 @@ NODE_TYPES = {"SHOAL_NODE_TYPES": "c5.4xlarge:0.30,m5.24xlarge", "SHOAL_INSTANCE
         ({**NODE_TYPES, "SHOAL_MARKET": "reserved"}, "SHOAL_MARKET='reserved' must be spot or on-demand"),
         ({**NODE_TYPES, "SHOAL_MARKET": ""}, "SHOAL_MARKET is not set and SHOAL_IMDS_URL=off"),
         ({**NODE_TYPES, "SHOAL_MARKET": "spot", "SHOAL_NODE_TYPES": "c5.4xlarge:x"}, "SHOAL_NODE_TYPES='c5.4xlarge:x'"),
-        ({**NODE_TYPES, "SHOAL_MARKET": "spot"}, "no on-demand price for m5.24xlarge in region 'eu-west-1'"),
+        ({**NODE_TYPES, "SHOAL_MARKET": "spot"}, "SHOAL_NODE_TYPES=.*no gp3 volume price in region 'eu-west-1'"),
+        (
+            {**NODE_TYPES, "SHOAL_MARKET": "on-demand", "SHOAL_NODE_TYPES": "m5.24xlarge"},
+            "no on-demand price for m5.24xlarge in region 'eu-west-1'",
+        ),
         ({"SHOAL_QUEUE_URL": ""}, "SHOAL_QUEUE_URL is not set"),
         ({"SHOAL_TABLE_NAME": ""}, "SHOAL_TABLE_NAME is not set"),
         ({"SHOAL_NODE_ID": ""}, "SHOAL_NODE_ID is not set and SHOAL_IMDS_URL=off"),
