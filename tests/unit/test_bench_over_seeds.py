@@ -120,3 +120,42 @@ def test_runs_side_by_side_give_the_same_reports(tmp_path: Path, capsys: pytest.
 def test_a_bad_jobs_count_is_named() -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="'0'"):
         bench_simulate._jobs("0")
+
+
+# Learned average runtimes as the harness gave them to Toil in one round of nf-chipseq at 200 GiB, seed 0 (a minimal
+# subset, 38 jobs of four shapes), and the node shapes of the bar's node types there.
+_AVERAGES = [(130.9851008822402, 7838105600, 1.0, 34), (44.34782608695652, 5582618624, 1.0, 2),
+             (309.55813953488376, 5690621952, 2.0, 1), (130.9851008822402, 4831838208, 1.0, 1)]  # fmt: skip
+_NODES = [(32448477922, 16.0, True), (32448477922, 8.0, False), (131404524422, 16.0, False),
+          (395287315088, 96.0, False)]  # fmt: skip
+
+
+def test_toil_is_given_whole_seconds_which_its_bin_packing_sums_without_tripping_its_assertion() -> None:
+    from toil.provisioners.abstractProvisioner import Shape as ToilShape
+    from toil.provisioners.clusterScaler import binPacking
+
+    from shared.domain.jobs import Shape
+    from shared.domain.resources import Resources
+    from shared.domain.units import GiB
+
+    toil = argparse.Namespace(Shape=ToilShape)
+    nodes = [ToilShape(bench_simulate.NODE_WALL_TIME, memory, cores, 200 * GiB, spot) for memory, cores, spot in _NODES]
+
+    def shapes(make: object) -> list[object]:
+        out = []
+        for average, memory, cores, count in _AVERAGES:
+            requested = Shape(
+                resources=Resources(cores=cores, memory=memory, disk=10 * GiB), wall_time=0.0, preemptible=True
+            )
+            out += [make(average, requested)] * count  # type: ignore[operator]
+        return out
+
+    # GIVEN the averages as floats, as Toil's getAverageRuntime returns them: Toil 9.6's own packing asserts
+    raw = shapes(lambda average, r: ToilShape(average, r.resources.memory, r.resources.cores, r.resources.disk, True))
+    with pytest.raises(AssertionError):
+        binPacking(nodes, raw, 1800.0)  # type: ignore[arg-type]
+    # WHEN the harness builds the shapes THEN they are whole seconds, and the same round packs
+    given = shapes(lambda average, r: bench_simulate.toil_job_shape(toil, average, r))
+    assert [s.wallTime for s in given[:2]] == [131, 131]  # type: ignore[attr-defined]
+    counts, could_not_fit = binPacking(nodes, given, 1800.0)  # type: ignore[arg-type]
+    assert sum(counts.values()) > 0 and not could_not_fit
