@@ -36,7 +36,9 @@ What of Toil's loop is modelled (``toil.provisioners.clusterScaler``, imported f
   ``binPacking`` with ``BinPackedFit``, its ``betaInertia`` smoothing in both directions, min/max) and
   ``updateClusterSize`` → ``setNodeCount`` → ``_addNodes`` / ``_removeNodes`` / ``_terminateIgnoredNodes``:
   Toil's own scale-in choice (fewest workers, least billing time left), ignoring (draining) nodes that
-  still run jobs and terminating them once idle.
+  still run jobs and terminating them once idle. A round whose ``binPacking`` fails its own assertion on float sums
+  of wall times is packed again in whole seconds (``ToilSimulation._estimate``; the report's
+  ``toil_rounds_in_whole_seconds`` counts them): real Toil would stop there.
 - The provisioner and batch system Toil talks to are thin adapters onto the simulated fleet: nodes are
   reported to ``getNodes`` once their agent is up, ``ignoreNode`` stops a node taking jobs, a node's
   billing interval runs on the simulated clock.
@@ -71,7 +73,6 @@ from typing import Any
 from benchmarks.queues import TRACES
 from shared.domain.catalog import DEFAULT_NODE_STORAGE, parse_node_storage
 from shared.domain.cluster_state import NodeState
-from shared.domain.jobs import Shape
 from shared.domain.settings import ClusterSettings
 from shared.domain.units import UnitError
 from shared.sim.engine import SimOptions, Simulation
@@ -97,13 +98,9 @@ def _toil() -> Any:
     )
 
 
-def toil_job_shape(toil: Any, average_runtime: float, requested: Shape) -> Any:
-    """Toil's ``Shape`` of a job, its wall time Toil's average rounded to the second. Toil 9.6's ``binPacking`` asserts
-    ``jobShape.wallTime - timeSlice <= startingReservation.shape.wallTime`` (``clusterScaler.py``, ``attemptToAddJob``)
-    on sums of float wall times that differ in the last bit (nf-chipseq at 200 GiB, seed 0, stopped there): whole
-    seconds sum exactly, and a second is far below what the estimate can tell apart."""
-    resources = requested.resources
-    return toil.Shape(round(average_runtime), resources.memory, resources.cores, resources.disk, requested.preemptible)
+def whole_seconds(toil: Any, shape: Any) -> Any:
+    """``shape`` with its wall time rounded to the second (see ``ToilSimulation._estimate``)."""
+    return toil.Shape(round(shape.wallTime), shape.memory, shape.cores, shape.disk, shape.preemptible)
 
 
 class ToilSimulation(Simulation):
@@ -113,6 +110,7 @@ class ToilSimulation(Simulation):
         super().__init__(trace, options)
         toil = _toil()
         self.toil = toil
+        self.rounds_in_whole_seconds = 0
         sim = self
 
         class SimNode(toil.Node):  # type: ignore[misc, name-defined]
@@ -221,6 +219,20 @@ class ToilSimulation(Simulation):
         super().job_finished(name, seconds)
         self.scaler.addCompletedJob(SimpleNamespace(jobName=name), seconds)
 
+    def _estimate(self, job_shapes: list[Any], current: dict[Any, int]) -> dict[Any, int]:
+        """Toil's ``getEstimatedNodeCounts``. Toil 9.6's ``binPacking`` asserts ``jobShape.wallTime - timeSlice <=
+        startingReservation.shape.wallTime`` (``attemptToAddJob``) when float sums of wall times differ in the last
+        bit, which stops a run (nf-chipseq at 200 GiB, seed 0). Such a round is packed again with the wall times in
+        whole seconds, which sum exactly (nothing is changed before the packing fails); every other round is Toil's
+        as it is. The report counts them (``toil_rounds_in_whole_seconds``)."""
+        try:
+            estimates, _ = self.scaler.getEstimatedNodeCounts(job_shapes, current)
+        except AssertionError:
+            self.rounds_in_whole_seconds += 1
+            whole = [whole_seconds(self.toil, shape) for shape in job_shapes]
+            estimates, _ = self.scaler.getEstimatedNodeCounts(whole, current)
+        return dict(estimates)
+
     def _round(self, trigger: str) -> None:
         if trigger != "schedule":
             return  # Toil's scaler thread only wakes on its interval
@@ -230,13 +242,15 @@ class ToilSimulation(Simulation):
         job_shapes = []
         for (requested, name), (queued, running) in self.counters.items():
             if queued + running > 0:  # Leader.getJobs: every issued job, queued or running
-                shape = toil_job_shape(toil, scaler.getAverageRuntime(jobName=name), requested)
+                resources, spot = requested.resources, requested.preemptible
+                shape = toil.Shape(scaler.getAverageRuntime(jobName=name), resources.memory, resources.cores,
+                                   resources.disk, spot)  # fmt: skip
                 job_shapes.extend([shape] * (queued + running))
         current = {
             shape: len(self._workers(type_name, shape.preemptible))
             for shape, type_name in scaler.nodeShapeToType.items()
         }
-        estimates, _ = scaler.getEstimatedNodeCounts(job_shapes, current)
+        estimates = self._estimate(job_shapes, current)
         scaler.updateClusterSize(estimates)
         self._dispatch()  # un-ignored nodes take work once the round is over
 
@@ -249,7 +263,10 @@ def run_one(
     trace = read_trace(path)
     options = SimOptions(settings=settings, boot_delay=90.0, seed=seed, cheaper_first=cheaper_first)
     simulation = ToilSimulation(trace, options) if toil else Simulation(trace, options)
-    return simulation.run().report
+    report = simulation.run().report
+    if isinstance(simulation, ToilSimulation):
+        report["toil_rounds_in_whole_seconds"] = simulation.rounds_in_whole_seconds
+    return report
 
 
 Task = tuple[Path, ClusterSettings, int, bool, bool]  # path, settings, seed, toil, cheaper_first

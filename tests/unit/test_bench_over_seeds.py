@@ -123,39 +123,30 @@ def test_a_bad_jobs_count_is_named() -> None:
 
 
 # Learned average runtimes as the harness gave them to Toil in one round of nf-chipseq at 200 GiB, seed 0 (a minimal
-# subset, 38 jobs of four shapes), and the node shapes of the bar's node types there.
+# subset: 38 jobs of four shapes), and the bar's node types there.
 _AVERAGES = [(130.9851008822402, 7838105600, 1.0, 34), (44.34782608695652, 5582618624, 1.0, 2),
              (309.55813953488376, 5690621952, 2.0, 1), (130.9851008822402, 4831838208, 1.0, 1)]  # fmt: skip
-_NODES = [(32448477922, 16.0, True), (32448477922, 8.0, False), (131404524422, 16.0, False),
-          (395287315088, 96.0, False)]  # fmt: skip
 
 
-def test_toil_is_given_whole_seconds_which_its_bin_packing_sums_without_tripping_its_assertion() -> None:
-    from toil.provisioners.abstractProvisioner import Shape as ToilShape
+def test_a_round_toils_packing_cannot_finish_is_packed_again_in_whole_seconds(tmp_path: Path) -> None:
     from toil.provisioners.clusterScaler import binPacking
 
-    from shared.domain.jobs import Shape
-    from shared.domain.resources import Resources
+    from shared.domain.settings import ClusterSettings
     from shared.domain.units import GiB
 
-    toil = argparse.Namespace(Shape=ToilShape)
-    nodes = [ToilShape(bench_simulate.NODE_WALL_TIME, memory, cores, 200 * GiB, spot) for memory, cores, spot in _NODES]
-
-    def shapes(make: object) -> list[object]:
-        out = []
-        for average, memory, cores, count in _AVERAGES:
-            requested = Shape(
-                resources=Resources(cores=cores, memory=memory, disk=10 * GiB), wall_time=0.0, preemptible=True
-            )
-            out += [make(average, requested)] * count  # type: ignore[operator]
-        return out
-
-    # GIVEN the averages as floats, as Toil's getAverageRuntime returns them: Toil 9.6's own packing asserts
-    raw = shapes(lambda average, r: ToilShape(average, r.resources.memory, r.resources.cores, r.resources.disk, True))
+    # GIVEN Toil's scaler in the harness with the bar's node types and 200 GiB root volumes, and that round's jobs
+    settings_ = ClusterSettings(name="bench", node_types=bench_simulate.NODE_TYPES, node_storage=200 * GiB).validate()
+    trace = read_trace(write_trace(tmp_path / "t.jsonl", bursty(3)))
+    sim = bench_simulate.ToilSimulation(trace, SimOptions(settings=settings_))
+    toil, scaler = sim.toil, sim.scaler
+    jobs = [toil.Shape(w, memory, cores, 10 * GiB, True) for w, memory, cores, n in _AVERAGES for _ in range(n)]
+    # (Toil 9.6's own packing of them, as they are, fails its assertion)
     with pytest.raises(AssertionError):
-        binPacking(nodes, raw, 1800.0)  # type: ignore[arg-type]
-    # WHEN the harness builds the shapes THEN they are whole seconds, and the same round packs
-    given = shapes(lambda average, r: bench_simulate.toil_job_shape(toil, average, r))
-    assert [s.wallTime for s in given[:2]] == [131, 131]  # type: ignore[attr-defined]
-    counts, could_not_fit = binPacking(nodes, given, 1800.0)  # type: ignore[arg-type]
-    assert sum(counts.values()) > 0 and not could_not_fit
+        binPacking(scaler.node_shapes_after_overhead, jobs, scaler.targetTime)
+    # WHEN the harness estimates the round
+    estimates = sim._estimate(jobs, dict.fromkeys(scaler.nodeShapeToType, 0))
+    # THEN it is packed in whole seconds, counted, and wants nodes; a round that packs as it is is not counted
+    assert sim.rounds_in_whole_seconds == 1 and sum(estimates.values()) > 0
+    assert bench_simulate.whole_seconds(toil, jobs[0]).wallTime == 131
+    sim._estimate(jobs[:1], dict.fromkeys(scaler.nodeShapeToType, 0))
+    assert sim.rounds_in_whole_seconds == 1
