@@ -1,7 +1,8 @@
 """Dollar guardrails on the scaler's decision: ``maxHourlyCost``, ``budget``, and the spend ledger behind them.
 
 - ``maxHourlyCost``: the fleet's price per hour never exceeds it. Prices are ceilings: an on-demand class at
-  its dearest member (the launcher may fall back to it), a spot class at its bid (the most it can cost). The
+  its dearest member (the launcher may fall back to it), a spot class at its bid (the most it can cost), each
+  with the node's root volume (``Offer.volume_price``). The
   nodes a round cannot remove (busy, static, minNodes) stay; the other wanted nodes are kept cheapest per
   planned job first while they fit under the cap, and the jobs planned on the others wait (the reason
   says how many).
