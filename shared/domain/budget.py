@@ -112,7 +112,8 @@ def _hours(seconds: float) -> str:
 
 
 def offer_ceiling(offer: Offer, region: str) -> float:
-    """The most one node of ``offer`` can cost per hour: its bid on spot, its dearest member on demand."""
+    """The most one node of ``offer`` can cost per hour: its bid on spot, its dearest member on demand, with its root
+    volume."""
     if offer.spot:
         return offer.bid + offer.volume_price if offer.bid is not None else offer.hourly_price
     prices = [offer.hourly_price]
