@@ -65,20 +65,23 @@ def _floor_cost(settings: ClusterSettings) -> float:
         classes = parse_node_types(settings.node_types)
     except NodeTypeSpecError:
         return 0.0  # validate reported it already
-    total = 0.0
+    total, nodes = 0.0, 0
     for index, node_class in enumerate(classes):
         low = settings.min_nodes[index] if index < len(settings.min_nodes) else 0
         static = settings.static_nodes[index] if index < len(settings.static_nodes) else 0
         count = max(low, static)
         if not count:
             continue
-        try:
-            volume = root_volume_price(settings.node_storage, settings.region)
-            if node_class.bid is not None:
-                price = node_class.bid
-            else:
+        if node_class.bid is not None:
+            price = node_class.bid
+        else:
+            try:
                 price = max(instance_type(name).price(settings.region) for name in node_class.instance_types)
-        except (UnknownInstanceTypeError, UnknownRegionError):
-            return 0.0
-        total += count * (price + volume)
-    return total
+            except (UnknownInstanceTypeError, UnknownRegionError):
+                return 0.0
+        total += count * price
+        nodes += count
+    try:
+        return total + nodes * root_volume_price(settings.node_storage, settings.region)  # each node's root volume
+    except UnknownRegionError:
+        return 0.0
