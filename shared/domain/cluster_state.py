@@ -109,6 +109,7 @@ class NodeRecord:
     # The last report came from an agent that knew of the drain (it starts nothing more); only such a
     # report can say a draining node is idle. A drain, and taking work again, reset it.
     drain_acknowledged: bool = False
+    node_storage: int | None = None  # bytes of root volume it was launched with; None: the cluster's node_storage
 
     @property
     def busy(self) -> bool:

@@ -40,6 +40,7 @@ class Instance:
     zone: str | None = None
     static: bool = False  # the shoal:static tag: launched by launch-cluster, never scaled in
     launched_at: float = 0.0
+    node_storage: int | None = None  # the shoal:node-storage tag, bytes: a root volume sized at launch
 
     @property
     def running(self) -> bool:
@@ -156,6 +157,7 @@ class Launch:
     options: tuple[LaunchOption, ...]
     reason: str
     static: bool = False  # launch-cluster's static nodes (tagged shoal:static); a round never launches these
+    node_storage: int | None = None  # bytes of root volume each node gets; None: the launch template's
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

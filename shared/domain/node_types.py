@@ -60,6 +60,7 @@ class Offer:
     volume_price: float = 0.0  # USD/h of one node's root volume, in ``hourly_price``
     min_nodes: int = 0
     max_nodes: int = UNLIMITED
+    node_storage: int = DEFAULT_NODE_STORAGE  # bytes of root volume a node is launched with (``usable.disk``'s)
 
     @property
     def key(self) -> str:
@@ -160,6 +161,7 @@ def build_offers(
                 volume_price=volume,
                 min_nodes=low,
                 max_nodes=high,
+                node_storage=node_storage,
             )
         )
     return offers
