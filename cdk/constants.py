@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from aws_cdk import aws_logs as logs
 
-from shared.adapters.ec2_fleet import CLUSTER_TAG
+from shared.adapters.ec2_fleet import CLUSTER_TAG, ROOT_DEVICE
 from shared.adapters.state_table import PK, SK, TTL_ATTRIBUTE
 
 __all__ = [
     "CLUSTER_TAG",
     "PK",
+    "ROOT_DEVICE",
     "SK",
     "TTL_ATTRIBUTE",
 ]
@@ -58,7 +59,7 @@ MAX_RECEIVE_COUNT = 1000  # the SQS maximum
 # ---- workers ---------------------------------------------------------------------------------------
 WORKER_WORK_DIR = "/var/lib/shoal/work"  # the agent's default; bind-mounted at the same path in the container
 IMDS_HOP_LIMIT = 2  # one hop more than the host, so the appliance container reaches IMDSv2
-ROOT_DEVICE = "/dev/xvda"  # Amazon Linux 2023's root device
+# ROOT_DEVICE is the fleet adapter's: a launch that sizes the root volume names the device the template does.
 # Every catalog instance type is x86_64 (see shared/domain/catalog_data.py), hence the x86_64 AMI.
 CONTAINER_STOP_TIMEOUT_SECONDS = 60  # SIGTERM evacuates: running jobs go back to the queue within seconds
 APPLIANCE_UID = 10001  # the appliance image's user (Dockerfile): it owns the bind-mounted work directory

@@ -6,6 +6,8 @@
   ClientToken, so EC2 launches once per (round, pass, offer, type, zone, market) however often the round
   is retried; before launching, instances already carrying the token are looked up, which gives the
   same guarantee where the ClientToken is not honoured (moto) or has been forgotten.
+- A launch that names ``node_storage`` overrides the template's root volume with a larger one of the same
+  kind and tags the instance ``shoal:node-storage`` (GiB), so an adopted node's size and price are known.
 - Errors are classified by EC2's error *code*, never its message: capacity, price, quota and
   unsupported-type codes mean "this offering, not now" (the caller caches it and the next option is
   tried); anything else stops this launch and is reported.
@@ -19,6 +21,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -29,11 +32,13 @@ from botocore.exceptions import ClientError
 from shared.adapters import aws
 from shared.domain.cluster_state import Market
 from shared.domain.decision import Instance, InstanceState, Launch, LaunchOption
+from shared.domain.units import GiB
 from shared.services.ports import BatchResult, InstanceFailure, LaunchFailure, LaunchResult
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_ec2.type_defs import (
+        BlockDeviceMappingTypeDef,
         FilterTypeDef,
         InstanceMarketOptionsRequestTypeDef,
         InstanceTypeDef,
@@ -47,6 +52,8 @@ OFFER_TAG = "shoal:offer"
 MARKET_TAG = "shoal:market"
 LAUNCH_TAG = "shoal:launch"
 STATIC_TAG = "shoal:static"
+NODE_STORAGE_TAG = "shoal:node-storage"  # GiB of root volume, on a node launched with more than the template's
+ROOT_DEVICE = "/dev/xvda"  # Amazon Linux 2023's root device: the launch template's and a sized launch's
 
 LIVE_STATES = ("pending", "running", "stopping", "stopped")
 INVENTORY_STATES = (*LIVE_STATES, "shutting-down")
@@ -117,8 +124,28 @@ class CallCounter:
 
 def client_token(idempotency_key: str, launch: Launch, option: LaunchOption) -> str:
     """A ClientToken (at most 64 ASCII characters) for one launch option of one round."""
-    raw = "|".join([idempotency_key, launch.offer_key, option.instance_type, option.zone or "", str(launch.market)])
-    return "shoal-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:48]
+    parts = [idempotency_key, launch.offer_key, option.instance_type, option.zone or "", str(launch.market)]
+    if launch.node_storage is not None:  # EC2 refuses a token reused with another volume; None keeps old tokens
+        parts.append(f"{root_volume_gib(launch.node_storage)}GiB")
+    return "shoal-" + hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()[:48]
+
+
+def root_volume_gib(node_storage: int) -> int:
+    """The whole GiB EC2 is asked for to give a node ``node_storage`` bytes (as the launch template rounds)."""
+    return math.ceil(node_storage / GiB)
+
+
+def root_block_device(node_storage: int) -> BlockDeviceMappingTypeDef:
+    """The root volume of ``node_storage`` bytes: the launch template's (cdk/launch_template.py), resized."""
+    return {
+        "DeviceName": ROOT_DEVICE,
+        "Ebs": {
+            "VolumeSize": root_volume_gib(node_storage),
+            "VolumeType": "gp3",
+            "Encrypted": True,
+            "DeleteOnTermination": True,
+        },
+    }
 
 
 class Ec2Fleet:
@@ -250,6 +277,8 @@ class Ec2Fleet:
         ]
         if launch.static:
             tags.append({"Key": STATIC_TAG, "Value": "true"})
+        if launch.node_storage is not None:
+            tags.append({"Key": NODE_STORAGE_TAG, "Value": str(root_volume_gib(launch.node_storage))})
         tag_specifications: list[TagSpecificationTypeDef] = [
             {"ResourceType": "instance", "Tags": tags},  # type: ignore[typeddict-item]
             {"ResourceType": "volume", "Tags": [{"Key": CLUSTER_TAG, "Value": self.cluster}]},
@@ -266,6 +295,8 @@ class Ec2Fleet:
             "ClientToken": token,
             "TagSpecifications": tag_specifications,
         }
+        if launch.node_storage is not None:
+            request["BlockDeviceMappings"] = [root_block_device(launch.node_storage)]
         if launch.market is Market.SPOT:
             spot: InstanceMarketOptionsRequestTypeDef = {
                 "MarketType": "spot",
@@ -342,4 +373,14 @@ def _instance(raw: InstanceTypeDef) -> Instance:
         zone=raw.get("Placement", {}).get("AvailabilityZone"),
         static=tags.get(STATIC_TAG, "").lower() == "true",
         launched_at=launch_time.timestamp() if isinstance(launch_time, datetime) else 0.0,
+        node_storage=_node_storage(tags.get(NODE_STORAGE_TAG)),
     )
+
+
+def _node_storage(tag: str | None) -> int | None:
+    """Bytes from a ``shoal:node-storage`` tag; a value Shoal did not write (edited by hand) is ignored."""
+    try:
+        gib = int(tag) if tag is not None else 0
+    except ValueError:
+        return None
+    return gib * GiB if gib > 0 else None

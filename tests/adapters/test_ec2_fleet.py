@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from moto import mock_aws
 
 from shared.adapters import aws
-from shared.adapters.ec2_fleet import CLUSTER_TAG, LAUNCH_TAG, OFFER_TAG, Ec2Fleet, client_token
+from shared.adapters.ec2_fleet import (
+    CLUSTER_TAG,
+    LAUNCH_TAG,
+    NODE_STORAGE_TAG,
+    OFFER_TAG,
+    ROOT_DEVICE,
+    Ec2Fleet,
+    client_token,
+)
 from shared.domain.cluster_state import Market
 from shared.domain.decision import InstanceState, Launch, LaunchOption
+from shared.domain.units import GiB
 
 REGION = "us-west-2"
 
@@ -284,3 +294,88 @@ def test_a_teardowns_inventory_sees_every_state_but_terminated(ec2: Any, templat
     spot = f.launch(launch("c5.4xlarge:spot", 1, "c5.4xlarge", market=Market.SPOT, bid=0.5), idempotency_key="s")
     assert len(spot.instances) == 1
     assert isinstance(f.open_spot_requests(), list)
+
+
+# --- root volumes sized per launch -----------------------------------------------------------------
+
+
+@pytest.fixture
+def root_template(ec2: Any) -> str:
+    """A launch template with the workers' root volume (cdk/launch_template.py): 64 GiB of encrypted gp3."""
+    root = {"VolumeSize": 64, "VolumeType": "gp3", "Encrypted": True, "DeleteOnTermination": True}
+    response = ec2.create_launch_template(
+        LaunchTemplateName="shoal-test-root",
+        LaunchTemplateData={
+            "ImageId": "ami-12c6146b",
+            "BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": root}],
+        },
+    )
+    return str(response["LaunchTemplate"]["LaunchTemplateId"])
+
+
+def sent_run_requests(client: Any) -> list[dict[str, Any]]:
+    """The parameters of every RunInstances call made through ``client``, as botocore sends them."""
+    sent: list[dict[str, Any]] = []
+    client.meta.events.register("provide-client-params.ec2.RunInstances", lambda params, **_: sent.append(dict(params)))
+    return sent
+
+
+def root_volumes(ec2: Any, instance_id: str) -> dict[str, tuple[int, str, bool]]:
+    """Device → (GiB, type, encrypted) of the volumes EC2 attached to ``instance_id``."""
+    volumes = ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": [instance_id]}])["Volumes"]
+    return {v["Attachments"][0]["Device"]: (v["Size"], v["VolumeType"], v["Encrypted"]) for v in volumes}
+
+
+def test_a_sized_launch_gets_a_larger_root_volume_and_a_tag_naming_it(ec2: Any, root_template: str) -> None:
+    # GIVEN the workers' template (64 GiB root)  WHEN a launch asks for 150.5 GiB a node
+    # (moto 5 honours BlockDeviceMappings next to a launch template, so this is the volume EC2 made)
+    f = fleet(ec2, root_template)
+    result = f.launch(replace(launch(count=1), node_storage=int(150.5 * GiB)), idempotency_key="r1")
+    (instance,) = result.instances
+    # THEN its root device is one volume of the template's kind, rounded up to whole GiB
+    assert root_volumes(ec2, instance.instance_id) == {ROOT_DEVICE: (151, "gp3", True)}
+    # AND the tag says so in GiB, and reads back as bytes from the launch and from a describe
+    raw = ec2.describe_instances(InstanceIds=[instance.instance_id])["Reservations"][0]["Instances"][0]
+    assert {t["Key"]: t["Value"] for t in raw["Tags"]}[NODE_STORAGE_TAG] == "151"
+    assert instance.node_storage == 151 * GiB
+    assert [i.node_storage for i in f.describe()] == [151 * GiB]
+
+
+def test_a_launch_without_node_storage_sends_the_request_it_always_did(ec2: Any, root_template: str) -> None:
+    # GIVEN the workers' template  WHEN a launch names no node_storage
+    f = fleet(ec2, root_template)
+    sent = sent_run_requests(ec2)
+    (instance,) = f.launch(launch(count=1), idempotency_key="r1").instances
+    # THEN the request overrides no volume and adds no tag: the template's root volume is the node's
+    (request,) = sent
+    assert set(request) == {
+        "LaunchTemplate",
+        "InstanceType",
+        "MinCount",
+        "MaxCount",
+        "ClientToken",
+        "TagSpecifications",
+    }
+    instance_tags = {t["Key"] for t in request["TagSpecifications"][0]["Tags"]}
+    assert instance_tags == {CLUSTER_TAG, OFFER_TAG, "shoal:market", LAUNCH_TAG, "Name"}
+    assert root_volumes(ec2, instance.instance_id)[ROOT_DEVICE] == (64, "gp3", True)
+    assert instance.node_storage is None and f.describe()[0].node_storage is None
+
+
+def test_client_token_changes_with_node_storage_and_only_then() -> None:
+    plain = launch()
+    option = plain.options[0]
+    # An unsized launch keeps the token it had before volumes were sized (a retried round must not launch again).
+    assert client_token("r1", plain, option) == "shoal-ee0e888152a8f4e04ad2c858a06ea310d71d2276c9018a4b"
+    # EC2 refuses a ClientToken reused with another volume (IdempotentParameterMismatch): each size has its own.
+    tokens = {client_token("r1", replace(plain, node_storage=size), option) for size in (None, 100 * GiB, 200 * GiB)}
+    assert len(tokens) == 3
+
+
+@pytest.mark.parametrize("value", ["lots", "", "0", "-20", "1.5"])
+def test_a_node_storage_tag_shoal_did_not_write_is_ignored(ec2: Any, template: str, value: str) -> None:
+    # GIVEN a sized node whose tag was edited by hand  WHEN it is described  THEN its size is unknown, not a crash
+    f = fleet(ec2, template)
+    (instance,) = f.launch(replace(launch(count=1), node_storage=100 * GiB), idempotency_key="r1").instances
+    ec2.create_tags(Resources=[instance.instance_id], Tags=[{"Key": NODE_STORAGE_TAG, "Value": value}])
+    assert [i.node_storage for i in f.describe()] == [None]

@@ -16,6 +16,7 @@ from aws_cdk.assertions import Match, Template
 from cdk.node_code import NodeCode
 from cdk.staging import StagingBucket
 from cdk.workers import WorkerFleet
+from shared.adapters.ec2_fleet import root_block_device
 from shared.appliance import toil_image_defaults
 from shared.domain.resources import Resources
 from shared.domain.settings import ClusterSettings
@@ -64,6 +65,11 @@ def test_the_root_volume_is_encrypted_gp3_of_node_storage(synthesized: Synthesiz
             "Ebs": {"DeleteOnTermination": True, "Encrypted": True, "VolumeSize": 64, "VolumeType": "gp3"},
         }
     ]
+
+
+def test_a_launch_that_sizes_the_root_volume_asks_for_the_templates_volume_resized(synthesized: Synthesized) -> None:
+    # The fleet adapter overrides the root device for a larger node: same device, type, encryption, only the size.
+    assert _launch_template_data(synthesized)["BlockDeviceMappings"] == [root_block_device(64 * GiB)]
 
 
 def test_the_image_is_amazon_linux_2023_from_the_public_ssm_parameter(synthesized: Synthesized) -> None:
