@@ -19,6 +19,7 @@ from shared.adapters.state_table import (
     b,
     get_bool,
     get_float,
+    get_int,
     get_number_map,
     get_str,
     get_string_map,
@@ -185,6 +186,7 @@ class DynamoNodeStore:
                 free=None if "free" not in item else _resources_from(free_values),
                 running_jobs=get_string_map(item, "running_jobs"),
                 drain_acknowledged=get_bool(item, "drain_acknowledged"),
+                node_storage=get_int(item, "node_storage"),  # None on items written before volumes were sized
             )
         except ValueError as error:
             raise StateTableError(
@@ -229,6 +231,7 @@ def _item(node: NodeRecord) -> Item:
         "heartbeat_at": None if node.heartbeat_at is None else n(node.heartbeat_at),
         "draining_since": None if node.draining_since is None else n(node.draining_since),
         "free": None if node.free is None else _resources(node.free),
+        "node_storage": None if node.node_storage is None else n(node.node_storage),
     }
     item.update({k: v for k, v in optional.items() if v is not None})
     return item

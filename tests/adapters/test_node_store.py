@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import MappingProxyType
 
 import pytest
 
 from shared.adapters.memory_state import MemoryNodeStore
-from shared.adapters.node_store import DynamoNodeStore
+from shared.adapters.node_store import DynamoNodeStore, node_key
 from shared.adapters.state_table import StateTable, StateTableError
 from shared.domain.cluster_state import Market, NodeRecord, NodeState
 from shared.domain.resources import Resources
@@ -232,3 +233,29 @@ def test_a_missing_table_is_named_in_the_error(missing_table: StateTable) -> Non
         DynamoNodeStore(missing_table).put_nodes([node("i-1")])
     with pytest.raises(StateTableError, match="'no-such-table' does not exist"):
         DynamoNodeStore(missing_table).heartbeat("i-1", free=Resources(), running_jobs={}, now=NOW)
+
+
+def test_a_node_launched_with_a_sized_root_volume_keeps_its_size(node_store: Store) -> None:
+    # GIVEN a node launched with a root volume of its own (not a whole number of GiB, to see every byte kept)
+    sized = replace(node("i-1"), node_storage=200 * GiB + 1)
+    # WHEN it is put, batch-put, reported on and drained
+    node_store.put_node(sized)
+    node_store.put_nodes([replace(sized, instance_id="i-2")])
+    node_store.heartbeat("i-1", free=Resources(cores=4.0), running_jobs={}, now=NOW + 30)
+    node_store.mark_draining("i-1", NOW + 60)
+    # THEN every read gives its size back, and an unsized node's is still None
+    node_store.put_node(node("i-3"))
+    assert {n.instance_id: n.node_storage for n in node_store.list_nodes()} == {
+        "i-1": 200 * GiB + 1,
+        "i-2": 200 * GiB + 1,
+        "i-3": None,
+    }
+
+
+def test_a_record_written_before_root_volumes_were_sized_has_no_size(table: StateTable) -> None:
+    # GIVEN a node's item without the attribute, as every item written before this change is
+    store = DynamoNodeStore(table)
+    store.put_node(replace(node("i-1"), node_storage=100 * GiB))
+    table.client.update_item(TableName=table.name, Key=node_key("i-1"), UpdateExpression="REMOVE node_storage")
+    # WHEN it is read  THEN it has the cluster's node_storage (None), like any other old field left unset
+    assert store.get_node("i-1") == node("i-1")
