@@ -33,6 +33,7 @@ CONTEXT_ALIASES: Mapping[str, str] = {
     "scaleInterval": "scale_interval",
     "preemptibleCompensation": "preemptible_compensation",
     "nodeStorage": "node_storage",
+    "maxNodeStorage": "max_node_storage",
     "warmPoolSize": "warm_pool_size",
     "capacityFailureTtl": "capacity_failure_ttl",
     "applianceImage": "appliance_image",

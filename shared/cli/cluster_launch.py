@@ -66,6 +66,10 @@ def add_launch_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     )
     launch.add_argument("--workers", help="per node type: n static nodes, or lo-hi autoscaled (min-max), e.g. 2,0-5")
     launch.add_argument("--nodeStorage", "--node-storage", dest="node_storage", help="GiB of root volume per node")
+    launch.add_argument(
+        "--maxNodeStorage", "--max-node-storage", dest="max_node_storage",
+        help="the largest root volume, GiB, a round may give a node its jobs need (default 1024)",
+    )  # fmt: skip
     launch.add_argument("--zone", help="availability zone, e.g. us-west-2a")
     launch.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="stack tag (repeatable)")
     launch.add_argument("--targetTime", "--target-time", dest="target_time", help="seconds (or 30m)")
@@ -124,6 +128,7 @@ def parse_workers(text: str) -> Workers:
 
 SETTING_FLAGS = {
     "node_types": "--nodeTypes",
+    "max_node_storage": "--maxNodeStorage",  # before node_storage: _name_the_flag takes the first name in the message
     "node_storage": "--nodeStorage",
     "zone": "--zone",
     "target_time": "--targetTime",
@@ -142,6 +147,7 @@ CONTEXT_KEYS = {  # settings name → the -c key cdk/settings_loader.py reads (T
     "min_nodes": "minNodes",
     "max_nodes": "maxNodes",
     "node_storage": "nodeStorage",
+    "max_node_storage": "maxNodeStorage",
     "target_time": "targetTime",
     "beta_inertia": "betaInertia",
     "scale_interval": "scaleInterval",

@@ -27,6 +27,8 @@ from shared.domain.resources import Resources
 from shared.domain.units import GiB, MiB, UnitError, parse_gib
 
 DEFAULT_NODE_STORAGE = 50 * GiB
+DEFAULT_MAX_NODE_STORAGE = 1024 * GiB  # the largest root volume a round gives a node (shared.domain.volumes)
+MAX_GP3_SIZE = 16384 * GiB  # gp3's largest volume
 MIN_NODE_STORAGE = 10 * GiB  # the root volume holds the OS and the appliance too
 
 

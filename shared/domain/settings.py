@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from shared.domain.catalog import DEFAULT_NODE_STORAGE, REGIONS
+from shared.domain.catalog import DEFAULT_MAX_NODE_STORAGE, DEFAULT_NODE_STORAGE, MAX_GP3_SIZE, REGIONS
 from shared.domain.guardrail_settings import guardrail_problem, parse_dollars
 from shared.domain.node_types import NodeTypeSpecError, build_offers, parse_node_types
 from shared.domain.preemption import DEFAULT_MAX_PREEMPTIONS
@@ -47,7 +47,8 @@ class ClusterSettings:
     beta_inertia: float = 0.1  # Toil's --betaInertia
     scale_interval: float = 60.0  # seconds; Toil's --scaleInterval
     preemptible_compensation: float = 0.0  # Toil's --preemptibleCompensation
-    node_storage: int = DEFAULT_NODE_STORAGE  # bytes; Toil's --nodeStorage
+    node_storage: int = DEFAULT_NODE_STORAGE  # bytes; Toil's --nodeStorage: the smallest root volume
+    max_node_storage: int = DEFAULT_MAX_NODE_STORAGE  # bytes; the largest root volume a round may give a node
     warm_pool_size: int = 0  # stopped nodes kept for a fast start
     capacity_failure_ttl: float = 600.0  # seconds an offering stays skipped after a capacity error
     appliance_image: str | None = None  # TOIL_APPLIANCE_SELF, when set
@@ -61,6 +62,11 @@ class ClusterSettings:
     idle_lease: float | None = None  # seconds with no job queued or running until TeardownCluster runs by itself
     max_preemptions: int = DEFAULT_MAX_PREEMPTIONS  # spot reclaims a job may suffer before it runs on-demand only
     quota_ttl: float = 300.0  # seconds the account's vCPU quotas (and Spot Placement Scores) are kept once read
+
+    @property
+    def largest_node_storage(self) -> int:
+        """Bytes: the largest root volume a round may give a node (never below ``node_storage``)."""
+        return max(self.node_storage, self.max_node_storage)
 
     @property
     def job_store_bucket_name(self) -> str:
@@ -129,6 +135,11 @@ class ClusterSettings:
             (self.scale_interval >= 60, "scale_interval must be at least 60 seconds (EventBridge's finest rate)"),
             (0.0 <= self.preemptible_compensation <= 1.0, "preemptible_compensation must be in [0, 1]"),
             (self.node_storage >= 10 * GiB, "node_storage must be at least 10 GiB"),
+            (
+                self.max_node_storage <= MAX_GP3_SIZE,
+                "max_node_storage must be at most 16384 GiB (gp3's largest volume); set it to node_storage to keep "
+                "every root volume at node_storage",
+            ),
             (self.warm_pool_size >= 0, "warm_pool_size must be >= 0"),
             (self.capacity_failure_ttl > 0, "capacity_failure_ttl must be > 0 seconds"),
             (
@@ -167,7 +178,7 @@ class ClusterSettings:
             value = getattr(self, f.name)
             if isinstance(value, tuple):
                 value = ",".join(str(v) for v in value)
-            elif f.name == "node_storage":  # a bare number would read back as GiB, Toil's unit
+            elif f.name in _SIZES:  # a bare number would read back as GiB, Toil's unit
                 value = f"{value // GiB}GiB" if value % GiB == 0 else f"{value}B"
             if value is not None and value != "":
                 out[f.name] = value
@@ -177,6 +188,7 @@ class ClusterSettings:
 _INT_LISTS = {"min_nodes", "max_nodes", "static_nodes"}
 _DURATIONS = {"target_time", "scale_interval", "capacity_failure_ttl", "lease", "idle_lease", "quota_ttl"}
 _DOLLARS = {"max_hourly_cost", "budget"}
+_SIZES = {"node_storage", "max_node_storage"}
 
 
 def _coerce(key: str, value: object) -> object:
@@ -184,7 +196,7 @@ def _coerce(key: str, value: object) -> object:
         return parse_counts(value)
     if key in _DURATIONS:
         return parse_duration(value)
-    if key == "node_storage":
+    if key in _SIZES:
         return parse_gib(value)  # Toil's --nodeStorage is in GiB; a string with a unit is taken as written
     if key in {"beta_inertia", "preemptible_compensation"}:
         if isinstance(value, bool) or not isinstance(value, int | float | str):

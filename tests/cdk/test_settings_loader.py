@@ -48,6 +48,11 @@ def test_context_overrides_the_file_with_toil_flag_names(tmp_path: Path) -> None
     assert settings.source == "cluster.toml + -c cluster, maxNodes, scale_interval"
 
 
+def test_the_largest_root_volume_comes_by_toils_style_of_name(tmp_path: Path) -> None:
+    settings = _load(tmp_path, {"nodeStorage": "80", "maxNodeStorage": "500"})
+    assert (settings.cluster.node_storage, settings.cluster.max_node_storage) == (80 * 2**30, 500 * 2**30)
+
+
 def test_without_a_file_everything_can_come_from_context(tmp_path: Path) -> None:
     settings = load_stack_settings(
         _context({"cluster": "ctx", "nodeTypes": "m5.large"}), base_dir=tmp_path, environ={}, version="1.0.0"

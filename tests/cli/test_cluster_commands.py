@@ -216,14 +216,15 @@ def test_launch_of_an_undeployed_cluster_prints_the_cdk_deploy_command(empty_reg
     # WHEN launch-cluster names a cluster with no stack
     code, out, _ = shoal(
         "launch-cluster", "genomics", "--nodeTypes", "m5.large,c5.xlarge", "--workers", "2,0-5",
-        "--nodeStorage", "80", "--zone", "us-west-2b", "--tag", "team=bio", "--region", "us-west-2",
+        "--nodeStorage", "80", "--maxNodeStorage", "500", "--zone", "us-west-2b", "--tag", "team=bio",
+        "--region", "us-west-2",
     )  # fmt: skip
     # THEN it exits 1 and prints the exact cdk deploy with the settings as -c context
     assert code == 1
     command = next(line.strip() for line in out.splitlines() if line.strip().startswith("cdk deploy"))
     assert command == (
         "cdk deploy shoal-genomics --require-approval never -c cluster=genomics -c region=us-west-2 "
-        "-c nodeTypes=m5.large,c5.xlarge -c nodeStorage=80 -c zone=us-west-2b -c staticNodes=2,0 "
+        "-c nodeTypes=m5.large,c5.xlarge -c maxNodeStorage=500 -c nodeStorage=80 -c zone=us-west-2b -c staticNodes=2,0 "
         "-c minNodes=0,0 -c maxNodes=2,5 --tags team=bio"
     )
 
@@ -257,6 +258,8 @@ def test_launch_with_deploy_runs_cdk_from_the_repo_root(empty_region: Any) -> No
         (["--nodeTypes", "m5.large,c5.large", "--workers", "2"], "--workers"),
         (["--nodeTypes", "m5.huge"], "--nodeTypes"),
         (["--nodeTypes", "m5.large", "--nodeStorage", "lots"], "--nodeStorage"),
+        (["--nodeTypes", "m5.large", "--maxNodeStorage", "17TiB"], "--maxNodeStorage"),
+        (["--nodeTypes", "m5.large", "--maxNodeStorage", "lots"], "--maxNodeStorage"),
         (["--nodeTypes", "m5.large", "--betaInertia", "2"], "--betaInertia"),
         (["--nodeTypes", "m5.large", "--tag", "novalue"], "--tag"),
         (["--nodeTypes", "m5.large", "--timeout", "soon"], "--timeout"),

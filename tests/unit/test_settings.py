@@ -22,6 +22,20 @@ def test_settings_from_loose_values() -> None:
     assert settings.target_time == 1800 and settings.node_storage == 100 * GiB and settings.beta_inertia == 0.2
 
 
+def test_the_largest_root_volume_is_in_gib_and_never_below_node_storage() -> None:
+    base = {"name": "a", "node_types": "t3.large"}
+    assert ClusterSettings.from_mapping(base).largest_node_storage == 1024 * GiB  # grown up to 1 TiB unless told
+    small = ClusterSettings.from_mapping({**base, "max_node_storage": 50})
+    assert small.max_node_storage == 50 * GiB and small.largest_node_storage == small.node_storage
+    below = ClusterSettings.from_mapping({**base, "node_storage": "200", "max_node_storage": "100GiB"})
+    assert below.largest_node_storage == 200 * GiB  # node_storage is always allowed
+    assert ClusterSettings.from_mapping(below.to_mapping()) == below
+    with pytest.raises(SettingsError, match="max_node_storage must be at most 16384 GiB"):
+        ClusterSettings.from_mapping({**base, "max_node_storage": "17TiB"})
+    with pytest.raises(SettingsError, match="setting 'max_node_storage'"):
+        ClusterSettings.from_mapping({**base, "max_node_storage": "lots"})
+
+
 def test_round_trip_through_plain_values() -> None:
     settings = ClusterSettings.from_mapping(
         {"name": "a", "node_types": "t3.large", "min_nodes": "1", "zone": "us-west-2a"}
