@@ -155,7 +155,7 @@ def build_offers(
                 name=node_class.name,
                 instance_types=tuple(m.name for m in by_price),
                 spot=node_class.spot,
-                usable=_usable_by_all(members, node_storage),
+                usable=usable_by_all(members, node_storage),
                 hourly_price=price + volume,
                 bid=node_class.bid,
                 volume_price=volume,
@@ -167,7 +167,7 @@ def build_offers(
     return offers
 
 
-def _usable_by_all(members: Sequence[InstanceType], node_storage: int) -> Resources:
+def usable_by_all(members: Sequence[InstanceType], node_storage: int) -> Resources:
     """What every member of a class gives jobs: the class is planned so that any member can be launched."""
     usables = [m.usable(node_storage) for m in members]
     return Resources(

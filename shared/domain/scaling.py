@@ -8,7 +8,8 @@ cache), calls it, and acts on the actions it returns. The steps:
 2. Plan: demand for the engine is queued + running jobs per shape (running ones occupy nodes). An
    offer whose every instance type (in every usable zone) is in the capacity-failure cache cannot
    grow this round: it is capped at its live nodes and the engine re-plans, so its jobs go to the
-   next-cheapest offer that fits. Jobs displaced from unavailable *spot* offers go to on-demand only
+   next-cheapest offer that fits. Each offer's root volume is first grown to what the demand needs to fill its
+   nodes (``volumes``). Jobs displaced from unavailable *spot* offers go to on-demand only
    in the proportion ``preemptibleCompensation`` allows (Toil's knob); other spot offers take them freely.
 3. ``policy.smooth`` (decay at most once per ``scale_interval``, so a storm of triggers cannot shrink
    the fleet faster than the schedule would), ``policy.compensate``, ``policy.clamp``.
@@ -53,6 +54,7 @@ from shared.domain.scaling_records import (
     reconcile_records,
 )
 from shared.domain.settings import ClusterSettings
+from shared.domain.volumes import sized_offers
 
 __all__ = [
     "AGENT_BOOT_LIMIT",
@@ -86,6 +88,7 @@ def decide(
     ``smoothed_at`` is when the smoothed estimates in ``state`` last decayed (the previous decision's
     ``smoothed_at``); None decays now.
     """
+    offers = sized_offers(offers, snapshot.demand, largest=settings.largest_node_storage, region=settings.region)
     actions: list[Action] = []
     fleet = Fleet(reconcile_records(snapshot, now, actions), snapshot.instances)
     blocked = Blocked(unavailable, snapshot.zones)

@@ -26,6 +26,7 @@ from shared.domain.node_types import Offer
 from shared.domain.resources import Resources
 from shared.domain.scaling_fleet import Blocked, Fleet, Target, node_hourly_price
 from shared.domain.settings import ClusterSettings
+from shared.domain.units import GiB
 
 # A surplus node still running jobs is drained when they are expected to end within this (and kept otherwise):
 # short enough that its capacity is not missed, long enough to catch the jobs that keep a node alive.
@@ -100,6 +101,7 @@ class Changes:
         options = self.target.options.get(offer.key, ())
         if need and options:
             reused = want - len(have) - need
+            sized = offer.node_storage != self.settings.node_storage  # grown for the queue (shared.domain.volumes)
             self.actions.append(
                 Launch(
                     offer_key=offer.key,
@@ -107,9 +109,11 @@ class Changes:
                     market=market,
                     bid=offer.bid,
                     options=options,
+                    node_storage=offer.node_storage if sized else None,
                     reason=f"{offer.key}: want {want}, have {len(have)} live"
                     + (f", {reused} reused" if reused else "")
-                    + f"; launch {need} at ${offer.hourly_price:.4f}/h each",
+                    + f"; launch {need} at ${offer.hourly_price:.4f}/h each"
+                    + (f", with {offer.node_storage / GiB:g} GiB root volumes" if sized else ""),
                 )
             )
 

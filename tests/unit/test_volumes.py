@@ -1,0 +1,99 @@
+"""Root volumes sized from the queue (``shared.domain.volumes``), and the launches that carry them."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.domain.catalog import instance_type, root_volume_price
+from shared.domain.cluster_state import DemandCount
+from shared.domain.decision import Launch, Snapshot
+from shared.domain.jobs import Shape
+from shared.domain.node_types import build_offers, parse_node_types
+from shared.domain.policy import ScalerState
+from shared.domain.resources import Resources
+from shared.domain.scaling import decide, offers_for
+from shared.domain.settings import ClusterSettings
+from shared.domain.units import GiB
+from shared.domain.volumes import sized_offers, volume_needed
+
+REGION = "us-west-2"
+NOW = 1_700_000_000.0
+
+
+def shape(cores: float, memory_gib: float, disk_gib: float, *, preemptible: bool = True, wall: float = 600) -> Shape:
+    wants = Resources(cores=cores, memory=int(memory_gib * GiB), disk=int(disk_gib * GiB))
+    return Shape(resources=wants, wall_time=wall, preemptible=preemptible)
+
+
+def offer(spec: str = "c5.4xlarge:0.30", node_storage_gib: int = 50):
+    [only] = build_offers(parse_node_types(spec), region=REGION, node_storage=node_storage_gib * GiB)
+    return only
+
+
+def queued(*pairs: tuple[Shape, int]) -> dict[Shape, DemandCount]:
+    return {s: DemandCount(queued=n) for s, n in pairs}
+
+
+def test_a_node_gets_the_disk_its_cores_can_use() -> None:
+    # GIVEN 40 one-core jobs of 10 GiB each, and a spot c5.4xlarge (16 vCPUs) offered with Toil's 50 GiB
+    [sized] = sized_offers([offer()], queued((shape(1, 1, 10), 40)), largest=1024 * GiB, region=REGION)
+    # THEN its volume holds sixteen of them and the system: 16 x 10 + 8 = 168 GiB, in 10 GiB steps 170
+    assert sized.node_storage == 170 * GiB
+    assert sized.usable.disk == 162 * GiB
+    assert sized.usable.cores == 16
+    # AND its price is the bid with the larger volume's
+    assert sized.volume_price == pytest.approx(root_volume_price(170 * GiB, REGION))
+    assert sized.hourly_price == pytest.approx(0.30 + 170 * 0.08 / 730)
+
+
+def test_a_few_jobs_or_memory_bound_ones_keep_the_smallest_volume() -> None:
+    base = offer()
+    # three jobs need 38 GiB: less than node_storage, which stays (the same offer)
+    assert sized_offers([base], queued((shape(1, 1, 10), 3)), largest=1024 * GiB, region=REGION) == [base]
+    # 8 GiB-memory jobs: three fill a c5.4xlarge's usable memory, so 3 x 10 + 8 GiB is enough
+    assert volume_needed(base, queued((shape(1, 8, 10), 40)), 1024 * GiB) == 50 * GiB
+
+
+def test_the_largest_volume_caps_it_and_counts_are_per_shape() -> None:
+    demand = queued((shape(1, 1, 10), 40), (shape(2, 1, 40), 40))
+    # the 2-core jobs: 8 per node x 40 GiB = 320 + 8 → 330 GiB; capped at 200
+    assert volume_needed(offer(), demand, 1024 * GiB) == 330 * GiB
+    assert volume_needed(offer(), demand, 200 * GiB) == 200 * GiB
+    # a largest volume no bigger than node_storage leaves every offer as it was
+    assert sized_offers([offer()], demand, largest=50 * GiB, region=REGION) == [offer()]
+
+
+def test_shapes_a_node_cannot_take_do_not_size_it() -> None:
+    spot = offer()
+    # on-demand-only jobs never run on a spot node; a job of 20 cores fits no c5.4xlarge
+    assert volume_needed(spot, queued((shape(1, 1, 10, preemptible=False), 40)), 1024 * GiB) == 50 * GiB
+    assert volume_needed(spot, queued((shape(20, 1, 10), 40)), 1024 * GiB) == 50 * GiB
+    # a job asking more disk than node_storage gives is one a grown volume can take
+    assert volume_needed(spot, queued((shape(1, 1, 300), 1)), 1024 * GiB) == 310 * GiB
+
+
+def test_instance_store_types_keep_their_own_disks() -> None:
+    gpu = offer("g4dn.xlarge")
+    assert instance_type("g4dn.xlarge").instance_storage
+    assert sized_offers([gpu], queued((shape(1, 1, 10), 40)), largest=1024 * GiB, region=REGION) == [gpu]
+
+
+def _decide(settings: ClusterSettings, demand: dict[Shape, DemandCount]) -> list[Launch]:
+    snapshot = Snapshot(demand=demand, nodes=(), instances=())
+    decision = decide(snapshot, settings, offers_for(settings), ScalerState(), set(), now=NOW)
+    return [a for a in decision.actions if isinstance(a, Launch)]
+
+
+def test_a_launch_names_the_grown_volume_and_says_so() -> None:
+    settings = ClusterSettings(name="t", node_types="c5.4xlarge:0.30", region=REGION).validate()
+    # GIVEN 32 one-core jobs of 10 GiB, each longer than the target time  WHEN a round decides
+    hour_long = shape(1, 1, 10, wall=3600)
+    [launch] = _decide(settings, queued((hour_long, 32)))
+    # THEN two nodes with 170 GiB volumes, where 50 GiB ones would have taken eight
+    assert (launch.count, launch.node_storage) == (2, 170 * GiB)
+    assert "with 170 GiB root volumes" in launch.reason
+    # AND with the largest volume at node_storage, eight nodes of the launch template's volume
+    kept = ClusterSettings(name="t", node_types="c5.4xlarge:0.30", region=REGION, max_node_storage=50 * GiB)
+    [launch] = _decide(kept.validate(), queued((hour_long, 32)))
+    assert (launch.count, launch.node_storage) == (8, None)
+    assert "root volume" not in launch.reason
