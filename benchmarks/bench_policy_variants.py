@@ -57,7 +57,9 @@ the others were not: a kept change is code, not a patch.
 - ``tail-X``: the packing counts a node that holds n jobs at 1 + X × (H(n) − 1) its price per job when it buys
   one (``packing_tail.TAIL_SHARE``, Shoal: 0.3, session 18); ``tail-0``: at its price per job, as before.
 
-``--node-storage GIB`` gives every node that root volume (default: Toil's 50 GiB), for every variant.
+``--node-storage GIB`` gives every node that root volume (default: Toil's 50 GiB), for every variant; Shoal's rounds
+may grow it up to ``--max-node-storage GIB`` (default 1024: ``shared.domain.volumes``; give the same as
+``--node-storage`` to keep every volume at that size). Toil's nodes keep ``--node-storage``.
 
 With ``--toil``, Toil 9.6's scaler (``bench_simulate.ToilSimulation``) runs under each variant too, with the same
 agents, and each row is followed by Toil's and by the median of Shoal's cost over Toil's per seed.
@@ -83,7 +85,7 @@ from unittest import mock
 
 from benchmarks.bench_simulate import NODE_TYPES, TRACES, ToilSimulation, median, node_storage, parse_seeds
 from shared.domain import cheaper_first, demand, packing_tail, policy, scaling, scaling_changes
-from shared.domain.catalog import DEFAULT_NODE_STORAGE
+from shared.domain.catalog import DEFAULT_MAX_NODE_STORAGE, DEFAULT_NODE_STORAGE
 from shared.domain.cluster_state import Market, NodeRecord, NodeState
 from shared.domain.decision import Undrain
 from shared.domain.demand import expected_end
@@ -546,11 +548,20 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
 
 
 def run(
-    path: Path, name: str, seed: int, *, toil: bool = False, node_storage: int = DEFAULT_NODE_STORAGE
+    path: Path,
+    name: str,
+    seed: int,
+    *,
+    toil: bool = False,
+    node_storage: int = DEFAULT_NODE_STORAGE,
+    max_node_storage: int = DEFAULT_MAX_NODE_STORAGE,
 ) -> dict[str, Any]:
     """One run of the variant; ``toil``: Toil's scaler in Shoal's place, under the same patch."""
     patch, overrides = variant(name)
-    values: dict[str, object] = {"name": "bench", "node_types": NODE_TYPES, "node_storage": node_storage, **overrides}
+    values: dict[str, object] = {
+        "name": "bench", "node_types": NODE_TYPES, "node_storage": node_storage, "max_node_storage": max_node_storage,
+        **overrides,
+    }  # fmt: skip
     settings = ClusterSettings(**values).validate()  # type: ignore[arg-type]
     trace = read_trace(path)
     kind = ToilSimulation if toil else Simulation
@@ -575,6 +586,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2])
     parser.add_argument("--toil", action="store_true", help="run Toil's scaler under each variant too")
     parser.add_argument("--node-storage", type=node_storage, default=DEFAULT_NODE_STORAGE, help="GiB of root volume")
+    parser.add_argument(
+        "--max-node-storage", type=node_storage, default=DEFAULT_MAX_NODE_STORAGE,
+        help="the largest root volume Shoal may give a node, GiB",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     names = [v for v in args.variants.split(",") if v]
     for name in names:
@@ -583,16 +598,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as error:
             parser.error(str(error))
     logging.disable(logging.CRITICAL)
+    volumes = {"node_storage": args.node_storage, "max_node_storage": args.max_node_storage}
     print(f"{'trace':<18}{'variant':<24}" + "".join(f"{'$ seed ' + str(s):>13}" for s in args.seeds)
           + f"{'median $':>11}{'p95 s (max of seeds)':>22}{'lost+twice+killed':>19}")  # fmt: skip
     for path in sorted(args.traces.glob("*.jsonl")):
         if args.only and args.only not in path.name:
             continue
         for name in names:
-            reports = [run(path, name, seed, node_storage=args.node_storage) for seed in args.seeds]
+            reports = [run(path, name, seed, **volumes) for seed in args.seeds]
             print(_line(path.stem, name, reports), flush=True)
             if args.toil:
-                toil = [run(path, name, seed, toil=True, node_storage=args.node_storage) for seed in args.seeds]
+                toil = [run(path, name, seed, toil=True, **volumes) for seed in args.seeds]
                 print(_line(path.stem, "  Toil, same agents", toil), flush=True)
                 ratios = [float(s["cost"]) / float(t["cost"]) for s, t in zip(reports, toil, strict=True)]
                 print(f"{'':<18}{'  Shoal / Toil':<24}" + "".join(f"{r:>13.4f}" for r in ratios)

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_simulate.py [--traces DIR] [--only NAME] [--seed N | --seeds N,N,..]
                                         [--toil-targets SECONDS,..] [--toil-any-node] [--node-storage GIB]
+                                        [--max-node-storage GIB]
                                         [--jobs N] [--json OUT]
 
 ``--jobs N`` runs N simulations side by side in processes (the RICC week's Toil run takes 4-8 minutes alone): the
@@ -71,7 +72,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from benchmarks.queues import TRACES
-from shared.domain.catalog import DEFAULT_NODE_STORAGE, parse_node_storage
+from shared.domain.catalog import DEFAULT_MAX_NODE_STORAGE, DEFAULT_NODE_STORAGE, parse_node_storage
 from shared.domain.cluster_state import NodeState
 from shared.domain.settings import ClusterSettings
 from shared.domain.units import UnitError
@@ -462,13 +463,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--toil-targets", type=parse_targets, default=[], help="Toil's targetTime values to try too")
     parser.add_argument("--toil-any-node", action="store_true", help="Toil's nodes start a job wherever there is room")
     parser.add_argument("--node-storage", type=node_storage, default=DEFAULT_NODE_STORAGE, help="GiB of root volume")
+    parser.add_argument(
+        "--max-node-storage", type=node_storage, default=DEFAULT_MAX_NODE_STORAGE,
+        help="the largest root volume Shoal may give a node, GiB (Toil's stay at --node-storage)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="write every report here")
     parser.add_argument(
         "--jobs", type=_jobs, default=1, help="runs side by side (processes); the reports do not change, only `sec`"
     )
     args = parser.parse_args(argv)
     logging.disable(logging.CRITICAL)
-    settings = ClusterSettings(name="bench", node_types=NODE_TYPES, node_storage=args.node_storage).validate()
+    settings = ClusterSettings(
+        name="bench", node_types=NODE_TYPES, node_storage=args.node_storage, max_node_storage=args.max_node_storage
+    ).validate()
     runs = args.seeds or [args.seed]
     rows: dict[str, dict[str, object]] = {}
     print(f"{'trace':<22}{'policy':<10}{'cost $':>10}{'× bound':>9}{'p50 s':>8}{'p95 s':>8}{'max s':>8}"

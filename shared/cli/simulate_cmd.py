@@ -34,9 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--target-time", "--targetTime", default="30m", help="start every job within this")
     parser.add_argument("--scale-interval", "--scaleInterval", default="1m", help="the scheduled round's period")
     parser.add_argument("--boot-delay", default="90s", help="from launch to the node's agent taking jobs")
-    parser.add_argument(
-        "--node-storage", "--nodeStorage", default="50", help="GiB of EBS root volume per node (Toil's default: 50)"
-    )
+    _add_volume_flags(parser)
     parser.add_argument("--seed", type=int, default=0, help="seeds every random draw (default: %(default)s)")
     parser.add_argument(
         "--spot-interruptions", type=float, default=0.0, metavar="PER_NODE_HOUR",
@@ -82,6 +80,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(run=run)
 
 
+def _add_volume_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--node-storage", "--nodeStorage", default="50",
+        help="GiB of EBS root volume per node, the smallest a node gets (Toil's default: 50)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-node-storage", "--maxNodeStorage", default="1024",
+        help="the largest root volume, GiB, a round may give a node so that its jobs fill it (default: 1024; "
+        "the --node-storage value keeps every volume at that)",
+    )  # fmt: skip
+
+
 def options_from_args(args: argparse.Namespace) -> SimOptions:
     """The simulation's options, or ``ValueError`` naming the bad flag."""
     settings = ClusterSettings.from_mapping(
@@ -93,6 +103,7 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
             "target_time": _duration("--target-time", args.target_time),
             "scale_interval": _duration("--scale-interval", args.scale_interval),
             "node_storage": _size("--node-storage", args.node_storage),  # checked here, so a bad one names the flag
+            "max_node_storage": _size("--max-node-storage", args.max_node_storage),
             **_guardrails(args),
             "max_preemptions": args.max_preemptions,
         }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import MappingProxyType
 
-from shared.domain.catalog import instance_type
+from shared.domain.catalog import instance_type, root_volume_price
 from shared.domain.cluster_state import Market, NodeRecord, NodeState
 from shared.domain.decision import (
     Action,
@@ -49,16 +49,23 @@ class Fleet(JobFlow):
                 self.capacity_refusals += 1
                 refused = True
                 continue
-            self.create_nodes(offer, option.instance_type, action.count, zone=option.zone)
+            storage = action.node_storage
+            self.create_nodes(offer, option.instance_type, action.count, zone=option.zone, node_storage=storage)
             break
         return refused
 
-    def create_nodes(self, offer: Offer, type_name: str, count: int, *, zone: str | None = None) -> list[str]:
-        """``count`` new instances of ``type_name`` for ``offer``: booting now, ready after the boot delay."""
+    def create_nodes(
+        self, offer: Offer, type_name: str, count: int, *, zone: str | None = None, node_storage: int | None = None
+    ) -> list[str]:
+        """``count`` new instances of ``type_name`` for ``offer``: booting now, ready after the boot delay, with a
+        root volume of ``node_storage`` bytes (None: the cluster's)."""
         kind = instance_type(type_name)
         market = Market.SPOT if offer.spot else Market.ON_DEMAND
-        price = offer.hourly_price if offer.spot else kind.price(self.settings.region) + offer.volume_price
-        capacity = kind.usable(self.settings.node_storage)
+        storage = self.settings.node_storage if node_storage is None else node_storage
+        volume = root_volume_price(storage, self.settings.region)
+        instance = offer.hourly_price - offer.volume_price if offer.spot else kind.price(self.settings.region)
+        price = instance + volume
+        capacity = kind.usable(storage)
         ids = []
         for _ in range(count):
             self._node_ids += 1
@@ -67,6 +74,7 @@ class Fleet(JobFlow):
             self.nodes[node_id] = SimNode(
                 node_id=node_id, offer_key=offer.key, type_name=type_name, market=market, price=price,
                 capacity=capacity, launched_at=self.now, ready_at=ready, priority=self.rng.random(), zone=zone,
+                node_storage=node_storage,
             )  # fmt: skip
             self._push(ready, READY, node_id)
             if market is Market.SPOT and self.options.spot_interruptions > 0:
@@ -123,6 +131,7 @@ class Fleet(JobFlow):
                     free=node.free,
                     running_jobs=MappingProxyType({str(i): str(i) for i in node.running}),
                     drain_acknowledged=node.acked,
+                    node_storage=node.node_storage,
                 )
                 node.record_at = self.now
             records.append(node.record)

@@ -126,6 +126,7 @@ class SimNode:
         "instance_type",
         "launched_at",
         "market",
+        "node_storage",
         "offer_key",
         "price",
         "priority",
@@ -139,7 +140,7 @@ class SimNode:
 
     def __init__(
         self, *, node_id: str, offer_key: str, type_name: str, market: Market, price: float, capacity: Resources,
-        launched_at: float, ready_at: float, priority: float, zone: str | None = None,
+        launched_at: float, ready_at: float, priority: float, zone: str | None = None, node_storage: int | None = None,
     ) -> None:  # fmt: skip
         self.id = node_id
         self.offer_key = offer_key
@@ -148,6 +149,7 @@ class SimNode:
         self.market = market
         self.price = price
         self.capacity = capacity
+        self.node_storage = node_storage  # a root volume sized at launch (None: the cluster's)
         self.free = capacity
         self.launched_at = launched_at
         self.ready_at = ready_at

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from shared.domain.catalog import instance_type
+from shared.domain.catalog import instance_type, root_volume_price
 from shared.domain.cluster_state import NodeState
 from shared.domain.node_types import Offer
 from shared.domain.resources import RESOURCE_NAMES, Resources
 from shared.domain.settings import ClusterSettings
+from shared.domain.units import GiB
 from shared.sim.state import SimState
 from shared.sim.trace import TraceJob
 
@@ -53,20 +54,15 @@ def build_report(sim: SimState, elapsed: float) -> dict[str, object]:
 
 def lower_bound_cost(trace: Sequence[TraceJob], offers: Sequence[Offer], settings: ClusterSettings) -> float:
     """Each job's wall time × the cheapest admissible offer's hourly price × the largest share of that node's
-    raw capacity (vCPUs, memory, disk, GPUs) the job needs, summed over jobs. Jobs no offer admits add 0."""
+    raw capacity (vCPUs, memory, disk, GPUs) the job needs, summed over jobs. Jobs no offer admits add 0. Where
+    a round may grow the root volume (``shared.domain.volumes``), the node's disk and price are those of the
+    volume, from ``node_storage`` to ``max_node_storage``, that makes the job's part the least."""
     return sum(lower_bound_by(trace, offers, settings).values())
 
 
 def lower_bound_by(trace: Sequence[TraceJob], offers: Sequence[Offer], settings: ClusterSettings) -> dict[str, float]:
     """``lower_bound_cost`` split by the resource each job takes the largest share of (ties to the first of
     ``RESOURCE_NAMES``): what would have to grow on the nodes, or shrink in the jobs, for the bound to fall."""
-    raw: dict[str, Resources] = {}
-    for offer in offers:
-        kind = instance_type(offer.instance_types[0])
-        raw[offer.key] = Resources(
-            cores=float(kind.vcpus), memory=kind.memory, disk=kind.instance_storage or settings.node_storage,
-            accelerators=kind.gpus,
-        )  # fmt: skip
     by_price = sorted(offers, key=lambda o: (o.hourly_price, o.key))
     per_shape: dict[tuple[Resources, bool], tuple[float, str]] = {}
     total = dict.fromkeys(RESOURCE_NAMES, 0.0)
@@ -78,13 +74,37 @@ def lower_bound_by(trace: Sequence[TraceJob], offers: Sequence[Offer], settings:
             rate = (0.0, RESOURCE_NAMES[0])
             for offer in by_price:
                 if (shape.preemptible or not offer.spot) and shape.resources.fits_in(offer.usable):
-                    capacity = raw[offer.key]
-                    rate = (offer.hourly_price * min(1.0, shape.resources.share_of(capacity)),
-                            shape.resources.scarcest_in(capacity))  # fmt: skip
+                    rate = _job_rate(shape.resources, offer, settings)
                     break
             per_shape[key] = rate
         total[rate[1]] += rate[0] * shape.wall_time / 3600
     return total
+
+
+def _job_rate(wants: Resources, offer: Offer, settings: ClusterSettings) -> tuple[float, str]:
+    """$/h of ``wants``' share of a node of ``offer`` at its cheapest root volume, and the resource that sets it."""
+    kind = instance_type(offer.instance_types[0])
+    instance = offer.hourly_price - offer.volume_price
+
+    def at(volume: int) -> tuple[float, str]:
+        raw = Resources(cores=float(kind.vcpus), memory=kind.memory, disk=kind.instance_storage or volume,
+                        accelerators=kind.gpus)  # fmt: skip
+        price = instance + (0.0 if kind.instance_storage else root_volume_price(volume, settings.region))
+        return price * min(1.0, wants.share_of(raw)), wants.scarcest_in(raw)
+
+    volumes = {settings.node_storage}
+    if not kind.instance_storage and wants.disk > 0:
+        # The part falls while the disk's share is the largest, then rises with the volume's price: the least is
+        # where the disk's share meets the next largest, at whole GiB either side of it.
+        other = wants.share_of(Resources(cores=float(kind.vcpus), memory=kind.memory, disk=1 << 62,
+                                         accelerators=kind.gpus))  # fmt: skip
+        if other > 0:
+            meet = wants.disk / other / GiB
+            volumes |= {
+                min(settings.largest_node_storage, max(settings.node_storage, gib * GiB))
+                for gib in (math.floor(meet), math.ceil(meet))
+            }
+    return min(at(volume) for volume in sorted(volumes))
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

@@ -11,12 +11,14 @@ import pytest
 
 from benchmarks import bench_simulate
 from benchmarks.bench_simulate import WAITS, median, over_seeds, parse_seeds, parse_targets, waits_no_worse
+from shared.domain.catalog import DEFAULT_NODE_STORAGE
 from shared.sim.engine import SimOptions, simulate
 from shared.sim.trace import read_trace
 from tests.unit.test_simulate import bursty, settings, write_trace
 
 
 def _reports(path: Path, seeds: list[int], **overrides: object) -> list[dict[str, object]]:
+    overrides.setdefault("max_node_storage", DEFAULT_NODE_STORAGE)  # volumes kept at 50 GiB: the ladder below is theirs
     trace = read_trace(path)
     return [dict(simulate(trace, SimOptions(settings=settings(**overrides), seed=seed)).report) for seed in seeds]
 

@@ -370,8 +370,12 @@ def test_a_tail_variant_sets_the_share_the_packing_reads_and_restores_it(tmp_pat
 def test_the_node_storage_reaches_every_run_and_a_small_one_is_refused(tmp_path: Path) -> None:
     # GIVEN 16 one-core jobs of 10 GiB disk at once  THEN a 200 GiB root volume runs them on fewer nodes than 50 GiB
     path = write_trace(tmp_path / "t.jsonl", [trace_line(i, 0.0, cores=1, wall=3600) for i in range(16)])
-    peaks = [run(path, "as-is", 0, node_storage=gib * 2**30)["peak_nodes"] for gib in (50, 200)]
-    assert peaks[0] > peaks[1]
+    kept = [run(path, "as-is", 0, node_storage=gib * 2**30, max_node_storage=gib * 2**30) for gib in (50, 200)]
+    assert kept[0]["peak_nodes"] > kept[1]["peak_nodes"]
+    # AND Shoal's rounds grow a 50 GiB volume when --max-node-storage lets them (Toil's nodes keep it)
+    assert run(path, "as-is", 0, node_storage=50 * 2**30)["peak_nodes"] == kept[1]["peak_nodes"]
+    toil = [run(path, "as-is", 0, toil=True, max_node_storage=gib * 2**30) for gib in (50, 1024)]
+    assert toil[0]["cost"] == toil[1]["cost"] and toil[0]["peak_nodes"] == toil[1]["peak_nodes"]
     done = _bench("--node-storage", "5")
     assert done.returncode == 2
     assert "'5' is too small; the root volume needs at least 10 GiB" in done.stderr

@@ -166,21 +166,37 @@ def test_the_node_storage_is_the_jobs_disk(tmp_path: Path) -> None:
     # GIVEN 16 one-core jobs of an hour, each needing 10 GiB of disk, submitted at once
     trace = write_trace(tmp_path / "t.jsonl", [trace_line(i, 0.0, cores=1, memory_gib=1, wall=3600) for i in range(16)])
 
-    def run(node_storage: str) -> dict[str, object]:
+    def run(node_storage: str, *largest: str) -> dict[str, object]:
         done = _shoal("--trace", str(trace), "--node-types", NODE_TYPES, "--target-time", "0",
-                      "--node-storage", node_storage, "--json")  # fmt: skip
+                      "--node-storage", node_storage, *largest, "--json")  # fmt: skip
         assert done.returncode == 0, done.stderr
         report: dict[str, object] = json.loads(done.stdout)
         return report
 
-    small, large = run("50"), run("200GiB")
-    # THEN a 50 GiB root volume (Toil's default) holds four of them per c5.4xlarge, 200 GiB all sixteen on one
+    small = run("50", "--max-node-storage", "50")
+    large = run("200GiB", "--max-node-storage", "200GiB")
+    # THEN a 50 GiB root volume (Toil's default) kept at that holds four of them per c5.4xlarge, 200 GiB all sixteen
     assert (small["peak_nodes"], large["peak_nodes"]) == (4, 1)
     # AND the lower bound says so: disk is each job's largest share of a 50 GiB node (10/50 > 1/16), cores of 200 GiB
     assert small["lower_bound_by"] == {"cores": 0, "memory": 0, "disk": small["lower_bound_cost"], "accelerators": 0}
     assert large["lower_bound_by"] == {"cores": large["lower_bound_cost"], "memory": 0, "disk": 0, "accelerators": 0}
     # (the node's price: the bid and its 200 GiB volume at $0.08 per GiB-month; the report rounds to 4 places)
     assert float(large["lower_bound_cost"]) == pytest.approx(16 * (0.30 + 200 * 0.08 / 730) / 16, abs=1e-4)  # type: ignore[arg-type]
+
+
+def test_a_round_grows_the_root_volume_to_what_its_jobs_need(tmp_path: Path) -> None:
+    # GIVEN the same 16 jobs, a 50 GiB node storage and the default largest volume (1024 GiB)
+    trace = write_trace(tmp_path / "t.jsonl", [trace_line(i, 0.0, cores=1, memory_gib=1, wall=3600) for i in range(16)])
+    done = _shoal("--trace", str(trace), "--node-types", NODE_TYPES, "--target-time", "0", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    # THEN one c5.4xlarge holds all sixteen: its volume is 16 x 10 GiB + 8 GiB for the system, in 10 GiB steps
+    assert report["peak_nodes"] == 1
+    hours = report["node_hours"]["c5.4xlarge|spot"]
+    assert report["cost"] == pytest.approx(hours * (0.30 + 170 * 0.08 / 730), abs=1e-4)
+    # AND the lower bound prices each job on the volume where its disk share meets its core share: 160 GiB raw
+    assert report["lower_bound_cost"] == pytest.approx(16 * (0.30 + 160 * 0.08 / 730) / 16, abs=1e-4)
+    assert report["lower_bound_by"]["disk"] == 0
 
 
 def test_the_simulator_imports_the_domain_not_adapters_or_services() -> None:
