@@ -164,4 +164,5 @@ def adopted_record(instance: Instance) -> NodeRecord:
         zone=instance.zone,
         static=instance.static,
         launched_at=instance.launched_at,
+        node_storage=instance.node_storage,
     )

@@ -282,4 +282,5 @@ def _new_node(action: Launch, instance: Instance, now: float) -> NodeRecord:
         zone=instance.zone,
         static=action.static,
         launched_at=now,
+        node_storage=action.node_storage,
     )

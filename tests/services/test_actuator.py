@@ -1,0 +1,78 @@
+"""The actuator on EC2 and the state table (moto): what a launch records, and what adopting an instance records."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from shared.adapters import aws
+from shared.adapters.capacity_cache import DynamoCapacityCache
+from shared.adapters.ec2_fleet import Ec2Fleet
+from shared.adapters.node_store import DynamoNodeStore
+from shared.adapters.state_table import StateTable, make_table
+from shared.domain.cluster_state import Market
+from shared.domain.decision import Adopt, Launch, LaunchOption
+from shared.domain.units import GiB
+from shared.services.actuator import Actuator, FleetPorts
+
+REGION = "us-west-2"
+NOW = 1_700_000_000.0
+
+
+@pytest.fixture
+def ports(monkeypatch: pytest.MonkeyPatch) -> Iterator[FleetPorts]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        ec2, dynamodb = aws.client("ec2", REGION), aws.client("dynamodb", REGION)
+        make_table(dynamodb, "shoal-test-state")
+        table = StateTable("shoal-test-state", client=dynamodb)
+        template: Any = ec2.create_launch_template(
+            LaunchTemplateName="shoal-test-workers", LaunchTemplateData={"ImageId": "ami-12c6146b"}
+        )
+        fleet = Ec2Fleet(cluster="test", launch_template_id=template["LaunchTemplate"]["LaunchTemplateId"], client=ec2)
+        yield FleetPorts(fleet=fleet, nodes=DynamoNodeStore(table), capacity=DynamoCapacityCache(table))
+
+
+def launch(node_storage: int | None) -> Launch:
+    return Launch(
+        offer_key="m5.2xlarge",
+        count=2,
+        market=Market.ON_DEMAND,
+        bid=None,
+        options=(LaunchOption(instance_type="m5.2xlarge", zone=None),),
+        reason="test",
+        node_storage=node_storage,
+    )
+
+
+def test_a_launchs_records_carry_the_root_volume_it_asked_for(ports: FleetPorts) -> None:
+    # GIVEN a sized launch and an unsized one  WHEN the actuator carries them out
+    actuator = Actuator(ports, now=NOW, capacity_failure_ttl=300.0)
+    actuator.act([launch(300 * GiB), launch(None)], launch_key="r1", unavailable=set())
+    # THEN the sized launch's nodes are recorded with its size, the others with none (the cluster's)
+    assert actuator.tally.counts.launched == 4
+    assert sorted(n.node_storage or 0 for n in ports.nodes.list_nodes()) == [0, 0, 300 * GiB, 300 * GiB]
+
+
+def test_an_adopted_instance_is_recorded_with_the_root_volume_its_tag_names(ports: FleetPorts) -> None:
+    # GIVEN sized nodes launched by a round that died before recording them
+    (first, second) = ports.fleet.launch(launch(300 * GiB), idempotency_key="lost-round").instances
+    # WHEN a later round adopts them as EC2 describes them
+    actuator = Actuator(ports, now=NOW, capacity_failure_ttl=300.0)
+    actuator.act(
+        [Adopt(instances=tuple(ports.fleet.describe()), reason="no record")], launch_key="r2", unavailable=set()
+    )
+    # THEN their records carry the size the tag names
+    assert {n.instance_id: n.node_storage for n in ports.nodes.list_nodes()} == {
+        first.instance_id: 300 * GiB,
+        second.instance_id: 300 * GiB,
+    }
