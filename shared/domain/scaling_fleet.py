@@ -2,9 +2,10 @@
 capacity-failure cache as launch options (``shared.domain.scaling`` computes them; ``scaling_changes`` acts)."""
 
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 
-from shared.domain.catalog import UnknownInstanceTypeError, UnknownRegionError, instance_type
+from shared.domain.catalog import UnknownInstanceTypeError, UnknownRegionError, instance_type, root_volume_price
 from shared.domain.cluster_state import Market, NodeRecord, NodeState
 from shared.domain.decision import (
     Instance,
@@ -84,10 +85,16 @@ class Blocked:
 
 def node_hourly_price(node: NodeRecord, offer: Offer | None, region: str) -> float:
     """What ``node`` costs an hour: its offer's price for spot, its instance type's on-demand price otherwise, with
-    its offer's root volume."""
+    its root volume: the one it was launched with (``node_storage``), else its offer's."""
+    sized: float | None = None
+    if node.node_storage is not None:
+        with suppress(UnknownRegionError):  # no gp3 price there: the offer's volume stands in
+            sized = root_volume_price(node.node_storage, region)
     if offer is not None and (offer.spot or node.instance_type not in offer.instance_types):
-        return offer.hourly_price
+        # The offer's price holds the volume it launches with; a node launched with another pays for that one.
+        return offer.hourly_price if sized is None else offer.hourly_price - offer.volume_price + sized
+    volume = sized if sized is not None else (offer.volume_price if offer is not None else 0.0)
     try:
-        return instance_type(node.instance_type).price(region) + (offer.volume_price if offer is not None else 0.0)
+        return instance_type(node.instance_type).price(region) + volume
     except (UnknownInstanceTypeError, UnknownRegionError):
         return offer.hourly_price if offer is not None else 0.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -220,6 +222,19 @@ def test_a_nodes_hourly_price_has_its_root_volume_beside_its_instance() -> None:
     # THEN an on-demand node costs its own type's price and the volume, a spot one its offer's (the live price)
     assert node_hourly_price(node(C5), offers[C5], "us-west-2") == pytest.approx(0.68 + volume)
     assert node_hourly_price(node(SPOT), offers[SPOT], "us-west-2") == pytest.approx(0.2 + volume)
+
+
+def test_a_node_launched_with_a_larger_root_volume_is_priced_with_that_volume() -> None:
+    # GIVEN offers with 100 GiB root volumes, and nodes launched with 300 GiB ($0.033/h at $0.08 per GiB-month)
+    settings_ = cluster(node_storage=100 * 2**30)
+    offers = {o.key: o for o in offers_for(settings_, {"c5.4xlarge": 0.2, "c5a.4xlarge": 0.2})}
+    volume = 300 * 0.08 / 730
+    # THEN its own volume replaces the offer's, on demand and on spot alike
+    assert node_hourly_price(replace(node(C5), node_storage=300 * 2**30), offers[C5], "us-west-2") == pytest.approx(
+        0.68 + volume
+    )
+    spot = replace(node(SPOT), node_storage=300 * 2**30)
+    assert node_hourly_price(spot, offers[SPOT], "us-west-2") == pytest.approx(0.2 + volume)
 
 
 def test_a_cap_under_what_the_min_nodes_volumes_add_is_refused() -> None:
