@@ -71,6 +71,7 @@ class MemoryFleet:
         failures: list[LaunchFailure] = []
         for option in launch.options:
             token = f"{idempotency_key}|{launch.offer_key}|{option.instance_type}|{option.zone}|{launch.market}"
+            token += f"|{launch.node_storage}" if launch.node_storage is not None else ""  # as EC2's token does
             if token in self._by_token:
                 earlier = tuple(self.instances[i] for i in self._by_token[token] if i in self.instances)
                 return LaunchResult(instances=earlier, failures=tuple(failures))
@@ -123,6 +124,7 @@ class MemoryFleet:
             zone=option.zone if option.zone is not None else (self._zones[0] if self._zones else None),
             static=launch.static,
             launched_at=self._clock(),
+            node_storage=launch.node_storage,  # as the shoal:node-storage tag gives it back
         )
         self.instances[instance.instance_id] = instance
         return instance

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from moto import mock_aws
 from shared.adapters import aws
 from shared.adapters.capacity_cache import DynamoCapacityCache
 from shared.adapters.ec2_fleet import Ec2Fleet
+from shared.adapters.memory_fleet import MemoryFleet
 from shared.adapters.node_store import DynamoNodeStore
 from shared.adapters.state_table import StateTable, make_table
 from shared.domain.cluster_state import Market
@@ -76,3 +78,15 @@ def test_an_adopted_instance_is_recorded_with_the_root_volume_its_tag_names(port
         first.instance_id: 300 * GiB,
         second.instance_id: 300 * GiB,
     }
+
+
+def test_the_in_memory_fleet_keeps_a_launchs_root_volume_as_ec2_does() -> None:
+    fleet = MemoryFleet(zones=("us-west-2a",))
+    option = LaunchOption(instance_type="c5.4xlarge", zone="us-west-2a")
+    sized = Launch(offer_key="c5.4xlarge", count=1, market=Market.ON_DEMAND, bid=None, options=(option,), reason="t",
+                   node_storage=170 * GiB)  # fmt: skip
+    [instance] = fleet.launch(sized, idempotency_key="round-1").instances
+    assert instance.node_storage == 170 * GiB
+    # the same round's key with another size is another launch, as EC2's ClientToken makes it
+    [other] = fleet.launch(replace(sized, node_storage=None), idempotency_key="round-1").instances
+    assert other.instance_id != instance.instance_id and other.node_storage is None
