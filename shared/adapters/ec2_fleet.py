@@ -373,11 +373,11 @@ def _instance(raw: InstanceTypeDef) -> Instance:
         zone=raw.get("Placement", {}).get("AvailabilityZone"),
         static=tags.get(STATIC_TAG, "").lower() == "true",
         launched_at=launch_time.timestamp() if isinstance(launch_time, datetime) else 0.0,
-        node_storage=_node_storage(tags.get(NODE_STORAGE_TAG)),
+        node_storage=node_storage_of_tag(tags.get(NODE_STORAGE_TAG)),
     )
 
 
-def _node_storage(tag: str | None) -> int | None:
+def node_storage_of_tag(tag: str | None) -> int | None:
     """Bytes from a ``shoal:node-storage`` tag; a value Shoal did not write (edited by hand) is ignored."""
     try:
         gib = int(tag) if tag is not None else 0

@@ -31,7 +31,7 @@ from typing import Any
 
 import boto3
 
-from shared.adapters.ec2_fleet import CLUSTER_TAG, MARKET_TAG
+from shared.adapters.ec2_fleet import CLUSTER_TAG, MARKET_TAG, NODE_STORAGE_TAG, node_storage_of_tag
 from shared.domain.catalog import instance_type
 from shared.domain.cheaper_first import NodeCost
 from shared.domain.cluster_state import Market
@@ -117,6 +117,7 @@ class _Node:
     instance_type: str
     ready_at: float  # simulated time the agent starts (boot delay)
     spot: bool = False
+    node_storage: int | None = None  # a root volume its launch sized (the shoal:node-storage tag); None: the cluster's
     agent: Agent | None = None
     thread: threading.Thread | None = None
     owner: str = ""  # its agents' job-token prefix
@@ -199,7 +200,11 @@ class LocalNodes:
                 node = self._nodes.get(view.instance_id)
                 if node is None:
                     spot = view.tags.get(MARKET_TAG) == Market.SPOT
-                    node = _Node(view.instance_id, view.instance_type, ready_at=now + self.boot_delay, spot=spot)
+                    storage = node_storage_of_tag(view.tags.get(NODE_STORAGE_TAG))
+                    node = _Node(
+                        view.instance_id, view.instance_type, ready_at=now + self.boot_delay, spot=spot,
+                        node_storage=storage,
+                    )  # fmt: skip
                     self._nodes[view.instance_id] = node
                 if node.agent is None and now >= node.ready_at:
                     self._start(node)
@@ -282,11 +287,14 @@ class LocalNodes:
 
     # ---- one node ----------------------------------------------------------------------------------
 
-    def agent_settings(self, instance_id: str, type_name: str, *, spot: bool, work: Path) -> AgentSettings:
-        """What a deployed worker's agent would be given on this node (its capacity, its side of cheaper-first)."""
+    def agent_settings(
+        self, instance_id: str, type_name: str, *, spot: bool, work: Path, node_storage: int | None = None
+    ) -> AgentSettings:
+        """What a deployed worker's agent would be given on this node (its capacity, its side of cheaper-first); its
+        disk is its root volume's (a deployed agent sees the grown filesystem's free space)."""
         return AgentSettings(
             node_id=instance_id,
-            capacity=instance_type(type_name).usable(self.node_storage),
+            capacity=instance_type(type_name).usable(node_storage or self.node_storage),
             work_root=work,
             visibility_timeout=AGENT_VISIBILITY_TIMEOUT,
             poll_wait=0,
@@ -304,7 +312,9 @@ class LocalNodes:
         work.mkdir(parents=True, exist_ok=True)
         node.owner = process_tree.owner_of(node.instance_id, work)
         self.owners.add(node.owner)
-        settings = self.agent_settings(node.instance_id, node.instance_type, spot=node.spot, work=work)
+        settings = self.agent_settings(
+            node.instance_id, node.instance_type, spot=node.spot, work=work, node_storage=node.node_storage
+        )
         stepped: dict[str, Any] = {} if self.lockstep is None else {"gate": self.lockstep.gate}
         agent = (Agent if self.lockstep is None else SteppedAgent)(
             settings,

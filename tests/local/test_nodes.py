@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from shared.adapters.ec2_fleet import CLUSTER_TAG, NODE_STORAGE_TAG
 from shared.domain.resources import Resources
 from shared.domain.scaling import offers_for
 from shared.domain.settings import ClusterSettings
+from shared.domain.units import GiB
 from shared.local.clock import SimClock
-from shared.local.nodes import LocalNodes, NodeEndpoints
+from shared.local.nodes import InstanceView, LocalNodes, NodeEndpoints
 
 ENDPOINTS = NodeEndpoints(
     queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/jobs",
@@ -53,3 +55,25 @@ def test_agents_leave_young_jobs_to_cheaper_node_types_as_deployed_ones_do(
 def test_without_node_types_agents_take_any_job_that_fits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     nodes = _nodes(tmp_path, monkeypatch, None)
     assert nodes.agent_settings("i-1", "c5.4xlarge", spot=True, work=tmp_path).cheaper_first is None
+
+
+def test_a_node_launched_with_a_grown_root_volume_gives_its_agent_that_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t"}.items():
+        monkeypatch.setenv(name, value)
+    nodes = LocalNodes(
+        cluster="t", endpoints=ENDPOINTS, clock=SimClock(1.0), boot_delay=1e9, node_storage=50 * GiB,
+        work_root=tmp_path,
+    )  # fmt: skip
+    # GIVEN an instance the launcher tagged with a 170 GiB root volume, and one it did not  WHEN the cloud sees them
+    tags = {CLUSTER_TAG: "t", NODE_STORAGE_TAG: "170"}
+    nodes.tick([InstanceView(instance_id="i-1", instance_type="c5.4xlarge", state="running", cluster="t", tags=tags),
+                InstanceView(instance_id="i-2", instance_type="c5.4xlarge", state="running", cluster="t",
+                             tags={CLUSTER_TAG: "t"})])  # fmt: skip
+    # THEN the first node's agent gets that volume's disk (less the system's 8 GiB), the other the cluster's
+    sized, plain = (nodes._nodes[i].node_storage for i in ("i-1", "i-2"))
+    assert (sized, plain) == (170 * GiB, None)
+    grown = nodes.agent_settings("i-1", "c5.4xlarge", spot=True, work=tmp_path, node_storage=sized)
+    assert grown.capacity.disk == 162 * GiB
+    assert nodes.agent_settings("i-2", "c5.4xlarge", spot=True, work=tmp_path).capacity.disk == 42 * GiB
