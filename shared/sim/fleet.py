@@ -85,6 +85,11 @@ class Fleet(JobFlow):
             self.launches_by_zone[zone] = self.launches_by_zone.get(zone, 0) + count
         live = sum(1 for n in self.nodes.values() if n.state is not NodeState.STOPPED)
         self.peak_nodes = max(self.peak_nodes, live)
+        # EBS's regional gp3 storage quota counts every volume, a stopped node's too (AWS's default: 50 TiB)
+        volumes = sum(
+            self.settings.node_storage if n.node_storage is None else n.node_storage for n in self.nodes.values()
+        )
+        self.peak_volume_storage = max(self.peak_volume_storage, volumes)
         return ids
 
     def _interrupted(self, node_id: str) -> None:

@@ -37,6 +37,7 @@ def build_report(sim: SimState, elapsed: float) -> dict[str, object]:
         "lower_bound_cost": round(lower, 4),
         "cost_over_lower_bound": round(sim.cost / lower, 4) if lower > 0 else None,
         "peak_nodes": sim.peak_nodes,
+        "peak_volume_gib": round(sim.peak_volume_storage / GiB),
         "decisions": sim.rounds,
         "simulated_seconds": round(sim.now, 3),
         "elapsed_seconds": round(elapsed, 3),

@@ -177,6 +177,7 @@ def test_the_node_storage_is_the_jobs_disk(tmp_path: Path) -> None:
     large = run("200GiB", "--max-node-storage", "200GiB")
     # THEN a 50 GiB root volume (Toil's default) kept at that holds four of them per c5.4xlarge, 200 GiB all sixteen
     assert (small["peak_nodes"], large["peak_nodes"]) == (4, 1)
+    assert (small["peak_volume_gib"], large["peak_volume_gib"]) == (200, 200)
     # AND the lower bound says so: disk is each job's largest share of a 50 GiB node (10/50 > 1/16), cores of 200 GiB
     assert small["lower_bound_by"] == {"cores": 0, "memory": 0, "disk": small["lower_bound_cost"], "accelerators": 0}
     assert large["lower_bound_by"] == {"cores": large["lower_bound_cost"], "memory": 0, "disk": 0, "accelerators": 0}
@@ -192,6 +193,7 @@ def test_a_round_grows_the_root_volume_to_what_its_jobs_need(tmp_path: Path) -> 
     report = json.loads(done.stdout)
     # THEN one c5.4xlarge holds all sixteen: its volume is 16 x 10 GiB + 8 GiB for the system, in 10 GiB steps
     assert report["peak_nodes"] == 1
+    assert report["peak_volume_gib"] == 170  # what EBS's regional gp3 storage quota would count
     hours = report["node_hours"]["c5.4xlarge|spot"]
     assert report["cost"] == pytest.approx(hours * (0.30 + 170 * 0.08 / 730), abs=1e-4)
     # AND the lower bound prices each job on the volume where its disk share meets its core share: 160 GiB raw
