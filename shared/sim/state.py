@@ -87,8 +87,7 @@ class SimState:
         self.requeued = 0
         self.killed_by_scale_in = 0
         self.run_twice = 0
-        self.peak_nodes = 0
-        self.peak_volume_storage = 0  # bytes of root volumes at once, at most
+        self.peak_nodes = self.peak_volume_storage = 0  # nodes, and bytes of root volumes, at once at most
         self.node_seconds: dict[str, float] = {}
         self.cost = 0.0
         self.idle_seconds = 0.0
