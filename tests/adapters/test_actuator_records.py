@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
 from shared.adapters import aws
 from shared.adapters.capacity_cache import DynamoCapacityCache
 from shared.adapters.ec2_fleet import Ec2Fleet
 from shared.adapters.memory_fleet import MemoryFleet
 from shared.adapters.node_store import DynamoNodeStore
-from shared.adapters.state_table import StateTable, make_table
+from shared.adapters.state_table import StateTable
 from shared.domain.cluster_state import Market
 from shared.domain.decision import Adopt, Launch, LaunchOption
 from shared.domain.units import GiB
@@ -25,23 +23,13 @@ NOW = 1_700_000_000.0
 
 
 @pytest.fixture
-def ports(monkeypatch: pytest.MonkeyPatch) -> Iterator[FleetPorts]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        ec2, dynamodb = aws.client("ec2", REGION), aws.client("dynamodb", REGION)
-        make_table(dynamodb, "shoal-test-state")
-        table = StateTable("shoal-test-state", client=dynamodb)
-        template: Any = ec2.create_launch_template(
-            LaunchTemplateName="shoal-test-workers", LaunchTemplateData={"ImageId": "ami-12c6146b"}
-        )
-        fleet = Ec2Fleet(cluster="test", launch_template_id=template["LaunchTemplate"]["LaunchTemplateId"], client=ec2)
-        yield FleetPorts(fleet=fleet, nodes=DynamoNodeStore(table), capacity=DynamoCapacityCache(table))
+def ports(table: StateTable) -> FleetPorts:
+    ec2 = aws.client("ec2", REGION)
+    template: Any = ec2.create_launch_template(
+        LaunchTemplateName="shoal-test-workers", LaunchTemplateData={"ImageId": "ami-12c6146b"}
+    )
+    fleet = Ec2Fleet(cluster="test", launch_template_id=template["LaunchTemplate"]["LaunchTemplateId"], client=ec2)
+    return FleetPorts(fleet=fleet, nodes=DynamoNodeStore(table), capacity=DynamoCapacityCache(table))
 
 
 def launch(node_storage: int | None) -> Launch:
