@@ -37,10 +37,10 @@ def build_report(sim: SimState, elapsed: float) -> dict[str, object]:
         "lower_bound_cost": round(lower, 4),
         "cost_over_lower_bound": round(sim.cost / lower, 4) if lower > 0 else None,
         "peak_nodes": sim.peak_nodes,
-        "peak_volume_gib": round(sim.peak_volume_storage / GiB),
         "decisions": sim.rounds,
         "simulated_seconds": round(sim.now, 3),
         "elapsed_seconds": round(elapsed, 3),
+        "peak_volume_gib": round(sim.peak_volume_storage / GiB),  # after the keys, which keep their order
         "nodes_at_end": sum(1 for n in sim.nodes.values() if n.state is not NodeState.STOPPED),
         "decide_calls": sim.decide_calls,
         "target_time_seconds": sim.settings.target_time,
