@@ -72,6 +72,15 @@ def test_shapes_a_node_cannot_take_do_not_size_it() -> None:
     assert volume_needed(spot, queued((shape(1, 1, 300), 1)), 1024 * GiB) == 310 * GiB
 
 
+def test_a_node_type_with_a_max_keeps_the_volume_it_was_given() -> None:
+    # GIVEN the same queue that grows an uncapped c5.4xlarge's volume to 170 GiB
+    demand = queued((shape(1, 1, 10), 40))
+    [capped] = build_offers(parse_node_types("c5.4xlarge:0.30"), region=REGION, max_nodes=[8])
+    # THEN with --maxNodes set for it, its nodes keep node_storage (the demo's waits grew with it: docs/simulate.md)
+    assert volume_needed(capped, demand, 1024 * GiB) == 50 * GiB
+    assert volume_needed(offer(), demand, 1024 * GiB) == 170 * GiB
+
+
 def test_instance_store_types_keep_their_own_disks() -> None:
     gpu = offer("g4dn.xlarge")
     assert instance_type("g4dn.xlarge").instance_storage
