@@ -6,14 +6,12 @@ is terminated: a stopped instance would still cost its volume.
 
 from __future__ import annotations
 
-import math
-
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from cdk import constants
-from shared.domain.units import GiB
+from shared.domain.catalog import volume_gib
 
 
 def node_launch_template(
@@ -45,7 +43,7 @@ def node_launch_template(
             ec2.BlockDevice(
                 device_name=constants.ROOT_DEVICE,
                 volume=ec2.BlockDeviceVolume.ebs(
-                    math.ceil(storage / GiB),
+                    volume_gib(storage),
                     encrypted=True,
                     volume_type=ec2.EbsDeviceVolumeType.GP3,
                     delete_on_termination=True,

@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from shared.adapters import aws
+from shared.domain.catalog import volume_gib
 from shared.domain.cluster_state import Market
 from shared.domain.decision import Instance, InstanceState, Launch, LaunchOption
 from shared.domain.units import GiB
@@ -126,13 +126,8 @@ def client_token(idempotency_key: str, launch: Launch, option: LaunchOption) -> 
     """A ClientToken (at most 64 ASCII characters) for one launch option of one round."""
     parts = [idempotency_key, launch.offer_key, option.instance_type, option.zone or "", str(launch.market)]
     if launch.node_storage is not None:  # EC2 refuses a token reused with another volume; None keeps old tokens
-        parts.append(f"{root_volume_gib(launch.node_storage)}GiB")
+        parts.append(f"{volume_gib(launch.node_storage)}GiB")
     return "shoal-" + hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()[:48]
-
-
-def root_volume_gib(node_storage: int) -> int:
-    """The whole GiB EC2 is asked for to give a node ``node_storage`` bytes (as the launch template rounds)."""
-    return math.ceil(node_storage / GiB)
 
 
 def root_block_device(node_storage: int) -> BlockDeviceMappingTypeDef:
@@ -140,7 +135,7 @@ def root_block_device(node_storage: int) -> BlockDeviceMappingTypeDef:
     return {
         "DeviceName": ROOT_DEVICE,
         "Ebs": {
-            "VolumeSize": root_volume_gib(node_storage),
+            "VolumeSize": volume_gib(node_storage),
             "VolumeType": "gp3",
             "Encrypted": True,
             "DeleteOnTermination": True,
@@ -278,7 +273,7 @@ class Ec2Fleet:
         if launch.static:
             tags.append({"Key": STATIC_TAG, "Value": "true"})
         if launch.node_storage is not None:
-            tags.append({"Key": NODE_STORAGE_TAG, "Value": str(root_volume_gib(launch.node_storage))})
+            tags.append({"Key": NODE_STORAGE_TAG, "Value": str(volume_gib(launch.node_storage))})
         tag_specifications: list[TagSpecificationTypeDef] = [
             {"ResourceType": "instance", "Tags": tags},  # type: ignore[typeddict-item]
             {"ResourceType": "volume", "Tags": [{"Key": CLUSTER_TAG, "Value": self.cluster}]},

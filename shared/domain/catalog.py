@@ -59,6 +59,11 @@ GP3_PRICE_PER_GIB_MONTH: Mapping[str, float] = MappingProxyType({"us-east-1": 0.
 HOURS_PER_MONTH = 730
 
 
+def volume_gib(node_storage: int) -> int:
+    """The whole GiB a root volume of ``node_storage`` bytes is launched (and billed) with: rounded up."""
+    return math.ceil(node_storage / GiB)
+
+
 def root_volume_price(node_storage: int, region: str) -> float:
     """USD per hour of one node's gp3 root volume of ``node_storage`` bytes (rounded up to GiB, as launched)."""
     try:
@@ -66,7 +71,7 @@ def root_volume_price(node_storage: int, region: str) -> float:
     except KeyError:
         known = ", ".join(sorted(GP3_PRICE_PER_GIB_MONTH))
         raise UnknownRegionError(f"no gp3 volume price in region {region!r}; known regions: {known}") from None
-    return math.ceil(node_storage / GiB) * per_gib_month / HOURS_PER_MONTH
+    return volume_gib(node_storage) * per_gib_month / HOURS_PER_MONTH
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
