@@ -7,7 +7,9 @@
   is retried; before launching, instances already carrying the token are looked up, which gives the
   same guarantee where the ClientToken is not honoured (moto) or has been forgotten.
 - A launch that names ``node_storage`` overrides the template's root volume with a larger one of the same
-  kind and tags the instance ``shoal:node-storage`` (GiB), so an adopted node's size and price are known.
+  kind and tags the instance ``shoal:node-storage`` (GiB), so an adopted node's size and price are known. If the
+  region's EBS storage quota refuses it (``VolumeLimitExceeded``), that option is launched again with the template's
+  volume, and the refusal is reported beside the nodes.
 - Errors are classified by EC2's error *code*, never its message: capacity, price, quota and
   unsupported-type codes mean "this offering, not now" (the caller caches it and the next option is
   tried); anything else stops this launch and is reported.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +85,8 @@ OFFERING_ERROR_CODES = frozenset(
         "InvalidInstanceType",
     }
 )
+# The region's EBS storage quota (gp3 TiB, or volume count) refused a launch's root volume.
+VOLUME_QUOTA_CODES = frozenset({"VolumeLimitExceeded"})
 # A batch call refused because of some of its ids: halve it to find them.
 PER_INSTANCE_ERROR_CODES = frozenset(
     {
@@ -227,32 +232,45 @@ class Ec2Fleet:
     def launch(self, launch: Launch, *, idempotency_key: str) -> LaunchResult:
         failures: list[LaunchFailure] = []
         for option in launch.options:
-            token = client_token(idempotency_key, launch, option)
-            earlier = self._launched_with(token)
-            if earlier:
-                return LaunchResult(instances=tuple(earlier), failures=tuple(failures))
-            try:
-                response = self.client.run_instances(**self._run_request(launch, option, token))
-            except ClientError as error:
-                code, message = _error(error)
-                if code == "IdempotentParameterMismatch":  # launched under this token with other parameters
-                    return LaunchResult(instances=tuple(self._launched_with(token)), failures=tuple(failures))
-                offering_error = code in OFFERING_ERROR_CODES
-                failures.append(
-                    LaunchFailure(
-                        instance_type=option.instance_type,
-                        zone=option.zone,
-                        code=code,
-                        message=message,
-                        offering_error=offering_error,
-                    )
-                )
-                if not offering_error:
-                    break  # not about this offering: the next one would fail the same way
-                continue
-            instances = tuple(_instance(raw) for raw in response.get("Instances", []))
-            return LaunchResult(instances=instances, failures=tuple(failures))
+            instances = self._launch_option(launch, option, idempotency_key, failures)
+            if instances is None and launch.node_storage is not None and failures[-1].code in VOLUME_QUOTA_CODES:
+                # The region's EBS storage quota refused the larger root volume: a node with the template's volume
+                # still runs jobs that fit it, where no node runs none (the failure stays reported: raise the quota).
+                unsized = replace(launch, node_storage=None)
+                instances = self._launch_option(unsized, option, idempotency_key, failures)
+            if instances is not None:
+                return LaunchResult(instances=instances, failures=tuple(failures))
+            if not failures[-1].offering_error:
+                break  # not about this offering: the next one would fail the same way
         return LaunchResult(instances=(), failures=tuple(failures))
+
+    def _launch_option(
+        self, launch: Launch, option: LaunchOption, idempotency_key: str, failures: list[LaunchFailure]
+    ) -> tuple[Instance, ...] | None:
+        """The instances this option launched (or had launched under its token), or None with its failure noted."""
+        token = client_token(idempotency_key, launch, option)
+        earlier = self._launched_with(token)
+        if earlier:
+            return tuple(earlier)
+        try:
+            response = self.client.run_instances(**self._run_request(launch, option, token))
+        except ClientError as error:
+            code, message = _error(error)
+            if code == "IdempotentParameterMismatch":  # launched under this token with other parameters
+                return tuple(self._launched_with(token))
+            failures.append(
+                LaunchFailure(
+                    instance_type=option.instance_type,
+                    zone=option.zone,
+                    code=code,
+                    message=message,
+                    offering_error=code in OFFERING_ERROR_CODES,
+                )
+            )
+            return None
+        # The size asked for, as its tag names it, not read back from the response (RunInstances need not echo tags).
+        size = None if launch.node_storage is None else volume_gib(launch.node_storage) * GiB
+        return tuple(replace(_instance(raw), node_storage=size) for raw in response.get("Instances", []))
 
     def _launched_with(self, token: str) -> list[Instance]:
         return self._describe(

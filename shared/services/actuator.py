@@ -282,5 +282,5 @@ def _new_node(action: Launch, instance: Instance, now: float) -> NodeRecord:
         zone=instance.zone,
         static=action.static,
         launched_at=now,
-        node_storage=action.node_storage,
+        node_storage=instance.node_storage,  # the launch's size, or None where EC2's storage quota refused it
     )

@@ -53,6 +53,31 @@ def test_a_launchs_records_carry_the_root_volume_it_asked_for(ports: FleetPorts)
     assert sorted(n.node_storage or 0 for n in ports.nodes.list_nodes()) == [0, 0, 300 * GiB, 300 * GiB]
 
 
+def test_a_launch_the_volume_quota_shrank_is_recorded_at_the_clusters_size(ports: FleetPorts) -> None:
+    # GIVEN a region whose EBS storage quota refuses larger root volumes (RunInstances answers VolumeLimitExceeded)
+    client: Any = ports.fleet.client  # type: ignore[attr-defined]
+
+    def refuse_sized(params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]] | None:
+        if any(key.startswith("BlockDeviceMapping") for key in params.get("body", {})):
+            return FakeHttp(), {"Error": {"Code": "VolumeLimitExceeded", "Message": "injected"}}
+        return None
+
+    client.meta.events.register("before-call.ec2.RunInstances", refuse_sized)
+    # WHEN the actuator carries out a sized launch
+    actuator = Actuator(ports, now=NOW, capacity_failure_ttl=300.0)
+    actuator.act([launch(300 * GiB)], launch_key="r1", unavailable=set())
+    # THEN its nodes run, recorded with the cluster's volume (priced so), and the round reports the quota
+    assert actuator.tally.counts.launched == 2
+    assert [n.node_storage for n in ports.nodes.list_nodes()] == [None, None]
+    assert actuator.tally.errors == ["launch m5.2xlarge as m5.2xlarge: VolumeLimitExceeded"]
+
+
+class FakeHttp:
+    def __init__(self) -> None:
+        self.status_code = 400
+        self.headers: dict[str, str] = {}
+
+
 def test_an_adopted_instance_is_recorded_with_the_root_volume_its_tag_names(ports: FleetPorts) -> None:
     # GIVEN sized nodes launched by a round that died before recording them
     (first, second) = ports.fleet.launch(launch(300 * GiB), idempotency_key="lost-round").instances

@@ -379,3 +379,61 @@ def test_a_node_storage_tag_shoal_did_not_write_is_ignored(ec2: Any, template: s
     (instance,) = f.launch(replace(launch(count=1), node_storage=100 * GiB), idempotency_key="r1").instances
     ec2.create_tags(Resources=[instance.instance_id], Tags=[{"Key": NODE_STORAGE_TAG, "Value": value}])
     assert [i.node_storage for i in f.describe()] == [None]
+
+
+def refuse_root_volumes(client: Any, *, sized_only: bool = True) -> list[bool]:
+    """Make RunInstances answer ``VolumeLimitExceeded`` (the region's EBS storage quota), only for requests that
+    override the root volume unless told otherwise; returns, per refused call, whether it overrode it."""
+    refused: list[bool] = []
+
+    def handler(params: dict[str, Any], **_: Any) -> tuple[FakeHttp, dict[str, Any]] | None:
+        sized = any(key.startswith("BlockDeviceMapping") for key in params.get("body", {}))
+        if sized or not sized_only:
+            refused.append(sized)
+            error = {"Error": {"Code": "VolumeLimitExceeded", "Message": "injected"}, "ResponseMetadata": {}}
+            return FakeHttp(400), error
+        return None
+
+    client.meta.events.register("before-call.ec2.RunInstances", handler)
+    return refused
+
+
+def test_a_root_volume_the_storage_quota_refuses_is_launched_at_the_templates_size(
+    ec2: Any, root_template: str
+) -> None:
+    # GIVEN a region whose gp3 storage quota is used up for larger volumes
+    f = fleet(ec2, root_template)
+    refused = refuse_root_volumes(ec2)
+    # WHEN a round launches a node with a 300 GiB root volume
+    sized = replace(launch(count=1), node_storage=300 * GiB)
+    result = f.launch(sized, idempotency_key="r1")
+    # THEN the node is launched with the template's volume and says so, and the refusal is reported (not as the
+    # offering's: the instance type is not to blame, and the next type would meet the same quota)
+    (instance,) = result.instances
+    assert refused == [True]
+    assert root_volumes(ec2, instance.instance_id)[ROOT_DEVICE] == (64, "gp3", True)
+    assert instance.node_storage is None and f.describe()[0].node_storage is None
+    assert [(x.code, x.offering_error) for x in result.failures] == [("VolumeLimitExceeded", False)]
+    # AND the round retried launches nothing more: the smaller launch has its own token
+    again = f.launch(sized, idempotency_key="r1")
+    assert [i.instance_id for i in again.instances] == [instance.instance_id] and len(f.describe()) == 1
+
+
+def test_a_launch_the_volume_quota_refuses_at_any_size_stops(ec2: Any, root_template: str) -> None:
+    # GIVEN a quota that refuses every volume (the count of volumes, or a template as large as what is left)
+    f = fleet(ec2, root_template)
+    refused = refuse_root_volumes(ec2, sized_only=False)
+    # WHEN a sized launch with two instance types to choose from is tried
+    two_types = launch("c5.4xlarge", 1, "c5.4xlarge", "c5a.4xlarge")
+    result = f.launch(replace(two_types, node_storage=300 * GiB), idempotency_key="r1")
+    # THEN it tries the larger volume, then the template's, and not the second type: the quota is the region's
+    assert refused == [True, False]
+    assert result.instances == () and [x.instance_type for x in result.failures] == ["c5.4xlarge", "c5.4xlarge"]
+
+
+def test_an_unsized_launch_refused_by_the_volume_quota_is_not_tried_again(ec2: Any, root_template: str) -> None:
+    f = fleet(ec2, root_template)
+    refused = refuse_root_volumes(ec2, sized_only=False)
+    result = f.launch(launch(count=1), idempotency_key="r1")
+    assert refused == [False] and result.instances == ()
+    assert [(x.code, x.offering_error) for x in result.failures] == [("VolumeLimitExceeded", False)]
