@@ -13,11 +13,19 @@ from typing import TextIO
 
 from shared.cli.jobs_file import JobsFileError, PlanJobs, read_plan_jobs
 from shared.cli.output_file import OutputFileError, check_writable, write_atomically
-from shared.domain.catalog import DEFAULT_NODE_STORAGE, REGIONS, parse_node_storage
+from shared.domain.catalog import (
+    DEFAULT_MAX_NODE_STORAGE,
+    DEFAULT_NODE_STORAGE,
+    MAX_GP3_SIZE,
+    REGIONS,
+    parse_node_storage,
+)
+from shared.domain.cluster_state import DemandCount
 from shared.domain.jobs import Shape
 from shared.domain.node_types import NodeTypeSpecError, build_offers, parse_node_types
 from shared.domain.packing import Plan, UnplacedShape, placements, plan, summarize_unplaced
 from shared.domain.units import GiB, UnitError, format_duration, format_size, parse_counts, parse_duration
+from shared.domain.volumes import sized_offers
 
 
 class PlanInputError(ValueError):
@@ -40,6 +48,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--node-storage", "--nodeStorage", default=str(DEFAULT_NODE_STORAGE // GiB), help="GiB of EBS root volume"
     )
+    parser.add_argument(
+        "--max-node-storage", "--maxNodeStorage", default=str(DEFAULT_MAX_NODE_STORAGE // GiB),
+        help="the largest root volume, GiB, a node may get so that its jobs fill it, as a round gives it (default: "
+        "1024; the --node-storage value keeps every volume at that)",
+    )  # fmt: skip
     parser.add_argument("--min-nodes", "--minNodes", default="", help="one number per node type, e.g. 0,2")
     parser.add_argument("--max-nodes", "--maxNodes", default="", help="one number per node type, e.g. 10,50")
     parser.add_argument("--region", default="us-west-2", choices=REGIONS)
@@ -65,6 +78,7 @@ def _run(args: argparse.Namespace, out: TextIO | None) -> int:
     try:
         target_time = _target_time(args.target_time)
         node_storage = _node_storage(args.node_storage)
+        largest = max(node_storage, _max_node_storage(args.max_node_storage))
         offers = build_offers(
             parse_node_types(args.node_types),
             region=args.region,
@@ -81,6 +95,9 @@ def _run(args: argparse.Namespace, out: TextIO | None) -> int:
 
     started = time.perf_counter()
     demand = jobs.demand  # counted while reading
+    # Each offer's root volume grown to what the queue needs to fill its nodes, as a round grows it.
+    queued = {shape: DemandCount(queued=count, running=0) for shape, count in demand.items()}
+    offers = sized_offers(offers, queued, largest=largest, region=args.region)
     result = plan(demand, offers, target_time=target_time)
     elapsed = time.perf_counter() - started
 
@@ -112,6 +129,7 @@ def plan_report(result: Plan, jobs: PlanJobs, *, shapes: int, elapsed: float) ->
             "hourly_price": offer.hourly_price,
             "instance_types": list(offer.instance_types),
             "usable": offer.usable.as_dict(),
+            "node_storage": offer.node_storage,  # bytes of root volume each node gets
         }
         for offer in result.offers
         if counts[offer.key]
@@ -185,7 +203,7 @@ def _print_table(report: dict[str, object], result: Plan, out: TextIO) -> None:
     )
     header = (
         f"{'node type':<28} {'market':<9} {'count':>5} {'$/h each':>9} {'cores':>6} {'memory':>11} "
-        f"{'disk':>11} {'acc':>3}"
+        f"{'disk':>11} {'acc':>3} {'root':>9}"
     )
     out.write(header + "\n" + "-" * len(header) + "\n")
     for node in nodes:
@@ -193,7 +211,7 @@ def _print_table(report: dict[str, object], result: Plan, out: TextIO) -> None:
         out.write(
             f"{node['node_type']:<28} {'spot' if node['spot'] else 'on-demand':<9} {node['count']:>5} "
             f"{node['hourly_price']:>9.4f} {usable['cores']:>6g} {format_size(usable['memory']):>11} "
-            f"{format_size(usable['disk']):>11} {usable['accelerators']:>3}\n"
+            f"{format_size(usable['disk']):>11} {usable['accelerators']:>3} {format_size(node['node_storage']):>9}\n"
         )
     total = sum(int(n["count"]) for n in nodes)
     out.write(
@@ -238,6 +256,18 @@ def _node_storage(text: str) -> int:
         return parse_node_storage(text)
     except UnitError as error:
         raise PlanInputError(f"--node-storage: {error}") from None
+
+
+def _max_node_storage(text: str) -> int:
+    try:
+        size = parse_node_storage(text)
+    except UnitError as error:
+        raise PlanInputError(f"--max-node-storage: {error}") from None
+    if size > MAX_GP3_SIZE:
+        raise PlanInputError(
+            f"--max-node-storage: {text!r} is more than gp3's largest volume; write at most {MAX_GP3_SIZE // GiB}"
+        )
+    return size
 
 
 def _int_list(flag: str, text: str) -> tuple[int, ...]:

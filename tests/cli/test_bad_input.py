@@ -124,6 +124,8 @@ PLAN_FLAGS = {
     "node-storage-nan": (["--node-storage", "nan"], "--node-storage"),
     "node-storage-inf": (["--node-storage", "inf"], "--node-storage"),
     "node-storage-1e400": (["--node-storage", "1e400"], "--node-storage"),
+    "max-node-storage-nan": (["--max-node-storage", "nan"], "--max-node-storage"),
+    "max-node-storage-past-gp3": (["--max-node-storage", "16385"], "--max-node-storage"),
     "min-nodes-leading-comma": (["--min-nodes", ",3"], "--min-nodes"),
     "max-nodes-leading-comma": (["--max-nodes", ",0"], "--max-nodes"),
     "min-nodes-negative": (["--min-nodes", "-1"], "--min-nodes"),

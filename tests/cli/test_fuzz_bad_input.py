@@ -69,7 +69,7 @@ def test_any_job_line_plans_or_is_refused_in_one_line(change: dict[str, object],
         assert assignments.exists() == (code == 0)
 
 
-PLAN_FLAGS = ("--target-time", "--node-storage", "--min-nodes", "--max-nodes")
+PLAN_FLAGS = ("--target-time", "--node-storage", "--max-node-storage", "--min-nodes", "--max-nodes")
 
 
 @settings(max_examples=150, deadline=None)

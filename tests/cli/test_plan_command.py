@@ -6,12 +6,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
 from shared.domain.resources import Resources
+from shared.domain.units import GiB
 from tests.unit.plan_checker import check_feasible
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,6 +136,27 @@ def test_bad_flags(tmp_path: Path, flag: str, value: str, message: str) -> None:
     jobs = write_jobs(tmp_path / "jobs.jsonl", JOB % 1)
     result = shoal("plan", "--jobs", jobs, "--node-types", "m5.2xlarge", flag, value)
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_a_plan_grows_root_volumes_as_a_round_does(tmp_path: Path) -> None:
+    # GIVEN 64 one-core jobs of 10 GiB disk each: at 50 GiB a c5.4xlarge holds four, by its cores sixteen
+    # (an hour each, longer than the target: one job after another would start too late)
+    small = '{"id": "s%d", "cores": 1, "memory": "1GiB", "disk": "10GiB", "preemptible": true, "wall_time": 3600}'
+    jobs = write_jobs(tmp_path / "jobs.jsonl", *(small % i for i in range(64)))
+
+    def planned(*flags: str) -> dict[str, Any]:
+        result = shoal("plan", "--jobs", jobs, "--node-types", "c5.4xlarge:0.42", "--json", *flags)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+    # WHEN planned as a round plans it, and with every volume kept at --node-storage
+    grown, kept = planned(), planned("--max-node-storage", "50")
+    # THEN the round's volume holds sixteen jobs (16 x 10 GiB + the system's 8, in 10 GiB steps), and four nodes
+    # with it cost less than the sixteen with 50 GiB ones
+    [node] = grown["nodes"]
+    assert (node["count"], node["node_storage"], node["usable"]["disk"]) == (4, 170 * GiB, 162 * GiB)
+    assert [(n["count"], n["node_storage"]) for n in kept["nodes"]] == [(16, 50 * GiB)]
+    assert grown["hourly_cost"] < kept["hourly_cost"]
 
 
 def test_missing_jobs_file(tmp_path: Path) -> None:
