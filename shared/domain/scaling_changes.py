@@ -1,11 +1,11 @@
 """The last steps of a scaling decision: wanted counts per offer turned into actions.
 
 To grow: un-drain draining on-demand nodes first, then start stopped warm-pool nodes, then launch. To shrink: drain
-idle, non-static nodes, most expensive first; never a busy one; drain busy surplus nodes whose jobs are expected to
-end soon (consolidation: on-demand ones always, spot ones while nothing is queued; never one running a long job,
-whose end is not known well enough: ``demand.CONSOLIDATE_JOBS_UP_TO``; never one of the only type a queued job
-fits). Draining nodes that are confirmed idle are stopped (on-demand, while the warm pool is below its size) or
-terminated.
+idle, non-static nodes, the smallest root volume first and then the most expensive; never a busy one; drain busy
+surplus nodes whose jobs are expected to end soon (consolidation: on-demand ones always, spot ones while nothing is
+queued; never one running a long job, whose end is not known well enough: ``demand.CONSOLIDATE_JOBS_UP_TO``; never
+one of the only type a queued job fits). Draining nodes that are confirmed idle are stopped (on-demand, while the warm
+pool is below its size) or terminated.
 """
 
 from collections.abc import Mapping, Sequence
@@ -126,8 +126,16 @@ class Changes:
             if idle:
                 self.reasons.append(f"{key}: {len(idle)} idle nodes kept: queued jobs fit them")
             idle = []
-        # Most expensive first; on a tie the newest (least likely to hold warm caches).
-        idle.sort(key=lambda n: (-node_hourly_price(n, offer, self.settings.region), -n.launched_at, n.instance_id))
+        # The smallest root volume first, then the most expensive; on a tie the newest (least likely to hold warm
+        # caches).
+        idle.sort(
+            key=lambda n: (
+                self._volume(n),
+                -node_hourly_price(n, offer, self.settings.region),
+                -n.launched_at,
+                n.instance_id,
+            )
+        )
         chosen = idle[:surplus]
         why = "no longer offered" if offer is None else f"want {want}, have {len(have)} live"
         if chosen:
@@ -178,8 +186,15 @@ class Changes:
             and self.empties_at[n.instance_id] - self.now <= CONSOLIDATE_WITHIN
         ]  # fmt: skip
         price = {n.instance_id: node_hourly_price(n, offer, self.settings.region) for n in soon}
-        soon.sort(key=lambda n: (-price[n.instance_id], self.empties_at[n.instance_id], n.instance_id))
+        soon.sort(key=lambda n: (self._volume(n), -price[n.instance_id], self.empties_at[n.instance_id], n.instance_id))
         return soon[:count]
+
+    def _volume(self, node: NodeRecord) -> int:
+        """Its root volume, by which surplus nodes of one offer leave smallest first. A round grows volumes so that
+        disk does not fill a node first; of two nodes that differ in it, the larger holds more of the jobs to come for
+        the little its volume costs (draining the dearer, larger ones first cost nf-mag 4 %: docs/simulate.md,
+        session 21). A node launched unsized has the cluster's volume."""
+        return node.node_storage if node.node_storage is not None else self.settings.node_storage
 
     def retire(self, now: float) -> None:
         """Draining nodes that are idle leave: into the warm pool while it has room, else terminated."""

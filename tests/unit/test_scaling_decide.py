@@ -279,6 +279,17 @@ def test_most_expensive_idle_capacity_drains_first() -> None:
     assert ids(decision, Drain) == {dear.instance_id}
 
 
+def test_of_one_offers_surplus_the_smallest_root_volume_drains_first() -> None:
+    # GIVEN two idle m5.2xlarge, one launched with the cluster's volume and one grown to 300 GiB (the dearer)
+    small = node(M5)
+    large = replace(node(M5), node_storage=300 * GiB)
+    for nodes in ([small, large], [large, small]):
+        # WHEN minNodes keeps one
+        decision = run(snap(nodes=nodes), cluster(min_nodes=(0, 0, 1, 0)))
+        # THEN the one that holds less goes, though it costs less: its volume is what the next jobs would miss
+        assert ids(decision, Drain) == {small.instance_id}
+
+
 def test_drain_then_terminate_once_the_agent_confirms_idle() -> None:
     drained = node(M5, NodeState.DRAINING, draining_since=NOW - 60, heartbeat=NOW - 90)
     # WHEN the agent has not reported since the drain  THEN wait
