@@ -9,7 +9,9 @@
 - A launch that names ``node_storage`` overrides the template's root volume with a larger one of the same
   kind and tags the instance ``shoal:node-storage`` (GiB), so an adopted node's size and price are known. If the
   region's EBS storage quota refuses it (``VolumeLimitExceeded``), that option is launched again with the template's
-  volume, and the refusal is reported beside the nodes.
+  volume, and the refusal is reported beside the nodes. EC2 can also accept the launch and end the instance as it
+  starts (state reason ``Client.VolumeLimitExceeded``): ``refused_root_volume`` reads that reason for the
+  instance-event handler.
 - Errors are classified by EC2's error *code*, never its message: capacity, price, quota and
   unsupported-type codes mean "this offering, not now" (the caller caches it and the next option is
   tried); anything else stops this launch and is reported.
@@ -87,6 +89,8 @@ OFFERING_ERROR_CODES = frozenset(
 )
 # The region's EBS storage quota (gp3 TiB, or volume count) refused a launch's root volume.
 VOLUME_QUOTA_CODES = frozenset({"VolumeLimitExceeded"})
+# The same refusal, made after RunInstances answered: the instance goes from pending to terminated with this reason.
+VOLUME_QUOTA_STATE_REASONS = frozenset({"Client.VolumeLimitExceeded"})
 # A batch call refused because of some of its ids: halve it to find them.
 PER_INSTANCE_ERROR_CODES = frozenset(
     {
@@ -265,6 +269,7 @@ class Ec2Fleet:
                     code=code,
                     message=message,
                     offering_error=code in OFFERING_ERROR_CODES,
+                    volume_quota=code in VOLUME_QUOTA_CODES,
                 )
             )
             return None
@@ -325,6 +330,17 @@ class Ec2Fleet:
             else:
                 request["Placement"] = {"AvailabilityZone": option.zone}
         return request
+
+    def refused_root_volume(self, instance_id: str) -> bool:
+        try:
+            response = self.client.describe_instances(InstanceIds=[instance_id])
+        except ClientError:
+            return False  # gone from EC2's memory, or not allowed: the next refusal tells again
+        return any(
+            raw.get("StateReason", {}).get("Code") in VOLUME_QUOTA_STATE_REASONS
+            for reservation in response.get("Reservations", [])
+            for raw in reservation.get("Instances", [])
+        )
 
     # --- start, stop, terminate -------------------------------------------------------------------
 

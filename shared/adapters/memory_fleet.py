@@ -36,6 +36,7 @@ class MemoryFleet:
         self.instances: dict[str, Instance] = {}
         self.launches: list[Launch] = []  # every launch asked for, refused ones included
         self.terminated: list[str] = []
+        self.volume_refused: set[str] = set()  # instances EC2 ended because the EBS storage quota refused their volume
         self._refused: dict[tuple[str, str | None, Market | None], str] = {}
         self._by_token: dict[str, tuple[str, ...]] = {}
         self._ids = itertools.count(1)
@@ -105,6 +106,9 @@ class MemoryFleet:
         return result
 
     # ── inside ──────────────────────────────────────────────────────────────────────────────────
+
+    def refused_root_volume(self, instance_id: str) -> bool:
+        return instance_id in self.volume_refused
 
     def _refusal(self, option: LaunchOption, market: Market) -> str | None:
         for zone in (option.zone, None):

@@ -1,6 +1,10 @@
 """An EC2 event about one instance: the domain's rule says what it does to the node, the actuator does it,
 and a round replaces the capacity if the node changed.
 
+A node launched with a larger root volume that ends before it ever ran may have been refused it by the region's
+EBS storage quota after RunInstances answered; then rounds keep to the template's volume for a while
+(``ports.LARGER_ROOT_VOLUMES``), as they do when RunInstances itself refuses.
+
 Events for instances without a record (another cluster's, or one already cleaned up) are ignored:
 EventBridge cannot filter EC2 events by tag, and our own terminations must not wake the scaler.
 """
@@ -10,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shared.domain.instance_events import InstanceEventKind, instance_event_actions
+from shared.domain.cluster_state import NodeRecord, NodeState
+from shared.domain.instance_events import LEAVING_STATES, InstanceEventKind, instance_event_actions
 from shared.domain.node_types import Offer
 from shared.domain.settings import ClusterSettings
 from shared.services.actuator import Actuator
@@ -25,6 +30,7 @@ class InstanceEventResult:
     instance_id: str
     known: bool  # a node of this cluster
     node_changed: bool
+    volume_refused: bool = False  # EC2 ended it as it started: the EBS storage quota refused its root volume
     requeued_jobs: tuple[str, ...] = ()
     round: RoundResult | None = None
 
@@ -33,6 +39,7 @@ class InstanceEventResult:
             "instance_id": self.instance_id,
             "known": self.known,
             "node_changed": self.node_changed,
+            "volume_refused": self.volume_refused,
             "requeued_jobs": list(self.requeued_jobs),
             "round": None if self.round is None else self.round.to_dict(),
         }
@@ -60,6 +67,10 @@ def handle_instance_event(
         capacity_failure_ttl=settings.capacity_failure_ttl,
         max_preemptions=settings.max_preemptions,
     )
+    volume_refused = _refused_its_volume(plane, node, kind, ec2_state)
+    if volume_refused:
+        why = f"{instance_id} ended as it started: the region's EBS storage quota refused its root volume"
+        actuator.volume_refused("Client.VolumeLimitExceeded", why)
     actions = instance_event_actions(node, kind, ec2_state)
     # A failed write raises (the event is delivered again), rather than being logged as a round's would be.
     actuator.act(actions, launch_key=round_id, unavailable=set(), keep_going=False)
@@ -71,6 +82,17 @@ def handle_instance_event(
         instance_id=instance_id,
         known=True,
         node_changed=changed,
+        volume_refused=volume_refused,
         requeued_jobs=tuple(actuator.tally.requeued),
         round=result,
+    )
+
+
+def _refused_its_volume(plane: ControlPlane, node: NodeRecord, kind: InstanceEventKind, ec2_state: str | None) -> bool:
+    ending = kind is InstanceEventKind.STATE_CHANGE and ec2_state in (*LEAVING_STATES, "terminated")
+    return (
+        ending
+        and node.state is NodeState.PENDING
+        and node.node_storage is not None
+        and (plane.fleet.refused_root_volume(node.instance_id))
     )

@@ -188,6 +188,12 @@ class Offering:
     market: Market
 
 
+# Not an offering EC2 sells: the region's EBS storage quota refused a root volume larger than the launch
+# template's. While it is in the capacity cache, rounds launch every node with the template's volume (a node that
+# holds fewer jobs runs them; a launch refused again and again runs none). It backs off as an offering does.
+LARGER_ROOT_VOLUMES = Offering(instance_type="ebs:larger-root-volume", zone="*", market=Market.ON_DEMAND)
+
+
 class CapacityCache(Protocol):
     def unavailable(self, now: float) -> set[Offering]: ...
 
@@ -293,6 +299,7 @@ class LaunchFailure:
     code: str  # EC2's error code, e.g. InsufficientInstanceCapacity
     message: str
     offering_error: bool  # capacity, price, quota or an unsupported type: skip this offering for a while
+    volume_quota: bool = False  # the region's EBS storage quota refused a root volume larger than the template's
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -337,6 +344,11 @@ class Fleet(Protocol):
     def stop(self, instance_ids: Sequence[str]) -> BatchResult: ...
 
     def terminate(self, instance_ids: Sequence[str]) -> BatchResult: ...
+
+    def refused_root_volume(self, instance_id: str) -> bool:
+        """Whether EC2 ended this instance as it started because the region's EBS storage quota refused its root
+        volume (a refusal RunInstances did not raise). False when it cannot tell."""
+        ...
 
 
 class QuotaSource(Protocol):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.domain import preemption
@@ -35,6 +35,7 @@ from shared.services import guardrails
 from shared.services.actuator import Actuator, FleetPorts
 from shared.services.guardrails import Guardrails
 from shared.services.ports import (
+    LARGER_ROOT_VOLUMES,
     CapacityCache,
     DecisionLog,
     Fleet,
@@ -169,8 +170,8 @@ class _Round:
             )
             clock = time.perf_counter()
             decision = decide(
-                snapshot, self.settings, self.offers, seen.state, seen.unavailable, now=self.now,
-                smoothed_at=seen.smoothed_at,
+                snapshot, _volumes_allowed(self.settings, seen.unavailable), self.offers, seen.state,
+                seen.unavailable, now=self.now, smoothed_at=seen.smoothed_at,
             )  # fmt: skip
             decide_seconds += time.perf_counter() - clock
             passes += 1
@@ -238,6 +239,13 @@ class _Round:
             spent=None if plane.guardrails is None else seen.guard.spent,
             guard=after.view,
         )
+
+
+def _volumes_allowed(settings: ClusterSettings, unavailable: set[Offering]) -> ClusterSettings:
+    """While the region's EBS storage quota refuses larger root volumes, nodes launch with the template's."""
+    if LARGER_ROOT_VOLUMES in unavailable:
+        return replace(settings, max_node_storage=settings.node_storage)
+    return settings
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -17,6 +17,7 @@ from shared.domain.cluster_state import Market
 from shared.domain.decision import Adopt, Launch, LaunchOption
 from shared.domain.units import GiB
 from shared.services.actuator import Actuator, FleetPorts
+from shared.services.ports import LARGER_ROOT_VOLUMES
 
 REGION = "us-west-2"
 NOW = 1_700_000_000.0
@@ -70,6 +71,9 @@ def test_a_launch_the_volume_quota_shrank_is_recorded_at_the_clusters_size(ports
     assert actuator.tally.counts.launched == 2
     assert [n.node_storage for n in ports.nodes.list_nodes()] == [None, None]
     assert actuator.tally.errors == ["launch m5.2xlarge as m5.2xlarge: VolumeLimitExceeded"]
+    # AND rounds keep to the template's volume for a while (the quota is the region's, not the instance type's)
+    assert ports.capacity.unavailable(NOW) == {LARGER_ROOT_VOLUMES}
+    assert LARGER_ROOT_VOLUMES not in ports.capacity.unavailable(NOW + 301)
 
 
 class FakeHttp:

@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ec2.models import ec2_backends
+from moto.ec2.models.instances import StateReason
 
 from shared.adapters import aws
 from shared.adapters.ec2_fleet import (
@@ -437,3 +440,26 @@ def test_an_unsized_launch_refused_by_the_volume_quota_is_not_tried_again(ec2: A
     result = f.launch(launch(count=1), idempotency_key="r1")
     assert refused == [False] and result.instances == ()
     assert [(x.code, x.offering_error) for x in result.failures] == [("VolumeLimitExceeded", False)]
+
+
+@pytest.mark.parametrize(
+    ("code", "refused"),
+    [("Client.VolumeLimitExceeded", True), ("Client.UserInitiatedShutdown", False), (None, False)],
+)
+def test_an_instance_ended_by_the_storage_quota_as_it_started_is_told_apart(
+    ec2: Any, root_template: str, code: str | None, refused: bool
+) -> None:
+    # GIVEN a sized node EC2 accepted and then ended as it started, for the quota or for another reason
+    f = fleet(ec2, root_template)
+    (instance,) = f.launch(replace(launch(count=1), node_storage=300 * GiB), idempotency_key="r1").instances
+    if code is not None:
+        ec2.terminate_instances(InstanceIds=[instance.instance_id])
+        moto_instance = ec2_backends[DEFAULT_ACCOUNT_ID][REGION].get_instance(instance.instance_id)
+        moto_instance.state_reason = StateReason(f"{code}: injected", code)
+    # THEN only the quota's refusal is read as one
+    assert f.refused_root_volume(instance.instance_id) is refused
+
+
+def test_an_instance_ec2_no_longer_knows_was_not_refused_a_volume(ec2: Any, root_template: str) -> None:
+    # DescribeInstances answers InvalidInstanceID.NotFound: nothing is known, and the event is still handled
+    assert fleet(ec2, root_template).refused_root_volume("i-0123456789abcdef0") is False

@@ -6,10 +6,18 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import pytest
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ec2.models import ec2_backends
+from moto.ec2.models.instances import StateReason
+
 from functions import on_instance_event
-from shared.domain.cluster_state import JobStatus, NodeState
+from shared.adapters import aws
+from shared.domain.cluster_state import JobStatus, NodeRecord, NodeState
+from shared.domain.jobs import Shape
+from shared.domain.resources import Resources
 from shared.services.job_message import decode_job_message
-from tests.functions.harness import Cluster, load_event, shape, sqs_batch
+from tests.functions.harness import REGION, Cluster, GiB, load_event, shape, sqs_batch
 
 SPOT_JOB = shape(4, 8, 3600, preemptible=True)  # four to a c5.4xlarge spot node
 
@@ -165,3 +173,47 @@ def test_the_same_warning_twice_is_handled_once(cluster: Cluster) -> None:
     first = cluster.invoke(on_instance_event, event)
     assert cluster.invoke(on_instance_event, event) == first
     assert len(cluster.instances()) == 2
+
+
+DISK_BOUND = Shape(resources=Resources(cores=1, memory=2 * GiB, disk=40 * GiB), wall_time=3600)  # one a 50 GiB node
+
+
+def ended_as_it_started(instance_id: str, code: str) -> None:
+    """EC2 accepted the launch, then ended the instance as it started, for ``code`` (moto's own state reason)."""
+    aws.client("ec2", REGION).terminate_instances(InstanceIds=[instance_id])
+    backend = ec2_backends[DEFAULT_ACCOUNT_ID][REGION]
+    backend.get_instance(instance_id).state_reason = StateReason(f"{code}: injected", code)
+
+
+def one_launch(cluster: Cluster) -> NodeRecord:
+    (node,) = [n for n in cluster.nodes.list_nodes() if n.state is NodeState.PENDING]
+    return node
+
+
+@pytest.mark.parametrize(
+    ("code", "replacement_sized"),
+    [("Client.VolumeLimitExceeded", False), ("Server.InternalError", True)],
+)
+def test_a_node_the_storage_quota_ended_as_it_started_keeps_rounds_to_the_templates_volume(
+    cluster: Cluster, code: str, replacement_sized: bool
+) -> None:
+    # GIVEN a round that grew a node's root volume to hold several disk-bound jobs
+    cluster.submit({DISK_BOUND: 3})
+    cluster.scale()
+    first = one_launch(cluster)
+    assert first.node_storage is not None and first.node_storage > cluster.settings.node_storage
+    # WHEN EC2 ends it as it starts: the region's EBS storage quota refused the volume after RunInstances answered
+    ended_as_it_started(first.instance_id, code)
+    cluster.clock.advance(60)
+    result = cluster.instance_event("ec2_state_change", first.instance_id, state="terminated")
+    # THEN the round it triggers replaces it with the launch template's volume, and so does the next round
+    assert result["volume_refused"] is not replacement_sized and result["round"]["launched"] >= 1
+    replacements = [n for n in cluster.nodes.list_nodes() if n.instance_id != first.instance_id]
+    assert replacements and all((n.node_storage is not None) is replacement_sized for n in replacements)
+    # (a node that ended for another reason was not the quota's doing: its replacement is sized again)
+    if not replacement_sized:  # AND a later round keeps to the template's volume too, while the refusal is cached
+        cluster.submit({DISK_BOUND: 3}, prefix="more")
+        cluster.clock.advance(60)
+        cluster.scale()
+        assert all(n.node_storage is None for n in cluster.nodes.list_nodes())
+        assert len(cluster.nodes.list_nodes()) > len(replacements)
