@@ -34,6 +34,13 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from shared.adapters import aws
+from shared.adapters.ec2_errors import (
+    OFFERING_ERROR_CODES,
+    PER_INSTANCE_ERROR_CODES,
+    VOLUME_QUOTA_CODES,
+    VOLUME_QUOTA_STATE_REASONS,
+    error_code,
+)
 from shared.domain.catalog import volume_gib
 from shared.domain.cluster_state import Market
 from shared.domain.decision import Instance, InstanceState, Launch, LaunchOption
@@ -66,43 +73,6 @@ BATCH_LIMIT = 1000  # instance ids in one Start/Stop/TerminateInstances call
 DESCRIBE_PAGE_SIZE = 1000  # DescribeInstances' largest page
 MUTATING_OPERATIONS = frozenset(
     {"RunInstances", "StartInstances", "StopInstances", "TerminateInstances", "CreateTags", "DeleteTags"}
-)
-
-# EC2 refused this instance type (in this zone, on this market) for now: cache it and try the next option.
-OFFERING_ERROR_CODES = frozenset(
-    {
-        "InsufficientInstanceCapacity",
-        "InsufficientCapacity",
-        "InsufficientHostCapacity",
-        "InsufficientReservedInstanceCapacity",
-        "InsufficientCapacityOnOutpost",
-        "InsufficientFreeAddressesInSubnet",
-        "UnfulfillableCapacity",
-        "SpotMaxPriceTooLow",
-        "MaxSpotInstanceCountExceeded",
-        "InstanceLimitExceeded",
-        "VcpuLimitExceeded",
-        "Unsupported",
-        "UnsupportedOperation",
-        "InvalidInstanceType",
-    }
-)
-# The region's EBS storage quota (gp3 TiB, or volume count) refused a launch's root volume.
-VOLUME_QUOTA_CODES = frozenset({"VolumeLimitExceeded"})
-# The same refusal, made after RunInstances answered: the instance goes from pending to terminated with this reason.
-VOLUME_QUOTA_STATE_REASONS = frozenset({"Client.VolumeLimitExceeded"})
-# A batch call refused because of some of its ids: halve it to find them.
-PER_INSTANCE_ERROR_CODES = frozenset(
-    {
-        "InvalidInstanceID.NotFound",
-        "InvalidInstanceID.Malformed",
-        "IncorrectInstanceState",
-        "IncorrectState",
-        "UnsupportedOperation",
-        "OperationNotPermitted",
-        "InsufficientInstanceCapacity",
-        "InsufficientCapacity",
-    }
 )
 
 
@@ -259,7 +229,7 @@ class Ec2Fleet:
         try:
             response = self.client.run_instances(**self._run_request(launch, option, token))
         except ClientError as error:
-            code, message = _error(error)
+            code, message = error_code(error)
             if code == "IdempotentParameterMismatch":  # launched under this token with other parameters
                 return tuple(self._launched_with(token))
             failures.append(
@@ -367,7 +337,7 @@ class Ec2Fleet:
         try:
             call(ids)
         except ClientError as error:
-            code, message = _error(error)
+            code, message = error_code(error)
             if len(ids) > 1 and code in PER_INSTANCE_ERROR_CODES:
                 middle = len(ids) // 2
                 self._bisect(call, ids[:middle], done, failed)
@@ -376,11 +346,6 @@ class Ec2Fleet:
                 failed.extend(InstanceFailure(instance_id=i, code=code, message=message) for i in ids)
             return
         done.extend(ids)
-
-
-def _error(error: ClientError) -> tuple[str, str]:
-    details = error.response.get("Error", {})
-    return str(details.get("Code", "Unknown")), str(details.get("Message", ""))
 
 
 def _instance(raw: InstanceTypeDef) -> Instance:

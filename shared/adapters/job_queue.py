@@ -19,14 +19,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared.adapters import aws
 from shared.domain.jobs import Job
 from shared.services.job_message import encode_job_message
-from shared.services.ports import JobQueueError, JobsNotSentError, ReceivedMessage
+from shared.services.ports import JobQueueError, JobsNotSentError
+from shared.services.worker_ports import ReceivedMessage
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.literals import QueueAttributeFilterType
     from mypy_boto3_sqs.type_defs import BatchResultErrorEntryTypeDef, SendMessageBatchRequestEntryTypeDef
 
-    from shared.services.ports import JobReturns, JobSender, WorkerQueue
+    from shared.services.ports import JobReturns, JobSender
+    from shared.services.worker_ports import WorkerQueue
 
 BATCH_ENTRIES = 10  # SQS's limit per batch call
 BATCH_BYTES = 256 * 1024  # the classic per-request payload limit, safe for every queue

@@ -36,7 +36,7 @@ from typing import Any
 
 from shared.domain.jobs import Job
 from shared.local.clock import LockstepClock
-from shared.services.ports import RuntimeRecorder
+from shared.services.worker_ports import RuntimeRecorder
 from shared.worker.agent import Agent, Outcome
 
 log = logging.getLogger(__name__)

@@ -40,7 +40,7 @@ from shared.domain.node_types import Offer
 from shared.local.clock import Clock
 from shared.local.lockstep import JobTimer, StepGate, SteppedAgent, wait_settled
 from shared.services.job_message import decode_job_message
-from shared.services.ports import RuntimeRecorder
+from shared.services.worker_ports import RuntimeRecorder
 from shared.wiring.agent import build_agent_ports
 from shared.worker import process_tree
 from shared.worker.agent import Agent, AgentSettings

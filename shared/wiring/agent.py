@@ -11,7 +11,8 @@ from shared.adapters.job_queue import SqsJobQueue
 from shared.adapters.job_store import DynamoJobStore
 from shared.adapters.node_store import DynamoNodeStore
 from shared.adapters.state_table import StateTable
-from shared.services.ports import JobStore, NodeStore, RuntimeRecorder, WorkerQueue
+from shared.services.ports import JobStore, NodeStore
+from shared.services.worker_ports import RuntimeRecorder, WorkerQueue
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

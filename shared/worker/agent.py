@@ -18,7 +18,8 @@ from collections.abc import Callable, Mapping
 
 from shared.domain.jobs import Job
 from shared.domain.resources import Resources
-from shared.services.ports import JobStore, NodeStore, Now, RuntimeRecorder, WorkerQueue
+from shared.services.ports import JobStore, NodeStore, Now
+from shared.services.worker_ports import RuntimeRecorder, WorkerQueue
 from shared.worker import recovery
 from shared.worker.agent_state import (
     INTENT_PREFIX,

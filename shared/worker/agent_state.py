@@ -23,7 +23,8 @@ from shared.domain.cheaper_first import NodeCost
 from shared.domain.jobs import Job
 from shared.domain.preemption import DEFAULT_MAX_PREEMPTIONS
 from shared.domain.resources import Resources
-from shared.services.ports import JobStore, NodeStore, Now, ReceivedMessage, RuntimeRecorder, WorkerQueue
+from shared.services.ports import JobStore, NodeStore, Now
+from shared.services.worker_ports import ReceivedMessage, RuntimeRecorder, WorkerQueue
 from shared.worker import process_tree
 from shared.worker.capacity import CapacityLedger
 from shared.worker.runner import JobProcess

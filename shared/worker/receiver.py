@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from shared.domain.admission import Admission, Verdict, admit_here, admit_record
 from shared.domain.jobs import Job
 from shared.domain.resources import Resources
-from shared.services.ports import ReceivedMessage
+from shared.services.worker_ports import ReceivedMessage
 from shared.worker.agent_state import AgentState, Held, guarded
 from shared.worker.capacity import shortfall
 from shared.worker.runner import JobProcess

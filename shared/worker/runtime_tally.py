@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from shared.services.ports import RuntimeRecorder
+from shared.services.worker_ports import RuntimeRecorder
 
 
 class RuntimeTally:

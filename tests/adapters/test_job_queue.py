@@ -12,7 +12,8 @@ from botocore.stub import Stubber
 from shared.adapters import aws
 from shared.adapters.job_queue import SqsJobQueue, StaleReceiptError
 from shared.services.job_message import decode_job_message, encode_job_message
-from shared.services.ports import JobQueueError, JobsNotSentError, WorkerQueue
+from shared.services.ports import JobQueueError, JobsNotSentError
+from shared.services.worker_ports import WorkerQueue
 from tests.adapters.conftest import REGION, Queues, make_job
 
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/shoal-test-jobs"
