@@ -11,7 +11,10 @@ the others were not: a kept change is code, not a patch.
 - ``cap-N``: spot c5.4xlarge/c5a.4xlarge only, at most N nodes (a fleet that cannot surge; nf-chipseq runs on
   nothing else, uncapped it is ``as-is`` to the cent).
 - ``oracle`` / ``oracle-T``: the scaler knows each job name's true mean runtime from the start (``-T``: and plans
-  for a target of T seconds; the waits are still judged against 30 minutes).
+  for a target of T seconds; the waits are still judged against 30 minutes). ``target-T``: Shoal as it is,
+  planning for a target of T seconds. ``stretch-S``: the plan packs every shape on time within S
+  target times, and a shape whose oldest job has waited past the grace (of 30 minutes) within what is left of 30
+  minutes (session 22).
 - ``triage`` / ``triage-X``: a shape whose oldest job already waited the whole target (``-X``: X times it) is
   planned with the whole target again, instead of the tightest plan (money is not spent on jobs late anyway).
 - ``overrun-F``: a running job is an outlier once it has run F times its expected runtime (Shoal: 2, kept this
@@ -137,6 +140,24 @@ def _triage(late: float) -> Patch:
 
         def remaining_target(target_time: float, waited: float) -> float:
             return target_time if waited >= target_time * late else tightest(target_time, waited)
+
+        with mock.patch.object(scaling, "remaining_target", remaining_target):
+            yield
+
+    return patch
+
+
+def _stretch(stretch: float) -> Patch:
+    """With ``target_time`` × ``stretch`` as the settings' target: a shape whose oldest job has waited past the grace
+    of the real target is planned within what is left of that one."""
+
+    @contextlib.contextmanager
+    def patch(trace: Sequence[TraceJob]) -> Iterator[None]:
+        def remaining_target(target_time: float, waited: float) -> float:
+            real = target_time / stretch
+            if waited <= real * policy.WAIT_GRACE_FRACTION:
+                return target_time
+            return policy.remaining_target(real, waited)
 
         with mock.patch.object(scaling, "remaining_target", remaining_target):
             yield
@@ -492,6 +513,10 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
         return _oracle, {}
     if name.startswith("oracle-"):
         return _oracle, {"target_time": float(name[7:])}
+    if name.startswith("stretch-"):
+        return _stretch(float(name[8:])), {"target_time": 1800.0 * float(name[8:])}
+    if name.startswith("target-"):
+        return _nothing, {"target_time": float(name[7:])}
     if name == "triage":
         return _triage(1.0), {}
     if name.startswith("triage-"):
@@ -540,7 +565,8 @@ def variant(name: str) -> tuple[Patch, dict[str, object]]:
         return _tail_share(float(name[5:])), {}
     raise ValueError(
         f"variant {name!r}: use one of {DEFAULT_VARIANTS} "
-        "(or cap-N, oracle-T, triage-X, overrun-F, late-first-F, hold-off-S, consolidate-S, beta-X, jobs-up-to-S, "
+        "(or cap-N, oracle-T, target-T, stretch-S, triage-X, overrun-F, late-first-F, hold-off-S, consolidate-S, "
+        "beta-X, jobs-up-to-S, "
         "busy-first-at-once, fullest-first, emptiest-busy-first, latest-first, consolidate-fewest, "
         "fill-first-F[-kN][-cN][-s], tail-X, "
         "undrain-overrun, records-at-heartbeat, deployed-records, records-with-markers, deployed-with-markers)"
