@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 
-from shared.domain.catalog import UnknownInstanceTypeError, UnknownRegionError, instance_type
-from shared.domain.cluster_state import Market, NodeRecord
+from shared.domain.catalog import UnknownInstanceTypeError, UnknownRegionError, instance_type, root_volume_price
+from shared.domain.cluster_state import Market, NodeRecord, NodeState
 from shared.domain.decision import Action, Drain
 from shared.domain.node_types import Offer
 from shared.domain.packing import Plan
@@ -125,20 +126,35 @@ def offer_ceiling(offer: Offer, region: str) -> float:
     return max(prices)
 
 
+def node_volume_price(node: NodeRecord, offer: Offer | None, region: str) -> float:
+    """What ``node``'s root volume costs an hour, running or stopped: the size it was launched with
+    (``node_storage``), else its offer's."""
+    if node.node_storage is not None:
+        with suppress(UnknownRegionError):  # no gp3 price there: the offer's volume stands in
+            return root_volume_price(node.node_storage, region)
+    return offer.volume_price if offer is not None else 0.0
+
+
 def node_ceiling(node: NodeRecord, offer: Offer | None, region: str) -> float:
-    """What a running node can cost per hour: spot at its offer's bid, on-demand at its own type's price (each with
-    its offer's root volume)."""
+    """What a running node can cost per hour: spot at its offer's bid, on-demand at its own type's price, each with
+    its own root volume (a grown one costs more than its offer's)."""
+    volume = node_volume_price(node, offer, region)
     if node.market is Market.SPOT and offer is not None:
-        return offer_ceiling(offer, region)
+        return offer_ceiling(offer, region) - offer.volume_price + volume
     try:
-        return instance_type(node.instance_type).price(region) + (offer.volume_price if offer is not None else 0.0)
+        return instance_type(node.instance_type).price(region) + volume
     except (UnknownInstanceTypeError, UnknownRegionError):
-        return offer_ceiling(offer, region) if offer is not None else 0.0
+        return offer_ceiling(offer, region) - offer.volume_price + volume if offer is not None else 0.0
 
 
 def fleet_rate(nodes: Sequence[NodeRecord], offers: Mapping[str, Offer], region: str) -> float:
-    """The hourly price (at ceilings) of ``nodes``."""
-    return sum(node_ceiling(n, offers.get(n.offer_key), region) for n in nodes)
+    """The hourly price (at ceilings) of ``nodes``; a stopped one's is its root volume's, which EBS bills on."""
+    return sum(
+        node_volume_price(n, offers.get(n.offer_key), region)
+        if n.state is NodeState.STOPPED
+        else node_ceiling(n, offers.get(n.offer_key), region)
+        for n in nodes
+    )
 
 
 # ---- the decision's guard ----------------------------------------------------------------------

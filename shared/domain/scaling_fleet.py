@@ -2,10 +2,10 @@
 capacity-failure cache as launch options (``shared.domain.scaling`` computes them; ``scaling_changes`` acts)."""
 
 from collections.abc import Collection, Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 
-from shared.domain.catalog import UnknownInstanceTypeError, UnknownRegionError, instance_type, root_volume_price
+from shared.domain.budget import node_volume_price
+from shared.domain.catalog import UnknownInstanceTypeError, UnknownRegionError, instance_type
 from shared.domain.cluster_state import Market, NodeRecord, NodeState
 from shared.domain.decision import (
     Instance,
@@ -84,16 +84,12 @@ class Blocked:
 
 
 def node_hourly_price(node: NodeRecord, offer: Offer | None, region: str) -> float:
-    """What ``node`` costs an hour: its offer's price for spot, its instance type's on-demand price otherwise, with
-    its root volume: the one it was launched with (``node_storage``), else its offer's."""
-    sized: float | None = None
-    if node.node_storage is not None:
-        with suppress(UnknownRegionError):  # no gp3 price there: the offer's volume stands in
-            sized = root_volume_price(node.node_storage, region)
+    """What ``node`` costs an hour running: its offer's price for spot, its instance type's on-demand price
+    otherwise, with its root volume (``budget.node_volume_price``)."""
+    volume = node_volume_price(node, offer, region)
     if offer is not None and (offer.spot or node.instance_type not in offer.instance_types):
         # The offer's price holds the volume it launches with; a node launched with another pays for that one.
-        return offer.hourly_price if sized is None else offer.hourly_price - offer.volume_price + sized
-    volume = sized if sized is not None else (offer.volume_price if offer is not None else 0.0)
+        return offer.hourly_price - offer.volume_price + volume
     try:
         return instance_type(node.instance_type).price(region) + volume
     except (UnknownInstanceTypeError, UnknownRegionError):

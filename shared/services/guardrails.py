@@ -153,7 +153,8 @@ def after_round(
         return RoundGuard(errors=[])
     by_key = {o.key: o for o in offers}
     running = [n for n in nodes if n.state in _RUNNING]
-    rate = fleet_rate(running, by_key, settings.region)
+    stopped = [n for n in nodes if n.state is NodeState.STOPPED]  # their root volumes are still billed
+    rate = fleet_rate([*running, *stopped], by_key, settings.region)
     busy = any(c.queued or c.running for c in demand.values())
     spend = ledger_after_round(before.spend, now=now, rate=rate, busy=busy)
     clock = lease_clock(settings, spend)

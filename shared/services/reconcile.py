@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.domain import preemption
+from shared.domain.budget import node_volume_price
 from shared.domain.cluster_state import DemandCount, JobRecord, NodeRecord, NodeState
 from shared.domain.decision import Action, Decision, Snapshot, describe_action
 from shared.domain.demand import DemandKey
@@ -198,7 +199,10 @@ class _Round:
             t.errors.append("the scaler state changed during the round (lease lost?); not saved")
         by_key = {o.key: o for o in self.offers}
         running = [n for n in nodes if n.state in (NodeState.PENDING, NodeState.ACTIVE, NodeState.DRAINING)]
-        hourly_cost = sum(node_hourly_price(n, by_key.get(n.offer_key), self.settings.region) for n in running)
+        region = self.settings.region
+        hourly_cost = sum(node_hourly_price(n, by_key.get(n.offer_key), region) for n in running) + sum(
+            node_volume_price(n, by_key.get(n.offer_key), region) for n in nodes if n.state is NodeState.STOPPED
+        )  # a stopped node's root volume is still billed
         after = guardrails.after_round(
             plane.guardrails, self.settings, seen.guard, nodes=nodes, offers=self.offers, demand=seen.demand,
             now=self.now, quotas=seen.extras["quotas"], preempted=seen.preempted,

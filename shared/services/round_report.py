@@ -30,7 +30,7 @@ class RoundResult:
     launch_failures: tuple[LaunchFailure, ...] = ()
     errors: tuple[str, ...] = ()
     nodes: tuple[NodeRecord, ...] = ()  # the records after the round
-    hourly_cost: float = 0.0  # of the nodes running after the round
+    hourly_cost: float = 0.0  # of the nodes running after the round, and of stopped ones' root volumes
     decide_seconds: float = 0.0
     round_seconds: float = 0.0
     spent: float | None = None  # USD by the spend ledger, when the round keeps one

@@ -125,8 +125,8 @@ class Simulation(Fleet):
             return False
         if self.now - self.last_end > TAIL_LIMIT:
             return True
-        floor = sum(o.min_nodes for o in self.offers)
-        return len(self.nodes) <= floor
+        floor = sum(o.min_nodes for o in self.offers)  # the warm pool's stopped nodes stay, as deployed
+        return sum(1 for n in self.nodes.values() if n.state is not NodeState.STOPPED) <= floor
 
     def _handle(self, kind: int, payload: object) -> None:
         if kind == SUBMIT:

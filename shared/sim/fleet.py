@@ -74,7 +74,7 @@ class Fleet(JobFlow):
             self.nodes[node_id] = SimNode(
                 node_id=node_id, offer_key=offer.key, type_name=type_name, market=market, price=price,
                 capacity=capacity, launched_at=self.now, ready_at=ready, priority=self.rng.random(), zone=zone,
-                node_storage=node_storage,
+                node_storage=node_storage, volume_price=volume,
             )  # fmt: skip
             self._push(ready, READY, node_id)
             if market is Market.SPOT and self.options.spot_interruptions > 0:
@@ -226,8 +226,8 @@ class Fleet(JobFlow):
     def _start_stopped(self, node_id: str) -> None:
         node = self.nodes.get(node_id)
         if node is not None and node.state is NodeState.STOPPED:
+            self._charge(node)  # its root volume, while it was stopped
             node.state = NodeState.PENDING
-            node.charged_from = self.now
             node.idle_since = self.now
             node.ready_at = self.now + self.options.boot_delay
             node.record = None

@@ -30,6 +30,9 @@ class PricedNode(Protocol):
     @property
     def state(self) -> NodeState: ...
 
+    @property
+    def volume_price(self) -> float: ...
+
 
 class SimLedger:
     """Keeps nothing, and changes nothing the scaler sees, when the settings have no budget."""
@@ -70,7 +73,7 @@ class SimLedger:
     def record(self, now: float, nodes: Iterable[PricedNode], *, busy: bool) -> None:
         if not self.on:
             return
-        rate = sum(self._price(n) for n in nodes if n.state is not NodeState.STOPPED)
+        rate = sum(self._price(n) for n in nodes)
         self.spend = after_round(self.spend, now=now, rate=rate, busy=busy)
         if self.exhausted_at is None and budget_exhausted(self.settings, self.spend.spent):
             self.exhausted_at = now
@@ -79,8 +82,13 @@ class SimLedger:
             self.lease_ended_at = None if self.lease_reason is None else now
 
     def _price(self, node: PricedNode) -> float:
+        """At the deployed ledger's ceilings (``budget.fleet_rate``): spot at its bid, with the node's own volume."""
+        if node.state is NodeState.STOPPED:
+            return node.volume_price  # EBS bills a stopped node's root volume
         offer = self.offers.get(node.offer_key)
-        return offer_ceiling(offer, self.settings.region) if node.market is Market.SPOT and offer else node.price
+        if node.market is Market.SPOT and offer:
+            return offer_ceiling(offer, self.settings.region) - offer.volume_price + node.volume_price
+        return node.price
 
     def report(self, now: float) -> dict[str, object]:
         out: dict[str, object] = {}

@@ -135,12 +135,14 @@ class SimNode:
         "record_at",
         "running",
         "state",
+        "volume_price",
         "zone",
     )  # fmt: skip
 
     def __init__(
         self, *, node_id: str, offer_key: str, type_name: str, market: Market, price: float, capacity: Resources,
         launched_at: float, ready_at: float, priority: float, zone: str | None = None, node_storage: int | None = None,
+        volume_price: float = 0.0,
     ) -> None:  # fmt: skip
         self.id = node_id
         self.offer_key = offer_key
@@ -148,6 +150,7 @@ class SimNode:
         self.zone = zone
         self.market = market
         self.price = price
+        self.volume_price = volume_price  # of its root volume, in ``price``; all a stopped node costs
         self.capacity = capacity
         self.node_storage = node_storage  # a root volume sized at launch (None: the cluster's)
         self.free = capacity

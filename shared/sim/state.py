@@ -116,8 +116,11 @@ class SimState:
         self.now = max(self.now, t)
 
     def _charge(self, node: SimNode) -> None:
-        """Charge ``node`` from when it was last charged until now (and its idle time, if idle)."""
-        if node.state is not NodeState.STOPPED:
+        """Charge ``node`` from when it was last charged until now (and its idle time, if idle); a stopped node its
+        root volume, which EBS bills while the instance is stopped."""
+        if node.state is NodeState.STOPPED:
+            self.cost += (self.now - node.charged_from) * node.volume_price / 3600
+        else:
             dt = self.now - node.charged_from
             key = f"{node.instance_type}|{node.market}"
             self.node_seconds[key] = self.node_seconds.get(key, 0.0) + dt

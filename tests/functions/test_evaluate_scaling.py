@@ -162,6 +162,9 @@ def test_demand_falls_busy_stay_idle_drain_then_terminate_or_stop_static_stay(
     assert running == {*busy, static}
     assert len(cluster.instances("stopping", "stopped")) == 2
     assert sorted(cluster.node_states().values()) == sorted([NodeState.ACTIVE] * 4 + [NodeState.STOPPED] * 2)
+    # AND the round's hourly cost is the four running nodes' and the two stopped ones' root volumes (EBS bills them)
+    volume = 50 * 0.08 / 730
+    assert retired["hourly_cost"] == pytest.approx(4 * (0.384 + volume) + 2 * volume, abs=1e-4)
     # WHEN demand comes back  THEN the warm pool starts before anything is launched
     cluster.clock.advance(60)
     cluster.submit({shape(4, 8, 3600): 8}, prefix="again")

@@ -214,6 +214,21 @@ def test_fleet_rate_prices_on_demand_nodes_at_their_type_and_spot_at_the_bid() -
     assert fleet_rate(nodes, offers, "us-west-2") == pytest.approx(0.68 + 0.42 + 0.616 + 3 * 50 * 0.08 / 730)
 
 
+def test_fleet_rate_prices_each_nodes_own_root_volume_and_a_stopped_nodes_alone() -> None:
+    offers = {o.key: o for o in offers_for(cluster(), {"c5.4xlarge": 0.2, "c5a.4xlarge": 0.2})}
+    grown = 500 * 2**30  # a round grew these nodes' volumes from the cluster's 50 GiB
+    nodes = [
+        replace(node(SPOT), node_storage=grown),
+        replace(node(C5), node_storage=grown),
+        replace(node(C5), state=NodeState.STOPPED),
+        replace(node(C5), state=NodeState.STOPPED, node_storage=grown),
+    ]
+    # THEN a grown node pays for its own volume (at its bid or type's price beside it); a stopped one for its volume
+    gib_hour = 0.08 / 730
+    expected = 0.42 + 500 * gib_hour + 0.68 + 500 * gib_hour + 50 * gib_hour + 500 * gib_hour
+    assert fleet_rate(nodes, offers, "us-west-2") == pytest.approx(expected)
+
+
 def test_a_nodes_hourly_price_has_its_root_volume_beside_its_instance() -> None:
     # GIVEN root volumes of 100 GiB ($0.011/h at gp3's $0.08 per GiB-month)
     settings_ = cluster(node_storage=100 * 2**30)
