@@ -254,7 +254,7 @@ class Actuator:
         for failure in result.failures:
             self.tally.launch_failures.append(failure)
             if failure.volume_quota:  # the fleet launched the template's volume instead; later rounds start there
-                self.volume_refused(failure.code, failure.message, unavailable)
+                self.volume_refused(f"{failure.code}: {failure.message}", unavailable)
             if not failure.offering_error:
                 self.tally.errors.append(f"launch {action.offer_key} as {failure.instance_type}: {failure.code}")
                 continue
@@ -268,9 +268,8 @@ class Actuator:
             refused = True
         return Launched(result=result, refused=refused)
 
-    def volume_refused(self, code: str, message: str, unavailable: set[Offering] | None = None) -> None:
+    def volume_refused(self, why: str, unavailable: set[Offering] | None = None) -> None:
         """The region's EBS storage quota refused a larger root volume: rounds keep to the template's for a while."""
-        why = f"{code}: {message}"
         self.ports.capacity.record_failure(LARGER_ROOT_VOLUMES, why, self.now, self.capacity_failure_ttl)
         if unavailable is not None:
             unavailable.add(LARGER_ROOT_VOLUMES)

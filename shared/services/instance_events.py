@@ -69,8 +69,7 @@ def handle_instance_event(
     )
     volume_refused = _refused_its_volume(plane, node, kind, ec2_state)
     if volume_refused:
-        why = f"{instance_id} ended as it started: the region's EBS storage quota refused its root volume"
-        actuator.volume_refused("Client.VolumeLimitExceeded", why)
+        actuator.volume_refused(f"{instance_id} ended as it started: the EBS storage quota refused its root volume")
     actions = instance_event_actions(node, kind, ec2_state)
     # A failed write raises (the event is delivered again), rather than being logged as a round's would be.
     actuator.act(actions, launch_key=round_id, unavailable=set(), keep_going=False)
@@ -90,9 +89,6 @@ def handle_instance_event(
 
 def _refused_its_volume(plane: ControlPlane, node: NodeRecord, kind: InstanceEventKind, ec2_state: str | None) -> bool:
     ending = kind is InstanceEventKind.STATE_CHANGE and ec2_state in (*LEAVING_STATES, "terminated")
-    return (
-        ending
-        and node.state is NodeState.PENDING
-        and node.node_storage is not None
-        and (plane.fleet.refused_root_volume(node.instance_id))
-    )
+    if not ending or node.state is not NodeState.PENDING or node.node_storage is None:
+        return False  # only a node launched with a larger volume that never ran is worth a DescribeInstances
+    return plane.fleet.refused_root_volume(node.instance_id)
