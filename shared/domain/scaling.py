@@ -88,10 +88,16 @@ def decide(
     ``smoothed_at`` is when the smoothed estimates in ``state`` last decayed (the previous decision's
     ``smoothed_at``); None decays now.
     """
-    offers = sized_offers(offers, snapshot.demand, largest=settings.largest_node_storage, region=settings.region)
+    blocked = Blocked(unavailable, snapshot.zones)
+    offers = sized_offers(
+        offers,
+        snapshot.demand,
+        largest=settings.largest_node_storage,
+        region=settings.region,
+        homes={o.key for o in offers if blocked.options(o)},
+    )
     actions: list[Action] = []
     fleet = Fleet(reconcile_records(snapshot, now, actions), snapshot.instances)
-    blocked = Blocked(unavailable, snapshot.zones)
     target = _target(snapshot, settings, offers, state, fleet=fleet, blocked=blocked, now=now, smoothed_at=smoothed_at)
     wanted, spend_reasons = guard_spend(
         target.wanted, fleet.live, target.plan, target.offers, settings, spent=snapshot.spent

@@ -1,62 +1,156 @@
 """Root volumes sized from the queue, so that disk is not what fills a node first.
 
-Jobs keep their files on the node's EBS root volume (``catalog``), one size for the cluster in Toil
-(``--nodeStorage``, 50 GiB by default). Jobs that each ask 10 GiB then fill a 16-core node at four,
-whatever their cores: on nf-chipseq that is most of the bill. A volume costs little beside its
-instance ($0.08 per GiB-month, $0.019/h for 170 GiB beside a c5.4xlarge's $0.68/h), so each round
-offers every node type with the volume its queued and running jobs need to fill it by cores,
-memory and accelerators: for each shape that fits, as many of its jobs as one node holds (at most
-as many as there are) times its disk. The cluster's ``node_storage`` is the smallest volume,
-``max_node_storage`` the largest. A launch names the size (``Launch.node_storage``) and the launcher
-asks EC2 for it; an agent sees its disk as the filesystem's free space, so it admits what the
-volume holds. Instance-store types keep their own disks, and so does a node type with a ``maxNodes``: there the user
-has sized the fleet by hand, and on ``shoal demo``'s capped cluster grown volumes made its p95 wait 32.0 min against
-27.0 (docs/simulate.md, session 20).
+Jobs keep their files on the node's EBS root volume (``catalog``), one size for the cluster in Toil (``--nodeStorage``,
+50 GiB by default). Jobs that each ask 10 GiB then fill a 16-core node at four, whatever their cores: on nf-chipseq that
+is most of the bill. A volume costs little beside its instance ($0.08 per GiB-month, $0.019/h for 170 GiB beside a
+c5.4xlarge's $0.68/h), so each round offers every node type with the volume its queued and running jobs need to fill it
+by cores, memory and accelerators: for each kind of job it holds at no more than twice the cheapest price per job
+(``HOME_FACTOR``), as many of them as one node holds (at most as many as there are) times their disk, plus the most disk
+other jobs could ask of the room those leave. The cluster's ``node_storage`` is the smallest volume,
+``max_node_storage`` the largest. A launch names the size (``Launch.node_storage``) and the launcher asks EC2 for it;
+an agent sees its disk as the filesystem's free space, so it admits what the volume holds. Instance-store types keep
+their own disks, and so does a node type with a ``maxNodes``: there the user has sized the fleet by hand, and on
+``shoal demo``'s capped cluster grown volumes made its p95 wait 32.0 min against 27.0 (docs/simulate.md, session 20).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from shared.domain.catalog import OVERHEAD_ROOT_DISK, instance_type, root_volume_price
 from shared.domain.cluster_state import DemandCount
 from shared.domain.jobs import Shape
 from shared.domain.node_types import UNLIMITED, Offer, usable_by_all
+from shared.domain.resources import Resources
 from shared.domain.units import GiB
 
 STEP = 10 * GiB  # sizes go in steps, so that a queue that changes a little keeps its volumes (and its plans)
+# A node type grows its volume for the jobs it holds at no more than this many times the cheapest price per job among
+# the types that can launch: a 96-core on-demand node running one large job is not given 970 GiB for one-core jobs a
+# spot 16-core node holds for less than half the price. On the RICC week such volumes cost 0.9 %; 1.5 gave the same,
+# 3 a third of the saving (docs/simulate.md, session 23).
+HOME_FACTOR = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """Jobs that ask the same resources (wall times aside, which a volume does not depend on)."""
+
+    wants: Resources
+    count: int  # queued or running
+    preemptible: bool
 
 
 def sized_offers(
-    offers: Sequence[Offer], demand: Mapping[Shape, DemandCount], *, largest: int, region: str
+    offers: Sequence[Offer],
+    demand: Mapping[Shape, DemandCount],
+    *,
+    largest: int,
+    region: str,
+    homes: Collection[str] | None = None,
 ) -> list[Offer]:
-    """``offers`` with each root volume grown to what ``demand`` needs, up to ``largest`` bytes."""
-    return [_sized(offer, demand, largest, region) for offer in offers]
+    """``offers`` with each root volume grown to what ``demand`` needs, up to ``largest`` bytes. ``homes``: the keys
+    of the offers that can take jobs now (None: all); only those set the cheapest price per job."""
+    kinds = _kinds(demand)
+    cheapest = _cheapest(offers if homes is None else [o for o in offers if o.key in homes], kinds, largest)
+    return [_sized(offer, _need(offer, kinds, cheapest, largest), region) for offer in offers]
 
 
-def volume_needed(offer: Offer, demand: Mapping[Shape, DemandCount], largest: int) -> int:
-    """Bytes of root volume a node of ``offer`` needs to fill up with any one shape of ``demand`` (at least its own
-    ``node_storage``, at most ``largest``; its own for an instance-store type or one with a maximum)."""
-    members = [instance_type(name) for name in offer.instance_types]
-    if any(m.instance_storage for m in members) or largest <= offer.node_storage or offer.max_nodes < UNLIMITED:
-        return offer.node_storage
-    most = usable_by_all(members, largest)
-    need = 0
+def volume_needed(
+    offer: Offer, demand: Mapping[Shape, DemandCount], largest: int, *, among: Sequence[Offer] = ()
+) -> int:
+    """Bytes of root volume a node of ``offer`` needs (at least its own ``node_storage``, at most ``largest``; its own
+    for an instance-store type or one with a maximum): for each kind of job it can hold at no more than
+    ``HOME_FACTOR`` times the cheapest price per job of ``offer`` and ``among``, as many as one node holds (no more
+    than there are), and then the most disk the jobs left can ask of the cores and memory those leave free."""
+    kinds = _kinds(demand)
+    return _need(offer, kinds, _cheapest([offer, *among], kinds, largest), largest)
+
+
+def _kinds(demand: Mapping[Shape, DemandCount]) -> list[_Kind]:
+    counts: dict[tuple[Resources, bool], int] = {}
     for shape, count in demand.items():
-        jobs, wants = count.queued + count.running, shape.resources
-        if jobs <= 0 or wants.disk <= 0 or (offer.spot and not shape.preemptible) or not wants.fits_in(most):
-            continue
-        pairs = ((wants.cores, most.cores), (wants.memory, most.memory), (wants.accelerators, most.accelerators))
-        limits = [math.floor(have / want + 1e-9) for want, have in pairs if want > 0]
-        need = max(need, min([jobs, *limits]) * wants.disk)
-    stepped = math.ceil((need + OVERHEAD_ROOT_DISK) / STEP) * STEP
+        jobs = count.queued + count.running
+        if jobs > 0 and shape.resources.disk > 0:
+            key = (shape.resources, shape.preemptible)
+            counts[key] = counts.get(key, 0) + jobs
+    return [_Kind(wants, count, preemptible) for (wants, preemptible), count in counts.items()]
+
+
+def _grows(offer: Offer, largest: int) -> bool:
+    members = [instance_type(name) for name in offer.instance_types]
+    return (
+        not any(m.instance_storage for m in members) and largest > offer.node_storage and offer.max_nodes >= UNLIMITED
+    )
+
+
+def _most(offer: Offer, largest: int) -> Resources:
+    """What one node of ``offer`` gives jobs at the largest volume it may have."""
+    storage = largest if _grows(offer, largest) else offer.node_storage
+    return usable_by_all([instance_type(name) for name in offer.instance_types], storage)
+
+
+def _held(kind: _Kind, room: Resources, *, disk: bool) -> int:
+    """How many of ``kind``'s jobs fit in ``room`` (by disk too if ``disk``), no more than there are."""
+    wants = kind.wants
+    pairs = [(wants.cores, room.cores), (wants.memory, room.memory), (wants.accelerators, room.accelerators)]
+    if disk:
+        pairs.append((wants.disk, room.disk))
+    return max(0, min([kind.count, *(math.floor(have / want + 1e-9) for want, have in pairs if want > 0)]))
+
+
+def _runs(offer: Offer, kind: _Kind) -> bool:
+    return kind.preemptible or not offer.spot
+
+
+def _stepped(offer: Offer, disk: int, largest: int) -> int:
+    stepped = math.ceil((disk + OVERHEAD_ROOT_DISK) / STEP) * STEP
     return min(largest, max(offer.node_storage, stepped))
 
 
-def _sized(offer: Offer, demand: Mapping[Shape, DemandCount], largest: int, region: str) -> Offer:
-    storage = volume_needed(offer, demand, largest)
+def _per_job(offer: Offer, kind: _Kind, largest: int) -> float | None:
+    """Dollars an hour per job of ``kind`` on a node of ``offer`` that holds as many as it can (None: none fit)."""
+    most = _most(offer, largest)
+    if not _runs(offer, kind) or not kind.wants.fits_in(most):
+        return None
+    held = _held(kind, most, disk=True)
+    if held == 0:
+        return None
+    storage = _stepped(offer, held * kind.wants.disk, largest) if _grows(offer, largest) else offer.node_storage
+    per_byte = offer.volume_price / offer.node_storage if offer.node_storage else 0.0
+    return (offer.hourly_price + per_byte * (storage - offer.node_storage)) / held
+
+
+def _cheapest(offers: Sequence[Offer], kinds: Sequence[_Kind], largest: int) -> dict[_Kind, float]:
+    """Per kind of job, the least price per job among ``offers`` that can keep launching (no ``maxNodes``)."""
+    out: dict[_Kind, float] = {}
+    for kind in kinds:
+        prices = [p for o in offers if o.max_nodes >= UNLIMITED and (p := _per_job(o, kind, largest)) is not None]
+        if prices:
+            out[kind] = min(prices)
+    return out
+
+
+def _need(offer: Offer, kinds: Sequence[_Kind], cheapest: Mapping[_Kind, float], largest: int) -> int:
+    if not _grows(offer, largest):
+        return offer.node_storage
+    most = _most(offer, largest)
+    need = 0
+    for kind in kinds:
+        price = _per_job(offer, kind, largest)
+        if price is None or price > HOME_FACTOR * cheapest.get(kind, price) + 1e-12:
+            continue
+        held = _held(kind, most, disk=False)
+        left = most - kind.wants.scaled(held)
+        rest = [replace(k, count=k.count - held) if k == kind else k for k in kinds if _runs(offer, k)]
+        others = [_held(k, left, disk=False) * k.wants.disk for k in rest]
+        need = max(need, held * kind.wants.disk + max(others, default=0))
+    return _stepped(offer, need, largest)
+
+
+def _sized(offer: Offer, storage: int, region: str) -> Offer:
     if storage == offer.node_storage:
         return offer
     volume = root_volume_price(storage, region)

@@ -351,12 +351,13 @@ def test_the_toil_flag_runs_toils_scaler_under_the_same_variant(tmp_path: Path) 
          "--variants", "fill-first-0.6", "--toil"],
         cwd=ROOT, capture_output=True, text=True, check=False, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
-    # THEN Shoal's row is followed by Toil's and by the ratio of the two costs
+    # THEN Shoal's row is followed by Toil's and by the ratio of the two costs (of the costs before they are printed
+    # to the cent: $1.40 against $1.61 may be a ratio of 0.8736)
     assert done.returncode == 0, done.stderr
     shoal, toil, ratio = done.stdout.splitlines()[1:4]
     assert shoal.split()[1] == "fill-first-0.6"
     assert toil.split()[1:4] == ["Toil,", "same", "agents"]
-    assert float(ratio.split()[-1]) == pytest.approx(float(shoal.split()[2]) / float(toil.split()[4]), abs=1e-3)
+    assert float(ratio.split()[-1]) == pytest.approx(float(shoal.split()[2]) / float(toil.split()[4]), abs=1e-2)
 
 
 def test_a_tail_variant_sets_the_share_the_packing_reads_and_restores_it(tmp_path: Path) -> None:

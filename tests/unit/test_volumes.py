@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from shared.domain.catalog import instance_type, root_volume_price
-from shared.domain.cluster_state import DemandCount
+from shared.domain.cluster_state import DemandCount, Market
 from shared.domain.decision import Launch, Snapshot
 from shared.domain.jobs import Shape
-from shared.domain.node_types import build_offers, parse_node_types
+from shared.domain.node_types import Offer, build_offers, parse_node_types
 from shared.domain.policy import ScalerState
 from shared.domain.resources import Resources
 from shared.domain.scaling import decide, offers_for
+from shared.domain.scaling_fleet import ANY_ZONE
 from shared.domain.settings import ClusterSettings
 from shared.domain.units import GiB
 from shared.domain.volumes import sized_offers, volume_needed
+from shared.services.ports import Offering
 
 REGION = "us-west-2"
 NOW = 1_700_000_000.0
@@ -25,7 +29,7 @@ def shape(cores: float, memory_gib: float, disk_gib: float, *, preemptible: bool
     return Shape(resources=wants, wall_time=wall, preemptible=preemptible)
 
 
-def offer(spec: str = "c5.4xlarge:0.30", node_storage_gib: int = 50):
+def offer(spec: str = "c5.4xlarge:0.30", node_storage_gib: int = 50) -> Offer:
     [only] = build_offers(parse_node_types(spec), region=REGION, node_storage=node_storage_gib * GiB)
     return only
 
@@ -87,9 +91,11 @@ def test_instance_store_types_keep_their_own_disks() -> None:
     assert sized_offers([gpu], queued((shape(1, 1, 10), 40)), largest=1024 * GiB, region=REGION) == [gpu]
 
 
-def _decide(settings: ClusterSettings, demand: dict[Shape, DemandCount]) -> list[Launch]:
+def _decide(
+    settings: ClusterSettings, demand: dict[Shape, DemandCount], refused: Sequence[Offering] = ()
+) -> list[Launch]:
     snapshot = Snapshot(demand=demand, nodes=(), instances=())
-    decision = decide(snapshot, settings, offers_for(settings), ScalerState(), set(), now=NOW)
+    decision = decide(snapshot, settings, offers_for(settings), ScalerState(), set(refused), now=NOW)
     return [a for a in decision.actions if isinstance(a, Launch)]
 
 
@@ -106,3 +112,47 @@ def test_a_launch_names_the_grown_volume_and_says_so() -> None:
     [launch] = _decide(kept.validate(), queued((hour_long, 32)))
     assert (launch.count, launch.node_storage) == (8, None)
     assert "root volume" not in launch.reason
+
+
+def _c5_spot_and_m5_24xlarge() -> list[Offer]:
+    return build_offers(parse_node_types("c5.4xlarge:0.30,m5.24xlarge"), region=REGION, node_storage=50 * GiB)
+
+
+def test_a_type_grows_only_for_jobs_it_holds_within_twice_the_cheapest_price_per_job() -> None:
+    c5, m5 = _c5_spot_and_m5_24xlarge()
+    small = queued((shape(1, 1, 10), 200))
+    # GIVEN one-core jobs: a spot c5.4xlarge holds 16 for $0.32/h ($0.020 a job), an on-demand m5.24xlarge 96 for
+    # $4.72/h with 970 GiB ($0.049 a job)
+    # THEN the c5.4xlarge grows for them and the m5.24xlarge keeps its 50 GiB, more than twice the price per job
+    assert [o.node_storage for o in sized_offers([c5, m5], small, largest=1024 * GiB, region=REGION)] == [
+        170 * GiB,
+        50 * GiB,
+    ]
+    assert volume_needed(m5, small, 1024 * GiB, among=[c5]) == 50 * GiB
+    # AND alone, the m5.24xlarge is their cheapest home, and grows to hold 96 of them
+    assert volume_needed(m5, small, 1024 * GiB) == 970 * GiB
+
+
+def test_room_a_large_job_leaves_is_sized_for_the_small_jobs_that_could_fill_it() -> None:
+    c5, m5 = _c5_spot_and_m5_24xlarge()
+    # GIVEN a 64-core job only the m5.24xlarge holds, beside the one-core jobs a c5.4xlarge holds more cheaply
+    demand = {**queued((shape(1, 1, 10), 200)), shape(64, 100, 10, preemptible=False): DemandCount(running=1)}
+    sized = sized_offers([c5, m5], demand, largest=1024 * GiB, region=REGION)
+    # THEN its volume holds the large job and 32 one-core jobs in the 32 cores it leaves: 10 + 320 + 8 → 340 GiB
+    assert [o.node_storage for o in sized] == [170 * GiB, 340 * GiB]
+    # AND with no c5.4xlarge able to launch, the m5.24xlarge is the one-core jobs' home again and holds 96
+    homes = {m5.key}
+    assert sized_offers([c5, m5], demand, largest=1024 * GiB, region=REGION, homes=homes)[1].node_storage == 970 * GiB
+
+
+def test_a_round_sizes_a_type_for_the_jobs_whose_cheaper_type_ec2_refused() -> None:
+    spec = "c5.4xlarge:0.30,m5.24xlarge"  # on-demand stands in for refused spot capacity
+    settings = ClusterSettings(name="t", node_types=spec, region=REGION, preemptible_compensation=1.0).validate()
+    demand = queued((shape(1, 1, 10, wall=3600), 96))
+    # GIVEN 96 hour-long one-core jobs  WHEN a round decides: sixteen to a 170 GiB spot c5.4xlarge
+    [launch] = _decide(settings, demand)
+    assert (launch.offer_key, launch.count, launch.node_storage) == ("c5.4xlarge:spot", 6, 170 * GiB)
+    # WHEN EC2 has refused spot c5.4xlarge everywhere: one m5.24xlarge whose volume holds all 96
+    refused = [Offering(instance_type="c5.4xlarge", zone=ANY_ZONE, market=Market.SPOT)]
+    [launch] = _decide(settings, demand, refused)
+    assert (launch.offer_key, launch.count, launch.node_storage) == ("m5.24xlarge", 1, 970 * GiB)
