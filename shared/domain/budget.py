@@ -168,13 +168,15 @@ def guard_spend(
     settings: ClusterSettings,
     *,
     spent: float,
+    stopped: Sequence[NodeRecord] = (),
 ) -> tuple[dict[str, int], list[str]]:
     """The wanted counts within the budget and ``maxHourlyCost``, with the reasons for any cut."""
     if budget_exhausted(settings, spent):
         return dict.fromkeys(wanted, 0), [exhausted_reason(settings, spent)]
     if settings.max_hourly_cost is None:
         return dict(wanted), []
-    return cap_hourly_cost(wanted, live, plan, offers, region=settings.region, cap=settings.max_hourly_cost)
+    cap = settings.max_hourly_cost
+    return cap_hourly_cost(wanted, live, plan, offers, region=settings.region, cap=cap, stopped=stopped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,11 +200,13 @@ def cap_hourly_cost(
     *,
     region: str,
     cap: float,
+    stopped: Sequence[NodeRecord] = (),
 ) -> tuple[dict[str, int], list[str]]:
-    """``wanted`` cut to fit ``cap`` dollars an hour, cheapest per planned job first."""
+    """``wanted`` cut to fit ``cap`` dollars an hour, cheapest per planned job first. The root volumes of ``stopped``
+    (warm-pool) nodes are billed too; one the round starts again counts its volume twice, so the cap errs low."""
     jobs_per_node = _jobs_per_node(plan)
     out: dict[str, int] = {}
-    fixed = 0.0
+    fixed = sum(node_volume_price(n, offers.get(n.offer_key), region) for n in stopped)
     units: list[_Unit] = []
     for key, want in wanted.items():
         offer = offers.get(key)
@@ -227,8 +231,8 @@ def cap_hourly_cost(
     waiting = sum(u.jobs for u in dropped)
     if fixed > cap + _SLACK:
         reason = (
-            f"capped at ${cap:g}/h: {waiting} jobs wait; the nodes that cannot be removed (busy, static, minNodes) "
-            f"already cost ${fixed:.2f}/h, so nothing launches and idle nodes drain"
+            f"capped at ${cap:g}/h: {waiting} jobs wait; the nodes that cannot be removed (busy, static, minNodes, "
+            f"stopped ones' root volumes) already cost ${fixed:.2f}/h, so nothing launches and idle nodes drain"
         )
     else:
         reason = (

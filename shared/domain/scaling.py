@@ -100,7 +100,7 @@ def decide(
     fleet = Fleet(reconcile_records(snapshot, now, actions), snapshot.instances)
     target = _target(snapshot, settings, offers, state, fleet=fleet, blocked=blocked, now=now, smoothed_at=smoothed_at)
     wanted, spend_reasons = guard_spend(
-        target.wanted, fleet.live, target.plan, target.offers, settings, spent=snapshot.spent
+        target.wanted, fleet.live, target.plan, target.offers, settings, spent=snapshot.spent, stopped=fleet.pool
     )  # maxHourlyCost and the budget
     target = replace(target, wanted=wanted, reasons=target.reasons + spend_reasons)
     changes = Changes(fleet, blocked, target, settings, actions)

@@ -105,6 +105,20 @@ def test_busy_nodes_above_the_cap_stay_and_nothing_launches() -> None:
     assert any("already cost $2.06/h" in r for r in decision.reasons)
 
 
+def test_stopped_nodes_root_volumes_count_against_the_cap() -> None:
+    # GIVEN three busy c5.4xlarge ($2.06/h with their root volumes), a queue, and a cap of $2.08/h
+    busy = [node(C5, jobs=4, heartbeat=NOW) for _ in range(3)]
+    settings_ = cluster(max_hourly_cost=2.08)
+    alone = run(snap({SMALL_OD: 60}, busy, running={SMALL_OD: 12}), settings_)
+    assert not any("already cost" in r for r in alone.reasons)
+    # WHEN ten stopped warm-pool r5 nodes also keep their 50 GiB volumes ($0.0055/h each, which EBS bills)
+    pool = [node(R5, NodeState.STOPPED) for _ in range(10)]
+    decision = run(snap({SMALL_OD: 60}, busy + pool, running={SMALL_OD: 12}), settings_)
+    # THEN the fleet that cannot be removed already costs more than the cap, and nothing launches
+    assert not launched(decision)
+    assert any("stopped ones' root volumes) already cost $2.11/h" in r for r in decision.reasons)
+
+
 def test_a_capped_fleet_is_a_fixed_point() -> None:
     settings_ = cluster(max_hourly_cost=2.0)
     first = run(snap({SMALL_OD: 100}), settings_)
