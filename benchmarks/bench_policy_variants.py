@@ -605,6 +605,14 @@ def _line(trace: str, name: str, reports: Sequence[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    logging.disable(logging.CRITICAL)  # the rounds' logs are not the benchmark's output
+    try:
+        return _main(argv)
+    finally:
+        logging.disable(logging.NOTSET)  # a caller in the same process (a test) keeps its logs
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--traces", type=Path, default=TRACES)
     parser.add_argument("--only", help="only traces whose file name contains this")
@@ -623,7 +631,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             variant(name)
         except ValueError as error:
             parser.error(str(error))
-    logging.disable(logging.CRITICAL)
     volumes = {"node_storage": args.node_storage, "max_node_storage": args.max_node_storage}
     print(f"{'trace':<18}{'variant':<24}" + "".join(f"{'$ seed ' + str(s):>13}" for s in args.seeds)
           + f"{'median $':>11}{'p95 s (max of seeds)':>22}{'lost+twice+killed':>19}")  # fmt: skip

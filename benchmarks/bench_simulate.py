@@ -454,6 +454,14 @@ def _toil_ladder(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    logging.disable(logging.CRITICAL)  # the rounds' logs are not the benchmark's output
+    try:
+        return _main(argv)
+    finally:
+        logging.disable(logging.NOTSET)  # a caller in the same process (a test) keeps its logs
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--traces", type=Path, default=TRACES)
     parser.add_argument("--only", help="only traces whose file name contains this")
@@ -472,7 +480,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--jobs", type=_jobs, default=1, help="runs side by side (processes); the reports do not change, only `sec`"
     )
     args = parser.parse_args(argv)
-    logging.disable(logging.CRITICAL)
     settings = ClusterSettings(
         name="bench", node_types=NODE_TYPES, node_storage=args.node_storage, max_node_storage=args.max_node_storage
     ).validate()

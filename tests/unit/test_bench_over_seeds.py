@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,8 @@ def test_runs_side_by_side_give_the_same_reports(tmp_path: Path, capsys: pytest.
     args = ["--traces", str(traces), "--seeds", "0,1", "--toil-targets", "900"]
     assert bench_simulate.main([*args, "--json", str(one)]) == 0
     assert bench_simulate.main([*args, "--json", str(two), "--jobs", "2"]) == 0
+    # (and the process's logging is back as it was: the handlers' log tests run after it in one worker)
+    assert logging.root.manager.disable == logging.NOTSET
     # THEN every report is the same, in the same order, and both printed a row per run
     assert _without_timings(json.loads(two.read_text())) == _without_timings(json.loads(one.read_text()))
     printed = capsys.readouterr().out
