@@ -30,7 +30,7 @@ from cdk import constants
 from cdk.guardrails import scaler_statements, teardown_state_machine_arn
 from cdk.nag import acknowledge
 from cdk.workers import LOG_WRITE_ACTIONS, TABLE_ITEM_ACTIONS
-from shared.domain.quotas import QUOTA_CODES
+from shared.domain.quotas import GP3_QUOTA_CODE, QUOTA_CODES
 from shared.domain.settings import ClusterSettings
 from shared.services import telemetry
 from shared.services.environment import FunctionEnvironment
@@ -214,16 +214,25 @@ class ControlPlaneFunctions(Construct):
         statements = [
             iam.PolicyStatement(
                 sid="DescribeFleet",
-                actions=["ec2:DescribeInstances", "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSubnets"],
+                actions=[
+                    "ec2:DescribeInstances",
+                    "ec2:DescribeSpotInstanceRequests",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeVolumes",  # the gp3 storage outside the cluster, against the gp3 quota
+                ],
                 resources=["*"],
             ),
             iam.PolicyStatement(
-                # The account's vCPU quotas, read so that the fleet is never planned past them.
-                sid="ReadVcpuQuotas",
+                # The account's vCPU quotas and the region's gp3 storage quota, read so that the fleet is never
+                # planned past them.
+                sid="ReadQuotas",
                 actions=["servicequotas:GetServiceQuota"],
                 resources=[
-                    stack.format_arn(service="servicequotas", resource="ec2", resource_name=code)
-                    for code in sorted(set(QUOTA_CODES.values()))
+                    *(
+                        stack.format_arn(service="servicequotas", resource="ec2", resource_name=code)
+                        for code in sorted(set(QUOTA_CODES.values()))
+                    ),
+                    stack.format_arn(service="servicequotas", resource="ebs", resource_name=GP3_QUOTA_CODE),
                 ],
             ),
             iam.PolicyStatement(

@@ -4,7 +4,9 @@
   ``shared.domain.quotas.QUOTA_CODES``, and one account-wide ``DescribeInstances`` (pending and running) for
   the vCPUs used outside the cluster. Kept for ``ttl`` seconds. A quota that cannot be read (not offered
   in the region, access denied, throttled past the retries) is left out: "no limit known", said once in
-  the log, never an error for the round. The next read after ``ttl`` tries again.
+  the log, never an error for the round. The next read after ``ttl`` tries again. The region's gp3 storage
+  quota (service code ``ebs``) likewise, with one ``DescribeVolumes`` for the gp3 GiB outside the cluster: root
+  volumes a round grows are kept within it (``shared.domain.scaling``).
 - ``SpotPlacementScorer.scores``: ``GetSpotPlacementScores`` per spot offer (its instance types together,
   one score per zone), kept for ``ttl`` seconds. Where the account may not call it (or the endpoint lacks
   it) the scores are empty and launches keep the price order; said once in the log.
@@ -27,7 +29,7 @@ from shared.adapters import aws
 from shared.adapters.ec2_fleet import CLUSTER_TAG
 from shared.domain.cluster_state import Market
 from shared.domain.node_types import Offer
-from shared.domain.quotas import QUOTA_CODES, QuotaView, quota_code, vcpus
+from shared.domain.quotas import GP3_QUOTA_CODE, QUOTA_CODES, QuotaView, quota_code, vcpus
 
 log = logging.getLogger("shoal.quotas")
 DEFAULT_TTL = 300.0
@@ -80,11 +82,47 @@ class ServiceQuotaReader:
         if self._cached is not None and now < self._cached[0]:
             return self._cached[1]
         limits = self._limits()
+        gp3 = self._gp3_gib()
         view = None
-        if limits:
-            view = QuotaView(limits=MappingProxyType(limits), used_elsewhere=MappingProxyType(self._used(limits)))
+        if limits or gp3 is not None:
+            view = QuotaView(
+                limits=MappingProxyType(limits),
+                used_elsewhere=MappingProxyType(self._used(limits) if limits else {}),
+                gp3_gib=gp3,
+                gp3_elsewhere_gib=self._gp3_elsewhere_gib() if gp3 is not None else 0.0,
+            )
         self._cached = (now + self.ttl, view)
         return view
+
+    def _gp3_gib(self) -> float | None:
+        """The region's gp3 storage quota in GiB (Service Quotas gives TiB); None: not readable, said once."""
+        try:
+            response = self.quotas.get_service_quota(ServiceCode="ebs", QuotaCode=GP3_QUOTA_CODE)
+        except _READ_ERRORS as error:
+            self.once.warn(f"gp3 storage quota {GP3_QUOTA_CODE} not readable, no limit known: {_describe(error)}")
+            return None
+        value = response.get("Quota", {}).get("Value")
+        if not isinstance(value, int | float):
+            self.once.warn(f"gp3 storage quota {GP3_QUOTA_CODE} has no value, no limit known")
+            return None
+        return float(value) * 1024.0
+
+    def _gp3_elsewhere_gib(self) -> float:
+        """GiB of the region's gp3 volumes not tagged with this cluster (0 if they cannot be listed, said once)."""
+        total = 0.0
+        try:
+            pages = self.ec2.get_paginator("describe_volumes").paginate(
+                Filters=[{"Name": "volume-type", "Values": ["gp3"]}]
+            )
+            for page in pages:
+                for volume in page.get("Volumes", []):
+                    tags = {t.get("Key"): t.get("Value") for t in volume.get("Tags", [])}
+                    if tags.get(CLUSTER_TAG) != self.cluster:
+                        total += float(volume.get("Size", 0))
+        except _READ_ERRORS as error:
+            self.once.warn(f"cannot list the gp3 volumes, taken as none outside the cluster: {_describe(error)}")
+            return 0.0
+        return total
 
     def _limits(self) -> dict[str, float]:
         limits: dict[str, float] = {}

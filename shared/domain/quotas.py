@@ -44,6 +44,9 @@ QUOTA_CODES: Mapping[tuple[Market, str], str] = MappingProxyType(
         (Market.SPOT, P): "L-7212CCBC",  # All P Spot Instance Requests
     }
 )
+# The region's storage quota for gp3 volumes (Service Quotas, service code "ebs", in TiB): every node's root volume
+# counts against it, and a round that grows volumes can reach it (docs/deploy.md).
+GP3_QUOTA_CODE = "L-7A658B76"
 QUOTA_NAMES: Mapping[str, str] = MappingProxyType(
     {code: f"{market} {cls} vCPU quota" for (market, cls), code in QUOTA_CODES.items()}
 )
@@ -57,6 +60,12 @@ class QuotaView:
 
     limits: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     used_elsewhere: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    gp3_gib: float | None = None  # the gp3 storage quota (``GP3_QUOTA_CODE``) in GiB; None: unknown
+    gp3_elsewhere_gib: float = 0.0  # GiB of gp3 volumes outside this cluster
+
+    def gp3_room_gib(self) -> float | None:
+        """GiB of gp3 the cluster's root volumes may hold in all (None: no limit known)."""
+        return None if self.gp3_gib is None else max(0.0, self.gp3_gib - self.gp3_elsewhere_gib)
 
     def room(self) -> dict[str, float]:
         """vCPUs the cluster's whole fleet may use, per known quota code."""

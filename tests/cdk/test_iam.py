@@ -41,16 +41,24 @@ def test_the_control_plane_role_has_exactly_these_statements(synthesized: Synthe
         {
             "Sid": "DescribeFleet",
             "Effect": "Allow",
-            "Action": ["ec2:DescribeInstances", "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSubnets"],
+            "Action": [
+                "ec2:DescribeInstances",
+                "ec2:DescribeSpotInstanceRequests",
+                "ec2:DescribeSubnets",
+                "ec2:DescribeVolumes",
+            ],
             "Resource": "*",
         },
         {
-            "Sid": "ReadVcpuQuotas",
+            "Sid": "ReadQuotas",
             "Effect": "Allow",
             "Action": "servicequotas:GetServiceQuota",
             "Resource": [
-                s.resolve(stack.format_arn(service="servicequotas", resource="ec2", resource_name=code))
-                for code in ("L-1216C47A", "L-34B43A08", "L-3819A6DF", "L-417A185B", "L-7212CCBC", "L-DB2E81BA")
+                *(
+                    s.resolve(stack.format_arn(service="servicequotas", resource="ec2", resource_name=code))
+                    for code in ("L-1216C47A", "L-34B43A08", "L-3819A6DF", "L-417A185B", "L-7212CCBC", "L-DB2E81BA")
+                ),
+                s.resolve(stack.format_arn(service="servicequotas", resource="ebs", resource_name="L-7A658B76")),
             ],
         },
         {

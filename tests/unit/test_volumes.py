@@ -7,11 +7,12 @@ from collections.abc import Sequence
 import pytest
 
 from shared.domain.catalog import instance_type, root_volume_price
-from shared.domain.cluster_state import DemandCount, Market
-from shared.domain.decision import Launch, Snapshot
+from shared.domain.cluster_state import DemandCount, Market, NodeRecord, NodeState
+from shared.domain.decision import Decision, Instance, InstanceState, Launch, Snapshot
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer, build_offers, parse_node_types
 from shared.domain.policy import ScalerState
+from shared.domain.quotas import QuotaView
 from shared.domain.resources import Resources
 from shared.domain.scaling import decide, offers_for
 from shared.domain.scaling_fleet import ANY_ZONE
@@ -156,3 +157,43 @@ def test_a_round_sizes_a_type_for_the_jobs_whose_cheaper_type_ec2_refused() -> N
     refused = [Offering(instance_type="c5.4xlarge", zone=ANY_ZONE, market=Market.SPOT)]
     [launch] = _decide(settings, demand, refused)
     assert (launch.offer_key, launch.count, launch.node_storage) == ("m5.24xlarge", 1, 970 * GiB)
+
+
+def test_grown_volumes_past_the_regions_gp3_quota_are_launched_at_the_templates_size() -> None:
+    settings = ClusterSettings(name="t", node_types="c5.4xlarge:0.30", region=REGION).validate()
+    hour_long = queued((shape(1, 1, 10, wall=3600), 32))
+    stopped = NodeRecord(
+        instance_id="i-0stopped",
+        offer_key="c5.4xlarge:spot",
+        instance_type="c5.4xlarge",
+        market=Market.SPOT,
+        state=NodeState.STOPPED,
+        node_storage=60 * GiB,
+    )
+
+    def round_with(view: QuotaView | None, nodes: Sequence[NodeRecord] = ()) -> Decision:
+        instances = tuple(
+            Instance(instance_id=n.instance_id, instance_type=n.instance_type, state=InstanceState.STOPPED,
+                     market=n.market, offer_key=n.offer_key, node_storage=n.node_storage)
+            for n in nodes
+        )  # fmt: skip
+        snapshot = Snapshot(demand=hour_long, nodes=tuple(nodes), instances=instances, quotas=view)
+        return decide(snapshot, settings, offers_for(settings), ScalerState(), set(), now=NOW)
+
+    def launches(decision: Decision) -> list[tuple[int, int | None]]:
+        return [(a.count, a.node_storage) for a in decision.actions if isinstance(a, Launch)]
+
+    # GIVEN 32 one-core jobs that two 170 GiB nodes hold (340 GiB)  WHEN the quota is unknown or leaves room
+    assert launches(round_with(None)) == [(2, 170 * GiB)]
+    assert launches(round_with(QuotaView(gp3_gib=500, gp3_elsewhere_gib=160))) == [(2, 170 * GiB)]
+    # WHEN volumes outside the cluster leave it 300 GiB  THEN eight nodes at the template's 50 GiB, and it says why
+    past = round_with(QuotaView(gp3_gib=500, gp3_elsewhere_gib=200))
+    assert launches(past) == [(8, None)]
+    assert past.reasons[0] == (
+        "root volumes kept at 50 GiB: grown ones would take the cluster to 340 GiB of gp3, past the 300 GiB the "
+        "region's gp3 storage quota (L-7A658B76) leaves it"
+    )
+    # AND the cluster's own volumes count, a stopped node's too (the round starts it, and launches the rest): its
+    # 60 GiB and two grown nodes' 340 are past 360 GiB, and within 400
+    assert launches(round_with(QuotaView(gp3_gib=500, gp3_elsewhere_gib=140), [stopped])) == [(7, None)]
+    assert launches(round_with(QuotaView(gp3_gib=500, gp3_elsewhere_gib=100), [stopped])) == [(1, 170 * GiB)]
