@@ -76,7 +76,6 @@ import contextlib
 import functools
 import heapq
 import itertools
-import logging
 import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -86,7 +85,15 @@ from types import MappingProxyType
 from typing import Any
 from unittest import mock
 
-from benchmarks.bench_simulate import NODE_TYPES, TRACES, ToilSimulation, median, node_storage, parse_seeds
+from benchmarks.bench_simulate import (
+    NODE_TYPES,
+    TRACES,
+    ToilSimulation,
+    median,
+    node_storage,
+    parse_seeds,
+    quiet_logs,
+)
 from shared.domain import cheaper_first, demand, packing_tail, policy, scaling, scaling_changes
 from shared.domain.catalog import DEFAULT_MAX_NODE_STORAGE, DEFAULT_NODE_STORAGE
 from shared.domain.cluster_state import Market, NodeRecord, NodeState
@@ -605,11 +612,8 @@ def _line(trace: str, name: str, reports: Sequence[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.disable(logging.CRITICAL)  # the rounds' logs are not the benchmark's output
-    try:
+    with quiet_logs():
         return _main(argv)
-    finally:
-        logging.disable(logging.NOTSET)  # a caller in the same process (a test) keeps its logs
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -453,12 +453,19 @@ def _toil_ladder(
     return {"reports": reports, "matched": matched}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    logging.disable(logging.CRITICAL)  # the rounds' logs are not the benchmark's output
+@contextlib.contextmanager
+def quiet_logs() -> Iterator[None]:
+    """The rounds' logs are not a benchmark's output; a caller in the same process (a test) gets its logging back."""
+    logging.disable(logging.CRITICAL)
     try:
-        return _main(argv)
+        yield
     finally:
-        logging.disable(logging.NOTSET)  # a caller in the same process (a test) keeps its logs
+        logging.disable(logging.NOTSET)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    with quiet_logs():
+        return _main(argv)
 
 
 def _main(argv: Sequence[str] | None) -> int:
