@@ -16,7 +16,7 @@ from operator import itemgetter
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
 from shared.domain.packing_bundles import Bundle
-from shared.domain.packing_groups import UNBOUNDED, Item, Keyed, OpenGroup, break_ties, copies_in
+from shared.domain.packing_groups import UNBOUNDED, Item, Keyed, OpenGroup, break_ties, copies_in, reserves_its_job
 from shared.domain.packing_lanes import Family, FamilySpans, LaneType, lane_types
 from shared.domain.packing_plan import CORE_TOLERANCE, Run
 from shared.domain.packing_tail import tail_factor
@@ -200,7 +200,7 @@ class NodePacker:
             members = self.bundles.get(id(lane))
             if members is not None:
                 every = [run for runs, _ in members.members for run in runs]
-            elif len(lane[5]) == 1 and lane[5][0][1] == 1:
+            elif len(lane[5]) == 1 and lane[5][0][1] == 1 and reserves_its_job(lane):
                 out.append((lane, count, family, copies))
                 continue
             else:

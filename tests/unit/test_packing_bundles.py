@@ -22,6 +22,7 @@ from shared.domain.node_types import Offer
 from shared.domain.packing import plan, why_unplaceable
 from shared.domain.packing_bundles import ROUND_FROM
 from shared.domain.packing_plan import MIN_WALL_TIME, Lane, Plan
+from shared.domain.resources import Resources
 from tests.unit.test_packing_mixing import FLEET, continuous, feasible
 from tests.unit.test_packing_speed import mixed_queue
 
@@ -133,3 +134,28 @@ def test_jobs_alike_but_for_wall_time_are_bundled_too() -> None:
     assert_complete(result, demand, FLEET)
     assert not result.deferred
     assert_bundled([lane for g in result.groups for lane in g.load.lanes])
+
+
+def test_a_job_taken_out_of_a_rounded_lane_is_placed_by_its_own_needs() -> None:
+    # GIVEN hypothesis's counterexample (a fresh clone, session 23): one node of each type at most, a GPU job and three
+    # small ones that fill the g4dn.xlarge, and a 3-core job of 29 GiB disk whose bundled lane rounds its disk up past
+    # what an r5.2xlarge gives (42 GiB), so that only the g4dn.xlarge (124 GiB) holds the lane
+    def job(cores: float, *, accelerators: int = 0, disk: int = 0, wall: float = 1.0) -> Shape:
+        wants = Resources(cores=cores, memory=0, disk=disk, accelerators=accelerators)
+        return Shape(resources=wants, wall_time=wall, preemptible=False)
+
+    big = job(3, disk=31_138_512_897)
+    demand = {
+        job(0.25, wall=1.0): 1,
+        job(0.25, wall=2.0): 1,
+        job(0.25, wall=3.0): 1,
+        job(1.5, accelerators=1): 1,
+        big: 1,
+    }
+    offers = [Offer(**{**{f: getattr(o, f) for f in o.__slots__}, "max_nodes": 1}) for o in FLEET]
+    with bundled_from(0):
+        result = plan(demand, offers, target_time=1800)
+    # THEN taken apart, the job goes by its own 29 GiB onto an r5.2xlarge, and nothing is deferred
+    assert not result.deferred
+    assert result.node_counts()["r5.2xlarge"] == 1
+    assert_complete(result, demand, offers)
