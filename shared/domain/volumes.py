@@ -15,6 +15,7 @@ their own disks, and so does a node type with a ``maxNodes``: there the user has
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -54,8 +55,9 @@ def sized_offers(
     """``offers`` with each root volume grown to what ``demand`` needs, up to ``largest`` bytes. ``homes``: the keys
     of the offers that can take jobs now (None: all); only those set the cheapest price per job."""
     kinds = _kinds(demand)
-    cheapest = _cheapest(offers if homes is None else [o for o in offers if o.key in homes], kinds, largest)
-    return [_sized(offer, _need(offer, kinds, cheapest, largest), region) for offer in offers]
+    prices = {o.key: [_per_job(o, k, largest) for k in kinds] for o in offers}
+    cheapest = _cheapest([o for o in offers if homes is None or o.key in homes], prices, len(kinds))
+    return [_sized(o, _need(o, kinds, prices[o.key], cheapest, largest), region) for o in offers]
 
 
 def volume_needed(
@@ -66,7 +68,8 @@ def volume_needed(
     ``HOME_FACTOR`` times the cheapest price per job of ``offer`` and ``among``, as many as one node holds (no more
     than there are), and then the most disk the jobs left can ask of the cores and memory those leave free."""
     kinds = _kinds(demand)
-    return _need(offer, kinds, _cheapest([offer, *among], kinds, largest), largest)
+    prices = {o.key: [_per_job(o, k, largest) for k in kinds] for o in (offer, *among)}
+    return _need(offer, kinds, prices[offer.key], _cheapest([offer, *among], prices, len(kinds)), largest)
 
 
 def _kinds(demand: Mapping[Shape, DemandCount]) -> list[_Kind]:
@@ -79,17 +82,24 @@ def _kinds(demand: Mapping[Shape, DemandCount]) -> list[_Kind]:
     return [_Kind(wants, count, preemptible) for (wants, preemptible), count in counts.items()]
 
 
+@functools.cache
+def _usable(names: tuple[str, ...], storage: int) -> Resources:
+    """``usable_by_all`` of a class at a volume (a round asks it for every offer and kind of job)."""
+    return usable_by_all([instance_type(name) for name in names], storage)
+
+
+@functools.cache
+def _stores(names: tuple[str, ...]) -> bool:
+    return any(instance_type(name).instance_storage for name in names)
+
+
 def _grows(offer: Offer, largest: int) -> bool:
-    members = [instance_type(name) for name in offer.instance_types]
-    return (
-        not any(m.instance_storage for m in members) and largest > offer.node_storage and offer.max_nodes >= UNLIMITED
-    )
+    return not _stores(offer.instance_types) and largest > offer.node_storage and offer.max_nodes >= UNLIMITED
 
 
 def _most(offer: Offer, largest: int) -> Resources:
     """What one node of ``offer`` gives jobs at the largest volume it may have."""
-    storage = largest if _grows(offer, largest) else offer.node_storage
-    return usable_by_all([instance_type(name) for name in offer.instance_types], storage)
+    return _usable(offer.instance_types, largest if _grows(offer, largest) else offer.node_storage)
 
 
 def _held(kind: _Kind, room: Resources, *, disk: bool) -> int:
@@ -123,24 +133,24 @@ def _per_job(offer: Offer, kind: _Kind, largest: int) -> float | None:
     return (offer.hourly_price + per_byte * (storage - offer.node_storage)) / held
 
 
-def _cheapest(offers: Sequence[Offer], kinds: Sequence[_Kind], largest: int) -> dict[_Kind, float]:
+def _cheapest(offers: Sequence[Offer], prices: Mapping[str, Sequence[float | None]], kinds: int) -> list[float | None]:
     """Per kind of job, the least price per job among ``offers`` that can keep launching (no ``maxNodes``)."""
-    out: dict[_Kind, float] = {}
-    for kind in kinds:
-        prices = [p for o in offers if o.max_nodes >= UNLIMITED and (p := _per_job(o, kind, largest)) is not None]
-        if prices:
-            out[kind] = min(prices)
+    out: list[float | None] = []
+    for j in range(kinds):
+        known = [p for o in offers if o.max_nodes >= UNLIMITED and (p := prices[o.key][j]) is not None]
+        out.append(min(known) if known else None)
     return out
 
 
-def _need(offer: Offer, kinds: Sequence[_Kind], cheapest: Mapping[_Kind, float], largest: int) -> int:
+def _need(
+    offer: Offer, kinds: Sequence[_Kind], own: Sequence[float | None], cheapest: Sequence[float | None], largest: int
+) -> int:
     if not _grows(offer, largest):
         return offer.node_storage
     most = _most(offer, largest)
     need = 0
-    for kind in kinds:
-        price = _per_job(offer, kind, largest)
-        if price is None or price > HOME_FACTOR * cheapest.get(kind, price) + 1e-12:
+    for kind, price, least in zip(kinds, own, cheapest, strict=True):
+        if price is None or (least is not None and price > HOME_FACTOR * least + 1e-12):
             continue
         held = _held(kind, most, disk=False)
         left = most - kind.wants.scaled(held)
@@ -156,7 +166,7 @@ def _sized(offer: Offer, storage: int, region: str) -> Offer:
     volume = root_volume_price(storage, region)
     return replace(
         offer,
-        usable=usable_by_all([instance_type(name) for name in offer.instance_types], storage),
+        usable=_usable(offer.instance_types, storage),
         hourly_price=offer.hourly_price - offer.volume_price + volume,
         volume_price=volume,
         node_storage=storage,
