@@ -119,3 +119,10 @@ def lane_end(runs: Runs) -> float:
             (w if (w := two.wall_time) > MIN_WALL_TIME else MIN_WALL_TIME) * k
         )
     return sum([(s.wall_time if s.wall_time > MIN_WALL_TIME else MIN_WALL_TIME) * n for s, n in runs])
+
+
+def reserves_its_job(lane: LaneType) -> bool:
+    """A lane of one job that reserves just what the job asks. A bundled lane's reservation is rounded up: taken
+    apart, its job must be placed by its own needs (a rounded disk can fit no type the job itself fits)."""
+    r = lane[5][0][0].resources
+    return lane[:4] == (r.cores, r.memory, r.disk, r.accelerators)

@@ -88,10 +88,3 @@ def break_ties(keyed: list[Keyed]) -> list[Item]:
             out.extend([(one[2], one[3], one[4], one[5]) for _, _, one in tied])
         start = end
     return out
-
-
-def reserves_its_job(lane: LaneType) -> bool:
-    """A lane of one job that reserves just what the job asks. A bundled lane's reservation is rounded up: taken
-    apart, its job must be placed by its own needs (a rounded disk can fit no type the job itself fits)."""
-    r = lane[5][0][0].resources
-    return lane[:4] == (r.cores, r.memory, r.disk, r.accelerators)

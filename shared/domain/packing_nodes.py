@@ -15,8 +15,8 @@ from operator import itemgetter
 
 from shared.domain.jobs import Shape
 from shared.domain.node_types import Offer
-from shared.domain.packing_bundles import Bundle
-from shared.domain.packing_groups import UNBOUNDED, Item, Keyed, OpenGroup, break_ties, copies_in, reserves_its_job
+from shared.domain.packing_bundles import Bundle, reserves_its_job
+from shared.domain.packing_groups import UNBOUNDED, Item, Keyed, OpenGroup, break_ties, copies_in
 from shared.domain.packing_lanes import Family, FamilySpans, LaneType, lane_types
 from shared.domain.packing_plan import CORE_TOLERANCE, Run
 from shared.domain.packing_tail import tail_factor

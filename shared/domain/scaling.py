@@ -33,8 +33,6 @@ from types import MappingProxyType
 
 from shared.domain import placement, policy, preemption, quotas
 from shared.domain.budget import budget_drains, guard_spend
-from shared.domain.catalog import volume_gib
-from shared.domain.cluster_state import NodeRecord, NodeState
 from shared.domain.decision import (
     Action,
     Decision,
@@ -56,7 +54,7 @@ from shared.domain.scaling_records import (
     reconcile_records,
 )
 from shared.domain.settings import ClusterSettings
-from shared.domain.volumes import sized_offers
+from shared.domain.volumes import past_gp3_quota, sized_offers
 
 __all__ = [
     "AGENT_BOOT_LIMIT",
@@ -105,7 +103,9 @@ def decide(
     wanted, spend_reasons = guard_spend(
         target.wanted, fleet.live, target.plan, target.offers, settings, spent=snapshot.spent, stopped=fleet.pool
     )  # maxHourlyCost and the budget
-    past = _past_gp3_quota(snapshot.quotas, settings, records, target.offers, wanted, live=fleet.live_counts)
+    past = past_gp3_quota(
+        snapshot.quotas, settings.node_storage, records, target.offers, wanted, live=fleet.live_counts
+    )
     if past is not None:  # the round again with the launch template's volumes
         again = decide(snapshot, replace(settings, max_node_storage=settings.node_storage), offers, state, unavailable,
                        now=now, smoothed_at=smoothed_at)  # fmt: skip
@@ -132,33 +132,6 @@ def decide(
         smoothed_at=target.smoothed_at,
         queued_jobs=sum(c.queued for c in snapshot.demand.values()),
         running_jobs=sum(c.running for c in snapshot.demand.values()),
-    )
-
-
-def _past_gp3_quota(
-    view: quotas.QuotaView | None,
-    settings: ClusterSettings,
-    nodes: Sequence[NodeRecord],
-    offers: Mapping[str, Offer],
-    wanted: Mapping[str, int],
-    *,
-    live: Mapping[str, int],
-) -> str | None:
-    """Why the volumes this round would launch grown take the cluster past the region's gp3 storage quota (None:
-    they fit, none is grown, or the quota is unknown). The nodes it has keep theirs, stopped ones too."""
-    room = view.gp3_room_gib() if view is not None else None
-    launches = [(max(0, n - live.get(key, 0)), offers[key]) for key, n in wanted.items() if key in offers]
-    if room is None or not any(n and o.node_storage > settings.node_storage for n, o in launches):
-        return None
-    kept = [n for n in nodes if n.state is not NodeState.GONE]
-    total = sum(volume_gib(n.node_storage or settings.node_storage) for n in kept)
-    total += sum(n * volume_gib(o.node_storage) for n, o in launches)
-    if total <= room:
-        return None
-    return (
-        f"root volumes kept at {volume_gib(settings.node_storage)} GiB: grown ones would take the cluster to "
-        f"{total:,} GiB of gp3, past the {room:,.0f} GiB the region's gp3 storage quota "
-        f"({quotas.GP3_QUOTA_CODE}) leaves it"
     )
 
 

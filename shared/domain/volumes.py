@@ -11,6 +11,7 @@ other jobs could ask of the room those leave. The cluster's ``node_storage`` is 
 an agent sees its disk as the filesystem's free space, so it admits what the volume holds. Instance-store types keep
 their own disks, and so does a node type with a ``maxNodes``: there the user has sized the fleet by hand, and on
 ``shoal demo``'s capped cluster grown volumes made its p95 wait 32.0 min against 27.0 (docs/simulate.md, session 20).
+Every volume counts against the region's gp3 storage quota: ``past_gp3_quota`` says when grown ones would pass it.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from shared.domain.catalog import OVERHEAD_ROOT_DISK, instance_type, root_volume_price
-from shared.domain.cluster_state import DemandCount
+from shared.domain.catalog import OVERHEAD_ROOT_DISK, instance_type, root_volume_price, volume_gib
+from shared.domain.cluster_state import DemandCount, NodeRecord, NodeState
 from shared.domain.jobs import Shape
 from shared.domain.node_types import UNLIMITED, Offer, usable_by_all
+from shared.domain.quotas import GP3_QUOTA_CODE, QuotaView
 from shared.domain.resources import Resources
 from shared.domain.units import GiB
 
@@ -70,6 +72,33 @@ def volume_needed(
     kinds = _kinds(demand)
     prices = {o.key: [_per_job(o, k, largest) for k in kinds] for o in (offer, *among)}
     return _need(offer, kinds, prices[offer.key], _cheapest([offer, *among], prices, len(kinds)), largest)
+
+
+def past_gp3_quota(
+    view: QuotaView | None,
+    node_storage: int,
+    nodes: Sequence[NodeRecord],
+    offers: Mapping[str, Offer],
+    wanted: Mapping[str, int],
+    *,
+    live: Mapping[str, int],
+) -> str | None:
+    """Why the volumes this round would launch grown take the cluster past the region's gp3 storage quota (None:
+    they fit, none is grown, or the quota is unknown). The nodes it has keep theirs, stopped ones too."""
+    room = view.gp3_room_gib() if view is not None else None
+    launches = [(max(0, n - live.get(key, 0)), offers[key]) for key, n in wanted.items() if key in offers]
+    if room is None or not any(n and o.node_storage > node_storage for n, o in launches):
+        return None
+    kept = [n for n in nodes if n.state is not NodeState.GONE]
+    total = sum(volume_gib(n.node_storage or node_storage) for n in kept)
+    total += sum(n * volume_gib(o.node_storage) for n, o in launches)
+    if total <= room:
+        return None
+    return (
+        f"root volumes kept at {volume_gib(node_storage)} GiB: grown ones would take the cluster to "
+        f"{total:,} GiB of gp3, past the {room:,.0f} GiB the region's gp3 storage quota "
+        f"({GP3_QUOTA_CODE}) leaves it"
+    )
 
 
 def _kinds(demand: Mapping[Shape, DemandCount]) -> list[_Kind]:
